@@ -1,0 +1,360 @@
+//! The SLA file: a TOML description of the link and the SLAs, for the `local` platform,
+//! the bench, and hosts whose toolstack does not write the xenstore keys.
+//!
+//! Schema (every key is optional unless marked; unknown keys are errors):
+//!
+//! ```toml
+//! [link]                     # required
+//! capacity-bps = "1G"        # required. B_p, bits/s of L2 frame bytes
+//!
+//! [defaults]                 # for vifs / VMs without their own entry
+//! priority = 7               # class 0 (highest) ..= 7 (lowest); default 7
+//! min-bps = 0                # B^min; default 0
+//! max-bps = "1G"             # B^max; default: none (the link)
+//! pps = "100k"               # pps^VM for VMs without a [[vm]] entry; default: none
+//!
+//! [[vm]]                     # one per VM with a packets/s cap
+//! domid = 1                  # required
+//! pps = "20k"                # pps^VM_j
+//!
+//! [[vif]]                    # one per vif with its own SLA
+//! domid = 1                  # required
+//! devid = 0                  # default 0
+//! priority = 1               # default: [defaults]
+//! min-bps = "150M"           # default: [defaults]
+//! max-bps = "150M"           # default: [defaults]
+//! ```
+//!
+//! Rates are TOML integers or strings in the form of [`crate::rate`] (`"150M"`,
+//! `"20k"`). Errors name the vif (or VM, link, defaults) and the field; TOML syntax and
+//! structure errors carry the line and column.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::rate::{MAX_BPS, MAX_PPS};
+use crate::sla::{
+    field, parse_bps, parse_pps, DomId, Link, Priority, Problem, SlaError, SlaSet, Subject, VifId,
+    VifSla, VmSla,
+};
+
+/// The largest domid a guest can have (`DOMID_FIRST_RESERVED - 1`).
+pub const MAX_DOMID: i64 = 0x7FEF;
+
+/// Why an SLA file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SlaFileError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or keys / tables that the schema does not have.
+    #[error("SLA file is not valid: {0}")]
+    Toml(String),
+    /// A value is invalid.
+    #[error("SLA file: {0}")]
+    Sla(#[from] SlaError),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawFile {
+    link: RawLink,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    vm: Vec<RawVm>,
+    #[serde(default)]
+    vif: Vec<RawVif>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLink {
+    capacity_bps: toml::Value,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawDefaults {
+    priority: Option<toml::Value>,
+    min_bps: Option<toml::Value>,
+    max_bps: Option<toml::Value>,
+    pps: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawVm {
+    domid: i64,
+    pps: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawVif {
+    domid: i64,
+    #[serde(default)]
+    devid: i64,
+    priority: Option<toml::Value>,
+    min_bps: Option<toml::Value>,
+    max_bps: Option<toml::Value>,
+}
+
+fn number(subject: &Subject, name: &str, v: &toml::Value, limit: u64) -> Result<u64, SlaError> {
+    let err = |p| SlaError::new(subject.clone(), name, p);
+    match v {
+        toml::Value::Integer(i) if *i < 0 => Err(err(Problem::Negative(*i))),
+        toml::Value::Integer(i) if *i as u64 > limit => Err(err(Problem::TooLarge {
+            value: *i as u64,
+            limit,
+        })),
+        toml::Value::Integer(i) => Ok(*i as u64),
+        toml::Value::String(s) if limit == MAX_PPS => parse_pps(subject, name, s),
+        toml::Value::String(s) => parse_bps(subject, name, s),
+        _ => Err(err(Problem::WrongType(
+            "an integer or a string such as \"150M\"",
+        ))),
+    }
+}
+
+fn priority(subject: &Subject, v: &toml::Value) -> Result<Priority, SlaError> {
+    let text = match v {
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Priority::parse(&text).map_err(|p| SlaError::new(subject.clone(), field::PRIORITY, p))
+}
+
+fn domid(table: &'static str, index: usize, v: i64) -> Result<DomId, SlaError> {
+    let subject = Subject::Entry { table, index };
+    if v < 0 {
+        return Err(SlaError::new(subject, "domid", Problem::Negative(v)));
+    }
+    if v > MAX_DOMID {
+        return Err(SlaError::new(
+            subject,
+            "domid",
+            Problem::TooLarge {
+                value: v as u64,
+                limit: MAX_DOMID as u64,
+            },
+        ));
+    }
+    Ok(v as DomId)
+}
+
+/// Parses an SLA file's text into a validated [`SlaSet`].
+pub fn parse_sla_file(text: &str) -> Result<SlaSet, SlaFileError> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| SlaFileError::Toml(e.to_string()))?;
+
+    let capacity = number(
+        &Subject::Link,
+        field::CAPACITY_BPS,
+        &raw.link.capacity_bps,
+        MAX_BPS,
+    )?;
+    let mut set = SlaSet::new(Link::new(capacity)?);
+
+    let d = &raw.defaults;
+    let s = Subject::Defaults;
+    let def_priority = d
+        .priority
+        .as_ref()
+        .map(|v| priority(&s, v))
+        .transpose()?
+        .unwrap_or(Priority::LOWEST);
+    let def_min = d
+        .min_bps
+        .as_ref()
+        .map(|v| number(&s, field::MIN_BPS, v, MAX_BPS))
+        .transpose()?
+        .unwrap_or(0);
+    let def_max = d
+        .max_bps
+        .as_ref()
+        .map(|v| number(&s, field::MAX_BPS, v, MAX_BPS))
+        .transpose()?;
+    let defaults = VifSla::new(s.clone(), def_priority, def_min, def_max)?;
+    set.set_default_vif(defaults);
+    let def_pps = d
+        .pps
+        .as_ref()
+        .map(|v| number(&s, field::PPS, v, MAX_PPS))
+        .transpose()?;
+    set.set_default_vm(VmSla::new(0, def_pps)?);
+
+    let mut seen_vms = BTreeSet::new();
+    for (k, vm) in raw.vm.iter().enumerate() {
+        let domid = domid("vm", k + 1, vm.domid)?;
+        let s = Subject::Vm(domid);
+        if !seen_vms.insert(domid) {
+            return Err(SlaError::new(s, "domid", Problem::Duplicate).into());
+        }
+        let pps = vm
+            .pps
+            .as_ref()
+            .map(|v| number(&s, field::PPS, v, MAX_PPS))
+            .transpose()?;
+        set.set_vm(domid, VmSla::new(domid, pps)?);
+    }
+
+    for (k, v) in raw.vif.iter().enumerate() {
+        let domid = domid("vif", k + 1, v.domid)?;
+        if v.devid < 0 || v.devid > u32::MAX as i64 {
+            return Err(SlaError::new(
+                Subject::Entry {
+                    table: "vif",
+                    index: k + 1,
+                },
+                "devid",
+                if v.devid < 0 {
+                    Problem::Negative(v.devid)
+                } else {
+                    Problem::TooLarge {
+                        value: v.devid as u64,
+                        limit: u32::MAX as u64,
+                    }
+                },
+            )
+            .into());
+        }
+        let id = VifId::new(domid, v.devid as u32);
+        let s = Subject::Vif(id);
+        if set.vif_own(id).is_some() {
+            return Err(SlaError::new(s, "devid", Problem::Duplicate).into());
+        }
+        let p = v
+            .priority
+            .as_ref()
+            .map(|x| priority(&s, x))
+            .transpose()?
+            .unwrap_or(defaults.priority());
+        let min = v
+            .min_bps
+            .as_ref()
+            .map(|x| number(&s, field::MIN_BPS, x, MAX_BPS))
+            .transpose()?
+            .unwrap_or(defaults.min_bps());
+        let max = match &v.max_bps {
+            Some(x) => Some(number(&s, field::MAX_BPS, x, MAX_BPS)?),
+            None => defaults.max_bps(),
+        };
+        set.set_vif(id, VifSla::new(s, p, min, max)?);
+    }
+    Ok(set)
+}
+
+/// Reads and parses an SLA file.
+pub fn load_sla_file(path: &Path) -> Result<SlaSet, SlaFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SlaFileError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_sla_file(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAPER: &str = r#"
+        [link]
+        capacity-bps = "1G"
+
+        [[vm]]
+        domid = 1
+        pps = "20k"
+        [[vm]]
+        domid = 2
+        pps = 60000
+
+        [[vif]]
+        domid = 1
+        priority = 1
+        min-bps = "150M"
+        max-bps = "150M"
+        [[vif]]
+        domid = 2
+        devid = 0
+        priority = "0"
+        min-bps = 700000000
+    "#;
+
+    #[test]
+    fn parses() {
+        let s = parse_sla_file(PAPER).unwrap();
+        assert_eq!(s.link().capacity_bps(), 1_000_000_000);
+        let v1 = s.vif(VifId::new(1, 0));
+        assert_eq!(v1.priority().get(), 1);
+        assert_eq!(
+            (v1.min_bps(), v1.max_bps()),
+            (150_000_000, Some(150_000_000))
+        );
+        let v2 = s.vif(VifId::new(2, 0));
+        assert_eq!((v2.min_bps(), v2.max_bps()), (700_000_000, None));
+        assert_eq!(s.vm(1).pps(), Some(20_000));
+        assert_eq!(s.vm(2).pps(), Some(60_000));
+        assert_eq!(s.vm(3).pps(), None);
+        assert_eq!(s.vif(VifId::new(9, 9)), VifSla::BEST_EFFORT);
+    }
+
+    fn err(text: &str) -> String {
+        parse_sla_file(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_vif_and_field() {
+        let base = "[link]\ncapacity-bps = \"1G\"\n";
+        assert_eq!(
+            err(&format!(
+                "{base}[[vif]]\ndomid = 3\nmin-bps = \"900M\"\nmax-bps = \"700M\"\n"
+            )),
+            "SLA file: vif3.0: field `min-bps`: minimum 900M b/s is above the maximum 700M b/s"
+        );
+        assert_eq!(
+            err(&format!(
+                "{base}[[vif]]\ndomid = 3\ndevid = 1\nmin-bps = -5\n"
+            )),
+            "SLA file: vif3.1: field `min-bps`: -5 is negative"
+        );
+        assert_eq!(
+            err(&format!("{base}[[vif]]\ndomid = 3\npriority = \"gold\"\n")),
+            "SLA file: vif3.0: field `priority`: unknown priority class `gold` (classes are 0 = highest to 7 = lowest)"
+        );
+        assert!(err(&format!("{base}[[vif]]\ndomid = 3\npriority = 8\n"))
+            .contains("unknown priority class `8`"));
+        assert!(
+            err(&format!("{base}[[vif]]\ndomid = 3\nmax-bps = \"1P\"\n"))
+                .contains("vif3.0: field `max-bps`")
+        );
+        assert!(err(&format!("{base}[[vif]]\ndomid = 3\nmax-bps = 1.5\n"))
+            .contains("expected an integer"));
+        assert!(err(&format!("{base}[[vm]]\ndomid = 4\npps = \"99G\"\n"))
+            .contains("VM (domain 4): field `pps`"));
+        assert!(
+            err(&format!("{base}[[vif]]\ndomid = 3\n[[vif]]\ndomid = 3\n"))
+                .contains("vif3.0: field `devid`: described more than once")
+        );
+        assert!(err(&format!("{base}[[vif]]\ndomid = 3\nmin_bps = 5\n"))
+            .contains("unknown field `min_bps`"));
+        assert!(err("[link]\ncapacity-bps = 0\n")
+            .contains("link: field `capacity-bps`: must be greater than zero"));
+        assert!(err("[[vif]]\ndomid = 1\n").contains("missing field `link`"));
+        assert!(err("[link\n").contains("SLA file is not valid"));
+        assert!(err(&format!(
+            "{base}[defaults]\nmin-bps = \"2G\"\nmax-bps = \"1G\"\n"
+        ))
+        .contains("default SLA: field `min-bps`"));
+        assert!(err(&format!("{base}[[vif]]\ndomid = 70000\n"))
+            .contains("[[vif]] entry 1: field `domid`: 70000 is above"));
+    }
+}

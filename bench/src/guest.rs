@@ -1,0 +1,254 @@
+//! One guest: a thread playing "iperf + the guest kernel's qdisc + netfront". It offers
+//! frames at a fixed line rate (timestamped at their scheduled time), keeps them in a
+//! bounded guest queue (like `txqueuelen`), and moves them onto the netfront TX ring as
+//! the ring and the credits allow: `drop` loses what is over budget at once, `hold` and a
+//! full ring leave frames in the queue, which overflows (guest drops) when full.
+//!
+//! If the machine cannot keep up with the schedule (more than [`MAX_LAG_NS`] behind), the
+//! frames it could not even generate are counted as `skipped`, not as offered.
+
+use std::collections::VecDeque;
+use std::sync::mpsc;
+
+use hypervisor::grant::DomId;
+use hypervisor::platform::LocalPlatform;
+use netfront::{FrontStats, Netfront, NetfrontConfig, Sent};
+use netport::FrameMeta;
+
+use crate::clock::{now_ns, thread_cpu_ns};
+use crate::frame;
+use crate::nic::wire_time_ps;
+
+/// netfront on the local platform.
+pub type LocalNetfront = Netfront<
+    hypervisor::local::Domain,
+    hypervisor::local::LocalEventChannels,
+    hypervisor::xenstore::XsClient,
+>;
+
+/// How far the generator may fall behind its schedule before it skips frames.
+pub const MAX_LAG_NS: u64 = 2_000_000;
+
+/// One guest's traffic.
+#[derive(Debug, Clone)]
+pub struct GuestSpec {
+    /// VM index (0-based; domid = vm + 1).
+    pub vm: usize,
+    /// Frame length.
+    pub frame_len: usize,
+    /// Offered line rate, bits/s on the wire (frames back to back at this rate).
+    pub offered_line_bps: u64,
+    /// Guest queue length, frames.
+    pub queue_frames: usize,
+    /// netfront settings.
+    pub netfront: NetfrontConfig,
+    /// Intervals (ns after the start) during which the guest offers traffic.
+    pub active: Vec<(u64, u64)>,
+}
+
+/// What a guest did.
+#[derive(Debug, Clone, Default)]
+pub struct GuestResult {
+    /// Frames the generator offered (scheduled and generated).
+    pub offered_frames: u64,
+    /// Their bytes.
+    pub offered_bytes: u64,
+    /// Frames the generator could not produce in time (machine too slow; not offered).
+    pub skipped_frames: u64,
+    /// Frames dropped because the guest queue was full.
+    pub dropped_queue: u64,
+    /// Frames left in the guest queue at the end.
+    pub left_in_queue: u64,
+    /// netfront counters.
+    pub front: FrontStats,
+    /// CPU time of the guest thread, ns.
+    pub cpu_ns: u64,
+    /// Offered frames per bin (same bins as the NIC's).
+    pub offered_bins: Vec<u64>,
+}
+
+/// A running guest thread.
+pub struct Guest {
+    start_tx: mpsc::Sender<(u64, u64)>,
+    thread: std::thread::JoinHandle<Result<(GuestResult, LocalNetfront), String>>,
+}
+
+impl Guest {
+    /// Connects netfront in domain `vm + 1` (on its own thread) and waits for the handshake.
+    pub fn connect(platform: LocalPlatform, spec: GuestSpec) -> Result<Guest, String> {
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let (start_tx, start_rx) = mpsc::channel::<(u64, u64)>();
+        let vm = spec.vm;
+        let thread = std::thread::Builder::new()
+            .name(format!("guest-vm{}", spec.vm + 1))
+            .spawn(move || {
+                let nf = Netfront::connect(platform, spec.netfront.clone(), Box::new(now_ns));
+                let mut nf = match nf {
+                    Ok(nf) => {
+                        let _ = ready_tx.send(Ok(()));
+                        nf
+                    }
+                    Err(e) => {
+                        let msg = format!("VM{}: netfront connect: {e}", spec.vm + 1);
+                        let _ = ready_tx.send(Err(msg.clone()));
+                        return Err(msg);
+                    }
+                };
+                let (t0, end) = start_rx
+                    .recv()
+                    .map_err(|_| "run aborted before start".to_string())?;
+                let r = generate(&mut nf, &spec, t0, end)?;
+                Ok((r, nf))
+            })
+            .map_err(|e| format!("spawn guest thread: {e}"))?;
+        match ready_rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(Ok(())) => Ok(Guest { start_tx, thread }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("VM{}: netfront did not connect in 30 s", vm + 1)),
+        }
+    }
+
+    /// Starts offering traffic at `t0_ns` until `end_ns`.
+    pub fn start(&self, t0_ns: u64, end_ns: u64) {
+        let _ = self.start_tx.send((t0_ns, end_ns));
+    }
+
+    /// Waits for the end of the traffic; returns the results and the (still connected)
+    /// netfront, to be dropped once the backend has stopped.
+    pub fn join(self) -> Result<(GuestResult, LocalNetfront), String> {
+        self.thread
+            .join()
+            .map_err(|_| "guest thread panicked".to_string())?
+    }
+}
+
+/// Ties a domain to its VM index.
+pub fn domid(vm: usize) -> DomId {
+    DomId(vm as u16 + 1)
+}
+
+fn generate(
+    nf: &mut LocalNetfront,
+    spec: &GuestSpec,
+    t0: u64,
+    end: u64,
+) -> Result<GuestResult, String> {
+    let cpu0 = thread_cpu_ns();
+    let active_abs: Vec<(u64, u64)> = spec.active.iter().map(|&(a, b)| (t0 + a, t0 + b)).collect();
+    let interval_ps = wire_time_ps(spec.frame_len as u64, spec.offered_line_bps).max(1);
+    let bin_ns = crate::run::BIN_NS;
+    let mut r = GuestResult::default();
+    let mut q: VecDeque<u64> = VecDeque::with_capacity(spec.queue_frames);
+    let mut buf = frame::template(spec.vm as u8, spec.frame_len);
+    let meta = FrameMeta::default();
+    let vm = spec.vm as u8;
+    let mut seq = 0u64;
+    crate::clock::sleep_until(t0);
+    let mut next_ps = t0 as u128 * 1000;
+    let mut hold_until: Option<u64> = None;
+    let mut iter = 0u64;
+    loop {
+        let now = now_ns();
+        if now >= end {
+            break;
+        }
+        iter += 1;
+        if iter % 64 == 0 {
+            nf.maintain();
+            nf.ack_events();
+        }
+        nf.apply_credits();
+        nf.reap_tx().map_err(|e| format!("VM{}: {e}", vm + 1))?;
+        // Offer what is due.
+        let now_ps = now as u128 * 1000;
+        let active = active_abs.iter().any(|&(a, b)| now >= a && now < b);
+        if !active {
+            next_ps = now_ps;
+        } else if next_ps <= now_ps {
+            let lag = now_ps - next_ps;
+            if lag > MAX_LAG_NS as u128 * 1000 {
+                let skip = (lag - MAX_LAG_NS as u128 * 1000) / interval_ps as u128;
+                r.skipped_frames += skip as u64;
+                next_ps += skip * interval_ps as u128;
+            }
+            let due = ((now_ps - next_ps) / interval_ps as u128 + 1) as u64;
+            let room = (spec.queue_frames - q.len()) as u64;
+            let take = due.min(room);
+            // Timestamped when generated (like iperf's send time): time spent behind
+            // schedule because the machine was busy is not counted as network delay.
+            for _ in 0..take {
+                q.push_back(now);
+            }
+            r.dropped_queue += due - take;
+            r.offered_frames += due;
+            r.offered_bytes += due * spec.frame_len as u64;
+            let bin = (now.saturating_sub(t0) / bin_ns) as usize;
+            if bin < 100_000 {
+                if r.offered_bins.len() <= bin {
+                    r.offered_bins.resize(bin + 1, 0);
+                }
+                r.offered_bins[bin] += due;
+            }
+            next_ps += due as u128 * interval_ps as u128;
+        }
+        // Queue → ring.
+        let mut ring_full = false;
+        if hold_until.is_some_and(|t| now < t) {
+            // Still held.
+        } else {
+            hold_until = None;
+            let mut since_flush = 0;
+            while let Some(&ts) = q.front() {
+                frame::encode(&mut buf, vm, seq, ts);
+                match nf.send_at(now, &buf, &meta) {
+                    Ok(Sent::Queued) => {
+                        q.pop_front();
+                        seq += 1;
+                        since_flush += 1;
+                        if since_flush >= 32 {
+                            let _ = nf.flush();
+                            since_flush = 0;
+                        }
+                    }
+                    Ok(Sent::Dropped) | Ok(Sent::TooBig) => {
+                        q.pop_front();
+                        seq += 1;
+                    }
+                    Ok(Sent::Held(t)) => {
+                        hold_until = Some(t);
+                        break;
+                    }
+                    Ok(Sent::RingFull) => {
+                        ring_full = true;
+                        break;
+                    }
+                    Err(e) => return Err(format!("VM{}: send: {e}", vm + 1)),
+                }
+            }
+            let _ = nf.flush();
+        }
+        // Sleep until there is something to do.
+        let now = now_ns();
+        let mut wake = end;
+        if active {
+            wake = wake.min((next_ps / 1000) as u64);
+        } else if let Some(&(a, _)) = active_abs.iter().find(|&&(a, _)| a > now) {
+            wake = wake.min(a);
+        }
+        if let Some(t) = hold_until {
+            wake = wake.min(t);
+        }
+        if ring_full {
+            wake = wake.min(now + 20_000);
+        }
+        if wake > now + 20_000 {
+            crate::clock::sleep_until(wake.min(now + 1_000_000));
+        } else if wake > now {
+            std::thread::yield_now();
+        }
+    }
+    r.left_in_queue = q.len() as u64;
+    r.front = nf.stats;
+    r.cpu_ns = thread_cpu_ns() - cpu0;
+    Ok(r)
+}

@@ -1,0 +1,21 @@
+//! `bench`: the reproduction of the DBA-VM paper (Amamou et al., ISCC 2012, §III-C and
+//! §V) on the local platform, with the real drivers.
+//!
+//! Three guests, each a real [`netfront`](netfront) driven by a traffic generator thread
+//! ([`guest`]), one [`netback`](netback) on its own thread (with the DBA-VM allocator for
+//! the `dba-*` policies), and every vif's port feeding one shared 1 Gb/s NIC model
+//! ([`nic`], [`port`]) whose sink timestamps departures. [`run`] does one experiment,
+//! [`paper`] the whole comparison, [`report`] and [`plots`] write the outputs.
+//! See `docs/reproduction.md`.
+
+pub mod clock;
+pub mod frame;
+pub mod guest;
+pub mod netns;
+pub mod nic;
+pub mod paper;
+pub mod plots;
+pub mod port;
+pub mod report;
+pub mod run;
+pub mod scenario;

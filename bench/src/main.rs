@@ -1,0 +1,170 @@
+//! `bench paper --out <dir>`: reproduces the DBA-VM paper's experiments on the local
+//! platform (no Xen, no root). See `docs/reproduction.md`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bench::paper::{paper, PaperOptions};
+use bench::scenario::{Policy, Scenario};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bench",
+    about = "DBA-VM paper reproduction on the local platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Every scenario × policy of the paper, plus the period sweep; writes report.json,
+    /// report.md and plots into --out.
+    Paper {
+        /// Output directory (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// Short runs (every scenario and policy kept).
+        #[arg(long)]
+        quick: bool,
+        /// EMULATION: the most TX packets/s the backend processes, all vifs together
+        /// (e.g. 190000 for the paper's memory-bound test bed).
+        #[arg(long, value_name = "N")]
+        backend_pps_limit: Option<u64>,
+        /// Divide every rate (NIC, offered load, SLAs, caps) by this, for slow machines.
+        #[arg(long, default_value_t = 1)]
+        scale: u64,
+        /// Comma-separated scenarios (1500, mixed, spare).
+        #[arg(long, value_delimiter = ',')]
+        scenarios: Option<Vec<String>>,
+        /// Comma-separated policies (native, netback-rate, tc, dba-drop, dba-hold).
+        #[arg(long, value_delimiter = ',')]
+        policies: Option<Vec<String>>,
+        /// Allocator readjustment period of the comparison runs, ms.
+        #[arg(long, default_value_t = 20)]
+        period_ms: u64,
+        /// Periods of the sweep, ms, comma-separated ("none" to skip it).
+        #[arg(long, value_delimiter = ',')]
+        sweep_ms: Option<Vec<String>>,
+        /// Duration of each comparison run, s (default 4, or 1 with --quick).
+        #[arg(long)]
+        duration_s: Option<f64>,
+        /// The allocator's link capacity B_p, Mb/s of frame bytes (default: what the NIC
+        /// carries with 1500-byte frames, 984.25).
+        #[arg(long)]
+        link_capacity_mbps: Option<f64>,
+        /// Traffic: `mem` (in-process generators, NIC model; default) or `netns` (guests are
+        /// network namespaces with kernel stacks and iperf3; needs root).
+        #[arg(long, default_value = "mem")]
+        traffic: String,
+        /// NIC transmit queue, frames (Linux txqueuelen default: 1000).
+        #[arg(long, default_value_t = 1000)]
+        nic_queue_frames: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<(), String> {
+    let Cmd::Paper {
+        out,
+        quick,
+        backend_pps_limit,
+        scale,
+        scenarios,
+        policies,
+        period_ms,
+        sweep_ms,
+        duration_s,
+        nic_queue_frames,
+        link_capacity_mbps,
+        traffic,
+    } = cli.cmd;
+    if !(1..=1_000_000).contains(&nic_queue_frames) {
+        return Err(format!(
+            "--nic-queue-frames {nic_queue_frames}: must be 1..=1000000"
+        ));
+    }
+    let mut o = PaperOptions::new(quick);
+    if scale == 0 || scale > 10_000 {
+        return Err(format!("--scale {scale}: must be 1..=10000"));
+    }
+    o.scale = scale;
+    if backend_pps_limit == Some(0) {
+        return Err("--backend-pps-limit 0 would stop all traffic".into());
+    }
+    o.backend_pps_limit = backend_pps_limit;
+    if let Some(s) = scenarios {
+        o.scenarios = s
+            .iter()
+            .map(|x| Scenario::parse(x))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(p) = policies {
+        o.policies = p
+            .iter()
+            .map(|x| Policy::parse(x))
+            .collect::<Result<_, _>>()?;
+    }
+    if period_ms == 0 || period_ms > 10_000 {
+        return Err(format!("--period-ms {period_ms}: must be 1..=10000"));
+    }
+    o.period = Duration::from_millis(period_ms);
+    if let Some(s) = sweep_ms {
+        o.sweep = if s.len() == 1 && s[0] == "none" {
+            Vec::new()
+        } else {
+            s.iter()
+                .map(|x| match x.parse::<u64>() {
+                    Ok(v) if (1..=10_000).contains(&v) => Ok(Duration::from_millis(v)),
+                    _ => Err(format!("--sweep-ms {x:?}: expected 1..=10000 or none")),
+                })
+                .collect::<Result<_, _>>()?
+        };
+    }
+    if let Some(d) = duration_s {
+        if !(0.1..=600.0).contains(&d) {
+            return Err(format!("--duration-s {d}: must be 0.1..=600"));
+        }
+        o.duration = Some(Duration::from_secs_f64(d));
+    }
+    o.nic_queue_frames = nic_queue_frames;
+    o.netns = match traffic.as_str() {
+        "mem" => false,
+        "netns" => true,
+        t => return Err(format!("--traffic {t:?}: expected mem or netns")),
+    };
+    if let Some(c) = link_capacity_mbps {
+        if !(1.0..=100_000.0).contains(&c) {
+            return Err(format!("--link-capacity-mbps {c}: must be 1..=100000"));
+        }
+        o.allocator_capacity_bps = Some((c * 1e6) as u64);
+    }
+
+    let r = paper(&o, &out)?;
+    let bad: Vec<_> = r.checks.iter().filter(|c| !c.holds).collect();
+    eprintln!(
+        "done: {} runs, {} sweep points; {} of {} checks hold; see {}/report.md",
+        r.runs.len(),
+        r.period_sweep.len(),
+        r.checks.len() - bad.len(),
+        r.checks.len(),
+        out.display()
+    );
+    for c in bad {
+        eprintln!("  does not hold: {} ({})", c.what, c.measured);
+    }
+    Ok(())
+}

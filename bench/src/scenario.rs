@@ -1,0 +1,236 @@
+//! The paper's set-up (§III-C, §V): three VMs, their SLAs and packet sizes per scenario,
+//! and the policies compared.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::nic::frame_capacity_bps;
+
+/// Line rate of the NIC and of each guest's offered load (the paper: 1 Gb/s).
+pub const LINE_BPS: u64 = 1_000_000_000;
+/// SLA minimum (and, except in `spare`, maximum), bits/s of frame bytes: VM1, VM2, VM3.
+pub const SLA_BPS: [u64; 3] = [150_000_000, 700_000_000, 150_000_000];
+/// SLA packets/s caps (§V): VM1, VM2, VM3.
+pub const SLA_PPS: [u64; 3] = [20_000, 60_000, 60_000];
+/// SLA priority classes (the paper gives none; VM2 is the more important one, as in
+/// `allocator/examples/paper.toml`).
+pub const SLA_PRIORITY: [u8; 3] = [1, 0, 1];
+
+/// A traffic scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// All VMs send 1500-byte frames.
+    S1500,
+    /// VM1 and VM3 send 64-byte frames, VM2 1500-byte frames.
+    Mixed,
+    /// 1500-byte frames; VM2 is idle during the middle third of the run, and VM1/VM3 have
+    /// no SLA maximum, so a work-conserving policy lets them take the spare capacity.
+    Spare,
+}
+
+impl Scenario {
+    /// All scenarios, in report order.
+    pub const ALL: [Scenario; 3] = [Scenario::S1500, Scenario::Mixed, Scenario::Spare];
+
+    /// The name used in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::S1500 => "1500",
+            Scenario::Mixed => "mixed",
+            Scenario::Spare => "spare",
+        }
+    }
+
+    /// Parses [`Scenario::name`].
+    pub fn parse(s: &str) -> Result<Scenario, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| format!("unknown scenario {s:?} (expected 1500, mixed or spare)"))
+    }
+
+    /// Frame length (dest MAC .. payload) VM `vm` sends.
+    pub fn packet_bytes(self, vm: usize) -> usize {
+        match (self, vm) {
+            (Scenario::Mixed, 0 | 2) => 64,
+            _ => 1500,
+        }
+    }
+
+    /// Whether VM `vm` is offering traffic at `frac` (0..1) of the run.
+    pub fn active(self, vm: usize, frac: f64) -> bool {
+        !(self == Scenario::Spare && vm == 1 && (1.0 / 3.0..2.0 / 3.0).contains(&frac))
+    }
+
+    /// SLA maximum of VM `vm`, bits/s (`None` = up to the link).
+    pub fn sla_max_bps(self, vm: usize, scale: u64) -> Option<u64> {
+        match (self, vm) {
+            (Scenario::Spare, 0 | 2) => None,
+            _ => Some(SLA_BPS[vm] / scale),
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A shaping policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// No shaping: credits off, unlimited; the backend serves vifs round robin.
+    Native,
+    /// Linux netback's `rate=`: a static bytes-only limit (the SLA) that leaves requests
+    /// on the ring (backstop `Hold`), no credits, no packets/s limit.
+    NetbackRate,
+    /// `tc` police in dom0: a bytes-only token bucket per vif after the grant copy.
+    Tc,
+    /// DBA-VM allocator, frontends drop over budget (the paper).
+    DbaDrop,
+    /// DBA-VM allocator, frontends hold over budget (backpressure).
+    DbaHold,
+}
+
+impl Policy {
+    /// All policies, in report order.
+    pub const ALL: [Policy; 5] = [
+        Policy::Native,
+        Policy::NetbackRate,
+        Policy::Tc,
+        Policy::DbaDrop,
+        Policy::DbaHold,
+    ];
+
+    /// The name used in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Native => "native",
+            Policy::NetbackRate => "netback-rate",
+            Policy::Tc => "tc",
+            Policy::DbaDrop => "dba-drop",
+            Policy::DbaHold => "dba-hold",
+        }
+    }
+
+    /// Parses [`Policy::name`].
+    pub fn parse(s: &str) -> Result<Policy, String> {
+        Policy::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                format!("unknown policy {s:?} (expected native, netback-rate, tc, dba-drop or dba-hold)")
+            })
+    }
+
+    /// Whether the DBA-VM allocator runs.
+    pub fn is_dba(self) -> bool {
+        matches!(self, Policy::DbaDrop | Policy::DbaHold)
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The link capacity the allocator hands out: bits/s of frame bytes the NIC carries with
+/// full-size frames (`Link::ethernet`), so that budgets summing to it fit the wire.
+pub fn allocator_capacity_bps(line_bps: u64) -> u64 {
+    frame_capacity_bps(1500, line_bps)
+}
+
+/// The SLA file (`allocator/src/sla_file.rs` syntax) for a scenario, rates divided by
+/// `scale`; the link capacity B_p is `capacity_bps` (already scaled).
+pub fn sla_file(scenario: Scenario, capacity_bps: u64, scale: u64) -> String {
+    let mut s =
+        format!("[link]\ncapacity-bps = {capacity_bps}\n[defaults]\npriority = 7\nmin-bps = 0\n");
+    #[allow(clippy::needless_range_loop)] // vm indexes several parallel tables
+    for vm in 0..3 {
+        s += &format!(
+            "[[vm]]\ndomid = {}\npps = {}\n",
+            vm + 1,
+            (SLA_PPS[vm] / scale).max(1)
+        );
+    }
+    for vm in 0..3 {
+        s += &format!(
+            "[[vif]]\ndomid = {}\ndevid = 0\npriority = {}\nmin-bps = {}\n",
+            vm + 1,
+            SLA_PRIORITY[vm],
+            SLA_BPS[vm] / scale
+        );
+        if let Some(m) = scenario.sla_max_bps(vm, scale) {
+            s += &format!("max-bps = {m}\n");
+        }
+    }
+    s
+}
+
+/// Settings of one run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Traffic scenario.
+    pub scenario: Scenario,
+    /// Shaping policy.
+    pub policy: Policy,
+    /// Allocator readjustment period (`dba-*` only).
+    pub period: Option<Duration>,
+    /// Traffic duration.
+    pub duration: Duration,
+    /// Start of the measurement window (throughput, delays) after traffic starts.
+    pub warmup: Duration,
+    /// Every rate (line, offered, SLAs, caps) is divided by this (1 = the paper).
+    pub scale: u64,
+    /// `--backend-pps-limit`: **emulated** memory-bound backend (all vifs share it).
+    pub backend_pps_limit: Option<u64>,
+    /// NIC transmit queue, frames.
+    pub nic_queue_frames: usize,
+    /// Guest transmit queue (qdisc), frames.
+    pub guest_queue_frames: usize,
+    /// The allocator's link capacity B_p, bits/s of frame bytes, before scaling (`None`:
+    /// what the NIC carries with 1500-byte frames, [`allocator_capacity_bps`]).
+    pub allocator_capacity_bps: Option<u64>,
+}
+
+impl RunSpec {
+    /// Line rate after scaling.
+    pub fn line_bps(&self) -> u64 {
+        LINE_BPS / self.scale
+    }
+
+    /// B_p after scaling.
+    pub fn capacity_bps(&self) -> u64 {
+        self.allocator_capacity_bps.map_or_else(
+            || allocator_capacity_bps(self.line_bps()),
+            |c| c / self.scale,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sla_file_parses_and_matches_the_paper() {
+        for sc in Scenario::ALL {
+            let text = sla_file(sc, allocator_capacity_bps(LINE_BPS), 1);
+            let set = allocator::sla_file::parse_sla_file(&text).expect("valid SLA file");
+            assert_eq!(set.link().capacity_bps(), 984_251_968);
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for p in Policy::ALL {
+            assert_eq!(Policy::parse(p.name()), Ok(p));
+        }
+        for s in Scenario::ALL {
+            assert_eq!(Scenario::parse(s.name()), Ok(s));
+        }
+        assert!(Policy::parse("nope").is_err());
+    }
+}

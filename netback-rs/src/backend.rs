@@ -1,0 +1,882 @@
+//! The netback daemon: the xenbus backend state machine for every vif under its backend
+//! directory, and one event loop driving all of their data paths.
+//!
+//! Handshake (as Linux's `xen-netback/xenbus.c`, plus the credit feature of
+//! `docs/protocol.md`):
+//!
+//! 1. A device directory appears under `/local/domain/<self>/backend/<type>/`: read
+//!    `frontend` and `frontend-id`, open the device's port, advertise the features,
+//!    switch to `InitWait`, watch the frontend's `state`.
+//! 2. Frontend `Initialised` or `Connected`: read and check `tx-ring-ref`,
+//!    `rx-ring-ref`, `event-channel`, `request-rx-copy` (required), optional
+//!    `request-dba-credits`; map both rings, bind the event channel, publish the first
+//!    credits, switch to `Connected`.
+//! 3. Frontend `Closing`/`Closed`/gone: release everything, switch to `Closing` then
+//!    `Closed`; a frontend that comes back (`Initialising`) gets `InitWait` again.
+//!
+//! A frontend that breaks the protocol — on the rings or in xenstore — is disconnected
+//! with one log line that says why; only that vif is affected.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use hypervisor::evtchn::{EventChannels, Port as EvtPort};
+use hypervisor::grant::{Access, DomId, GrantCopy, GrantMap, GrantRef};
+use hypervisor::platform::Platform;
+use hypervisor::xenbus::{self, XenbusError, XenbusState};
+use hypervisor::xenstore::{Xenstore, XsTx};
+use netport::Port;
+use shared_ring::credit::{Credits, CREDIT_VERSION};
+use shared_ring::Limit;
+
+use crate::control::{alloc_id, credits_of, reading, Allocation};
+use crate::meter::VifCounters;
+use crate::vif::{BackstopPolicy, Poll, Vif, VifFatal, VifId};
+
+/// Opens the port a vif's frames go to and come from (a TAP, a memory channel…).
+pub trait PortFactory {
+    /// A port for vif `id` with the guest's MAC.
+    fn open(&mut self, id: VifId, mac: [u8; 6]) -> io::Result<Box<dyn Port>>;
+}
+
+impl<F: FnMut(VifId, [u8; 6]) -> io::Result<Box<dyn Port>>> PortFactory for F {
+    fn open(&mut self, id: VifId, mac: [u8; 6]) -> io::Result<Box<dyn Port>> {
+        self(id, mac)
+    }
+}
+
+/// Netback settings.
+#[derive(Debug, Clone)]
+pub struct NetbackConfig {
+    /// Backend device type directory (`vif` as libxl writes it).
+    pub backend_type: String,
+    /// What the backstop does with excess TX frames.
+    pub tx_policy: BackstopPolicy,
+    /// Advertise `feature-dba-credits`.
+    pub credits: bool,
+    /// The budget a vif starts with, before the allocator says otherwise.
+    pub initial_budget: Credits,
+    /// **Emulation** for benchmarks: the most TX packets per second the whole backend
+    /// processes (all vifs together), like the paper's memory-bound dom0 (190 Kp/s).
+    /// `None` in production.
+    pub emulated_backend_pps: Option<u64>,
+}
+
+impl Default for NetbackConfig {
+    fn default() -> Self {
+        NetbackConfig {
+            backend_type: "vif".into(),
+            tx_policy: BackstopPolicy::Drop,
+            credits: true,
+            initial_budget: Credits {
+                bytes: Limit::Unlimited,
+                packets: Limit::Unlimited,
+                period_us: 0,
+            },
+            emulated_backend_pps: None,
+        }
+    }
+}
+
+/// A monotonic clock in nanoseconds (injectable for tests).
+pub type Clock = Box<dyn Fn() -> u64 + Send>;
+
+pub use hypervisor::platform::monotonic_ns;
+
+struct Connection<M> {
+    vif: Vif<M>,
+    evtchn: EvtPort,
+    /// Connection sequence number (meters restart with each connection).
+    created: u64,
+}
+
+struct Device<M> {
+    id: VifId,
+    backend_path: String,
+    frontend_path: String,
+    state: XenbusState,
+    port: Box<dyn Port>,
+    /// Epoll key of the port's rx fd, and whether it is armed (disarmed while the guest
+    /// has no RX buffers, so a level-triggered port does not spin the loop).
+    port_key: u64,
+    port_armed: bool,
+    conn: Option<Connection<M>>,
+    /// Counters of earlier connections of this device (kept across reconnects).
+    past: VifCounters,
+}
+
+/// Snapshot of one vif for meters, the allocator and operators.
+#[derive(Debug, Clone)]
+pub struct VifStatus {
+    /// The vif.
+    pub id: VifId,
+    /// Backend xenbus state.
+    pub state: XenbusState,
+    /// Whether the rings are connected.
+    pub connected: bool,
+    /// Whether the frontend negotiated credits.
+    pub credits: bool,
+    /// Counters, cumulated over reconnections.
+    pub counters: VifCounters,
+    /// The allocator's budget in force, if the allocator runs.
+    pub budget: Option<allocator::Budget>,
+    /// Frames the frontend says it dropped for lack of tokens, in the current connection
+    /// (from its credit area). An **untrusted hint** written by the guest: for operators'
+    /// eyes only, never for accounting or policing. `None` when not published.
+    pub front_dropped_packets: Option<u64>,
+}
+
+const TOKEN_BACKEND: &str = "be";
+const TOKEN_SLA: &str = "sla:";
+const EV_XS: u64 = 0;
+const EV_EVTCHN: u64 = 1;
+const EV_PORT_BASE: u64 = 2;
+
+/// The netback daemon.
+pub struct Netback<G: GrantMap, E, X> {
+    platform: Platform<G, E, X>,
+    cfg: NetbackConfig,
+    ports: Box<dyn PortFactory>,
+    clock: Clock,
+    root: String,
+    devices: BTreeMap<VifId, Device<G::Mapping>>,
+    by_evtchn: HashMap<EvtPort, VifId>,
+    epoll: Epoll,
+    port_keys: HashMap<u64, VifId>,
+    next_key: u64,
+    pending: Vec<EvtPort>,
+    next_created: u64,
+    alloc: Option<Allocation>,
+    work: Option<shared_ring::TokenBucket>,
+    rr: usize,
+}
+
+/// The allocator's view of netback's vifs for one round.
+struct Dp<'a, M> {
+    devices: &'a mut BTreeMap<VifId, Device<M>>,
+    now_ns: u64,
+    period: Duration,
+}
+
+impl<M: hypervisor::grant::GrantMapping> allocator::Datapath for Dp<'_, M> {
+    type Error = std::convert::Infallible;
+
+    fn read_meters(&mut self, out: &mut Vec<allocator::VifReading>) -> Result<(), Self::Error> {
+        for d in self.devices.values() {
+            if let Some(c) = &d.conn {
+                out.push(reading(
+                    d.id,
+                    c.created,
+                    c.vif.counters.tx_bytes,
+                    c.vif.counters.tx_packets,
+                    c.vif.front_counters(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn write_budgets(
+        &mut self,
+        budgets: &[(allocator::VifId, allocator::Budget)],
+    ) -> Result<(), Self::Error> {
+        for (v, b) in budgets {
+            let id = VifId {
+                domid: DomId(v.domid),
+                devid: v.devid,
+            };
+            if let Some(c) = self.devices.get_mut(&id).and_then(|d| d.conn.as_mut()) {
+                c.vif
+                    .set_tx_budget(&credits_of(b, self.period), self.now_ns);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<G, E, X> Netback<G, E, X>
+where
+    G: GrantMap + GrantCopy,
+    E: EventChannels,
+    X: Xenstore,
+{
+    /// Starts serving the backend directory of `platform`'s domain.
+    pub fn new(
+        platform: Platform<G, E, X>,
+        cfg: NetbackConfig,
+        ports: Box<dyn PortFactory>,
+        clock: Clock,
+    ) -> io::Result<Self> {
+        let root = format!(
+            "/local/domain/{}/backend/{}",
+            platform.domid.0, cfg.backend_type
+        );
+        platform
+            .xenstore
+            .watch(&root, TOKEN_BACKEND)
+            .map_err(|e| io::Error::other(format!("watch {root}: {e}")))?;
+        let epoll = Epoll::new()?;
+        epoll.add(platform.xenstore.event_fd(), EV_XS)?;
+        epoll.add(platform.evtchn.as_fd(), EV_EVTCHN)?;
+        let mut nb = Netback {
+            platform,
+            cfg,
+            ports,
+            clock,
+            root,
+            devices: BTreeMap::new(),
+            by_evtchn: HashMap::new(),
+            epoll,
+            port_keys: HashMap::new(),
+            next_key: EV_PORT_BASE,
+            pending: vec![EvtPort(0); 64],
+            next_created: 1,
+            alloc: None,
+            work: None,
+            rr: 0,
+        };
+        if let Some(pps) = nb.cfg.emulated_backend_pps {
+            // A burst of 1 ms of work: the emulated backend cannot bank idle time.
+            let burst = (pps / 1000).max(1);
+            nb.work = Some(shared_ring::TokenBucket::new(
+                Limit::rate(pps, burst),
+                (nb.clock)(),
+            ));
+        }
+        nb.scan_devices();
+        Ok(nb)
+    }
+
+    /// The platform (e.g. for its xenstore connection).
+    pub fn platform(&self) -> &Platform<G, E, X> {
+        &self.platform
+    }
+
+    /// Status of every vif.
+    pub fn status(&self) -> Vec<VifStatus> {
+        self.devices
+            .values()
+            .map(|d| VifStatus {
+                id: d.id,
+                state: d.state,
+                connected: d.conn.is_some(),
+                credits: d.conn.as_ref().is_some_and(|c| c.vif.has_credits()),
+                counters: d.conn.as_ref().map_or(d.past, |c| d.past + c.vif.counters),
+                budget: self
+                    .alloc
+                    .as_ref()
+                    .and_then(|a| a.loop_.budget(alloc_id(d.id))),
+                front_dropped_packets: d
+                    .conn
+                    .as_ref()
+                    .and_then(|c| c.vif.front_counters())
+                    .filter(|f| f.front_version != 0)
+                    .map(|f| f.dropped_packets),
+            })
+            .collect()
+    }
+
+    /// Runs the DBA-VM allocator in this daemon: every `config.period`, budgets from
+    /// `base` SLAs (overlaid with each vif's `dba-*` xenstore keys) and the measured
+    /// rates reach every vif's credit area and backstop.
+    pub fn enable_allocator(
+        &mut self,
+        base: allocator::SlaSet,
+        config: allocator::LoopConfig,
+    ) -> Result<(), allocator::control::ConfigError> {
+        let mut a = Allocation::new(base, config)?;
+        for id in self.devices.keys().copied().collect::<Vec<_>>() {
+            self.read_sla_keys(&mut a, id);
+        }
+        self.alloc = Some(a);
+        Ok(())
+    }
+
+    /// Replaces the base SLAs (e.g. the SLA file was edited); keys in xenstore still
+    /// override them per vif.
+    pub fn set_slas(&mut self, base: allocator::SlaSet) {
+        if let Some(a) = &mut self.alloc {
+            a.base = base;
+        }
+    }
+
+    /// The allocator's last round and its cumulated cost (ns, rounds), if it runs.
+    pub fn allocator_report(&self) -> Option<(Option<&allocator::RoundReport>, u64, u64)> {
+        self.alloc
+            .as_ref()
+            .map(|a| (a.loop_.last_report(), a.cost_ns, a.rounds))
+    }
+
+    /// The SLA in force for vif `id` (the base set overlaid with its xenstore keys).
+    pub fn effective_sla(&self, id: VifId) -> Option<allocator::VifSla> {
+        let a = self.alloc.as_ref()?;
+        let v = alloc_id(id);
+        Some(
+            a.keys
+                .vif(v)
+                .and_then(|k| k.sla)
+                .unwrap_or_else(|| a.base.vif(v)),
+        )
+    }
+
+    fn read_sla_keys(&self, a: &mut Allocation, id: VifId) {
+        let be = format!("{}/{}/{}", self.root, id.domid.0, id.devid);
+        let xs = &self.platform.xenstore;
+        let r = a.update_keys(id, |k| {
+            xs.read(XsTx::NONE, &format!("{be}/{k}"))
+                .ok()
+                .map(|v| String::from_utf8_lossy(&v[..v.len().min(64)]).into_owned())
+        });
+        if let Err(e) = r {
+            log::warn!("{id}: SLA keys: {e}; keeping the previous SLA");
+        }
+    }
+
+    fn allocator_round(&mut self) {
+        let now = (self.clock)();
+        if let Some(a) = &mut self.alloc {
+            let period = a.period();
+            let mut dp = Dp {
+                devices: &mut self.devices,
+                now_ns: now,
+                period,
+            };
+            a.maybe_round(now, &mut dp);
+        }
+    }
+
+    /// Applies a TX budget to vif `id` (backstop and, if negotiated, its credit area).
+    pub fn set_tx_budget(&mut self, id: VifId, c: &Credits) -> bool {
+        let now = (self.clock)();
+        match self.devices.get_mut(&id).and_then(|d| d.conn.as_mut()) {
+            Some(conn) => {
+                conn.vif.set_tx_budget(c, now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs until `stop` returns true, waiting at most `tick` between checks.
+    pub fn run(
+        &mut self,
+        tick: Duration,
+        mut stop: impl FnMut(&mut Self) -> bool,
+    ) -> io::Result<()> {
+        while !stop(self) {
+            self.run_once(tick)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for events (at most `timeout`, less if a vif is held) and handles them.
+    pub fn run_once(&mut self, timeout: Duration) -> io::Result<()> {
+        let now = (self.clock)();
+        let wait = self
+            .devices
+            .values()
+            .filter_map(|d| d.conn.as_ref()?.vif.hold_until())
+            .map(|t| Duration::from_nanos(t.saturating_sub(now)))
+            .fold(timeout, Duration::min);
+        let wait = match self.alloc.as_ref().and_then(|a| a.next_due()) {
+            Some(t) => wait.min(Duration::from_nanos(t.saturating_sub(now))),
+            None => wait,
+        };
+        let mut events = [0u64; 32];
+        let n = self.epoll.wait(&mut events, wait)?;
+        for &key in &events[..n] {
+            match key {
+                EV_XS => self.handle_xenstore(),
+                EV_EVTCHN => self.handle_evtchn(),
+                k => {
+                    if let Some(&id) = self.port_keys.get(&k) {
+                        self.poll_vif(id);
+                    }
+                }
+            }
+        }
+        // Held vifs whose deficit has accrued.
+        let now = (self.clock)();
+        let due: Vec<VifId> = self
+            .devices
+            .values()
+            .filter(|d| {
+                d.conn
+                    .as_ref()
+                    .and_then(|c| c.vif.hold_until())
+                    .is_some_and(|t| t <= now)
+            })
+            .map(|d| d.id)
+            .collect();
+        // Round robin over the held vifs: when they share a budget (the emulated backend
+        // packet rate), the first one polled would otherwise take every refill.
+        if !due.is_empty() {
+            self.rr = self.rr.wrapping_add(1);
+            let k = self.rr % due.len();
+            for id in due[k..].iter().chain(&due[..k]) {
+                self.poll_vif(*id);
+            }
+        }
+        self.allocator_round();
+        Ok(())
+    }
+
+    fn handle_evtchn(&mut self) {
+        let n = match self.platform.evtchn.pending(&mut self.pending) {
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("netback: event channel pending: {e}");
+                return;
+            }
+        };
+        for i in 0..n {
+            let port = self.pending[i];
+            if let Some(&id) = self.by_evtchn.get(&port) {
+                self.poll_vif(id);
+            }
+            if let Err(e) = self.platform.evtchn.unmask(port) {
+                log::debug!("netback: unmask {port}: {e}");
+            }
+            // Work that raced with the unmask is caught by the final checks in poll_vif.
+        }
+    }
+
+    /// Polls one vif's TX and RX until it has no more work this round.
+    pub fn poll_vif(&mut self, id: VifId) {
+        let Some(dev) = self.devices.get_mut(&id) else {
+            return;
+        };
+        let Some(conn) = dev.conn.as_mut() else {
+            return;
+        };
+        let grants = &self.platform.grants;
+        let mut rounds = 0;
+        let result: Result<(), VifFatal> = (|| loop {
+            rounds += 1;
+            let now = (self.clock)();
+            let tx: Poll =
+                conn.vif
+                    .tx_poll_limited(now, grants, dev.port.as_mut(), self.work.as_mut())?;
+            let rx: Poll = conn.vif.rx_poll(now, grants, dev.port.as_mut())?;
+            if tx.notify || rx.notify {
+                if let Err(e) = self.platform.evtchn.notify(conn.evtchn) {
+                    log::debug!("{id}: notify: {e}");
+                }
+            }
+            if !(tx.more || rx.more) || rounds >= 64 {
+                return Ok(());
+            }
+        })();
+        if let Err(why) = result {
+            log::warn!("{id}: disconnecting the frontend: {why}");
+            self.fail_device(id, &why.to_string());
+            return;
+        }
+        // Listen to the port only while frames can go somewhere.
+        let want = !conn.vif.rx_starved();
+        if want != dev.port_armed {
+            match self.epoll.set(dev.port.rx_fd(), dev.port_key, want) {
+                Ok(()) => dev.port_armed = want,
+                Err(e) => log::warn!("{id}: epoll: {e}"),
+            }
+        }
+    }
+
+    fn handle_xenstore(&mut self) {
+        for ev in self.platform.xenstore.drain_events() {
+            if ev.token == TOKEN_BACKEND {
+                self.scan_devices();
+            } else if let Some(id) = ev.token.strip_prefix(TOKEN_SLA).and_then(parse_id) {
+                if let Some(mut a) = self.alloc.take() {
+                    if self.devices.contains_key(&id) {
+                        self.read_sla_keys(&mut a, id);
+                    }
+                    self.alloc = Some(a);
+                }
+            } else if let Some(id) = parse_fe_token(&ev.token) {
+                self.frontend_changed(id);
+            }
+        }
+    }
+
+    /// Finds devices that appeared or vanished under the backend directory.
+    fn scan_devices(&mut self) {
+        let xs = &self.platform.xenstore;
+        let mut present = Vec::new();
+        let domids = match xs.directory(XsTx::NONE, &self.root) {
+            Ok(d) => d,
+            Err(e) if e.is_enoent() => Vec::new(),
+            Err(e) => {
+                log::warn!("netback: list {}: {e}", self.root);
+                return;
+            }
+        };
+        for d in domids {
+            let Some(domid) = xenbus::parse_u64(d.as_bytes(), 0x7fef) else {
+                continue;
+            };
+            let devs = xs
+                .directory(XsTx::NONE, &format!("{}/{}", self.root, d))
+                .unwrap_or_default();
+            for v in devs {
+                if let Some(devid) = xenbus::parse_u64(v.as_bytes(), u32::MAX as u64) {
+                    present.push(VifId {
+                        domid: DomId(domid as u16),
+                        devid: devid as u32,
+                    });
+                }
+            }
+        }
+        let gone: Vec<VifId> = self
+            .devices
+            .keys()
+            .filter(|id| !present.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.remove_device(id);
+        }
+        for id in present {
+            if !self.devices.contains_key(&id) {
+                if let Err(e) = self.probe(id) {
+                    log::warn!("{id}: probe failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn probe(&mut self, id: VifId) -> Result<(), String> {
+        let xs = &self.platform.xenstore;
+        let be = format!("{}/{}/{}", self.root, id.domid.0, id.devid);
+        let fe = xenbus::read_str(xs, XsTx::NONE, &format!("{be}/frontend"), 256)
+            .map_err(|e| e.to_string())?;
+        let fe_id = xenbus::read_u64(xs, XsTx::NONE, &format!("{be}/frontend-id"), 0x7fef)
+            .map_err(|e| e.to_string())?;
+        if fe_id as u16 != id.domid.0 {
+            return Err(format!("frontend-id {fe_id} does not match the directory"));
+        }
+        let mac = xenbus::read_str(xs, XsTx::NONE, &format!("{be}/mac"), 32)
+            .ok()
+            .and_then(|m| xenbus::parse_mac(&m))
+            .unwrap_or([0x00, 0x16, 0x3e, 0, 0, 0]);
+        let port = self
+            .ports
+            .open(id, mac)
+            .map_err(|e| format!("open port: {e}"))?;
+        let key = self.next_key;
+        self.next_key += 1;
+        self.epoll
+            .add(port.rx_fd(), key)
+            .map_err(|e| format!("epoll add: {e}"))?;
+        self.port_keys.insert(key, id);
+        let mut features: Vec<(&str, String)> = vec![
+            ("feature-sg", "1".into()),
+            ("feature-gso-tcpv4", "1".into()),
+            ("feature-gso-tcpv6", "1".into()),
+            ("feature-ipv6-csum-offload", "1".into()),
+            ("feature-rx-copy", "1".into()),
+            ("feature-rx-flip", "0".into()),
+            ("feature-multicast-control", "0".into()),
+            ("feature-split-event-channels", "0".into()),
+        ];
+        if self.cfg.credits {
+            features.push(("feature-dba-credits", CREDIT_VERSION.to_string()));
+        }
+        for (k, v) in &features {
+            xs.write(XsTx::NONE, &format!("{be}/{k}"), v.as_bytes())
+                .map_err(|e| format!("write {k}: {e}"))?;
+        }
+        xs.watch(&format!("{fe}/state"), &fe_token(id))
+            .map_err(|e| format!("watch frontend state: {e}"))?;
+        // SLA keys (dba-*) live in the backend directory; any change there re-reads them.
+        xs.watch(&be, &format!("{TOKEN_SLA}{}:{}", id.domid.0, id.devid))
+            .map_err(|e| format!("watch backend directory: {e}"))?;
+        self.devices.insert(
+            id,
+            Device {
+                id,
+                backend_path: be,
+                frontend_path: fe,
+                state: XenbusState::Initialising,
+                port,
+                port_key: key,
+                port_armed: true,
+                conn: None,
+                past: VifCounters::default(),
+            },
+        );
+        self.switch_state(id, XenbusState::InitWait);
+        log::info!("{id}: probed, waiting for the frontend");
+        Ok(())
+    }
+
+    fn switch_state(&mut self, id: VifId, state: XenbusState) {
+        let Some(d) = self.devices.get_mut(&id) else {
+            return;
+        };
+        d.state = state;
+        let path = format!("{}/state", d.backend_path);
+        if let Err(e) = self
+            .platform
+            .xenstore
+            .write(XsTx::NONE, &path, state.as_str().as_bytes())
+        {
+            log::warn!("{id}: write {path}: {e}");
+        }
+    }
+
+    fn frontend_changed(&mut self, id: VifId) {
+        let Some(d) = self.devices.get(&id) else {
+            return;
+        };
+        let path = format!("{}/state", d.frontend_path);
+        let fe_state = match xenbus::read_state(&self.platform.xenstore, &path) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("{id}: {e}");
+                self.fail_device(id, &e.to_string());
+                return;
+            }
+        };
+        let be_state = d.state;
+        use XenbusState::*;
+        match fe_state {
+            Initialising => {
+                if matches!(be_state, Closing | Closed | Connected) {
+                    self.disconnect(id);
+                    self.switch_state(id, InitWait);
+                }
+            }
+            Initialised | Connected => {
+                if be_state != Connected {
+                    if be_state != InitWait {
+                        // A frontend connecting after a failure: restart the handshake.
+                        self.switch_state(id, InitWait);
+                    }
+                    match self.connect(id) {
+                        Ok(()) => {
+                            self.switch_state(id, Connected);
+                            // Frames may already be waiting in either direction. Polled
+                            // only now: a ring that breaks the protocol at once must leave
+                            // the device Closing, not be overwritten by `Connected`.
+                            self.poll_vif(id);
+                        }
+                        Err(e) => {
+                            log::warn!("{id}: cannot connect: {e}");
+                            self.fail_device(id, &e);
+                        }
+                    }
+                }
+            }
+            Closing => {
+                self.disconnect(id);
+                self.switch_state(id, Closing);
+            }
+            Closed | Unknown => {
+                self.disconnect(id);
+                if be_state != Closed {
+                    self.switch_state(id, Closing);
+                    self.switch_state(id, Closed);
+                }
+            }
+            InitWait | Reconfiguring | Reconfigured => {}
+        }
+    }
+
+    fn connect(&mut self, id: VifId) -> Result<(), String> {
+        let d = self.devices.get(&id).ok_or("no such device")?;
+        let xs = &self.platform.xenstore;
+        let fe = d.frontend_path.clone();
+        let rd = |k: &str, max: u64| xenbus::read_u64(xs, XsTx::NONE, &format!("{fe}/{k}"), max);
+        let rd_or = |k: &str, max: u64, def: u64| {
+            xenbus::read_u64_or(xs, XsTx::NONE, &format!("{fe}/{k}"), max, def)
+        };
+        let e = |e: XenbusError| e.to_string();
+        if rd_or("multi-queue-num-queues", 1, 1).map_err(e)? != 1 {
+            return Err("multi-queue is not supported".into());
+        }
+        if rd_or("request-rx-copy", 1, 0).map_err(e)? != 1 {
+            return Err("frontend does not support rx-copy (request-rx-copy)".into());
+        }
+        let tx_ref = rd("tx-ring-ref", u32::MAX as u64).map_err(e)? as u32;
+        let rx_ref = rd("rx-ring-ref", u32::MAX as u64).map_err(e)? as u32;
+        let ev = rd("event-channel", u32::MAX as u64).map_err(e)? as u32;
+        let credits_req = rd_or("request-dba-credits", u16::MAX as u64, 0).map_err(e)?;
+        let fe_gso = rd_or("feature-gso-tcpv4", 1, 0).map_err(e)? == 1;
+        let credits = self.cfg.credits && credits_req >= 1;
+        if credits_req > CREDIT_VERSION as u64 && self.cfg.credits {
+            return Err(format!(
+                "request-dba-credits {credits_req} is above the advertised {CREDIT_VERSION}"
+            ));
+        }
+        let grants = &self.platform.grants;
+        let tx_map = grants
+            .map(id.domid, &[GrantRef(tx_ref)], Access::Writable)
+            .map_err(|e| format!("map tx-ring-ref {tx_ref}: {e}"))?;
+        let rx_map = grants
+            .map(id.domid, &[GrantRef(rx_ref)], Access::Writable)
+            .map_err(|e| format!("map rx-ring-ref {rx_ref}: {e}"))?;
+        let evtchn = self
+            .platform
+            .evtchn
+            .bind_interdomain(id.domid, EvtPort(ev))
+            .map_err(|e| format!("bind event-channel {ev}: {e}"))?;
+        let now = (self.clock)();
+        let mut vif = Vif::new(
+            id,
+            tx_map,
+            rx_map,
+            credits.then_some(&self.cfg.initial_budget),
+            now,
+        );
+        vif.tx_policy = self.cfg.tx_policy;
+        // Segmentation offload from the port only for a frontend that takes GSO frames.
+        let d = self.devices.get_mut(&id).expect("checked above");
+        let gso = match d.port.set_gso(fe_gso) {
+            Ok(on) => on,
+            Err(e) => {
+                log::warn!("{id}: port offload: {e}");
+                false
+            }
+        };
+        vif.set_rx_gso(fe_gso && gso);
+        if !credits {
+            vif.set_tx_budget(&self.cfg.initial_budget, now);
+        }
+        self.by_evtchn.insert(evtchn, id);
+        let created = self.next_created;
+        self.next_created += 1;
+        let d = self.devices.get_mut(&id).expect("checked above");
+        d.conn = Some(Connection {
+            vif,
+            evtchn,
+            created,
+        });
+        log::info!(
+            "{id}: connected (tx-ring-ref {tx_ref}, rx-ring-ref {rx_ref}, event-channel {ev}, credits {})",
+            if credits { "on" } else { "off" }
+        );
+        Ok(())
+    }
+
+    fn disconnect(&mut self, id: VifId) {
+        let Some(d) = self.devices.get_mut(&id) else {
+            return;
+        };
+        if let Some(conn) = d.conn.take() {
+            self.by_evtchn.remove(&conn.evtchn);
+            if let Err(e) = self.platform.evtchn.unbind(conn.evtchn) {
+                log::debug!("{id}: unbind: {e}");
+            }
+            d.past += conn.vif.counters;
+            // Dropping the mappings unmaps the rings.
+            drop(conn.vif.into_mappings());
+            log::info!("{id}: disconnected");
+        }
+    }
+
+    /// Disconnects a misbehaving frontend: releases its rings and writes the reason in
+    /// the backend's `error` node, then `Closing` (xenbus_dev_fatal).
+    fn fail_device(&mut self, id: VifId, why: &str) {
+        self.disconnect(id);
+        if let Some(d) = self.devices.get(&id) {
+            let path = format!("{}/error", d.backend_path);
+            let _ = self
+                .platform
+                .xenstore
+                .write(XsTx::NONE, &path, why.as_bytes());
+        }
+        self.switch_state(id, XenbusState::Closing);
+    }
+
+    fn remove_device(&mut self, id: VifId) {
+        self.disconnect(id);
+        if let Some(a) = &mut self.alloc {
+            a.remove(id);
+        }
+        if let Some(d) = self.devices.remove(&id) {
+            let _ = self
+                .platform
+                .xenstore
+                .unwatch(&format!("{}/state", d.frontend_path), &fe_token(id));
+            let _ = self.platform.xenstore.unwatch(
+                &d.backend_path,
+                &format!("{TOKEN_SLA}{}:{}", id.domid.0, id.devid),
+            );
+            let _ = self.epoll.del(d.port.rx_fd());
+            self.port_keys.retain(|_, v| *v != id);
+            log::info!("{id}: removed");
+        }
+    }
+}
+
+fn fe_token(id: VifId) -> String {
+    format!("fe:{}:{}", id.domid.0, id.devid)
+}
+
+fn parse_fe_token(t: &str) -> Option<VifId> {
+    parse_id(t.strip_prefix("fe:")?)
+}
+
+fn parse_id(t: &str) -> Option<VifId> {
+    let mut it = t.split(':');
+    let domid = it.next()?.parse().ok()?;
+    let devid = it.next()?.parse().ok()?;
+    Some(VifId {
+        domid: DomId(domid),
+        devid,
+    })
+}
+
+/// Level-triggered epoll with `u64` keys.
+struct Epoll {
+    ep: nix::sys::epoll::Epoll,
+}
+
+impl Epoll {
+    fn new() -> io::Result<Self> {
+        use nix::sys::epoll::{Epoll as E, EpollCreateFlags};
+        Ok(Epoll {
+            ep: E::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+        })
+    }
+
+    fn add(&self, fd: impl AsFd, key: u64) -> io::Result<()> {
+        use nix::sys::epoll::{EpollEvent, EpollFlags};
+        Ok(self.ep.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, key))?)
+    }
+
+    /// Enables or disables readiness reports for an added fd.
+    fn set(&self, fd: impl AsFd, key: u64, enabled: bool) -> io::Result<()> {
+        use nix::sys::epoll::{EpollEvent, EpollFlags};
+        let flags = if enabled {
+            EpollFlags::EPOLLIN
+        } else {
+            EpollFlags::empty()
+        };
+        Ok(self.ep.modify(fd, &mut EpollEvent::new(flags, key))?)
+    }
+
+    fn del(&self, fd: impl AsFd) -> io::Result<()> {
+        Ok(self.ep.delete(fd)?)
+    }
+
+    /// Waits up to `timeout` (rounded up to whole milliseconds).
+    fn wait(&self, keys: &mut [u64], timeout: Duration) -> io::Result<usize> {
+        use nix::sys::epoll::{EpollEvent, EpollTimeout};
+        let mut evs = [EpollEvent::empty(); 32];
+        let n = keys.len().min(evs.len());
+        let ms = timeout.as_nanos().div_ceil(1_000_000).min(u16::MAX as u128) as u16;
+        let got = match self.ep.wait(&mut evs[..n], EpollTimeout::from(ms)) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        for (k, e) in keys.iter_mut().zip(&evs[..got]) {
+            *k = e.data();
+        }
+        Ok(got)
+    }
+}

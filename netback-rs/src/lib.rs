@@ -1,0 +1,25 @@
+//! DBA-VM netback: the driver-domain half of the Xen netif driver pair.
+//!
+//! Modules follow the data path:
+//!
+//! * [`tx`]: reading and validating a guest's TX slot chains (copy-once, bounded);
+//! * [`vif`]: one connected vif — backstop policing before the grant copy, batched
+//!   grant copies, responses, RX into the guest's posted buffers;
+//! * [`meter`]: per-vif counters and per-period rates;
+//! * [`backend`]: the xenbus backend state machine and the event loop;
+//! * [`toolstack`]: what a toolstack writes in xenstore to create a vif;
+//! * [`metrics`]: the Prometheus text endpoint for operators, and its client side;
+//! * [`top`]: the `netback top` table built from a scrape.
+#![deny(missing_docs)]
+
+pub mod backend;
+pub mod control;
+pub mod meter;
+pub mod metrics;
+pub mod toolstack;
+pub mod top;
+pub mod tx;
+pub mod vif;
+
+pub use backend::{Netback, NetbackConfig, PortFactory, VifStatus};
+pub use vif::{BackstopPolicy, VifId};

@@ -1,0 +1,141 @@
+//! Per-vif counters, and the per-period meters derived from them.
+
+/// Monotonic counters of one vif. "TX" is guest → port, "RX" is port → guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VifCounters {
+    /// Frames forwarded from the guest to the port.
+    pub tx_packets: u64,
+    /// Their frame bytes.
+    pub tx_bytes: u64,
+    /// Bytes grant-copied out of the guest (forwarded or not).
+    pub tx_bytes_copied: u64,
+    /// Frames refused by the backstop bucket (answered `NETIF_RSP_DROPPED`, not copied).
+    pub tx_dropped_police: u64,
+    /// Frames refused as malformed but protocol-conformant (runt, too many slots).
+    pub tx_dropped_error: u64,
+    /// Frames whose grant copy failed (bad or revoked grant).
+    pub tx_copy_errors: u64,
+    /// Frames the port could not take (full).
+    pub tx_dropped_port: u64,
+    /// Times the hold policy stopped reading the TX ring until tokens returned.
+    pub tx_held: u64,
+    /// Frames delivered into the guest's RX buffers.
+    pub rx_packets: u64,
+    /// Their frame bytes.
+    pub rx_bytes: u64,
+    /// Frames refused by the RX backstop bucket (before any copy).
+    pub rx_dropped_police: u64,
+    /// Frames larger than the guest's buffers can take.
+    pub rx_dropped_oversize: u64,
+    /// Frames whose grant copy into the guest failed.
+    pub rx_copy_errors: u64,
+}
+
+/// Counters of successive connections of one device add up (netback keeps the total
+/// across reconnections).
+impl core::ops::AddAssign for VifCounters {
+    fn add_assign(&mut self, b: VifCounters) {
+        let VifCounters {
+            tx_packets,
+            tx_bytes,
+            tx_bytes_copied,
+            tx_dropped_police,
+            tx_dropped_error,
+            tx_copy_errors,
+            tx_dropped_port,
+            tx_held,
+            rx_packets,
+            rx_bytes,
+            rx_dropped_police,
+            rx_dropped_oversize,
+            rx_copy_errors,
+        } = b; // exhaustive: a new counter must be added here
+        self.tx_packets += tx_packets;
+        self.tx_bytes += tx_bytes;
+        self.tx_bytes_copied += tx_bytes_copied;
+        self.tx_dropped_police += tx_dropped_police;
+        self.tx_dropped_error += tx_dropped_error;
+        self.tx_copy_errors += tx_copy_errors;
+        self.tx_dropped_port += tx_dropped_port;
+        self.tx_held += tx_held;
+        self.rx_packets += rx_packets;
+        self.rx_bytes += rx_bytes;
+        self.rx_dropped_police += rx_dropped_police;
+        self.rx_dropped_oversize += rx_dropped_oversize;
+        self.rx_copy_errors += rx_copy_errors;
+    }
+}
+
+impl core::ops::Add for VifCounters {
+    type Output = VifCounters;
+    fn add(mut self, b: VifCounters) -> VifCounters {
+        self += b;
+        self
+    }
+}
+
+impl VifCounters {
+    /// Frames dropped in the backend, whatever the reason, guest → port.
+    pub fn tx_dropped(&self) -> u64 {
+        self.tx_dropped_police + self.tx_dropped_error + self.tx_copy_errors + self.tx_dropped_port
+    }
+
+    /// Frames dropped in the backend, port → guest.
+    pub fn rx_dropped(&self) -> u64 {
+        self.rx_dropped_police + self.rx_dropped_oversize + self.rx_copy_errors
+    }
+}
+
+/// Rates over one measurement period.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rates {
+    /// Guest → port, bits per second (frame bytes × 8).
+    pub tx_bps: f64,
+    /// Guest → port, packets per second.
+    pub tx_pps: f64,
+    /// Port → guest, bits per second.
+    pub rx_bps: f64,
+    /// Port → guest, packets per second.
+    pub rx_pps: f64,
+}
+
+/// Turns successive counter snapshots into per-period rates.
+#[derive(Debug, Clone, Default)]
+pub struct Meter {
+    last: Option<(u64, VifCounters)>,
+}
+
+impl Meter {
+    /// Records `c` at `now_ns` and returns the rates since the previous sample (None for
+    /// the first sample or when no time passed).
+    pub fn sample(&mut self, now_ns: u64, c: &VifCounters) -> Option<Rates> {
+        let prev = self.last.replace((now_ns, *c));
+        let (t0, p) = prev?;
+        let dt = now_ns.checked_sub(t0).filter(|d| *d > 0)? as f64 / 1e9;
+        let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
+        Some(Rates {
+            tx_bps: 8.0 * d(c.tx_bytes, p.tx_bytes),
+            tx_pps: d(c.tx_packets, p.tx_packets),
+            rx_bps: 8.0 * d(c.rx_bytes, p.rx_bytes),
+            rx_pps: d(c.rx_packets, p.rx_packets),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_from_deltas() {
+        let mut m = Meter::default();
+        let mut c = VifCounters::default();
+        assert_eq!(m.sample(0, &c), None);
+        c.tx_bytes = 125_000;
+        c.tx_packets = 100;
+        let r = m.sample(1_000_000_000, &c).unwrap();
+        assert_eq!(r.tx_bps, 1_000_000.0);
+        assert_eq!(r.tx_pps, 100.0);
+        assert_eq!(m.sample(1_000_000_000, &c), None);
+    }
+}

@@ -1,0 +1,453 @@
+//! The operator CLI as a process: `netback sla set/show/rm` against a local hypervisor
+//! (in this process, listening on a socket), `netback top --once` against a metrics
+//! endpoint, and SIGHUP reloading `serve --sla` (needs root and /dev/net/tun for the
+//! TAP of the vif: runs in CI, skips with the reason elsewhere).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::add_vif;
+use hypervisor::grant::DomId;
+use hypervisor::platform::LocalHost;
+use hypervisor::xenbus::XenbusState;
+use hypervisor::xenstore::{Xenstore, XsTx};
+use netback::meter::VifCounters;
+use netback::metrics::{name, scrape, MetricsServer, Sampler, SnapshotCell};
+use netback::{VifId, VifStatus};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netback");
+const DIR: &str = "/local/domain/0/backend/vif/1/0";
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("netback-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A local host whose hypervisor listens on `<dir>/hv.sock`, with vif1.0 created.
+fn host_with_socket(dir: &Path) -> (LocalHost, PathBuf) {
+    let host = LocalHost::new();
+    let sock = dir.join("hv.sock");
+    host.hypervisor.listen(&sock).expect("listen");
+    add_vif(&host, 1, 0);
+    (host, sock)
+}
+
+fn netback(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run netback")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn key(host: &LocalHost, k: &str) -> Option<String> {
+    let xs = host.domain(DomId(0)).unwrap().xenstore;
+    xs.try_read(XsTx::NONE, &format!("{DIR}/{k}"))
+        .unwrap()
+        .map(|v| text(&v))
+}
+
+#[test]
+fn sla_set_show_rm() {
+    let scratch = Scratch::new("sla");
+    let (host, sock) = host_with_socket(&scratch.0);
+    let sock = sock.to_str().unwrap();
+    let base = ["--hv-socket", sock, "--frontend", "1"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        v.extend(extra.iter().take(2).map(|s| s.to_string()));
+        v.extend(base.iter().map(|s| s.to_string()));
+        v.extend(extra.iter().skip(2).map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let args = with(extra);
+        netback(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    let o = run(&[
+        "sla",
+        "set",
+        "--priority",
+        "1",
+        "--min-bps",
+        "150M",
+        "--max-bps",
+        "150M",
+        "--vm-pps",
+        "20k",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(&format!("{DIR}/dba-min-bps = 150M")));
+    assert_eq!(key(&host, "dba-priority").as_deref(), Some("1"));
+    assert_eq!(key(&host, "dba-min-bps").as_deref(), Some("150M"));
+    assert_eq!(key(&host, "dba-max-bps").as_deref(), Some("150M"));
+    assert_eq!(key(&host, "dba-vm-pps").as_deref(), Some("20k"));
+
+    // Bad values: a clear error naming the field, nothing written.
+    for (args, field) in [
+        (&["sla", "set", "--min-bps", "lots"][..], "dba-min-bps"),
+        (&["sla", "set", "--priority", "9"][..], "dba-priority"),
+        (&["sla", "set", "--vm-pps", "-5"][..], "dba-vm-pps"),
+        // Valid alone, but below the minimum already in xenstore.
+        (&["sla", "set", "--max-bps", "100M"][..], "dba-min-bps"),
+        (
+            &["sla", "set", "--min-bps", "1k", "--max-bps", "20T"][..],
+            "dba-max-bps",
+        ),
+    ] {
+        let o = run(args);
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "{args:?} accepted");
+        assert!(
+            err.contains(&format!("`{field}`")) && err.contains("nothing written"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(key(&host, "dba-min-bps").as_deref(), Some("150M"));
+    assert_eq!(key(&host, "dba-max-bps").as_deref(), Some("150M"));
+    assert_eq!(key(&host, "dba-priority").as_deref(), Some("1"));
+
+    // No value at all, and a vif that does not exist.
+    let o = run(&["sla", "set"]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("at least one of"));
+    let o = netback(&[
+        "sla",
+        "set",
+        "--hv-socket",
+        sock,
+        "--frontend",
+        "7",
+        "--min-bps",
+        "1M",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("no vif7.0"), "{}", text(&o.stderr));
+    let xs = host.domain(DomId(0)).unwrap().xenstore;
+    assert!(xs
+        .try_read(XsTx::NONE, "/local/domain/0/backend/vif/7")
+        .unwrap()
+        .is_none());
+
+    // The VM cap is per VM: a second vif of domain 1 without the same cap is flagged.
+    add_vif(&host, 1, 1);
+    let o = run(&["sla", "set", "--vm-pps", "20k"]);
+    assert!(o.status.success());
+    assert!(
+        text(&o.stderr).contains("vif1.1 has dba-vm-pps = (absent)"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = netback(&[
+        "sla",
+        "set",
+        "--hv-socket",
+        sock,
+        "--frontend",
+        "1",
+        "--devid",
+        "1",
+        "--vm-pps",
+        "20000",
+    ]);
+    assert!(o.status.success());
+    assert!(!text(&o.stderr).contains("warning"), "{}", text(&o.stderr));
+
+    // Show: the keys, no daemon to ask for budgets.
+    let o = netback(&["sla", "show", "--hv-socket", sock, "--metrics", "none"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("vif1.0"), "{out}");
+    assert!(out.contains("dba-vm-pps    20k"), "{out}");
+    // A daemon that does not answer: the keys, and why there is no live budget.
+    let o = netback(&[
+        "sla",
+        "show",
+        "--hv-socket",
+        sock,
+        "--frontend",
+        "1",
+        "--metrics",
+        "http://127.0.0.1:1/metrics",
+    ]);
+    assert!(o.status.success());
+    assert!(text(&o.stdout).contains("live budgets unavailable"));
+
+    // A key changed behind our back to garbage: show flags it.
+    xs.write(XsTx::NONE, &format!("{DIR}/dba-max-bps"), b"oops")
+        .unwrap();
+    let o = netback(&["sla", "show", "--hv-socket", sock, "--metrics", "none"]);
+    assert!(text(&o.stdout).contains("INVALID"), "{}", text(&o.stdout));
+    // set refuses to build on it, naming that key.
+    let o = run(&["sla", "set", "--priority", "2"]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("`dba-max-bps`"));
+
+    // rm one key, then the rest.
+    let o = run(&["sla", "rm", "--field", "max-bps"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(key(&host, "dba-max-bps"), None);
+    assert_eq!(key(&host, "dba-min-bps").as_deref(), Some("150M"));
+    let o = run(&["sla", "rm"]);
+    assert!(o.status.success());
+    for k in ["dba-priority", "dba-min-bps", "dba-max-bps", "dba-vm-pps"] {
+        assert_eq!(key(&host, k), None, "{k}");
+    }
+    // The vif itself is untouched.
+    assert!(key(&host, "frontend-id").is_some());
+    let o = run(&["sla", "rm"]);
+    assert!(o.status.success());
+    assert!(text(&o.stdout).contains("nothing removed"));
+}
+
+fn status(domid: u16, tx_bytes: u64) -> VifStatus {
+    VifStatus {
+        id: VifId {
+            domid: DomId(domid),
+            devid: 0,
+        },
+        state: XenbusState::Connected,
+        connected: true,
+        credits: true,
+        counters: VifCounters {
+            tx_bytes,
+            tx_packets: tx_bytes / 1000,
+            tx_dropped_police: 3,
+            rx_dropped_oversize: 2,
+            ..Default::default()
+        },
+        budget: Some(allocator::Budget::with_bursts(
+            150_000_000,
+            Some(20_000),
+            Duration::from_millis(20),
+        )),
+        front_dropped_packets: Some(11),
+    }
+}
+
+/// An endpoint serving two snapshots one second apart: vif1.0 sent 18.75 MB in it
+/// (150 Mb/s, 18.75 Kp/s).
+fn endpoint() -> MetricsServer {
+    let cell = SnapshotCell::new();
+    let mut sm = Sampler::new(Duration::from_secs(1));
+    sm.sample(0, vec![status(1, 0)], |_| None, None);
+    let snap = sm.sample(
+        1_000_000_000,
+        vec![status(1, 18_750_000)],
+        |_| {
+            Some(
+                allocator::VifSla::new(
+                    allocator::sla::Subject::Defaults,
+                    allocator::Priority::parse("1").unwrap(),
+                    150_000_000,
+                    Some(150_000_000),
+                )
+                .unwrap(),
+            )
+        },
+        None,
+    );
+    cell.publish(snap).unwrap();
+    MetricsServer::start("127.0.0.1:0", cell).unwrap()
+}
+
+#[test]
+fn top_once_prints_the_table() {
+    let server = endpoint();
+    let url = format!("http://{}/metrics", server.local_addr());
+    let o = netback(&["top", "--once", "--metrics", &url]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(!out.contains('\x1b'), "--once prints no control codes");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("vif1.0"))
+        .unwrap_or_else(|| panic!("no vif1.0 row in\n{out}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cols,
+        ["vif1.0", "yes", "150.00", "18.75", "0.00", "0.00", "150.00", "20.00", "3", "2", "11"],
+        "{out}"
+    );
+    assert!(out.contains("allocator: off"));
+
+    // Nothing listening: a clear error, exit status 1.
+    let o = netback(&["top", "--once", "--metrics", "http://127.0.0.1:1/metrics"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("127.0.0.1:1"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = netback(&["top", "--once", "--metrics", "ftp://x"]);
+    assert!(text(&o.stderr).contains("bad metrics URL"));
+    let o = netback(&["top", "--interval", "fast"]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("interval"));
+}
+
+#[test]
+fn sla_show_reports_the_live_budget() {
+    let scratch = Scratch::new("show");
+    let (_host, sock) = host_with_socket(&scratch.0);
+    let server = endpoint();
+    let url = format!("http://{}/metrics", server.local_addr());
+    let o = netback(&[
+        "sla",
+        "show",
+        "--hv-socket",
+        sock.to_str().unwrap(),
+        "--frontend",
+        "1",
+        "--devid",
+        "0",
+        "--metrics",
+        &url,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("no dba-* keys"), "{out}");
+    assert!(
+        out.contains("live budget: 150M b/s, 20k p/s (burst 375000 B, 400 packets)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("SLA in force: class 1, min 150M b/s, max 150M b/s"),
+        "{out}"
+    );
+}
+
+/// Waits for a stderr line containing `what`; returns it.
+fn wait_line(lines: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return l,
+            Ok(_) => {}
+            Err(_) => panic!("netback never logged {what:?}"),
+        }
+    }
+}
+
+fn sla_file(min: &str) -> String {
+    format!(
+        "[link]\ncapacity-bps = \"1G\"\n[[vif]]\ndomid = 1\ndevid = 0\npriority = 2\nmin-bps = \"{min}\"\n"
+    )
+}
+
+#[test]
+fn sighup_reloads_the_sla_file() {
+    if netport::netns::skip_unless_root_with_tun("sighup_reloads_the_sla_file") {
+        return;
+    }
+    let scratch = Scratch::new("hup");
+    let (_host, sock) = host_with_socket(&scratch.0);
+    let file = scratch.0.join("sla.toml");
+    std::fs::write(&file, sla_file("10M")).unwrap();
+    let tap = format!("nbh{}", std::process::id() % 100_000);
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--hv-socket",
+            sock.to_str().unwrap(),
+            "--sla",
+            file.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
+            "--metrics-interval",
+            "100ms",
+            "--tap-name",
+            &tap,
+        ])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn netback serve");
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[netback] {l}");
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let pid = child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let l = wait_line(&lines, "metrics on http://");
+        let url = l[l.find("http://").unwrap()..].trim().to_string();
+        let min = || {
+            scrape(&url, Duration::from_secs(2)).ok().and_then(|s| {
+                s.iter()
+                    .find(|x| x.name == name::VIF_SLA_MIN_BPS && x.label("vif") == Some("vif1.0"))
+                    .map(|x| x.value)
+            })
+        };
+        let wait_min = |want: f64| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while min() != Some(want) {
+                assert!(
+                    Instant::now() < deadline,
+                    "min-bps never became {want}: {:?}",
+                    min()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        wait_min(10e6);
+
+        std::fs::write(&file, sla_file("20M")).unwrap();
+        signal("-HUP");
+        wait_line(&lines, "reloaded SLAs");
+        wait_min(20e6);
+
+        // A bad file: logged with the file and field, the SLAs in force stay.
+        std::fs::write(&file, sla_file("-3M")).unwrap();
+        signal("-HUP");
+        let l = wait_line(&lines, "keeping the SLAs in force");
+        assert!(
+            l.contains(file.to_str().unwrap()) && l.contains("min-bps"),
+            "{l}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(min(), Some(20e6));
+    }));
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let status = child.wait().unwrap();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+    assert!(status.success(), "netback exited with {status}");
+}

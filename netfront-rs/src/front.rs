@@ -1,0 +1,810 @@
+//! The netfront device: the xenbus frontend handshake, the persistent granted buffer
+//! pools, credit enforcement and the TX/RX ring paths.
+//!
+//! Buffers are granted once, at connect time, and reused for every frame (no grant per
+//! packet): 256 TX pages (granted read-only) — one per TX ring slot — and 256 RX pages
+//! (granted writable), one per RX ring slot, always posted at the slot of the same index
+//! (the backend answers each RX request in the slot it consumed, `netif.h`).
+//!
+//! Credits (`docs/protocol.md` §2): before a frame costs a slot, a buffer, a copy or a
+//! notification, it is charged to the dual token bucket fed by the credit area. Policy
+//! `drop` (the paper) discards it and counts it; policy `hold` refuses it with the exact
+//! time at which tokens will be there, so the caller stops taking frames until then.
+
+use std::time::{Duration, Instant};
+
+use hypervisor::evtchn::{EventChannels, Port as EvtPort};
+use hypervisor::grant::{Access, DomId, GrantShare, SharedPages};
+use hypervisor::platform::{ring_mem, Platform};
+use hypervisor::xenbus::{self, XenbusState};
+use hypervisor::xenstore::{with_transaction, Xenstore, XsTx};
+use netport::{FrameMeta, Gso, GsoKind};
+use shared_ring::credit::{
+    CreditArea, CreditReader, CreditReaderState, FrontCounters, CREDIT_VERSION,
+};
+use shared_ring::netif::extra::{XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6};
+use shared_ring::netif::{
+    ExtraInfo, NetRxFlags, NetTxFlags, NetifExtraInfo, NetifRxFrontRing, NetifRxRequest,
+    NetifRxResponse, NetifTxFrontRing, NetifTxRequest, NetifTxResponse, XenNetifExtraFlags,
+    NETIF_RSP_DROPPED, NETIF_RSP_NULL, NETIF_RSP_OKAY,
+};
+use shared_ring::{Denied, DualTokenBucket, FrontIndices, Limit, RingError, XEN_PAGE_SIZE};
+
+/// TX buffer size: one page, so that a 64 KiB GSO frame takes 16 slots (+ its GSO
+/// extra), within the 18 slots every backend accepts.
+pub const TX_BUF: usize = XEN_PAGE_SIZE;
+/// TX buffers (= TX ring slots).
+pub const TX_BUFS: usize = 256;
+/// RX buffers (= RX ring slots), one page each.
+pub const RX_BUFS: usize = 256;
+/// Largest frame this frontend sends: `XEN_NETIF_MAX_TX_SIZE` (the first request's
+/// `size` is 16 bits).
+pub const MAX_TX_FRAME: usize = 65535;
+
+/// What to do with a frame that exceeds the credits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreditPolicy {
+    /// Drop it and count it (the DBA-VM paper).
+    Drop,
+    /// Refuse it until tokens return (backpressure: the caller keeps the frame).
+    Hold,
+}
+
+/// Netfront settings.
+#[derive(Debug, Clone)]
+pub struct NetfrontConfig {
+    /// Device id under `device/vif/`.
+    pub devid: u32,
+    /// Credit policy.
+    pub policy: CreditPolicy,
+    /// Ask for the credit area when the backend offers it.
+    pub request_credits: bool,
+    /// How long to wait for each handshake step.
+    pub timeout: Duration,
+    /// Enforce the credits (always true in production). `false` negotiates the credit
+    /// area but sends regardless: a misbehaving guest, for testing the backend's
+    /// backstop.
+    pub enforce_credits: bool,
+    /// The port takes GSO frames: offer `feature-gso-tcpv4/6`, so the backend may
+    /// deliver up to 64 KiB frames with a GSO extra (a TAP with a virtio-net header
+    /// does; a plain MTU-sized consumer does not).
+    pub rx_gso: bool,
+}
+
+impl NetfrontConfig {
+    /// Defaults for device `devid`: credits requested, policy `drop`, 10 s timeout.
+    pub fn new(devid: u32) -> Self {
+        NetfrontConfig {
+            devid,
+            policy: CreditPolicy::Drop,
+            request_credits: true,
+            timeout: Duration::from_secs(10),
+            enforce_credits: true,
+            rx_gso: false,
+        }
+    }
+}
+
+/// Why netfront failed.
+#[derive(Debug)]
+pub enum FrontError {
+    /// A handshake step failed (with what was going on).
+    Handshake(String),
+    /// The backend broke the ring protocol; the device was disconnected.
+    Backend(String),
+    /// Not connected.
+    NotConnected,
+}
+
+impl std::fmt::Display for FrontError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrontError::Handshake(s) => write!(f, "handshake: {s}"),
+            FrontError::Backend(s) => write!(f, "backend: {s}"),
+            FrontError::NotConnected => write!(f, "not connected"),
+        }
+    }
+}
+
+impl std::error::Error for FrontError {}
+
+/// The result of offering a frame for transmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// On the ring (published at the next [`Netfront::flush`]).
+    Queued,
+    /// Dropped for lack of credits (policy `drop`, or a frame the budget can never pass).
+    Dropped,
+    /// Refused until this time (ns, the frontend's clock): policy `hold`. Keep the frame.
+    Held(u64),
+    /// No free slot or buffer: keep the frame and retry after completions arrive.
+    RingFull,
+    /// Larger than [`MAX_TX_FRAME`] or empty: dropped.
+    TooBig,
+}
+
+/// Counters of the frontend (published to the backend as hints when credits are on).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrontStats {
+    /// Frames put on the TX ring.
+    pub tx_packets: u64,
+    /// Their bytes.
+    pub tx_bytes: u64,
+    /// Frames dropped for lack of credits.
+    pub tx_dropped_credit: u64,
+    /// Their bytes.
+    pub tx_dropped_credit_bytes: u64,
+    /// Times a frame was held (policy hold).
+    pub tx_held: u64,
+    /// TX responses with an error status.
+    pub tx_errors: u64,
+    /// TX responses `NETIF_RSP_DROPPED` (policed by the backend).
+    pub tx_dropped_back: u64,
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Their bytes.
+    pub rx_bytes: u64,
+    /// RX frames discarded (error status, bad offsets, oversize).
+    pub rx_errors: u64,
+    /// Credit generations applied.
+    pub credit_updates: u64,
+}
+
+struct Conn<S> {
+    tx_ring: S,
+    rx_ring: S,
+    tx_bufs: S,
+    rx_bufs: S,
+    evtchn: EvtPort,
+    tx_idx: FrontIndices,
+    rx_idx: FrontIndices,
+    tx_free: Vec<u16>,
+    tx_in_flight: Vec<bool>,
+    gso: bool,
+    credits: Option<CreditReaderState>,
+    applied_generation: u32,
+    unpushed: bool,
+    rx_assembly: Vec<u8>,
+    rx_frame: Option<RxFrame>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct RxFrame {
+    meta: FrameMeta,
+    error: bool,
+}
+
+/// A monotonic clock in nanoseconds (injectable for tests).
+pub type Clock = Box<dyn Fn() -> u64 + Send>;
+
+pub use hypervisor::platform::monotonic_ns;
+
+/// A netfront device.
+pub struct Netfront<G: GrantShare, E, X> {
+    platform: Platform<G, E, X>,
+    cfg: NetfrontConfig,
+    fe_path: String,
+    be_path: String,
+    backend: DomId,
+    conn: Option<Conn<G::Shared>>,
+    bucket: DualTokenBucket,
+    clock: Clock,
+    /// Counters.
+    pub stats: FrontStats,
+}
+
+const TOKEN_BE_STATE: &str = "netfront-be-state";
+
+impl<G, E, X> Netfront<G, E, X>
+where
+    G: GrantShare,
+    E: EventChannels,
+    X: Xenstore,
+{
+    /// Finds device `cfg.devid` of this domain in xenstore and connects to its backend.
+    pub fn connect(
+        platform: Platform<G, E, X>,
+        cfg: NetfrontConfig,
+        clock: Clock,
+    ) -> Result<Self, FrontError> {
+        let fe_path = format!(
+            "/local/domain/{}/device/vif/{}",
+            platform.domid.0, cfg.devid
+        );
+        let xs = &platform.xenstore;
+        let hs = |e: &dyn std::fmt::Display| FrontError::Handshake(e.to_string());
+        let be_path = xenbus::read_str(xs, XsTx::NONE, &format!("{fe_path}/backend"), 256)
+            .map_err(|e| hs(&e))?;
+        let backend = DomId(
+            xenbus::read_u64(xs, XsTx::NONE, &format!("{fe_path}/backend-id"), 0x7fef)
+                .map_err(|e| hs(&e))? as u16,
+        );
+        xs.watch(&format!("{be_path}/state"), TOKEN_BE_STATE)
+            .map_err(|e| hs(&e))?;
+        let now = clock();
+        let mut nf = Netfront {
+            platform,
+            cfg,
+            fe_path,
+            be_path,
+            backend,
+            conn: None,
+            bucket: DualTokenBucket::unlimited(now),
+            clock,
+            stats: FrontStats::default(),
+        };
+        nf.handshake()?;
+        Ok(nf)
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> &Platform<G, E, X> {
+        &self.platform
+    }
+
+    /// True when connected to the backend.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Whether the credit area was negotiated.
+    pub fn has_credits(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.credits.is_some())
+    }
+
+    /// The current credit limits (bytes, packets).
+    pub fn limits(&self) -> (Limit, Limit) {
+        (self.bucket.bytes.limit(), self.bucket.packets.limit())
+    }
+
+    fn backend_state(&self) -> Result<XenbusState, FrontError> {
+        xenbus::read_state(&self.platform.xenstore, &format!("{}/state", self.be_path))
+            .map_err(|e| FrontError::Handshake(e.to_string()))
+    }
+
+    fn wait_backend(&mut self, want: &[XenbusState]) -> Result<XenbusState, FrontError> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        loop {
+            let s = self.backend_state()?;
+            if want.contains(&s) {
+                return Ok(s);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(FrontError::Handshake(format!(
+                    "backend {} stayed in state {:?}, expected {:?}",
+                    self.be_path, s, want
+                )));
+            }
+            let _ = self
+                .platform
+                .xenstore
+                .wait_event(Some(left.min(Duration::from_millis(100))));
+        }
+    }
+
+    fn set_state(&self, s: XenbusState) -> Result<(), FrontError> {
+        self.platform
+            .xenstore
+            .write(
+                XsTx::NONE,
+                &format!("{}/state", self.fe_path),
+                s.as_str().as_bytes(),
+            )
+            .map_err(|e| FrontError::Handshake(format!("write state: {e}")))
+    }
+
+    /// The frontend half of the xenbus handshake (as Linux's `talk_to_netback`).
+    fn handshake(&mut self) -> Result<(), FrontError> {
+        let hs =
+            |what: &str, e: &dyn std::fmt::Display| FrontError::Handshake(format!("{what}: {e}"));
+        self.set_state(XenbusState::Initialising)?;
+        // Only InitWait is an answer to *this* handshake: a backend still `Connected` is
+        // serving a previous instance of this frontend (one that died without closing);
+        // it drops those rings when it sees `Initialising` and answers `InitWait`.
+        // Racing ahead would leave it serving the dead rings.
+        self.wait_backend(&[XenbusState::InitWait])?;
+        let xs = &self.platform.xenstore;
+        let be = &self.be_path;
+        let feat =
+            |k: &str| xenbus::read_u64_or(xs, XsTx::NONE, &format!("{be}/{k}"), u16::MAX as u64, 0);
+        if feat("feature-rx-copy").map_err(|e| hs("feature-rx-copy", &e))? != 1 {
+            return Err(FrontError::Handshake(
+                "backend does not offer feature-rx-copy".into(),
+            ));
+        }
+        let credits_offered =
+            feat("feature-dba-credits").map_err(|e| hs("feature-dba-credits", &e))?;
+        let gso = feat("feature-gso-tcpv4").map_err(|e| hs("feature-gso-tcpv4", &e))? == 1;
+        let credits = self.cfg.request_credits && credits_offered >= 1;
+
+        let grants = &self.platform.grants;
+        let peer = self.backend;
+        let tx_ring = grants
+            .share(peer, 1, Access::Writable)
+            .map_err(|e| hs("grant TX ring", &e))?;
+        let rx_ring = grants
+            .share(peer, 1, Access::Writable)
+            .map_err(|e| hs("grant RX ring", &e))?;
+        let tx_bufs = grants
+            .share(peer, TX_BUFS * TX_BUF / XEN_PAGE_SIZE, Access::ReadOnly)
+            .map_err(|e| hs("grant TX buffers", &e))?;
+        let rx_bufs = grants
+            .share(peer, RX_BUFS, Access::Writable)
+            .map_err(|e| hs("grant RX buffers", &e))?;
+        NetifTxFrontRing::init(ring_mem(tx_ring.mem())).map_err(|e| hs("TX ring", &e))?;
+        let mut rx =
+            NetifRxFrontRing::init(ring_mem(rx_ring.mem())).map_err(|e| hs("RX ring", &e))?;
+        // Post every RX buffer at the slot of its own index.
+        for i in 0..RX_BUFS {
+            rx.put_request(&NetifRxRequest {
+                id: i as u16,
+                pad: 0,
+                gref: rx_bufs.grefs()[i].0,
+            })
+            .map_err(|e| hs("post RX buffers", &e))?;
+        }
+        let rx_idx = rx.indices();
+        let evtchn = self
+            .platform
+            .evtchn
+            .alloc_unbound(peer)
+            .map_err(|e| hs("event channel", &e))?;
+        let tx_ref = tx_ring.grefs()[0].0;
+        let rx_ref = rx_ring.grefs()[0].0;
+        let fe = self.fe_path.clone();
+        let rx_gso = self.cfg.rx_gso;
+        with_transaction(xs, |tx| {
+            let w = |k: &str, v: String| xs.write(tx, &format!("{fe}/{k}"), v.as_bytes());
+            w("tx-ring-ref", tx_ref.to_string())?;
+            w("rx-ring-ref", rx_ref.to_string())?;
+            w("event-channel", evtchn.0.to_string())?;
+            w("request-rx-copy", "1".into())?;
+            w("feature-rx-notify", "1".into())?;
+            w("feature-sg", "1".into())?;
+            let g = if rx_gso { "1" } else { "0" };
+            w("feature-gso-tcpv4", g.into())?;
+            w("feature-gso-tcpv6", g.into())?;
+            if credits {
+                w(
+                    "request-dba-credits",
+                    CREDIT_VERSION.min(credits_offered as u16).to_string(),
+                )?;
+            } else {
+                match xs.rm(tx, &format!("{fe}/request-dba-credits")) {
+                    Err(e) if !e.is_enoent() => return Err(e),
+                    _ => {}
+                }
+            }
+            w("state", XenbusState::Connected.as_str().into())
+        })
+        .map_err(|e| hs("publish ring details", &e))?;
+        let now = (self.clock)();
+        self.conn = Some(Conn {
+            tx_ring,
+            rx_ring,
+            tx_bufs,
+            rx_bufs,
+            evtchn,
+            tx_idx: FrontIndices::default(),
+            rx_idx,
+            tx_free: (0..TX_BUFS as u16).rev().collect(),
+            tx_in_flight: vec![false; TX_BUFS],
+            gso,
+            credits: credits.then(CreditReaderState::default),
+            applied_generation: 0,
+            unpushed: false,
+            rx_assembly: Vec::with_capacity(65536),
+            rx_frame: None,
+        });
+        self.bucket = DualTokenBucket::unlimited(now);
+        self.wait_backend(&[XenbusState::Connected])?;
+        // Publish the posted RX buffers and tell the backend.
+        {
+            let c = self.conn.as_mut().expect("just set");
+            let mut rx = NetifRxFrontRing::resume(ring_mem(c.rx_ring.mem()), c.rx_idx)
+                .map_err(|e| hs("RX ring", &e))?;
+            if rx.push_requests_and_check_notify() {
+                let _ = self.platform.evtchn.notify(c.evtchn);
+            }
+        }
+        self.apply_credits();
+        log::info!(
+            "netfront {}: connected to {} (credits {})",
+            self.fe_path,
+            self.be_path,
+            if credits { "on" } else { "off" }
+        );
+        Ok(())
+    }
+
+    /// Releases the rings, buffers and event channel (grants are revoked).
+    pub fn disconnect(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let _ = self.platform.evtchn.unbind(c.evtchn);
+            for s in [c.tx_ring, c.rx_ring, c.tx_bufs, c.rx_bufs] {
+                if let Err(e) = s.revoke() {
+                    log::warn!("netfront {}: revoke: {e}", self.fe_path);
+                }
+            }
+        }
+    }
+
+    /// Handles xenstore events: follows the backend's state, disconnecting when it goes
+    /// away and reconnecting when it is back (`InitWait`). Returns true when connected.
+    pub fn maintain(&mut self) -> bool {
+        let events = self.platform.xenstore.drain_events();
+        if events.is_empty() && self.conn.is_some() {
+            return true;
+        }
+        let s = self.backend_state().unwrap_or(XenbusState::Unknown);
+        use XenbusState::*;
+        match s {
+            Closing | Closed | Unknown if self.conn.is_some() => {
+                log::info!(
+                    "netfront {}: backend is {:?}, disconnecting",
+                    self.fe_path,
+                    s
+                );
+                self.disconnect();
+                let _ = self.set_state(Closing);
+                let _ = self.set_state(Closed);
+            }
+            InitWait if self.conn.is_some() => {
+                // The backend restarted under us.
+                self.disconnect();
+            }
+            _ => {}
+        }
+        if self.conn.is_none() && matches!(self.backend_state(), Ok(InitWait)) {
+            if let Err(e) = self.handshake() {
+                log::warn!("netfront {}: reconnect: {e}", self.fe_path);
+            }
+        }
+        self.conn.is_some()
+    }
+
+    /// Reads the credit area and applies a new generation, if any.
+    pub fn apply_credits(&mut self) {
+        let now = (self.clock)();
+        let Some(c) = self.conn.as_mut() else { return };
+        let Some(state) = c.credits else { return };
+        let area = match CreditArea::in_tx_page(ring_mem(c.tx_ring.mem())) {
+            Ok(a) => a,
+            Err(_) => return,
+        };
+        let mut r = CreditReader::resume(area, state);
+        match r.poll() {
+            Ok(Some(snap)) => {
+                self.bucket
+                    .set_limits(snap.credits.bytes, snap.credits.packets, now);
+                c.applied_generation = snap.generation;
+                self.stats.credit_updates += 1;
+            }
+            Ok(None) => {}
+            Err(e) => log::debug!("netfront {}: credit area: {e}", self.fe_path),
+        }
+        // Publish our counters (hints for the backend's monitoring).
+        r.publish_counters(&FrontCounters {
+            front_version: CREDIT_VERSION as u32,
+            applied_generation: c.applied_generation,
+            tx_packets: self.stats.tx_packets,
+            tx_bytes: self.stats.tx_bytes,
+            dropped_packets: self.stats.tx_dropped_credit,
+            dropped_bytes: self.stats.tx_dropped_credit_bytes,
+            held: self.stats.tx_held,
+        });
+        c.credits = Some(r.state());
+    }
+
+    /// Offers one frame: charged to the credits, then copied into granted buffers and
+    /// put on the TX ring (published by [`Netfront::flush`]).
+    pub fn send(&mut self, frame: &[u8], meta: &FrameMeta) -> Result<Sent, FrontError> {
+        let now = (self.clock)();
+        self.send_at(now, frame, meta)
+    }
+
+    /// [`Netfront::send`] with the time given (one clock read per batch).
+    pub fn send_at(
+        &mut self,
+        now: u64,
+        frame: &[u8],
+        meta: &FrameMeta,
+    ) -> Result<Sent, FrontError> {
+        let Some(c) = self.conn.as_mut() else {
+            return Err(FrontError::NotConnected);
+        };
+        if frame.is_empty() || frame.len() > MAX_TX_FRAME {
+            return Ok(Sent::TooBig);
+        }
+        let nbufs = frame.len().div_ceil(TX_BUF);
+        let gso = meta.gso.filter(|_| c.gso);
+        let nslots = nbufs + gso.is_some() as usize;
+        let mut ring = NetifTxFrontRing::resume(ring_mem(c.tx_ring.mem()), c.tx_idx)
+            .map_err(|e| FrontError::Backend(e.to_string()))?;
+        if c.tx_free.len() < nbufs || (ring.free_requests() as usize) < nslots {
+            return Ok(Sent::RingFull);
+        }
+        match self.bucket.charge(now, frame.len() as u64, 1) {
+            Ok(()) => {}
+            Err(_) if !self.cfg.enforce_credits => {}
+            Err(Denied::Wait { ns }) if self.cfg.policy == CreditPolicy::Hold => {
+                self.stats.tx_held += 1;
+                return Ok(Sent::Held(now.saturating_add(ns)));
+            }
+            Err(_) => {
+                self.stats.tx_dropped_credit += 1;
+                self.stats.tx_dropped_credit_bytes += frame.len() as u64;
+                return Ok(Sent::Dropped);
+            }
+        }
+        let grefs = c.tx_bufs.grefs();
+        let mut first_flags = NetTxFlags::empty();
+        if meta.csum_blank {
+            first_flags |= NetTxFlags::CSUM_BLANK | NetTxFlags::DATA_VALIDATED;
+        } else if meta.data_validated {
+            first_flags |= NetTxFlags::DATA_VALIDATED;
+        }
+        if gso.is_some() {
+            first_flags |= NetTxFlags::EXTRA_INFO;
+        }
+        for k in 0..nbufs {
+            let id = c.tx_free.pop().expect("counted above");
+            c.tx_in_flight[id as usize] = true;
+            let off = 0usize;
+            let chunk = &frame[k * TX_BUF..frame.len().min((k + 1) * TX_BUF)];
+            let page = id as usize;
+            c.tx_bufs
+                .mem()
+                .write(page * XEN_PAGE_SIZE + off, chunk)
+                .map_err(|e| FrontError::Backend(format!("TX buffer: {e}")))?;
+            let mut flags = if k == 0 {
+                first_flags
+            } else {
+                NetTxFlags::empty()
+            };
+            if k + 1 < nbufs {
+                flags |= NetTxFlags::MORE_DATA;
+            }
+            let req = NetifTxRequest {
+                gref: grefs[page].0,
+                offset: off as u16,
+                flags: flags.bits(),
+                id,
+                size: if k == 0 {
+                    frame.len() as u16
+                } else {
+                    chunk.len() as u16
+                },
+            };
+            ring.put_request(&req)
+                .map_err(|e| FrontError::Backend(e.to_string()))?;
+            if k == 0 {
+                if let Some(g) = gso {
+                    let t = match g.kind {
+                        GsoKind::TcpV4 => XEN_NETIF_GSO_TYPE_TCPV4,
+                        GsoKind::TcpV6 => XEN_NETIF_GSO_TYPE_TCPV6,
+                    };
+                    let extra = NetifExtraInfo::new(
+                        &ExtraInfo::Gso {
+                            size: g.size,
+                            r#type: t,
+                            features: 0,
+                        },
+                        XenNetifExtraFlags::empty(),
+                    );
+                    ring.put_request_as(&extra)
+                        .map_err(|e| FrontError::Backend(e.to_string()))?;
+                }
+            }
+        }
+        c.tx_idx = ring.indices();
+        c.unpushed = true;
+        self.stats.tx_packets += 1;
+        self.stats.tx_bytes += frame.len() as u64;
+        Ok(Sent::Queued)
+    }
+
+    /// Publishes queued TX requests and notifies the backend if it asked to be.
+    pub fn flush(&mut self) -> Result<(), FrontError> {
+        let Some(c) = self.conn.as_mut() else {
+            return Err(FrontError::NotConnected);
+        };
+        if !c.unpushed {
+            return Ok(());
+        }
+        let mut ring = NetifTxFrontRing::resume(ring_mem(c.tx_ring.mem()), c.tx_idx)
+            .map_err(|e| FrontError::Backend(e.to_string()))?;
+        c.unpushed = false;
+        if ring.push_requests_and_check_notify() {
+            let _ = self.platform.evtchn.notify(c.evtchn);
+        }
+        Ok(())
+    }
+
+    /// Collects TX responses and frees their buffers; returns how many frames
+    /// completed. A backend that answers an id it was never given is disconnected.
+    pub fn reap_tx(&mut self) -> Result<usize, FrontError> {
+        let Some(c) = self.conn.as_mut() else {
+            return Err(FrontError::NotConnected);
+        };
+        let mut ring = NetifTxFrontRing::resume(ring_mem(c.tx_ring.mem()), c.tx_idx)
+            .map_err(|e| FrontError::Backend(e.to_string()))?;
+        let mut done = 0;
+        loop {
+            let mut p = ring.responses().map_err(|e| backend_err("TX", e))?;
+            let n = p.len();
+            if n == 0 {
+                break;
+            }
+            for i in 0..n {
+                let r: NetifTxResponse = p.copy(i).expect("within the snapshot");
+                if r.status == NETIF_RSP_NULL {
+                    continue;
+                }
+                let id = r.id as usize;
+                if id >= TX_BUFS || !c.tx_in_flight[id] {
+                    let e = FrontError::Backend(format!("TX response for id {id} not in flight"));
+                    c.tx_idx = ring.indices();
+                    return Err(e);
+                }
+                c.tx_in_flight[id] = false;
+                c.tx_free.push(id as u16);
+                match r.status {
+                    NETIF_RSP_OKAY => {}
+                    NETIF_RSP_DROPPED => self.stats.tx_dropped_back += 1,
+                    _ => self.stats.tx_errors += 1,
+                }
+                done += 1;
+            }
+            p.consume(n);
+            if !ring
+                .final_check_for_responses()
+                .map_err(|e| backend_err("TX", e))?
+            {
+                break;
+            }
+        }
+        c.tx_idx = ring.indices();
+        Ok(done)
+    }
+
+    /// Receives the next frame into `buf` (which must hold 64 KiB to be safe), reposting
+    /// the buffers it used. `Ok(None)` when no complete frame is waiting.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<Option<(usize, FrameMeta)>, FrontError> {
+        let Some(c) = self.conn.as_mut() else {
+            return Err(FrontError::NotConnected);
+        };
+        let mut ring = NetifRxFrontRing::resume(ring_mem(c.rx_ring.mem()), c.rx_idx)
+            .map_err(|e| FrontError::Backend(e.to_string()))?;
+        let mut out: Option<(usize, FrameMeta)> = None;
+        let mut consumed = 0u32;
+        let mut extra_next = false;
+        {
+            let mut p = ring.responses().map_err(|e| backend_err("RX", e))?;
+            let n = p.len();
+            let mut i = 0;
+            while i < n && (out.is_none() || extra_next) {
+                let slot = p.cons().wrapping_add(i);
+                if extra_next {
+                    // An extra-info slot after the first response of a frame: GSO
+                    // metadata is attached to that frame; other types are skipped.
+                    let e: NetifExtraInfo = p.copy(i).expect("within the snapshot");
+                    extra_next = e.has_more();
+                    i += 1;
+                    if let Ok(ExtraInfo::Gso { size, r#type, .. }) = e.parse() {
+                        let kind = match r#type {
+                            XEN_NETIF_GSO_TYPE_TCPV4 => Some(GsoKind::TcpV4),
+                            XEN_NETIF_GSO_TYPE_TCPV6 => Some(GsoKind::TcpV6),
+                            _ => None,
+                        };
+                        let gso = kind.filter(|_| size > 0).map(|kind| Gso { size, kind });
+                        match (&mut c.rx_frame, &mut out) {
+                            (Some(f), _) => f.meta.gso = gso,
+                            (None, Some((_, meta))) => meta.gso = gso,
+                            _ => {}
+                        }
+                    }
+                    continue;
+                }
+                let r: NetifRxResponse = p.copy(i).expect("within the snapshot");
+                i += 1;
+                let flags = r.rx_flags();
+                let frame = c.rx_frame.get_or_insert_with(|| {
+                    c.rx_assembly.clear();
+                    RxFrame {
+                        meta: FrameMeta {
+                            csum_blank: flags.contains(NetRxFlags::CSUM_BLANK),
+                            data_validated: flags.contains(NetRxFlags::DATA_VALIDATED),
+                            gso: None,
+                        },
+                        error: false,
+                    }
+                });
+                if r.status < 0 || r.offset as usize + r.status.max(0) as usize > XEN_PAGE_SIZE {
+                    frame.error = true;
+                } else if !frame.error {
+                    let len = r.status as usize;
+                    if c.rx_assembly.len() + len > 65535 {
+                        frame.error = true;
+                    } else {
+                        let at = c.rx_assembly.len();
+                        c.rx_assembly.resize(at + len, 0);
+                        let page = (slot as usize) & (RX_BUFS - 1);
+                        c.rx_bufs
+                            .mem()
+                            .read(
+                                page * XEN_PAGE_SIZE + r.offset as usize,
+                                &mut c.rx_assembly[at..],
+                            )
+                            .map_err(|e| FrontError::Backend(format!("RX buffer: {e}")))?;
+                    }
+                }
+                extra_next = flags.contains(NetRxFlags::EXTRA_INFO);
+                if !flags.contains(NetRxFlags::MORE_DATA) {
+                    let f = c.rx_frame.take().expect("set above");
+                    if f.error || c.rx_assembly.is_empty() || c.rx_assembly.len() > buf.len() {
+                        self.stats.rx_errors += 1;
+                    } else {
+                        let len = c.rx_assembly.len();
+                        buf[..len].copy_from_slice(&c.rx_assembly);
+                        self.stats.rx_packets += 1;
+                        self.stats.rx_bytes += len as u64;
+                        out = Some((len, f.meta));
+                    }
+                }
+            }
+            consumed = consumed.wrapping_add(i);
+            p.consume(i);
+        }
+        // Repost the consumed buffers at their slots.
+        if consumed > 0 {
+            for _ in 0..consumed {
+                let idx = ring.req_prod_pvt();
+                let b = (idx as usize) & (RX_BUFS - 1);
+                ring.put_request(&NetifRxRequest {
+                    id: b as u16,
+                    pad: 0,
+                    gref: c.rx_bufs.grefs()[b].0,
+                })
+                .map_err(|e| FrontError::Backend(e.to_string()))?;
+            }
+            if ring.push_requests_and_check_notify() {
+                let _ = self.platform.evtchn.notify(c.evtchn);
+            }
+        }
+        if out.is_none() {
+            // Nothing complete: ask to be notified of the next response.
+            let _ = ring
+                .final_check_for_responses()
+                .map_err(|e| backend_err("RX", e))?;
+        }
+        c.rx_idx = ring.indices();
+        Ok(out)
+    }
+
+    /// Acknowledges fired event channels (call when the event fd is readable).
+    pub fn ack_events(&mut self) {
+        let mut ports = [EvtPort(0); 16];
+        if let Ok(n) = self.platform.evtchn.pending(&mut ports) {
+            for p in &ports[..n] {
+                let _ = self.platform.evtchn.unmask(*p);
+            }
+        }
+    }
+
+    /// Whether the backend accepts GSO frames (`feature-gso-tcpv4`): a port feeding this
+    /// device may then produce segmentation-offload frames up to 64 KiB.
+    pub fn backend_gso(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.gso)
+    }
+
+    /// Free TX slots right now.
+    pub fn tx_free(&self) -> usize {
+        self.conn.as_ref().map_or(0, |c| c.tx_free.len())
+    }
+}
+
+fn backend_err(which: &str, e: RingError) -> FrontError {
+    FrontError::Backend(format!("{which} ring: {e}"))
+}

@@ -1,0 +1,462 @@
+//! [`TapPort`]: a Linux TAP device (`/dev/net/tun`, `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`,
+//! non-blocking) with checksum and TCP segmentation offloads mapped through the virtio-net
+//! header ([`crate::vnet`]).
+//!
+//! Reading the TAP gives the frames the kernel sends *out* of the interface; writing it
+//! injects frames the kernel *receives* on it. The link is configured without external
+//! tools ([`crate::link`]: `SIOCSIFMTU`, `SIOCSIFHWADDR`, `SIOCSIFFLAGS`, `SIOCBRADDIF`,
+//! and `IFLA_GSO_MAX_SIZE` over rtnetlink so TSO super-frames fit netif's 65535 bytes).
+//!
+//! `max_frame` is MTU + 18 without TSO, [`NETIF_MAX_FRAME`] with it. A frame the kernel
+//! hands over that is longer (e.g. the MTU was raised behind the port's back) is dropped
+//! and counted ([`TapStats::rx_oversize`]), never truncated. Writes never block: the
+//! kernel takes each frame at once (or drops it in its own backlog, counted in the
+//! interface's statistics), so `send` never returns `WouldBlock`.
+//!
+//! The device is not persistent: it disappears when the port is dropped (unless it was
+//! created persistent by someone else, in which case the port attaches to it).
+
+use std::fs::OpenOptions;
+use std::io;
+use std::ops::ControlFlow;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use crate::csum;
+use crate::link::{self, check, ctx};
+use crate::port::{FrameMeta, Port, ETH_HLEN};
+use crate::vnet::{self, VirtioNetHdr, VNET_HDR_LEN};
+
+/// Ethernet header plus one VLAN tag: what a frame adds to the MTU.
+pub const ETH_OVERHEAD: usize = 18;
+/// The largest frame netif carries (`XEN_NETIF_MAX_TX_SIZE`): with TSO, a TapPort caps the
+/// kernel's GSO super-packets (`IFLA_GSO_MAX_SIZE`) so that its frames fit.
+pub const NETIF_MAX_FRAME: usize = 65535;
+/// The kernel's default GSO limit (`GSO_LEGACY_MAX_SIZE`), used for `max_frame` when the
+/// cap cannot be set.
+const GSO_LEGACY_MAX_SIZE: usize = 65536;
+
+// TUNSETOFFLOAD flags (linux/if_tun.h).
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+
+/// Which offloads the TAP accepts from the kernel (`TUNSETOFFLOAD`): with them, the
+/// kernel hands the port partial-checksum frames and TCP super-frames instead of finishing
+/// them in software. Frames written *into* the TAP may always carry them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TapOffload {
+    /// `TUN_F_CSUM`: partial checksums (`csum_blank`).
+    pub csum: bool,
+    /// `TUN_F_TSO4 | TUN_F_TSO6`: TCP segmentation offload (`gso`); requires `csum`.
+    pub tso: bool,
+}
+
+impl Default for TapOffload {
+    /// Both on: what a netif peer with `feature-gso-tcpv4/6` and checksum offload takes.
+    fn default() -> Self {
+        TapOffload {
+            csum: true,
+            tso: true,
+        }
+    }
+}
+
+/// How to open a [`TapPort`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TapConfig {
+    /// Interface name, at most 15 bytes; may be a template with `%d` ("vif%d"), which the
+    /// kernel completes. Empty means "tap%d". An existing persistent TAP of that name is
+    /// attached to.
+    pub name: String,
+    /// MTU to set (`None`: keep the kernel's, 1500 for a new TAP).
+    pub mtu: Option<u32>,
+    /// MAC address to set (`None`: keep the kernel's random one).
+    pub mac: Option<[u8; 6]>,
+    /// Offloads to enable.
+    pub offload: TapOffload,
+    /// Bring the link up after configuring it.
+    pub up: bool,
+    /// Attach the TAP to this existing Linux bridge.
+    pub bridge: Option<String>,
+}
+
+impl TapConfig {
+    /// A configuration for `name` with defaults: kernel MTU and MAC, checksum and TSO
+    /// offloads on, link up, no bridge.
+    pub fn new(name: &str) -> Self {
+        TapConfig {
+            name: name.to_owned(),
+            mtu: None,
+            mac: None,
+            offload: TapOffload::default(),
+            up: true,
+            bridge: None,
+        }
+    }
+}
+
+/// Counters of a [`TapPort`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TapStats {
+    /// Frames read from the TAP and handed out.
+    pub rx_frames: u64,
+    /// Bytes of those frames.
+    pub rx_bytes: u64,
+    /// Frames read whose virtio-net header could not be mapped (dropped; logged).
+    pub rx_bad_header: u64,
+    /// Frames read that were longer than `max_frame` (dropped).
+    pub rx_oversize: u64,
+    /// Frames read with a partial checksum at non-standard offsets, completed in software.
+    pub rx_csum_completed: u64,
+    /// Frames written into the TAP.
+    pub tx_frames: u64,
+    /// Bytes of those frames.
+    pub tx_bytes: u64,
+    /// GSO frames sent without `csum_blank` whose pseudo-header checksum was rewritten.
+    pub tx_gso_csum_fixup: u64,
+}
+
+/// A TAP device as a [`Port`]. See the module docs.
+#[derive(Debug)]
+pub struct TapPort {
+    fd: OwnedFd,
+    name: String,
+    ifindex: u32,
+    max_frame: usize,
+    offload: TapOffload,
+    /// Read buffer: virtio-net header, then up to `max_frame + 1` frame bytes (one more to
+    /// detect frames longer than `max_frame`).
+    rbuf: Box<[u8]>,
+    /// Copy of a frame being repaired before sending (rare path).
+    scratch: Vec<u8>,
+    stats: TapStats,
+}
+
+impl TapPort {
+    /// Creates (or attaches to) and configures a TAP device. Needs `CAP_NET_ADMIN` and
+    /// `/dev/net/tun`.
+    ///
+    /// Errors carry the step that failed (open, `TUNSETIFF`, `TUNSETVNETHDRSZ`,
+    /// `TUNSETOFFLOAD`, MTU, MAC, up, bridge).
+    pub fn open(cfg: &TapConfig) -> io::Result<TapPort> {
+        let template = if cfg.name.is_empty() {
+            "tap%d"
+        } else {
+            &cfg.name
+        };
+        let mut req = link::ifreq_named(template)?;
+        if cfg.offload.tso && !cfg.offload.csum {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TAP TSO offload requires checksum offload",
+            ));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/net/tun")
+            .map_err(|e| ctx(e, "open /dev/net/tun"))?;
+        let fd = OwnedFd::from(file);
+        req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as i16;
+        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `req` is a live, fully
+        // initialised ifreq and the fd is the tun control device we just opened.
+        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) })
+            .map_err(|e| ctx(e, &format!("TUNSETIFF {template}")))?;
+        let name = link::ifreq_name(&req);
+        let hdr_len: libc::c_int = VNET_HDR_LEN as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer; `hdr_len` is live.
+        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &hdr_len) })
+            .map_err(|e| ctx(e, "TUNSETVNETHDRSZ"))?;
+        let mut flags: libc::c_uint = 0;
+        if cfg.offload.csum {
+            flags |= TUN_F_CSUM;
+        }
+        if cfg.offload.tso {
+            flags |= TUN_F_TSO4 | TUN_F_TSO6;
+        }
+        // SAFETY: TUNSETOFFLOAD takes the flags as the ioctl argument by value.
+        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) })
+            .map_err(|e| ctx(e, "TUNSETOFFLOAD"))?;
+
+        if let Some(mtu) = cfg.mtu {
+            link::set_mtu(&name, mtu)?;
+        }
+        if let Some(mac) = cfg.mac {
+            link::set_mac(&name, mac)?;
+        }
+        if let Some(br) = &cfg.bridge {
+            link::bridge_add_if(br, &name)?;
+        }
+        if cfg.up {
+            link::set_up(&name, true)?;
+        }
+        let ifindex = link::index(&name)?;
+        let mtu = link::mtu(&name)? as usize;
+        let max_frame = if cfg.offload.tso {
+            match link::set_gso_max_size(&name, (NETIF_MAX_FRAME - ETH_OVERHEAD) as u32) {
+                Ok(()) => NETIF_MAX_FRAME.max(mtu + ETH_OVERHEAD),
+                Err(e) => {
+                    log::warn!(
+                        "{name}: cannot cap GSO size for netif ({e}); frames up to 64 KiB + 18"
+                    );
+                    GSO_LEGACY_MAX_SIZE + ETH_OVERHEAD
+                }
+            }
+        } else {
+            mtu + ETH_OVERHEAD
+        };
+        Ok(TapPort {
+            fd,
+            name,
+            ifindex,
+            max_frame,
+            offload: cfg.offload,
+            rbuf: vec![0u8; VNET_HDR_LEN + max_frame + 1].into_boxed_slice(),
+            scratch: Vec::new(),
+            stats: TapStats::default(),
+        })
+    }
+
+    /// The interface name the kernel gave the TAP.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The interface index (in the namespace it was created in).
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The offloads enabled.
+    pub fn offload(&self) -> TapOffload {
+        self.offload
+    }
+
+    /// The port's counters.
+    pub fn stats(&self) -> TapStats {
+        self.stats
+    }
+
+    /// Reads one frame into `rbuf`; `Ok(None)` when none is ready. Drops (and counts)
+    /// frames that cannot be mapped, and reads on.
+    fn read_one(&mut self) -> io::Result<Option<(usize, FrameMeta)>> {
+        loop {
+            // SAFETY: reads at most `rbuf.len()` bytes into our own live buffer from our
+            // TAP fd.
+            let n = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    self.rbuf.as_mut_ptr().cast(),
+                    self.rbuf.len(),
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock => Ok(None),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => Err(ctx(e, &format!("read {}", self.name))),
+                };
+            }
+            let n = n as usize;
+            if n < VNET_HDR_LEN + ETH_HLEN {
+                self.stats.rx_bad_header += 1;
+                log::warn!("{}: short read of {n} bytes dropped", self.name);
+                continue;
+            }
+            let len = n - VNET_HDR_LEN;
+            if len > self.max_frame {
+                self.stats.rx_oversize += 1;
+                log::warn!(
+                    "{}: frame longer than max_frame {} dropped",
+                    self.name,
+                    self.max_frame
+                );
+                continue;
+            }
+            let (h, frame) = self.rbuf.split_at_mut(VNET_HDR_LEN);
+            let hdr = VirtioNetHdr::from_bytes(
+                &<[u8; VNET_HDR_LEN]>::try_from(&h[..]).expect("split at VNET_HDR_LEN"),
+            );
+            match vnet::meta_from_recv(&hdr, &mut frame[..len]) {
+                Ok(meta) => {
+                    if hdr.flags & vnet::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 && !meta.csum_blank {
+                        self.stats.rx_csum_completed += 1;
+                    }
+                    self.stats.rx_frames += 1;
+                    self.stats.rx_bytes += len as u64;
+                    return Ok(Some((len, meta)));
+                }
+                Err(e) => {
+                    self.stats.rx_bad_header += 1;
+                    log::warn!("{}: frame with {hdr:?} dropped: {e}", self.name);
+                }
+            }
+        }
+    }
+
+    fn write_frame(&mut self, hdr: &VirtioNetHdr, frame: &[u8]) -> io::Result<()> {
+        let h = hdr.to_bytes();
+        let iov = [
+            libc::iovec {
+                iov_base: h.as_ptr() as *mut libc::c_void,
+                iov_len: h.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        loop {
+            // SAFETY: both iovecs point into live buffers of the stated lengths, which
+            // `writev` only reads.
+            let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ctx(e, &format!("write {}", self.name)));
+            }
+            if n as usize != h.len() + frame.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("{}: short TAP write of {n} bytes", self.name),
+                ));
+            }
+            self.stats.tx_frames += 1;
+            self.stats.tx_bytes += frame.len() as u64;
+            return Ok(());
+        }
+    }
+}
+
+impl Port for TapPort {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, FrameMeta)>> {
+        if buf.len() < self.max_frame {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "recv buffer of {} bytes is shorter than max_frame {}",
+                    buf.len(),
+                    self.max_frame
+                ),
+            ));
+        }
+        let Some((len, meta)) = self.read_one()? else {
+            return Ok(None);
+        };
+        buf[..len].copy_from_slice(&self.rbuf[VNET_HDR_LEN..VNET_HDR_LEN + len]);
+        Ok(Some((len, meta)))
+    }
+
+    fn send(&mut self, frame: &[u8], meta: &FrameMeta) -> io::Result<()> {
+        // The kernel takes GSO frames written to a TAP whatever its own offload flags
+        // (those only govern what it hands us), so a GSO frame may be up to the netif
+        // maximum even when this TAP reads MTU-sized frames.
+        let bound = if meta.gso.is_some() {
+            self.max_frame.max(NETIF_MAX_FRAME)
+        } else {
+            self.max_frame
+        };
+        if frame.len() < ETH_HLEN || frame.len() > bound {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "frame of {} bytes outside TAP bounds {}..={}",
+                    frame.len(),
+                    ETH_HLEN,
+                    bound
+                ),
+            ));
+        }
+        if meta.gso.is_some() && !meta.csum_blank {
+            // A GSO frame must be checksum-partial; repair the pseudo-header sum in a copy.
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            scratch.extend_from_slice(frame);
+            let r = csum::write_pseudo_header_checksum(&mut scratch)
+                .map_err(io::Error::from)
+                .and_then(|_| {
+                    let m = FrameMeta {
+                        csum_blank: true,
+                        ..*meta
+                    };
+                    let hdr = vnet::hdr_for_send(&m, &scratch)?;
+                    self.write_frame(&hdr, &scratch)
+                });
+            self.scratch = scratch;
+            if r.is_ok() {
+                self.stats.tx_gso_csum_fixup += 1;
+            }
+            return r;
+        }
+        let hdr = vnet::hdr_for_send(meta, frame)?;
+        self.write_frame(&hdr, frame)
+    }
+
+    fn rx_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    fn set_gso(&mut self, enable: bool) -> io::Result<bool> {
+        if enable == self.offload.tso {
+            return Ok(enable);
+        }
+        // TSO needs checksum offload.
+        let mut flags: libc::c_uint = 0;
+        if self.offload.csum || enable {
+            flags |= TUN_F_CSUM;
+        }
+        if enable {
+            flags |= TUN_F_TSO4 | TUN_F_TSO6;
+        }
+        // SAFETY: TUNSETOFFLOAD takes the flags as the ioctl argument by value; the fd is
+        // our open TAP.
+        check(unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::TUNSETOFFLOAD,
+                flags as libc::c_ulong,
+            )
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: TUNSETOFFLOAD: {e}", self.name)))?;
+        self.offload.tso = enable;
+        self.offload.csum |= enable;
+        let mtu = link::mtu(&self.name)? as usize;
+        self.max_frame = if enable {
+            match link::set_gso_max_size(&self.name, (NETIF_MAX_FRAME - ETH_OVERHEAD) as u32) {
+                Ok(()) => NETIF_MAX_FRAME.max(mtu + ETH_OVERHEAD),
+                Err(_) => GSO_LEGACY_MAX_SIZE + ETH_OVERHEAD,
+            }
+        } else {
+            mtu + ETH_OVERHEAD
+        };
+        self.rbuf = vec![0u8; VNET_HDR_LEN + self.max_frame + 1].into_boxed_slice();
+        Ok(enable)
+    }
+
+    fn recv_batch(
+        &mut self,
+        max: usize,
+        on_frame: &mut dyn FnMut(&[u8], &FrameMeta) -> ControlFlow<()>,
+    ) -> io::Result<usize> {
+        let mut n = 0;
+        while n < max {
+            let Some((len, meta)) = self.read_one()? else {
+                break;
+            };
+            n += 1;
+            if on_frame(&self.rbuf[VNET_HDR_LEN..VNET_HDR_LEN + len], &meta).is_break() {
+                break;
+            }
+        }
+        Ok(n)
+    }
+}

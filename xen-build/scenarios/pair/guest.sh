@@ -1,0 +1,27 @@
+# pair, guest side: our netfront with credits against our netback; ping, TCP both ways,
+# then a UDP flood (busybox has no UDP generator: `yes | logger` into a syslogd that
+# forwards every message as one UDP datagram) to a static neighbour, for dom0 to count.
+. /usr/lib/xenbed.sh
+. /scenario/net.sh
+set -u
+net_guest_netfront || exit 1
+bed_check "netfront connected with credits on" net_log_has netfront 'connected to .*credits on'
+net_guest_checks
+
+# The flood's destination: an address no one answers, with a static neighbour entry, so
+# that neither ARP nor ICMP errors join the flood or stall it.
+# (busybox `ip neigh` only shows and flushes: its `arp -s` makes the permanent entry.)
+bed_check "static neighbour 10.0.0.9 for the flood" arp -i eth0 -s 10.0.0.9 02:00:00:00:00:09 || exit 1
+tx_packets() { cat /sys/class/net/eth0/statistics/tx_packets; }
+syslogd -n -R 10.0.0.9:9 -O /dev/null &
+syslogd_pid=$!
+bed_check "syslogd made /dev/log" bed_retry 25 0.2 test -S /dev/log || exit 1
+c0=$(tx_packets) t0=$(bed_uptime)
+bed_publish flood-start 1
+timeout 14 sh -c 'yes "dba-vm pair scenario: a UDP flood from the guest" | logger -t flood'
+c1=$(tx_packets) t1=$(bed_uptime)
+kill "$syslogd_pid"
+# eth0's tx_packets: the frames netfront read from the TAP (it drops what exceeds credits).
+offered=$(echo "$c0 $c1 $t0 $t1" | awk '{printf "%d", ($2 - $1) / ($4 - $3)}')
+bed_log "UDP flood: $((c1 - c0)) frames offered in $(echo "$t1 $t0" | awk '{printf "%.2f", $1 - $2}') s = $offered packets/s"
+bed_publish flood-offered "$offered"

@@ -1,0 +1,3 @@
+. /usr/lib/xenbed.sh
+echo 1 >/proc/sys/kernel/sysrq
+echo c >/proc/sysrq-trigger

@@ -1,0 +1,3 @@
+. /usr/lib/xenbed.sh
+bed_log "hanging on purpose"
+while :; do sleep 1; done
