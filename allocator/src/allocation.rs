@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::budget::Budget;
-use crate::sla::{SlaSet, VifId};
+use crate::sla::{Link, SlaSet, VifId};
 use crate::step1::{allocate_bps, Step1Input, Step1Share};
 use crate::step2::{split_pps, Step2Input};
 
@@ -42,11 +42,38 @@ pub struct Allocation {
     pub overcommitted: bool,
     /// Link capacity no vif may use (every vif is at its maximum).
     pub unallocated_bps: u64,
+    /// The burst window the bursts were sized with: the one asked for, or shorter when
+    /// the link's buffer bounds the sum of the bursts ([`burst_window`]).
+    pub burst_window: Duration,
 }
 
-/// Computes every vif's budget. `burst_window` sizes the token buckets (normally the
-/// readjustment period).
-pub fn allocate(slas: &SlaSet, vifs: &[VifDemand], burst_window: Duration) -> Allocation {
+/// The burst window of a round: `asked`, shortened if the link has a buffer so that the
+/// vifs' byte bursts together (Σ B_i × window) fill at most half of it. With Σ B_i ≤ B_p,
+/// token-bucket traffic then never queues more than Σ bursts at the link (the
+/// network-calculus backlog bound), and the other half absorbs what the buckets cannot
+/// bound: the backend draining rings after it was descheduled. Never below 1 µs (the
+/// per-vif minimum bursts of [`Budget::with_bursts`] still apply).
+pub fn burst_window(
+    link: &Link,
+    budgets_bps: impl IntoIterator<Item = u64>,
+    asked: Duration,
+) -> Duration {
+    let Some(buffer) = link.buffer_bytes() else {
+        return asked;
+    };
+    let total_bps: u128 = budgets_bps.into_iter().map(u128::from).sum();
+    if total_bps == 0 {
+        return asked;
+    }
+    // (buffer / 2) bytes × 8 bits / total bits/s, in ns.
+    let cap_ns = u128::from(buffer) * 4 * 1_000_000_000 / total_bps;
+    let cap = Duration::from_nanos(cap_ns.min(u64::MAX as u128) as u64);
+    asked.min(cap).max(Duration::from_micros(1))
+}
+
+/// Computes every vif's budget. `window` sizes the token buckets (normally the
+/// readjustment period; shortened by [`burst_window`] when the link has a buffer).
+pub fn allocate(slas: &SlaSet, vifs: &[VifDemand], window: Duration) -> Allocation {
     let step1_in: Vec<Step1Input> = vifs
         .iter()
         .map(|v| Step1Input {
@@ -71,6 +98,11 @@ pub fn allocate(slas: &SlaSet, vifs: &[VifDemand], burst_window: Duration) -> Al
         })
         .collect();
     let pps = split_pps(&step2_in);
+    let window = burst_window(
+        slas.link(),
+        step1.shares.iter().map(|s| s.budget_bps),
+        window,
+    );
     let vifs = vifs
         .iter()
         .zip(step1.shares)
@@ -78,12 +110,98 @@ pub fn allocate(slas: &SlaSet, vifs: &[VifDemand], burst_window: Duration) -> Al
         .map(|((v, share), pps)| VifAllocation {
             vif: v.vif,
             share,
-            budget: Budget::with_bursts(share.budget_bps, pps, burst_window),
+            budget: Budget::with_bursts(share.budget_bps, pps, window),
         })
         .collect();
     Allocation {
         vifs,
         overcommitted: step1.overcommitted,
         unallocated_bps: step1.unallocated_bps,
+        burst_window: window,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sla::{Priority, Subject, VifSla};
+
+    const M: u64 = 1_000_000;
+
+    fn paper(link: Link) -> (SlaSet, Vec<VifDemand>) {
+        let mut set = SlaSet::new(link);
+        let mut vifs = Vec::new();
+        for (i, (class, bps)) in [(1, 150 * M), (0, 700 * M), (1, 150 * M)]
+            .iter()
+            .enumerate()
+        {
+            let vif = VifId {
+                domid: i as u16 + 1,
+                devid: 0,
+            };
+            let p = Priority::parse(&class.to_string()).unwrap();
+            set.set_vif(
+                vif,
+                VifSla::new(Subject::Vif(vif), p, *bps, Some(*bps)).unwrap(),
+            );
+            vifs.push(VifDemand {
+                vif,
+                created: i as u64,
+                demand_bps: crate::UNBOUNDED,
+                demand_pps: crate::UNBOUNDED,
+            });
+        }
+        (set, vifs)
+    }
+
+    #[test]
+    fn without_a_buffer_the_window_is_the_one_asked() {
+        let (set, vifs) = paper(Link::new(1000 * M).unwrap());
+        let a = allocate(&set, &vifs, Duration::from_millis(20));
+        assert_eq!(a.burst_window, Duration::from_millis(20));
+        assert_eq!(a.vifs[1].budget.burst_bytes, 700 * M / 8 / 50);
+    }
+
+    #[test]
+    fn bursts_fit_half_the_link_buffer() {
+        // 1000 frames of 1500 bytes; Σ B_i = 1 Gb/s: half the buffer is 6 ms of traffic.
+        let link = Link::new(1000 * M).unwrap().with_buffer(1_500_000).unwrap();
+        let (set, vifs) = paper(link);
+        let a = allocate(&set, &vifs, Duration::from_millis(20));
+        assert_eq!(a.burst_window, Duration::from_millis(6));
+        let sum: u64 = a.vifs.iter().map(|v| v.budget.burst_bytes).sum();
+        assert!(sum <= 750_000, "Σ bursts {sum}");
+        assert_eq!(a.vifs[1].budget.burst_bytes, 525_000);
+        // Packet bursts use the same window.
+        let pps_window = a.vifs[1].budget.pps.map(|p| p * 6 / 1000);
+        assert_eq!(a.vifs[1].budget.burst_packets, pps_window);
+        // A period shorter than the bound is kept.
+        let a = allocate(&set, &vifs, Duration::from_millis(2));
+        assert_eq!(a.burst_window, Duration::from_millis(2));
+    }
+
+    #[test]
+    fn the_bound_follows_what_is_allocated() {
+        // A 10 Gb/s link: Σ B_i is the sum of the maximums, not the link.
+        let link = Link::new(10_000 * M)
+            .unwrap()
+            .with_buffer(1_500_000)
+            .unwrap();
+        let (set, vifs) = paper(link);
+        let a = allocate(&set, &vifs, Duration::from_millis(20));
+        assert_eq!(a.burst_window, Duration::from_millis(6));
+        // Only VM2 (700 Mb/s) on the link: its burst may span more time.
+        let a = allocate(&set, &vifs[1..2], Duration::from_millis(20));
+        let expect = Duration::from_nanos(750_000 * 8 * 1_000 / 700);
+        assert_eq!(a.burst_window, expect);
+        assert_eq!(a.vifs[0].budget.burst_bytes, 750_000);
+    }
+
+    #[test]
+    fn a_link_buffer_must_be_sane() {
+        let l = Link::new(M).unwrap();
+        assert!(l.with_buffer(0).is_err());
+        assert!(l.with_buffer(crate::sla::MAX_BUFFER_BYTES + 1).is_err());
+        assert_eq!(l.with_buffer(4096).unwrap().buffer_bytes(), Some(4096));
     }
 }

@@ -193,6 +193,8 @@ pub mod field {
     pub const PPS: &str = "pps";
     /// B_p in bits/s.
     pub const CAPACITY_BPS: &str = "capacity-bps";
+    /// The link's egress buffer in bytes (bounds the sum of the bursts).
+    pub const BUFFER_BYTES: &str = "buffer-bytes";
 }
 
 /// One vif's SLA: its class C_i, guaranteed minimum B_i^min and maximum B_i^max.
@@ -310,11 +312,17 @@ impl VmSla {
 }
 
 /// The physical interface p shared by the vifs: its capacity B_p in bits/s of L2 frame
-/// bytes (see [`crate::rate`] for which bytes count).
+/// bytes (see [`crate::rate`] for which bytes count) and, optionally, the egress buffer
+/// in front of it (the NIC queue: `txqueuelen` × frame size), which bounds the sum of
+/// the vifs' bursts (`docs/allocator.md` §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Link {
     capacity_bps: u64,
+    buffer_bytes: Option<u64>,
 }
+
+/// The largest link buffer accepted, bytes (1 GiB: far above any NIC queue).
+pub const MAX_BUFFER_BYTES: u64 = 1 << 30;
 
 /// Ethernet's per-frame overhead outside the counted L2 bytes: preamble + SFD (8),
 /// FCS (4) and the minimum inter-frame gap (12).
@@ -340,7 +348,35 @@ impl Link {
                 },
             ));
         }
-        Ok(Link { capacity_bps })
+        Ok(Link {
+            capacity_bps,
+            buffer_bytes: None,
+        })
+    }
+
+    /// This link with an egress buffer of `buffer_bytes` (`0 < buffer_bytes ≤`
+    /// [`MAX_BUFFER_BYTES`]): every round then sizes the bursts so that their sum fits
+    /// in half of it.
+    pub fn with_buffer(self, buffer_bytes: u64) -> Result<Link, SlaError> {
+        let err = |p| SlaError::new(Subject::Link, field::BUFFER_BYTES, p);
+        if buffer_bytes == 0 {
+            return Err(err(Problem::Zero));
+        }
+        if buffer_bytes > MAX_BUFFER_BYTES {
+            return Err(err(Problem::TooLarge {
+                value: buffer_bytes,
+                limit: MAX_BUFFER_BYTES,
+            }));
+        }
+        Ok(Link {
+            buffer_bytes: Some(buffer_bytes),
+            ..self
+        })
+    }
+
+    /// The egress buffer, bytes; `None` = not configured (bursts are not bounded by it).
+    pub fn buffer_bytes(&self) -> Option<u64> {
+        self.buffer_bytes
     }
 
     /// The L2 capacity of an Ethernet link of nominal `line_bps` when every frame is

@@ -6,6 +6,8 @@
 //! ```toml
 //! [link]                     # required
 //! capacity-bps = "1G"        # required. B_p, bits/s of L2 frame bytes
+//! buffer-bytes = "1.5M"      # the NIC's egress queue in bytes (txqueuelen × frame size);
+//!                            # default: none. Bursts are sized so that Σ burst ≤ half of it
 //!
 //! [defaults]                 # for vifs / VMs without their own entry
 //! priority = 7               # class 0 (highest) ..= 7 (lowest); default 7
@@ -37,7 +39,7 @@ use serde::Deserialize;
 use crate::rate::{MAX_BPS, MAX_PPS};
 use crate::sla::{
     field, parse_bps, parse_pps, DomId, Link, Priority, Problem, SlaError, SlaSet, Subject, VifId,
-    VifSla, VmSla,
+    VifSla, VmSla, MAX_BUFFER_BYTES,
 };
 
 /// The largest domid a guest can have (`DOMID_FIRST_RESERVED - 1`).
@@ -79,6 +81,7 @@ struct RawFile {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawLink {
     capacity_bps: toml::Value,
+    buffer_bytes: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -162,7 +165,12 @@ pub fn parse_sla_file(text: &str) -> Result<SlaSet, SlaFileError> {
         &raw.link.capacity_bps,
         MAX_BPS,
     )?;
-    let mut set = SlaSet::new(Link::new(capacity)?);
+    let mut link = Link::new(capacity)?;
+    if let Some(v) = &raw.link.buffer_bytes {
+        let bytes = number(&Subject::Link, field::BUFFER_BYTES, v, MAX_BUFFER_BYTES)?;
+        link = link.with_buffer(bytes)?;
+    }
+    let mut set = SlaSet::new(link);
 
     let d = &raw.defaults;
     let s = Subject::Defaults;
@@ -348,6 +356,15 @@ mod tests {
             .contains("unknown field `min_bps`"));
         assert!(err("[link]\ncapacity-bps = 0\n")
             .contains("link: field `capacity-bps`: must be greater than zero"));
+        assert!(err("[link]\ncapacity-bps = 1\nbuffer-bytes = 0\n")
+            .contains("link: field `buffer-bytes`: must be greater than zero"));
+        assert!(err("[link]\ncapacity-bps = 1\nbuffer-bytes = \"2G\"\n")
+            .contains("link: field `buffer-bytes`: 2000000000 is above"));
+        assert!(err("[link]\ncapacity-bps = 1\nbuffer-bytes = true\n")
+            .contains("link: field `buffer-bytes`: expected"));
+        let s = parse_sla_file("[link]\ncapacity-bps = 1\nbuffer-bytes = \"1.5M\"\n").unwrap();
+        assert_eq!(s.link().buffer_bytes(), Some(1_500_000));
+        assert_eq!(parse_sla_file(PAPER).unwrap().link().buffer_bytes(), None);
         assert!(err("[[vif]]\ndomid = 1\n").contains("missing field `link`"));
         assert!(err("[link\n").contains("SLA file is not valid"));
         assert!(err(&format!(

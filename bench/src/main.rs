@@ -63,6 +63,10 @@ enum Cmd {
         /// NIC transmit queue, frames (Linux txqueuelen default: 1000).
         #[arg(long, default_value_t = 1000)]
         nic_queue_frames: usize,
+        /// Do not tell the allocator the NIC queue's size (by default its bursts are
+        /// sized to fit half of it: docs/allocator.md §6).
+        #[arg(long)]
+        no_link_buffer: bool,
     },
 }
 
@@ -91,6 +95,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
         nic_queue_frames,
         link_capacity_mbps,
         traffic,
+        no_link_buffer,
     } = cli.cmd;
     if !(1..=1_000_000).contains(&nic_queue_frames) {
         return Err(format!(
@@ -141,6 +146,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
         o.duration = Some(Duration::from_secs_f64(d));
     }
     o.nic_queue_frames = nic_queue_frames;
+    o.link_buffer = !no_link_buffer;
     o.netns = match traffic.as_str() {
         "mem" => false,
         "netns" => true,

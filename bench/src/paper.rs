@@ -30,6 +30,8 @@ pub struct PaperOptions {
     pub netns: bool,
     /// Allocator link capacity override, bits/s (unscaled).
     pub allocator_capacity_bps: Option<u64>,
+    /// Tell the allocator the NIC queue's size ([`RunSpec::link_buffer`]).
+    pub link_buffer: bool,
     /// Traffic duration of each comparison run (`None`: 4 s, 1 s with `quick`; `spare` ×1.5).
     pub duration: Option<Duration>,
 }
@@ -53,6 +55,7 @@ impl PaperOptions {
             duration: None,
             nic_queue_frames: 1000,
             allocator_capacity_bps: None,
+            link_buffer: true,
             netns: false,
         }
     }
@@ -80,6 +83,7 @@ impl PaperOptions {
             nic_queue_frames: self.nic_queue_frames,
             guest_queue_frames: 1000,
             allocator_capacity_bps: self.allocator_capacity_bps,
+            link_buffer: self.link_buffer,
         }
     }
 }
@@ -201,6 +205,9 @@ pub fn paper(opts: &PaperOptions, out: &Path) -> Result<Report, String> {
         allocator_capacity_mbps: opts.spec(Scenario::S1500, Policy::DbaDrop).capacity_bps() as f64
             * opts.scale as f64
             / 1e6,
+        allocator_buffer_bytes: opts
+            .spec(Scenario::S1500, Policy::DbaDrop)
+            .link_buffer_bytes(),
         checks: checks(&runs),
         runs,
         period_sweep: sweep,

@@ -22,6 +22,9 @@ pub struct Report {
     pub dba_period_ms: f64,
     /// The allocator's link capacity B_p (bits/s of frame bytes), Mb/s, unscaled.
     pub allocator_capacity_mbps: f64,
+    /// The link buffer the allocator sizes the bursts for (the NIC queue in 1500-byte
+    /// frames), bytes; `null` with `--no-link-buffer`.
+    pub allocator_buffer_bytes: Option<u64>,
     /// One entry per (scenario, policy).
     pub runs: Vec<RunReport>,
     /// The `dba-drop` readjustment-period sweep.
@@ -457,13 +460,19 @@ pub fn markdown(r: &Report) -> String {
     s += "# DBA-VM reproduction report\n\n";
     s += &format!(
         "Machine: {} CPUs, kernel {}, load average {:.2} at the start (shared machine). \
-         Quick: {}. Scale: 1/{} of the paper's rates. dba period: {} ms.\n\n",
+         Quick: {}. Scale: 1/{} of the paper's rates. dba period: {} ms. \
+         Allocator link: B_p = {:.2} Mb/s, buffer {}.\n\n",
         r.machine.cpus,
         r.machine.kernel,
         r.machine.loadavg_start,
         r.quick,
         r.scale,
-        r.dba_period_ms
+        r.dba_period_ms,
+        r.allocator_capacity_mbps,
+        r.allocator_buffer_bytes.map_or_else(
+            || "not given (bursts = rate × period)".to_string(),
+            |b| format!("{b} bytes (Σ bursts ≤ half of it)")
+        ),
     );
     if let Some(e) = &r.emulation {
         s += &format!("**EMULATION**: {e}\n\n");
@@ -635,6 +644,7 @@ mod tests {
             emulation: None,
             dba_period_ms: 20.0,
             allocator_capacity_mbps: 984.25,
+            allocator_buffer_bytes: Some(1_500_000),
             runs: vec![RunReport {
                 scenario: "1500".into(),
                 policy: "native".into(),

@@ -128,7 +128,12 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(&str)) -> Result<RunOutcome,
         ..NetbackConfig::default()
     };
     let slas = if spec.policy.is_dba() {
-        let text = sla_file(spec.scenario, spec.capacity_bps(), spec.scale);
+        let text = sla_file(
+            spec.scenario,
+            spec.capacity_bps(),
+            spec.link_buffer_bytes(),
+            spec.scale,
+        );
         Some(allocator::sla_file::parse_sla_file(&text).map_err(|e| format!("SLA file: {e}"))?)
     } else {
         None

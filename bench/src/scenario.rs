@@ -142,11 +142,23 @@ pub fn allocator_capacity_bps(line_bps: u64) -> u64 {
     frame_capacity_bps(1500, line_bps)
 }
 
+/// The largest frame of the scenarios, bytes (the unit of the NIC queue's byte size).
+pub const FULL_FRAME_BYTES: u64 = 1500;
+
 /// The SLA file (`allocator/src/sla_file.rs` syntax) for a scenario, rates divided by
-/// `scale`; the link capacity B_p is `capacity_bps` (already scaled).
-pub fn sla_file(scenario: Scenario, capacity_bps: u64, scale: u64) -> String {
-    let mut s =
-        format!("[link]\ncapacity-bps = {capacity_bps}\n[defaults]\npriority = 7\nmin-bps = 0\n");
+/// `scale`; the link capacity B_p is `capacity_bps` (already scaled), its buffer
+/// `buffer_bytes`.
+pub fn sla_file(
+    scenario: Scenario,
+    capacity_bps: u64,
+    buffer_bytes: Option<u64>,
+    scale: u64,
+) -> String {
+    let mut s = format!("[link]\ncapacity-bps = {capacity_bps}\n");
+    if let Some(b) = buffer_bytes {
+        s += &format!("buffer-bytes = {b}\n");
+    }
+    s += "[defaults]\npriority = 7\nmin-bps = 0\n";
     #[allow(clippy::needless_range_loop)] // vm indexes several parallel tables
     for vm in 0..3 {
         s += &format!(
@@ -193,12 +205,22 @@ pub struct RunSpec {
     /// The allocator's link capacity B_p, bits/s of frame bytes, before scaling (`None`:
     /// what the NIC carries with 1500-byte frames, [`allocator_capacity_bps`]).
     pub allocator_capacity_bps: Option<u64>,
+    /// Give the allocator the NIC queue's size as the link buffer
+    /// ([`RunSpec::link_buffer_bytes`]), so that the vifs' bursts together fit in it.
+    pub link_buffer: bool,
 }
 
 impl RunSpec {
     /// Line rate after scaling.
     pub fn line_bps(&self) -> u64 {
         LINE_BPS / self.scale
+    }
+
+    /// The link buffer the allocator is told: the NIC queue in full-size (1500-byte)
+    /// frames, `None` when [`RunSpec::link_buffer`] is off.
+    pub fn link_buffer_bytes(&self) -> Option<u64> {
+        self.link_buffer
+            .then_some(self.nic_queue_frames as u64 * FULL_FRAME_BYTES)
     }
 
     /// B_p after scaling.
@@ -217,9 +239,13 @@ mod tests {
     #[test]
     fn sla_file_parses_and_matches_the_paper() {
         for sc in Scenario::ALL {
-            let text = sla_file(sc, allocator_capacity_bps(LINE_BPS), 1);
+            let text = sla_file(sc, allocator_capacity_bps(LINE_BPS), Some(1_500_000), 1);
             let set = allocator::sla_file::parse_sla_file(&text).expect("valid SLA file");
             assert_eq!(set.link().capacity_bps(), 984_251_968);
+            assert_eq!(set.link().buffer_bytes(), Some(1_500_000));
+            let text = sla_file(sc, allocator_capacity_bps(LINE_BPS), None, 1);
+            let set = allocator::sla_file::parse_sla_file(&text).expect("valid SLA file");
+            assert_eq!(set.link().buffer_bytes(), None);
         }
     }
 

@@ -21,6 +21,7 @@ fn spec(scenario: Scenario, policy: Policy) -> RunSpec {
         nic_queue_frames: 1000,
         guest_queue_frames: 1000,
         allocator_capacity_bps: None,
+        link_buffer: true,
     }
 }
 
