@@ -14,7 +14,7 @@ use netback::backend::monotonic_ns;
 use netback::toolstack::{create_vif, VifSpec};
 use netback::{Netback, NetbackConfig, VifId, VifStatus};
 use netfront::{Netfront, NetfrontConfig};
-use netport::{FrameMeta, MemPort, Port};
+use netport::{FrameMeta, MemPort, MemPortConfig, Port};
 
 /// netback on the local platform.
 pub type LocalNetback = Netback<
@@ -37,6 +37,11 @@ pub struct Backend {
 
 impl Backend {
     pub fn start(host: &LocalHost, cfg: NetbackConfig) -> Backend {
+        Self::start_with_ports(host, cfg, MemPortConfig::new(1024, 65536))
+    }
+
+    /// As [`Backend::start`], every vif's port a [`MemPort`] pair made with `ports`.
+    pub fn start_with_ports(host: &LocalHost, cfg: NetbackConfig, ports: MemPortConfig) -> Backend {
         let dom0 = host.domain(DomId(0)).expect("dom0");
         let wires: Arc<Mutex<Vec<(VifId, MemPort)>>> = Arc::default();
         let status: Arc<Mutex<Vec<VifStatus>>> = Arc::default();
@@ -51,7 +56,7 @@ impl Backend {
             );
             move || {
                 let factory = move |id: VifId, _mac: [u8; 6]| -> std::io::Result<Box<dyn Port>> {
-                    let (a, b) = MemPort::pair(1024, 65536)?;
+                    let (a, b) = MemPort::pair_with(ports)?;
                     wires.lock().unwrap().push((id, b));
                     Ok(Box::new(a))
                 };
