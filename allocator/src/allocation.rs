@@ -47,28 +47,36 @@ pub struct Allocation {
     pub burst_window: Duration,
 }
 
-/// The burst window of a round: `asked`, shortened if the link has a buffer so that the
-/// vifs' byte bursts together (Σ B_i × window) fill at most half of it. With Σ B_i ≤ B_p,
-/// token-bucket traffic then never queues more than Σ bursts at the link (the
-/// network-calculus backlog bound), and the other half absorbs what the buckets cannot
-/// bound: the backend draining rings after it was descheduled. Never below 1 µs (the
-/// per-vif minimum bursts of [`Budget::with_bursts`] still apply).
+/// The burst window of a round: `asked`, shortened where the link has a buffer so that
+/// the vifs' bursts together fill at most half of it: Σ B_i × window / 8 ≤ buffer_bytes
+/// / 2, and Σ pps_i × window ≤ buffer_packets / 2 (over the vifs with a packets/s
+/// budget; the others have no packet bucket). With Σ B_i ≤ B_p, token-bucket traffic
+/// never queues more than Σ bursts at the link (the network-calculus backlog bound), and
+/// the other half absorbs what the buckets cannot bound: the backend draining rings
+/// after it was descheduled. Never below 1 µs (the per-vif minimum bursts of
+/// [`Budget::with_bursts`] still apply).
 pub fn burst_window(
     link: &Link,
-    budgets_bps: impl IntoIterator<Item = u64>,
+    budgets: impl IntoIterator<Item = (u64, Option<u64>)>,
     asked: Duration,
 ) -> Duration {
-    let Some(buffer) = link.buffer_bytes() else {
-        return asked;
-    };
-    let total_bps: u128 = budgets_bps.into_iter().map(u128::from).sum();
-    if total_bps == 0 {
-        return asked;
+    let (mut total_bps, mut total_pps) = (0u128, 0u128);
+    for (bps, pps) in budgets {
+        total_bps += u128::from(bps);
+        total_pps += u128::from(pps.unwrap_or(0));
     }
+    let mut w = asked;
     // (buffer / 2) bytes × 8 bits / total bits/s, in ns.
-    let cap_ns = u128::from(buffer) * 4 * 1_000_000_000 / total_bps;
-    let cap = Duration::from_nanos(cap_ns.min(u64::MAX as u128) as u64);
-    asked.min(cap).max(Duration::from_micros(1))
+    if let (Some(buffer), true) = (link.buffer_bytes(), total_bps > 0) {
+        let ns = u128::from(buffer) * 4 * 1_000_000_000 / total_bps;
+        w = w.min(Duration::from_nanos(ns.min(u64::MAX as u128) as u64));
+    }
+    // (buffer / 2) packets / total packets/s, in ns.
+    if let (Some(buffer), true) = (link.buffer_packets(), total_pps > 0) {
+        let ns = u128::from(buffer) * 500_000_000 / total_pps;
+        w = w.min(Duration::from_nanos(ns.min(u64::MAX as u128) as u64));
+    }
+    w.max(Duration::from_micros(1))
 }
 
 /// Computes every vif's budget. `window` sizes the token buckets (normally the
@@ -100,7 +108,11 @@ pub fn allocate(slas: &SlaSet, vifs: &[VifDemand], window: Duration) -> Allocati
     let pps = split_pps(&step2_in);
     let window = burst_window(
         slas.link(),
-        step1.shares.iter().map(|s| s.budget_bps),
+        step1
+            .shares
+            .iter()
+            .map(|s| s.budget_bps)
+            .zip(pps.iter().copied()),
         window,
     );
     let vifs = vifs
@@ -198,10 +210,41 @@ mod tests {
     }
 
     #[test]
+    fn packet_bursts_fit_half_the_link_buffer_too() {
+        // txqueuelen 1000; caps 20k + 60k + 60k = 140 kp/s: 500 packets are 3.57 ms.
+        let link = Link::new(10_000 * M)
+            .unwrap()
+            .with_buffer(1_500_000)
+            .unwrap()
+            .with_buffer_packets(1000)
+            .unwrap();
+        let (mut set, vifs) = paper(link);
+        for (d, pps) in [(1, 20_000), (2, 60_000), (3, 60_000)] {
+            set.set_vm(d, crate::VmSla::new(d, Some(pps)).unwrap());
+        }
+        let a = allocate(&set, &vifs, Duration::from_millis(20));
+        assert_eq!(
+            a.burst_window,
+            Duration::from_nanos(500 * 1_000_000_000 / 140_000)
+        );
+        let sum: u64 = a.vifs.iter().map(|v| v.budget.burst_packets.unwrap()).sum();
+        assert!(sum <= 503, "Σ packet bursts {sum}");
+        // Without packet caps the packet buffer bounds nothing.
+        let (set, vifs) = paper(link);
+        let a = allocate(&set, &vifs, Duration::from_millis(20));
+        assert_eq!(a.burst_window, Duration::from_millis(6));
+    }
+
+    #[test]
     fn a_link_buffer_must_be_sane() {
         let l = Link::new(M).unwrap();
         assert!(l.with_buffer(0).is_err());
         assert!(l.with_buffer(crate::sla::MAX_BUFFER_BYTES + 1).is_err());
         assert_eq!(l.with_buffer(4096).unwrap().buffer_bytes(), Some(4096));
+        assert!(l.with_buffer_packets(0).is_err());
+        assert!(l
+            .with_buffer_packets(crate::sla::MAX_BUFFER_PACKETS + 1)
+            .is_err());
+        assert_eq!(l.with_buffer_packets(9).unwrap().buffer_packets(), Some(9));
     }
 }

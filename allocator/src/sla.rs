@@ -195,6 +195,9 @@ pub mod field {
     pub const CAPACITY_BPS: &str = "capacity-bps";
     /// The link's egress buffer in bytes (bounds the sum of the bursts).
     pub const BUFFER_BYTES: &str = "buffer-bytes";
+    /// The link's egress buffer in packets (`txqueuelen`; bounds the sum of the packet
+    /// bursts).
+    pub const BUFFER_PACKETS: &str = "buffer-packets";
 }
 
 /// One vif's SLA: its class C_i, guaranteed minimum B_i^min and maximum B_i^max.
@@ -319,10 +322,13 @@ impl VmSla {
 pub struct Link {
     capacity_bps: u64,
     buffer_bytes: Option<u64>,
+    buffer_packets: Option<u64>,
 }
 
 /// The largest link buffer accepted, bytes (1 GiB: far above any NIC queue).
 pub const MAX_BUFFER_BYTES: u64 = 1 << 30;
+/// The largest link buffer accepted, packets.
+pub const MAX_BUFFER_PACKETS: u64 = 1 << 24;
 
 /// Ethernet's per-frame overhead outside the counted L2 bytes: preamble + SFD (8),
 /// FCS (4) and the minimum inter-frame gap (12).
@@ -351,6 +357,7 @@ impl Link {
         Ok(Link {
             capacity_bps,
             buffer_bytes: None,
+            buffer_packets: None,
         })
     }
 
@@ -377,6 +384,31 @@ impl Link {
     /// The egress buffer, bytes; `None` = not configured (bursts are not bounded by it).
     pub fn buffer_bytes(&self) -> Option<u64> {
         self.buffer_bytes
+    }
+
+    /// This link with an egress buffer of `buffer_packets` packets (`0 < n ≤`
+    /// [`MAX_BUFFER_PACKETS`]; Linux's `txqueuelen` counts packets): every round then
+    /// sizes the packet bursts so that their sum fits in half of it.
+    pub fn with_buffer_packets(self, buffer_packets: u64) -> Result<Link, SlaError> {
+        let err = |p| SlaError::new(Subject::Link, field::BUFFER_PACKETS, p);
+        if buffer_packets == 0 {
+            return Err(err(Problem::Zero));
+        }
+        if buffer_packets > MAX_BUFFER_PACKETS {
+            return Err(err(Problem::TooLarge {
+                value: buffer_packets,
+                limit: MAX_BUFFER_PACKETS,
+            }));
+        }
+        Ok(Link {
+            buffer_packets: Some(buffer_packets),
+            ..self
+        })
+    }
+
+    /// The egress buffer, packets; `None` = not configured.
+    pub fn buffer_packets(&self) -> Option<u64> {
+        self.buffer_packets
     }
 
     /// The L2 capacity of an Ethernet link of nominal `line_bps` when every frame is

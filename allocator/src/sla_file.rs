@@ -8,6 +8,7 @@
 //! capacity-bps = "1G"        # required. B_p, bits/s of L2 frame bytes
 //! buffer-bytes = "1.5M"      # the NIC's egress queue in bytes (txqueuelen × frame size);
 //!                            # default: none. Bursts are sized so that Σ burst ≤ half of it
+//! buffer-packets = 1000      # the same in packets (txqueuelen); default: none
 //!
 //! [defaults]                 # for vifs / VMs without their own entry
 //! priority = 7               # class 0 (highest) ..= 7 (lowest); default 7
@@ -39,7 +40,7 @@ use serde::Deserialize;
 use crate::rate::{MAX_BPS, MAX_PPS};
 use crate::sla::{
     field, parse_bps, parse_pps, DomId, Link, Priority, Problem, SlaError, SlaSet, Subject, VifId,
-    VifSla, VmSla, MAX_BUFFER_BYTES,
+    VifSla, VmSla, MAX_BUFFER_BYTES, MAX_BUFFER_PACKETS,
 };
 
 /// The largest domid a guest can have (`DOMID_FIRST_RESERVED - 1`).
@@ -82,6 +83,7 @@ struct RawFile {
 struct RawLink {
     capacity_bps: toml::Value,
     buffer_bytes: Option<toml::Value>,
+    buffer_packets: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -169,6 +171,10 @@ pub fn parse_sla_file(text: &str) -> Result<SlaSet, SlaFileError> {
     if let Some(v) = &raw.link.buffer_bytes {
         let bytes = number(&Subject::Link, field::BUFFER_BYTES, v, MAX_BUFFER_BYTES)?;
         link = link.with_buffer(bytes)?;
+    }
+    if let Some(v) = &raw.link.buffer_packets {
+        let n = number(&Subject::Link, field::BUFFER_PACKETS, v, MAX_BUFFER_PACKETS)?;
+        link = link.with_buffer_packets(n)?;
     }
     let mut set = SlaSet::new(link);
 
@@ -364,6 +370,10 @@ mod tests {
             .contains("link: field `buffer-bytes`: expected"));
         let s = parse_sla_file("[link]\ncapacity-bps = 1\nbuffer-bytes = \"1.5M\"\n").unwrap();
         assert_eq!(s.link().buffer_bytes(), Some(1_500_000));
+        assert!(err("[link]\ncapacity-bps = 1\nbuffer-packets = 0\n")
+            .contains("link: field `buffer-packets`: must be greater than zero"));
+        let s = parse_sla_file("[link]\ncapacity-bps = 1\nbuffer-packets = \"1k\"\n").unwrap();
+        assert_eq!(s.link().buffer_packets(), Some(1000));
         assert_eq!(parse_sla_file(PAPER).unwrap().link().buffer_bytes(), None);
         assert!(err("[[vif]]\ndomid = 1\n").contains("missing field `link`"));
         assert!(err("[link\n").contains("SLA file is not valid"));

@@ -44,6 +44,8 @@ pub struct GuestSpec {
     pub netfront: NetfrontConfig,
     /// Intervals (ns after the start) during which the guest offers traffic.
     pub active: Vec<(u64, u64)>,
+    /// Nice value of the guest thread ([`RunSpec::guest_nice`](crate::scenario::RunSpec)).
+    pub nice: i32,
 }
 
 /// What a guest did.
@@ -82,6 +84,9 @@ impl Guest {
         let thread = std::thread::Builder::new()
             .name(format!("guest-vm{}", spec.vm + 1))
             .spawn(move || {
+                if spec.nice != 0 {
+                    set_thread_nice(spec.nice);
+                }
                 let nf = Netfront::connect(platform, spec.netfront.clone(), Box::new(now_ns));
                 let mut nf = match nf {
                     Ok(nf) => {
@@ -119,6 +124,23 @@ impl Guest {
         self.thread
             .join()
             .map_err(|_| "guest thread panicked".to_string())?
+    }
+}
+
+/// Sets the calling thread's nice value (Linux: per thread). Raising it needs no
+/// privilege; a failure (e.g. a negative value without CAP_SYS_NICE) is reported and the
+/// run goes on at the inherited priority.
+fn set_thread_nice(nice: i32) {
+    // SAFETY: gettid has no preconditions; setpriority only reads its integer arguments.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+    };
+    if rc != 0 {
+        eprintln!(
+            "bench: cannot set the guest threads' nice to {nice}: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

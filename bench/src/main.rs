@@ -67,6 +67,10 @@ enum Cmd {
         /// sized to fit half of it: docs/allocator.md §6).
         #[arg(long)]
         no_link_buffer: bool,
+        /// Nice value of the guest threads (0: same as netback). The paper's dom0 had
+        /// cores of its own; by default the guests yield to the backend thread.
+        #[arg(long, default_value_t = bench::paper::DEFAULT_GUEST_NICE, allow_negative_numbers = true)]
+        guest_nice: i32,
     },
 }
 
@@ -96,6 +100,7 @@ fn real_main(cli: Cli) -> Result<(), String> {
         link_capacity_mbps,
         traffic,
         no_link_buffer,
+        guest_nice,
     } = cli.cmd;
     if !(1..=1_000_000).contains(&nic_queue_frames) {
         return Err(format!(
@@ -147,6 +152,10 @@ fn real_main(cli: Cli) -> Result<(), String> {
     }
     o.nic_queue_frames = nic_queue_frames;
     o.link_buffer = !no_link_buffer;
+    if !(-20..=19).contains(&guest_nice) {
+        return Err(format!("--guest-nice {guest_nice}: must be -20..=19"));
+    }
+    o.guest_nice = guest_nice;
     o.netns = match traffic.as_str() {
         "mem" => false,
         "netns" => true,

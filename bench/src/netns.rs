@@ -182,7 +182,7 @@ pub fn run_netns(spec: &RunSpec) -> Result<NetnsOutcome, String> {
             allocator::sla_file::parse_sla_file(&sla_file(
                 spec.scenario,
                 spec.capacity_bps(),
-                spec.link_buffer_bytes(),
+                spec.link_buffer(),
                 spec.scale,
             ))
             .map_err(|e| io_err("SLA file", e))?,

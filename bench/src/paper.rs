@@ -7,6 +7,10 @@ use crate::report::{checks, markdown, run_report, Machine, Report, SweepPoint};
 use crate::run::run;
 use crate::scenario::{Policy, RunSpec, Scenario};
 
+/// Default nice value of the guest threads: the backend runs ahead of them
+/// ([`RunSpec::guest_nice`]).
+pub const DEFAULT_GUEST_NICE: i32 = 5;
+
 /// Options of the `paper` command.
 #[derive(Debug, Clone)]
 pub struct PaperOptions {
@@ -32,6 +36,8 @@ pub struct PaperOptions {
     pub allocator_capacity_bps: Option<u64>,
     /// Tell the allocator the NIC queue's size ([`RunSpec::link_buffer`]).
     pub link_buffer: bool,
+    /// Nice value of the guest threads ([`RunSpec::guest_nice`]).
+    pub guest_nice: i32,
     /// Traffic duration of each comparison run (`None`: 4 s, 1 s with `quick`; `spare` ×1.5).
     pub duration: Option<Duration>,
 }
@@ -56,6 +62,7 @@ impl PaperOptions {
             nic_queue_frames: 1000,
             allocator_capacity_bps: None,
             link_buffer: true,
+            guest_nice: DEFAULT_GUEST_NICE,
             netns: false,
         }
     }
@@ -84,6 +91,7 @@ impl PaperOptions {
             guest_queue_frames: 1000,
             allocator_capacity_bps: self.allocator_capacity_bps,
             link_buffer: self.link_buffer,
+            guest_nice: self.guest_nice,
         }
     }
 }
@@ -205,9 +213,8 @@ pub fn paper(opts: &PaperOptions, out: &Path) -> Result<Report, String> {
         allocator_capacity_mbps: opts.spec(Scenario::S1500, Policy::DbaDrop).capacity_bps() as f64
             * opts.scale as f64
             / 1e6,
-        allocator_buffer_bytes: opts
-            .spec(Scenario::S1500, Policy::DbaDrop)
-            .link_buffer_bytes(),
+        allocator_buffer: opts.spec(Scenario::S1500, Policy::DbaDrop).link_buffer(),
+        guest_nice: opts.guest_nice,
         checks: checks(&runs),
         runs,
         period_sweep: sweep,

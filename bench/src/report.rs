@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::run::{sla_pps, RunOutcome, BIN_NS};
-use crate::scenario::{Policy, Scenario, SLA_BPS};
+use crate::scenario::{LinkBuffer, Policy, Scenario, SLA_BPS};
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,9 +22,11 @@ pub struct Report {
     pub dba_period_ms: f64,
     /// The allocator's link capacity B_p (bits/s of frame bytes), Mb/s, unscaled.
     pub allocator_capacity_mbps: f64,
-    /// The link buffer the allocator sizes the bursts for (the NIC queue in 1500-byte
-    /// frames), bytes; `null` with `--no-link-buffer`.
-    pub allocator_buffer_bytes: Option<u64>,
+    /// The link buffer the allocator sizes the bursts for (the NIC queue: packets, and
+    /// bytes of 1500-byte frames); `null` with `--no-link-buffer`.
+    pub allocator_buffer: Option<LinkBuffer>,
+    /// Nice value of the guest threads (the backend thread runs at 0).
+    pub guest_nice: i32,
     /// One entry per (scenario, policy).
     pub runs: Vec<RunReport>,
     /// The `dba-drop` readjustment-period sweep.
@@ -461,7 +463,8 @@ pub fn markdown(r: &Report) -> String {
     s += &format!(
         "Machine: {} CPUs, kernel {}, load average {:.2} at the start (shared machine). \
          Quick: {}. Scale: 1/{} of the paper's rates. dba period: {} ms. \
-         Allocator link: B_p = {:.2} Mb/s, buffer {}.\n\n",
+         Allocator link: B_p = {:.2} Mb/s, buffer {}. Guest threads at nice {} \
+         (netback at 0).\n\n",
         r.machine.cpus,
         r.machine.kernel,
         r.machine.loadavg_start,
@@ -469,10 +472,14 @@ pub fn markdown(r: &Report) -> String {
         r.scale,
         r.dba_period_ms,
         r.allocator_capacity_mbps,
-        r.allocator_buffer_bytes.map_or_else(
+        r.allocator_buffer.map_or_else(
             || "not given (bursts = rate × period)".to_string(),
-            |b| format!("{b} bytes (Σ bursts ≤ half of it)")
+            |b| format!(
+                "{} packets / {} bytes (Σ bursts ≤ half of it)",
+                b.packets, b.bytes
+            )
         ),
+        r.guest_nice,
     );
     if let Some(e) = &r.emulation {
         s += &format!("**EMULATION**: {e}\n\n");
@@ -644,7 +651,11 @@ mod tests {
             emulation: None,
             dba_period_ms: 20.0,
             allocator_capacity_mbps: 984.25,
-            allocator_buffer_bytes: Some(1_500_000),
+            allocator_buffer: Some(LinkBuffer {
+                bytes: 1_500_000,
+                packets: 1000,
+            }),
+            guest_nice: 5,
             runs: vec![RunReport {
                 scenario: "1500".into(),
                 policy: "native".into(),

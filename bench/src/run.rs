@@ -131,7 +131,7 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(&str)) -> Result<RunOutcome,
         let text = sla_file(
             spec.scenario,
             spec.capacity_bps(),
-            spec.link_buffer_bytes(),
+            spec.link_buffer(),
             spec.scale,
         );
         Some(allocator::sla_file::parse_sla_file(&text).map_err(|e| format!("SLA file: {e}"))?)
@@ -230,6 +230,7 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(&str)) -> Result<RunOutcome,
             queue_frames: spec.guest_queue_frames,
             netfront: nfc,
             active: Vec::new(), // set below, once t0 is chosen
+            nice: spec.guest_nice,
         };
         guests.push((gs, platform));
     }

@@ -142,21 +142,34 @@ pub fn allocator_capacity_bps(line_bps: u64) -> u64 {
     frame_capacity_bps(1500, line_bps)
 }
 
+/// The NIC queue as the allocator is told about it (`[link] buffer-bytes`,
+/// `buffer-packets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinkBuffer {
+    /// Bytes: the queue's frames × [`FULL_FRAME_BYTES`].
+    pub bytes: u64,
+    /// Packets: the queue's frames.
+    pub packets: u64,
+}
+
 /// The largest frame of the scenarios, bytes (the unit of the NIC queue's byte size).
 pub const FULL_FRAME_BYTES: u64 = 1500;
 
 /// The SLA file (`allocator/src/sla_file.rs` syntax) for a scenario, rates divided by
 /// `scale`; the link capacity B_p is `capacity_bps` (already scaled), its buffer
-/// `buffer_bytes`.
+/// `buffer` (bytes, packets).
 pub fn sla_file(
     scenario: Scenario,
     capacity_bps: u64,
-    buffer_bytes: Option<u64>,
+    buffer: Option<LinkBuffer>,
     scale: u64,
 ) -> String {
     let mut s = format!("[link]\ncapacity-bps = {capacity_bps}\n");
-    if let Some(b) = buffer_bytes {
-        s += &format!("buffer-bytes = {b}\n");
+    if let Some(b) = buffer {
+        s += &format!(
+            "buffer-bytes = {}\nbuffer-packets = {}\n",
+            b.bytes, b.packets
+        );
     }
     s += "[defaults]\npriority = 7\nmin-bps = 0\n";
     #[allow(clippy::needless_range_loop)] // vm indexes several parallel tables
@@ -206,8 +219,13 @@ pub struct RunSpec {
     /// what the NIC carries with 1500-byte frames, [`allocator_capacity_bps`]).
     pub allocator_capacity_bps: Option<u64>,
     /// Give the allocator the NIC queue's size as the link buffer
-    /// ([`RunSpec::link_buffer_bytes`]), so that the vifs' bursts together fit in it.
+    /// ([`RunSpec::link_buffer`]), so that the vifs' bursts together fit in it.
     pub link_buffer: bool,
+    /// Nice value of the guest threads (0 = as the backend). The paper's dom0 had cores
+    /// of its own; on a machine with fewer cores than threads, a positive value lets the
+    /// backend thread run ahead of the guests, as a Xen host does by weighting dom0 above
+    /// guests or pinning it to its own cores.
+    pub guest_nice: i32,
 }
 
 impl RunSpec {
@@ -216,11 +234,13 @@ impl RunSpec {
         LINE_BPS / self.scale
     }
 
-    /// The link buffer the allocator is told: the NIC queue in full-size (1500-byte)
-    /// frames, `None` when [`RunSpec::link_buffer`] is off.
-    pub fn link_buffer_bytes(&self) -> Option<u64> {
-        self.link_buffer
-            .then_some(self.nic_queue_frames as u64 * FULL_FRAME_BYTES)
+    /// The link buffer the allocator is told: the NIC queue, in packets and in bytes of
+    /// full-size (1500-byte) frames; `None` when [`RunSpec::link_buffer`] is off.
+    pub fn link_buffer(&self) -> Option<LinkBuffer> {
+        self.link_buffer.then_some(LinkBuffer {
+            bytes: self.nic_queue_frames as u64 * FULL_FRAME_BYTES,
+            packets: self.nic_queue_frames as u64,
+        })
     }
 
     /// B_p after scaling.
@@ -239,10 +259,19 @@ mod tests {
     #[test]
     fn sla_file_parses_and_matches_the_paper() {
         for sc in Scenario::ALL {
-            let text = sla_file(sc, allocator_capacity_bps(LINE_BPS), Some(1_500_000), 1);
+            let text = sla_file(
+                sc,
+                allocator_capacity_bps(LINE_BPS),
+                Some(LinkBuffer {
+                    bytes: 1_500_000,
+                    packets: 1000,
+                }),
+                1,
+            );
             let set = allocator::sla_file::parse_sla_file(&text).expect("valid SLA file");
             assert_eq!(set.link().capacity_bps(), 984_251_968);
             assert_eq!(set.link().buffer_bytes(), Some(1_500_000));
+            assert_eq!(set.link().buffer_packets(), Some(1000));
             let text = sla_file(sc, allocator_capacity_bps(LINE_BPS), None, 1);
             let set = allocator::sla_file::parse_sla_file(&text).expect("valid SLA file");
             assert_eq!(set.link().buffer_bytes(), None);

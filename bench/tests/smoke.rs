@@ -22,6 +22,7 @@ fn spec(scenario: Scenario, policy: Policy) -> RunSpec {
         guest_queue_frames: 1000,
         allocator_capacity_bps: None,
         link_buffer: true,
+        guest_nice: 0,
     }
 }
 
