@@ -330,6 +330,16 @@ pub const MAX_BUFFER_BYTES: u64 = 1 << 30;
 /// The largest link buffer accepted, packets.
 pub const MAX_BUFFER_PACKETS: u64 = 1 << 24;
 
+/// `value` of the link's `field` if it is in `1..=limit`.
+fn checked_buffer(field: &str, value: u64, limit: u64) -> Result<u64, SlaError> {
+    let err = |p| SlaError::new(Subject::Link, field, p);
+    match value {
+        0 => Err(err(Problem::Zero)),
+        v if v > limit => Err(err(Problem::TooLarge { value: v, limit })),
+        v => Ok(v),
+    }
+}
+
 /// Ethernet's per-frame overhead outside the counted L2 bytes: preamble + SFD (8),
 /// FCS (4) and the minimum inter-frame gap (12).
 pub const ETHERNET_OVERHEAD_BYTES: u64 = 24;
@@ -365,18 +375,9 @@ impl Link {
     /// [`MAX_BUFFER_BYTES`]): every round then sizes the bursts so that their sum fits
     /// in half of it.
     pub fn with_buffer(self, buffer_bytes: u64) -> Result<Link, SlaError> {
-        let err = |p| SlaError::new(Subject::Link, field::BUFFER_BYTES, p);
-        if buffer_bytes == 0 {
-            return Err(err(Problem::Zero));
-        }
-        if buffer_bytes > MAX_BUFFER_BYTES {
-            return Err(err(Problem::TooLarge {
-                value: buffer_bytes,
-                limit: MAX_BUFFER_BYTES,
-            }));
-        }
+        let b = checked_buffer(field::BUFFER_BYTES, buffer_bytes, MAX_BUFFER_BYTES)?;
         Ok(Link {
-            buffer_bytes: Some(buffer_bytes),
+            buffer_bytes: Some(b),
             ..self
         })
     }
@@ -390,18 +391,9 @@ impl Link {
     /// [`MAX_BUFFER_PACKETS`]; Linux's `txqueuelen` counts packets): every round then
     /// sizes the packet bursts so that their sum fits in half of it.
     pub fn with_buffer_packets(self, buffer_packets: u64) -> Result<Link, SlaError> {
-        let err = |p| SlaError::new(Subject::Link, field::BUFFER_PACKETS, p);
-        if buffer_packets == 0 {
-            return Err(err(Problem::Zero));
-        }
-        if buffer_packets > MAX_BUFFER_PACKETS {
-            return Err(err(Problem::TooLarge {
-                value: buffer_packets,
-                limit: MAX_BUFFER_PACKETS,
-            }));
-        }
+        let n = checked_buffer(field::BUFFER_PACKETS, buffer_packets, MAX_BUFFER_PACKETS)?;
         Ok(Link {
-            buffer_packets: Some(buffer_packets),
+            buffer_packets: Some(n),
             ..self
         })
     }

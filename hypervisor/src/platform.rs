@@ -75,6 +75,10 @@ impl LocalHost {
             let xs = xenstored.clone();
             move |d| xs.connect(d.0).map(OwnedFd::from)
         }));
+        hypervisor.set_death_hook(Box::new({
+            let xs = xenstored.clone();
+            move |d| xs.domain_died(d.0)
+        }));
         LocalHost {
             hypervisor,
             xenstored,

@@ -424,3 +424,51 @@ fn several_threads_copy_through_one_domain() {
         t.join().unwrap();
     }
 }
+
+/// A domain whose last hypervisor connection closes has died: xenstore fires
+/// `@releaseDomain` and no longer counts it as introduced; its nodes stay; connecting
+/// again introduces it again.
+#[test]
+fn a_domain_whose_last_connection_closes_is_released_in_xenstore() {
+    use hypervisor::platform::LocalHost;
+    use hypervisor::xenstore::{Xenstore, XsTx};
+    use std::time::Duration;
+
+    let host = LocalHost::new();
+    let dom0 = host.domain(DomId(0)).unwrap();
+    let xs = &dom0.xenstore;
+    xs.watch("@releaseDomain", "rel").unwrap();
+    // The registration event.
+    let first = xs
+        .wait_event(Some(Duration::from_secs(5)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.path, "@releaseDomain");
+
+    let guest = host.domain(DomId(7)).unwrap();
+    let guest2 = host.domain(DomId(7)).unwrap();
+    guest
+        .xenstore
+        .write(XsTx::NONE, "/local/domain/7/data", b"x")
+        .unwrap();
+    assert!(xs.is_domain_introduced(7).unwrap());
+    // One of two connections closes: still alive.
+    drop(guest);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(xs.is_domain_introduced(7).unwrap());
+    assert!(
+        xs.try_event().is_none(),
+        "released while a connection is open"
+    );
+    // The last one: dead.
+    drop(guest2);
+    let ev = xs.wait_event(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(ev.map(|e| e.path).as_deref(), Some("@releaseDomain"));
+    assert!(!xs.is_domain_introduced(7).unwrap());
+    assert!(xs.is_domain_introduced(0).unwrap(), "dom0 never dies");
+    // Its nodes are the toolstack's to remove.
+    assert_eq!(xs.read(XsTx::NONE, "/local/domain/7/data").unwrap(), b"x");
+    // A domain with the same id comes back.
+    let _again = host.domain(DomId(7)).unwrap();
+    assert!(xs.is_domain_introduced(7).unwrap());
+}

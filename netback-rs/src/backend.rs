@@ -26,7 +26,7 @@ use hypervisor::evtchn::{EventChannels, Port as EvtPort};
 use hypervisor::grant::{Access, DomId, GrantCopy, GrantMap, GrantRef};
 use hypervisor::platform::Platform;
 use hypervisor::xenbus::{self, XenbusError, XenbusState};
-use hypervisor::xenstore::{Xenstore, XsTx};
+use hypervisor::xenstore::{with_transaction, Xenstore, XsTx};
 use netport::Port;
 use shared_ring::credit::{Credits, CREDIT_VERSION};
 use shared_ring::Limit;
@@ -105,6 +105,10 @@ struct Device<M> {
     conn: Option<Connection<M>>,
     /// Counters of earlier connections of this device (kept across reconnects).
     past: VifCounters,
+    /// When this netback probed the device, the frontend was already Initialised or
+    /// Connected: set up for a previous netback instance, and possibly tearing those
+    /// rings down right now. Cleared at the first look at the frontend's state.
+    stale_frontend: bool,
 }
 
 /// Snapshot of one vif for meters, the allocator and operators.
@@ -130,6 +134,8 @@ pub struct VifStatus {
 
 const TOKEN_BACKEND: &str = "be";
 const TOKEN_SLA: &str = "sla:";
+/// Token of the `@releaseDomain` watch (a domain died).
+const TOKEN_RELEASE: &str = "release";
 const EV_XS: u64 = 0;
 const EV_EVTCHN: u64 = 1;
 const EV_PORT_BASE: u64 = 2;
@@ -217,6 +223,11 @@ where
             .xenstore
             .watch(&root, TOKEN_BACKEND)
             .map_err(|e| io::Error::other(format!("watch {root}: {e}")))?;
+        // A frontend domain that dies without closing its device (crash, kill -9) is
+        // noticed here, not only when the toolstack removes the device.
+        if let Err(e) = platform.xenstore.watch("@releaseDomain", TOKEN_RELEASE) {
+            log::warn!("watch @releaseDomain: {e}; dead frontends are noticed only when their devices are removed");
+        }
         let epoll = Epoll::new()?;
         epoll.add(platform.xenstore.event_fd(), EV_XS)?;
         epoll.add(platform.evtchn.as_fd(), EV_EVTCHN)?;
@@ -488,6 +499,8 @@ where
         for ev in self.platform.xenstore.drain_events() {
             if ev.token == TOKEN_BACKEND {
                 self.scan_devices();
+            } else if ev.token == TOKEN_RELEASE {
+                self.domains_released();
             } else if let Some(id) = ev.token.strip_prefix(TOKEN_SLA).and_then(parse_id) {
                 if let Some(mut a) = self.alloc.take() {
                     if self.devices.contains_key(&id) {
@@ -497,6 +510,47 @@ where
                 }
             } else if let Some(id) = parse_fe_token(&ev.token) {
                 self.frontend_changed(id);
+            }
+        }
+    }
+
+    /// `@releaseDomain` fired: some domain died. Every connected device whose frontend
+    /// domain is no longer introduced loses its rings and mappings at once (Xen keeps a
+    /// dead domain's memory alive, as a zombie, while a backend still maps its grants)
+    /// and goes to Closed; a new frontend in a domain with that id starts a new
+    /// handshake. Devices without a connection hold nothing of the dead domain and are
+    /// left as they are (waiting in InitWait for a frontend).
+    fn domains_released(&mut self) {
+        let mut live: BTreeMap<u16, bool> = BTreeMap::new();
+        let ids: Vec<VifId> = self
+            .devices
+            .values()
+            .filter(|d| d.conn.is_some())
+            .map(|d| d.id)
+            .collect();
+        for id in ids {
+            let alive = match live.get(&id.domid.0) {
+                Some(&a) => a,
+                None => {
+                    let a = match self.platform.xenstore.is_domain_introduced(id.domid.0) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            log::debug!("{id}: IS_DOMAIN_INTRODUCED: {e}");
+                            true
+                        }
+                    };
+                    live.insert(id.domid.0, a);
+                    a
+                }
+            };
+            if !alive {
+                log::warn!(
+                    "{id}: frontend domain {} is gone (@releaseDomain): releasing its rings",
+                    id.domid.0
+                );
+                self.disconnect(id);
+                self.switch_state(id, XenbusState::Closing);
+                self.switch_state(id, XenbusState::Closed);
             }
         }
     }
@@ -588,6 +642,10 @@ where
             xs.write(XsTx::NONE, &format!("{be}/{k}"), v.as_bytes())
                 .map_err(|e| format!("write {k}: {e}"))?;
         }
+        let stale_frontend = matches!(
+            xenbus::read_state(xs, &format!("{fe}/state")),
+            Ok(XenbusState::Initialised | XenbusState::Connected)
+        );
         xs.watch(&format!("{fe}/state"), &fe_token(id))
             .map_err(|e| format!("watch frontend state: {e}"))?;
         // SLA keys (dba-*) live in the backend directory; any change there re-reads them.
@@ -605,6 +663,7 @@ where
                 port_armed: true,
                 conn: None,
                 past: VifCounters::default(),
+                stale_frontend,
             },
         );
         self.switch_state(id, XenbusState::InitWait);
@@ -618,19 +677,27 @@ where
         };
         d.state = state;
         let path = format!("{}/state", d.backend_path);
-        if let Err(e) = self
-            .platform
-            .xenstore
-            .write(XsTx::NONE, &path, state.as_str().as_bytes())
-        {
+        // As Linux's xenbus_switch_state: in a transaction, and only while the state node
+        // exists. A plain write would re-create the backend directory the toolstack has
+        // just removed (e.g. a domain that died while its device was being destroyed),
+        // and the device would never go away.
+        let xs = &self.platform.xenstore;
+        let r = with_transaction(xs, |tx| match xs.read(tx, &path) {
+            Ok(cur) if cur == state.as_str().as_bytes() => Ok(()),
+            Ok(_) => xs.write(tx, &path, state.as_str().as_bytes()),
+            Err(e) if e.is_enoent() => Ok(()),
+            Err(e) => Err(e),
+        });
+        if let Err(e) = r {
             log::warn!("{id}: write {path}: {e}");
         }
     }
 
     fn frontend_changed(&mut self, id: VifId) {
-        let Some(d) = self.devices.get(&id) else {
+        let Some(d) = self.devices.get_mut(&id) else {
             return;
         };
+        let stale_frontend = std::mem::take(&mut d.stale_frontend);
         let path = format!("{}/state", d.frontend_path);
         let fe_state = match xenbus::read_state(&self.platform.xenstore, &path) {
             Ok(s) => s,
@@ -662,6 +729,16 @@ where
                             // only now: a ring that breaks the protocol at once must leave
                             // the device Closing, not be overwritten by `Connected`.
                             self.poll_vif(id);
+                        }
+                        Err(e) if stale_frontend => {
+                            // Rings of a frontend that was connected to a previous netback
+                            // (a Linux netfront keeps them and expects us to use them; ours
+                            // tears them down and starts over): not a protocol violation.
+                            log::info!(
+                                "{id}: the rings the frontend set up before this netback \
+                                 started are unusable ({e}); waiting for it to reconnect"
+                            );
+                            self.disconnect(id);
                         }
                         Err(e) => {
                             log::warn!("{id}: cannot connect: {e}");

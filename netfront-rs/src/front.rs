@@ -189,11 +189,17 @@ pub struct Netfront<G: GrantShare, E, X> {
     conn: Option<Conn<G::Shared>>,
     bucket: DualTokenBucket,
     clock: Clock,
+    /// When [`Netfront::maintain`] last restarted the handshake on its own (clock ns).
+    last_restart_ns: Option<u64>,
     /// Counters.
     pub stats: FrontStats,
 }
 
 const TOKEN_BE_STATE: &str = "netfront-be-state";
+
+/// Shortest time between two handshakes [`Netfront::maintain`] starts on its own, ns:
+/// a backend that keeps failing this frontend is not hammered.
+pub const RESTART_INTERVAL_NS: u64 = 200_000_000;
 
 impl<G, E, X> Netfront<G, E, X>
 where
@@ -231,6 +237,7 @@ where
             conn: None,
             bucket: DualTokenBucket::unlimited(now),
             clock,
+            last_restart_ns: None,
             stats: FrontStats::default(),
         };
         nf.handshake()?;
@@ -456,9 +463,36 @@ where
             }
             _ => {}
         }
-        if self.conn.is_none() && matches!(self.backend_state(), Ok(InitWait)) {
-            if let Err(e) = self.handshake() {
-                log::warn!("netfront {}: reconnect: {e}", self.fe_path);
+        if self.conn.is_none() {
+            let restart = match self.backend_state() {
+                Ok(InitWait) => true,
+                // Not connected, yet the backend is past InitWait: it serves rings this
+                // frontend abandoned (it dropped them after a protocol error, or the
+                // backend restarted and took up the refs of the previous connection) or
+                // it failed this frontend. Start over from Initialising, which every
+                // backend state answers with InitWait; at most every
+                // RESTART_INTERVAL_NS.
+                Ok(Initialised | Connected | Closing | Closed) => {
+                    let now = (self.clock)();
+                    let due = self
+                        .last_restart_ns
+                        .is_none_or(|t| now.saturating_sub(t) >= RESTART_INTERVAL_NS);
+                    if due {
+                        self.last_restart_ns = Some(now);
+                        log::info!(
+                            "netfront {}: not connected, backend is {:?}: restarting the handshake",
+                            self.fe_path,
+                            self.backend_state().unwrap_or(Unknown)
+                        );
+                    }
+                    due
+                }
+                _ => false,
+            };
+            if restart {
+                if let Err(e) = self.handshake() {
+                    log::warn!("netfront {}: reconnect: {e}", self.fe_path);
+                }
             }
         }
         self.conn.is_some()

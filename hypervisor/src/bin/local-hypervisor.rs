@@ -47,6 +47,10 @@ fn main() -> ExitCode {
         let xs = xs.clone();
         move |d| xs.connect(d.0).map(OwnedFd::from)
     }));
+    hv.set_death_hook(Box::new({
+        let xs = xs.clone();
+        move |d| xs.domain_died(d.0)
+    }));
     if let Some(p) = &xs_socket {
         if let Err(e) = xs.listen(p) {
             eprintln!("local-hypervisor: xenstore socket {}: {e}", p.display());

@@ -63,7 +63,7 @@ pub mod table;
 pub use client::{Domain, LocalMapping, LocalSharedPages};
 pub use evtchn::LocalEventChannels;
 pub use server::{
-    LocalHypervisor, Stats, XenstoreConnector, DOMID_FIRST_RESERVED, FD_ENV, MAX_MAP_REFS,
-    MAX_SHARE_PAGES,
+    DeathHook, LocalHypervisor, Stats, XenstoreConnector, DOMID_FIRST_RESERVED, FD_ENV,
+    MAX_MAP_REFS, MAX_SHARE_PAGES,
 };
 pub use sys::open_fd_count;

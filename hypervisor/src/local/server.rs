@@ -88,6 +88,9 @@ struct Dom {
     grefs: HashMap<u32, (u32, u32)>,
     ports: BTreeMap<u32, PortState>,
     next_port: u32,
+    /// Open connections attached as this domain; when the last one closes, the domain
+    /// has died (its process exited or was killed) and the death hook runs.
+    conns: usize,
 }
 
 impl Dom {
@@ -104,6 +107,7 @@ impl Dom {
             grefs: HashMap::new(),
             ports: BTreeMap::new(),
             next_port: 1,
+            conns: 0,
         })
     }
 
@@ -211,7 +215,11 @@ impl State {
 struct Inner {
     state: Mutex<State>,
     xenstore: Mutex<Option<XenstoreConnector>>,
+    on_death: Mutex<Option<DeathHook>>,
 }
+
+/// Called with a domain's id when its last connection closed (the domain died).
+pub type DeathHook = Box<dyn Fn(DomId) + Send + Sync>;
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -251,8 +259,22 @@ impl LocalHypervisor {
                     ..State::default()
                 }),
                 xenstore: Mutex::new(None),
+                on_death: Mutex::new(None),
             }),
         }
+    }
+
+    /// Runs `hook` whenever a domain dies: its last connection to this hypervisor closed
+    /// (the process exited or was killed, or a test dropped its last handle). What the
+    /// domain granted is revoked and its event channels are closed before the hook runs.
+    /// The platforms use it to tell xenstore (`@releaseDomain`), as Xen does when a
+    /// domain is destroyed.
+    pub fn set_death_hook(&self, hook: DeathHook) {
+        *self
+            .inner
+            .on_death
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
     /// Let domains ask for a xenstore connection (`Domain::xenstore`).
@@ -392,11 +414,25 @@ fn serve(inner: Arc<Inner>, sock: OwnedFd, assigned: Option<DomId>) {
             break;
         }
     }
-    let mut s = inner.lock();
-    if let Some(me) = me {
-        s.close_conn(me, conn);
+    let died = {
+        let mut s = inner.lock();
+        s.connections -= 1;
+        me.filter(|&me| {
+            s.close_conn(me, conn);
+            let d = s
+                .domains
+                .get_mut(&me)
+                .expect("an attached domain stays known");
+            d.conns -= 1;
+            d.conns == 0
+        })
+    };
+    if let Some(d) = died {
+        let hook = inner.on_death.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = hook.as_ref() {
+            h(d);
+        }
     }
-    s.connections -= 1;
 }
 
 type Reply = (Writer, Vec<OwnedFd>);
@@ -436,6 +472,7 @@ fn handle(
         if let std::collections::hash_map::Entry::Vacant(v) = s.domains.entry(d) {
             v.insert(Dom::new(d).map_err(io_refusal)?);
         }
+        s.domains.get_mut(&d).expect("just inserted").conns += 1;
         *me = Some(d);
         let mut w = Writer::ok();
         w.u16(d.0);

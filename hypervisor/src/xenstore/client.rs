@@ -392,6 +392,21 @@ impl Xenstore for XsClient {
             .ok_or_else(|| XsError::Protocol("empty GET_DOMAIN_PATH reply".into()))
     }
 
+    fn is_domain_introduced(&self, domid: DomId) -> XsResult<bool> {
+        let p = self.request(
+            XsdSockmsgType::IsDomainIntroduced,
+            XsTx::NONE,
+            encode_strings(&[domid.to_string()]),
+        )?;
+        match reply_strings(&p)?.first().map(String::as_str) {
+            Some("T") => Ok(true),
+            Some("F") => Ok(false),
+            other => Err(XsError::Protocol(format!(
+                "IS_DOMAIN_INTRODUCED reply {other:?} is neither T nor F"
+            ))),
+        }
+    }
+
     fn watch(&self, path: &str, token: &str) -> XsResult<()> {
         wire::validate_path(path, PathKind::Watch)?;
         check_token(token)?;

@@ -138,6 +138,9 @@ pub trait Xenstore: Send + Sync {
     fn set_perms(&self, tx: XsTx, path: &str, perms: &[XsPerm]) -> XsResult<()>;
     /// `XS_GET_DOMAIN_PATH`: the home of `domid` (`/local/domain/<domid>`).
     fn get_domain_path(&self, domid: DomId) -> XsResult<String>;
+    /// `XS_IS_DOMAIN_INTRODUCED` (dom0 only): whether `domid` is alive as far as
+    /// xenstored knows (introduced and not yet released or destroyed).
+    fn is_domain_introduced(&self, domid: DomId) -> XsResult<bool>;
     /// `XS_WATCH`: watch `path` and its subtree; events carry `token`. One event for
     /// `path` itself is queued straight away.
     fn watch(&self, path: &str, token: &str) -> XsResult<()>;
@@ -243,6 +246,9 @@ impl<T: Xenstore + ?Sized> Xenstore for std::sync::Arc<T> {
     }
     fn get_domain_path(&self, domid: DomId) -> XsResult<String> {
         (**self).get_domain_path(domid)
+    }
+    fn is_domain_introduced(&self, domid: DomId) -> XsResult<bool> {
+        (**self).is_domain_introduced(domid)
     }
     fn watch(&self, path: &str, token: &str) -> XsResult<()> {
         (**self).watch(path, token)

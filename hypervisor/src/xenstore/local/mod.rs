@@ -234,6 +234,14 @@ impl Xenstored {
         }
     }
 
+    /// Domain `domid` died (the local hypervisor's death hook): it is no longer
+    /// introduced (`XS_IS_DOMAIN_INTRODUCED` answers `F`) and `@releaseDomain` fires, as
+    /// on Xen when a domain is destroyed; its nodes stay for the toolstack to remove. A
+    /// new connection for the same id introduces it again. Dom0 never dies.
+    pub fn domain_died(&self, domid: DomId) {
+        lock(&self.inner.state).domain_died(domid);
+    }
+
     /// Stops the listeners and closes every connection.
     pub fn shutdown(&self) {
         for (path, stop) in lock(&self.inner.listeners).drain(..) {

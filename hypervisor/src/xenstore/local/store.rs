@@ -145,6 +145,17 @@ impl State {
         self.fire(&changes);
     }
 
+    /// A domain died: it is no longer introduced and `@releaseDomain` fires, as
+    /// xenstored does when Xen reports a destroyed domain. Its nodes stay (removing the
+    /// device directories is the toolstack's job). `false` if it was not introduced.
+    pub(super) fn domain_died(&mut self, domid: DomId) -> bool {
+        if domid == 0 || !self.introduced.remove(&domid) {
+            return false;
+        }
+        self.fire(&[special_change("@releaseDomain")]);
+        true
+    }
+
     /// Forgets a connection: its watches and transactions.
     pub(super) fn drop_conn(&mut self, id: ConnId) {
         let Some(c) = self.conns.remove(&id) else {
