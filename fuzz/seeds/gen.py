@@ -125,3 +125,16 @@ put("sla_xenstore", "updates", b"\xff".join([
     b"\x02" + b"3\x000\x000\x0010k",
     b"\x03" + b"7\x00\xe2\x82\xac\x001G\x005k",
 ]))
+
+# --- netfront_rx: 8-byte slots, read as responses or extra-info as the assembler asks --
+def rxslot(rid, off, flags, status):
+    return struct.pack("<HHHh", rid, off, flags, status)
+def gso_slot(size, more):
+    return struct.pack("<BBHBBH", 1, 1 if more else 0, size, 1, 0, 0)
+CSUM, VALID = 1, 2
+put("netfront_rx", "one", rxslot(0, 0, VALID, 60))
+put("netfront_rx", "gso_two_slots", rxslot(0, 0, MORE | EXTRA | CSUM, 4096) + gso_slot(1448, False) + rxslot(1, 0, 0, 100))
+put("netfront_rx", "extra_after_last", rxslot(0, 0, EXTRA, 100) + gso_slot(536, False) + rxslot(1, 0, 0, 64))
+put("netfront_rx", "errors", rxslot(0, 0, MORE, 100) + rxslot(1, 0, MORE, -1) + rxslot(2, 0, 0, 10)
+    + rxslot(3, 4000, 0, 200) + rxslot(4, 0, 0, 0) + rxslot(5, 0, 0, 64))
+put("netfront_rx", "too_long", b"".join(rxslot(i, 0, MORE, 4096) for i in range(16)) + rxslot(16, 0, 0, 4096) + rxslot(17, 0, 0, 1))

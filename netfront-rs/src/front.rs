@@ -13,20 +13,21 @@
 
 use std::time::{Duration, Instant};
 
+use crate::rx::{RxAssembler, RxEvent};
 use hypervisor::evtchn::{EventChannels, Port as EvtPort};
 use hypervisor::grant::{Access, DomId, GrantShare, SharedPages};
 use hypervisor::platform::{ring_mem, Platform};
 use hypervisor::xenbus::{self, XenbusState};
 use hypervisor::xenstore::{with_transaction, Xenstore, XsTx};
-use netport::{FrameMeta, Gso, GsoKind};
+use netport::{FrameMeta, GsoKind};
 use shared_ring::credit::{
     CreditArea, CreditReader, CreditReaderState, FrontCounters, CREDIT_VERSION,
 };
 use shared_ring::netif::extra::{XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6};
 use shared_ring::netif::{
-    ExtraInfo, NetRxFlags, NetTxFlags, NetifExtraInfo, NetifRxFrontRing, NetifRxRequest,
-    NetifRxResponse, NetifTxFrontRing, NetifTxRequest, NetifTxResponse, XenNetifExtraFlags,
-    NETIF_RSP_DROPPED, NETIF_RSP_NULL, NETIF_RSP_OKAY,
+    ExtraInfo, NetTxFlags, NetifExtraInfo, NetifRxFrontRing, NetifRxRequest, NetifRxResponse,
+    NetifTxFrontRing, NetifTxRequest, NetifTxResponse, XenNetifExtraFlags, NETIF_RSP_DROPPED,
+    NETIF_RSP_NULL, NETIF_RSP_OKAY,
 };
 use shared_ring::{Denied, DualTokenBucket, FrontIndices, Limit, RingError, XEN_PAGE_SIZE};
 
@@ -164,14 +165,7 @@ struct Conn<S> {
     credits: Option<CreditReaderState>,
     applied_generation: u32,
     unpushed: bool,
-    rx_assembly: Vec<u8>,
-    rx_frame: Option<RxFrame>,
-}
-
-#[derive(Default, Clone, Copy)]
-struct RxFrame {
-    meta: FrameMeta,
-    error: bool,
+    rx: RxAssembler,
 }
 
 /// A monotonic clock in nanoseconds (injectable for tests).
@@ -401,8 +395,7 @@ where
             credits: credits.then(CreditReaderState::default),
             applied_generation: 0,
             unpushed: false,
-            rx_assembly: Vec::with_capacity(65536),
-            rx_frame: None,
+            rx: RxAssembler::new(),
         });
         self.bucket = DualTokenBucket::unlimited(now);
         self.wait_backend(&[XenbusState::Connected])?;
@@ -713,78 +706,45 @@ where
             .map_err(|e| FrontError::Backend(e.to_string()))?;
         let mut out: Option<(usize, FrameMeta)> = None;
         let mut consumed = 0u32;
-        let mut extra_next = false;
         {
             let mut p = ring.responses().map_err(|e| backend_err("RX", e))?;
             let n = p.len();
             let mut i = 0;
-            while i < n && (out.is_none() || extra_next) {
+            // Until a frame is complete and no extra-info slot of it is pending.
+            while i < n && (out.is_none() || c.rx.expects_extra()) {
                 let slot = p.cons().wrapping_add(i);
-                if extra_next {
-                    // An extra-info slot after the first response of a frame: GSO
-                    // metadata is attached to that frame; other types are skipped.
+                let ev = if c.rx.expects_extra() {
                     let e: NetifExtraInfo = p.copy(i).expect("within the snapshot");
-                    extra_next = e.has_more();
                     i += 1;
-                    if let Ok(ExtraInfo::Gso { size, r#type, .. }) = e.parse() {
-                        let kind = match r#type {
-                            XEN_NETIF_GSO_TYPE_TCPV4 => Some(GsoKind::TcpV4),
-                            XEN_NETIF_GSO_TYPE_TCPV6 => Some(GsoKind::TcpV6),
-                            _ => None,
-                        };
-                        let gso = kind.filter(|_| size > 0).map(|kind| Gso { size, kind });
-                        match (&mut c.rx_frame, &mut out) {
-                            (Some(f), _) => f.meta.gso = gso,
-                            (None, Some((_, meta))) => meta.gso = gso,
-                            _ => {}
+                    // GSO metadata of the frame already handed out in `out`.
+                    if let (Some(m), Some((_, ref mut meta))) = (c.rx.extra(&e), &mut out) {
+                        *meta = m;
+                    }
+                    RxEvent::Pending
+                } else {
+                    let r: NetifRxResponse = p.copy(i).expect("within the snapshot");
+                    i += 1;
+                    let page = (slot as usize) & (RX_BUFS - 1);
+                    let bufs = &c.rx_bufs;
+                    c.rx.response(&r, |offset, dst| {
+                        bufs.mem()
+                            .read(page * XEN_PAGE_SIZE + offset, dst)
+                            .map_err(|e| FrontError::Backend(format!("RX buffer: {e}")))
+                    })?
+                };
+                match ev {
+                    RxEvent::Pending => {}
+                    RxEvent::Dropped => self.stats.rx_errors += 1,
+                    RxEvent::Frame(meta) => {
+                        let frame = c.rx.frame();
+                        if frame.len() > buf.len() {
+                            self.stats.rx_errors += 1;
+                        } else {
+                            buf[..frame.len()].copy_from_slice(frame);
+                            self.stats.rx_packets += 1;
+                            self.stats.rx_bytes += frame.len() as u64;
+                            out = Some((frame.len(), meta));
                         }
-                    }
-                    continue;
-                }
-                let r: NetifRxResponse = p.copy(i).expect("within the snapshot");
-                i += 1;
-                let flags = r.rx_flags();
-                let frame = c.rx_frame.get_or_insert_with(|| {
-                    c.rx_assembly.clear();
-                    RxFrame {
-                        meta: FrameMeta {
-                            csum_blank: flags.contains(NetRxFlags::CSUM_BLANK),
-                            data_validated: flags.contains(NetRxFlags::DATA_VALIDATED),
-                            gso: None,
-                        },
-                        error: false,
-                    }
-                });
-                if r.status < 0 || r.offset as usize + r.status.max(0) as usize > XEN_PAGE_SIZE {
-                    frame.error = true;
-                } else if !frame.error {
-                    let len = r.status as usize;
-                    if c.rx_assembly.len() + len > 65535 {
-                        frame.error = true;
-                    } else {
-                        let at = c.rx_assembly.len();
-                        c.rx_assembly.resize(at + len, 0);
-                        let page = (slot as usize) & (RX_BUFS - 1);
-                        c.rx_bufs
-                            .mem()
-                            .read(
-                                page * XEN_PAGE_SIZE + r.offset as usize,
-                                &mut c.rx_assembly[at..],
-                            )
-                            .map_err(|e| FrontError::Backend(format!("RX buffer: {e}")))?;
-                    }
-                }
-                extra_next = flags.contains(NetRxFlags::EXTRA_INFO);
-                if !flags.contains(NetRxFlags::MORE_DATA) {
-                    let f = c.rx_frame.take().expect("set above");
-                    if f.error || c.rx_assembly.is_empty() || c.rx_assembly.len() > buf.len() {
-                        self.stats.rx_errors += 1;
-                    } else {
-                        let len = c.rx_assembly.len();
-                        buf[..len].copy_from_slice(&c.rx_assembly);
-                        self.stats.rx_packets += 1;
-                        self.stats.rx_bytes += len as u64;
-                        out = Some((len, f.meta));
                     }
                 }
             }
