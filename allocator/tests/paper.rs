@@ -82,7 +82,23 @@ fn scenario_1_pure_allocation() {
     let p: Vec<Option<u64>> = a.vifs.iter().map(|v| v.budget.pps).collect();
     assert_eq!(p, vec![Some(20_000), Some(60_000), Some(60_000)]);
     assert!(!a.overcommitted);
-    // Bursts: one period of each rate.
+    // Bursts: one period of each rate (20 ms), shortened so that they fit half the
+    // link buffer of paper.toml (1.5 MB, 1 000 packets): the packet bound, 500 packets
+    // at 140 kp/s, is the tighter one: 3.57 ms.
+    let w = Duration::from_nanos(500 * 1_000_000_000 / 140_000);
+    assert_eq!(a.burst_window, w);
+    assert_eq!(a.vifs[1].budget.burst_bytes, 312_500);
+    assert_eq!(a.vifs[1].budget.burst_packets, Some(215));
+    let packets: u64 = a.vifs.iter().map(|v| v.budget.burst_packets.unwrap()).sum();
+    let bytes: u64 = a.vifs.iter().map(|v| v.budget.burst_bytes).sum();
+    assert!(
+        packets <= 503 && bytes <= 750_000,
+        "{packets} packets, {bytes} bytes"
+    );
+    // Without the buffer: one period.
+    let mut unbuffered = slas.clone();
+    unbuffered.set_link(allocator::Link::new(G).unwrap());
+    let a = allocate(&unbuffered, &demands, DEFAULT_PERIOD);
     assert_eq!(a.vifs[1].budget.burst_bytes, 700 * M / 8 / 50);
     assert_eq!(a.vifs[1].budget.burst_packets, Some(1_200));
 }
