@@ -17,7 +17,7 @@
 //! A frontend that breaks the protocol — on the rings or in xenstore — is disconnected
 //! with one log line that says why; only that vif is affected.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -157,6 +157,10 @@ pub struct Netback<G: GrantMap, E, X> {
     alloc: Option<Allocation>,
     work: Option<shared_ring::TokenBucket>,
     rr: usize,
+    /// Vifs that still had work when `poll_vif` stopped after its round limit: they are
+    /// polled again in the next `run_once`, which then does not sleep. (Their rings were
+    /// not re-armed, so no notification would wake us for them.)
+    busy: BTreeSet<VifId>,
 }
 
 /// The allocator's view of netback's vifs for one round.
@@ -247,6 +251,7 @@ where
             alloc: None,
             work: None,
             rr: 0,
+            busy: BTreeSet::new(),
         };
         if let Some(pps) = nb.cfg.emulated_backend_pps {
             // A burst of 1 ms of work: the emulated backend cannot bank idle time.
@@ -395,6 +400,11 @@ where
             Some(t) => wait.min(Duration::from_nanos(t.saturating_sub(now))),
             None => wait,
         };
+        let wait = if self.busy.is_empty() {
+            wait
+        } else {
+            Duration::ZERO
+        };
         let mut events = [0u64; 32];
         let n = self.epoll.wait(&mut events, wait)?;
         for &key in &events[..n] {
@@ -407,6 +417,10 @@ where
                     }
                 }
             }
+        }
+        // Vifs cut short by the round limit last time (and not polled above since).
+        for id in std::mem::take(&mut self.busy) {
+            self.poll_vif(id);
         }
         // Held vifs whose deficit has accrued.
         let now = (self.clock)();
@@ -464,7 +478,8 @@ where
         };
         let grants = &self.platform.grants;
         let mut rounds = 0;
-        let result: Result<(), VifFatal> = (|| loop {
+        // Ok(true): stopped at the round limit with work left.
+        let result: Result<bool, VifFatal> = (|| loop {
             rounds += 1;
             let now = (self.clock)();
             let tx: Poll =
@@ -476,10 +491,20 @@ where
                     log::debug!("{id}: notify: {e}");
                 }
             }
-            if !(tx.more || rx.more) || rounds >= 64 {
-                return Ok(());
+            if !(tx.more || rx.more) {
+                return Ok(false);
+            }
+            if rounds >= 64 {
+                return Ok(true);
             }
         })();
+        let result = result.map(|more| {
+            if more {
+                self.busy.insert(id);
+            } else {
+                self.busy.remove(&id);
+            }
+        });
         if let Err(why) = result {
             log::warn!("{id}: disconnecting the frontend: {why}");
             self.fail_device(id, &why.to_string());
@@ -694,6 +719,12 @@ where
     }
 
     fn frontend_changed(&mut self, id: VifId) {
+        self.frontend_changed_once(id, true);
+    }
+
+    /// Follows the frontend's state; `retry`: a connect that fails because the frontend
+    /// changed its keys meanwhile is retried once on what it says now.
+    fn frontend_changed_once(&mut self, id: VifId, retry: bool) {
         let Some(d) = self.devices.get_mut(&id) else {
             return;
         };
@@ -722,6 +753,7 @@ where
                         // A frontend connecting after a failure: restart the handshake.
                         self.switch_state(id, InitWait);
                     }
+                    let setup = self.frontend_setup(id);
                     match self.connect(id) {
                         Ok(()) => {
                             self.switch_state(id, Connected);
@@ -739,6 +771,15 @@ where
                                  started are unusable ({e}); waiting for it to reconnect"
                             );
                             self.disconnect(id);
+                        }
+                        Err(e) if retry && self.frontend_setup(id) != setup => {
+                            // The frontend changed its state or keys while we read them
+                            // and mapped its rings (it was closing, or starting over): what
+                            // failed was its previous set-up, not a protocol violation.
+                            // Follow its current state, once.
+                            log::info!("{id}: the frontend moved on while connecting ({e})");
+                            self.disconnect(id);
+                            self.frontend_changed_once(id, false);
                         }
                         Err(e) => {
                             log::warn!("{id}: cannot connect: {e}");
@@ -760,6 +801,24 @@ where
             }
             InitWait | Reconfiguring | Reconfigured => {}
         }
+    }
+
+    /// The frontend keys a connection is made from, as they are now (absent keys as
+    /// `None`): compared before and after a failed connect.
+    fn frontend_setup(&self, id: VifId) -> Vec<Option<Vec<u8>>> {
+        let Some(d) = self.devices.get(&id) else {
+            return Vec::new();
+        };
+        ["state", "tx-ring-ref", "rx-ring-ref", "event-channel"]
+            .iter()
+            .map(|k| {
+                self.platform
+                    .xenstore
+                    .try_read(XsTx::NONE, &format!("{}/{k}", d.frontend_path))
+                    .ok()
+                    .flatten()
+            })
+            .collect()
     }
 
     fn connect(&mut self, id: VifId) -> Result<(), String> {

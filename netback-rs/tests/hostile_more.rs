@@ -430,6 +430,7 @@ fn every_abuse_class_once_beside_a_good_vif() {
 
 #[test]
 fn a_thousand_abuse_cycles_leak_nothing() {
+    let _ = env_logger::builder().is_test(true).try_init();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let cycles: u32 = std::env::var("DBA_LEAK_CYCLES")
         .ok()

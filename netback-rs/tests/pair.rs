@@ -41,6 +41,7 @@ fn handshake_and_frames_both_ways() {
 
 #[test]
 fn hundred_thousand_frames_each_way_with_payload_checks() {
+    let _ = env_logger::builder().is_test(true).try_init();
     let host = LocalHost::new();
     let id = add_vif(&host, 1, 0);
     let nb = Backend::start(&host, NetbackConfig::default());
@@ -71,7 +72,8 @@ fn hundred_thousand_frames_each_way_with_payload_checks() {
         while next < N {
             assert!(
                 std::time::Instant::now() < deadline,
-                "{label}: only {next} of {N} frames arrived"
+                "{label}: only {next} of {N} frames arrived; netback: {:?}",
+                nb.vif_status(id)
             );
             match netport::Port::recv(&mut dst, &mut buf).unwrap() {
                 Some((len, _)) => {

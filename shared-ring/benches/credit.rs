@@ -36,8 +36,23 @@ fn credit(c: &mut Criterion) {
 }
 
 fn bucket(c: &mut Criterion) {
-    // Plenty of tokens: the steady-state admit path, time advancing 100 ns per packet.
+    // Plenty of tokens: the steady-state admit path, time advancing 100 ns per packet, at
+    // rates a 100 Gb/s link could use (20 GB/s, 20 Mp/s: refills stay on the u64 path).
     c.bench_function("bucket_charge_admit", |b| {
+        let mut d = DualTokenBucket::new(
+            Limit::rate(20_000_000_000, 1 << 40),
+            Limit::rate(20_000_000, 1 << 30),
+            0,
+        );
+        let mut t = 0u64;
+        b.iter(|| {
+            t += 100;
+            black_box(d.charge_packet(black_box(t), 1500))
+        })
+    });
+    // The same with rates so large that rate × elapsed overflows 64 bits (the u128
+    // refill path; no real link gets there).
+    c.bench_function("bucket_charge_admit_u128_refill", |b| {
         let mut d = DualTokenBucket::new(
             Limit::rate(u64::MAX / 4, u64::MAX / 4),
             Limit::rate(u64::MAX / 4, u64::MAX / 4),
