@@ -56,7 +56,8 @@ pub struct NetbackConfig {
     pub tx_policy: BackstopPolicy,
     /// Advertise `feature-dba-credits`.
     pub credits: bool,
-    /// The budget a vif starts with, before the allocator says otherwise.
+    /// The budget a vif starts with when the allocator is off. With the allocator on, a
+    /// vif starts with the most its SLA allows until the next round counts it in.
     pub initial_budget: Credits,
     /// **Emulation** for benchmarks: the most TX packets per second the whole backend
     /// processes (all vifs together), like the paper's memory-bound dom0 (190 Kp/s).
@@ -361,6 +362,24 @@ where
             };
             a.maybe_round(now, &mut dp);
         }
+    }
+
+    /// Gives a newly connected vif, when the allocator is on, the most its SLA allows
+    /// (B^max bounded by the link, its VM's packets/s cap) until the next round counts it
+    /// in: otherwise it would send unlimited for up to a period.
+    fn apply_initial_budget(&mut self, id: VifId) {
+        let Some(a) = &self.alloc else {
+            return;
+        };
+        let (slas, _) = a.keys.overlay(&a.base);
+        let sla = slas.vif(alloc_id(id));
+        let budget = allocator::Budget::with_bursts(
+            sla.max_bps_on(slas.link()),
+            slas.vm(id.domid.0).pps(),
+            a.period(),
+        );
+        let credits = credits_of(&budget, a.period());
+        self.set_tx_budget(id, &credits);
     }
 
     /// Applies a TX budget to vif `id` (backstop and, if negotiated, its credit area).
@@ -757,6 +776,9 @@ where
                     match self.connect(id) {
                         Ok(()) => {
                             self.switch_state(id, Connected);
+                            // A budget at once, not after up to a period of unlimited
+                            // sending: what its SLA allows, until the next round.
+                            self.apply_initial_budget(id);
                             // Frames may already be waiting in either direction. Polled
                             // only now: a ring that breaks the protocol at once must leave
                             // the device Closing, not be overwritten by `Connected`.
