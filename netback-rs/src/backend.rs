@@ -419,6 +419,7 @@ where
             Some(t) => wait.min(Duration::from_nanos(t.saturating_sub(now))),
             None => wait,
         };
+        // Vifs left with work by the round limit are polled below: do not sleep.
         let wait = if self.busy.is_empty() {
             wait
         } else {
@@ -573,20 +574,14 @@ where
             .map(|d| d.id)
             .collect();
         for id in ids {
-            let alive = match live.get(&id.domid.0) {
-                Some(&a) => a,
-                None => {
-                    let a = match self.platform.xenstore.is_domain_introduced(id.domid.0) {
-                        Ok(a) => a,
-                        Err(e) => {
-                            log::debug!("{id}: IS_DOMAIN_INTRODUCED: {e}");
-                            true
-                        }
-                    };
-                    live.insert(id.domid.0, a);
-                    a
-                }
-            };
+            // One query per domain; a failed query counts as alive.
+            let xs = &self.platform.xenstore;
+            let alive = *live.entry(id.domid.0).or_insert_with(|| {
+                xs.is_domain_introduced(id.domid.0).unwrap_or_else(|e| {
+                    log::debug!("{id}: IS_DOMAIN_INTRODUCED: {e}");
+                    true
+                })
+            });
             if !alive {
                 log::warn!(
                     "{id}: frontend domain {} is gone (@releaseDomain): releasing its rings",

@@ -465,7 +465,7 @@ where
                 // it failed this frontend. Start over from Initialising, which every
                 // backend state answers with InitWait; at most every
                 // RESTART_INTERVAL_NS.
-                Ok(Initialised | Connected | Closing | Closed) => {
+                Ok(s @ (Initialised | Connected | Closing | Closed)) => {
                     let now = (self.clock)();
                     let due = self
                         .last_restart_ns
@@ -473,9 +473,8 @@ where
                     if due {
                         self.last_restart_ns = Some(now);
                         log::info!(
-                            "netfront {}: not connected, backend is {:?}: restarting the handshake",
-                            self.fe_path,
-                            self.backend_state().unwrap_or(Unknown)
+                            "netfront {}: not connected, backend is {s:?}: restarting the handshake",
+                            self.fe_path
                         );
                     }
                     due
