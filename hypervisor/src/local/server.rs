@@ -414,18 +414,23 @@ fn serve(inner: Arc<Inner>, sock: OwnedFd, assigned: Option<DomId>) {
             break;
         }
     }
+    // The domain died when this was its last connection.
     let died = {
         let mut s = inner.lock();
         s.connections -= 1;
-        me.filter(|&me| {
+        let mut died = None;
+        if let Some(me) = me {
             s.close_conn(me, conn);
             let d = s
                 .domains
                 .get_mut(&me)
                 .expect("an attached domain stays known");
             d.conns -= 1;
-            d.conns == 0
-        })
+            if d.conns == 0 {
+                died = Some(me);
+            }
+        }
+        died
     };
     if let Some(d) = died {
         let hook = inner.on_death.lock().unwrap_or_else(|p| p.into_inner());
