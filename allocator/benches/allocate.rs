@@ -39,7 +39,7 @@ fn host(n: usize) -> (SlaSet, Vec<VifDemand>) {
     let mut rng = Rng(0x0DBA_2012 + n as u64);
     let mut demands = Vec::with_capacity(n);
     for i in 0..n {
-        let vif = VifId::new((i / 4) as u16, (i % 4) as u32);
+        let vif = VifId::new(xen_ids::DomId((i / 4) as u16), (i % 4) as u32);
         let min = rng.below(capacity / n as u64 + 1);
         let max = if rng.below(4) == 0 {
             None

@@ -148,7 +148,7 @@ mod tests {
             .enumerate()
         {
             let vif = VifId {
-                domid: i as u16 + 1,
+                domid: xen_ids::DomId(i as u16 + 1),
                 devid: 0,
             };
             let p = Priority::parse(&class.to_string()).unwrap();
@@ -220,7 +220,10 @@ mod tests {
             .unwrap();
         let (mut set, vifs) = paper(link);
         for (d, pps) in [(1, 20_000), (2, 60_000), (3, 60_000)] {
-            set.set_vm(d, crate::VmSla::new(d, Some(pps)).unwrap());
+            set.set_vm(
+                xen_ids::DomId(d),
+                crate::VmSla::new(xen_ids::DomId(d), Some(pps)).unwrap(),
+            );
         }
         let a = allocate(&set, &vifs, Duration::from_millis(20));
         assert_eq!(

@@ -22,7 +22,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use allocator::{Budget, ControlLoop, Datapath, LoopConfig, VifId, VifReading};
+//! use allocator::{Budget, ControlLoop, Datapath, DomId, LoopConfig, VifId, VifReading};
 //! use allocator::sla_file::parse_sla_file;
 //!
 //! /// The netback's side: meters in, budgets out.
@@ -57,12 +57,12 @@
 //!     domid = 1
 //!     min-bps = "150M"
 //! "#).unwrap();
-//! let mut vifs = Vifs { sent: vec![(VifId::new(1, 0), 0, 0)], applied: vec![] };
+//! let mut vifs = Vifs { sent: vec![(VifId::new(DomId(1), 0), 0, 0)], applied: vec![] };
 //! let mut lp = ControlLoop::new(LoopConfig::default()).unwrap();
 //! let t0 = Instant::now();
 //! lp.tick(t0, &slas, &mut vifs).unwrap();
 //! // 20 ms later the vif has sent 250 000 bytes (100 Mb/s) in 1500-byte frames.
-//! vifs.sent[0] = (VifId::new(1, 0), 250_000, 166);
+//! vifs.sent[0] = (VifId::new(DomId(1), 0), 250_000, 166);
 //! let round = lp.tick(t0 + Duration::from_millis(20), &slas, &mut vifs).unwrap();
 //! assert_eq!(round.vifs[0].measured.unwrap().bps, 100_000_000);
 //! assert_eq!(vifs.applied[0].1.bps, 1_000_000_000); // alone: the whole link (headroom)

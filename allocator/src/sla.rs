@@ -10,32 +10,7 @@ use std::fmt;
 
 use crate::rate::{parse_rate, RateParseError, RateText, MAX_BPS, MAX_PPS};
 
-/// A Xen domain id (`domid_t`). In DBA-VM a VM is a domain: the paper's VM_j.
-pub type DomId = u16;
-
-/// A virtual interface: the paper's vf_i. Identified like Xen does, by the frontend
-/// domain and the device id (`backend/vif/<domid>/<devid>`); displayed like Linux netback
-/// names the interface (`vif<domid>.<devid>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VifId {
-    /// The frontend (guest) domain: the VM this vif belongs to.
-    pub domid: DomId,
-    /// The device id inside that domain.
-    pub devid: u32,
-}
-
-impl VifId {
-    /// A vif id.
-    pub const fn new(domid: DomId, devid: u32) -> Self {
-        VifId { domid, devid }
-    }
-}
-
-impl fmt::Display for VifId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "vif{}.{}", self.domid, self.devid)
-    }
-}
+pub use xen_ids::{DomId, VifId};
 
 /// A priority class, the paper's C_i. `0` is the most important class, [`Priority::LOWEST`]
 /// (`7`) the least, like Linux `tc` priorities. Eight classes: enough for gold / silver /
@@ -546,7 +521,7 @@ mod tests {
     #[test]
     fn min_above_max_names_vif_and_field() {
         let e = VifSla::new(
-            Subject::Vif(VifId::new(3, 0)),
+            Subject::Vif(VifId::new(xen_ids::DomId(3), 0)),
             Priority::HIGHEST,
             900_000_000,
             Some(700_000_000),
@@ -564,7 +539,7 @@ mod tests {
         let e = VifSla::new(Subject::Defaults, Priority::LOWEST, 0, Some(MAX_BPS + 1)).unwrap_err();
         assert_eq!(e.field, "max-bps");
         assert!(matches!(e.problem, Problem::TooLarge { .. }));
-        assert!(VmSla::new(4, Some(MAX_PPS + 1)).is_err());
+        assert!(VmSla::new(xen_ids::DomId(4), Some(MAX_PPS + 1)).is_err());
         assert!(Link::new(0).is_err());
         assert!(Link::new(MAX_BPS + 1).is_err());
     }
@@ -596,12 +571,12 @@ mod tests {
     #[test]
     fn defaults_apply() {
         let mut s = SlaSet::new(Link::new(1_000_000_000).unwrap());
-        let v = VifId::new(1, 0);
+        let v = VifId::new(xen_ids::DomId(1), 0);
         assert_eq!(s.vif(v), VifSla::BEST_EFFORT);
         let sla = VifSla::new(Subject::Vif(v), Priority::HIGHEST, 1, Some(2)).unwrap();
         s.set_vif(v, sla);
         assert_eq!(s.vif(v), sla);
-        assert_eq!(s.vm(1).pps(), None);
+        assert_eq!(s.vm(xen_ids::DomId(1)).pps(), None);
         assert_eq!(sla.max_bps_on(s.link()), 2);
         assert_eq!(VifSla::BEST_EFFORT.max_bps_on(s.link()), 1_000_000_000);
     }

@@ -44,7 +44,7 @@ use crate::sla::{
 };
 
 /// The largest domid a guest can have (`DOMID_FIRST_RESERVED - 1`).
-pub const MAX_DOMID: i64 = 0x7FEF;
+pub const MAX_DOMID: i64 = DomId::MAX_GUEST.0 as i64;
 
 /// Why an SLA file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +154,7 @@ fn domid(table: &'static str, index: usize, v: i64) -> Result<DomId, SlaError> {
             },
         ));
     }
-    Ok(v as DomId)
+    Ok(DomId(v as u16))
 }
 
 /// Parses an SLA file's text into a validated [`SlaSet`].
@@ -204,7 +204,7 @@ pub fn parse_sla_file(text: &str) -> Result<SlaSet, SlaFileError> {
         .as_ref()
         .map(|v| number(&s, field::PPS, v, MAX_PPS))
         .transpose()?;
-    set.set_default_vm(VmSla::new(0, def_pps)?);
+    set.set_default_vm(VmSla::new(xen_ids::DomId(0), def_pps)?);
 
     let mut seen_vms = BTreeSet::new();
     for (k, vm) in raw.vm.iter().enumerate() {
@@ -307,18 +307,18 @@ mod tests {
     fn parses() {
         let s = parse_sla_file(PAPER).unwrap();
         assert_eq!(s.link().capacity_bps(), 1_000_000_000);
-        let v1 = s.vif(VifId::new(1, 0));
+        let v1 = s.vif(VifId::new(xen_ids::DomId(1), 0));
         assert_eq!(v1.priority().get(), 1);
         assert_eq!(
             (v1.min_bps(), v1.max_bps()),
             (150_000_000, Some(150_000_000))
         );
-        let v2 = s.vif(VifId::new(2, 0));
+        let v2 = s.vif(VifId::new(xen_ids::DomId(2), 0));
         assert_eq!((v2.min_bps(), v2.max_bps()), (700_000_000, None));
-        assert_eq!(s.vm(1).pps(), Some(20_000));
-        assert_eq!(s.vm(2).pps(), Some(60_000));
-        assert_eq!(s.vm(3).pps(), None);
-        assert_eq!(s.vif(VifId::new(9, 9)), VifSla::BEST_EFFORT);
+        assert_eq!(s.vm(xen_ids::DomId(1)).pps(), Some(20_000));
+        assert_eq!(s.vm(xen_ids::DomId(2)).pps(), Some(60_000));
+        assert_eq!(s.vm(xen_ids::DomId(3)).pps(), None);
+        assert_eq!(s.vif(VifId::new(xen_ids::DomId(9), 9)), VifSla::BEST_EFFORT);
     }
 
     fn err(text: &str) -> String {

@@ -238,7 +238,7 @@ mod tests {
 
     fn input(d: u16, p: u8, min: u64, max: Option<u64>, demand: u64) -> Step1Input {
         Step1Input {
-            vif: VifId::new(d, 0),
+            vif: VifId::new(xen_ids::DomId(d), 0),
             created: d as u64,
             sla: sla(p, min, max),
             demand_bps: demand,

@@ -186,7 +186,7 @@ mod tests {
 
     fn inp(domid: u16, devid: u32, budget: u64, demand: u64, cap: Option<u64>) -> Step2Input {
         Step2Input {
-            vif: VifId::new(domid, devid),
+            vif: VifId::new(xen_ids::DomId(domid), devid),
             priority: 0,
             created: devid as u64,
             budget_bps: budget,

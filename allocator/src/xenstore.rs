@@ -236,7 +236,7 @@ mod tests {
     #[test]
     fn paths_and_keys() {
         assert_eq!(
-            vif_backend_dir(0, VifId::new(5, 1)),
+            vif_backend_dir(xen_ids::DomId(0), VifId::new(xen_ids::DomId(5), 1)),
             "/local/domain/0/backend/vif/5/1"
         );
         let map = [("dba-min-bps", "1M"), ("other", "x")];
@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn parse_values() {
-        let vif = VifId::new(2, 0);
+        let vif = VifId::new(xen_ids::DomId(2), 0);
         let k = parse_vif_keys(
             vif,
             &vals(Some("1"), Some("150M"), Some("150M"), Some("20k")),
@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_vif_and_key() {
-        let vif = VifId::new(2, 3);
+        let vif = VifId::new(xen_ids::DomId(2), 3);
         let e = |v: VifKeyValues<'_>| parse_vif_keys(vif, &v, VifSla::BEST_EFFORT).unwrap_err();
         assert_eq!(
             e(vals(None, Some("200M"), Some("100M"), None)).to_string(),
@@ -302,8 +302,8 @@ mod tests {
     #[test]
     fn last_good_and_vm_caps() {
         let mut x = XenstoreSlas::new();
-        let a = VifId::new(1, 0);
-        let b = VifId::new(1, 1);
+        let a = VifId::new(xen_ids::DomId(1), 0);
+        let b = VifId::new(xen_ids::DomId(1), 1);
         x.update_vif(
             a,
             &vals(Some("0"), Some("10M"), None, Some("20k")),
@@ -320,7 +320,7 @@ mod tests {
         let (set, conflicts) = x.overlay(&base);
         assert_eq!(set.vif(a).min_bps(), 10_000_000);
         assert_eq!(set.vif_own(b), None);
-        assert_eq!(set.vm(1).pps(), Some(20_000));
+        assert_eq!(set.vm(xen_ids::DomId(1)).pps(), Some(20_000));
         assert_eq!(conflicts.len(), 1);
         assert!(conflicts[0]
             .to_string()
@@ -329,6 +329,6 @@ mod tests {
         let (set, conflicts) = x.overlay(&base);
         assert!(conflicts.is_empty());
         assert_eq!(set.vif_own(a), None);
-        assert_eq!(set.vm(1).pps(), Some(30_000));
+        assert_eq!(set.vm(xen_ids::DomId(1)).pps(), Some(30_000));
     }
 }

@@ -36,7 +36,10 @@ fn demand_step_settles_within_two_periods() {
     // Two vifs in one class, no minimums: A steady at 120 Mb/s, B at 600 Mb/s, then A jumps
     // to 900 Mb/s, then falls to 60 Mb/s. (Rates in whole 1500-byte frames per 20 ms.)
     let mut slas = SlaSet::new(Link::new(G).unwrap());
-    let (a, b) = (VifId::new(1, 0), VifId::new(2, 0));
+    let (a, b) = (
+        VifId::new(xen_ids::DomId(1), 0),
+        VifId::new(xen_ids::DomId(2), 0),
+    );
     let p = Priority::new(3).unwrap();
     slas.set_vif(a, VifSla::new(Subject::Vif(a), p, 0, None).unwrap());
     slas.set_vif(b, VifSla::new(Subject::Vif(b), p, 0, None).unwrap());
@@ -101,7 +104,7 @@ fn offered_load_hint_reveals_pinned_demands() {
                 .iter()
                 .enumerate()
                 .map(|(k, &o)| Source {
-                    vif: VifId::new(k as u16 + 1, 0),
+                    vif: VifId::new(xen_ids::DomId(k as u16 + 1), 0),
                     created: k as u64,
                     offered_bps: o * M,
                     frame_bytes: 1500,
@@ -138,7 +141,7 @@ fn offered_load_hint_reveals_pinned_demands() {
 #[test]
 fn new_vif_is_served_from_its_first_round() {
     let slas = SlaSet::new(Link::new(G).unwrap());
-    let a = VifId::new(1, 0);
+    let a = VifId::new(xen_ids::DomId(1), 0);
     let mut dp = SimDatapath::new(vec![Source {
         vif: a,
         created: 0,
@@ -149,7 +152,7 @@ fn new_vif_is_served_from_its_first_round() {
     let mut t = Instant::now();
     tick_n(&mut lp, &mut dp, &slas, &mut t, 3);
     // A second vif connects: unmeasured, it is treated as wanting all it may get.
-    let b = VifId::new(2, 0);
+    let b = VifId::new(xen_ids::DomId(2), 0);
     dp.sources.push(Source {
         vif: b,
         created: 1,
@@ -175,7 +178,7 @@ fn new_vif_is_served_from_its_first_round() {
 #[test]
 fn reconnected_vif_is_not_measured_across_the_reset() {
     let slas = SlaSet::new(Link::new(G).unwrap());
-    let a = VifId::new(1, 0);
+    let a = VifId::new(xen_ids::DomId(1), 0);
     let mut dp = SimDatapath::new(vec![Source {
         vif: a,
         created: 0,
@@ -198,7 +201,7 @@ fn reconnected_vif_is_not_measured_across_the_reset() {
 #[test]
 fn errors_keep_previous_budgets() {
     let slas = SlaSet::new(Link::new(G).unwrap());
-    let a = VifId::new(1, 0);
+    let a = VifId::new(xen_ids::DomId(1), 0);
     let mut dp = SimDatapath::new(vec![Source {
         vif: a,
         created: 0,
@@ -343,7 +346,7 @@ fn simulate(w: &World, after: &[u64], rounds: usize) -> Run {
     let mut slas = SlaSet::new(Link::new(G).unwrap());
     let mut sources = Vec::new();
     for (k, &(p, min, max)) in w.slas.iter().enumerate() {
-        let vif = VifId::new(w.domids[k], k as u32);
+        let vif = VifId::new(xen_ids::DomId(w.domids[k]), k as u32);
         let sla = VifSla::new(Subject::Vif(vif), Priority::new(p).unwrap(), min, max).unwrap();
         slas.set_vif(vif, sla);
         sources.push(Source {
@@ -354,7 +357,10 @@ fn simulate(w: &World, after: &[u64], rounds: usize) -> Run {
         });
     }
     for d in 0..3u16 {
-        slas.set_vm(d, VmSla::new(d, w.caps[d as usize]).unwrap());
+        slas.set_vm(
+            xen_ids::DomId(d),
+            VmSla::new(xen_ids::DomId(d), w.caps[d as usize]).unwrap(),
+        );
     }
     let mut dp = SimDatapath::new(sources);
     dp.exact = true;

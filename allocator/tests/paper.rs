@@ -17,7 +17,7 @@ use common::{SimDatapath, Source, G, M};
 const PAPER_TOML: &str = include_str!("../examples/paper.toml");
 
 fn vif(d: u16) -> VifId {
-    VifId::new(d, 0)
+    VifId::new(xen_ids::DomId(d), 0)
 }
 
 fn paper_slas() -> SlaSet {
@@ -151,7 +151,7 @@ fn scenario_2_control_loop() {
 fn spare_slas(vm1_max: u64) -> SlaSet {
     let mut s = paper_slas();
     for d in 1..=3 {
-        s.set_vm(d, VmSla::UNCAPPED);
+        s.set_vm(xen_ids::DomId(d), VmSla::UNCAPPED);
     }
     let p0 = Priority::HIGHEST;
     let p1 = Priority::new(1).unwrap();
@@ -231,7 +231,10 @@ fn spare_capacity_with_packet_caps() {
     // the allocator sees it unpinned at 240 Mb/s, gives it 120 % of that, and the rest of
     // the spare goes to VM3.
     let mut slas = spare_slas(500 * M);
-    slas.set_vm(1, VmSla::new(1, Some(20_000)).unwrap());
+    slas.set_vm(
+        xen_ids::DomId(1),
+        VmSla::new(xen_ids::DomId(1), Some(20_000)).unwrap(),
+    );
     let mut lp = ControlLoop::new(LoopConfig::default()).unwrap();
     let mut dp = sources([1500; 3], [G, 0, G]);
     let mut t = Instant::now();
@@ -245,7 +248,7 @@ fn example_file_round_trips_through_the_loop_config() {
     // The example file is the documented schema: it must keep parsing.
     let s = paper_slas();
     assert_eq!(s.link().capacity_bps(), G);
-    assert_eq!(s.vm(2).pps(), Some(60_000));
+    assert_eq!(s.vm(xen_ids::DomId(2)).pps(), Some(60_000));
     assert_eq!(s.vif(vif(2)).priority(), Priority::HIGHEST);
     assert_eq!(LoopConfig::default().period, Duration::from_millis(20));
 }

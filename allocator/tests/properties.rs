@@ -59,7 +59,7 @@ fn case() -> impl Strategy<Value = Case> {
                     None => (a, None),
                 };
                 Step1Input {
-                    vif: VifId::new(d, dev),
+                    vif: VifId::new(xen_ids::DomId(d), dev),
                     created,
                     sla: VifSla::new(Subject::Defaults, Priority::new(p).unwrap(), min, max)
                         .unwrap(),
@@ -81,7 +81,10 @@ fn slas(c: &Case) -> SlaSet {
         s.set_vif(v.vif, v.sla);
     }
     for (d, p) in &c.caps {
-        s.set_vm(*d, VmSla::new(*d, *p).unwrap());
+        s.set_vm(
+            xen_ids::DomId(*d),
+            VmSla::new(xen_ids::DomId(*d), *p).unwrap(),
+        );
     }
     s
 }
@@ -177,7 +180,7 @@ proptest! {
                 Some(cap) => {
                     let p = v.budget.pps.unwrap();
                     prop_assert!(p <= cap);
-                    let e = per_vm.entry(v.vif.domid).or_insert((0, 0));
+                    let e = per_vm.entry(v.vif.domid.0).or_insert((0, 0));
                     e.0 += p;
                     e.1 += 1;
                     // An allowed vif is never frozen at 0 packets/s while the cap allows
@@ -192,7 +195,7 @@ proptest! {
         }
         // Σ pps^vf_i = pps^VM_j exactly.
         for (d, (sum, _)) in per_vm {
-            prop_assert_eq!(Some(sum), s.vm(d).pps());
+            prop_assert_eq!(Some(sum), s.vm(xen_ids::DomId(d)).pps());
         }
         prop_assert_eq!(allocate(&s, &demands(&c), Duration::from_millis(20)), a);
     }

@@ -10,21 +10,17 @@
 use std::collections::VecDeque;
 use std::sync::mpsc;
 
-use hypervisor::grant::DomId;
-use hypervisor::platform::LocalPlatform;
 use netfront::{FrontStats, Netfront, NetfrontConfig, Sent};
 use netport::FrameMeta;
+use xen_ids::DomId;
+use xen_local::LocalPlatform;
 
 use crate::clock::{now_ns, thread_cpu_ns};
 use crate::frame;
 use crate::nic::wire_time_ps;
 
 /// netfront on the local platform.
-pub type LocalNetfront = Netfront<
-    hypervisor::local::Domain,
-    hypervisor::local::LocalEventChannels,
-    hypervisor::xenstore::XsClient,
->;
+pub type LocalNetfront = Netfront<xen_local::LocalPlatform>;
 
 /// How far the generator may fall behind its schedule before it skips frames.
 pub const MAX_LAG_NS: u64 = 2_000_000;

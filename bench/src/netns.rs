@@ -20,8 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use allocator::LoopConfig;
-use hypervisor::grant::DomId;
-use hypervisor::platform::LocalHost;
 use netback::toolstack::{create_vif, VifSpec};
 use netback::{BackstopPolicy, Netback, NetbackConfig, VifId, VifStatus};
 use netfront::{CreditPolicy, Netfront, NetfrontConfig};
@@ -29,6 +27,8 @@ use netport::netns::{root_with_tun_unavailable, NetNs, VethPair};
 use netport::{Port, TapConfig, TapOffload, TapPort};
 use shared_ring::credit::Credits;
 use shared_ring::Limit;
+use xen_ids::DomId;
+use xen_local::LocalHost;
 
 use crate::clock::{now_ns, thread_cpu_ns};
 use crate::guest::domid;
@@ -481,9 +481,5 @@ pub fn run_netns(spec: &RunSpec) -> Result<NetnsOutcome, String> {
 
 mod netback_local {
     /// netback on the local platform.
-    pub type Nb = netback::Netback<
-        hypervisor::local::Domain,
-        hypervisor::local::LocalEventChannels,
-        hypervisor::xenstore::XsClient,
-    >;
+    pub type Nb = netback::Netback<xen_local::LocalPlatform>;
 }

@@ -6,13 +6,13 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use allocator::LoopConfig;
-use hypervisor::grant::DomId;
-use hypervisor::platform::LocalHost;
 use netback::toolstack::{create_vif, VifSpec};
 use netback::{BackstopPolicy, Netback, NetbackConfig, VifId, VifStatus};
 use netfront::{CreditPolicy, NetfrontConfig};
 use shared_ring::credit::Credits;
 use shared_ring::Limit;
+use xen_ids::DomId;
+use xen_local::LocalHost;
 
 use crate::clock::{now_ns, sleep_until, thread_cpu_ns};
 use crate::guest::{domid, Guest, GuestResult, GuestSpec};
@@ -27,11 +27,7 @@ pub const BIN_NS: u64 = 10_000_000;
 pub const STATIC_BURST_WINDOW: Duration = Duration::from_millis(20);
 
 /// netback on the local platform.
-type LocalNetback = Netback<
-    hypervisor::local::Domain,
-    hypervisor::local::LocalEventChannels,
-    hypervisor::xenstore::XsClient,
->;
+type LocalNetback = Netback<xen_local::LocalPlatform>;
 type Command = Box<dyn FnOnce(&mut LocalNetback) + Send>;
 
 /// What the backend thread reports at the end.

@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     // A vif without its own SLA: the defaults apply.
     demands.push(VifDemand {
-        vif: VifId::new(0x7FEF, u32::MAX),
+        vif: VifId::new(xen_ids::DomId::MAX_GUEST, u32::MAX),
         created: u64::MAX,
         demand_bps: UNBOUNDED,
         demand_pps: UNBOUNDED,

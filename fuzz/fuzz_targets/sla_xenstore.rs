@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         let Some((&sel, rest)) = update.split_first() else {
             continue;
         };
-        let vif = VifId::new(1 + (sel % 4) as u16, (sel / 4 % 2) as u32);
+        let vif = VifId::new(xen_ids::DomId(1 + (sel % 4) as u16), (sel / 4 % 2) as u32);
         let mut fields = rest.split(|b| *b == 0);
         let mut next = || -> Option<&str> {
             let f = fields.next()?;

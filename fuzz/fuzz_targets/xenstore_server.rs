@@ -16,8 +16,8 @@ use std::net::Shutdown;
 use std::time::Duration;
 
 use dba_vm_fuzz::take_u8;
-use hypervisor::xenstore::local::Xenstored;
-use hypervisor::xenstore::wire::FrameDecoder;
+use xenstored::Xenstored;
+use xenstore::wire::FrameDecoder;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     converse(&server, 1 + (sel as u16 % 3), guest);
     // Still serving: the state lock is free and the root exists.
     assert!(server.read("/").is_some(), "root node vanished");
-    let mut probe = server.connect(0).expect("connect");
+    let mut probe = server.connect(xen_ids::DomId(0)).expect("connect");
     probe
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
 /// never fill the socket while we write), closes our write side, reads every reply until
 /// the server closes, and checks the replies decode.
 fn converse(server: &Xenstored, domid: u16, bytes: &[u8]) {
-    let mut s = server.connect(domid).expect("connect");
+    let mut s = server.connect(xen_ids::DomId(domid)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut w = s.try_clone().expect("clone");
     let mut replies = Vec::new();

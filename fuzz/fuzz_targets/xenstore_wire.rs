@@ -11,8 +11,8 @@
 #![no_main]
 
 use hypervisor::xenbus::{parse_mac, parse_u64, XenbusState};
-use hypervisor::xenstore::perms::{parse_perms, XsPerm};
-use hypervisor::xenstore::wire::{
+use xenstore::perms::{parse_perms, XsPerm};
+use xenstore::wire::{
     one_arg, parse_domid, parse_u32, split_str_args, split_strings, split_write, validate_path,
     FrameDecoder, PathKind, XsMessage, XsdError, XENSTORE_PAYLOAD_MAX,
 };

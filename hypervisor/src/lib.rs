@@ -1,16 +1,15 @@
-//! The Xen services a split network driver needs — grant tables, event channels and
-//! xenstore — behind small traits, with two implementations:
+//! The platform boundary of the drivers: the Xen services a split network driver needs —
+//! grant tables, event channels and xenstore — behind small traits, Linux's userspace
+//! implementation of each (`/dev/xen/gntalloc`, `/dev/xen/gntdev`, `/dev/xen/evtchn`,
+//! the xenstore wire protocol), xenbus helpers, and the [`platform::Platform`] trait that
+//! bundles one domain's services so that each driver has a single type parameter.
 //!
-//! * `xen`: Linux's userspace interfaces (`/dev/xen/gntalloc`, `/dev/xen/gntdev`,
-//!   `/dev/xen/evtchn`, the xenstore wire protocol);
-//! * `local`: an emulation for any Linux host (memfd-backed grants checked like Xen checks
-//!   them, eventfd event channels, a xenstore server speaking the real wire protocol).
-//!
-//! Drivers never touch `/dev/xen` directly; they speak to these traits.
+//! The identifiers come from `xen-ids`, the xenstore client and trait from `xenstore`.
+//! The emulation of all of this on any Linux host is the `xen-local` crate, which sits
+//! above this one: a production build for Xen links none of it.
 
+pub mod clock;
 pub mod evtchn;
 pub mod grant;
-pub mod local;
 pub mod platform;
 pub mod xenbus;
-pub mod xenstore;

@@ -1,20 +1,51 @@
-//! A driver's view of its hypervisor: its domain id plus the three services, bundled so
-//! that netfront and netback take one value and stay generic over `xen` and `local`.
+//! A driver's view of its hypervisor: its domain id plus the three services, as one type.
+//!
+//! [`Platform`] names the services by associated types, so the drivers are
+//! `Netfront<P>` and `Netback<P>` with one parameter; [`FrontendPlatform`] and
+//! [`BackendPlatform`] add what each side needs of the grant service (sharing pages for
+//! a frontend, mapping and copying a peer's grants for a backend). [`Services`] is the
+//! one implementation: a plain bundle of the three values, built by
+//! [`Services::xen_frontend`] / [`Services::xen_backend`] on Xen or by the `xen-local`
+//! crate on the emulation.
 
-use std::io;
-use std::os::fd::OwnedFd;
-use std::path::Path;
+use xen_ids::DomId;
+use xenstore::{Xenstore, XsClient, XsTx};
 
-use crate::grant::DomId;
-use crate::local::{Domain, LocalEventChannels, LocalHypervisor};
-use crate::xenstore::local::Xenstored;
-use crate::xenstore::XsClient;
+use crate::evtchn::xen::XenEventChannels;
+use crate::evtchn::{EventChannels, EvtchnError};
+use crate::grant::xen::{Gntalloc, Gntdev};
+use crate::grant::{GrantCopy, GrantError, GrantMap, GrantShare};
+use crate::xenbus;
 
-/// The services one domain uses. `G` is the grant service (`GrantShare` for a frontend,
-/// `GrantMap + GrantCopy` for a backend; the local `Domain` is both), `E` the event
-/// channels, `X` the xenstore connection.
+/// The services one domain uses.
+pub trait Platform: Send + 'static {
+    /// Grant tables (sharing for a frontend, mapping and copying for a backend).
+    type Grants: Send + Sync + 'static;
+    /// Event channels.
+    type Evtchn: EventChannels + 'static;
+    /// Xenstore.
+    type Xenstore: Xenstore + 'static;
+    /// This domain's id.
+    fn domid(&self) -> DomId;
+    /// Grant tables.
+    fn grants(&self) -> &Self::Grants;
+    /// Event channels.
+    fn evtchn(&self) -> &Self::Evtchn;
+    /// Xenstore.
+    fn xenstore(&self) -> &Self::Xenstore;
+}
+
+/// A platform a frontend can run on: its grant service shares pages.
+pub trait FrontendPlatform: Platform<Grants: GrantShare> {}
+impl<P: Platform<Grants: GrantShare>> FrontendPlatform for P {}
+
+/// A platform a backend can run on: its grant service maps and copies a peer's grants.
+pub trait BackendPlatform: Platform<Grants: GrantMap + GrantCopy> {}
+impl<P: Platform<Grants: GrantMap + GrantCopy>> BackendPlatform for P {}
+
+/// The services of one domain, bundled: the implementation of [`Platform`].
 #[derive(Debug)]
-pub struct Platform<G, E, X> {
+pub struct Services<G, E, X> {
     /// This domain's id.
     pub domid: DomId,
     /// Grant tables.
@@ -25,70 +56,83 @@ pub struct Platform<G, E, X> {
     pub xenstore: X,
 }
 
-/// A domain on the local emulation.
-pub type LocalPlatform = Platform<Domain, LocalEventChannels, XsClient>;
+impl<G, E, X> Platform for Services<G, E, X>
+where
+    G: Send + Sync + 'static,
+    E: EventChannels + 'static,
+    X: Xenstore + 'static,
+{
+    type Grants = G;
+    type Evtchn = E;
+    type Xenstore = X;
+    fn domid(&self) -> DomId {
+        self.domid
+    }
+    fn grants(&self) -> &G {
+        &self.grants
+    }
+    fn evtchn(&self) -> &E {
+        &self.evtchn
+    }
+    fn xenstore(&self) -> &X {
+        &self.xenstore
+    }
+}
 
-impl LocalPlatform {
-    /// Bundles an attached local domain: opens its event channels and its xenstore
-    /// connection (through the hypervisor, which must have a xenstore attached).
-    pub fn from_domain(domain: Domain) -> io::Result<Self> {
-        let evtchn = domain
-            .event_channels()
-            .map_err(|e| io::Error::other(format!("event channels: {e}")))?;
-        let xenstore = XsClient::new(domain.xenstore()?)?;
-        Ok(Platform {
-            domid: domain.domid(),
-            grants: domain,
-            evtchn,
+/// A frontend on Xen: `gntalloc`, `evtchn`, xenstore.
+pub type XenFrontend = Services<Gntalloc, XenEventChannels, XsClient>;
+/// A backend on Xen: `gntdev`, `evtchn`, xenstore.
+pub type XenBackend = Services<Gntdev, XenEventChannels, XsClient>;
+
+/// Why the Xen platform could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The xenstore connection.
+    #[error("xenstore: {0}")]
+    Xenstore(#[source] std::io::Error),
+    /// Our own domain id (the `domid` key of our xenstore home).
+    #[error("our domain id: {0}")]
+    DomId(#[source] xenbus::XenbusError),
+    /// `/dev/xen/gntalloc` or `/dev/xen/gntdev`.
+    #[error("grant device: {0}")]
+    Grants(#[source] GrantError),
+    /// `/dev/xen/evtchn`.
+    #[error("event channels: {0}")]
+    Evtchn(#[source] EvtchnError),
+}
+
+impl XenFrontend {
+    /// Opens the Xen services of this (guest) domain.
+    pub fn xen_frontend() -> Result<Self, OpenError> {
+        let xenstore = XsClient::open_default().map_err(OpenError::Xenstore)?;
+        let domid = own_domid(&xenstore).map_err(OpenError::DomId)?;
+        Ok(Services {
+            domid,
+            grants: Gntalloc::open().map_err(OpenError::Grants)?,
+            evtchn: XenEventChannels::open().map_err(OpenError::Evtchn)?,
             xenstore,
         })
     }
+}
 
-    /// Attaches to a `local-hypervisor` daemon at `socket` as `domid`.
-    pub fn attach(socket: &Path, domid: DomId) -> io::Result<Self> {
-        Self::from_domain(Domain::attach(socket, domid)?)
+impl XenBackend {
+    /// Opens the Xen services of this (driver) domain. A domain without a `domid` key
+    /// in its xenstore home is dom0 (the toolstack does not write one for dom0).
+    pub fn xen_backend() -> Result<Self, OpenError> {
+        let xenstore = XsClient::open_default().map_err(OpenError::Xenstore)?;
+        let domid = own_domid(&xenstore).unwrap_or(DomId::DOM0);
+        Ok(Services {
+            domid,
+            grants: Gntdev::open().map_err(OpenError::Grants)?,
+            evtchn: XenEventChannels::open().map_err(OpenError::Evtchn)?,
+            xenstore,
+        })
     }
 }
 
-/// A whole local host in one process: the hypervisor and a xenstored wired together
-/// (tests, benchmarks, the `local` platform of the bench).
-#[derive(Clone)]
-pub struct LocalHost {
-    /// The grant-table and event-channel emulation.
-    pub hypervisor: LocalHypervisor,
-    /// The xenstore server.
-    pub xenstored: Xenstored,
-}
-
-impl Default for LocalHost {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl LocalHost {
-    /// A fresh host with dom0 introduced.
-    pub fn new() -> Self {
-        let hypervisor = LocalHypervisor::new();
-        let xenstored = Xenstored::new();
-        hypervisor.set_xenstore(Box::new({
-            let xs = xenstored.clone();
-            move |d| xs.connect(d.0).map(OwnedFd::from)
-        }));
-        hypervisor.set_death_hook(Box::new({
-            let xs = xenstored.clone();
-            move |d| xs.domain_died(d.0)
-        }));
-        LocalHost {
-            hypervisor,
-            xenstored,
-        }
-    }
-
-    /// A new connection for domain `domid`, as a full platform.
-    pub fn domain(&self, domid: DomId) -> io::Result<LocalPlatform> {
-        LocalPlatform::from_domain(Domain::from_fd(self.hypervisor.connect(domid)?)?)
-    }
+/// Our domain id on Xen: the `domid` key of our own xenstore home.
+pub fn own_domid<X: Xenstore + ?Sized>(xs: &X) -> Result<DomId, xenbus::XenbusError> {
+    xenbus::read_domid(xs, XsTx::NONE, "domid")
 }
 
 /// The ring view of granted or mapped memory: [`shared_ring::SharedMem`] (atomic words),
@@ -105,15 +149,4 @@ pub fn ring_mem(mem: &crate::grant::SharedMem) -> shared_ring::SharedMem<'_> {
     // only through the returned atomic view; the peer domain writing it concurrently is
     // exactly what `shared_ring::SharedMem` is designed for.
     unsafe { shared_ring::SharedMem::from_raw(mem.as_ptr(), mem.len()) }
-}
-
-/// The system's monotonic clock in nanoseconds since its first use in this process: the
-/// drivers' default clock (tests inject their own).
-pub fn monotonic_ns() -> u64 {
-    use std::sync::OnceLock;
-    static START: OnceLock<std::time::Instant> = OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_nanos() as u64
 }

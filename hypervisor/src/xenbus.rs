@@ -5,7 +5,8 @@
 //! Values written by a peer are untrusted: every parser here bounds lengths and
 //! ranges and returns an error that names the key, never panics.
 
-use crate::xenstore::{Xenstore, XsError, XsTx};
+use xen_ids::DomId;
+use xenstore::{Xenstore, XsError, XsTx};
 
 /// `enum xenbus_state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -120,6 +121,21 @@ pub fn read_u64<X: Xenstore + ?Sized>(
         value: shown(&v),
         why: "expected a decimal integer in range",
     })
+}
+
+/// Parses a domain id as [`parse_u64`] does, bounded by [`DomId::MAX_GUEST`]: a
+/// reserved id (`DOMID_SELF`, `DOMID_IO`, ...) is not a domain a peer can name.
+pub fn parse_domid(v: &[u8]) -> Option<DomId> {
+    parse_u64(v, u64::from(DomId::MAX_GUEST.0)).map(|n| DomId(n as u16))
+}
+
+/// Reads `path` as a domain id ([`parse_domid`]).
+pub fn read_domid<X: Xenstore + ?Sized>(
+    xs: &X,
+    tx: XsTx,
+    path: &str,
+) -> Result<DomId, XenbusError> {
+    read_u64(xs, tx, path, u64::from(DomId::MAX_GUEST.0)).map(|n| DomId(n as u16))
 }
 
 /// Reads `path` as a decimal integer ≤ `max`, or `default` when the key is missing.

@@ -13,13 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hypervisor::grant::DomId;
-use hypervisor::platform::LocalHost;
 use netback::backend::monotonic_ns;
 use netback::toolstack::{create_vif, VifSpec};
 use netback::{Netback, NetbackConfig, VifId};
 use netfront::{Netfront, NetfrontConfig, Sent};
 use netport::{FrameMeta, MemPort, Port};
+use xen_ids::DomId;
+use xen_local::LocalHost;
 
 /// A port that counts frames and drops them (the wire is infinitely fast).
 struct CountPort {
@@ -45,11 +45,7 @@ impl Port for CountPort {
 }
 
 struct Rig {
-    nf: Netfront<
-        hypervisor::local::Domain,
-        hypervisor::local::LocalEventChannels,
-        hypervisor::xenstore::XsClient,
-    >,
+    nf: Netfront<xen_local::LocalPlatform>,
     forwarded: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,

@@ -23,17 +23,19 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use hypervisor::evtchn::{EventChannels, Port as EvtPort};
-use hypervisor::grant::{Access, DomId, GrantCopy, GrantMap, GrantRef};
-use hypervisor::platform::Platform;
+use hypervisor::grant::{Access, GrantMap, GrantRef};
+use hypervisor::platform::BackendPlatform;
 use hypervisor::xenbus::{self, XenbusError, XenbusState};
-use hypervisor::xenstore::{with_transaction, Xenstore, XsTx};
 use netport::Port;
 use shared_ring::credit::{Credits, CREDIT_VERSION};
 use shared_ring::Limit;
+use xen_ids::DomId;
+use xenstore::{with_transaction, Xenstore, XsTx};
 
 use crate::control::{alloc_id, credits_of, reading, Allocation};
 use crate::meter::VifCounters;
-use crate::vif::{BackstopPolicy, Poll, Vif, VifFatal, VifId};
+use crate::vif::{BackstopPolicy, Poll, Vif, VifFatal};
+use xen_ids::VifId;
 
 /// Opens the port a vif's frames go to and come from (a TAP, a memory channel…).
 pub trait PortFactory {
@@ -81,10 +83,9 @@ impl Default for NetbackConfig {
     }
 }
 
-/// A monotonic clock in nanoseconds (injectable for tests).
-pub type Clock = Box<dyn Fn() -> u64 + Send>;
+pub use hypervisor::clock::Clock;
 
-pub use hypervisor::platform::monotonic_ns;
+pub use hypervisor::clock::monotonic_ns;
 
 struct Connection<M> {
     vif: Vif<M>,
@@ -142,13 +143,13 @@ const EV_EVTCHN: u64 = 1;
 const EV_PORT_BASE: u64 = 2;
 
 /// The netback daemon.
-pub struct Netback<G: GrantMap, E, X> {
-    platform: Platform<G, E, X>,
+pub struct Netback<P: BackendPlatform> {
+    platform: P,
     cfg: NetbackConfig,
     ports: Box<dyn PortFactory>,
     clock: Clock,
     root: String,
-    devices: BTreeMap<VifId, Device<G::Mapping>>,
+    devices: BTreeMap<VifId, Device<<P::Grants as GrantMap>::Mapping>>,
     by_evtchn: HashMap<EvtPort, VifId>,
     epoll: Epoll,
     port_keys: HashMap<u64, VifId>,
@@ -194,11 +195,7 @@ impl<M: hypervisor::grant::GrantMapping> allocator::Datapath for Dp<'_, M> {
         budgets: &[(allocator::VifId, allocator::Budget)],
     ) -> Result<(), Self::Error> {
         for (v, b) in budgets {
-            let id = VifId {
-                domid: DomId(v.domid),
-                devid: v.devid,
-            };
-            if let Some(c) = self.devices.get_mut(&id).and_then(|d| d.conn.as_mut()) {
+            if let Some(c) = self.devices.get_mut(v).and_then(|d| d.conn.as_mut()) {
                 c.vif
                     .set_tx_budget(&credits_of(b, self.period), self.now_ns);
             }
@@ -207,35 +204,31 @@ impl<M: hypervisor::grant::GrantMapping> allocator::Datapath for Dp<'_, M> {
     }
 }
 
-impl<G, E, X> Netback<G, E, X>
-where
-    G: GrantMap + GrantCopy,
-    E: EventChannels,
-    X: Xenstore,
-{
+impl<P: BackendPlatform> Netback<P> {
     /// Starts serving the backend directory of `platform`'s domain.
     pub fn new(
-        platform: Platform<G, E, X>,
+        platform: P,
         cfg: NetbackConfig,
         ports: Box<dyn PortFactory>,
         clock: Clock,
     ) -> io::Result<Self> {
         let root = format!(
             "/local/domain/{}/backend/{}",
-            platform.domid.0, cfg.backend_type
+            platform.domid().0,
+            cfg.backend_type
         );
         platform
-            .xenstore
+            .xenstore()
             .watch(&root, TOKEN_BACKEND)
             .map_err(|e| io::Error::other(format!("watch {root}: {e}")))?;
         // A frontend domain that dies without closing its device (crash, kill -9) is
         // noticed here, not only when the toolstack removes the device.
-        if let Err(e) = platform.xenstore.watch("@releaseDomain", TOKEN_RELEASE) {
+        if let Err(e) = platform.xenstore().watch("@releaseDomain", TOKEN_RELEASE) {
             log::warn!("watch @releaseDomain: {e}; dead frontends are noticed only when their devices are removed");
         }
         let epoll = Epoll::new()?;
-        epoll.add(platform.xenstore.event_fd(), EV_XS)?;
-        epoll.add(platform.evtchn.as_fd(), EV_EVTCHN)?;
+        epoll.add(platform.xenstore().event_fd(), EV_XS)?;
+        epoll.add(platform.evtchn().as_fd(), EV_EVTCHN)?;
         let mut nb = Netback {
             platform,
             cfg,
@@ -267,8 +260,13 @@ where
     }
 
     /// The platform (e.g. for its xenstore connection).
-    pub fn platform(&self) -> &Platform<G, E, X> {
+    pub fn platform(&self) -> &P {
         &self.platform
+    }
+
+    /// The time on this driver's clock (the one injected at [`Netback::new`]).
+    pub fn now(&self) -> u64 {
+        (self.clock)()
     }
 
     /// Status of every vif.
@@ -340,7 +338,7 @@ where
 
     fn read_sla_keys(&self, a: &mut Allocation, id: VifId) {
         let be = format!("{}/{}/{}", self.root, id.domid.0, id.devid);
-        let xs = &self.platform.xenstore;
+        let xs = self.platform.xenstore();
         let r = a.update_keys(id, |k| {
             xs.read(XsTx::NONE, &format!("{be}/{k}"))
                 .ok()
@@ -375,7 +373,7 @@ where
         let sla = slas.vif(alloc_id(id));
         let budget = allocator::Budget::with_bursts(
             sla.max_bps_on(slas.link()),
-            slas.vm(id.domid.0).pps(),
+            slas.vm(xen_ids::DomId(id.domid.0)).pps(),
             a.period(),
         );
         let credits = credits_of(&budget, a.period());
@@ -469,7 +467,7 @@ where
     }
 
     fn handle_evtchn(&mut self) {
-        let n = match self.platform.evtchn.pending(&mut self.pending) {
+        let n = match self.platform.evtchn().pending(&mut self.pending) {
             Ok(n) => n,
             Err(e) => {
                 log::warn!("netback: event channel pending: {e}");
@@ -481,7 +479,7 @@ where
             if let Some(&id) = self.by_evtchn.get(&port) {
                 self.poll_vif(id);
             }
-            if let Err(e) = self.platform.evtchn.unmask(port) {
+            if let Err(e) = self.platform.evtchn().unmask(port) {
                 log::debug!("netback: unmask {port}: {e}");
             }
             // Work that raced with the unmask is caught by the final checks in poll_vif.
@@ -496,7 +494,7 @@ where
         let Some(conn) = dev.conn.as_mut() else {
             return;
         };
-        let grants = &self.platform.grants;
+        let grants = self.platform.grants();
         let mut rounds = 0;
         // Ok(true): stopped at the round limit with work left.
         let result: Result<bool, VifFatal> = (|| loop {
@@ -507,7 +505,7 @@ where
                     .tx_poll_limited(now, grants, dev.port.as_mut(), self.work.as_mut())?;
             let rx: Poll = conn.vif.rx_poll(now, grants, dev.port.as_mut())?;
             if tx.notify || rx.notify {
-                if let Err(e) = self.platform.evtchn.notify(conn.evtchn) {
+                if let Err(e) = self.platform.evtchn().notify(conn.evtchn) {
                     log::debug!("{id}: notify: {e}");
                 }
             }
@@ -541,7 +539,7 @@ where
     }
 
     fn handle_xenstore(&mut self) {
-        for ev in self.platform.xenstore.drain_events() {
+        for ev in self.platform.xenstore().drain_events() {
             if ev.token == TOKEN_BACKEND {
                 self.scan_devices();
             } else if ev.token == TOKEN_RELEASE {
@@ -575,12 +573,13 @@ where
             .collect();
         for id in ids {
             // One query per domain; a failed query counts as alive.
-            let xs = &self.platform.xenstore;
+            let xs = self.platform.xenstore();
             let alive = *live.entry(id.domid.0).or_insert_with(|| {
-                xs.is_domain_introduced(id.domid.0).unwrap_or_else(|e| {
-                    log::debug!("{id}: IS_DOMAIN_INTRODUCED: {e}");
-                    true
-                })
+                xs.is_domain_introduced(xen_ids::DomId(id.domid.0))
+                    .unwrap_or_else(|e| {
+                        log::debug!("{id}: IS_DOMAIN_INTRODUCED: {e}");
+                        true
+                    })
             });
             if !alive {
                 log::warn!(
@@ -596,7 +595,7 @@ where
 
     /// Finds devices that appeared or vanished under the backend directory.
     fn scan_devices(&mut self) {
-        let xs = &self.platform.xenstore;
+        let xs = self.platform.xenstore();
         let mut present = Vec::new();
         let domids = match xs.directory(XsTx::NONE, &self.root) {
             Ok(d) => d,
@@ -607,7 +606,7 @@ where
             }
         };
         for d in domids {
-            let Some(domid) = xenbus::parse_u64(d.as_bytes(), 0x7fef) else {
+            let Some(domid) = xenbus::parse_domid(d.as_bytes()) else {
                 continue;
             };
             let devs = xs
@@ -615,10 +614,7 @@ where
                 .unwrap_or_default();
             for v in devs {
                 if let Some(devid) = xenbus::parse_u64(v.as_bytes(), u32::MAX as u64) {
-                    present.push(VifId {
-                        domid: DomId(domid as u16),
-                        devid: devid as u32,
-                    });
+                    present.push(VifId::new(domid, devid as u32));
                 }
             }
         }
@@ -641,13 +637,13 @@ where
     }
 
     fn probe(&mut self, id: VifId) -> Result<(), String> {
-        let xs = &self.platform.xenstore;
+        let xs = self.platform.xenstore();
         let be = format!("{}/{}/{}", self.root, id.domid.0, id.devid);
         let fe = xenbus::read_str(xs, XsTx::NONE, &format!("{be}/frontend"), 256)
             .map_err(|e| e.to_string())?;
-        let fe_id = xenbus::read_u64(xs, XsTx::NONE, &format!("{be}/frontend-id"), 0x7fef)
+        let fe_id = xenbus::read_domid(xs, XsTx::NONE, &format!("{be}/frontend-id"))
             .map_err(|e| e.to_string())?;
-        if fe_id as u16 != id.domid.0 {
+        if fe_id != id.domid {
             return Err(format!("frontend-id {fe_id} does not match the directory"));
         }
         let mac = xenbus::read_str(xs, XsTx::NONE, &format!("{be}/mac"), 32)
@@ -720,7 +716,7 @@ where
         // exists. A plain write would re-create the backend directory the toolstack has
         // just removed (e.g. a domain that died while its device was being destroyed),
         // and the device would never go away.
-        let xs = &self.platform.xenstore;
+        let xs = self.platform.xenstore();
         let r = with_transaction(xs, |tx| match xs.read(tx, &path) {
             Ok(cur) if cur == state.as_str().as_bytes() => Ok(()),
             Ok(_) => xs.write(tx, &path, state.as_str().as_bytes()),
@@ -744,7 +740,7 @@ where
         };
         let stale_frontend = std::mem::take(&mut d.stale_frontend);
         let path = format!("{}/state", d.frontend_path);
-        let fe_state = match xenbus::read_state(&self.platform.xenstore, &path) {
+        let fe_state = match xenbus::read_state(self.platform.xenstore(), &path) {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("{id}: {e}");
@@ -830,7 +826,7 @@ where
             .iter()
             .map(|k| {
                 self.platform
-                    .xenstore
+                    .xenstore()
                     .try_read(XsTx::NONE, &format!("{}/{k}", d.frontend_path))
                     .ok()
                     .flatten()
@@ -840,7 +836,7 @@ where
 
     fn connect(&mut self, id: VifId) -> Result<(), String> {
         let d = self.devices.get(&id).ok_or("no such device")?;
-        let xs = &self.platform.xenstore;
+        let xs = self.platform.xenstore();
         let fe = d.frontend_path.clone();
         let rd = |k: &str, max: u64| xenbus::read_u64(xs, XsTx::NONE, &format!("{fe}/{k}"), max);
         let rd_or = |k: &str, max: u64, def: u64| {
@@ -864,7 +860,7 @@ where
                 "request-dba-credits {credits_req} is above the advertised {CREDIT_VERSION}"
             ));
         }
-        let grants = &self.platform.grants;
+        let grants = self.platform.grants();
         let tx_map = grants
             .map(id.domid, &[GrantRef(tx_ref)], Access::Writable)
             .map_err(|e| format!("map tx-ring-ref {tx_ref}: {e}"))?;
@@ -873,7 +869,7 @@ where
             .map_err(|e| format!("map rx-ring-ref {rx_ref}: {e}"))?;
         let evtchn = self
             .platform
-            .evtchn
+            .evtchn()
             .bind_interdomain(id.domid, EvtPort(ev))
             .map_err(|e| format!("bind event-channel {ev}: {e}"))?;
         let now = (self.clock)();
@@ -920,7 +916,7 @@ where
         };
         if let Some(conn) = d.conn.take() {
             self.by_evtchn.remove(&conn.evtchn);
-            if let Err(e) = self.platform.evtchn.unbind(conn.evtchn) {
+            if let Err(e) = self.platform.evtchn().unbind(conn.evtchn) {
                 log::debug!("{id}: unbind: {e}");
             }
             d.past += conn.vif.counters;
@@ -938,7 +934,7 @@ where
             let path = format!("{}/error", d.backend_path);
             let _ = self
                 .platform
-                .xenstore
+                .xenstore()
                 .write(XsTx::NONE, &path, why.as_bytes());
         }
         self.switch_state(id, XenbusState::Closing);
@@ -952,9 +948,9 @@ where
         if let Some(d) = self.devices.remove(&id) {
             let _ = self
                 .platform
-                .xenstore
+                .xenstore()
                 .unwatch(&format!("{}/state", d.frontend_path), &fe_token(id));
-            let _ = self.platform.xenstore.unwatch(
+            let _ = self.platform.xenstore().unwatch(
                 &d.backend_path,
                 &format!("{TOKEN_SLA}{}:{}", id.domid.0, id.devid),
             );

@@ -15,7 +15,7 @@ use allocator::{Budget, ControlLoop, Datapath, LoopConfig, SlaSet, VifReading};
 use shared_ring::credit::Credits;
 use shared_ring::Limit;
 
-use crate::vif::VifId;
+use xen_ids::VifId;
 
 /// Converts an allocator budget into credit-area terms (bytes/s, packets/s, bursts).
 pub fn credits_of(b: &Budget, period: Duration) -> Credits {
@@ -31,7 +31,7 @@ pub fn credits_of(b: &Budget, period: Duration) -> Credits {
 
 /// The allocator's id of a vif.
 pub fn alloc_id(id: VifId) -> allocator::VifId {
-    allocator::VifId::new(id.domid.0, id.devid)
+    allocator::VifId::new(xen_ids::DomId(id.domid.0), id.devid)
 }
 
 /// Allocator state kept by netback.

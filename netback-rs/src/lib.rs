@@ -22,4 +22,5 @@ pub mod tx;
 pub mod vif;
 
 pub use backend::{Netback, NetbackConfig, PortFactory, VifStatus};
-pub use vif::{BackstopPolicy, VifId};
+pub use vif::BackstopPolicy;
+pub use xen_ids::{DomId, VifId};

@@ -24,13 +24,11 @@ use std::sync::{Arc, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hypervisor::evtchn::EventChannels;
-use hypervisor::grant::{GrantCopy, GrantMap};
-use hypervisor::xenstore::Xenstore;
+use hypervisor::platform::BackendPlatform;
 
 use crate::backend::{Netback, VifStatus};
 use crate::meter::{Meter, Rates};
-use crate::vif::VifId;
+use xen_ids::VifId;
 
 /// One vif in a [`Snapshot`].
 #[derive(Debug, Clone)]
@@ -98,12 +96,11 @@ impl Sampler {
     /// Called after every event-loop iteration with the current time. Records the cost
     /// of an allocation round that just ran (O(1)); returns a snapshot when the interval
     /// has passed since the previous one (or for the first call).
-    pub fn observe<G, E, X>(&mut self, nb: &Netback<G, E, X>, now_ns: u64) -> Option<Snapshot>
-    where
-        G: GrantMap + GrantCopy,
-        E: EventChannels,
-        X: Xenstore,
-    {
+    pub fn observe<P: BackendPlatform>(
+        &mut self,
+        nb: &Netback<P>,
+        now_ns: u64,
+    ) -> Option<Snapshot> {
         let report = nb.allocator_report();
         if let Some((_, cost, rounds)) = report {
             self.note_rounds(rounds, cost);
@@ -236,12 +233,7 @@ impl Publisher {
 
     /// Samples if due and publishes without blocking (a snapshot that met a busy reader
     /// is published on a later call, unless a newer one replaces it).
-    pub fn tick<G, E, X>(&mut self, nb: &Netback<G, E, X>, now_ns: u64)
-    where
-        G: GrantMap + GrantCopy,
-        E: EventChannels,
-        X: Xenstore,
-    {
+    pub fn tick<P: BackendPlatform>(&mut self, nb: &Netback<P>, now_ns: u64) {
         if let Some(s) = self.sampler.observe(nb, now_ns) {
             self.pending = Some(s);
         }
@@ -1060,8 +1052,8 @@ pub fn scrape(url: &str, timeout: Duration) -> Result<Vec<Sample>, ScrapeError> 
 mod tests {
     use super::*;
     use crate::meter::VifCounters;
-    use hypervisor::grant::DomId;
     use hypervisor::xenbus::XenbusState;
+    use xen_ids::DomId;
 
     fn status(domid: u16, tx_bytes: u64) -> VifStatus {
         VifStatus {

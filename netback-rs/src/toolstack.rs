@@ -3,8 +3,8 @@
 //! Used by the `local` platform, the tests, the bench and the CLI; on a real Xen host
 //! `xl` does this (see `docs/xen.md`).
 
-use hypervisor::grant::DomId;
-use hypervisor::xenstore::{with_transaction, Xenstore, XsAccess, XsPerm, XsResult};
+use xen_ids::DomId;
+use xenstore::{with_transaction, Xenstore, XsAccess, XsPerm, XsResult};
 
 /// A vif to create.
 #[derive(Debug, Clone)]
@@ -79,12 +79,12 @@ pub fn create_vif<X: Xenstore + ?Sized>(xs: &X, spec: &VifSpec) -> XsResult<()> 
     let mac = spec.mac_string();
     with_transaction(xs, |tx| {
         let fe_perms = [
-            XsPerm::new(spec.frontend.0, XsAccess::None),
-            XsPerm::new(spec.backend.0, XsAccess::Read),
+            XsPerm::new(xen_ids::DomId(spec.frontend.0), XsAccess::None),
+            XsPerm::new(xen_ids::DomId(spec.backend.0), XsAccess::Read),
         ];
         let be_perms = [
-            XsPerm::new(spec.backend.0, XsAccess::None),
-            XsPerm::new(spec.frontend.0, XsAccess::Read),
+            XsPerm::new(xen_ids::DomId(spec.backend.0), XsAccess::None),
+            XsPerm::new(xen_ids::DomId(spec.frontend.0), XsAccess::Read),
         ];
         xs.mkdir(tx, &fe)?;
         xs.set_perms(tx, &fe, &fe_perms)?;

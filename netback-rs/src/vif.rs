@@ -12,7 +12,7 @@
 //! posted buffers (multi-slot when larger than a page), one batched grant copy, and the
 //! responses in the slots of the requests they answer.
 
-use hypervisor::grant::{CopySegment, DomId, GntStatus, GrantCopy, GrantMapping, GrantRef};
+use hypervisor::grant::{CopySegment, GntStatus, GrantCopy, GrantMapping, GrantRef};
 use hypervisor::platform::ring_mem;
 use netport::{FrameMeta, Gso as PortGso, GsoKind, Port};
 use shared_ring::credit::{CreditArea, CreditPublisher, Credits};
@@ -23,6 +23,7 @@ use shared_ring::netif::{
     NETIF_RSP_ERROR, NETIF_RSP_OKAY,
 };
 use shared_ring::{BackIndices, Denied, DualTokenBucket, Limit, RingError, XEN_PAGE_SIZE};
+use xen_ids::VifId;
 
 use crate::meter::VifCounters;
 use crate::tx::{drop_responses, parse_packet, FatalReason, TxError, TxPacket};
@@ -40,21 +41,6 @@ pub const BACKSTOP_MIN_PACKETS: u64 = 64;
 /// How soon to retry a port that was full.
 const PORT_RETRY_NS: u64 = 200_000;
 const RX_ARENA: usize = RX_BATCH * 2048 + MAX_RX_SLOTS * XEN_PAGE_SIZE;
-
-/// Identifies a vif: the frontend domain and its device id (`handle`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VifId {
-    /// Frontend domain.
-    pub domid: DomId,
-    /// Device id under `device/vif/`.
-    pub devid: u32,
-}
-
-impl core::fmt::Display for VifId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "vif{}.{}", self.domid.0, self.devid)
-    }
-}
 
 /// What the backstop does with a TX frame that exceeds the vif's budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use allocator::sla_file::parse_sla_file;
 use allocator::LoopConfig;
 use common::*;
-use hypervisor::grant::DomId;
-use hypervisor::platform::LocalHost;
-use hypervisor::xenstore::{Xenstore, XsTx};
 use netback::{NetbackConfig, VifId};
 use netfront::NetfrontConfig;
+use xen_ids::DomId;
+use xen_local::LocalHost;
+use xenstore::{Xenstore, XsTx};
 
 /// The paper's SLAs divided by 100: a 10 Mb/s link, VM2 7 Mb/s, VM1/VM3 1.5 Mb/s, VM
 /// packet caps 200/600/600 p/s.

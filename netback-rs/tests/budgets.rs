@@ -10,11 +10,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use hypervisor::platform::LocalHost;
 use netback::{BackstopPolicy, NetbackConfig};
 use netfront::{CreditPolicy, NetfrontConfig};
 use shared_ring::credit::Credits;
 use shared_ring::Limit;
+use xen_local::LocalHost;
 
 const PPS: u64 = 2000;
 const PBURST: u64 = 20;
@@ -188,7 +188,7 @@ fn budget_change_reaches_the_frontend() {
     nb.command(|nb| {
         nb.set_tx_budget(
             netback::VifId {
-                domid: hypervisor::grant::DomId(1),
+                domid: xen_ids::DomId(1),
                 devid: 0,
             },
             &Credits {

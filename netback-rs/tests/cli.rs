@@ -11,13 +11,13 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::add_vif;
-use hypervisor::grant::DomId;
-use hypervisor::platform::LocalHost;
 use hypervisor::xenbus::XenbusState;
-use hypervisor::xenstore::{Xenstore, XsTx};
 use netback::meter::VifCounters;
 use netback::metrics::{name, scrape, MetricsServer, Sampler, SnapshotCell};
 use netback::{VifId, VifStatus};
+use xen_ids::DomId;
+use xen_local::LocalHost;
+use xenstore::{Xenstore, XsTx};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netback");
 const DIR: &str = "/local/domain/0/backend/vif/1/0";

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use allocator::sla_file::parse_sla_file;
 use allocator::LoopConfig;
 use common::*;
-use hypervisor::grant::DomId;
-use hypervisor::platform::{LocalHost, LocalPlatform};
 use hypervisor::xenbus::{read_state, XenbusState};
-use hypervisor::xenstore::{Xenstore, XsTx};
 use netback::toolstack::{create_vif, destroy_vif, VifSpec};
 use netback::{NetbackConfig, VifId};
 use netfront::{Netfront, NetfrontConfig};
 use netport::MemPort;
+use xen_ids::DomId;
+use xen_local::LocalHost;
+use xenstore::{Xenstore, XsTx};
 
 /// Sequence numbers of frames sent by the child process start here.
 const CHILD_SEQ: u32 = 1_000_000;
@@ -35,8 +35,8 @@ fn child_netfront_flood() {
         std::env::var(CHILD_ENV).is_ok(),
         "this is the child of netfront_killed_mid_traffic, not a test to run by itself"
     );
-    let dom = hypervisor::local::Domain::from_env().expect("hypervisor connection from env");
-    let platform = LocalPlatform::from_domain(dom).expect("platform");
+    let dom = xen_local::Domain::from_env().expect("hypervisor connection from env");
+    let platform = xen_local::host::platform_of(dom).expect("platform");
     let mut nf = Netfront::connect(
         platform,
         NetfrontConfig::new(0),
@@ -201,7 +201,7 @@ fn netfront_killed_mid_traffic() {
         good_roundtrip(&mut guest, &mut good_wire, 100 * (round + 1));
         // Whatever netback does with the dead vif, it never panics and keeps serving.
         assert!(nb.vif_status(victim).is_some());
-        let fds = hypervisor::local::open_fd_count().unwrap();
+        let fds = xen_local::open_fd_count().unwrap();
         match fds_after_first {
             None => fds_after_first = Some(fds),
             // The child's descriptors and netback's mappings of its rings are gone.
@@ -365,7 +365,7 @@ fn allocator_sees_a_vif_vanish_and_reappear() {
             let r = nb
                 .allocator_report()
                 .and_then(|(r, _, _)| r.cloned())
-                .map(|r| r.vif(allocator::VifId::new(d, 0)).is_some());
+                .map(|r| r.vif(allocator::VifId::new(xen_ids::DomId(d), 0)).is_some());
             tx.send(r).unwrap();
         });
         rx.recv_timeout(Duration::from_secs(5)).unwrap()

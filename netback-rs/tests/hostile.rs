@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hypervisor::evtchn::{EventChannels, Port as EvtPort};
-use hypervisor::grant::{Access, DomId, GrantShare, SharedPages};
-use hypervisor::local::LocalSharedPages;
-use hypervisor::platform::{ring_mem, LocalHost, LocalPlatform};
+use hypervisor::grant::{Access, GrantShare, SharedPages};
+use hypervisor::platform::ring_mem;
 use hypervisor::xenbus::{read_state, XenbusState};
-use hypervisor::xenstore::{Xenstore, XsTx};
 use netback::{NetbackConfig, VifId};
 use netfront::NetfrontConfig;
 use shared_ring::netif::{
@@ -21,6 +19,10 @@ use shared_ring::netif::{
 };
 use shared_ring::ring::layout;
 use shared_ring::FrontIndices;
+use xen_ids::DomId;
+use xen_local::LocalSharedPages;
+use xen_local::{LocalHost, LocalPlatform};
+use xenstore::{Xenstore, XsTx};
 
 struct RawFront {
     plat: LocalPlatform,

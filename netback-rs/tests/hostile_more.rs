@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hypervisor::evtchn::{EventChannels, Port as EvtPort};
-use hypervisor::grant::{Access, DomId, GrantShare, SharedPages};
-use hypervisor::local::LocalSharedPages;
-use hypervisor::platform::{ring_mem, LocalHost, LocalPlatform};
+use hypervisor::grant::{Access, GrantShare, SharedPages};
+use hypervisor::platform::ring_mem;
 use hypervisor::xenbus::{read_state, XenbusState};
-use hypervisor::xenstore::{Xenstore, XsTx};
 use netback::NetbackConfig;
 use netfront::NetfrontConfig;
 use netport::{MemPort, MemPortConfig};
@@ -31,6 +29,10 @@ use shared_ring::netif::{
 };
 use shared_ring::ring::layout;
 use shared_ring::FrontIndices;
+use xen_ids::DomId;
+use xen_local::LocalSharedPages;
+use xen_local::{LocalHost, LocalPlatform};
+use xenstore::{Xenstore, XsTx};
 
 /// One connection of the hostile guest: rings, a data page, an event channel.
 struct Conn {
@@ -383,7 +385,7 @@ struct Usage {
 fn usage(host: &LocalHost) -> Usage {
     let s = host.hypervisor.stats();
     Usage {
-        fds: hypervisor::local::open_fd_count().unwrap(),
+        fds: xen_local::open_fd_count().unwrap(),
         grants: s.grants,
         allocations: s.allocations,
         ports: s.ports,

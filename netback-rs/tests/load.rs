@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use allocator::sla_file::parse_sla_file;
 use allocator::LoopConfig;
 use common::*;
-use hypervisor::platform::LocalHost;
 use netback::{NetbackConfig, VifId};
 use netfront::NetfrontConfig;
 use netport::{FrameMeta, MemPort, Port};
+use xen_local::LocalHost;
 
 const VIFS: u16 = 64;
 /// Every vif's SLA: exactly 1 Mb/s (min = max), on a 1 Gb/s link.

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use allocator::sla_file::parse_sla_file;
 use allocator::LoopConfig;
 use common::*;
-use hypervisor::grant::DomId;
-use hypervisor::platform::LocalHost;
 use netback::backend::monotonic_ns;
 use netback::metrics::{name, scrape, MetricsServer, Publisher, Sample, SnapshotCell};
 use netback::{Netback, NetbackConfig, VifId};
 use netfront::NetfrontConfig;
 use netport::{MemPort, Port};
+use xen_ids::DomId;
+use xen_local::LocalHost;
 
 const SLAS: &str = r#"
 [link]

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::add_vif;
-use hypervisor::grant::DomId;
-use hypervisor::platform::LocalHost;
 use netback::backend::monotonic_ns;
 use netback::{Netback, NetbackConfig, VifId};
 use netfront::{Netfront, NetfrontConfig};
 use netport::netns::{skip_unless_root_with_tun, NetNs};
 use netport::{Port, TapConfig, TapOffload, TapPort};
+use xen_ids::DomId;
+use xen_local::LocalHost;
 
 fn tap_cfg(name: &str) -> TapConfig {
     let mut c = TapConfig::new(name);

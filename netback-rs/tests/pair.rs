@@ -5,9 +5,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use hypervisor::platform::LocalHost;
 use netback::NetbackConfig;
 use netfront::NetfrontConfig;
+use xen_local::LocalHost;
 
 #[test]
 fn handshake_and_frames_both_ways() {

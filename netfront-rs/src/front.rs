@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 
 use crate::rx::{RxAssembler, RxEvent};
 use hypervisor::evtchn::{EventChannels, Port as EvtPort};
-use hypervisor::grant::{Access, DomId, GrantShare, SharedPages};
-use hypervisor::platform::{ring_mem, Platform};
+use hypervisor::grant::{Access, GrantShare, SharedPages};
+use hypervisor::platform::{ring_mem, FrontendPlatform};
 use hypervisor::xenbus::{self, XenbusState};
-use hypervisor::xenstore::{with_transaction, Xenstore, XsTx};
 use netport::{FrameMeta, GsoKind};
 use shared_ring::credit::{
     CreditArea, CreditReader, CreditReaderState, FrontCounters, CREDIT_VERSION,
@@ -30,6 +29,8 @@ use shared_ring::netif::{
     NETIF_RSP_NULL, NETIF_RSP_OKAY,
 };
 use shared_ring::{Denied, DualTokenBucket, FrontIndices, Limit, RingError, XEN_PAGE_SIZE};
+use xen_ids::DomId;
+use xenstore::{with_transaction, Xenstore, XsTx};
 
 /// TX buffer size: one page, so that a 64 KiB GSO frame takes 16 slots (+ its GSO
 /// extra), within the 18 slots every backend accepts.
@@ -168,19 +169,18 @@ struct Conn<S> {
     rx: RxAssembler,
 }
 
-/// A monotonic clock in nanoseconds (injectable for tests).
-pub type Clock = Box<dyn Fn() -> u64 + Send>;
+pub use hypervisor::clock::Clock;
 
-pub use hypervisor::platform::monotonic_ns;
+pub use hypervisor::clock::monotonic_ns;
 
 /// A netfront device.
-pub struct Netfront<G: GrantShare, E, X> {
-    platform: Platform<G, E, X>,
+pub struct Netfront<P: FrontendPlatform> {
+    platform: P,
     cfg: NetfrontConfig,
     fe_path: String,
     be_path: String,
     backend: DomId,
-    conn: Option<Conn<G::Shared>>,
+    conn: Option<Conn<<P::Grants as GrantShare>::Shared>>,
     bucket: DualTokenBucket,
     clock: Clock,
     /// When [`Netfront::maintain`] last restarted the handshake on its own (clock ns).
@@ -195,30 +195,20 @@ const TOKEN_BE_STATE: &str = "netfront-be-state";
 /// a backend that keeps failing this frontend is not hammered.
 pub const RESTART_INTERVAL_NS: u64 = 200_000_000;
 
-impl<G, E, X> Netfront<G, E, X>
-where
-    G: GrantShare,
-    E: EventChannels,
-    X: Xenstore,
-{
+impl<P: FrontendPlatform> Netfront<P> {
     /// Finds device `cfg.devid` of this domain in xenstore and connects to its backend.
-    pub fn connect(
-        platform: Platform<G, E, X>,
-        cfg: NetfrontConfig,
-        clock: Clock,
-    ) -> Result<Self, FrontError> {
+    pub fn connect(platform: P, cfg: NetfrontConfig, clock: Clock) -> Result<Self, FrontError> {
         let fe_path = format!(
             "/local/domain/{}/device/vif/{}",
-            platform.domid.0, cfg.devid
+            platform.domid().0,
+            cfg.devid
         );
-        let xs = &platform.xenstore;
+        let xs = platform.xenstore();
         let hs = |e: &dyn std::fmt::Display| FrontError::Handshake(e.to_string());
         let be_path = xenbus::read_str(xs, XsTx::NONE, &format!("{fe_path}/backend"), 256)
             .map_err(|e| hs(&e))?;
-        let backend = DomId(
-            xenbus::read_u64(xs, XsTx::NONE, &format!("{fe_path}/backend-id"), 0x7fef)
-                .map_err(|e| hs(&e))? as u16,
-        );
+        let backend = xenbus::read_domid(xs, XsTx::NONE, &format!("{fe_path}/backend-id"))
+            .map_err(|e| hs(&e))?;
         xs.watch(&format!("{be_path}/state"), TOKEN_BE_STATE)
             .map_err(|e| hs(&e))?;
         let now = clock();
@@ -239,8 +229,14 @@ where
     }
 
     /// The platform.
-    pub fn platform(&self) -> &Platform<G, E, X> {
+    pub fn platform(&self) -> &P {
         &self.platform
+    }
+
+    /// The time on this driver's clock (the one injected at [`Netfront::connect`]): the
+    /// time every caller must pass to [`Netfront::send_at`] and use for deadlines.
+    pub fn now(&self) -> u64 {
+        (self.clock)()
     }
 
     /// True when connected to the backend.
@@ -259,7 +255,7 @@ where
     }
 
     fn backend_state(&self) -> Result<XenbusState, FrontError> {
-        xenbus::read_state(&self.platform.xenstore, &format!("{}/state", self.be_path))
+        xenbus::read_state(self.platform.xenstore(), &format!("{}/state", self.be_path))
             .map_err(|e| FrontError::Handshake(e.to_string()))
     }
 
@@ -279,14 +275,14 @@ where
             }
             let _ = self
                 .platform
-                .xenstore
+                .xenstore()
                 .wait_event(Some(left.min(Duration::from_millis(100))));
         }
     }
 
     fn set_state(&self, s: XenbusState) -> Result<(), FrontError> {
         self.platform
-            .xenstore
+            .xenstore()
             .write(
                 XsTx::NONE,
                 &format!("{}/state", self.fe_path),
@@ -305,7 +301,7 @@ where
         // it drops those rings when it sees `Initialising` and answers `InitWait`.
         // Racing ahead would leave it serving the dead rings.
         self.wait_backend(&[XenbusState::InitWait])?;
-        let xs = &self.platform.xenstore;
+        let xs = self.platform.xenstore();
         let be = &self.be_path;
         let feat =
             |k: &str| xenbus::read_u64_or(xs, XsTx::NONE, &format!("{be}/{k}"), u16::MAX as u64, 0);
@@ -319,7 +315,7 @@ where
         let gso = feat("feature-gso-tcpv4").map_err(|e| hs("feature-gso-tcpv4", &e))? == 1;
         let credits = self.cfg.request_credits && credits_offered >= 1;
 
-        let grants = &self.platform.grants;
+        let grants = self.platform.grants();
         let peer = self.backend;
         let tx_ring = grants
             .share(peer, 1, Access::Writable)
@@ -348,7 +344,7 @@ where
         let rx_idx = rx.indices();
         let evtchn = self
             .platform
-            .evtchn
+            .evtchn()
             .alloc_unbound(peer)
             .map_err(|e| hs("event channel", &e))?;
         let tx_ref = tx_ring.grefs()[0].0;
@@ -405,7 +401,7 @@ where
             let mut rx = NetifRxFrontRing::resume(ring_mem(c.rx_ring.mem()), c.rx_idx)
                 .map_err(|e| hs("RX ring", &e))?;
             if rx.push_requests_and_check_notify() {
-                let _ = self.platform.evtchn.notify(c.evtchn);
+                let _ = self.platform.evtchn().notify(c.evtchn);
             }
         }
         self.apply_credits();
@@ -421,7 +417,7 @@ where
     /// Releases the rings, buffers and event channel (grants are revoked).
     pub fn disconnect(&mut self) {
         if let Some(c) = self.conn.take() {
-            let _ = self.platform.evtchn.unbind(c.evtchn);
+            let _ = self.platform.evtchn().unbind(c.evtchn);
             for s in [c.tx_ring, c.rx_ring, c.tx_bufs, c.rx_bufs] {
                 if let Err(e) = s.revoke() {
                     log::warn!("netfront {}: revoke: {e}", self.fe_path);
@@ -433,7 +429,7 @@ where
     /// Handles xenstore events: follows the backend's state, disconnecting when it goes
     /// away and reconnecting when it is back (`InitWait`). Returns true when connected.
     pub fn maintain(&mut self) -> bool {
-        let events = self.platform.xenstore.drain_events();
+        let events = self.platform.xenstore().drain_events();
         if events.is_empty() && self.conn.is_some() {
             return true;
         }
@@ -643,7 +639,7 @@ where
             .map_err(|e| FrontError::Backend(e.to_string()))?;
         c.unpushed = false;
         if ring.push_requests_and_check_notify() {
-            let _ = self.platform.evtchn.notify(c.evtchn);
+            let _ = self.platform.evtchn().notify(c.evtchn);
         }
         Ok(())
     }
@@ -763,7 +759,7 @@ where
                 .map_err(|e| FrontError::Backend(e.to_string()))?;
             }
             if ring.push_requests_and_check_notify() {
-                let _ = self.platform.evtchn.notify(c.evtchn);
+                let _ = self.platform.evtchn().notify(c.evtchn);
             }
         }
         if out.is_none() {
@@ -779,9 +775,9 @@ where
     /// Acknowledges fired event channels (call when the event fd is readable).
     pub fn ack_events(&mut self) {
         let mut ports = [EvtPort(0); 16];
-        if let Ok(n) = self.platform.evtchn.pending(&mut ports) {
+        if let Ok(n) = self.platform.evtchn().pending(&mut ports) {
             for p in &ports[..n] {
-                let _ = self.platform.evtchn.unmask(*p);
+                let _ = self.platform.evtchn().unmask(*p);
             }
         }
     }

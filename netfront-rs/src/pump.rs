@@ -9,13 +9,13 @@
 use std::io;
 use std::time::Duration;
 
-use hypervisor::evtchn::EventChannels;
-use hypervisor::grant::GrantShare;
-use hypervisor::xenstore::Xenstore;
+use hypervisor::platform::FrontendPlatform;
 use netport::{FrameMeta, Port};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use std::os::fd::AsFd;
+use xenstore::Xenstore;
 
-use crate::front::{monotonic_ns, Netfront, Sent};
+use crate::front::{Netfront, Sent};
 
 const K_PORT: u64 = 0;
 const K_EVTCHN: u64 = 1;
@@ -24,25 +24,19 @@ const K_XS: u64 = 2;
 const BATCH: usize = 64;
 
 /// Moves frames between `port` and `nf` until `stop()` is true.
-pub fn run<G, E, X, P>(
-    nf: &mut Netfront<G, E, X>,
+pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
+    nf: &mut Netfront<F>,
     port: &mut P,
     mut stop: impl FnMut() -> bool,
-) -> io::Result<()>
-where
-    G: GrantShare,
-    E: EventChannels,
-    X: Xenstore,
-    P: Port + ?Sized,
-{
+) -> io::Result<()> {
     let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     ep.add(port.rx_fd(), EpollEvent::new(EpollFlags::EPOLLIN, K_PORT))?;
     ep.add(
-        nf.platform().evtchn.as_fd(),
+        nf.platform().evtchn().as_fd(),
         EpollEvent::new(EpollFlags::EPOLLIN, K_EVTCHN),
     )?;
     ep.add(
-        nf.platform().xenstore.event_fd(),
+        nf.platform().xenstore().event_fd(),
         EpollEvent::new(EpollFlags::EPOLLIN, K_XS),
     )?;
     let mut buf = vec![0u8; port.max_frame().max(65536)];
@@ -55,7 +49,7 @@ where
     let mut rx_pending: Option<(usize, FrameMeta)> = None;
     let mut evs = [EpollEvent::empty(); 8];
     while !stop() {
-        let now = monotonic_ns();
+        let now = nf.now();
         let timeout_ms: u16 = match hold_until {
             _ if rx_pending.is_some() => 1,
             Some(t) => (t.saturating_sub(now).div_ceil(1_000_000)).min(100) as u16,
@@ -111,7 +105,7 @@ where
             }
         }
         // TX: port → ring, unless held.
-        let now = monotonic_ns();
+        let now = nf.now();
         if hold_until.is_some_and(|t| now < t) {
             set_armed(&ep, port, &mut port_armed, false)?;
             continue;

@@ -12,13 +12,13 @@
 //! driver hands it back with [`EventChannels::unmask`]. The usual loop is: wake up,
 //! `pending`, process the rings of those ports, `unmask` them, re-check the rings.
 //!
-//! Implementations: [`xen`] and [`crate::local`].
+//! Implementations: [`xen`] and the `xen-local` crate.
 
 use std::fmt;
 use std::io;
 use std::os::fd::AsFd;
 
-use crate::grant::DomId;
+use xen_ids::DomId;
 
 pub mod uapi;
 pub mod xen;

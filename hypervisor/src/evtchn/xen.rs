@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::uapi::*;
 use super::{EventChannels, EvtchnError, Port};
-use crate::grant::DomId;
+use xen_ids::DomId;
 
 /// An open `/dev/xen/evtchn` (non-blocking). All ports bound through it are reported on
 /// its one fd; closing it unbinds them.

@@ -70,8 +70,48 @@ impl SharedMem {
     /// # Safety
     /// `ptr..ptr+len` must be a mapping created by `mmap` that nothing else unmaps, with
     /// read access, and with write access if `writable`. It is `munmap`ped on drop.
-    pub(crate) unsafe fn from_mmap(ptr: NonNull<u8>, len: usize, writable: bool) -> Self {
+    pub unsafe fn from_mmap(ptr: NonNull<u8>, len: usize, writable: bool) -> Self {
         SharedMem { ptr, len, writable }
+    }
+
+    /// Maps `len` bytes of `fd` at byte `offset`, shared (`MAP_SHARED`), readable and,
+    /// if `writable`, writable: the one place the project maps a file descriptor (a
+    /// gntalloc/gntdev region on Xen, a memfd on the local platform).
+    pub fn map_fd(
+        fd: std::os::fd::BorrowedFd<'_>,
+        len: usize,
+        offset: u64,
+        writable: bool,
+    ) -> std::io::Result<SharedMem> {
+        use std::os::fd::AsRawFd;
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+        // SAFETY: asks the kernel for a fresh shared mapping anywhere (address NULL):
+        // nothing existing is replaced; the kernel validates fd, range and protection;
+        // the result is checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                off,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let p =
+            NonNull::new(p.cast()).ok_or_else(|| std::io::Error::other("mmap returned NULL"))?;
+        // SAFETY: a fresh mapping of `len` bytes with the protection above, owned by
+        // nobody else: the new `SharedMem` unmaps it on drop.
+        Ok(unsafe { SharedMem::from_mmap(p, len, writable) })
     }
 
     /// Length in bytes.

@@ -14,10 +14,12 @@
 //! whose accessors are bounds-checked and use volatile or atomic accesses.
 //!
 //! Implementations: [`xen`] (`/dev/xen/gntalloc` and `/dev/xen/gntdev`) and
-//! [`crate::local`] (memfd-backed emulation).
+//! the `xen-local` crate (memfd-backed emulation).
 
 use std::fmt;
+
 use std::io;
+use xen_ids::DomId;
 
 mod mem;
 pub mod uapi;
@@ -27,21 +29,6 @@ pub use mem::{MemError, Scalar, SharedMem};
 
 /// The size of a grant: one Xen page.
 pub const PAGE_SIZE: usize = 4096;
-
-/// A domain identifier (`domid_t`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DomId(pub u16);
-
-impl DomId {
-    /// Domain 0, the usual driver domain.
-    pub const DOM0: DomId = DomId(0);
-}
-
-impl fmt::Display for DomId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "dom{}", self.0)
-    }
-}
 
 /// A grant reference (`grant_ref_t`): an index into the granting domain's grant table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -147,7 +134,7 @@ pub enum GrantError {
         source: io::Error,
     },
     /// The grant table refused the operation for one reference.
-    #[error("{domid} {gref}: refused, {status}: {reason}")]
+    #[error("dom{domid} {gref}: refused, {status}: {reason}")]
     Refused {
         /// The granting domain.
         domid: DomId,
@@ -164,7 +151,8 @@ pub enum GrantError {
 }
 
 impl GrantError {
-    pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
+    /// An I/O failure of operation `op` (for platform implementations).
+    pub fn io(op: &'static str, source: io::Error) -> Self {
         GrantError::Io { op, source }
     }
 

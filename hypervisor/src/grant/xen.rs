@@ -3,8 +3,7 @@
 
 use std::ffi::CStr;
 use std::mem::{offset_of, size_of};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 use super::uapi::*;
@@ -39,32 +38,8 @@ fn check_count(n: usize) -> Result<(), GrantError> {
 }
 
 fn mmap_dev(fd: &OwnedFd, pages: usize, index: u64, writable: bool) -> std::io::Result<SharedMem> {
-    let len = pages * PAGE_SIZE;
-    let prot = if writable {
-        libc::PROT_READ | libc::PROT_WRITE
-    } else {
-        libc::PROT_READ
-    };
-    let off = libc::off_t::try_from(index)
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
-    // SAFETY: mapping a device region that the preceding ioctl reserved at `index`;
-    // the kernel validates the range; the result is checked.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            prot,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            off,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error());
-    }
-    let p = NonNull::new(p.cast()).ok_or_else(|| std::io::Error::other("mmap returned NULL"))?;
-    // SAFETY: a fresh mapping of `len` bytes with the given protection, owned from now on.
-    Ok(unsafe { SharedMem::from_mmap(p, len, writable) })
+    // The preceding ioctl reserved the region at `index`; the kernel checks the range.
+    SharedMem::map_fd(fd.as_fd(), pages * PAGE_SIZE, index, writable)
 }
 
 /// `/dev/xen/gntalloc`: the frontend's way to grant pages to another domain.

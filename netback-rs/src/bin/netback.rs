@@ -25,14 +25,15 @@ use allocator::xenstore::{
     parse_vif_keys, VifKeyValues, KEYS, KEY_MAX_BPS, KEY_MIN_BPS, KEY_PRIORITY, KEY_VM_PPS,
 };
 use clap::{Parser, Subcommand, ValueEnum};
-use hypervisor::grant::DomId;
-use hypervisor::platform::{LocalPlatform, Platform};
-use hypervisor::xenstore::{with_transaction, Xenstore, XsClient, XsTx};
-use netback::backend::{monotonic_ns, PortFactory};
+use hypervisor::clock;
+use hypervisor::platform::{BackendPlatform, Services};
+use netback::backend::PortFactory;
 use netback::metrics::{self, MetricsServer, Publisher, Sample, SnapshotCell};
 use netback::toolstack::{create_vif, destroy_vif, VifSpec};
 use netback::{BackstopPolicy, Netback, NetbackConfig, VifId};
 use netport::{Port, TapConfig, TapOffload, TapPort};
+use xen_ids::DomId;
+use xenstore::{with_transaction, Xenstore, XsClient, XsTx};
 
 #[derive(Parser)]
 #[command(
@@ -69,8 +70,8 @@ struct PlatformArgs {
     #[arg(long, default_value = "/run/dba-vm/hypervisor.sock")]
     hv_socket: PathBuf,
     /// This domain's id (platform local; on Xen it is read from xenstore).
-    #[arg(long, default_value_t = 0)]
-    domid: u16,
+    #[arg(long, default_value = "0")]
+    domid: DomId,
 }
 
 #[derive(Subcommand)]
@@ -264,14 +265,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn local(p: &PlatformArgs) -> Result<LocalPlatform, String> {
-    LocalPlatform::attach(&p.hv_socket, DomId(p.domid)).map_err(|e| {
+#[cfg(feature = "local")]
+fn local(p: &PlatformArgs) -> Result<xen_local::LocalPlatform, String> {
+    xen_local::attach(&p.hv_socket, p.domid).map_err(|e| {
         format!(
             "attach to {} as domain {}: {e}",
             p.hv_socket.display(),
             p.domid
         )
     })
+}
+
+/// Without the `local` feature there is no local platform to attach to.
+#[cfg(not(feature = "local"))]
+fn local(_: &PlatformArgs) -> Result<hypervisor::platform::XenBackend, String> {
+    Err(
+        "this netback was built without the local platform (cargo feature `local`); \
+         use --platform xen"
+            .into(),
+    )
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -284,7 +296,7 @@ fn run(cli: Cli) -> Result<(), String> {
             backend_type,
         } => {
             let p = local(&platform)?;
-            let mut spec = VifSpec::new(DomId(platform.domid), DomId(frontend), devid);
+            let mut spec = VifSpec::new(platform.domid, DomId(frontend), devid);
             spec.backend_type = backend_type;
             if let Some(m) = mac {
                 spec.mac = hypervisor::xenbus::parse_mac(&m).ok_or(format!("bad MAC {m:?}"))?;
@@ -300,7 +312,7 @@ fn run(cli: Cli) -> Result<(), String> {
             backend_type,
         } => {
             let p = local(&platform)?;
-            let mut spec = VifSpec::new(DomId(platform.domid), DomId(frontend), devid);
+            let mut spec = VifSpec::new(platform.domid, DomId(frontend), devid);
             spec.backend_type = backend_type;
             destroy_vif(&p.xenstore, &spec).map_err(|e| format!("remove vif: {e}"))
         }
@@ -344,17 +356,7 @@ fn run(cli: Cli) -> Result<(), String> {
             match platform.platform {
                 PlatformKind::Local => serve(local(&platform)?, cfg, ports, opts),
                 PlatformKind::Xen => {
-                    let xs = hypervisor::xenstore::XsClient::open_default()
-                        .map_err(|e| format!("xenstore: {e}"))?;
-                    let domid = own_domid(&xs)?;
-                    let p = Platform {
-                        domid: DomId(domid),
-                        grants: hypervisor::grant::xen::Gntdev::open()
-                            .map_err(|e| format!("gntdev: {e}"))?,
-                        evtchn: hypervisor::evtchn::xen::XenEventChannels::open()
-                            .map_err(|e| format!("evtchn: {e}"))?,
-                        xenstore: xs,
-                    };
+                    let p = Services::xen_backend().map_err(|e| e.to_string())?;
                     serve(p, cfg, ports, opts)
                 }
             }
@@ -368,12 +370,9 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-/// Our domain id on Xen: the `domid` key of our own xenstore home (0 in dom0).
-fn own_domid<X: Xenstore>(xs: &X) -> Result<u16, String> {
-    match hypervisor::xenbus::read_u64(xs, hypervisor::xenstore::XsTx::NONE, "domid", 0x7fef) {
-        Ok(d) => Ok(d as u16),
-        Err(_) => Ok(0),
-    }
+/// Our domain id on Xen: the `domid` key of our own xenstore home (dom0 has none).
+fn own_domid<X: Xenstore>(xs: &X) -> DomId {
+    hypervisor::platform::own_domid(xs).unwrap_or(DomId::DOM0)
 }
 
 fn tap_factory(template: String, bridge: Option<String>, mtu: u32) -> Box<dyn PortFactory> {
@@ -405,17 +404,12 @@ struct ServeOpts {
     metrics_interval: Duration,
 }
 
-fn serve<G, E, X>(
-    p: Platform<G, E, X>,
+fn serve<P: BackendPlatform>(
+    p: P,
     cfg: NetbackConfig,
     ports: Box<dyn PortFactory>,
     opts: ServeOpts,
-) -> Result<(), String>
-where
-    G: hypervisor::grant::GrantMap + hypervisor::grant::GrantCopy,
-    E: hypervisor::evtchn::EventChannels,
-    X: Xenstore,
-{
+) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal: {e}"))?;
@@ -423,8 +417,7 @@ where
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
         .map_err(|e| format!("signal: {e}"))?;
-    let mut nb =
-        Netback::new(p, cfg, ports, Box::new(monotonic_ns)).map_err(|e| format!("start: {e}"))?;
+    let mut nb = Netback::new(p, cfg, ports, clock::system()).map_err(|e| format!("start: {e}"))?;
     if let Some((slas, lc)) = opts.alloc {
         nb.enable_allocator(slas, lc).map_err(|e| e.to_string())?;
         log::info!("netback: allocator on, period {:?}", lc.period);
@@ -449,7 +442,7 @@ where
             reload_slas(nb, opts.sla_path.as_deref());
         }
         if let Some(p) = &mut publisher {
-            p.tick(nb, monotonic_ns());
+            p.tick(nb, nb.now());
         }
         stop.load(Ordering::Relaxed)
     })
@@ -459,12 +452,7 @@ where
 }
 
 /// SIGHUP: re-reads the SLA file; on any error the SLAs in force stay.
-fn reload_slas<G, E, X>(nb: &mut Netback<G, E, X>, path: Option<&std::path::Path>)
-where
-    G: hypervisor::grant::GrantMap + hypervisor::grant::GrantCopy,
-    E: hypervisor::evtchn::EventChannels,
-    X: Xenstore,
-{
+fn reload_slas<P: BackendPlatform>(nb: &mut Netback<P>, path: Option<&std::path::Path>) {
     let Some(path) = path else {
         log::warn!("netback: SIGHUP: no --sla file to reload");
         return;
@@ -482,12 +470,12 @@ where
 }
 
 /// A xenstore connection as the toolstack domain, and that domain's id.
-fn toolstack_xs(p: &PlatformArgs) -> Result<(XsClient, u16), String> {
+fn toolstack_xs(p: &PlatformArgs) -> Result<(XsClient, DomId), String> {
     match p.platform {
         PlatformKind::Local => Ok((local(p)?.xenstore, p.domid)),
         PlatformKind::Xen => {
             let xs = XsClient::open_default().map_err(|e| format!("xenstore: {e}"))?;
-            let d = own_domid(&xs)?;
+            let d = own_domid(&xs);
             Ok((xs, d))
         }
     }
@@ -557,7 +545,7 @@ fn sla(cmd: SlaCmd) -> Result<(), String> {
                         .into(),
                 );
             }
-            let vif = allocator::VifId::new(frontend, devid);
+            let vif = allocator::VifId::new(xen_ids::DomId(frontend), devid);
             // The values given, alone: an error names the field the operator typed.
             parse_vif_keys(
                 vif,
@@ -566,7 +554,7 @@ fn sla(cmd: SlaCmd) -> Result<(), String> {
             )
             .map_err(|e| format!("sla set: {e}; nothing written"))?;
             let (xs, backend) = toolstack_xs(&platform)?;
-            let dir = vif_dir(&xs, backend, &backend_type, frontend, devid)?;
+            let dir = vif_dir(&xs, backend.0, &backend_type, frontend, devid)?;
             // Combined with the keys already there (e.g. a new minimum above the maximum).
             let mut merged = read_keys(&xs, &dir)?;
             merged.retain(|(k, _)| !new.iter().any(|(n, _)| n == k));
@@ -607,7 +595,7 @@ fn sla(cmd: SlaCmd) -> Result<(), String> {
                 field.iter().map(|f| f.key()).collect()
             };
             let (xs, backend) = toolstack_xs(&platform)?;
-            let dir = vif_dir(&xs, backend, &backend_type, frontend, devid)?;
+            let dir = vif_dir(&xs, backend.0, &backend_type, frontend, devid)?;
             let removed = with_transaction(&xs, |tx| {
                 let mut removed = Vec::new();
                 for k in &keys {
@@ -677,7 +665,7 @@ fn sla(cmd: SlaCmd) -> Result<(), String> {
                 }
             };
             for (d, i) in vifs {
-                let dir = vif_dir(&xs, backend, &backend_type, d, i)?;
+                let dir = vif_dir(&xs, backend.0, &backend_type, d, i)?;
                 print!("{}", show_vif(&xs, &dir, d, i, live.as_deref())?);
             }
             Ok(())
@@ -734,7 +722,7 @@ fn show_vif(
         let _ = writeln!(out, "  {k:<13} {v}");
     }
     if let Err(e) = parse_vif_keys(
-        allocator::VifId::new(domid, devid),
+        allocator::VifId::new(xen_ids::DomId(domid), devid),
         &VifKeyValues::read_with(lookup(&keys)),
         allocator::VifSla::BEST_EFFORT,
     ) {

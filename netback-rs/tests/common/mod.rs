@@ -8,20 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hypervisor::grant::DomId;
-use hypervisor::platform::{LocalHost, LocalPlatform};
 use netback::backend::monotonic_ns;
 use netback::toolstack::{create_vif, VifSpec};
 use netback::{Netback, NetbackConfig, VifId, VifStatus};
 use netfront::{Netfront, NetfrontConfig};
 use netport::{FrameMeta, MemPort, MemPortConfig, Port};
+use xen_ids::DomId;
+use xen_local::{LocalHost, LocalPlatform};
 
 /// netback on the local platform.
-pub type LocalNetback = Netback<
-    hypervisor::local::Domain,
-    hypervisor::local::LocalEventChannels,
-    hypervisor::xenstore::XsClient,
->;
+pub type LocalNetback = Netback<xen_local::LocalPlatform>;
 /// Closures run on the netback thread between loop iterations.
 pub type Commands = Arc<Mutex<Vec<Box<dyn FnOnce(&mut LocalNetback) + Send>>>>;
 

@@ -12,12 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use hypervisor::grant::DomId;
-use hypervisor::platform::{LocalPlatform, Platform};
-use hypervisor::xenstore::Xenstore;
-use netfront::front::monotonic_ns;
+use hypervisor::clock;
+use hypervisor::platform::{FrontendPlatform, Services};
 use netfront::{CreditPolicy, Netfront, NetfrontConfig};
 use netport::{TapConfig, TapOffload, TapPort};
+use xen_ids::DomId;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum PlatformKind {
@@ -48,8 +47,8 @@ struct Cli {
     #[arg(long, default_value = "/run/dba-vm/hypervisor.sock")]
     hv_socket: PathBuf,
     /// This guest's domain id (platform local; on Xen it is read from xenstore).
-    #[arg(long, default_value_t = 1)]
-    domid: u16,
+    #[arg(long, default_value = "1")]
+    domid: DomId,
     /// Device id under device/vif/.
     #[arg(long, default_value_t = 0)]
     devid: u32,
@@ -94,45 +93,29 @@ fn run(cli: Cli) -> Result<(), String> {
         tso: false,
     };
     match cli.platform {
+        #[cfg(feature = "local")]
         PlatformKind::Local => {
-            let p = LocalPlatform::attach(&cli.hv_socket, DomId(cli.domid))
+            let p = xen_local::attach(&cli.hv_socket, cli.domid)
                 .map_err(|e| format!("attach to {}: {e}", cli.hv_socket.display()))?;
             serve(p, cfg, &tcfg)
         }
+        #[cfg(not(feature = "local"))]
+        PlatformKind::Local => Err("this netfront was built without the local platform \
+                                    (cargo feature `local`); use --platform xen"
+            .into()),
         PlatformKind::Xen => {
-            let xs = hypervisor::xenstore::XsClient::open_default()
-                .map_err(|e| format!("xenstore: {e}"))?;
-            let domid = hypervisor::xenbus::read_u64(
-                &xs,
-                hypervisor::xenstore::XsTx::NONE,
-                "domid",
-                0x7fef,
-            )
-            .map_err(|e| format!("own domid: {e}"))?;
-            let p = Platform {
-                domid: DomId(domid as u16),
-                grants: hypervisor::grant::xen::Gntalloc::open()
-                    .map_err(|e| format!("gntalloc: {e}"))?,
-                evtchn: hypervisor::evtchn::xen::XenEventChannels::open()
-                    .map_err(|e| format!("evtchn: {e}"))?,
-                xenstore: xs,
-            };
+            let p = Services::xen_frontend().map_err(|e| e.to_string())?;
             serve(p, cfg, &tcfg)
         }
     }
 }
 
-fn serve<G, E, X>(p: Platform<G, E, X>, cfg: NetfrontConfig, tcfg: &TapConfig) -> Result<(), String>
-where
-    G: hypervisor::grant::GrantShare,
-    E: hypervisor::evtchn::EventChannels,
-    X: Xenstore,
-{
+fn serve<P: FrontendPlatform>(p: P, cfg: NetfrontConfig, tcfg: &TapConfig) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal: {e}"))?;
     }
-    let mut nf = Netfront::connect(p, cfg, Box::new(monotonic_ns)).map_err(|e| e.to_string())?;
+    let mut nf = Netfront::connect(p, cfg, clock::system()).map_err(|e| e.to_string())?;
     // Segmentation offload on the guest's TAP only when the backend takes GSO frames
     // (`feature-gso-tcpv4`): then the guest's TCP hands over 64 KiB frames, one ring
     // round trip and one system call each instead of ~45.

@@ -1,0 +1,625 @@
+//! A domain attached to the local hypervisor: implements the grant traits.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+
+use super::proto::*;
+use super::sys;
+use super::table;
+use hypervisor::grant::{
+    Access, CopyDir, CopySegment, GntStatus, GrantCopy, GrantError, GrantMap, GrantMapping,
+    GrantRef, GrantShare, SharedMem, SharedPages, PAGE_SIZE,
+};
+use xen_ids::DomId;
+
+/// Why a call to the local hypervisor failed.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The socket failed (the hypervisor is gone).
+    Io(io::Error),
+    /// The hypervisor refused.
+    Refused(GntStatus, String),
+}
+
+impl From<io::Error> for CallError {
+    fn from(e: io::Error) -> Self {
+        CallError::Io(e)
+    }
+}
+
+impl From<Malformed> for CallError {
+    fn from(e: Malformed) -> Self {
+        CallError::Io(io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
+
+/// One connection to the local hypervisor; requests are serialised.
+pub(crate) struct Conn {
+    sock: Mutex<(OwnedFd, Vec<u8>)>,
+}
+
+impl Conn {
+    /// Send `req`, wait for the reply: `(reply fields, descriptors)`.
+    pub(crate) fn call(&self, req: &Writer) -> Result<(Vec<u8>, Vec<OwnedFd>), CallError> {
+        let mut g = self.sock.lock().unwrap_or_else(|p| p.into_inner());
+        let (sock, buf) = &mut *g;
+        sys::send_msg(sock.as_raw_fd(), &req.buf, &[])?;
+        let r = sys::recv_msg(sock.as_raw_fd(), buf)?;
+        if r.len == 0 {
+            return Err(CallError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the local hypervisor closed the connection",
+            )));
+        }
+        if r.truncated {
+            return Err(Malformed("reply too large").into());
+        }
+        let mut rd = Reader::new(&buf[..r.len]);
+        match rd.u8()? {
+            0 => Ok((rd.rest().to_vec(), r.fds)),
+            1 => {
+                let st = GntStatus(rd.i16()?);
+                let msg = String::from_utf8_lossy(rd.rest()).into_owned();
+                Err(CallError::Refused(st, msg))
+            }
+            _ => Err(Malformed("bad reply tag").into()),
+        }
+    }
+}
+
+fn grant_err(op: &'static str, domid: DomId, gref: GrantRef) -> impl Fn(CallError) -> GrantError {
+    move |e| match e {
+        CallError::Io(e) => GrantError::io(op, e),
+        CallError::Refused(status, reason) => GrantError::Refused {
+            domid,
+            gref,
+            status,
+            reason,
+        },
+    }
+}
+
+/// A domain attached to a [`LocalHypervisor`](super::LocalHypervisor): shares, maps and
+/// grant-copies pages ([`GrantShare`], [`GrantMap`], [`GrantCopy`]) and opens event
+/// channel handles ([`Domain::event_channels`]).
+///
+/// Grant copies run in this process, on mappings of the peer's granted pages obtained
+/// once from the hypervisor (which checks the grant) and re-validated on every copy
+/// against the peer's grant table, which the hypervisor alone writes and this process
+/// maps read-only. Revocation is therefore seen by the very next copy.
+pub struct Domain {
+    conn: Arc<Conn>,
+    domid: DomId,
+    /// Copy caches, sharded by thread so that several queue threads copying through one
+    /// `Domain` do not serialise on one lock.
+    caches: Box<[Mutex<CopyCache>]>,
+}
+
+/// Shards of the copy cache.
+const COPY_SHARDS: usize = 4;
+
+fn shard_of_current_thread() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        // Threads take shards round-robin, once.
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % COPY_SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+impl std::fmt::Debug for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Domain")
+            .field("domid", &self.domid)
+            .finish()
+    }
+}
+
+impl Domain {
+    /// Attach to a `local-hypervisor` daemon listening at `path`, as domain `domid`.
+    pub fn attach(path: &Path, domid: DomId) -> io::Result<Domain> {
+        let fd = sys::seqpacket_connect(path)?;
+        Self::hello(fd, domid.0)
+    }
+
+    /// Use a connection made by [`LocalHypervisor::connect`](super::LocalHypervisor::connect).
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Domain> {
+        Self::hello(fd, DOMID_ASSIGNED)
+    }
+
+    /// In a process started by
+    /// [`LocalHypervisor::spawn_domain`](super::LocalHypervisor::spawn_domain): take the
+    /// inherited connection named by [`FD_ENV`](super::FD_ENV). It is checked to be a
+    /// `SOCK_SEQPACKET` Unix socket, and can be taken once per process.
+    pub fn from_env() -> io::Result<Domain> {
+        use std::sync::atomic::AtomicBool;
+        static TAKEN: AtomicBool = AtomicBool::new(false);
+        let var = std::env::var(super::FD_ENV).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not set", super::FD_ENV),
+            )
+        })?;
+        let raw: std::os::fd::RawFd = var.trim().parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}={var:?} is not a descriptor", super::FD_ENV),
+            )
+        })?;
+        if raw < 0 || !sys::is_seqpacket_unix_socket(raw) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}={raw} is not a SOCK_SEQPACKET Unix socket",
+                    super::FD_ENV
+                ),
+            ));
+        }
+        if TAKEN.swap(true, Ordering::AcqRel) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the inherited connection was already taken",
+            ));
+        }
+        // SAFETY: the descriptor is open (checked above), was inherited for this purpose
+        // only, and `TAKEN` makes sure it is owned once.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        // Do not leak it into our own children.
+        // SAFETY: plain fcntl on a descriptor we now own.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        Self::from_fd(fd)
+    }
+
+    fn hello(fd: OwnedFd, claim: u16) -> io::Result<Domain> {
+        let conn = Arc::new(Conn {
+            sock: Mutex::new((fd, vec![0u8; sys::MAX_MSG])),
+        });
+        let mut w = Writer::op(OP_HELLO);
+        w.u16(claim);
+        let (reply, _) = conn.call(&w).map_err(|e| match e {
+            CallError::Io(e) => e,
+            CallError::Refused(st, m) => {
+                io::Error::new(io::ErrorKind::PermissionDenied, format!("{st}: {m}"))
+            }
+        })?;
+        let domid = DomId(
+            Reader::new(&reply)
+                .u16()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+        );
+        Ok(Domain {
+            conn,
+            domid,
+            caches: (0..COPY_SHARDS)
+                .map(|_| Mutex::new(CopyCache::default()))
+                .collect(),
+        })
+    }
+
+    /// This domain's id.
+    pub fn domid(&self) -> DomId {
+        self.domid
+    }
+
+    pub(crate) fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    /// A round trip to the hypervisor that does nothing (measures the daemon's cost).
+    pub fn ping(&self) -> io::Result<()> {
+        self.conn
+            .call(&Writer::op(OP_PING))
+            .map(drop)
+            .map_err(|e| match e {
+                CallError::Io(e) => e,
+                CallError::Refused(st, m) => io::Error::other(format!("{st}: {m}")),
+            })
+    }
+
+    /// A connection to the xenstore server attached to the hypervisor, speaking the
+    /// xenstore wire protocol as this domain.
+    pub fn xenstore(&self) -> io::Result<UnixStream> {
+        let (_, mut fds) = self
+            .conn
+            .call(&Writer::op(OP_XENSTORE))
+            .map_err(|e| match e {
+                CallError::Io(e) => e,
+                CallError::Refused(st, m) => {
+                    io::Error::new(io::ErrorKind::NotFound, format!("{st}: {m}"))
+                }
+            })?;
+        let fd = fds.pop().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "no xenstore socket in reply")
+        })?;
+        Ok(UnixStream::from(fd))
+    }
+}
+
+/// Pages this domain granted through the local hypervisor.
+#[derive(Debug)]
+pub struct LocalSharedPages {
+    conn: Arc<Conn>,
+    alloc: u32,
+    grefs: Vec<GrantRef>,
+    mem: Option<SharedMem>,
+    peer: DomId,
+    access: Access,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Conn")
+    }
+}
+
+impl LocalSharedPages {
+    fn release(&mut self) -> Result<(), GrantError> {
+        if self.mem.take().is_none() {
+            return Ok(());
+        }
+        let mut w = Writer::op(OP_REVOKE);
+        w.u32(self.alloc);
+        let first = self.grefs.first().copied().unwrap_or(GrantRef(0));
+        self.conn
+            .call(&w)
+            .map(drop)
+            .map_err(grant_err("revoke", self.peer, first))
+    }
+}
+
+impl SharedPages for LocalSharedPages {
+    fn grefs(&self) -> &[GrantRef] {
+        &self.grefs
+    }
+    fn peer(&self) -> DomId {
+        self.peer
+    }
+    fn access(&self) -> Access {
+        self.access
+    }
+    fn mem(&self) -> &SharedMem {
+        self.mem.as_ref().expect("mapping present until revoke")
+    }
+    fn revoke(mut self) -> Result<(), GrantError> {
+        self.release()
+    }
+}
+
+impl Drop for LocalSharedPages {
+    fn drop(&mut self) {
+        if let Err(e) = self.release() {
+            log::warn!("revoking local grants: {e}");
+        }
+    }
+}
+
+impl GrantShare for Domain {
+    type Shared = LocalSharedPages;
+
+    fn share(
+        &self,
+        peer: DomId,
+        pages: usize,
+        access: Access,
+    ) -> Result<LocalSharedPages, GrantError> {
+        let n = u32::try_from(pages)
+            .ok()
+            .filter(|&n| n > 0 && n <= super::server::MAX_SHARE_PAGES)
+            .ok_or_else(|| {
+                GrantError::InvalidArgument(format!(
+                    "page count {pages} not in 1..={}",
+                    super::server::MAX_SHARE_PAGES
+                ))
+            })?;
+        let mut w = Writer::op(OP_SHARE);
+        w.u16(peer.0).u8(u8::from(access.is_writable())).u32(n);
+        let (reply, mut fds) =
+            self.conn
+                .call(&w)
+                .map_err(grant_err("share", self.domid, GrantRef(0)))?;
+        let bad = |m: &str| {
+            GrantError::io(
+                "share",
+                io::Error::new(io::ErrorKind::InvalidData, m.to_string()),
+            )
+        };
+        let mut r = Reader::new(&reply);
+        let alloc = r.u32().map_err(|e| bad(e.0))?;
+        let count = r.u32().map_err(|e| bad(e.0))?;
+        let grefs: Vec<GrantRef> = r
+            .u32s(count)
+            .map_err(|e| bad(e.0))?
+            .into_iter()
+            .map(GrantRef)
+            .collect();
+        let fd = fds.pop().ok_or_else(|| bad("no memfd in reply"))?;
+        let mut shared = LocalSharedPages {
+            conn: self.conn.clone(),
+            alloc,
+            grefs,
+            mem: None,
+            peer,
+            access,
+        };
+        if count != n {
+            return Err(bad("wrong number of grant references"));
+        }
+        // On failure, dropping `shared` (mem None) would skip the revoke: do it here.
+        match sys::mmap_fd(fd.as_fd(), pages * PAGE_SIZE, 0, true) {
+            Ok(mem) => {
+                shared.mem = Some(mem);
+                Ok(shared)
+            }
+            Err(e) => {
+                let mut w = Writer::op(OP_REVOKE);
+                w.u32(alloc);
+                let _ = self.conn.call(&w);
+                Err(GrantError::io("mmap of shared pages", e))
+            }
+        }
+    }
+}
+
+/// A peer's pages mapped through the local hypervisor: each page is mapped from the
+/// peer's memfd at exactly that page's offset, read-only unless writable access was
+/// asked for and granted.
+#[derive(Debug)]
+pub struct LocalMapping {
+    mem: SharedMem,
+    refs: Vec<GrantRef>,
+    peer: DomId,
+}
+
+impl GrantMapping for LocalMapping {
+    fn peer(&self) -> DomId {
+        self.peer
+    }
+    fn refs(&self) -> &[GrantRef] {
+        &self.refs
+    }
+    fn mem(&self) -> &SharedMem {
+        &self.mem
+    }
+    fn unmap(self) -> Result<(), GrantError> {
+        drop(self); // munmap in SharedMem's drop
+        Ok(())
+    }
+}
+
+impl GrantMap for Domain {
+    type Mapping = LocalMapping;
+
+    fn map(
+        &self,
+        peer: DomId,
+        refs: &[GrantRef],
+        access: Access,
+    ) -> Result<LocalMapping, GrantError> {
+        let n = u32::try_from(refs.len())
+            .ok()
+            .filter(|&n| n > 0 && n <= super::server::MAX_MAP_REFS)
+            .ok_or_else(|| {
+                GrantError::InvalidArgument(format!(
+                    "reference count {} not in 1..={}",
+                    refs.len(),
+                    super::server::MAX_MAP_REFS
+                ))
+            })?;
+        let mut w = Writer::op(OP_MAP);
+        w.u16(peer.0).u8(u8::from(access.is_writable())).u32(n);
+        for g in refs {
+            w.u32(g.0);
+        }
+        let (reply, fds) = self.conn.call(&w).map_err(|e| match e {
+            CallError::Io(e) => GrantError::io("map", e),
+            CallError::Refused(status, reason) => {
+                // The hypervisor names the refused reference as "gref N: ...".
+                let gref = reason
+                    .strip_prefix("gref ")
+                    .and_then(|s| s.split(':').next())
+                    .and_then(|s| s.parse().ok())
+                    .map_or(refs[0], GrantRef);
+                GrantError::Refused {
+                    domid: peer,
+                    gref,
+                    status,
+                    reason,
+                }
+            }
+        })?;
+        let bad = |m: &str| {
+            GrantError::io(
+                "map",
+                io::Error::new(io::ErrorKind::InvalidData, m.to_string()),
+            )
+        };
+        let mut r = Reader::new(&reply);
+        let count = r.u32().map_err(|e| bad(e.0))?;
+        if count != n {
+            return Err(bad("wrong number of pages in reply"));
+        }
+        let mut pieces = Vec::with_capacity(refs.len());
+        for _ in 0..count {
+            let idx = r.u32().map_err(|e| bad(e.0))? as usize;
+            let page = r.u32().map_err(|e| bad(e.0))?;
+            let fd = fds
+                .get(idx)
+                .ok_or_else(|| bad("descriptor index out of range"))?;
+            pieces.push((fd.as_fd(), u64::from(page) * PAGE_SIZE as u64));
+        }
+        let mem = sys::mmap_pieces(&pieces, PAGE_SIZE, access.is_writable())
+            .map_err(|e| GrantError::io("mmap of granted pages", e))?;
+        drop(pieces);
+        drop(fds); // the mappings keep the pages; the descriptors are not kept
+        Ok(LocalMapping {
+            mem,
+            refs: refs.to_vec(),
+            peer,
+        })
+    }
+}
+
+/// Cached access to one peer's granted page, for copies.
+struct CachedGrant {
+    alloc: u32,
+    /// Byte offset of the page inside `mem`.
+    off: usize,
+    mem: Arc<SharedMem>,
+}
+
+/// What a domain knows about one peer for copies: its grant table (read-only) and the
+/// allocations it already mapped.
+struct PeerGrants {
+    domid: DomId,
+    table: SharedMem,
+    grants: Vec<Option<CachedGrant>>,
+    allocs: HashMap<u32, Weak<SharedMem>>,
+}
+
+#[derive(Default)]
+struct CopyCache {
+    peers: Vec<PeerGrants>,
+}
+
+impl CopyCache {
+    fn peer(&mut self, conn: &Conn, domid: DomId) -> Result<usize, GntStatus> {
+        if let Some(i) = self.peers.iter().position(|p| p.domid == domid) {
+            return Ok(i);
+        }
+        let mut w = Writer::op(OP_TABLE);
+        w.u16(domid.0);
+        let (reply, mut fds) = conn.call(&w).map_err(|e| match e {
+            CallError::Refused(st, _) => st,
+            CallError::Io(_) => GntStatus::GENERAL_ERROR,
+        })?;
+        let cap = Reader::new(&reply)
+            .u32()
+            .map_err(|_| GntStatus::GENERAL_ERROR)?;
+        if cap != table::CAPACITY {
+            return Err(GntStatus::GENERAL_ERROR);
+        }
+        let fd = fds.pop().ok_or(GntStatus::GENERAL_ERROR)?;
+        let table = sys::mmap_fd(fd.as_fd(), table::TABLE_BYTES, 0, false)
+            .map_err(|_| GntStatus::GENERAL_ERROR)?;
+        self.peers.push(PeerGrants {
+            domid,
+            table,
+            grants: Vec::new(),
+            allocs: HashMap::new(),
+        });
+        Ok(self.peers.len() - 1)
+    }
+}
+
+impl PeerGrants {
+    /// Ask the hypervisor for access to `gref` and cache it.
+    fn fetch(&mut self, conn: &Conn, gref: u32) -> Result<&CachedGrant, GntStatus> {
+        let mut w = Writer::op(OP_ACCESS);
+        w.u16(self.domid.0).u32(gref);
+        let (reply, mut fds) = conn.call(&w).map_err(|e| match e {
+            CallError::Refused(st, _) => st,
+            CallError::Io(_) => GntStatus::GENERAL_ERROR,
+        })?;
+        let mut r = Reader::new(&reply);
+        let parse = |r: &mut Reader<'_>| -> Result<(u32, u32, u32, bool), Malformed> {
+            Ok((r.u32()?, r.u32()?, r.u32()?, r.bool()?))
+        };
+        let (alloc, pages, page, writable) = parse(&mut r).map_err(|_| GntStatus::GENERAL_ERROR)?;
+        if page >= pages {
+            return Err(GntStatus::GENERAL_ERROR);
+        }
+        let mem = match self.allocs.get(&alloc).and_then(Weak::upgrade) {
+            Some(m) if m.is_writable() == writable => m,
+            _ => {
+                let fd = fds.pop().ok_or(GntStatus::GENERAL_ERROR)?;
+                let m = sys::mmap_fd(fd.as_fd(), pages as usize * PAGE_SIZE, 0, writable)
+                    .map_err(|_| GntStatus::GENERAL_ERROR)?;
+                let m = Arc::new(m);
+                self.allocs.retain(|_, w| w.strong_count() > 0);
+                self.allocs.insert(alloc, Arc::downgrade(&m));
+                m
+            }
+        };
+        let i = gref as usize;
+        if self.grants.len() <= i {
+            self.grants.resize_with(i + 1, || None);
+        }
+        self.grants[i] = Some(CachedGrant {
+            alloc,
+            off: page as usize * PAGE_SIZE,
+            mem,
+        });
+        Ok(self.grants[i].as_ref().expect("just set"))
+    }
+}
+
+impl Domain {
+    fn copy_one(
+        &self,
+        cache: &mut CopyCache,
+        local: &mut [u8],
+        seg: &CopySegment,
+    ) -> Result<(), GntStatus> {
+        seg.check_ranges(local.len())?;
+        if seg.len == 0 {
+            return Ok(());
+        }
+        let write = seg.dir == CopyDir::ToGrant;
+        let pi = cache.peer(&self.conn, seg.domid)?;
+        let peer = &mut cache.peers[pi];
+        let gref = seg.gref.0;
+        table::check_gref(gref).map_err(|(st, _)| st)?;
+        let e = peer
+            .table
+            .load_u64(gref as usize * 8, Ordering::Acquire)
+            .map_err(|_| GntStatus::BAD_GNTREF)?;
+        let c = match table::check(e, self.domid, write) {
+            Ok(c) => c,
+            Err((st, _)) => {
+                // Revoked or re-granted elsewhere: drop the cached mapping (the last
+                // reference to a revoked allocation unmaps it).
+                if table::check(e, self.domid, false).is_err() {
+                    if let Some(slot) = peer.grants.get_mut(gref as usize) {
+                        *slot = None;
+                    }
+                }
+                return Err(st);
+            }
+        };
+        let cached = match peer.grants.get(gref as usize) {
+            Some(Some(g)) if g.alloc == c.alloc => g,
+            _ => peer.fetch(&self.conn, gref)?,
+        };
+        let at = cached.off + usize::from(seg.offset);
+        let len = usize::from(seg.len);
+        let r = match seg.dir {
+            CopyDir::FromGrant => cached
+                .mem
+                .read(at, &mut local[seg.local_offset..seg.local_offset + len]),
+            CopyDir::ToGrant => cached
+                .mem
+                .write(at, &local[seg.local_offset..seg.local_offset + len]),
+        };
+        r.map_err(|_| GntStatus::GENERAL_ERROR)
+    }
+}
+
+impl GrantCopy for Domain {
+    fn copy(&self, local: &mut [u8], segs: &mut [CopySegment]) -> Result<(), GrantError> {
+        let shard = &self.caches[shard_of_current_thread()];
+        let mut cache = shard.lock().unwrap_or_else(|p| p.into_inner());
+        for seg in segs.iter_mut() {
+            seg.status = match self.copy_one(&mut cache, local, seg) {
+                Ok(()) => GntStatus::OKAY,
+                Err(st) => st,
+            };
+        }
+        Ok(())
+    }
+}

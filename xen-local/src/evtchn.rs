@@ -1,0 +1,228 @@
+//! Local event channels: one eventfd per direction of a channel, gathered in an epoll
+//! instance whose fd is the handle's pollable fd.
+//!
+//! Each port's receive eventfd is registered with `EPOLLONESHOT`: once
+//! [`pending`](EventChannels::pending) reported it, epoll disarms it, which is exactly
+//! Xen's "a fired port stays masked until written back"; [`unmask`](EventChannels::unmask)
+//! re-arms it, and a notification that arrived meanwhile is reported again at once.
+//! Notifying is a single `write` to the peer's eventfd.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, RwLock};
+
+use super::client::{CallError, Conn, Domain};
+use super::proto::*;
+use super::sys;
+use hypervisor::evtchn::{EventChannels, EvtchnError, Port};
+use xen_ids::DomId;
+
+struct PortFds {
+    recv: OwnedFd,
+    send: OwnedFd,
+}
+
+/// A handle on a local domain's event channels (the local `/dev/xen/evtchn`). Dropping
+/// it unbinds every port bound through it.
+pub struct LocalEventChannels {
+    conn: Arc<Conn>,
+    epoll: OwnedFd,
+    ports: RwLock<HashMap<u32, PortFds>>,
+}
+
+impl std::fmt::Debug for LocalEventChannels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ports: Vec<u32> = self
+            .ports
+            .read()
+            .map(|p| p.keys().copied().collect())
+            .unwrap_or_default();
+        f.debug_struct("LocalEventChannels")
+            .field("ports", &ports)
+            .finish()
+    }
+}
+
+const ARMED: u32 = (libc::EPOLLIN | libc::EPOLLONESHOT) as u32;
+
+fn call_err(op: &'static str) -> impl Fn(CallError) -> EvtchnError {
+    move |e| match e {
+        CallError::Io(source) => EvtchnError::Io { op, source },
+        CallError::Refused(_, m) => EvtchnError::Refused(m),
+    }
+}
+
+impl Domain {
+    /// Open a handle on this domain's event channels.
+    pub fn event_channels(&self) -> Result<LocalEventChannels, EvtchnError> {
+        let epoll = sys::epoll().map_err(|source| EvtchnError::Io {
+            op: "epoll_create1",
+            source,
+        })?;
+        Ok(LocalEventChannels {
+            conn: self.conn().clone(),
+            epoll,
+            ports: RwLock::new(HashMap::new()),
+        })
+    }
+}
+
+impl LocalEventChannels {
+    fn add(
+        &self,
+        reply: &[u8],
+        mut fds: Vec<OwnedFd>,
+        op: &'static str,
+    ) -> Result<Port, EvtchnError> {
+        let port = Reader::new(reply).u32().map_err(|e| EvtchnError::Io {
+            op,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        if fds.len() != 2 {
+            return Err(EvtchnError::Io {
+                op,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "expected two eventfds",
+                ),
+            });
+        }
+        let send = fds.pop().expect("two");
+        let recv = fds.pop().expect("two");
+        sys::epoll_ctl(
+            self.epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            recv.as_raw_fd(),
+            ARMED,
+            port.into(),
+        )
+        .map_err(|source| EvtchnError::Io {
+            op: "epoll_ctl add",
+            source,
+        })?;
+        self.ports
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(port, PortFds { recv, send });
+        Ok(Port(port))
+    }
+
+    fn with_port<T>(&self, port: Port, f: impl FnOnce(&PortFds) -> T) -> Result<T, EvtchnError> {
+        let ports = self.ports.read().unwrap_or_else(|p| p.into_inner());
+        ports
+            .get(&port.0)
+            .map(f)
+            .ok_or(EvtchnError::UnknownPort(port))
+    }
+}
+
+impl AsFd for LocalEventChannels {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
+    }
+}
+
+impl EventChannels for LocalEventChannels {
+    fn alloc_unbound(&self, peer: DomId) -> Result<Port, EvtchnError> {
+        let mut w = Writer::op(OP_ALLOC_UNBOUND);
+        w.u16(peer.0);
+        let (reply, fds) = self.conn.call(&w).map_err(call_err("alloc_unbound"))?;
+        self.add(&reply, fds, "alloc_unbound")
+    }
+
+    fn bind_interdomain(&self, peer: DomId, remote: Port) -> Result<Port, EvtchnError> {
+        let mut w = Writer::op(OP_BIND);
+        w.u16(peer.0).u32(remote.0);
+        let (reply, fds) = self.conn.call(&w).map_err(call_err("bind_interdomain"))?;
+        self.add(&reply, fds, "bind_interdomain")
+    }
+
+    fn notify(&self, port: Port) -> Result<(), EvtchnError> {
+        self.with_port(port, |p| sys::eventfd_signal(p.send.as_raw_fd()))?
+            .map_err(|source| EvtchnError::Io {
+                op: "notify",
+                source,
+            })
+    }
+
+    fn unbind(&self, port: Port) -> Result<(), EvtchnError> {
+        let p = self
+            .ports
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&port.0)
+            .ok_or(EvtchnError::UnknownPort(port))?;
+        // The hypervisor holds duplicates of the eventfd, so closing ours would not take
+        // it out of the epoll set: remove it explicitly.
+        let _ = sys::epoll_ctl(
+            self.epoll.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            p.recv.as_raw_fd(),
+            0,
+            0,
+        );
+        let mut w = Writer::op(OP_UNBIND);
+        w.u32(port.0);
+        self.conn.call(&w).map(drop).map_err(call_err("unbind"))
+    }
+
+    fn pending(&self, out: &mut [Port]) -> Result<usize, EvtchnError> {
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let max = out.len().min(evs.len());
+        if max == 0 {
+            return Ok(0);
+        }
+        let n = sys::epoll_wait(self.epoll.as_raw_fd(), &mut evs[..max], 0).map_err(|source| {
+            EvtchnError::Io {
+                op: "epoll_wait",
+                source,
+            }
+        })?;
+        let ports = self.ports.read().unwrap_or_else(|p| p.into_inner());
+        let mut k = 0;
+        for ev in &evs[..n] {
+            let port = ev.u64 as u32;
+            // A port unbound meanwhile by another thread is simply not reported.
+            if let Some(p) = ports.get(&port) {
+                sys::eventfd_drain(p.recv.as_raw_fd()).map_err(|source| EvtchnError::Io {
+                    op: "read eventfd",
+                    source,
+                })?;
+                out[k] = Port(port);
+                k += 1;
+            }
+        }
+        Ok(k)
+    }
+
+    fn unmask(&self, port: Port) -> Result<(), EvtchnError> {
+        self.with_port(port, |p| {
+            sys::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_MOD,
+                p.recv.as_raw_fd(),
+                ARMED,
+                port.0.into(),
+            )
+        })?
+        .map_err(|source| EvtchnError::Io {
+            op: "epoll_ctl mod",
+            source,
+        })
+    }
+}
+
+impl Drop for LocalEventChannels {
+    fn drop(&mut self) {
+        let ports: Vec<u32> = self
+            .ports
+            .read()
+            .map(|p| p.keys().copied().collect())
+            .unwrap_or_default();
+        for port in ports {
+            if let Err(e) = self.unbind(Port(port)) {
+                log::warn!("unbinding local port {port}: {e}");
+            }
+        }
+    }
+}
