@@ -5,62 +5,49 @@
 //! local-hypervisor --socket PATH [--xenstore-socket PATH]
 //! ```
 //!
-//! Domains attach with `xen_local::Domain::attach(PATH, domid)`. With
-//! `--xenstore-socket`, a local xenstored serves that socket too, and
-//! `Domain::xenstore()` hands each domain a connection to it over the hypervisor socket.
-//! Prints `ready` on stdout once it accepts connections.
+//! Domains attach with `xen_local::attach(PATH, domid)`. The daemon is a
+//! [`xen_local::LocalHost`]: a hypervisor with a xenstored wired to it, so
+//! `Domain::xenstore()` hands each domain a connection to that xenstored over the
+//! hypervisor socket; with `--xenstore-socket` the xenstored also listens on that socket
+//! (for tools that speak to xenstore directly). Prints `ready` on stdout once it accepts
+//! connections.
 
-use std::os::fd::OwnedFd;
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use xen_local::LocalHypervisor;
-use xenstored::Xenstored;
+use clap::Parser;
+use xen_local::LocalHost;
 
-const USAGE: &str = "usage: local-hypervisor --socket PATH [--xenstore-socket PATH]";
+/// The local hypervisor daemon.
+#[derive(Parser)]
+#[command(
+    version,
+    about = "The local emulation of Xen's grant tables, event channels and xenstore"
+)]
+struct Cli {
+    /// The socket domains attach to.
+    #[arg(long)]
+    socket: PathBuf,
+    /// Also serve xenstore on this socket.
+    #[arg(long)]
+    xenstore_socket: Option<PathBuf>,
+}
 
 fn main() -> ExitCode {
-    let mut socket: Option<PathBuf> = None;
-    let mut xs_socket: Option<PathBuf> = None;
-    let mut args = std::env::args_os().skip(1);
-    while let Some(a) = args.next() {
-        match a.to_str() {
-            Some("--socket") => socket = args.next().map(PathBuf::from),
-            Some("--xenstore-socket") => xs_socket = args.next().map(PathBuf::from),
-            Some("-h") | Some("--help") => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            _ => {
-                eprintln!("local-hypervisor: unexpected argument {a:?}\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let Some(socket) = socket else {
-        eprintln!("local-hypervisor: --socket is required\n{USAGE}");
-        return ExitCode::from(2);
-    };
-    let hv = LocalHypervisor::new();
-    let xs = Xenstored::new();
-    hv.set_xenstore(Box::new({
-        let xs = xs.clone();
-        move |d| xs.connect(xen_ids::DomId(d.0)).map(OwnedFd::from)
-    }));
-    hv.set_death_hook(Box::new({
-        let xs = xs.clone();
-        move |d| xs.domain_died(xen_ids::DomId(d.0))
-    }));
-    if let Some(p) = &xs_socket {
-        if let Err(e) = xs.listen(p) {
+    let cli = Cli::parse();
+    let host = LocalHost::new();
+    if let Some(p) = &cli.xenstore_socket {
+        if let Err(e) = host.xenstored.listen(p) {
             eprintln!("local-hypervisor: xenstore socket {}: {e}", p.display());
             return ExitCode::FAILURE;
         }
     }
-    let accept = match hv.listen(&socket) {
+    let accept = match host.hypervisor.listen(&cli.socket) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("local-hypervisor: {}: {e}", socket.display());
+            eprintln!("local-hypervisor: {}: {e}", cli.socket.display());
             return ExitCode::FAILURE;
         }
     };
