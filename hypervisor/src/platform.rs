@@ -116,11 +116,10 @@ impl XenFrontend {
 }
 
 impl XenBackend {
-    /// Opens the Xen services of this (driver) domain. A domain without a `domid` key
-    /// in its xenstore home is dom0 (the toolstack does not write one for dom0).
+    /// Opens the Xen services of this (driver) domain ([`driver_domid`]).
     pub fn xen_backend() -> Result<Self, OpenError> {
         let xenstore = XsClient::open_default().map_err(OpenError::Xenstore)?;
-        let domid = own_domid(&xenstore).unwrap_or(DomId::DOM0);
+        let domid = driver_domid(&xenstore).map_err(OpenError::DomId)?;
         Ok(Services {
             domid,
             grants: Gntdev::open().map_err(OpenError::Grants)?,
@@ -133,6 +132,16 @@ impl XenBackend {
 /// Our domain id on Xen: the `domid` key of our own xenstore home.
 pub fn own_domid<X: Xenstore + ?Sized>(xs: &X) -> Result<DomId, xenbus::XenbusError> {
     xenbus::read_domid(xs, XsTx::NONE, "domid")
+}
+
+/// A driver domain's id: [`own_domid`], except that a missing `domid` key means dom0
+/// (the toolstack writes none for dom0). Any other failure — xenstore unreachable, a
+/// value that is not a domain id — is an error, not a silent dom0.
+pub fn driver_domid<X: Xenstore + ?Sized>(xs: &X) -> Result<DomId, xenbus::XenbusError> {
+    match own_domid(xs) {
+        Err(xenbus::XenbusError::Xs { source, .. }) if source.is_enoent() => Ok(DomId::DOM0),
+        r => r,
+    }
 }
 
 /// The ring view of granted or mapped memory: [`shared_ring::SharedMem`] (atomic words),
@@ -149,4 +158,26 @@ pub fn ring_mem(mem: &crate::grant::SharedMem) -> shared_ring::SharedMem<'_> {
     // only through the returned atomic view; the peer domain writing it concurrently is
     // exactly what `shared_ring::SharedMem` is designed for.
     unsafe { shared_ring::SharedMem::from_raw(mem.as_ptr(), mem.len()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xenstored::Xenstored;
+
+    #[test]
+    fn driver_domid_is_dom0_only_when_the_key_is_missing() {
+        let xsd = Xenstored::new();
+        let dom0 = XsClient::new(xsd.connect(DomId::DOM0).unwrap()).unwrap();
+        let me = XsClient::new(xsd.connect(DomId(3)).unwrap()).unwrap();
+        assert_eq!(driver_domid(&me).unwrap(), DomId::DOM0);
+        let key = "/local/domain/3/domid";
+        dom0.write(XsTx::NONE, key, b"3").unwrap();
+        assert_eq!(driver_domid(&me).unwrap(), DomId(3));
+        assert_eq!(own_domid(&me).unwrap(), DomId(3));
+        for bad in [&b"65535"[..], b"32752", b"x", b""] {
+            dom0.write(XsTx::NONE, key, bad).unwrap();
+            assert!(driver_domid(&me).is_err(), "{bad:?} is not silently dom0");
+        }
+    }
 }
