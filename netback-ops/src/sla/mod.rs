@@ -123,6 +123,17 @@ impl SlaUpdate {
         .filter_map(|(k, v)| Some((k, v.as_deref()?.trim().to_string())))
         .collect()
     }
+
+    /// Checks the values given, alone, for `vif` (what [`set`] checks before it touches
+    /// xenstore): at least one, each parses, and together they are consistent.
+    pub fn check(&self, vif: VifId) -> Result<(), SlaError> {
+        let new = self.keys();
+        if new.is_empty() {
+            return Err(SlaError::NothingToSet);
+        }
+        // The values given, alone: an error names the field the operator typed.
+        validate(vif, &new).map_err(SlaError::Invalid)
+    }
 }
 
 /// A xenstore operation, for error messages.
@@ -290,12 +301,8 @@ pub fn set<X: Xenstore + ?Sized>(
     at: &VifDir,
     update: &SlaUpdate,
 ) -> Result<SetReport, SlaError> {
+    update.check(at.vif)?;
     let new = update.keys();
-    if new.is_empty() {
-        return Err(SlaError::NothingToSet);
-    }
-    // The values given, alone: an error names the field the operator typed.
-    validate(at.vif, &new).map_err(SlaError::Invalid)?;
     let path = at.path();
     let dir = with_transaction(xs, |tx| {
         let Some(dir) = existing_dir(xs, tx, at)? else {
