@@ -584,3 +584,47 @@ fn run_top(url: &str, interval: Duration, once: bool) -> Result<(), String> {
     println!();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// The values of the `NETBACK_ARGS="..."` assignments in `text`.
+    fn netback_args(text: &str) -> Vec<&str> {
+        text.split("NETBACK_ARGS=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('"').map(|(args, _)| args))
+            .collect()
+    }
+
+    /// What the systemd unit (`ExecStart=netback $NETBACK_ARGS`, split at whitespace) runs
+    /// with the flags the docs give must be a `serve` on Xen that clap accepts.
+    #[test]
+    fn the_documented_netback_args_are_a_valid_serve_command_line() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let unit = std::fs::read_to_string(root.join("xen-build/deploy/netback.service"))
+            .expect("the systemd unit");
+        assert!(unit.contains("ExecStart=/usr/local/sbin/netback $NETBACK_ARGS\n"));
+        for file in ["docs/operations.md", "xen-build/deploy/netback.service"] {
+            let text = std::fs::read_to_string(root.join(file)).expect(file);
+            let found = netback_args(&text);
+            assert!(!found.is_empty(), "{file}: no NETBACK_ARGS example");
+            for args in found {
+                let argv = std::iter::once("netback").chain(args.split_whitespace());
+                let cli = Cli::try_parse_from(argv)
+                    .unwrap_or_else(|e| panic!("{file}: NETBACK_ARGS=\"{args}\":\n{e}"));
+                let Cmd::Serve { platform, sla, .. } = cli.cmd else {
+                    panic!("{file}: NETBACK_ARGS=\"{args}\" is not `serve`");
+                };
+                assert!(matches!(platform.platform, PlatformKind::Xen), "{args}");
+                assert!(sla.is_some(), "{args}");
+            }
+        }
+    }
+}
