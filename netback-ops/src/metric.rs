@@ -1,6 +1,7 @@
 //! The metric names and labels the operator side reads. The daemon's table of families
 //! (`netback::metrics::FAMILIES`, with each family's help text) is the authority; a test
-//! in `netback` checks that every name in [`READ`] is exported there.
+//! in `netback` checks that every name in [`READ_PER_VIF`] and [`READ_DAEMON`] is
+//! exported there, per vif or daemon-wide as listed.
 
 /// Label naming the vif of a per-vif sample (`vif1.0`).
 pub const LABEL_VIF: &str = "vif";
@@ -44,8 +45,8 @@ pub const ALLOC_LAST_COST: &str = "dbavm_allocator_last_round_seconds";
 /// The last round could not meet every minimum.
 pub const ALLOC_OVERCOMMITTED: &str = "dbavm_allocator_overcommitted";
 
-/// Every name above, per-vif ones first.
-pub const READ: &[&str] = &[
+/// The per-vif names above (samples labelled [`LABEL_VIF`]).
+pub const READ_PER_VIF: &[&str] = &[
     VIF_CONNECTED,
     VIF_TX_BPS,
     VIF_TX_PPS,
@@ -61,14 +62,15 @@ pub const READ: &[&str] = &[
     VIF_SLA_PRIORITY,
     VIF_SLA_MIN_BPS,
     VIF_SLA_MAX_BPS,
+];
+
+/// The daemon-wide names above (unlabelled samples).
+pub const READ_DAEMON: &[&str] = &[
     ALLOC_ROUNDS,
     ALLOC_COST,
     ALLOC_LAST_COST,
     ALLOC_OVERCOMMITTED,
 ];
-
-/// How many of [`READ`] are per-vif (labelled [`LABEL_VIF`]); the rest are daemon-wide.
-pub const READ_PER_VIF: usize = 15;
 
 /// The value of `metric` for vif `vif` (`vif1.0`) in a scrape.
 pub fn vif_value(samples: &[crate::Sample], metric: &str, vif: &str) -> Option<f64> {

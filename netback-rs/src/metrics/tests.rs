@@ -187,13 +187,14 @@ fn each_family_once_with_its_own_help() {
 
 #[test]
 fn the_names_the_operator_side_reads_are_exported() {
-    use netback_ops::metric::{READ, READ_PER_VIF};
-    for (i, n) in READ.iter().enumerate() {
+    use netback_ops::metric::{READ_DAEMON, READ_PER_VIF};
+    let read = READ_PER_VIF.iter().map(|n| (n, true));
+    for (n, vif) in read.chain(READ_DAEMON.iter().map(|n| (n, false))) {
         let f = FAMILIES
             .iter()
             .find(|f| f.name == *n)
             .unwrap_or_else(|| panic!("netback-ops reads {n}, which netback does not export"));
-        assert_eq!(per_vif(f), i < READ_PER_VIF, "{n}");
+        assert_eq!(per_vif(f), vif, "{n}");
     }
 }
 
