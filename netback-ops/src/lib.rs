@@ -1,7 +1,7 @@
 //! DBA-VM netback, the operator side: what the `netback` CLI does besides serving.
 //!
 //! * [`exposition`]: parsing the Prometheus text format the daemon serves;
-//! * [`scrape`]: fetching it over HTTP;
+//! * [`mod@scrape`]: fetching it over HTTP;
 //! * [`metric`]: the metric names read here (the daemon's table of families,
 //!   `netback::metrics::FAMILIES`, is the authority; a test there checks these names);
 //! * [`top`]: the `netback top` table built from a scrape;

@@ -1,5 +1,5 @@
 //! `netback top`: a per-vif table of rates, budgets and drops, built from a scrape of the
-//! metrics endpoint ([`crate::scrape`]). Plain text; the CLI clears the screen with
+//! metrics endpoint ([`crate::scrape()`]). Plain text; the CLI clears the screen with
 //! ANSI codes between frames.
 
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 //! * [`set`]: validate the values given, alone and merged with the keys already there,
 //!   then write them in one transaction; report the VM's other vifs whose VM cap differs;
 //! * [`remove`]: remove some or all keys in one transaction;
-//! * [`list`] and [`show`]: the keys of vifs, whether they parse, and the live figures
+//! * [`list`] and [`show()`]: the keys of vifs, whether they parse, and the live figures
 //!   of a scrape ([`show::SlaView`]).
 //!
 //! Values are validated with the allocator's own parsers (`allocator::xenstore`) and the
@@ -398,7 +398,7 @@ pub fn remove<X: Xenstore + ?Sized>(
 }
 
 /// The vifs under `backend`'s `backend_type` directory, sorted: all of them, those of
-/// `frontend`, or the one `frontend`/`devid` (listed whether it exists or not; [`show`]
+/// `frontend`, or the one `frontend`/`devid` (listed whether it exists or not; [`show()`]
 /// checks). A missing directory lists nothing.
 pub fn list<X: Xenstore + ?Sized>(
     xs: &X,
