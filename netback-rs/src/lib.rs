@@ -8,8 +8,8 @@
 //! * [`meter`]: per-vif counters and per-period rates;
 //! * [`backend`]: the xenbus backend state machine and the event loop;
 //! * [`toolstack`]: what a toolstack writes in xenstore to create a vif;
-//! * [`metrics`]: the Prometheus text endpoint for operators, and its client side;
-//! * [`top`]: the `netback top` table built from a scrape.
+//! * [`metrics`]: the Prometheus text endpoint for operators (sampling, exposition, HTTP);
+//!   the client side, `netback top` and SLA administration are the `netback-ops` crate.
 #![deny(missing_docs)]
 
 pub mod backend;
@@ -17,7 +17,6 @@ pub mod control;
 pub mod meter;
 pub mod metrics;
 pub mod toolstack;
-pub mod top;
 pub mod tx;
 pub mod vif;
 

@@ -20,20 +20,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use allocator::rate::RateText;
-use allocator::xenstore::{
-    parse_vif_keys, VifKeyValues, KEYS, KEY_MAX_BPS, KEY_MIN_BPS, KEY_PRIORITY, KEY_VM_PPS,
-};
 use clap::{Parser, Subcommand, ValueEnum};
 use hypervisor::clock;
 use hypervisor::platform::{BackendPlatform, Services};
 use netback::backend::PortFactory;
-use netback::metrics::{self, MetricsServer, Publisher, Sample, SnapshotCell};
+use netback::metrics::{MetricsServer, Publisher, SnapshotCell};
 use netback::toolstack::{create_vif, destroy_vif, VifSpec};
 use netback::{BackstopPolicy, Netback, NetbackConfig, VifId};
+use netback_ops::interval::parse_interval;
+use netback_ops::sla::{self, SlaUpdate, VifDir};
+use netback_ops::{scrape, top};
 use netport::{Port, TapConfig, TapOffload, TapPort};
 use xen_ids::DomId;
-use xenstore::{with_transaction, Xenstore, XsClient, XsTx};
+use xenstore::XsClient;
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +73,38 @@ struct PlatformArgs {
     domid: DomId,
 }
 
+/// Which vif: `vif<frontend>.<devid>` under `backend/<backend-type>/`.
+#[derive(clap::Args)]
+struct VifArgs {
+    /// The guest domain.
+    #[arg(long)]
+    frontend: DomId,
+    /// Device id.
+    #[arg(long, default_value_t = 0)]
+    devid: u32,
+    /// Backend device type directory.
+    #[arg(long, default_value = "vif")]
+    backend_type: String,
+}
+
+impl VifArgs {
+    fn vif(&self) -> VifId {
+        VifId::new(self.frontend, self.devid)
+    }
+
+    /// The vif's backend directory under `backend`.
+    fn dir(&self, backend: DomId) -> VifDir {
+        VifDir::new(backend, self.backend_type.as_str(), self.vif())
+    }
+
+    /// What `vif-add` / `vif-rm` write or remove, with `backend` as the backend.
+    fn spec(&self, backend: DomId) -> VifSpec {
+        let mut spec = VifSpec::new(backend, self.frontend, self.devid);
+        spec.backend_type = self.backend_type.clone();
+        spec
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve every vif under this domain's backend directory.
@@ -109,7 +140,7 @@ enum Cmd {
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
         /// The interval the metrics' per-second rates cover.
-        #[arg(long, default_value = "1s", value_parser = netback::top::parse_interval)]
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
         metrics_interval: Duration,
     },
     /// Set, show or remove a vif's SLA (its `dba-*` keys in xenstore; run as dom0).
@@ -123,7 +154,7 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_METRICS_URL)]
         metrics: String,
         /// Refresh interval (e.g. 1s, 500ms).
-        #[arg(long, default_value = "1s", value_parser = netback::top::parse_interval)]
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
         interval: Duration,
         /// Print one frame and exit (no screen clearing).
         #[arg(long)]
@@ -133,32 +164,18 @@ enum Cmd {
     VifAdd {
         #[command(flatten)]
         platform: PlatformArgs,
-        /// The guest domain.
-        #[arg(long)]
-        frontend: u16,
-        /// Device id.
-        #[arg(long, default_value_t = 0)]
-        devid: u32,
+        #[command(flatten)]
+        vif: VifArgs,
         /// Guest MAC (default 00:16:3e:<domid>:<devid>).
         #[arg(long)]
         mac: Option<String>,
-        /// Backend device type directory.
-        #[arg(long, default_value = "vif")]
-        backend_type: String,
     },
     /// Remove a vif from xenstore.
     VifRm {
         #[command(flatten)]
         platform: PlatformArgs,
-        /// The guest domain.
-        #[arg(long)]
-        frontend: u16,
-        /// Device id.
-        #[arg(long, default_value_t = 0)]
-        devid: u32,
-        /// Backend device type directory.
-        #[arg(long, default_value = "vif")]
-        backend_type: String,
+        #[command(flatten)]
+        vif: VifArgs,
     },
 }
 
@@ -178,13 +195,13 @@ enum SlaField {
     VmPps,
 }
 
-impl SlaField {
-    fn key(self) -> &'static str {
-        match self {
-            SlaField::Priority => KEY_PRIORITY,
-            SlaField::MinBps => KEY_MIN_BPS,
-            SlaField::MaxBps => KEY_MAX_BPS,
-            SlaField::VmPps => KEY_VM_PPS,
+impl From<SlaField> for sla::SlaField {
+    fn from(f: SlaField) -> Self {
+        match f {
+            SlaField::Priority => sla::SlaField::Priority,
+            SlaField::MinBps => sla::SlaField::MinBps,
+            SlaField::MaxBps => sla::SlaField::MaxBps,
+            SlaField::VmPps => sla::SlaField::VmPps,
         }
     }
 }
@@ -195,15 +212,8 @@ enum SlaCmd {
     Set {
         #[command(flatten)]
         platform: PlatformArgs,
-        /// The guest domain.
-        #[arg(long)]
-        frontend: u16,
-        /// Device id.
-        #[arg(long, default_value_t = 0)]
-        devid: u32,
-        /// Backend device type directory.
-        #[arg(long, default_value = "vif")]
-        backend_type: String,
+        #[command(flatten)]
+        vif: VifArgs,
         /// Priority class C_i: 0 (highest) to 7 (lowest).
         #[arg(long, value_name = "CLASS", allow_hyphen_values = true)]
         priority: Option<String>,
@@ -223,7 +233,7 @@ enum SlaCmd {
         platform: PlatformArgs,
         /// Only the vifs of this guest domain.
         #[arg(long)]
-        frontend: Option<u16>,
+        frontend: Option<DomId>,
         /// Only this device id (with --frontend).
         #[arg(long, requires = "frontend")]
         devid: Option<u32>,
@@ -238,15 +248,8 @@ enum SlaCmd {
     Rm {
         #[command(flatten)]
         platform: PlatformArgs,
-        /// The guest domain.
-        #[arg(long)]
-        frontend: u16,
-        /// Device id.
-        #[arg(long, default_value_t = 0)]
-        devid: u32,
-        /// Backend device type directory.
-        #[arg(long, default_value = "vif")]
-        backend_type: String,
+        #[command(flatten)]
+        vif: VifArgs,
         /// Only these keys (repeatable).
         #[arg(long, value_enum)]
         field: Vec<SlaField>,
@@ -288,16 +291,9 @@ fn local(_: &PlatformArgs) -> Result<hypervisor::platform::XenBackend, String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
-        Cmd::VifAdd {
-            platform,
-            frontend,
-            devid,
-            mac,
-            backend_type,
-        } => {
+        Cmd::VifAdd { platform, vif, mac } => {
             let p = local(&platform)?;
-            let mut spec = VifSpec::new(platform.domid, DomId(frontend), devid);
-            spec.backend_type = backend_type;
+            let mut spec = vif.spec(platform.domid);
             if let Some(m) = mac {
                 spec.mac = hypervisor::xenbus::parse_mac(&m).ok_or(format!("bad MAC {m:?}"))?;
             }
@@ -305,15 +301,9 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("{}", spec.backend_path());
             Ok(())
         }
-        Cmd::VifRm {
-            platform,
-            frontend,
-            devid,
-            backend_type,
-        } => {
+        Cmd::VifRm { platform, vif } => {
             let p = local(&platform)?;
-            let mut spec = VifSpec::new(platform.domid, DomId(frontend), devid);
-            spec.backend_type = backend_type;
+            let spec = vif.spec(platform.domid);
             destroy_vif(&p.xenstore, &spec).map_err(|e| format!("remove vif: {e}"))
         }
         Cmd::Serve {
@@ -361,18 +351,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }
-        Cmd::Sla { cmd } => sla(cmd),
+        Cmd::Sla { cmd } => sla_cmd(cmd),
         Cmd::Top {
             metrics,
             interval,
             once,
-        } => top(&metrics, interval, once),
+        } => run_top(&metrics, interval, once),
     }
-}
-
-/// Our domain id on Xen: the `domid` key of our own xenstore home (dom0 has none).
-fn own_domid<X: Xenstore>(xs: &X) -> DomId {
-    hypervisor::platform::own_domid(xs).unwrap_or(DomId::DOM0)
 }
 
 fn tap_factory(template: String, bridge: Option<String>, mtu: u32) -> Box<dyn PortFactory> {
@@ -475,141 +460,53 @@ fn toolstack_xs(p: &PlatformArgs) -> Result<(XsClient, DomId), String> {
         PlatformKind::Local => Ok((local(p)?.xenstore, p.domid)),
         PlatformKind::Xen => {
             let xs = XsClient::open_default().map_err(|e| format!("xenstore: {e}"))?;
-            let d = own_domid(&xs);
+            // Our own xenstore home's `domid` key (dom0 has none).
+            let d = hypervisor::platform::own_domid(&xs).unwrap_or(DomId::DOM0);
             Ok((xs, d))
         }
     }
 }
 
-/// A vif's backend directory, checked to exist.
-fn vif_dir(
-    xs: &XsClient,
-    backend: u16,
-    backend_type: &str,
-    frontend: u16,
-    devid: u32,
-) -> Result<String, String> {
-    let dir = format!("/local/domain/{backend}/backend/{backend_type}/{frontend}/{devid}");
-    match xs.try_read(XsTx::NONE, &format!("{dir}/frontend-id")) {
-        Ok(Some(_)) => Ok(dir),
-        Ok(None) => Err(format!(
-            "no vif{frontend}.{devid}: {dir} does not exist (create the vif first: `netback vif-add` or the toolstack)"
-        )),
-        Err(e) => Err(format!("read {dir}: {e}")),
-    }
-}
-
-/// The SLA keys present in `dir`.
-fn read_keys(xs: &XsClient, dir: &str) -> Result<Vec<(&'static str, String)>, String> {
-    let mut out = Vec::new();
-    for k in KEYS {
-        let path = format!("{dir}/{k}");
-        if let Some(v) = xs
-            .try_read(XsTx::NONE, &path)
-            .map_err(|e| format!("read {path}: {e}"))?
-        {
-            out.push((k, String::from_utf8_lossy(&v).into_owned()));
-        }
-    }
-    Ok(out)
-}
-
-fn lookup<'a>(kv: &'a [(&'static str, String)]) -> impl FnMut(&str) -> Option<&'a str> {
-    move |k| kv.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str())
-}
-
-fn sla(cmd: SlaCmd) -> Result<(), String> {
+fn sla_cmd(cmd: SlaCmd) -> Result<(), String> {
     match cmd {
         SlaCmd::Set {
             platform,
-            frontend,
-            devid,
-            backend_type,
+            vif,
             priority,
             min_bps,
             max_bps,
             vm_pps,
         } => {
-            let new: Vec<(&'static str, String)> = [
-                (KEY_PRIORITY, priority),
-                (KEY_MIN_BPS, min_bps),
-                (KEY_MAX_BPS, max_bps),
-                (KEY_VM_PPS, vm_pps),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v?.trim().to_string())))
-            .collect();
-            if new.is_empty() {
-                return Err(
-                    "sla set: give at least one of --priority, --min-bps, --max-bps, --vm-pps"
-                        .into(),
-                );
-            }
-            let vif = allocator::VifId::new(xen_ids::DomId(frontend), devid);
-            // The values given, alone: an error names the field the operator typed.
-            parse_vif_keys(
-                vif,
-                &VifKeyValues::read_with(lookup(&new)),
-                allocator::VifSla::BEST_EFFORT,
-            )
-            .map_err(|e| format!("sla set: {e}; nothing written"))?;
+            let update = SlaUpdate {
+                priority,
+                min_bps,
+                max_bps,
+                vm_pps,
+            };
+            let fail = |e: sla::SlaError| format!("sla set: {e}");
+            // Before connecting: a bad value is reported as such wherever this runs.
+            update.check(vif.vif()).map_err(fail)?;
             let (xs, backend) = toolstack_xs(&platform)?;
-            let dir = vif_dir(&xs, backend.0, &backend_type, frontend, devid)?;
-            // Combined with the keys already there (e.g. a new minimum above the maximum).
-            let mut merged = read_keys(&xs, &dir)?;
-            merged.retain(|(k, _)| !new.iter().any(|(n, _)| n == k));
-            merged.extend(new.iter().cloned());
-            parse_vif_keys(
-                vif,
-                &VifKeyValues::read_with(lookup(&merged)),
-                allocator::VifSla::BEST_EFFORT,
-            )
-            .map_err(|e| {
-                format!("sla set: with the keys already in {dir}: {e}; nothing written")
-            })?;
-            with_transaction(&xs, |tx| {
-                for (k, v) in &new {
-                    xs.write(tx, &format!("{dir}/{k}"), v.as_bytes())?;
-                }
-                Ok(())
-            })
-            .map_err(|e| format!("sla set: write {dir}: {e}"))?;
-            for (k, v) in &new {
-                println!("{dir}/{k} = {v}");
+            let report = sla::set(&xs, &vif.dir(backend), &update).map_err(fail)?;
+            for (k, v) in &report.written {
+                println!("{}/{k} = {v}", report.dir);
             }
-            if let Some((_, pps)) = new.iter().find(|(k, _)| *k == KEY_VM_PPS) {
-                warn_vm_pps_siblings(&xs, &dir, frontend, devid, pps);
+            for m in &report.vm_cap_mismatches {
+                eprintln!("netback: warning: {m}");
             }
             Ok(())
         }
         SlaCmd::Rm {
             platform,
-            frontend,
-            devid,
-            backend_type,
+            vif,
             field,
         } => {
-            let keys: Vec<&str> = if field.is_empty() {
-                KEYS.to_vec()
-            } else {
-                field.iter().map(|f| f.key()).collect()
-            };
             let (xs, backend) = toolstack_xs(&platform)?;
-            let dir = vif_dir(&xs, backend.0, &backend_type, frontend, devid)?;
-            let removed = with_transaction(&xs, |tx| {
-                let mut removed = Vec::new();
-                for k in &keys {
-                    let path = format!("{dir}/{k}");
-                    if xs.try_read(tx, &path)?.is_some() {
-                        xs.rm(tx, &path)?;
-                        removed.push(path);
-                    }
-                }
-                Ok(removed)
-            })
-            .map_err(|e| format!("sla rm: {dir}: {e}"))?;
+            let at = vif.dir(backend);
+            let fields: Vec<sla::SlaField> = field.into_iter().map(Into::into).collect();
+            let removed = sla::remove(&xs, &at, &fields).map_err(|e| format!("sla rm: {e}"))?;
             if removed.is_empty() {
-                println!("{dir}: no such SLA key; nothing removed");
+                println!("{}: no such SLA key; nothing removed", at.path());
             }
             for p in removed {
                 println!("removed {p}");
@@ -624,161 +521,42 @@ fn sla(cmd: SlaCmd) -> Result<(), String> {
             metrics,
         } => {
             let (xs, backend) = toolstack_xs(&platform)?;
-            let root = format!("/local/domain/{backend}/backend/{backend_type}");
-            let list = |path: &str| -> Result<Vec<String>, String> {
-                match xs.directory(XsTx::NONE, path) {
-                    Ok(d) => Ok(d),
-                    Err(e) if e.is_enoent() => Ok(Vec::new()),
-                    Err(e) => Err(format!("list {path}: {e}")),
-                }
-            };
-            let mut vifs: Vec<(u16, u32)> = Vec::new();
-            let domids: Vec<u16> = match frontend {
-                Some(d) => vec![d],
-                None => list(&root)?.iter().filter_map(|d| d.parse().ok()).collect(),
-            };
-            for d in domids {
-                match devid {
-                    Some(i) => vifs.push((d, i)),
-                    None => vifs.extend(
-                        list(&format!("{root}/{d}"))?
-                            .iter()
-                            .filter_map(|i| i.parse().ok())
-                            .map(|i| (d, i)),
-                    ),
-                }
-            }
-            vifs.sort_unstable();
+            let fail = |e: sla::SlaError| format!("sla show: {e}");
+            let vifs = sla::list(&xs, backend, &backend_type, frontend, devid).map_err(fail)?;
             if vifs.is_empty() {
-                println!("no vif under {root}");
+                println!("no vif under {}", sla::type_dir(backend, &backend_type));
                 return Ok(());
             }
-            let live = if metrics == "none" {
-                None
-            } else {
-                match metrics::scrape(&metrics, Duration::from_secs(2)) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        println!("(live budgets unavailable: {e})");
-                        None
-                    }
-                }
-            };
-            for (d, i) in vifs {
-                let dir = vif_dir(&xs, backend.0, &backend_type, d, i)?;
-                print!("{}", show_vif(&xs, &dir, d, i, live.as_deref())?);
+            let live = live_samples(&metrics);
+            for at in vifs {
+                print!("{}", sla::show(&xs, &at, live.as_deref()).map_err(fail)?);
             }
             Ok(())
         }
     }
 }
 
-/// The VM cap is per VM but written per vif: warns about the domain's other vifs whose
-/// `dba-vm-pps` differs from `pps` (the daemon applies the smallest).
-fn warn_vm_pps_siblings(xs: &XsClient, dir: &str, frontend: u16, devid: u32, pps: &str) {
-    let Some(parent) = dir.rsplit_once('/').map(|(p, _)| p) else {
-        return;
-    };
-    let Ok(siblings) = xs.directory(XsTx::NONE, parent) else {
-        return;
-    };
-    let ours = allocator::rate::parse_rate(pps, allocator::rate::MAX_PPS).ok();
-    for d in siblings.iter().filter(|d| **d != devid.to_string()) {
-        let path = format!("{parent}/{d}/{KEY_VM_PPS}");
-        let theirs = match xs.try_read(XsTx::NONE, &path) {
-            Ok(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
-            Ok(None) => "(absent)".to_string(),
-            Err(_) => continue,
-        };
-        if allocator::rate::parse_rate(&theirs, allocator::rate::MAX_PPS).ok() != ours {
-            eprintln!(
-                "netback: warning: vif{frontend}.{d} has {KEY_VM_PPS} = {theirs}; a VM's cap \
-                 should be the same on all its vifs (the smallest applies)"
-            );
+/// A scrape of the daemon for `sla show` (`none`: not asked; a failure is printed).
+fn live_samples(url: &str) -> Option<Vec<netback_ops::Sample>> {
+    if url == "none" {
+        return None;
+    }
+    match scrape::scrape(url, Duration::from_secs(2)) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            println!("(live budgets unavailable: {e})");
+            None
         }
     }
-}
-
-/// One vif's block of `sla show`.
-fn show_vif(
-    xs: &XsClient,
-    dir: &str,
-    domid: u16,
-    devid: u32,
-    live: Option<&[Sample]>,
-) -> Result<String, String> {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let name = format!("vif{domid}.{devid}");
-    let _ = writeln!(out, "{name}  ({dir})");
-    let keys = read_keys(xs, dir)?;
-    if keys.is_empty() {
-        let _ = writeln!(
-            out,
-            "  no dba-* keys: the daemon's SLA file / default SLA applies"
-        );
-    }
-    for (k, v) in &keys {
-        let _ = writeln!(out, "  {k:<13} {v}");
-    }
-    if let Err(e) = parse_vif_keys(
-        allocator::VifId::new(xen_ids::DomId(domid), devid),
-        &VifKeyValues::read_with(lookup(&keys)),
-        allocator::VifSla::BEST_EFFORT,
-    ) {
-        let _ = writeln!(
-            out,
-            "  INVALID: {e} (the daemon keeps the vif's previous SLA)"
-        );
-    }
-    if let Some(samples) = live {
-        let get = |n: &str| {
-            samples
-                .iter()
-                .find(|s| s.name == n && s.label("vif") == Some(name.as_str()))
-                .map(|s| s.value)
-        };
-        let rate = |v: Option<f64>, unit: &str| match v {
-            Some(x) if x.is_finite() && x >= 0.0 => format!("{}{unit}", RateText(x as u64)),
-            _ => "unlimited".into(),
-        };
-        use metrics::name as m;
-        if get(m::VIF_CONNECTED).is_none() {
-            let _ = writeln!(out, "  live: not known to the daemon");
-        } else if get(m::VIF_BUDGET_BPS).is_none() {
-            let _ = writeln!(
-                out,
-                "  live: no budget (allocator off, or the vif is not connected yet)"
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "  live budget: {}, {} (burst {} B, {} packets)",
-                rate(get(m::VIF_BUDGET_BPS), " b/s"),
-                rate(get(m::VIF_BUDGET_PPS), " p/s"),
-                get(m::VIF_BUDGET_BURST_BYTES).unwrap_or(0.0),
-                get(m::VIF_BUDGET_BURST_PACKETS).map_or("unlimited".into(), |x| x.to_string()),
-            );
-        }
-        if let Some(p) = get(m::VIF_SLA_PRIORITY) {
-            let _ = writeln!(
-                out,
-                "  SLA in force: class {p}, min {}, max {}",
-                rate(get(m::VIF_SLA_MIN_BPS), " b/s"),
-                rate(get(m::VIF_SLA_MAX_BPS), " b/s"),
-            );
-        }
-    }
-    Ok(out)
 }
 
 /// `netback top`.
-fn top(url: &str, interval: Duration, once: bool) -> Result<(), String> {
+fn run_top(url: &str, interval: Duration, once: bool) -> Result<(), String> {
     use std::io::Write as _;
     let timeout = interval.clamp(Duration::from_millis(500), Duration::from_secs(5));
     if once {
-        let s = metrics::scrape(url, timeout).map_err(|e| e.to_string())?;
-        print!("{}", netback::top::render(&netback::top::frame(&s), url));
+        let s = scrape::scrape(url, timeout).map_err(|e| e.to_string())?;
+        print!("{}", top::render(&top::frame(&s), url));
         return Ok(());
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -787,8 +565,8 @@ fn top(url: &str, interval: Duration, once: bool) -> Result<(), String> {
     }
     let mut stdout = std::io::stdout();
     while !stop.load(Ordering::Relaxed) {
-        let body = match metrics::scrape(url, timeout) {
-            Ok(s) => netback::top::render(&netback::top::frame(&s), url),
+        let body = match scrape::scrape(url, timeout) {
+            Ok(s) => top::render(&top::frame(&s), url),
             Err(e) => format!("netback top — {url}\n{e}\n(retrying every {interval:?})\n"),
         };
         // Home, clear screen, frame.
@@ -805,4 +583,48 @@ fn top(url: &str, interval: Duration, once: bool) -> Result<(), String> {
     }
     println!();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// The values of the `NETBACK_ARGS="..."` assignments in `text`.
+    fn netback_args(text: &str) -> Vec<&str> {
+        text.split("NETBACK_ARGS=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('"').map(|(args, _)| args))
+            .collect()
+    }
+
+    /// What the systemd unit (`ExecStart=netback $NETBACK_ARGS`, split at whitespace) runs
+    /// with the flags the docs give must be a `serve` on Xen that clap accepts.
+    #[test]
+    fn the_documented_netback_args_are_a_valid_serve_command_line() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let unit = std::fs::read_to_string(root.join("xen-build/deploy/netback.service"))
+            .expect("the systemd unit");
+        assert!(unit.contains("ExecStart=/usr/local/sbin/netback $NETBACK_ARGS\n"));
+        for file in ["docs/operations.md", "xen-build/deploy/netback.service"] {
+            let text = std::fs::read_to_string(root.join(file)).expect(file);
+            let found = netback_args(&text);
+            assert!(!found.is_empty(), "{file}: no NETBACK_ARGS example");
+            for args in found {
+                let argv = std::iter::once("netback").chain(args.split_whitespace());
+                let cli = Cli::try_parse_from(argv)
+                    .unwrap_or_else(|e| panic!("{file}: NETBACK_ARGS=\"{args}\":\n{e}"));
+                let Cmd::Serve { platform, sla, .. } = cli.cmd else {
+                    panic!("{file}: NETBACK_ARGS=\"{args}\" is not `serve`");
+                };
+                assert!(matches!(platform.platform, PlatformKind::Xen), "{args}");
+                assert!(sla.is_some(), "{args}");
+            }
+        }
+    }
 }

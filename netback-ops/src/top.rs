@@ -1,12 +1,12 @@
 //! `netback top`: a per-vif table of rates, budgets and drops, built from a scrape of the
-//! metrics endpoint ([`crate::metrics`]). Plain text; the CLI clears the screen with
+//! metrics endpoint ([`crate::scrape()`]). Plain text; the CLI clears the screen with
 //! ANSI codes between frames.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
-use crate::metrics::{name, Sample};
+use crate::metric as name;
+use crate::Sample;
 
 /// One vif's line.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -74,7 +74,7 @@ pub fn frame(samples: &[Sample]) -> Frame {
     let mut rows: BTreeMap<(u64, u64, String), Row> = BTreeMap::new();
     let mut alloc: Option<AllocatorLine> = None;
     for s in samples {
-        if let Some(v) = s.label("vif") {
+        if let Some(v) = s.label(name::LABEL_VIF) {
             let r = rows.entry(vif_key(v)).or_insert_with(|| Row {
                 vif: v.to_string(),
                 ..Row::default()
@@ -188,36 +188,10 @@ pub fn render(f: &Frame, source: &str) -> String {
     out
 }
 
-/// Parses an interval: a positive number with an optional unit `ms`, `s` (default) or
-/// `m` (`1s`, `500ms`, `0.5`).
-pub fn parse_interval(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("interval {text:?}: expected e.g. 1s, 500ms"))?;
-    let secs = v * mult;
-    if !secs.is_finite() || !(0.05..=3600.0).contains(&secs) {
-        return Err(format!(
-            "interval {text:?}: must be between 50ms and 1 hour"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::parse_exposition;
+    use crate::parse_exposition;
 
     #[test]
     fn frame_from_samples() {
@@ -248,15 +222,5 @@ dbavm_allocator_cost_seconds_total 0.001
         );
         assert!(out.contains("10 rounds"));
         assert!(out.contains("mean 100.0 µs"));
-    }
-
-    #[test]
-    fn intervals() {
-        assert_eq!(parse_interval("1s").unwrap(), Duration::from_secs(1));
-        assert_eq!(parse_interval("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_interval("2").unwrap(), Duration::from_secs(2));
-        for bad in ["", "x", "-1s", "0", "10ms", "2h", "NaN"] {
-            assert!(parse_interval(bad).is_err(), "{bad:?}");
-        }
     }
 }

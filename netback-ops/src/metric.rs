@@ -1,0 +1,81 @@
+//! The metric names and labels the operator side reads. The daemon's table of families
+//! (`netback::metrics::FAMILIES`, with each family's help text) is the authority; a test
+//! in `netback` checks that every name in [`READ_PER_VIF`] and [`READ_DAEMON`] is
+//! exported there, per vif or daemon-wide as listed.
+
+/// Label naming the vif of a per-vif sample (`vif1.0`).
+pub const LABEL_VIF: &str = "vif";
+
+/// Rings connected (1) or not (0).
+pub const VIF_CONNECTED: &str = "dbavm_vif_connected";
+/// Guest → port bits/s over the daemon's sampling interval.
+pub const VIF_TX_BPS: &str = "dbavm_vif_tx_bits_per_second";
+/// Guest → port packets/s.
+pub const VIF_TX_PPS: &str = "dbavm_vif_tx_packets_per_second";
+/// Port → guest bits/s.
+pub const VIF_RX_BPS: &str = "dbavm_vif_rx_bits_per_second";
+/// Port → guest packets/s.
+pub const VIF_RX_PPS: &str = "dbavm_vif_rx_packets_per_second";
+/// Budget, bits/s.
+pub const VIF_BUDGET_BPS: &str = "dbavm_vif_budget_bits_per_second";
+/// Budget, packets/s.
+pub const VIF_BUDGET_PPS: &str = "dbavm_vif_budget_packets_per_second";
+/// Budget, byte bucket depth.
+pub const VIF_BUDGET_BURST_BYTES: &str = "dbavm_vif_budget_burst_bytes";
+/// Budget, packet bucket depth.
+pub const VIF_BUDGET_BURST_PACKETS: &str = "dbavm_vif_budget_burst_packets";
+/// Guest → port drops in the backend, one sample per reason.
+pub const VIF_TX_DROPPED: &str = "dbavm_vif_tx_dropped_packets_total";
+/// Port → guest drops in the backend, one sample per reason.
+pub const VIF_RX_DROPPED: &str = "dbavm_vif_rx_dropped_packets_total";
+/// Drops the frontend reports (untrusted hint).
+pub const VIF_FRONT_DROPPED: &str = "dbavm_vif_front_dropped_packets_total";
+/// SLA in force: priority class.
+pub const VIF_SLA_PRIORITY: &str = "dbavm_vif_sla_priority";
+/// SLA in force: minimum bits/s.
+pub const VIF_SLA_MIN_BPS: &str = "dbavm_vif_sla_min_bits_per_second";
+/// SLA in force: maximum bits/s.
+pub const VIF_SLA_MAX_BPS: &str = "dbavm_vif_sla_max_bits_per_second";
+/// Allocation rounds completed.
+pub const ALLOC_ROUNDS: &str = "dbavm_allocator_rounds_total";
+/// Time spent in allocation rounds, seconds.
+pub const ALLOC_COST: &str = "dbavm_allocator_cost_seconds_total";
+/// Time spent in the most recent round, seconds.
+pub const ALLOC_LAST_COST: &str = "dbavm_allocator_last_round_seconds";
+/// The last round could not meet every minimum.
+pub const ALLOC_OVERCOMMITTED: &str = "dbavm_allocator_overcommitted";
+
+/// The per-vif names above (samples labelled [`LABEL_VIF`]).
+pub const READ_PER_VIF: &[&str] = &[
+    VIF_CONNECTED,
+    VIF_TX_BPS,
+    VIF_TX_PPS,
+    VIF_RX_BPS,
+    VIF_RX_PPS,
+    VIF_BUDGET_BPS,
+    VIF_BUDGET_PPS,
+    VIF_BUDGET_BURST_BYTES,
+    VIF_BUDGET_BURST_PACKETS,
+    VIF_TX_DROPPED,
+    VIF_RX_DROPPED,
+    VIF_FRONT_DROPPED,
+    VIF_SLA_PRIORITY,
+    VIF_SLA_MIN_BPS,
+    VIF_SLA_MAX_BPS,
+];
+
+/// The daemon-wide names above (unlabelled samples).
+pub const READ_DAEMON: &[&str] = &[
+    ALLOC_ROUNDS,
+    ALLOC_COST,
+    ALLOC_LAST_COST,
+    ALLOC_OVERCOMMITTED,
+];
+
+/// The value of `metric` for vif `vif` (`vif1.0`) in a scrape.
+pub fn vif_value(samples: &[crate::Sample], metric: &str, vif: &str) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.name == metric && s.label(LABEL_VIF) == Some(vif))
+        .map(|s| s.value)
+}
