@@ -460,8 +460,8 @@ fn toolstack_xs(p: &PlatformArgs) -> Result<(XsClient, DomId), String> {
         PlatformKind::Local => Ok((local(p)?.xenstore, p.domid)),
         PlatformKind::Xen => {
             let xs = XsClient::open_default().map_err(|e| format!("xenstore: {e}"))?;
-            // Our own xenstore home's `domid` key (dom0 has none).
-            let d = hypervisor::platform::own_domid(&xs).unwrap_or(DomId::DOM0);
+            let d = hypervisor::platform::driver_domid(&xs)
+                .map_err(|e| format!("our domain id: {e}"))?;
             Ok((xs, d))
         }
     }
