@@ -8,12 +8,12 @@
 //!   ([`Call::Reply`]): the tag `u8 0` then `T`'s fields, with [`Call::FDS`]
 //!   descriptors attached; or the tag `u8 1` then a [`Refusal`].
 //!
-//! Encoding and decoding live here only: the hypervisor ([`server`](super::server))
-//! decodes requests and encodes replies, a domain ([`client`](super::client)) the
-//! reverse. Decoding never panics and never allocates more than the message's own
-//! size, whatever the counts inside say; it accepts exactly the bytes `encode`
-//! produces (booleans are 0 or 1, no trailing bytes), so for every message `m`,
-//! `decode(&m.encode()) == Ok(m)`.
+//! Encoding and decoding live here only: the hypervisor
+//! ([`LocalHypervisor`](super::LocalHypervisor)) decodes requests and encodes replies,
+//! a domain ([`Domain`](super::Domain)) the reverse. Decoding never panics and never
+//! allocates more than the message's own size, whatever the counts inside say; it
+//! accepts exactly the bytes `encode` produces (booleans are 0 or 1, no trailing
+//! bytes), so for every message `m`, `decode(&m.encode()) == Ok(m)`.
 
 use std::ops::RangeInclusive;
 
@@ -502,10 +502,16 @@ impl Request {
         out
     }
 
+    /// The op code of message `msg`, known or not (the first field alone).
+    pub fn code(msg: &[u8]) -> Result<u16, ProtoError> {
+        let mut input = msg;
+        input.u16()
+    }
+
     /// Decodes one whole message.
     pub fn decode(msg: &[u8]) -> Result<Request, ProtoError> {
-        let mut input = msg;
-        let code = input.u16()?;
+        let code = Request::code(msg)?;
+        let input = &msg[2..];
         let op = Op::from_code(code).ok_or(ProtoError::UnknownOp(code))?;
         Ok(match op {
             Op::Hello => Request::Hello(whole(input)?),

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::proto::{
     Access, Accessed, AllocUnbound, Attached, Bind, Bound, Call, Claim, Done, Fields, Hello, Map,
-    Mapped, MappedPage, Ping, ProtoError, Refusal, Reply, Request, Revoke, Share, Shared, Table,
-    TableOpened, Unbind, Xenstore,
+    Mapped, MappedPage, Op, Ping, ProtoError, Refusal, Reply, Request, Revoke, Share, Shared,
+    Table, TableOpened, Unbind, Xenstore,
 };
 use super::sys;
 use super::table;
@@ -238,7 +238,20 @@ impl Denied {
             Denied::NotYours { .. } => GntStatus::PERMISSION_DENIED,
             Denied::NoClaim | Denied::Reserved(_) | Denied::NoDomain(_) => GntStatus::BAD_DOMAIN,
             Denied::NoAllocation(_) => GntStatus::BAD_HANDLE,
-            _ => GntStatus::GENERAL_ERROR,
+            Denied::Malformed(_)
+            | Denied::UnknownOp(_)
+            | Denied::TooLarge
+            | Denied::NotAttached
+            | Denied::AlreadyAttached
+            | Denied::PageCount(_)
+            | Denied::TableFull
+            | Denied::AllocIdsExhausted
+            | Denied::RefCount(_)
+            | Denied::TooManyAllocations
+            | Denied::NoPort { .. }
+            | Denied::NotUnbound { .. }
+            | Denied::NoXenstore
+            | Denied::Io(_) => GntStatus::GENERAL_ERROR,
         }
     }
 }
@@ -558,33 +571,23 @@ fn handle(
     conn: u64,
     msg: &[u8],
 ) -> Message {
+    // Before HELLO, any other operation is refused whatever its fields.
+    if me.is_none() && Request::code(msg).is_ok_and(|c| c != Op::Hello as u16) {
+        return refused(Denied::NotAttached);
+    }
     let req = match Request::decode(msg) {
         Ok(r) => r,
         Err(e) => return refused(e.into()),
     };
-    let Some(id) = *me else {
-        return match req {
-            Request::Hello(h) => answer(hello(inner, me, assigned, h)),
-            _ => refused(Denied::NotAttached),
-        };
-    };
-    let c = Caller {
-        inner,
-        me: id,
-        conn,
-    };
-    match req {
-        Request::Hello(h) => answer(hello(inner, me, assigned, h)),
-        Request::Share(r) => c.run(r, Caller::share),
-        Request::Revoke(r) => c.run(r, Caller::revoke),
-        Request::Table(r) => c.run(r, Caller::table),
-        Request::Access(r) => c.run(r, Caller::access),
-        Request::Map(r) => c.run(r, Caller::map),
-        Request::AllocUnbound(r) => c.run(r, Caller::alloc_unbound),
-        Request::Bind(r) => c.run(r, Caller::bind),
-        Request::Unbind(r) => c.run(r, Caller::unbind),
-        Request::Xenstore(r) => c.run(r, Caller::xenstore),
-        Request::Ping(r) => c.run(r, Caller::ping),
+    match (req, *me) {
+        (Request::Hello(h), _) => answer(hello(inner, me, assigned, h)),
+        (_, None) => refused(Denied::NotAttached),
+        (req, Some(id)) => Caller {
+            inner,
+            me: id,
+            conn,
+        }
+        .dispatch(req),
     }
 }
 
@@ -623,6 +626,23 @@ struct Caller<'a> {
 }
 
 impl Caller<'_> {
+    /// One operation's handler, its reply encoded.
+    fn dispatch(&self, req: Request) -> Message {
+        match req {
+            Request::Hello(_) => refused(Denied::AlreadyAttached),
+            Request::Share(r) => self.run(r, Caller::share),
+            Request::Revoke(r) => self.run(r, Caller::revoke),
+            Request::Table(r) => self.run(r, Caller::table),
+            Request::Access(r) => self.run(r, Caller::access),
+            Request::Map(r) => self.run(r, Caller::map),
+            Request::AllocUnbound(r) => self.run(r, Caller::alloc_unbound),
+            Request::Bind(r) => self.run(r, Caller::bind),
+            Request::Unbind(r) => self.run(r, Caller::unbind),
+            Request::Xenstore(r) => self.run(r, Caller::xenstore),
+            Request::Ping(r) => self.run(r, Caller::ping),
+        }
+    }
+
     /// Runs the handler of request `C` and encodes its reply.
     fn run<C: Call>(&self, req: C, handler: fn(&Self, C) -> Answer<C::Reply>) -> Message {
         let a = handler(self, req);
