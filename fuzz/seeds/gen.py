@@ -138,3 +138,9 @@ put("netfront_rx", "extra_after_last", rxslot(0, 0, EXTRA, 100) + gso_slot(536, 
 put("netfront_rx", "errors", rxslot(0, 0, MORE, 100) + rxslot(1, 0, MORE, -1) + rxslot(2, 0, 0, 10)
     + rxslot(3, 4000, 0, 200) + rxslot(4, 0, 0, 0) + rxslot(5, 0, 0, 64))
 put("netfront_rx", "too_long", b"".join(rxslot(i, 0, MORE, 4096) for i in range(16)) + rxslot(16, 0, 0, 4096) + rxslot(17, 0, 0, 1))
+
+# --- local_proto: one message of the local hypervisor protocol (xen_local::proto) ---
+u16 = lambda v: struct.pack("<H", v & 0xFFFF)
+put("local_proto", "map_request", u16(6) + u16(3) + b"\x01" + u32(2) + u32(10) + u32(11))
+put("local_proto", "share_reply", b"\x00" + u32(7) + u32(2) + u32(8) + u32(9))
+put("local_proto", "refusal", b"\x01" + struct.pack("<h", -3) + b"gref 70000: reference outside the grant table")

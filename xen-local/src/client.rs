@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
-use super::proto::*;
+use super::proto::{self, Call, Claim, Hello, Ping, ProtoError, Refusal, Reply, Request, Revoke};
 use super::sys;
 use super::table;
 use hypervisor::grant::{
@@ -20,10 +20,24 @@ use xen_ids::DomId;
 /// Why a call to the local hypervisor failed.
 #[derive(Debug)]
 pub(crate) enum CallError {
-    /// The socket failed (the hypervisor is gone).
+    /// The socket failed (the hypervisor is gone) or the reply was malformed.
     Io(io::Error),
     /// The hypervisor refused.
-    Refused(GntStatus, String),
+    Refused(Refusal),
+}
+
+impl CallError {
+    fn invalid(why: &str) -> CallError {
+        CallError::Io(io::Error::new(io::ErrorKind::InvalidData, why.to_string()))
+    }
+
+    /// The grant status a copy reports for this failure.
+    fn copy_status(self) -> GntStatus {
+        match self {
+            CallError::Refused(r) => r.status,
+            CallError::Io(_) => GntStatus::GENERAL_ERROR,
+        }
+    }
 }
 
 impl From<io::Error> for CallError {
@@ -32,8 +46,8 @@ impl From<io::Error> for CallError {
     }
 }
 
-impl From<Malformed> for CallError {
-    fn from(e: Malformed) -> Self {
+impl From<ProtoError> for CallError {
+    fn from(e: ProtoError) -> Self {
         CallError::Io(io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
@@ -44,11 +58,13 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Send `req`, wait for the reply: `(reply fields, descriptors)`.
-    pub(crate) fn call(&self, req: &Writer) -> Result<(Vec<u8>, Vec<OwnedFd>), CallError> {
+    /// Send `req`, wait for its reply and the descriptors that came with it (as many
+    /// as the operation promises, [`Call::FDS`]).
+    pub(crate) fn call<C: Call>(&self, req: C) -> Result<(C::Reply, Vec<OwnedFd>), CallError> {
+        let msg = Request::encode(&req.into());
         let mut g = self.sock.lock().unwrap_or_else(|p| p.into_inner());
         let (sock, buf) = &mut *g;
-        sys::send_msg(sock.as_raw_fd(), &req.buf, &[])?;
+        sys::send_msg(sock.as_raw_fd(), &msg, &[])?;
         let r = sys::recv_msg(sock.as_raw_fd(), buf)?;
         if r.len == 0 {
             return Err(CallError::Io(io::Error::new(
@@ -57,29 +73,36 @@ impl Conn {
             )));
         }
         if r.truncated {
-            return Err(Malformed("reply too large").into());
+            return Err(CallError::invalid("reply too large"));
         }
-        let mut rd = Reader::new(&buf[..r.len]);
-        match rd.u8()? {
-            0 => Ok((rd.rest().to_vec(), r.fds)),
-            1 => {
-                let st = GntStatus(rd.i16()?);
-                let msg = String::from_utf8_lossy(rd.rest()).into_owned();
-                Err(CallError::Refused(st, msg))
-            }
-            _ => Err(Malformed("bad reply tag").into()),
+        match Reply::<C::Reply>::decode(&buf[..r.len])? {
+            Reply::Refused(refusal) => Err(CallError::Refused(refusal)),
+            Reply::Ok(_) if !C::FDS.contains(&r.fds.len()) => Err(CallError::invalid(
+                "wrong number of descriptors in the reply",
+            )),
+            Reply::Ok(reply) => Ok((reply, r.fds)),
         }
+    }
+
+    /// [`call`](Self::call) for an operation whose reply carries one descriptor.
+    pub(crate) fn call_with_fd<C: Call>(&self, req: C) -> Result<(C::Reply, OwnedFd), CallError> {
+        debug_assert_eq!(C::FDS, 1..=1);
+        let (reply, mut fds) = self.call(req)?;
+        let fd = fds
+            .pop()
+            .ok_or_else(|| CallError::invalid("no descriptor in the reply"))?;
+        Ok((reply, fd))
     }
 }
 
 fn grant_err(op: &'static str, domid: DomId, gref: GrantRef) -> impl Fn(CallError) -> GrantError {
     move |e| match e {
         CallError::Io(e) => GrantError::io(op, e),
-        CallError::Refused(status, reason) => GrantError::Refused {
+        CallError::Refused(r) => GrantError::Refused {
             domid,
             gref,
-            status,
-            reason,
+            status: r.status,
+            reason: r.reason,
         },
     }
 }
@@ -125,12 +148,12 @@ impl Domain {
     /// Attach to a `local-hypervisor` daemon listening at `path`, as domain `domid`.
     pub fn attach(path: &Path, domid: DomId) -> io::Result<Domain> {
         let fd = sys::seqpacket_connect(path)?;
-        Self::hello(fd, domid.0)
+        Self::hello(fd, Claim::Domain(domid))
     }
 
     /// Use a connection made by [`LocalHypervisor::connect`](super::LocalHypervisor::connect).
     pub fn from_fd(fd: OwnedFd) -> io::Result<Domain> {
-        Self::hello(fd, DOMID_ASSIGNED)
+        Self::hello(fd, Claim::Assigned)
     }
 
     /// In a process started by
@@ -176,23 +199,14 @@ impl Domain {
         Self::from_fd(fd)
     }
 
-    fn hello(fd: OwnedFd, claim: u16) -> io::Result<Domain> {
+    fn hello(fd: OwnedFd, claim: Claim) -> io::Result<Domain> {
         let conn = Arc::new(Conn {
             sock: Mutex::new((fd, vec![0u8; sys::MAX_MSG])),
         });
-        let mut w = Writer::op(OP_HELLO);
-        w.u16(claim);
-        let (reply, _) = conn.call(&w).map_err(|e| match e {
-            CallError::Io(e) => e,
-            CallError::Refused(st, m) => {
-                io::Error::new(io::ErrorKind::PermissionDenied, format!("{st}: {m}"))
-            }
-        })?;
-        let domid = DomId(
-            Reader::new(&reply)
-                .u16()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
-        );
+        let (attached, _) = conn
+            .call(Hello { claim })
+            .map_err(io_err(io::ErrorKind::PermissionDenied))?;
+        let domid = attached.domid;
         Ok(Domain {
             conn,
             domid,
@@ -214,30 +228,27 @@ impl Domain {
     /// A round trip to the hypervisor that does nothing (measures the daemon's cost).
     pub fn ping(&self) -> io::Result<()> {
         self.conn
-            .call(&Writer::op(OP_PING))
+            .call(Ping)
             .map(drop)
-            .map_err(|e| match e {
-                CallError::Io(e) => e,
-                CallError::Refused(st, m) => io::Error::other(format!("{st}: {m}")),
-            })
+            .map_err(io_err(io::ErrorKind::Other))
     }
 
     /// A connection to the xenstore server attached to the hypervisor, speaking the
     /// xenstore wire protocol as this domain.
     pub fn xenstore(&self) -> io::Result<UnixStream> {
-        let (_, mut fds) = self
+        let (_, fd) = self
             .conn
-            .call(&Writer::op(OP_XENSTORE))
-            .map_err(|e| match e {
-                CallError::Io(e) => e,
-                CallError::Refused(st, m) => {
-                    io::Error::new(io::ErrorKind::NotFound, format!("{st}: {m}"))
-                }
-            })?;
-        let fd = fds.pop().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, "no xenstore socket in reply")
-        })?;
+            .call_with_fd(proto::Xenstore)
+            .map_err(io_err(io::ErrorKind::NotFound))?;
         Ok(UnixStream::from(fd))
+    }
+}
+
+/// An I/O error for a failed call; a refusal becomes one of `kind`.
+fn io_err(kind: io::ErrorKind) -> impl Fn(CallError) -> io::Error {
+    move |e| match e {
+        CallError::Io(e) => e,
+        CallError::Refused(r) => io::Error::new(kind, format!("{}: {}", r.status, r.reason)),
     }
 }
 
@@ -263,11 +274,9 @@ impl LocalSharedPages {
         if self.mem.take().is_none() {
             return Ok(());
         }
-        let mut w = Writer::op(OP_REVOKE);
-        w.u32(self.alloc);
         let first = self.grefs.first().copied().unwrap_or(GrantRef(0));
         self.conn
-            .call(&w)
+            .call(Revoke { alloc: self.alloc })
             .map(drop)
             .map_err(grant_err("revoke", self.peer, first))
     }
@@ -317,28 +326,16 @@ impl GrantShare for Domain {
                     super::server::MAX_SHARE_PAGES
                 ))
             })?;
-        let mut w = Writer::op(OP_SHARE);
-        w.u16(peer.0).u8(u8::from(access.is_writable())).u32(n);
-        let (reply, mut fds) =
-            self.conn
-                .call(&w)
-                .map_err(grant_err("share", self.domid, GrantRef(0)))?;
-        let bad = |m: &str| {
-            GrantError::io(
-                "share",
-                io::Error::new(io::ErrorKind::InvalidData, m.to_string()),
-            )
+        let req = proto::Share {
+            peer,
+            writable: access.is_writable(),
+            pages: n,
         };
-        let mut r = Reader::new(&reply);
-        let alloc = r.u32().map_err(|e| bad(e.0))?;
-        let count = r.u32().map_err(|e| bad(e.0))?;
-        let grefs: Vec<GrantRef> = r
-            .u32s(count)
-            .map_err(|e| bad(e.0))?
-            .into_iter()
-            .map(GrantRef)
-            .collect();
-        let fd = fds.pop().ok_or_else(|| bad("no memfd in reply"))?;
+        let (proto::Shared { alloc, grefs }, fd) = self
+            .conn
+            .call_with_fd(req)
+            .map_err(grant_err("share", self.domid, GrantRef(0)))?;
+        let count = grefs.len();
         let mut shared = LocalSharedPages {
             conn: self.conn.clone(),
             alloc,
@@ -347,8 +344,14 @@ impl GrantShare for Domain {
             peer,
             access,
         };
-        if count != n {
-            return Err(bad("wrong number of grant references"));
+        if count != pages {
+            return Err(GrantError::io(
+                "share",
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "wrong number of grant references",
+                ),
+            ));
         }
         // On failure, dropping `shared` (mem None) would skip the revoke: do it here.
         match sys::mmap_fd(fd.as_fd(), pages * PAGE_SIZE, 0, true) {
@@ -357,9 +360,7 @@ impl GrantShare for Domain {
                 Ok(shared)
             }
             Err(e) => {
-                let mut w = Writer::op(OP_REVOKE);
-                w.u32(alloc);
-                let _ = self.conn.call(&w);
+                let _ = self.conn.call(Revoke { alloc });
                 Err(GrantError::io("mmap of shared pages", e))
             }
         }
@@ -401,37 +402,26 @@ impl GrantMap for Domain {
         refs: &[GrantRef],
         access: Access,
     ) -> Result<LocalMapping, GrantError> {
-        let n = u32::try_from(refs.len())
-            .ok()
-            .filter(|&n| n > 0 && n <= super::server::MAX_MAP_REFS)
-            .ok_or_else(|| {
-                GrantError::InvalidArgument(format!(
-                    "reference count {} not in 1..={}",
-                    refs.len(),
-                    super::server::MAX_MAP_REFS
-                ))
-            })?;
-        let mut w = Writer::op(OP_MAP);
-        w.u16(peer.0).u8(u8::from(access.is_writable())).u32(n);
-        for g in refs {
-            w.u32(g.0);
+        if refs.is_empty() || refs.len() > super::server::MAX_MAP_REFS as usize {
+            return Err(GrantError::InvalidArgument(format!(
+                "reference count {} not in 1..={}",
+                refs.len(),
+                super::server::MAX_MAP_REFS
+            )));
         }
-        let (reply, fds) = self.conn.call(&w).map_err(|e| match e {
+        let req = proto::Map {
+            peer,
+            writable: access.is_writable(),
+            refs: refs.to_vec(),
+        };
+        let (mapped, fds) = self.conn.call(req).map_err(|e| match e {
             CallError::Io(e) => GrantError::io("map", e),
-            CallError::Refused(status, reason) => {
-                // The hypervisor names the refused reference as "gref N: ...".
-                let gref = reason
-                    .strip_prefix("gref ")
-                    .and_then(|s| s.split(':').next())
-                    .and_then(|s| s.parse().ok())
-                    .map_or(refs[0], GrantRef);
-                GrantError::Refused {
-                    domid: peer,
-                    gref,
-                    status,
-                    reason,
-                }
-            }
+            CallError::Refused(r) => GrantError::Refused {
+                domid: peer,
+                gref: r.gref().unwrap_or(refs[0]),
+                status: r.status,
+                reason: r.reason,
+            },
         })?;
         let bad = |m: &str| {
             GrantError::io(
@@ -439,19 +429,15 @@ impl GrantMap for Domain {
                 io::Error::new(io::ErrorKind::InvalidData, m.to_string()),
             )
         };
-        let mut r = Reader::new(&reply);
-        let count = r.u32().map_err(|e| bad(e.0))?;
-        if count != n {
+        if mapped.pages.len() != refs.len() {
             return Err(bad("wrong number of pages in reply"));
         }
         let mut pieces = Vec::with_capacity(refs.len());
-        for _ in 0..count {
-            let idx = r.u32().map_err(|e| bad(e.0))? as usize;
-            let page = r.u32().map_err(|e| bad(e.0))?;
+        for p in &mapped.pages {
             let fd = fds
-                .get(idx)
+                .get(p.fd_index as usize)
                 .ok_or_else(|| bad("descriptor index out of range"))?;
-            pieces.push((fd.as_fd(), u64::from(page) * PAGE_SIZE as u64));
+            pieces.push((fd.as_fd(), u64::from(p.page) * PAGE_SIZE as u64));
         }
         let mem = sys::mmap_pieces(&pieces, PAGE_SIZE, access.is_writable())
             .map_err(|e| GrantError::io("mmap of granted pages", e))?;
@@ -492,19 +478,12 @@ impl CopyCache {
         if let Some(i) = self.peers.iter().position(|p| p.domid == domid) {
             return Ok(i);
         }
-        let mut w = Writer::op(OP_TABLE);
-        w.u16(domid.0);
-        let (reply, mut fds) = conn.call(&w).map_err(|e| match e {
-            CallError::Refused(st, _) => st,
-            CallError::Io(_) => GntStatus::GENERAL_ERROR,
-        })?;
-        let cap = Reader::new(&reply)
-            .u32()
-            .map_err(|_| GntStatus::GENERAL_ERROR)?;
-        if cap != table::CAPACITY {
+        let (opened, fd) = conn
+            .call_with_fd(proto::Table { peer: domid })
+            .map_err(CallError::copy_status)?;
+        if opened.capacity != table::CAPACITY {
             return Err(GntStatus::GENERAL_ERROR);
         }
-        let fd = fds.pop().ok_or(GntStatus::GENERAL_ERROR)?;
         let table = sys::mmap_fd(fd.as_fd(), table::TABLE_BYTES, 0, false)
             .map_err(|_| GntStatus::GENERAL_ERROR)?;
         self.peers.push(PeerGrants {
@@ -520,24 +499,25 @@ impl CopyCache {
 impl PeerGrants {
     /// Ask the hypervisor for access to `gref` and cache it.
     fn fetch(&mut self, conn: &Conn, gref: u32) -> Result<&CachedGrant, GntStatus> {
-        let mut w = Writer::op(OP_ACCESS);
-        w.u16(self.domid.0).u32(gref);
-        let (reply, mut fds) = conn.call(&w).map_err(|e| match e {
-            CallError::Refused(st, _) => st,
-            CallError::Io(_) => GntStatus::GENERAL_ERROR,
-        })?;
-        let mut r = Reader::new(&reply);
-        let parse = |r: &mut Reader<'_>| -> Result<(u32, u32, u32, bool), Malformed> {
-            Ok((r.u32()?, r.u32()?, r.u32()?, r.bool()?))
+        let req = proto::Access {
+            peer: self.domid,
+            gref: GrantRef(gref),
         };
-        let (alloc, pages, page, writable) = parse(&mut r).map_err(|_| GntStatus::GENERAL_ERROR)?;
+        let (
+            proto::Accessed {
+                alloc,
+                pages,
+                page,
+                writable,
+            },
+            fd,
+        ) = conn.call_with_fd(req).map_err(CallError::copy_status)?;
         if page >= pages {
             return Err(GntStatus::GENERAL_ERROR);
         }
         let mem = match self.allocs.get(&alloc).and_then(Weak::upgrade) {
             Some(m) if m.is_writable() == writable => m,
             _ => {
-                let fd = fds.pop().ok_or(GntStatus::GENERAL_ERROR)?;
                 let m = sys::mmap_fd(fd.as_fd(), pages as usize * PAGE_SIZE, 0, writable)
                     .map_err(|_| GntStatus::GENERAL_ERROR)?;
                 let m = Arc::new(m);

@@ -48,7 +48,7 @@ const ARMED: u32 = (libc::EPOLLIN | libc::EPOLLONESHOT) as u32;
 fn call_err(op: &'static str) -> impl Fn(CallError) -> EvtchnError {
     move |e| match e {
         CallError::Io(source) => EvtchnError::Io { op, source },
-        CallError::Refused(_, m) => EvtchnError::Refused(m),
+        CallError::Refused(r) => EvtchnError::Refused(r.reason),
     }
 }
 
@@ -70,14 +70,11 @@ impl Domain {
 impl LocalEventChannels {
     fn add(
         &self,
-        reply: &[u8],
+        reply: Bound,
         mut fds: Vec<OwnedFd>,
         op: &'static str,
     ) -> Result<Port, EvtchnError> {
-        let port = Reader::new(reply).u32().map_err(|e| EvtchnError::Io {
-            op,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        })?;
+        let port = reply.port.0;
         if fds.len() != 2 {
             return Err(EvtchnError::Io {
                 op,
@@ -124,17 +121,15 @@ impl AsFd for LocalEventChannels {
 
 impl EventChannels for LocalEventChannels {
     fn alloc_unbound(&self, peer: DomId) -> Result<Port, EvtchnError> {
-        let mut w = Writer::op(OP_ALLOC_UNBOUND);
-        w.u16(peer.0);
-        let (reply, fds) = self.conn.call(&w).map_err(call_err("alloc_unbound"))?;
-        self.add(&reply, fds, "alloc_unbound")
+        let req = AllocUnbound { peer };
+        let (reply, fds) = self.conn.call(req).map_err(call_err("alloc_unbound"))?;
+        self.add(reply, fds, "alloc_unbound")
     }
 
     fn bind_interdomain(&self, peer: DomId, remote: Port) -> Result<Port, EvtchnError> {
-        let mut w = Writer::op(OP_BIND);
-        w.u16(peer.0).u32(remote.0);
-        let (reply, fds) = self.conn.call(&w).map_err(call_err("bind_interdomain"))?;
-        self.add(&reply, fds, "bind_interdomain")
+        let req = Bind { peer, remote };
+        let (reply, fds) = self.conn.call(req).map_err(call_err("bind_interdomain"))?;
+        self.add(reply, fds, "bind_interdomain")
     }
 
     fn notify(&self, port: Port) -> Result<(), EvtchnError> {
@@ -161,9 +156,8 @@ impl EventChannels for LocalEventChannels {
             0,
             0,
         );
-        let mut w = Writer::op(OP_UNBIND);
-        w.u32(port.0);
-        self.conn.call(&w).map(drop).map_err(call_err("unbind"))
+        let req = Unbind { port };
+        self.conn.call(req).map(drop).map_err(call_err("unbind"))
     }
 
     fn pending(&self, out: &mut [Port]) -> Result<usize, EvtchnError> {

@@ -56,7 +56,7 @@
 mod client;
 mod evtchn;
 pub mod host;
-mod proto;
+pub mod proto;
 mod server;
 mod sys;
 pub mod table;

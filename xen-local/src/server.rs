@@ -12,10 +12,15 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::proto::*;
+use super::proto::{
+    Access, Accessed, AllocUnbound, Attached, Bind, Bound, Call, Claim, Done, Fields, Hello, Map,
+    Mapped, MappedPage, Op, Ping, ProtoError, Refusal, Reply, Request, Revoke, Share, Shared,
+    Table, TableOpened, Unbind, Xenstore,
+};
 use super::sys;
 use super::table;
-use hypervisor::grant::{GntStatus, SharedMem, PAGE_SIZE};
+use hypervisor::evtchn::Port;
+use hypervisor::grant::{GntStatus, GrantRef, SharedMem, PAGE_SIZE};
 use xen_ids::DomId;
 
 /// The most pages one `share` call may allocate (16 MiB).
@@ -134,6 +139,24 @@ impl Dom {
             .expect("gref < CAPACITY")
     }
 
+    /// Xen's checks on reference `gref` for `me` (in the table, granted to `me`, writable
+    /// if `write`): its allocation, page index and whether the grant is read-only.
+    fn granted(&self, gref: u32, me: DomId, write: bool) -> Result<(u32, u32, bool), Verdict> {
+        table::check_gref(gref)?;
+        let c = table::check(self.entry(gref), me, write)?;
+        let &(alloc, page) = self.grefs.get(&gref).ok_or(NOT_IN_USE)?;
+        debug_assert_eq!(alloc, c.alloc);
+        Ok((alloc, page, c.readonly))
+    }
+
+    /// Adds a port, returning its number.
+    fn add_port(&mut self, p: PortState) -> u32 {
+        let port = self.next_port;
+        self.next_port += 1;
+        self.ports.insert(port, p);
+        port
+    }
+
     fn revoke(&mut self, alloc: u32) -> Option<Alloc> {
         let a = self.allocs.remove(&alloc)?;
         for &g in &a.grefs {
@@ -153,22 +176,110 @@ struct State {
     connections: usize,
 }
 
-type Refusal = (GntStatus, String);
+/// A grant-table verdict: Xen's status and why.
+type Verdict = (GntStatus, &'static str);
 
-fn refuse<T>(status: GntStatus, msg: impl Into<String>) -> Result<T, Refusal> {
-    Err((status, msg.into()))
+/// Why the hypervisor refuses a request. The wire's `GNTST_*` status of each is chosen
+/// in one place, [`Denied::status`]: grant-table verdicts carry their own, the rest map
+/// to `GNTST_general_error` unless Xen has a closer code.
+#[derive(Debug, thiserror::Error)]
+enum Denied {
+    #[error("malformed message: {0}")]
+    Malformed(ProtoError),
+    #[error("unknown operation {0}")]
+    UnknownOp(u16),
+    #[error("message too large")]
+    TooLarge,
+    #[error("HELLO first")]
+    NotAttached,
+    #[error("already attached")]
+    AlreadyAttached,
+    #[error("connection belongs to dom{owner}, not dom{claimed}")]
+    NotYours { owner: DomId, claimed: DomId },
+    #[error("claim a domain id")]
+    NoClaim,
+    #[error("dom{0} is reserved")]
+    Reserved(DomId),
+    #[error("no such domain dom{0}")]
+    NoDomain(DomId),
+    #[error("page count {0} not in 1..={MAX_SHARE_PAGES}")]
+    PageCount(u32),
+    #[error("grant table full")]
+    TableFull,
+    #[error("allocation ids exhausted")]
+    AllocIdsExhausted,
+    #[error("no allocation {0}")]
+    NoAllocation(u32),
+    /// The grant table's verdict on the one reference of an `ACCESS`.
+    #[error("{}", .0.1)]
+    Grant(Verdict),
+    /// The grant table's verdict on one reference of a `MAP`.
+    #[error("{}", Refusal::about_gref(*.0, .1.1))]
+    MapRef(GrantRef, Verdict),
+    #[error("reference count {0} not in 1..={MAX_MAP_REFS}")]
+    RefCount(usize),
+    #[error("references span too many allocations; map fewer at a time")]
+    TooManyAllocations,
+    #[error("dom{peer} has no port {port}")]
+    NoPort { peer: DomId, port: u32 },
+    #[error("dom{peer} port {port} is not an unbound port for dom{me}")]
+    NotUnbound { peer: DomId, port: u32, me: DomId },
+    #[error("no xenstore server attached to this hypervisor")]
+    NoXenstore,
+    #[error("local hypervisor: {0}")]
+    Io(#[from] io::Error),
 }
 
-fn io_refusal(e: io::Error) -> Refusal {
-    (GntStatus::GENERAL_ERROR, format!("local hypervisor: {e}"))
+impl Denied {
+    /// The status the refusal carries on the wire.
+    fn status(&self) -> GntStatus {
+        match self {
+            Denied::Grant((st, _)) | Denied::MapRef(_, (st, _)) => *st,
+            Denied::NotYours { .. } => GntStatus::PERMISSION_DENIED,
+            Denied::NoClaim | Denied::Reserved(_) | Denied::NoDomain(_) => GntStatus::BAD_DOMAIN,
+            Denied::NoAllocation(_) => GntStatus::BAD_HANDLE,
+            Denied::Malformed(_)
+            | Denied::UnknownOp(_)
+            | Denied::TooLarge
+            | Denied::NotAttached
+            | Denied::AlreadyAttached
+            | Denied::PageCount(_)
+            | Denied::TableFull
+            | Denied::AllocIdsExhausted
+            | Denied::RefCount(_)
+            | Denied::TooManyAllocations
+            | Denied::NoPort { .. }
+            | Denied::NotUnbound { .. }
+            | Denied::NoXenstore
+            | Denied::Io(_) => GntStatus::GENERAL_ERROR,
+        }
+    }
 }
+
+impl From<ProtoError> for Denied {
+    fn from(e: ProtoError) -> Self {
+        match e {
+            ProtoError::UnknownOp(op) => Denied::UnknownOp(op),
+            e => Denied::Malformed(e),
+        }
+    }
+}
+
+impl From<Denied> for Refusal {
+    fn from(d: Denied) -> Self {
+        Refusal {
+            status: d.status(),
+            reason: d.to_string(),
+        }
+    }
+}
+
+/// A grant-table verdict for a reference that is in the table but not in use.
+const NOT_IN_USE: Verdict = (GntStatus::GENERAL_ERROR, "grant not in use");
 
 impl State {
-    fn dom(&mut self, d: DomId) -> Result<&mut Dom, Refusal> {
-        match self.domains.get_mut(&d) {
-            Some(x) => Ok(x),
-            None => refuse(GntStatus::BAD_DOMAIN, format!("no such domain dom{d}")),
-        }
+    fn dom(&mut self, d: DomId) -> Result<&mut Dom, Denied> {
+        self.domains.get_mut(&d).ok_or(Denied::NoDomain(d))
     }
 
     /// Tear down what one connection created.
@@ -398,17 +509,13 @@ fn serve(inner: Arc<Inner>, sock: OwnedFd, assigned: Option<DomId>) {
             break; // peer closed
         }
         drop(r.fds); // domains never send descriptors; close any that came
-        let result = if r.truncated {
-            refuse(GntStatus::GENERAL_ERROR, "message too large")
+        let (reply, fds) = if r.truncated {
+            refused(Denied::TooLarge)
         } else {
             handle(&inner, &mut me, assigned, conn, &buf[..r.len])
         };
-        let (w, fds) = match result {
-            Ok(x) => x,
-            Err((st, msg)) => (Writer::err(st, &msg), Vec::new()),
-        };
         let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-        if let Err(e) = sys::send_msg(sock.as_raw_fd(), &w.buf, &borrowed) {
+        if let Err(e) = sys::send_msg(sock.as_raw_fd(), &reply, &borrowed) {
             log::warn!("local hypervisor: send: {e}");
             break;
         }
@@ -439,307 +546,301 @@ fn serve(inner: Arc<Inner>, sock: OwnedFd, assigned: Option<DomId>) {
     }
 }
 
-type Reply = (Writer, Vec<OwnedFd>);
+/// An encoded reply and the descriptors that travel with it.
+type Message = (Vec<u8>, Vec<OwnedFd>);
 
+/// What a handler answers: the reply and its descriptors, or a refusal.
+type Answer<T> = Result<(T, Vec<OwnedFd>), Denied>;
+
+fn refused(d: Denied) -> Message {
+    (Refusal::from(d).encode(), Vec::new())
+}
+
+fn answer<T: Fields>(a: Answer<T>) -> Message {
+    match a {
+        Ok((v, fds)) => (Reply::Ok(v).encode(), fds),
+        Err(d) => refused(d),
+    }
+}
+
+/// One request: decode, run its operation's handler, encode the reply.
 fn handle(
     inner: &Inner,
     me: &mut Option<DomId>,
     assigned: Option<DomId>,
     conn: u64,
     msg: &[u8],
-) -> Result<Reply, Refusal> {
-    let mut r = Reader::new(msg);
-    let bad = |e: Malformed| (GntStatus::GENERAL_ERROR, e.to_string());
-    let op = r.u16().map_err(bad)?;
-    if op == OP_HELLO {
-        let claimed = r.u16().map_err(bad)?;
-        r.end().map_err(bad)?;
-        let d = match (assigned, claimed) {
-            (Some(a), DOMID_ASSIGNED) => a,
-            (Some(a), c) if a.0 == c => a,
-            (Some(a), c) => {
-                return refuse(
-                    GntStatus::PERMISSION_DENIED,
-                    format!("connection belongs to dom{a}, not dom{c}"),
-                )
-            }
-            (None, DOMID_ASSIGNED) => return refuse(GntStatus::BAD_DOMAIN, "claim a domain id"),
-            (None, c) if c >= DomId::FIRST_RESERVED => {
-                return refuse(GntStatus::BAD_DOMAIN, format!("dom{c} is reserved"))
-            }
-            (None, c) => DomId(c),
-        };
-        if me.is_some() {
-            return refuse(GntStatus::GENERAL_ERROR, "already attached");
-        }
-        let mut s = inner.lock();
-        if let std::collections::hash_map::Entry::Vacant(v) = s.domains.entry(d) {
-            v.insert(Dom::new(d).map_err(io_refusal)?);
-        }
-        s.domains.get_mut(&d).expect("just inserted").conns += 1;
-        *me = Some(d);
-        let mut w = Writer::ok();
-        w.u16(d.0);
-        return Ok((w, Vec::new()));
+) -> Message {
+    // Before HELLO, any other operation is refused whatever its fields.
+    if me.is_none() && Request::code(msg).is_ok_and(|c| c != Op::Hello as u16) {
+        return refused(Denied::NotAttached);
     }
-    let Some(me) = *me else {
-        return refuse(GntStatus::GENERAL_ERROR, "HELLO first");
+    let req = match Request::decode(msg) {
+        Ok(r) => r,
+        Err(e) => return refused(e.into()),
     };
-    match op {
-        OP_PING => {
-            r.end().map_err(bad)?;
-            Ok((Writer::ok(), Vec::new()))
+    match (req, *me) {
+        (Request::Hello(h), _) => answer(hello(inner, me, assigned, h)),
+        (_, None) => refused(Denied::NotAttached),
+        (req, Some(id)) => Caller {
+            inner,
+            me: id,
+            conn,
         }
-        OP_SHARE => {
-            let peer = DomId(r.u16().map_err(bad)?);
-            let writable = r.bool().map_err(bad)?;
-            let pages = r.u32().map_err(bad)?;
-            r.end().map_err(bad)?;
-            if pages == 0 || pages > MAX_SHARE_PAGES {
-                return refuse(
-                    GntStatus::GENERAL_ERROR,
-                    format!("page count {pages} not in 1..={MAX_SHARE_PAGES}"),
-                );
-            }
-            let mut s = inner.lock();
-            let alloc = s.next_alloc;
-            let dom = s.dom(me)?;
-            if dom.free_gref_count() < pages {
-                return refuse(GntStatus::GENERAL_ERROR, "grant table full");
-            }
-            let name =
-                std::ffi::CString::new(format!("grant-dom{}-{alloc}", me.0)).expect("no NUL");
-            let memfd = sys::sealed_memfd(&name, pages as usize * PAGE_SIZE).map_err(io_refusal)?;
-            let client_fd = memfd.try_clone().map_err(io_refusal)?;
-            let mut grefs = Vec::with_capacity(pages as usize);
-            for page in 0..pages {
-                let g = dom.take_gref();
-                dom.set_entry(g, table::entry(peer, alloc, !writable));
-                dom.grefs.insert(g, (alloc, page));
-                grefs.push(g);
-            }
-            let mut w = Writer::ok();
-            w.u32(alloc).u32(pages);
-            for g in &grefs {
-                w.u32(*g);
-            }
-            dom.allocs.insert(
-                alloc,
-                Alloc {
-                    memfd,
-                    ro_fd: None,
-                    readonly: !writable,
-                    grefs,
-                    conn,
-                },
-            );
-            s.next_alloc = s.next_alloc.checked_add(1).ok_or((
-                GntStatus::GENERAL_ERROR,
-                "allocation ids exhausted".to_string(),
-            ))?;
-            Ok((w, vec![client_fd]))
+        .dispatch(req),
+    }
+}
+
+/// `HELLO`: attach the connection as the domain it claims (or was made for).
+fn hello(
+    inner: &Inner,
+    me: &mut Option<DomId>,
+    assigned: Option<DomId>,
+    req: Hello,
+) -> Answer<Attached> {
+    let d = match (assigned, req.claim) {
+        (Some(a), Claim::Assigned) => a,
+        (Some(a), Claim::Domain(c)) if a == c => a,
+        (Some(owner), Claim::Domain(claimed)) => return Err(Denied::NotYours { owner, claimed }),
+        (None, Claim::Assigned) => return Err(Denied::NoClaim),
+        (None, Claim::Domain(c)) if !c.is_valid() => return Err(Denied::Reserved(c)),
+        (None, Claim::Domain(c)) => c,
+    };
+    if me.is_some() {
+        return Err(Denied::AlreadyAttached);
+    }
+    let mut s = inner.lock();
+    if let std::collections::hash_map::Entry::Vacant(v) = s.domains.entry(d) {
+        v.insert(Dom::new(d)?);
+    }
+    s.domains.get_mut(&d).expect("just inserted").conns += 1;
+    *me = Some(d);
+    Ok((Attached { domid: d }, Vec::new()))
+}
+
+/// The attached domain a request comes from, and its connection.
+struct Caller<'a> {
+    inner: &'a Inner,
+    me: DomId,
+    conn: u64,
+}
+
+impl Caller<'_> {
+    /// One operation's handler, its reply encoded.
+    fn dispatch(&self, req: Request) -> Message {
+        match req {
+            Request::Hello(_) => refused(Denied::AlreadyAttached),
+            Request::Share(r) => self.run(r, Caller::share),
+            Request::Revoke(r) => self.run(r, Caller::revoke),
+            Request::Table(r) => self.run(r, Caller::table),
+            Request::Access(r) => self.run(r, Caller::access),
+            Request::Map(r) => self.run(r, Caller::map),
+            Request::AllocUnbound(r) => self.run(r, Caller::alloc_unbound),
+            Request::Bind(r) => self.run(r, Caller::bind),
+            Request::Unbind(r) => self.run(r, Caller::unbind),
+            Request::Xenstore(r) => self.run(r, Caller::xenstore),
+            Request::Ping(r) => self.run(r, Caller::ping),
         }
-        OP_REVOKE => {
-            let alloc = r.u32().map_err(bad)?;
-            r.end().map_err(bad)?;
-            let mut s = inner.lock();
-            let gone = s.dom(me)?.revoke(alloc);
-            drop(s);
-            match gone {
-                Some(_) => Ok((Writer::ok(), Vec::new())),
-                None => refuse(GntStatus::BAD_HANDLE, format!("no allocation {alloc}")),
-            }
+    }
+
+    /// Runs the handler of request `C` and encodes its reply.
+    fn run<C: Call>(&self, req: C, handler: fn(&Self, C) -> Answer<C::Reply>) -> Message {
+        let a = handler(self, req);
+        if let Ok((_, fds)) = &a {
+            debug_assert!(C::FDS.contains(&fds.len()), "{:?} descriptors", C::OP);
         }
-        OP_TABLE => {
-            let peer = DomId(r.u16().map_err(bad)?);
-            r.end().map_err(bad)?;
-            let mut s = inner.lock();
-            let dom = s.dom(peer)?;
-            let fd = sys::reopen_readonly(dom.table_fd.as_fd()).map_err(io_refusal)?;
-            let mut w = Writer::ok();
-            w.u32(table::CAPACITY);
-            Ok((w, vec![fd]))
+        answer(a)
+    }
+
+    fn ping(&self, _: Ping) -> Answer<Done> {
+        Ok((Done, Vec::new()))
+    }
+
+    fn share(&self, req: Share) -> Answer<Shared> {
+        let Share {
+            peer,
+            writable,
+            pages,
+        } = req;
+        if pages == 0 || pages > MAX_SHARE_PAGES {
+            return Err(Denied::PageCount(pages));
         }
-        OP_ACCESS => {
-            let peer = DomId(r.u16().map_err(bad)?);
-            let gref = r.u32().map_err(bad)?;
-            r.end().map_err(bad)?;
-            let mut s = inner.lock();
-            let dom = s.dom(peer)?;
-            table::check_gref(gref).map_err(|(st, m)| (st, m.to_string()))?;
-            let c =
-                table::check(dom.entry(gref), me, false).map_err(|(st, m)| (st, m.to_string()))?;
-            let (alloc, page) = *dom
-                .grefs
-                .get(&gref)
-                .ok_or((GntStatus::GENERAL_ERROR, "grant not in use".to_string()))?;
-            debug_assert_eq!(alloc, c.alloc);
-            let a = dom
-                .allocs
-                .get_mut(&alloc)
-                .ok_or((GntStatus::GENERAL_ERROR, "grant not in use".to_string()))?;
-            let fd = a.fd_for(true).map_err(io_refusal)?;
-            let mut w = Writer::ok();
-            w.u32(alloc)
-                .u32(a.grefs.len() as u32)
-                .u32(page)
-                .u8(u8::from(!c.readonly));
-            Ok((w, vec![fd]))
+        let mut s = self.inner.lock();
+        let alloc = s.next_alloc;
+        let dom = s.dom(self.me)?;
+        if dom.free_gref_count() < pages {
+            return Err(Denied::TableFull);
         }
-        OP_MAP => {
-            let peer = DomId(r.u16().map_err(bad)?);
-            let writable = r.bool().map_err(bad)?;
-            let n = r.u32().map_err(bad)?;
-            if n == 0 || n > MAX_MAP_REFS {
-                return refuse(
-                    GntStatus::GENERAL_ERROR,
-                    format!("reference count {n} not in 1..={MAX_MAP_REFS}"),
-                );
-            }
-            let refs = r.u32s(n).map_err(bad)?;
-            r.end().map_err(bad)?;
-            let mut s = inner.lock();
-            let dom = s.dom(peer)?;
-            let mut fd_index: Vec<u32> = Vec::new(); // distinct allocations, in order
-            let mut out = Vec::with_capacity(refs.len());
-            for &g in &refs {
-                let fail = |(st, m): (GntStatus, &str)| (st, format!("gref {g}: {m}"));
-                table::check_gref(g).map_err(fail)?;
-                let c = table::check(dom.entry(g), me, writable).map_err(fail)?;
-                let &(alloc, page) = dom
-                    .grefs
-                    .get(&g)
-                    .ok_or_else(|| fail((GntStatus::GENERAL_ERROR, "grant not in use")))?;
-                debug_assert_eq!(alloc, c.alloc);
-                let idx = match fd_index.iter().position(|&a| a == alloc) {
-                    Some(i) => i,
-                    None => {
-                        if fd_index.len() == sys::MAX_FDS {
-                            return refuse(
-                                GntStatus::GENERAL_ERROR,
-                                "references span too many allocations; map fewer at a time",
-                            );
-                        }
-                        fd_index.push(alloc);
-                        fd_index.len() - 1
-                    }
-                };
-                out.push((idx as u32, page));
-            }
-            let mut fds = Vec::with_capacity(fd_index.len());
-            for a in &fd_index {
-                let a = dom.allocs.get_mut(a).expect("allocation of a live grant");
-                fds.push(a.fd_for(writable).map_err(io_refusal)?);
-            }
-            let mut w = Writer::ok();
-            w.u32(out.len() as u32);
-            for (i, p) in out {
-                w.u32(i).u32(p);
-            }
-            Ok((w, fds))
+        let name =
+            std::ffi::CString::new(format!("grant-dom{}-{alloc}", self.me.0)).expect("no NUL");
+        let memfd = sys::sealed_memfd(&name, pages as usize * PAGE_SIZE)?;
+        let client_fd = memfd.try_clone()?;
+        let mut grefs = Vec::with_capacity(pages as usize);
+        for page in 0..pages {
+            let g = dom.take_gref();
+            dom.set_entry(g, table::entry(peer, alloc, !writable));
+            dom.grefs.insert(g, (alloc, page));
+            grefs.push(g);
         }
-        OP_ALLOC_UNBOUND => {
-            let peer = DomId(r.u16().map_err(bad)?);
-            r.end().map_err(bad)?;
-            let inbox = sys::eventfd().map_err(io_refusal)?;
-            let peer_inbox = sys::eventfd().map_err(io_refusal)?;
-            let fds = vec![
-                inbox.try_clone().map_err(io_refusal)?,
-                peer_inbox.try_clone().map_err(io_refusal)?,
-            ];
-            let mut s = inner.lock();
-            let dom = s.dom(me)?;
-            let port = dom.next_port;
-            dom.next_port += 1;
-            dom.ports.insert(
-                port,
-                PortState {
-                    conn,
-                    remote: peer,
-                    bound: None,
-                    inbox,
-                    peer_inbox,
-                },
-            );
-            let mut w = Writer::ok();
-            w.u32(port);
-            Ok((w, fds))
+        let reply = Shared {
+            alloc,
+            grefs: grefs.iter().map(|&g| GrantRef(g)).collect(),
+        };
+        dom.allocs.insert(
+            alloc,
+            Alloc {
+                memfd,
+                ro_fd: None,
+                readonly: !writable,
+                grefs,
+                conn: self.conn,
+            },
+        );
+        s.next_alloc = s
+            .next_alloc
+            .checked_add(1)
+            .ok_or(Denied::AllocIdsExhausted)?;
+        Ok((reply, vec![client_fd]))
+    }
+
+    fn revoke(&self, req: Revoke) -> Answer<Done> {
+        let gone = self.inner.lock().dom(self.me)?.revoke(req.alloc);
+        match gone {
+            Some(_) => Ok((Done, Vec::new())),
+            None => Err(Denied::NoAllocation(req.alloc)),
         }
-        OP_BIND => {
-            let peer = DomId(r.u16().map_err(bad)?);
-            let rport = r.u32().map_err(bad)?;
-            r.end().map_err(bad)?;
-            let mut s = inner.lock();
-            let remote = s.dom(peer)?;
-            let Some(rp) = remote.ports.get(&rport) else {
-                return refuse(
-                    GntStatus::GENERAL_ERROR,
-                    format!("dom{peer} has no port {rport}"),
-                );
+    }
+
+    fn table(&self, req: Table) -> Answer<TableOpened> {
+        let mut s = self.inner.lock();
+        let fd = sys::reopen_readonly(s.dom(req.peer)?.table_fd.as_fd())?;
+        let reply = TableOpened {
+            capacity: table::CAPACITY,
+        };
+        Ok((reply, vec![fd]))
+    }
+
+    fn access(&self, req: Access) -> Answer<Accessed> {
+        let mut s = self.inner.lock();
+        let dom = s.dom(req.peer)?;
+        let (alloc, page, readonly) = dom
+            .granted(req.gref.0, self.me, false)
+            .map_err(Denied::Grant)?;
+        let a = dom
+            .allocs
+            .get_mut(&alloc)
+            .ok_or(Denied::Grant(NOT_IN_USE))?;
+        let fd = a.fd_for(true)?;
+        let reply = Accessed {
+            alloc,
+            pages: a.grefs.len() as u32,
+            page,
+            writable: !readonly,
+        };
+        Ok((reply, vec![fd]))
+    }
+
+    fn map(&self, req: Map) -> Answer<Mapped> {
+        let n = req.refs.len();
+        if n == 0 || n > MAX_MAP_REFS as usize {
+            return Err(Denied::RefCount(n));
+        }
+        let mut s = self.inner.lock();
+        let dom = s.dom(req.peer)?;
+        let mut allocs: Vec<u32> = Vec::new(); // distinct allocations, in order
+        let mut pages = Vec::with_capacity(n);
+        for &g in &req.refs {
+            let (alloc, page, _) = dom
+                .granted(g.0, self.me, req.writable)
+                .map_err(|v| Denied::MapRef(g, v))?;
+            let fd_index = match allocs.iter().position(|&a| a == alloc) {
+                Some(i) => i,
+                None if allocs.len() == sys::MAX_FDS => return Err(Denied::TooManyAllocations),
+                None => {
+                    allocs.push(alloc);
+                    allocs.len() - 1
+                }
             };
-            if rp.remote != me || rp.bound.is_some() {
-                return refuse(
-                    GntStatus::GENERAL_ERROR,
-                    format!("dom{peer} port {rport} is not an unbound port for dom{me}"),
-                );
-            }
-            let inbox = rp.peer_inbox.try_clone().map_err(io_refusal)?;
-            let peer_inbox = rp.inbox.try_clone().map_err(io_refusal)?;
-            // Notifications sent before anyone was bound are dropped, as on Xen.
-            sys::eventfd_drain(inbox.as_raw_fd()).map_err(io_refusal)?;
-            let fds = vec![
-                inbox.try_clone().map_err(io_refusal)?,
-                peer_inbox.try_clone().map_err(io_refusal)?,
-            ];
-            let dom = s.dom(me)?;
-            let port = dom.next_port;
-            dom.next_port += 1;
-            dom.ports.insert(
-                port,
-                PortState {
-                    conn,
-                    remote: peer,
-                    bound: Some(rport),
-                    inbox,
-                    peer_inbox,
-                },
-            );
-            s.dom(peer)?
-                .ports
-                .get_mut(&rport)
-                .expect("checked above")
-                .bound = Some(port);
-            let mut w = Writer::ok();
-            w.u32(port);
-            Ok((w, fds))
+            pages.push(MappedPage {
+                fd_index: fd_index as u32,
+                page,
+            });
         }
-        OP_UNBIND => {
-            let port = r.u32().map_err(bad)?;
-            r.end().map_err(bad)?;
-            let mut s = inner.lock();
-            match s.unbind(me, port) {
-                Some(()) => Ok((Writer::ok(), Vec::new())),
-                None => refuse(
-                    GntStatus::GENERAL_ERROR,
-                    format!("dom{me} has no port {port}"),
-                ),
-            }
+        let mut fds = Vec::with_capacity(allocs.len());
+        for a in &allocs {
+            let a = dom.allocs.get_mut(a).expect("allocation of a live grant");
+            fds.push(a.fd_for(req.writable)?);
         }
-        OP_XENSTORE => {
-            r.end().map_err(bad)?;
-            let x = inner.xenstore.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(connect) = x.as_ref() else {
-                return refuse(
-                    GntStatus::GENERAL_ERROR,
-                    "no xenstore server attached to this hypervisor",
-                );
-            };
-            let fd = connect(me).map_err(io_refusal)?;
-            Ok((Writer::ok(), vec![fd]))
+        Ok((Mapped { pages }, fds))
+    }
+
+    fn alloc_unbound(&self, req: AllocUnbound) -> Answer<Bound> {
+        let inbox = sys::eventfd()?;
+        let peer_inbox = sys::eventfd()?;
+        let fds = vec![inbox.try_clone()?, peer_inbox.try_clone()?];
+        let mut s = self.inner.lock();
+        let port = s.dom(self.me)?.add_port(PortState {
+            conn: self.conn,
+            remote: req.peer,
+            bound: None,
+            inbox,
+            peer_inbox,
+        });
+        Ok((Bound { port: Port(port) }, fds))
+    }
+
+    fn bind(&self, req: Bind) -> Answer<Bound> {
+        let (peer, rport) = (req.peer, req.remote.0);
+        let mut s = self.inner.lock();
+        let rp = s
+            .dom(peer)?
+            .ports
+            .get(&rport)
+            .ok_or(Denied::NoPort { peer, port: rport })?;
+        if rp.remote != self.me || rp.bound.is_some() {
+            return Err(Denied::NotUnbound {
+                peer,
+                port: rport,
+                me: self.me,
+            });
         }
-        other => refuse(
-            GntStatus::GENERAL_ERROR,
-            format!("unknown operation {other}"),
-        ),
+        let inbox = rp.peer_inbox.try_clone()?;
+        let peer_inbox = rp.inbox.try_clone()?;
+        // Notifications sent before anyone was bound are dropped, as on Xen.
+        sys::eventfd_drain(inbox.as_raw_fd())?;
+        let fds = vec![inbox.try_clone()?, peer_inbox.try_clone()?];
+        let port = s.dom(self.me)?.add_port(PortState {
+            conn: self.conn,
+            remote: peer,
+            bound: Some(rport),
+            inbox,
+            peer_inbox,
+        });
+        s.dom(peer)?
+            .ports
+            .get_mut(&rport)
+            .expect("checked above")
+            .bound = Some(port);
+        Ok((Bound { port: Port(port) }, fds))
+    }
+
+    fn unbind(&self, req: Unbind) -> Answer<Done> {
+        match self.inner.lock().unbind(self.me, req.port.0) {
+            Some(()) => Ok((Done, Vec::new())),
+            None => Err(Denied::NoPort {
+                peer: self.me,
+                port: req.port.0,
+            }),
+        }
+    }
+
+    fn xenstore(&self, _: Xenstore) -> Answer<Done> {
+        let x = self
+            .inner
+            .xenstore
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let connect = x.as_ref().ok_or(Denied::NoXenstore)?;
+        Ok((Done, vec![connect(self.me)?]))
     }
 }
