@@ -7,6 +7,8 @@
 //!   grant copies, responses, RX into the guest's posted buffers;
 //! * [`meter`]: per-vif counters and per-period rates;
 //! * [`backend`]: the xenbus backend state machine and the event loop;
+//! * [`emulation`]: a backend packet-rate limit for the benchmark, applied around the
+//!   TX poll (never in production);
 //! * [`toolstack`]: what a toolstack writes in xenstore to create a vif;
 //! * [`metrics`]: the Prometheus text endpoint for operators, and its client side;
 //! * [`top`]: the `netback top` table built from a scrape.
@@ -14,6 +16,7 @@
 
 pub mod backend;
 pub mod control;
+pub mod emulation;
 pub mod meter;
 pub mod metrics;
 pub mod toolstack;
