@@ -12,6 +12,7 @@
 //! * [`toolstack`]: what a toolstack writes in xenstore to create a vif;
 //! * [`metrics`]: the Prometheus text endpoint for operators, and its client side;
 //! * [`top`]: the `netback top` table built from a scrape.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod backend;

@@ -7,6 +7,7 @@
 //! * [`rx`]: RX reassembly of responses into frames, a pure state machine;
 //! * [`pump`]: the event loop that moves frames between a [`netport::Port`] (the guest
 //!   kernel's TAP, or an in-memory channel) and the device.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod error;

@@ -9,6 +9,7 @@
 //! `--xenstore-socket`, a local xenstored serves that socket too, and
 //! `Domain::xenstore()` hands each domain a connection to it over the hypervisor socket.
 //! Prints `ready` on stdout once it accepts connections.
+#![forbid(unsafe_code)]
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
