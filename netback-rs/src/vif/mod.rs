@@ -6,11 +6,11 @@
 //! copy it with one batched grant copy, then hand the frames on and answer every slot in
 //! ring order.
 //!
-//! * TX (guest → port, [`tx_path`]): per chain, copy-once parse and validate its slots
+//! * TX (guest → port, `tx_path.rs`): per chain, copy-once parse and validate its slots
 //!   ([`crate::tx`]), charge the backstop bucket **before** any copy (refused frames are
 //!   answered `NETIF_RSP_DROPPED` or, with the hold policy, left on the ring until the
 //!   exact deficit has accrued); copy every admitted packet; send each to the port.
-//! * RX (port → guest, [`rx_path`]): police first, then place each frame into the
+//! * RX (port → guest, `rx_path.rs`): police first, then place each frame into the
 //!   guest's posted buffers (multi-slot when larger than a page); copy; write the
 //!   responses in the slots of the requests they answer.
 //!
@@ -81,7 +81,8 @@ pub struct Poll {
     pub notify: bool,
     /// Work is left (batch limit reached, or the final check found more): poll again.
     pub more: bool,
-    /// TX is held until this time (ns) by the backstop; arm a timer.
+    /// TX is held until this time (ns) — by the backstop (policy hold), a full port or
+    /// the caller ([`Vif::hold_tx`]): arm a timer.
     pub hold_until: Option<u64>,
     /// Packets taken: TX request chains consumed from the ring (whatever became of
     /// them), RX frames placed in the guest's buffers.

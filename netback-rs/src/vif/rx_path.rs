@@ -4,7 +4,7 @@
 //!    arena, policed, and placed in the guest's posted buffers — one copy segment and
 //!    one response per page of the frame (multi-slot above a page), with a GSO
 //!    extra-info slot after the first when the frame carries segmentation offload;
-//! 2. **copy** ([`super::grant_copy`]): one call for the batch;
+//! 2. **copy** ([`RxPath::copy`]): one call for the batch;
 //! 3. **respond** ([`RxPath::respond`]): the responses, in the slots of the requests
 //!    they answer; a frame with any failed segment is an error in all of its slots.
 //!
@@ -112,13 +112,7 @@ impl RxPath {
     ) -> Result<Poll, VifFatal> {
         let mut ring = NetifRxBackRing::resume(page, self.idx).map_err(VifFatal::rx_ring)?;
         let end = self.build(&mut ring, now_ns, port)?;
-        grant_copy(
-            grants,
-            &mut self.arena[..self.used.max(1)],
-            &mut self.segs,
-            self.id,
-            "RX",
-        );
+        self.copy(grants);
         let notify = self.respond(&mut ring);
         let more = match end {
             // Ask the frontend to tell us when it posts buffers; if it already did, go on.
@@ -273,6 +267,12 @@ impl RxPath {
             slots: first..self.segs.len(),
         });
         self.used += len.next_multiple_of(64);
+    }
+
+    /// Copy: one batched grant copy of every placed frame into the guest's buffers.
+    fn copy<G: GrantCopy + ?Sized>(&mut self, grants: &G) {
+        let arena = &mut self.arena[..self.used.max(1)];
+        grant_copy(grants, arena, &mut self.segs, self.id, "RX");
     }
 
     /// Respond: every placed frame's responses, in ring order. Returns whether the

@@ -5,7 +5,7 @@
 //!    each request chain is parsed and validated copy-once ([`crate::tx`]), charged to
 //!    the backstop before any copy, and planned in the batch — grant-copy segments into
 //!    the arena, or responses decided now for a chain refused whole;
-//! 2. **copy** ([`super::grant_copy`], as `gnttab_batch_copy`): one call for every
+//! 2. **copy** ([`TxPath::copy`], as `gnttab_batch_copy`): one call for every
 //!    admitted packet of the batch;
 //! 3. **submit** ([`TxPath::submit`], as `xenvif_tx_submit`): each copied frame goes to
 //!    the port, every slot is answered in ring order.
@@ -169,14 +169,7 @@ impl TxPath {
         }
         let mut ring = NetifTxBackRing::resume(page, self.idx).map_err(VifFatal::tx_ring)?;
         let end = self.build(&mut ring, now_ns, budget)?;
-        let b = &mut self.batch;
-        grant_copy(
-            grants,
-            &mut self.arena[..b.used],
-            &mut b.segs,
-            self.id,
-            "TX",
-        );
+        self.copy(grants);
         let notify = self.submit(&mut ring, port);
         let out = self.next_step(&mut ring, now_ns, end)?;
         self.idx = ring.indices();
@@ -265,6 +258,18 @@ impl TxPath {
             }
         }
         Ok(Take::Took(slots))
+    }
+
+    /// Copy: one batched grant copy of every admitted packet into the arena.
+    fn copy<G: GrantCopy + ?Sized>(&mut self, grants: &G) {
+        let b = &mut self.batch;
+        grant_copy(
+            grants,
+            &mut self.arena[..b.used],
+            &mut b.segs,
+            self.id,
+            "TX",
+        );
     }
 
     /// Submit: sends each copied frame to the port (or stashes it while the port is
