@@ -1,5 +1,6 @@
 //! `bench paper --out <dir>`: reproduces the DBA-VM paper's experiments on the local
 //! platform (no Xen, no root). See `docs/reproduction.md`.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

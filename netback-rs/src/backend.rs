@@ -22,19 +22,20 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use hypervisor::evtchn::{EventChannels, Port as EvtPort};
-use hypervisor::grant::{Access, GrantMap, GrantRef};
+use hypervisor::evtchn::{EventChannels, EvtchnError, Port as EvtPort};
+use hypervisor::grant::{Access, GrantError, GrantMap, GrantRef};
 use hypervisor::platform::BackendPlatform;
 use hypervisor::xenbus::{self, XenbusError, XenbusState};
 use netport::Port;
 use shared_ring::credit::{Credits, CREDIT_VERSION};
 use shared_ring::Limit;
 use xen_ids::DomId;
-use xenstore::{with_transaction, Xenstore, XsTx};
+use xenstore::{with_transaction, Xenstore, XsError, XsTx};
 
 use crate::control::{alloc_id, credits_of, reading, Allocation};
+use crate::emulation::EmulatedBackendRate;
 use crate::meter::VifCounters;
-use crate::vif::{BackstopPolicy, Poll, Vif, VifFatal};
+use crate::vif::{BackstopPolicy, Poll, Vif, VifFatal, TX_BATCH};
 use xen_ids::VifId;
 
 /// Opens the port a vif's frames go to and come from (a TAP, a memory channel…).
@@ -157,7 +158,8 @@ pub struct Netback<P: BackendPlatform> {
     pending: Vec<EvtPort>,
     next_created: u64,
     alloc: Option<Allocation>,
-    work: Option<shared_ring::TokenBucket>,
+    /// The emulated backend packet rate ([`NetbackConfig::emulated_backend_pps`]).
+    rate: Option<EmulatedBackendRate>,
     rr: usize,
     /// Vifs that still had work when `poll_vif` stopped after its round limit: they are
     /// polled again in the next `run_once`, which then does not sleep. (Their rings were
@@ -181,8 +183,8 @@ impl<M: hypervisor::grant::GrantMapping> allocator::Datapath for Dp<'_, M> {
                 out.push(reading(
                     d.id,
                     c.created,
-                    c.vif.counters.tx_bytes,
-                    c.vif.counters.tx_packets,
+                    c.vif.counters().tx_bytes,
+                    c.vif.counters().tx_packets,
                     c.vif.front_counters(),
                 ));
             }
@@ -229,6 +231,9 @@ impl<P: BackendPlatform> Netback<P> {
         let epoll = Epoll::new()?;
         epoll.add(platform.xenstore().event_fd(), EV_XS)?;
         epoll.add(platform.evtchn().as_fd(), EV_EVTCHN)?;
+        let rate = cfg
+            .emulated_backend_pps
+            .map(|pps| EmulatedBackendRate::new(pps, clock()));
         let mut nb = Netback {
             platform,
             cfg,
@@ -243,18 +248,10 @@ impl<P: BackendPlatform> Netback<P> {
             pending: vec![EvtPort(0); 64],
             next_created: 1,
             alloc: None,
-            work: None,
+            rate,
             rr: 0,
             busy: BTreeSet::new(),
         };
-        if let Some(pps) = nb.cfg.emulated_backend_pps {
-            // A burst of 1 ms of work: the emulated backend cannot bank idle time.
-            let burst = (pps / 1000).max(1);
-            nb.work = Some(shared_ring::TokenBucket::new(
-                Limit::rate(pps, burst),
-                (nb.clock)(),
-            ));
-        }
         nb.scan_devices();
         Ok(nb)
     }
@@ -278,7 +275,10 @@ impl<P: BackendPlatform> Netback<P> {
                 state: d.state,
                 connected: d.conn.is_some(),
                 credits: d.conn.as_ref().is_some_and(|c| c.vif.has_credits()),
-                counters: d.conn.as_ref().map_or(d.past, |c| d.past + c.vif.counters),
+                counters: d
+                    .conn
+                    .as_ref()
+                    .map_or(d.past, |c| d.past + c.vif.counters()),
                 budget: self
                     .alloc
                     .as_ref()
@@ -500,9 +500,11 @@ impl<P: BackendPlatform> Netback<P> {
         let result: Result<bool, VifFatal> = (|| loop {
             rounds += 1;
             let now = (self.clock)();
-            let tx: Poll =
-                conn.vif
-                    .tx_poll_limited(now, grants, dev.port.as_mut(), self.work.as_mut())?;
+            let port = dev.port.as_mut();
+            let tx: Poll = match self.rate.as_mut() {
+                Some(rate) => rate.tx_poll(&mut conn.vif, now, grants, port)?,
+                None => conn.vif.tx_poll(now, grants, port, TX_BATCH)?,
+            };
             let rx: Poll = conn.vif.rx_poll(now, grants, dev.port.as_mut())?;
             if tx.notify || rx.notify {
                 if let Err(e) = self.platform.evtchn().notify(conn.evtchn) {
@@ -636,31 +638,26 @@ impl<P: BackendPlatform> Netback<P> {
         }
     }
 
-    fn probe(&mut self, id: VifId) -> Result<(), String> {
+    fn probe(&mut self, id: VifId) -> Result<(), ProbeError> {
         let xs = self.platform.xenstore();
         let be = format!("{}/{}/{}", self.root, id.domid.0, id.devid);
-        let fe = xenbus::read_str(xs, XsTx::NONE, &format!("{be}/frontend"), 256)
-            .map_err(|e| e.to_string())?;
-        let fe_id = xenbus::read_domid(xs, XsTx::NONE, &format!("{be}/frontend-id"))
-            .map_err(|e| e.to_string())?;
+        let fe = xenbus::read_str(xs, XsTx::NONE, &format!("{be}/frontend"), 256)?;
+        let fe_id = xenbus::read_domid(xs, XsTx::NONE, &format!("{be}/frontend-id"))?;
         if fe_id != id.domid {
-            return Err(format!("frontend-id {fe_id} does not match the directory"));
+            return Err(ProbeError::FrontendId(fe_id));
         }
         let mac = xenbus::read_str(xs, XsTx::NONE, &format!("{be}/mac"), 32)
             .ok()
             .and_then(|m| xenbus::parse_mac(&m))
             .unwrap_or([0x00, 0x16, 0x3e, 0, 0, 0]);
-        let port = self
-            .ports
-            .open(id, mac)
-            .map_err(|e| format!("open port: {e}"))?;
+        let port = self.ports.open(id, mac).map_err(ProbeError::Port)?;
         let key = self.next_key;
         self.next_key += 1;
         self.epoll
             .add(port.rx_fd(), key)
-            .map_err(|e| format!("epoll add: {e}"))?;
+            .map_err(ProbeError::Epoll)?;
         self.port_keys.insert(key, id);
-        let mut features: Vec<(&str, String)> = vec![
+        let mut features: Vec<(&'static str, String)> = vec![
             ("feature-sg", "1".into()),
             ("feature-gso-tcpv4", "1".into()),
             ("feature-gso-tcpv6", "1".into()),
@@ -675,17 +672,23 @@ impl<P: BackendPlatform> Netback<P> {
         }
         for (k, v) in &features {
             xs.write(XsTx::NONE, &format!("{be}/{k}"), v.as_bytes())
-                .map_err(|e| format!("write {k}: {e}"))?;
+                .map_err(|source| ProbeError::Write { key: k, source })?;
         }
         let stale_frontend = matches!(
             xenbus::read_state(xs, &format!("{fe}/state")),
             Ok(XenbusState::Initialised | XenbusState::Connected)
         );
         xs.watch(&format!("{fe}/state"), &fe_token(id))
-            .map_err(|e| format!("watch frontend state: {e}"))?;
+            .map_err(|source| ProbeError::Watch {
+                what: "frontend state",
+                source,
+            })?;
         // SLA keys (dba-*) live in the backend directory; any change there re-reads them.
         xs.watch(&be, &format!("{TOKEN_SLA}{}:{}", id.domid.0, id.devid))
-            .map_err(|e| format!("watch backend directory: {e}"))?;
+            .map_err(|source| ProbeError::Watch {
+                what: "backend directory",
+                source,
+            })?;
         self.devices.insert(
             id,
             Device {
@@ -796,7 +799,7 @@ impl<P: BackendPlatform> Netback<P> {
                         }
                         Err(e) => {
                             log::warn!("{id}: cannot connect: {e}");
-                            self.fail_device(id, &e);
+                            self.fail_device(id, &e.to_string());
                         }
                     }
                 }
@@ -834,44 +837,42 @@ impl<P: BackendPlatform> Netback<P> {
             .collect()
     }
 
-    fn connect(&mut self, id: VifId) -> Result<(), String> {
-        let d = self.devices.get(&id).ok_or("no such device")?;
+    fn connect(&mut self, id: VifId) -> Result<(), ConnectError> {
+        let d = self.devices.get(&id).ok_or(ConnectError::NoDevice)?;
         let xs = self.platform.xenstore();
         let fe = d.frontend_path.clone();
         let rd = |k: &str, max: u64| xenbus::read_u64(xs, XsTx::NONE, &format!("{fe}/{k}"), max);
         let rd_or = |k: &str, max: u64, def: u64| {
             xenbus::read_u64_or(xs, XsTx::NONE, &format!("{fe}/{k}"), max, def)
         };
-        let e = |e: XenbusError| e.to_string();
-        if rd_or("multi-queue-num-queues", 1, 1).map_err(e)? != 1 {
-            return Err("multi-queue is not supported".into());
+        if rd_or("multi-queue-num-queues", 1, 1)? != 1 {
+            return Err(ConnectError::MultiQueue);
         }
-        if rd_or("request-rx-copy", 1, 0).map_err(e)? != 1 {
-            return Err("frontend does not support rx-copy (request-rx-copy)".into());
+        if rd_or("request-rx-copy", 1, 0)? != 1 {
+            return Err(ConnectError::NoRxCopy);
         }
-        let tx_ref = rd("tx-ring-ref", u32::MAX as u64).map_err(e)? as u32;
-        let rx_ref = rd("rx-ring-ref", u32::MAX as u64).map_err(e)? as u32;
-        let ev = rd("event-channel", u32::MAX as u64).map_err(e)? as u32;
-        let credits_req = rd_or("request-dba-credits", u16::MAX as u64, 0).map_err(e)?;
-        let fe_gso = rd_or("feature-gso-tcpv4", 1, 0).map_err(e)? == 1;
+        let tx_ref = rd("tx-ring-ref", u32::MAX as u64)? as u32;
+        let rx_ref = rd("rx-ring-ref", u32::MAX as u64)? as u32;
+        let ev = rd("event-channel", u32::MAX as u64)? as u32;
+        let credits_req = rd_or("request-dba-credits", u16::MAX as u64, 0)?;
+        let fe_gso = rd_or("feature-gso-tcpv4", 1, 0)? == 1;
         let credits = self.cfg.credits && credits_req >= 1;
         if credits_req > CREDIT_VERSION as u64 && self.cfg.credits {
-            return Err(format!(
-                "request-dba-credits {credits_req} is above the advertised {CREDIT_VERSION}"
-            ));
+            return Err(ConnectError::CreditVersion(credits_req));
         }
         let grants = self.platform.grants();
-        let tx_map = grants
-            .map(id.domid, &[GrantRef(tx_ref)], Access::Writable)
-            .map_err(|e| format!("map tx-ring-ref {tx_ref}: {e}"))?;
-        let rx_map = grants
-            .map(id.domid, &[GrantRef(rx_ref)], Access::Writable)
-            .map_err(|e| format!("map rx-ring-ref {rx_ref}: {e}"))?;
+        let map = |key: &'static str, gref: u32| {
+            grants
+                .map(id.domid, &[GrantRef(gref)], Access::Writable)
+                .map_err(|source| ConnectError::Map { key, gref, source })
+        };
+        let tx_map = map("tx-ring-ref", tx_ref)?;
+        let rx_map = map("rx-ring-ref", rx_ref)?;
         let evtchn = self
             .platform
             .evtchn()
             .bind_interdomain(id.domid, EvtPort(ev))
-            .map_err(|e| format!("bind event-channel {ev}: {e}"))?;
+            .map_err(|source| ConnectError::Bind { port: ev, source })?;
         let now = (self.clock)();
         let mut vif = Vif::new(
             id,
@@ -880,7 +881,7 @@ impl<P: BackendPlatform> Netback<P> {
             credits.then_some(&self.cfg.initial_budget),
             now,
         );
-        vif.tx_policy = self.cfg.tx_policy;
+        vif.set_tx_policy(self.cfg.tx_policy);
         // Segmentation offload from the port only for a frontend that takes GSO frames.
         let d = self.devices.get_mut(&id).expect("checked above");
         let gso = match d.port.set_gso(fe_gso) {
@@ -919,7 +920,7 @@ impl<P: BackendPlatform> Netback<P> {
             if let Err(e) = self.platform.evtchn().unbind(conn.evtchn) {
                 log::debug!("{id}: unbind: {e}");
             }
-            d.past += conn.vif.counters;
+            d.past += conn.vif.counters();
             // Dropping the mappings unmaps the rings.
             drop(conn.vif.into_mappings());
             log::info!("{id}: disconnected");
@@ -959,6 +960,78 @@ impl<P: BackendPlatform> Netback<P> {
             log::info!("{id}: removed");
         }
     }
+}
+
+/// Why a device directory could not be taken up.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    /// A key of the backend directory is missing or invalid.
+    #[error(transparent)]
+    Xenbus(#[from] XenbusError),
+    /// `frontend-id` names another domain than the directory does.
+    #[error("frontend-id {0} does not match the directory")]
+    FrontendId(DomId),
+    /// The device's port could not be opened.
+    #[error("open port: {0}")]
+    Port(#[source] io::Error),
+    /// The port could not be added to the event loop.
+    #[error("epoll add: {0}")]
+    Epoll(#[source] io::Error),
+    /// A feature could not be advertised.
+    #[error("write {key}: {source}")]
+    Write {
+        /// The feature key.
+        key: &'static str,
+        /// The failure.
+        source: XsError,
+    },
+    /// A watch could not be set.
+    #[error("watch {what}: {source}")]
+    Watch {
+        /// What was to be watched.
+        what: &'static str,
+        /// The failure.
+        source: XsError,
+    },
+}
+
+/// Why the rings of a frontend could not be connected (written to the backend's `error`
+/// node).
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    /// The device was removed meanwhile.
+    #[error("no such device")]
+    NoDevice,
+    /// A frontend key is missing or invalid.
+    #[error(transparent)]
+    Xenbus(#[from] XenbusError),
+    /// The frontend asks for more than one queue.
+    #[error("multi-queue is not supported")]
+    MultiQueue,
+    /// The frontend does not ask for `request-rx-copy`.
+    #[error("frontend does not support rx-copy (request-rx-copy)")]
+    NoRxCopy,
+    /// `request-dba-credits` asks for a version above the one advertised.
+    #[error("request-dba-credits {0} is above the advertised {CREDIT_VERSION}")]
+    CreditVersion(u64),
+    /// A ring grant could not be mapped.
+    #[error("map {key} {gref}: {source}")]
+    Map {
+        /// The frontend key naming the grant.
+        key: &'static str,
+        /// The grant reference.
+        gref: u32,
+        /// The failure.
+        source: GrantError,
+    },
+    /// The frontend's event channel could not be bound.
+    #[error("bind event-channel {port}: {source}")]
+    Bind {
+        /// The frontend's port.
+        port: u32,
+        /// The failure.
+        source: EvtchnError,
+    },
 }
 
 fn fe_token(id: VifId) -> String {

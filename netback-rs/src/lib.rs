@@ -7,13 +7,18 @@
 //!   grant copies, responses, RX into the guest's posted buffers;
 //! * [`meter`]: per-vif counters and per-period rates;
 //! * [`backend`]: the xenbus backend state machine and the event loop;
+//! * [`emulation`]: a backend packet-rate limit for the benchmark, applied around the
+//!   TX poll (never in production);
 //! * [`toolstack`]: what a toolstack writes in xenstore to create a vif;
 //! * [`metrics`]: the Prometheus text endpoint for operators (sampling, exposition, HTTP);
 //!   the client side, `netback top` and SLA administration are the `netback-ops` crate.
+
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod backend;
 pub mod control;
+pub mod emulation;
 pub mod meter;
 pub mod metrics;
 pub mod toolstack;

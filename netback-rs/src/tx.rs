@@ -134,19 +134,22 @@ pub enum TxError {
 }
 
 /// Packet-level refusals (the vif keeps running).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DropReason {
     /// Shorter than an Ethernet header.
+    #[error("packet of {size} bytes is shorter than an Ethernet header")]
     Runt {
         /// The packet size.
         size: u16,
     },
     /// More than [`MAX_SKB_SLOTS`] (but at most [`FATAL_SKB_SLOTS`]) slots.
+    #[error("packet uses {slots} slots, more than {MAX_SKB_SLOTS}")]
     TooManySlots {
         /// Data slots in the chain.
         slots: usize,
     },
     /// A GSO segment size below [`MIN_GSO_SIZE`].
+    #[error("GSO segment size {size} is below {MIN_GSO_SIZE}")]
     GsoTooSmall {
         /// The requested segment size.
         size: u16,
@@ -154,9 +157,10 @@ pub enum DropReason {
 }
 
 /// Protocol violations that disconnect the vif, each with what was seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FatalReason {
     /// A slot's `offset + size` runs past the end of its page.
+    #[error("TX slot crosses its page: offset {offset} + size {len} > 4096")]
     CrossesPage {
         /// Slot offset.
         offset: u16,
@@ -164,67 +168,31 @@ pub enum FatalReason {
         len: u16,
     },
     /// The chain is longer than [`FATAL_SKB_SLOTS`].
+    #[error("TX slot chain longer than {FATAL_SKB_SLOTS} slots")]
     ChainTooLong,
     /// The continuation fragments add up to more than the packet size.
+    #[error("TX fragments add up to more than the packet size {size}")]
     FragmentsExceedPacket {
         /// The first request's size.
         size: u16,
     },
     /// An extra-info slot has type 0 or an unknown type.
+    #[error("invalid extra-info type {0}")]
     InvalidExtraType(u8),
     /// The same extra type appears twice in one packet.
+    #[error("extra-info type {0} repeated")]
     DuplicateExtra(u8),
     /// More extra-info slots than there are types.
+    #[error("more extra-info slots than types")]
     TooManyExtras,
     /// A GSO extra with size 0 or an unknown GSO type.
+    #[error("bad GSO extra: size {size}, type {type}")]
     BadGso {
         /// MSS.
         size: u16,
         /// GSO type.
         r#type: u8,
     },
-}
-
-impl core::fmt::Display for FatalReason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match *self {
-            FatalReason::CrossesPage { offset, len } => {
-                write!(
-                    f,
-                    "TX slot crosses its page: offset {offset} + size {len} > 4096"
-                )
-            }
-            FatalReason::ChainTooLong => {
-                write!(f, "TX slot chain longer than {FATAL_SKB_SLOTS} slots")
-            }
-            FatalReason::FragmentsExceedPacket { size } => {
-                write!(f, "TX fragments add up to more than the packet size {size}")
-            }
-            FatalReason::InvalidExtraType(t) => write!(f, "invalid extra-info type {t}"),
-            FatalReason::DuplicateExtra(t) => write!(f, "extra-info type {t} repeated"),
-            FatalReason::TooManyExtras => write!(f, "more extra-info slots than types"),
-            FatalReason::BadGso { size, r#type } => {
-                write!(f, "bad GSO extra: size {size}, type {type}")
-            }
-        }
-    }
-}
-
-impl core::fmt::Display for DropReason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match *self {
-            DropReason::Runt { size } => write!(
-                f,
-                "packet of {size} bytes is shorter than an Ethernet header"
-            ),
-            DropReason::TooManySlots { slots } => {
-                write!(f, "packet uses {slots} slots, more than {MAX_SKB_SLOTS}")
-            }
-            DropReason::GsoTooSmall { size } => {
-                write!(f, "GSO segment size {size} is below {MIN_GSO_SIZE}")
-            }
-        }
-    }
 }
 
 fn check_page(offset: u16, len: u16) -> Result<(), TxError> {

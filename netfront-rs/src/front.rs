@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::error::{BackendError, FrontError, HandshakeError};
 use crate::rx::{RxAssembler, RxEvent};
 use hypervisor::evtchn::{EventChannels, Port as EvtPort};
 use hypervisor::grant::{Access, GrantShare, SharedPages};
@@ -28,7 +29,7 @@ use shared_ring::netif::{
     NetifTxFrontRing, NetifTxRequest, NetifTxResponse, XenNetifExtraFlags, NETIF_RSP_DROPPED,
     NETIF_RSP_NULL, NETIF_RSP_OKAY,
 };
-use shared_ring::{Denied, DualTokenBucket, FrontIndices, Limit, RingError, XEN_PAGE_SIZE};
+use shared_ring::{Denied, DualTokenBucket, FrontIndices, Limit, XEN_PAGE_SIZE};
 use xen_ids::DomId;
 use xenstore::{with_transaction, Xenstore, XsTx};
 
@@ -86,29 +87,6 @@ impl NetfrontConfig {
         }
     }
 }
-
-/// Why netfront failed.
-#[derive(Debug)]
-pub enum FrontError {
-    /// A handshake step failed (with what was going on).
-    Handshake(String),
-    /// The backend broke the ring protocol; the device was disconnected.
-    Backend(String),
-    /// Not connected.
-    NotConnected,
-}
-
-impl std::fmt::Display for FrontError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FrontError::Handshake(s) => write!(f, "handshake: {s}"),
-            FrontError::Backend(s) => write!(f, "backend: {s}"),
-            FrontError::NotConnected => write!(f, "not connected"),
-        }
-    }
-}
-
-impl std::error::Error for FrontError {}
 
 /// The result of offering a frame for transmission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,13 +182,13 @@ impl<P: FrontendPlatform> Netfront<P> {
             cfg.devid
         );
         let xs = platform.xenstore();
-        let hs = |e: &dyn std::fmt::Display| FrontError::Handshake(e.to_string());
-        let be_path = xenbus::read_str(xs, XsTx::NONE, &format!("{fe_path}/backend"), 256)
-            .map_err(|e| hs(&e))?;
-        let backend = xenbus::read_domid(xs, XsTx::NONE, &format!("{fe_path}/backend-id"))
-            .map_err(|e| hs(&e))?;
+        let be_path = xenbus::read_str(xs, XsTx::NONE, &format!("{fe_path}/backend"), 256)?;
+        let backend = xenbus::read_domid(xs, XsTx::NONE, &format!("{fe_path}/backend-id"))?;
         xs.watch(&format!("{be_path}/state"), TOKEN_BE_STATE)
-            .map_err(|e| hs(&e))?;
+            .map_err(|source| HandshakeError::Xenstore {
+                what: "watch the backend's state",
+                source,
+            })?;
         let now = clock();
         let mut nf = Netfront {
             platform,
@@ -255,8 +233,8 @@ impl<P: FrontendPlatform> Netfront<P> {
     }
 
     fn backend_state(&self) -> Result<XenbusState, FrontError> {
-        xenbus::read_state(self.platform.xenstore(), &format!("{}/state", self.be_path))
-            .map_err(|e| FrontError::Handshake(e.to_string()))
+        let path = format!("{}/state", self.be_path);
+        Ok(xenbus::read_state(self.platform.xenstore(), &path)?)
     }
 
     fn wait_backend(&mut self, want: &[XenbusState]) -> Result<XenbusState, FrontError> {
@@ -268,10 +246,12 @@ impl<P: FrontendPlatform> Netfront<P> {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(FrontError::Handshake(format!(
-                    "backend {} stayed in state {:?}, expected {:?}",
-                    self.be_path, s, want
-                )));
+                return Err(HandshakeError::Timeout {
+                    backend: self.be_path.clone(),
+                    state: s,
+                    expected: want.to_vec(),
+                }
+                .into());
             }
             let _ = self
                 .platform
@@ -288,13 +268,19 @@ impl<P: FrontendPlatform> Netfront<P> {
                 &format!("{}/state", self.fe_path),
                 s.as_str().as_bytes(),
             )
-            .map_err(|e| FrontError::Handshake(format!("write state: {e}")))
+            .map_err(|source| {
+                HandshakeError::Xenstore {
+                    what: "write state",
+                    source,
+                }
+                .into()
+            })
     }
 
     /// The frontend half of the xenbus handshake (as Linux's `talk_to_netback`).
     fn handshake(&mut self) -> Result<(), FrontError> {
-        let hs =
-            |what: &str, e: &dyn std::fmt::Display| FrontError::Handshake(format!("{what}: {e}"));
+        let grant = |what| move |source| HandshakeError::Grant { what, source };
+        let ring = |what| move |source| HandshakeError::Ring { what, source };
         self.set_state(XenbusState::Initialising)?;
         // Only InitWait is an answer to *this* handshake: a backend still `Connected` is
         // serving a previous instance of this frontend (one that died without closing);
@@ -305,33 +291,29 @@ impl<P: FrontendPlatform> Netfront<P> {
         let be = &self.be_path;
         let feat =
             |k: &str| xenbus::read_u64_or(xs, XsTx::NONE, &format!("{be}/{k}"), u16::MAX as u64, 0);
-        if feat("feature-rx-copy").map_err(|e| hs("feature-rx-copy", &e))? != 1 {
-            return Err(FrontError::Handshake(
-                "backend does not offer feature-rx-copy".into(),
-            ));
+        if feat("feature-rx-copy")? != 1 {
+            return Err(HandshakeError::MissingFeature("feature-rx-copy").into());
         }
-        let credits_offered =
-            feat("feature-dba-credits").map_err(|e| hs("feature-dba-credits", &e))?;
-        let gso = feat("feature-gso-tcpv4").map_err(|e| hs("feature-gso-tcpv4", &e))? == 1;
+        let credits_offered = feat("feature-dba-credits")?;
+        let gso = feat("feature-gso-tcpv4")? == 1;
         let credits = self.cfg.request_credits && credits_offered >= 1;
 
         let grants = self.platform.grants();
         let peer = self.backend;
         let tx_ring = grants
             .share(peer, 1, Access::Writable)
-            .map_err(|e| hs("grant TX ring", &e))?;
+            .map_err(grant("TX ring"))?;
         let rx_ring = grants
             .share(peer, 1, Access::Writable)
-            .map_err(|e| hs("grant RX ring", &e))?;
+            .map_err(grant("RX ring"))?;
         let tx_bufs = grants
             .share(peer, TX_BUFS * TX_BUF / XEN_PAGE_SIZE, Access::ReadOnly)
-            .map_err(|e| hs("grant TX buffers", &e))?;
+            .map_err(grant("TX buffers"))?;
         let rx_bufs = grants
             .share(peer, RX_BUFS, Access::Writable)
-            .map_err(|e| hs("grant RX buffers", &e))?;
-        NetifTxFrontRing::init(ring_mem(tx_ring.mem())).map_err(|e| hs("TX ring", &e))?;
-        let mut rx =
-            NetifRxFrontRing::init(ring_mem(rx_ring.mem())).map_err(|e| hs("RX ring", &e))?;
+            .map_err(grant("RX buffers"))?;
+        NetifTxFrontRing::init(ring_mem(tx_ring.mem())).map_err(ring("TX ring"))?;
+        let mut rx = NetifRxFrontRing::init(ring_mem(rx_ring.mem())).map_err(ring("RX ring"))?;
         // Post every RX buffer at the slot of its own index.
         for i in 0..RX_BUFS {
             rx.put_request(&NetifRxRequest {
@@ -339,14 +321,14 @@ impl<P: FrontendPlatform> Netfront<P> {
                 pad: 0,
                 gref: rx_bufs.grefs()[i].0,
             })
-            .map_err(|e| hs("post RX buffers", &e))?;
+            .map_err(ring("post RX buffers"))?;
         }
         let rx_idx = rx.indices();
         let evtchn = self
             .platform
             .evtchn()
             .alloc_unbound(peer)
-            .map_err(|e| hs("event channel", &e))?;
+            .map_err(HandshakeError::EventChannel)?;
         let tx_ref = tx_ring.grefs()[0].0;
         let rx_ref = rx_ring.grefs()[0].0;
         let fe = self.fe_path.clone();
@@ -375,7 +357,10 @@ impl<P: FrontendPlatform> Netfront<P> {
             }
             w("state", XenbusState::Connected.as_str().into())
         })
-        .map_err(|e| hs("publish ring details", &e))?;
+        .map_err(|source| HandshakeError::Xenstore {
+            what: "publish ring details",
+            source,
+        })?;
         let now = (self.clock)();
         self.conn = Some(Conn {
             tx_ring,
@@ -399,7 +384,7 @@ impl<P: FrontendPlatform> Netfront<P> {
         {
             let c = self.conn.as_mut().expect("just set");
             let mut rx = NetifRxFrontRing::resume(ring_mem(c.rx_ring.mem()), c.rx_idx)
-                .map_err(|e| hs("RX ring", &e))?;
+                .map_err(ring("RX ring"))?;
             if rx.push_requests_and_check_notify() {
                 let _ = self.platform.evtchn().notify(c.evtchn);
             }
@@ -543,7 +528,7 @@ impl<P: FrontendPlatform> Netfront<P> {
         let gso = meta.gso.filter(|_| c.gso);
         let nslots = nbufs + gso.is_some() as usize;
         let mut ring = NetifTxFrontRing::resume(ring_mem(c.tx_ring.mem()), c.tx_idx)
-            .map_err(|e| FrontError::Backend(e.to_string()))?;
+            .map_err(BackendError::tx_ring)?;
         if c.tx_free.len() < nbufs || (ring.free_requests() as usize) < nslots {
             return Ok(Sent::RingFull);
         }
@@ -579,7 +564,10 @@ impl<P: FrontendPlatform> Netfront<P> {
             c.tx_bufs
                 .mem()
                 .write(page * XEN_PAGE_SIZE + off, chunk)
-                .map_err(|e| FrontError::Backend(format!("TX buffer: {e}")))?;
+                .map_err(|source| BackendError::Buffer {
+                    which: "TX",
+                    source,
+                })?;
             let mut flags = if k == 0 {
                 first_flags
             } else {
@@ -599,8 +587,7 @@ impl<P: FrontendPlatform> Netfront<P> {
                     chunk.len() as u16
                 },
             };
-            ring.put_request(&req)
-                .map_err(|e| FrontError::Backend(e.to_string()))?;
+            ring.put_request(&req).map_err(BackendError::tx_ring)?;
             if k == 0 {
                 if let Some(g) = gso {
                     let t = match g.kind {
@@ -615,8 +602,7 @@ impl<P: FrontendPlatform> Netfront<P> {
                         },
                         XenNetifExtraFlags::empty(),
                     );
-                    ring.put_request_as(&extra)
-                        .map_err(|e| FrontError::Backend(e.to_string()))?;
+                    ring.put_request_as(&extra).map_err(BackendError::tx_ring)?;
                 }
             }
         }
@@ -636,7 +622,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             return Ok(());
         }
         let mut ring = NetifTxFrontRing::resume(ring_mem(c.tx_ring.mem()), c.tx_idx)
-            .map_err(|e| FrontError::Backend(e.to_string()))?;
+            .map_err(BackendError::tx_ring)?;
         c.unpushed = false;
         if ring.push_requests_and_check_notify() {
             let _ = self.platform.evtchn().notify(c.evtchn);
@@ -651,10 +637,10 @@ impl<P: FrontendPlatform> Netfront<P> {
             return Err(FrontError::NotConnected);
         };
         let mut ring = NetifTxFrontRing::resume(ring_mem(c.tx_ring.mem()), c.tx_idx)
-            .map_err(|e| FrontError::Backend(e.to_string()))?;
+            .map_err(BackendError::tx_ring)?;
         let mut done = 0;
         loop {
-            let mut p = ring.responses().map_err(|e| backend_err("TX", e))?;
+            let mut p = ring.responses().map_err(BackendError::tx_ring)?;
             let n = p.len();
             if n == 0 {
                 break;
@@ -666,9 +652,8 @@ impl<P: FrontendPlatform> Netfront<P> {
                 }
                 let id = r.id as usize;
                 if id >= TX_BUFS || !c.tx_in_flight[id] {
-                    let e = FrontError::Backend(format!("TX response for id {id} not in flight"));
                     c.tx_idx = ring.indices();
-                    return Err(e);
+                    return Err(BackendError::UnknownTxId(id).into());
                 }
                 c.tx_in_flight[id] = false;
                 c.tx_free.push(id as u16);
@@ -682,7 +667,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             p.consume(n);
             if !ring
                 .final_check_for_responses()
-                .map_err(|e| backend_err("TX", e))?
+                .map_err(BackendError::tx_ring)?
             {
                 break;
             }
@@ -698,11 +683,11 @@ impl<P: FrontendPlatform> Netfront<P> {
             return Err(FrontError::NotConnected);
         };
         let mut ring = NetifRxFrontRing::resume(ring_mem(c.rx_ring.mem()), c.rx_idx)
-            .map_err(|e| FrontError::Backend(e.to_string()))?;
+            .map_err(BackendError::rx_ring)?;
         let mut out: Option<(usize, FrameMeta)> = None;
         let mut consumed = 0u32;
         {
-            let mut p = ring.responses().map_err(|e| backend_err("RX", e))?;
+            let mut p = ring.responses().map_err(BackendError::rx_ring)?;
             let n = p.len();
             let mut i = 0;
             // Until a frame is complete and no extra-info slot of it is pending.
@@ -724,7 +709,10 @@ impl<P: FrontendPlatform> Netfront<P> {
                     c.rx.response(&r, |offset, dst| {
                         bufs.mem()
                             .read(page * XEN_PAGE_SIZE + offset, dst)
-                            .map_err(|e| FrontError::Backend(format!("RX buffer: {e}")))
+                            .map_err(|source| BackendError::Buffer {
+                                which: "RX",
+                                source,
+                            })
                     })?
                 };
                 match ev {
@@ -756,7 +744,7 @@ impl<P: FrontendPlatform> Netfront<P> {
                     pad: 0,
                     gref: c.rx_bufs.grefs()[b].0,
                 })
-                .map_err(|e| FrontError::Backend(e.to_string()))?;
+                .map_err(BackendError::rx_ring)?;
             }
             if ring.push_requests_and_check_notify() {
                 let _ = self.platform.evtchn().notify(c.evtchn);
@@ -766,7 +754,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             // Nothing complete: ask to be notified of the next response.
             let _ = ring
                 .final_check_for_responses()
-                .map_err(|e| backend_err("RX", e))?;
+                .map_err(BackendError::rx_ring)?;
         }
         c.rx_idx = ring.indices();
         Ok(out)
@@ -787,13 +775,4 @@ impl<P: FrontendPlatform> Netfront<P> {
     pub fn backend_gso(&self) -> bool {
         self.conn.as_ref().is_some_and(|c| c.gso)
     }
-
-    /// Free TX slots right now.
-    pub fn tx_free(&self) -> usize {
-        self.conn.as_ref().map_or(0, |c| c.tx_free.len())
-    }
-}
-
-fn backend_err(which: &str, e: RingError) -> FrontError {
-    FrontError::Backend(format!("{which} ring: {e}"))
 }

@@ -3,13 +3,17 @@
 //! * [`front`]: the device — xenbus frontend handshake and reconnection, persistent
 //!   granted buffer pools, credit enforcement (policy `drop` or `hold`) before a frame
 //!   costs anything, TX and RX ring paths;
+//! * [`error`]: why netfront failed (handshake, or a backend breaking the protocol);
 //! * [`rx`]: RX reassembly of responses into frames, a pure state machine;
 //! * [`pump`]: the event loop that moves frames between a [`netport::Port`] (the guest
 //!   kernel's TAP, or an in-memory channel) and the device.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod error;
 pub mod front;
 pub mod pump;
 pub mod rx;
 
-pub use front::{CreditPolicy, FrontError, FrontStats, Netfront, NetfrontConfig, Sent};
+pub use error::{BackendError, FrontError, HandshakeError};
+pub use front::{CreditPolicy, FrontStats, Netfront, NetfrontConfig, Sent};

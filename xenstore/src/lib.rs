@@ -18,6 +18,7 @@
 //! let ev = xs.wait_event(None)?;
 //! # let _ = (ev, XsTx::NONE); Ok(()) }
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod client;
 pub mod perms;

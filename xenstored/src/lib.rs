@@ -37,6 +37,7 @@
 //! guest.write(XsTx::NONE, "data/x", b"1").unwrap();
 //! assert_eq!(dom0.read(XsTx::NONE, "/local/domain/7/data/x").unwrap(), b"1");
 //! ```
+#![forbid(unsafe_code)]
 
 mod conn;
 mod store;

@@ -13,6 +13,7 @@
 //! ```
 //!
 //! Operator documentation: `docs/operations.md`.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

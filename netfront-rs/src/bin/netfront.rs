@@ -5,6 +5,7 @@
 //! netfront [--platform local --hv-socket PATH --domid N | --platform xen] [--devid N]
 //!          [--tap NAME] [--policy drop|hold] [--no-credits]
 //! ```
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

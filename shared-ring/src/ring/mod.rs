@@ -93,6 +93,8 @@ impl core::fmt::Display for RingError {
     }
 }
 
+impl core::error::Error for RingError {}
+
 /// The shared half of a ring: header and entries, in shared memory.
 ///
 /// `Req` and `Rsp` are the request and response types of `DEFINE_RING_TYPES`; a slot is

@@ -1,0 +1,267 @@
+//! One connected vif: its two mapped rings, its backstop buckets and the TX/RX data
+//! path between the guest's grants and a [`Port`].
+//!
+//! Both directions read like Linux's `xenvif_tx_action` (`xenvif_tx_build_gops` →
+//! `gnttab_batch_copy` → `xenvif_tx_submit`): plan a batch from one snapshot of the ring,
+//! copy it with one batched grant copy, then hand the frames on and answer every slot in
+//! ring order.
+//!
+//! * TX (guest → port, `tx_path.rs`): per chain, copy-once parse and validate its slots
+//!   ([`crate::tx`]), charge the backstop bucket **before** any copy (refused frames are
+//!   answered `NETIF_RSP_DROPPED` or, with the hold policy, left on the ring until the
+//!   exact deficit has accrued); copy every admitted packet; send each to the port.
+//! * RX (port → guest, `rx_path.rs`): police first, then place each frame into the
+//!   guest's posted buffers (multi-slot when larger than a page); copy; write the
+//!   responses in the slots of the requests they answer.
+//!
+//! Notifications only when the ring asks for them.
+
+mod rx_path;
+mod tx_path;
+
+use hypervisor::grant::{CopySegment, GntStatus, GrantCopy, GrantMapping};
+use hypervisor::platform::ring_mem;
+use netport::Port;
+use shared_ring::credit::{CreditArea, CreditPublisher, Credits};
+use shared_ring::{Limit, RingError};
+use xen_ids::VifId;
+
+use crate::meter::VifCounters;
+use crate::tx::FatalReason;
+use rx_path::RxPath;
+use tx_path::TxPath;
+
+/// Most packets one TX poll takes from the ring (one grant-copy call).
+pub const TX_BATCH: usize = 64;
+/// Frames handled per RX batch.
+pub const RX_BATCH: usize = 64;
+/// Largest frame delivered to a guest: a 64 KiB GSO frame spans 17 pages.
+pub const MAX_RX_SLOTS: usize = 17;
+/// The backstop's smallest packet burst: frames a conforming frontend may have put on the
+/// ring while this backend was not running (a quarter of the ring).
+pub const BACKSTOP_MIN_PACKETS: u64 = 64;
+/// How soon to retry a port that was full.
+pub(crate) const PORT_RETRY_NS: u64 = 200_000;
+
+/// What the backstop does with a TX frame that exceeds the vif's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackstopPolicy {
+    /// Answer `NETIF_RSP_DROPPED` without copying (the guest loses the frame).
+    Drop,
+    /// Leave the request on the ring until tokens return (backpressure, like Linux
+    /// netback's `rate`): the guest's queue fills and it slows down.
+    Hold,
+}
+
+/// Why a vif must be disconnected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VifFatal {
+    /// A TX protocol violation.
+    #[error(transparent)]
+    Tx(#[from] FatalReason),
+    /// An impossible producer index on the TX or RX ring.
+    #[error("{0} ring: {1}")]
+    Ring(&'static str, #[source] RingError),
+}
+
+impl VifFatal {
+    fn tx_ring(e: RingError) -> Self {
+        VifFatal::Ring("TX", e)
+    }
+
+    fn rx_ring(e: RingError) -> Self {
+        VifFatal::Ring("RX", e)
+    }
+}
+
+/// The outcome of a poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Poll {
+    /// The frontend asked to be notified of new responses.
+    pub notify: bool,
+    /// Work is left (batch limit reached, or the final check found more): poll again.
+    pub more: bool,
+    /// TX is held until this time (ns) — by the backstop (policy hold), a full port or
+    /// the caller ([`Vif::hold_tx`]): arm a timer.
+    pub hold_until: Option<u64>,
+    /// Packets taken: TX request chains consumed from the ring (whatever became of
+    /// them), RX frames placed in the guest's buffers.
+    pub packets: usize,
+}
+
+impl Poll {
+    /// Nothing done: held until `t`.
+    fn held(t: u64) -> Self {
+        Poll {
+            hold_until: Some(t),
+            ..Poll::default()
+        }
+    }
+}
+
+/// A connected vif. `M` is the grant mapping type of the platform.
+pub struct Vif<M> {
+    id: VifId,
+    tx_map: M,
+    rx_map: M,
+    credits_generation: Option<u32>,
+    tx: TxPath,
+    rx: RxPath,
+}
+
+impl<M: GrantMapping> Vif<M> {
+    /// A vif over its mapped TX and RX ring pages (each one page, writable). With
+    /// `credits`, the credit area is published before the vif is used.
+    pub fn new(id: VifId, tx_map: M, rx_map: M, credits: Option<&Credits>, now_ns: u64) -> Self {
+        let mut v = Vif {
+            id,
+            tx_map,
+            rx_map,
+            credits_generation: None,
+            tx: TxPath::new(id, now_ns),
+            rx: RxPath::new(id, now_ns),
+        };
+        if let Some(c) = credits {
+            v.credits_generation = Some(0);
+            v.set_tx_budget(c, now_ns);
+        }
+        v
+    }
+
+    /// The vif's id.
+    pub fn id(&self) -> VifId {
+        self.id
+    }
+
+    /// True when the frontend negotiated the credit area.
+    pub fn has_credits(&self) -> bool {
+        self.credits_generation.is_some()
+    }
+
+    /// The vif's counters, both directions.
+    pub fn counters(&self) -> VifCounters {
+        self.tx.counters + self.rx.counters
+    }
+
+    /// What the TX backstop does with excess frames.
+    pub fn set_tx_policy(&mut self, policy: BackstopPolicy) {
+        self.tx.policy = policy;
+    }
+
+    /// Applies a TX budget: the backstop takes the same rates with more depth — twice
+    /// the burst, and at least [`BACKSTOP_MIN_PACKETS`] packets — so that a conforming
+    /// frontend is never policed here even when this backend is descheduled and finds
+    /// frames on the ring that the frontend admitted over that time (`docs/protocol.md`
+    /// §2.4); the budget is published in the credit area when negotiated.
+    pub fn set_tx_budget(&mut self, c: &Credits, now_ns: u64) {
+        let slack = |l: Limit, min: u64| match l {
+            Limit::Unlimited => Limit::Unlimited,
+            Limit::Rate { per_sec, burst } => Limit::Rate {
+                per_sec,
+                burst: burst
+                    .saturating_mul(2)
+                    .max(if per_sec == 0 { 0 } else { min }),
+            },
+        };
+        self.tx.backstop.set_limits(
+            slack(c.bytes, 0),
+            slack(c.packets, BACKSTOP_MIN_PACKETS),
+            now_ns,
+        );
+        if let Some(generation) = self.credits_generation {
+            let mem = ring_mem(self.tx_map.mem());
+            if let Ok(area) = CreditArea::in_tx_page(mem) {
+                let mut p = CreditPublisher::resume(area, generation);
+                p.publish(c);
+                self.credits_generation = Some(p.generation());
+            }
+        }
+    }
+
+    /// Limits port → guest traffic (policed before the copy into the guest); unlimited
+    /// until set.
+    pub fn set_rx_limits(&mut self, bytes: Limit, packets: Limit, now_ns: u64) {
+        self.rx.backstop.set_limits(bytes, packets, now_ns);
+    }
+
+    /// Whether GSO frames may be delivered to the frontend (its `feature-gso-tcpv4`).
+    pub fn set_rx_gso(&mut self, on: bool) {
+        self.rx.gso = on;
+    }
+
+    /// The frontend's self-reported counters, if it publishes them (untrusted hints).
+    pub fn front_counters(&self) -> Option<shared_ring::credit::FrontCounters> {
+        let generation = self.credits_generation?;
+        let area = CreditArea::in_tx_page(ring_mem(self.tx_map.mem())).ok()?;
+        CreditPublisher::resume(area, generation)
+            .front_counters()
+            .ok()
+    }
+
+    /// Releases the mappings.
+    pub fn into_mappings(self) -> (M, M) {
+        (self.tx_map, self.rx_map)
+    }
+
+    /// Guest → port: takes at most `budget` request chains (and at most [`TX_BATCH`])
+    /// from the TX ring, as Linux's `xenvif_tx_action(queue, budget)`. Chains left on
+    /// the ring because the budget ran out are reported as [`Poll::more`].
+    pub fn tx_poll<G: GrantCopy + ?Sized, P: Port + ?Sized>(
+        &mut self,
+        now_ns: u64,
+        grants: &G,
+        port: &mut P,
+        budget: usize,
+    ) -> Result<Poll, VifFatal> {
+        let page = ring_mem(self.tx_map.mem());
+        self.tx.poll(page, now_ns, grants, port, budget)
+    }
+
+    /// Port → guest: moves frames from the port into the guest's posted RX buffers.
+    pub fn rx_poll<G: GrantCopy + ?Sized, P: Port + ?Sized>(
+        &mut self,
+        now_ns: u64,
+        grants: &G,
+        port: &mut P,
+    ) -> Result<Poll, VifFatal> {
+        let page = ring_mem(self.rx_map.mem());
+        self.rx.poll(page, now_ns, grants, port)
+    }
+
+    /// When TX is held (by the backstop, a full port or [`Vif::hold_tx`]), the time (ns)
+    /// it may go on.
+    pub fn hold_until(&self) -> Option<u64> {
+        self.tx.hold_until
+    }
+
+    /// Reads no TX request before `until` (ns): a caller that rations the backend's work
+    /// (e.g. [`crate::emulation::EmulatedBackendRate`]) holds the vif this way.
+    pub fn hold_tx(&mut self, until: u64) {
+        self.tx.hold_until = Some(until);
+    }
+
+    /// True when a frame waits for RX buffers from the guest.
+    pub fn rx_starved(&self) -> bool {
+        self.rx.starved()
+    }
+}
+
+/// One batched grant copy between `arena` and the peer's grants. A call that fails as a
+/// whole fails every segment, so each packet is then answered as a failed copy.
+fn grant_copy<G: GrantCopy + ?Sized>(
+    grants: &G,
+    arena: &mut [u8],
+    segs: &mut [CopySegment],
+    id: VifId,
+    dir: &str,
+) {
+    if segs.is_empty() {
+        return;
+    }
+    if let Err(e) = grants.copy(arena, segs) {
+        log::warn!("{id}: {dir} grant copy failed as a whole: {e}");
+        for s in segs {
+            s.status = GntStatus::GENERAL_ERROR;
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The RX data path of one vif (port → guest), in the same three steps as TX:
+//!
+//! 1. **build** ([`RxPath::build`]): frames are read from the port straight into the
+//!    arena, policed, and placed in the guest's posted buffers — one copy segment and
+//!    one response per page of the frame (multi-slot above a page), with a GSO
+//!    extra-info slot after the first when the frame carries segmentation offload;
+//! 2. **copy** ([`RxPath::copy`]): one call for the batch;
+//! 3. **respond** ([`RxPath::respond`]): the responses, in the slots of the requests
+//!    they answer; a frame with any failed segment is an error in all of its slots.
+//!
+//! A frame that finds too few posted buffers waits in the stash (one frame) and the
+//! frontend is asked to notify when it posts more.
+
+use core::ops::Range;
+
+use hypervisor::grant::{CopySegment, GrantCopy, GrantRef};
+use netport::{FrameMeta, GsoKind, Port};
+use shared_ring::netif::extra::{XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6};
+use shared_ring::netif::{
+    ExtraInfo, NetRxFlags, NetifExtraInfo, NetifRxBackRing, NetifRxRequest, NetifRxResponse,
+    XenNetifExtraFlags, NETIF_RSP_ERROR,
+};
+use shared_ring::ring::Pending;
+use shared_ring::{BackIndices, DualTokenBucket, SharedMem, XEN_PAGE_SIZE};
+use xen_ids::VifId;
+
+use super::{grant_copy, Poll, VifFatal, MAX_RX_SLOTS, RX_BATCH};
+use crate::meter::VifCounters;
+
+/// Bytes one batch may copy into the guest: the batch's frames, and room for one more
+/// of the largest.
+const RX_ARENA: usize = RX_BATCH * 2048 + MAX_RX_SLOTS * XEN_PAGE_SIZE;
+/// The largest frame, in bytes.
+const MAX_RX_FRAME: usize = MAX_RX_SLOTS * XEN_PAGE_SIZE;
+
+type RxPending<'r, 'a> = Pending<'r, 'a, NetifRxRequest, NetifRxResponse>;
+
+/// One frame placed in the guest's buffers.
+struct Placed {
+    /// Frame bytes.
+    len: usize,
+    /// The GSO extra that follows its first response.
+    extra: Option<NetifExtraInfo>,
+    /// Its data slots: the same range of the batch's segments and responses.
+    slots: Range<usize>,
+}
+
+/// Why build stopped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BuildEnd {
+    /// The batch or the arena is full: poll again.
+    Limit,
+    /// The port has nothing more.
+    PortEmpty,
+    /// The next frame waits for posted buffers.
+    Starved,
+}
+
+/// The RX half of a vif.
+pub(super) struct RxPath {
+    id: VifId,
+    idx: BackIndices,
+    /// Port → guest policing (before the grant copy into the guest).
+    pub(super) backstop: DualTokenBucket,
+    /// The frontend takes GSO frames (`feature-gso-tcpv4` in its directory).
+    pub(super) gso: bool,
+    /// RX counters (the `rx_*` fields).
+    pub(super) counters: VifCounters,
+    /// The batch's frames, each at a 64-byte aligned offset.
+    arena: Vec<u8>,
+    /// Arena bytes used.
+    used: usize,
+    frames: Vec<Placed>,
+    /// One segment and one response per data slot, in ring order.
+    segs: Vec<CopySegment>,
+    rsps: Vec<NetifRxResponse>,
+    /// A frame read from the port that found too few posted buffers.
+    stash: Option<(usize, FrameMeta)>,
+    stash_buf: Vec<u8>,
+}
+
+impl RxPath {
+    pub(super) fn new(id: VifId, now_ns: u64) -> Self {
+        RxPath {
+            id,
+            idx: BackIndices::default(),
+            backstop: DualTokenBucket::unlimited(now_ns),
+            gso: false,
+            counters: VifCounters::default(),
+            arena: vec![0; RX_ARENA],
+            used: 0,
+            frames: Vec::with_capacity(RX_BATCH),
+            segs: Vec::with_capacity(RX_BATCH * 4),
+            rsps: Vec::with_capacity(256),
+            stash: None,
+            stash_buf: vec![0; MAX_RX_FRAME],
+        }
+    }
+
+    /// True when a frame waits for RX buffers from the guest.
+    pub(super) fn starved(&self) -> bool {
+        self.stash.is_some()
+    }
+
+    /// One batch into the RX ring in `page`: build → copy → respond.
+    pub(super) fn poll<G: GrantCopy + ?Sized, P: Port + ?Sized>(
+        &mut self,
+        page: SharedMem<'_>,
+        now_ns: u64,
+        grants: &G,
+        port: &mut P,
+    ) -> Result<Poll, VifFatal> {
+        let mut ring = NetifRxBackRing::resume(page, self.idx).map_err(VifFatal::rx_ring)?;
+        let end = self.build(&mut ring, now_ns, port)?;
+        self.copy(grants);
+        let notify = self.respond(&mut ring);
+        let more = match end {
+            // Ask the frontend to tell us when it posts buffers; if it already did, go on.
+            BuildEnd::Starved => ring.final_check_for_requests().map_err(VifFatal::rx_ring)?,
+            BuildEnd::Limit => true,
+            BuildEnd::PortEmpty => false,
+        };
+        self.idx = ring.indices();
+        Ok(Poll {
+            notify,
+            more,
+            hold_until: None,
+            packets: self.frames.len(),
+        })
+    }
+
+    /// Build: places up to [`RX_BATCH`] frames from the port in the posted buffers of
+    /// one snapshot of the ring, and consumes those requests.
+    fn build<P: Port + ?Sized>(
+        &mut self,
+        ring: &mut NetifRxBackRing<'_>,
+        now_ns: u64,
+        port: &mut P,
+    ) -> Result<BuildEnd, VifFatal> {
+        self.frames.clear();
+        self.segs.clear();
+        self.rsps.clear();
+        self.used = 0;
+        let mut p = ring.requests().map_err(VifFatal::rx_ring)?;
+        let mut taken = 0u32;
+        let end = loop {
+            if self.frames.len() >= RX_BATCH || self.arena.len() - self.used < MAX_RX_FRAME {
+                break BuildEnd::Limit;
+            }
+            let Some((len, meta)) = self.next_frame(port) else {
+                break BuildEnd::PortEmpty;
+            };
+            let Some(extra) = self.admit(len, &meta) else {
+                continue;
+            };
+            let slots = len.div_ceil(XEN_PAGE_SIZE) as u32 + extra.is_some() as u32;
+            if p.len() - taken < slots {
+                // Not enough posted buffers: keep the frame for the next poll.
+                self.stash_buf[..len].copy_from_slice(&self.arena[self.used..self.used + len]);
+                self.stash = Some((len, meta));
+                break BuildEnd::Starved;
+            }
+            if self.backstop.charge(now_ns, len as u64, 1).is_err() {
+                self.counters.rx_dropped_police += 1;
+                continue;
+            }
+            self.place(&p, taken, len, &meta, extra);
+            taken += slots;
+        };
+        p.consume(taken);
+        Ok(end)
+    }
+
+    /// The next frame, read into the arena after the batch's frames: the one stashed
+    /// for lack of buffers, else one from the port (`None` when it has none).
+    fn next_frame<P: Port + ?Sized>(&mut self, port: &mut P) -> Option<(usize, FrameMeta)> {
+        let room = &mut self.arena[self.used..];
+        if let Some((len, meta)) = self.stash.take() {
+            room[..len].copy_from_slice(&self.stash_buf[..len]);
+            return Some((len, meta));
+        }
+        match port.recv(room) {
+            Ok(frame) => frame,
+            Err(e) => {
+                log::debug!("{}: port recv: {e}", self.id);
+                None
+            }
+        }
+    }
+
+    /// Whether a frame can go to this guest at all, and the GSO extra-info slot that
+    /// travels with it (`Some(None)`: no extra). `None`: dropped, counted.
+    fn admit(&mut self, len: usize, meta: &FrameMeta) -> Option<Option<NetifExtraInfo>> {
+        if len > MAX_RX_FRAME || len == 0 {
+            self.counters.rx_dropped_oversize += 1;
+            return None;
+        }
+        // A GSO frame needs a frontend that takes them.
+        match meta.gso {
+            Some(_) if !self.gso => {
+                self.counters.rx_dropped_oversize += 1;
+                None
+            }
+            Some(g) => Some(Some(NetifExtraInfo::new(
+                &ExtraInfo::Gso {
+                    size: g.size,
+                    r#type: match g.kind {
+                        GsoKind::TcpV4 => XEN_NETIF_GSO_TYPE_TCPV4,
+                        GsoKind::TcpV6 => XEN_NETIF_GSO_TYPE_TCPV6,
+                    },
+                    features: 0,
+                },
+                XenNetifExtraFlags::empty(),
+            ))),
+            None => Some(None),
+        }
+    }
+
+    /// Places the frame at `arena[used..used + len]` in the requests from entry `at` of
+    /// the snapshot: one segment and one response per page; the extra, if any, answers
+    /// the request after the first (its buffer stays unused).
+    fn place(
+        &mut self,
+        p: &RxPending<'_, '_>,
+        at: u32,
+        len: usize,
+        meta: &FrameMeta,
+        extra: Option<NetifExtraInfo>,
+    ) {
+        let mut flags = rx_flags(meta);
+        if extra.is_some() {
+            flags |= NetRxFlags::EXTRA_INFO;
+        }
+        let first = self.segs.len();
+        let data_slots = len.div_ceil(XEN_PAGE_SIZE);
+        let mut req_at = at;
+        for k in 0..data_slots {
+            let req: NetifRxRequest = p.copy(req_at).expect("within the snapshot");
+            req_at += if k == 0 {
+                1 + extra.is_some() as u32
+            } else {
+                1
+            };
+            let off = k * XEN_PAGE_SIZE;
+            let chunk = (len - off).min(XEN_PAGE_SIZE);
+            self.segs.push(CopySegment::to_grant(
+                self.id.domid,
+                GrantRef(req.gref),
+                0,
+                self.used + off,
+                chunk as u16,
+            ));
+            let mut f = if k == 0 { flags } else { NetRxFlags::empty() };
+            if k + 1 < data_slots {
+                f |= NetRxFlags::MORE_DATA;
+            }
+            self.rsps.push(NetifRxResponse {
+                id: req.id,
+                offset: 0,
+                flags: f.bits(),
+                status: chunk as i16,
+            });
+        }
+        self.frames.push(Placed {
+            len,
+            extra,
+            slots: first..self.segs.len(),
+        });
+        self.used += len.next_multiple_of(64);
+    }
+
+    /// Copy: one batched grant copy of every placed frame into the guest's buffers.
+    fn copy<G: GrantCopy + ?Sized>(&mut self, grants: &G) {
+        let arena = &mut self.arena[..self.used.max(1)];
+        grant_copy(grants, arena, &mut self.segs, self.id, "RX");
+    }
+
+    /// Respond: every placed frame's responses, in ring order. Returns whether the
+    /// frontend asked to be notified.
+    fn respond(&mut self, ring: &mut NetifRxBackRing<'_>) -> bool {
+        for f in &self.frames {
+            let ok = self.segs[f.slots.clone()].iter().all(|s| s.status.is_ok());
+            if ok {
+                self.counters.rx_packets += 1;
+                self.counters.rx_bytes += f.len as u64;
+            } else {
+                self.counters.rx_copy_errors += 1;
+            }
+            for (k, &r) in self.rsps[f.slots.clone()].iter().enumerate() {
+                // Cannot fail: every consumed request is answered exactly once.
+                let _ = ring.put_response(&if ok { r } else { failed(r) });
+                if let (0, Some(x)) = (k, &f.extra) {
+                    let _ = ring.put_response_as(x);
+                }
+            }
+        }
+        !self.frames.is_empty() && ring.push_responses_and_check_notify()
+    }
+}
+
+/// A response whose frame could not be copied: an error, and the end of the frame.
+fn failed(mut r: NetifRxResponse) -> NetifRxResponse {
+    r.status = NETIF_RSP_ERROR;
+    r.flags &= !NetRxFlags::MORE_DATA.bits();
+    r
+}
+
+/// RX flags for a frame from the port. A frame whose checksum is still to be filled in
+/// (`csum_blank`) is also marked validated, as Linux netback does.
+fn rx_flags(meta: &FrameMeta) -> NetRxFlags {
+    let mut f = NetRxFlags::empty();
+    if meta.csum_blank {
+        f |= NetRxFlags::CSUM_BLANK | NetRxFlags::DATA_VALIDATED;
+    } else if meta.data_validated {
+        f |= NetRxFlags::DATA_VALIDATED;
+    }
+    f
+}

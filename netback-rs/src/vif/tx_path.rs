@@ -1,0 +1,393 @@
+//! The TX data path of one vif (guest → port), in the three steps of Linux's
+//! `xenvif_tx_action`:
+//!
+//! 1. **build** ([`TxPath::build`], as `xenvif_tx_build_gops`): one read of `req_prod`;
+//!    each request chain is parsed and validated copy-once ([`crate::tx`]), charged to
+//!    the backstop before any copy, and planned in the batch — grant-copy segments into
+//!    the arena, or responses decided now for a chain refused whole;
+//! 2. **copy** ([`TxPath::copy`], as `gnttab_batch_copy`): one call for every
+//!    admitted packet of the batch;
+//! 3. **submit** ([`TxPath::submit`], as `xenvif_tx_submit`): each copied frame goes to
+//!    the port, every slot is answered in ring order.
+//!
+//! A full port keeps the copied frames (the stash) and the ring is not read again until
+//! the port has taken them: backpressure reaches the guest as a full TX ring.
+
+use core::ops::Range;
+
+use hypervisor::grant::{CopySegment, GrantCopy, GrantRef};
+use netport::{FrameMeta, Gso, GsoKind, Port};
+use shared_ring::netif::extra::{XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6};
+use shared_ring::netif::{
+    NetTxFlags, NetifTxBackRing, NetifTxRequest, NetifTxResponse, NETIF_RSP_DROPPED,
+    NETIF_RSP_ERROR, NETIF_RSP_OKAY,
+};
+use shared_ring::ring::Pending;
+use shared_ring::{BackIndices, Denied, DualTokenBucket, SharedMem};
+use xen_ids::{DomId, VifId};
+
+use super::{grant_copy, BackstopPolicy, Poll, VifFatal, PORT_RETRY_NS, TX_BATCH};
+use crate::meter::VifCounters;
+use crate::tx::{drop_responses, parse_packet, TxError, TxPacket};
+
+/// Bytes one batch may copy out of the guest.
+const TX_ARENA: usize = 256 * 1024;
+
+type TxPending<'r, 'a> = Pending<'r, 'a, NetifTxRequest, NetifTxResponse>;
+
+/// What the batch does with one request chain taken from the ring.
+// Entries live in a reused Vec; boxing the packet would allocate per packet.
+#[allow(clippy::large_enum_variant)]
+enum Planned {
+    /// Admitted: `segs` copy it to `arena[at..at + pkt.size]`; sent, then answered.
+    Copy {
+        pkt: TxPacket,
+        at: usize,
+        segs: Range<usize>,
+    },
+    /// Refused before any copy: answered with these responses of the batch.
+    Answered(Range<usize>),
+}
+
+/// Why build stopped taking chains.
+#[derive(Clone, Copy)]
+enum BuildEnd {
+    /// The snapshot is used up, or ends inside a chain: check the ring once more.
+    Drained,
+    /// The budget or the arena ran out with chains left: poll again.
+    Limit,
+    /// The backstop holds the next chain until its deficit has accrued (policy hold).
+    Held,
+}
+
+/// What build made of one chain.
+enum Take {
+    /// Planned; it occupied this many ring slots.
+    Took(u32),
+    /// Not taken: the batch ends here.
+    Stop(BuildEnd),
+}
+
+/// One batch's plan: written by build, executed by the copy, answered by submit.
+struct TxBatch {
+    /// Every chain taken, in ring order.
+    items: Vec<Planned>,
+    /// Grant-copy segments of the admitted packets.
+    segs: Vec<CopySegment>,
+    /// Responses of the chains refused whole.
+    rsps: Vec<NetifTxResponse>,
+    /// Arena bytes the admitted packets take, from 0.
+    used: usize,
+}
+
+impl TxBatch {
+    fn clear(&mut self) {
+        self.items.clear();
+        self.segs.clear();
+        self.rsps.clear();
+        self.used = 0;
+    }
+
+    /// Plans an admitted packet: one segment per data slot, to the next arena bytes.
+    fn copy(&mut self, pkt: TxPacket, front: DomId) {
+        let (at, first) = (self.used, self.segs.len());
+        for s in pkt.data_slots() {
+            self.segs.push(CopySegment::from_grant(
+                front,
+                GrantRef(s.gref),
+                s.offset,
+                self.used,
+                s.len,
+            ));
+            self.used += s.len as usize;
+        }
+        let segs = first..self.segs.len();
+        self.items.push(Planned::Copy { pkt, at, segs });
+    }
+
+    /// Plans a chain refused whole, answered with the responses `write` adds.
+    fn answer(&mut self, write: impl FnOnce(&mut Vec<NetifTxResponse>)) {
+        let first = self.rsps.len();
+        write(&mut self.rsps);
+        self.items.push(Planned::Answered(first..self.rsps.len()));
+    }
+}
+
+/// The TX half of a vif.
+pub(super) struct TxPath {
+    id: VifId,
+    idx: BackIndices,
+    /// Guest → port backstop (charged before the grant copy).
+    pub(super) backstop: DualTokenBucket,
+    /// What the backstop does with excess frames.
+    pub(super) policy: BackstopPolicy,
+    /// The ring is not read before this time (ns).
+    pub(super) hold_until: Option<u64>,
+    /// TX counters (the `tx_*` fields).
+    pub(super) counters: VifCounters,
+    /// Where the batch's admitted packets are copied, back to back.
+    arena: Vec<u8>,
+    batch: TxBatch,
+    /// Copied frames the port could not take yet (offset and length in `arena`), in
+    /// order, from `stash_at`: the ring is not read again until they are sent.
+    stash: Vec<(usize, usize, FrameMeta)>,
+    stash_at: usize,
+}
+
+impl TxPath {
+    pub(super) fn new(id: VifId, now_ns: u64) -> Self {
+        TxPath {
+            id,
+            idx: BackIndices::default(),
+            backstop: DualTokenBucket::unlimited(now_ns),
+            policy: BackstopPolicy::Drop,
+            hold_until: None,
+            counters: VifCounters::default(),
+            arena: vec![0; TX_ARENA],
+            batch: TxBatch {
+                items: Vec::with_capacity(TX_BATCH),
+                segs: Vec::with_capacity(TX_BATCH * 4),
+                rsps: Vec::with_capacity(256),
+                used: 0,
+            },
+            stash: Vec::with_capacity(TX_BATCH),
+            stash_at: 0,
+        }
+    }
+
+    /// One batch from the TX ring in `page`: build → copy → submit.
+    pub(super) fn poll<G: GrantCopy + ?Sized, P: Port + ?Sized>(
+        &mut self,
+        page: SharedMem<'_>,
+        now_ns: u64,
+        grants: &G,
+        port: &mut P,
+        budget: usize,
+    ) -> Result<Poll, VifFatal> {
+        if let Some(t) = self.blocked(now_ns, port) {
+            return Ok(Poll::held(t));
+        }
+        let mut ring = NetifTxBackRing::resume(page, self.idx).map_err(VifFatal::tx_ring)?;
+        let end = self.build(&mut ring, now_ns, budget)?;
+        self.copy(grants);
+        let notify = self.submit(&mut ring, port);
+        let out = self.next_step(&mut ring, now_ns, end)?;
+        self.idx = ring.indices();
+        Ok(Poll {
+            notify,
+            packets: self.batch.items.len(),
+            ..out
+        })
+    }
+
+    /// When the ring may not be read now: held until a time, or a full port still
+    /// refuses frames copied earlier.
+    fn blocked<P: Port + ?Sized>(&mut self, now_ns: u64, port: &mut P) -> Option<u64> {
+        if let Some(t) = self.hold_until {
+            if now_ns < t {
+                return Some(t);
+            }
+            self.hold_until = None;
+        }
+        if !self.flush_stash(port) {
+            self.hold_until = Some(now_ns + PORT_RETRY_NS);
+            return self.hold_until;
+        }
+        None
+    }
+
+    /// Build: plans up to `budget` (at most [`TX_BATCH`]) chains of one snapshot of the
+    /// ring, and consumes them.
+    fn build(
+        &mut self,
+        ring: &mut NetifTxBackRing<'_>,
+        now_ns: u64,
+        budget: usize,
+    ) -> Result<BuildEnd, VifFatal> {
+        self.batch.clear();
+        let limit = budget.min(TX_BATCH);
+        let mut p = ring.requests().map_err(VifFatal::tx_ring)?;
+        let mut at = 0u32;
+        let end = loop {
+            if at >= p.len() {
+                break BuildEnd::Drained;
+            }
+            if self.batch.items.len() >= limit {
+                break BuildEnd::Limit;
+            }
+            match self.take(&p, at, now_ns)? {
+                Take::Took(slots) => at += slots,
+                Take::Stop(end) => break end,
+            }
+        };
+        p.consume(at);
+        Ok(end)
+    }
+
+    /// Plans the chain at entry `at` of the snapshot: parsed, checked against the
+    /// arena, charged to the backstop.
+    fn take(&mut self, p: &TxPending<'_, '_>, at: u32, now_ns: u64) -> Result<Take, VifFatal> {
+        let pkt = match parse_packet(p, at) {
+            Ok(pkt) => pkt,
+            Err(TxError::Drop { reason, ring_slots }) => {
+                log::debug!("{}: TX packet dropped: {reason}", self.id);
+                self.counters.tx_dropped_error += 1;
+                self.batch.answer(|r| {
+                    drop_responses(p, at, ring_slots, NETIF_RSP_ERROR, |x| r.push(x));
+                });
+                return Ok(Take::Took(ring_slots));
+            }
+            Err(TxError::Incomplete) => return Ok(Take::Stop(BuildEnd::Drained)),
+            Err(TxError::Fatal(r)) => return Err(VifFatal::Tx(r)),
+        };
+        if self.batch.used + pkt.size as usize > self.arena.len() {
+            return Ok(Take::Stop(BuildEnd::Limit));
+        }
+        let slots = pkt.ring_slots;
+        match self.backstop.charge(now_ns, pkt.size as u64, 1) {
+            Ok(()) => self.batch.copy(pkt, self.id.domid),
+            Err(Denied::Wait { ns }) if self.policy == BackstopPolicy::Hold => {
+                self.hold_until = Some(now_ns.saturating_add(ns));
+                self.counters.tx_held += 1;
+                return Ok(Take::Stop(BuildEnd::Held));
+            }
+            Err(_) => {
+                self.counters.tx_dropped_police += 1;
+                self.batch
+                    .answer(|r| pkt.responses(NETIF_RSP_DROPPED, |x| r.push(x)));
+            }
+        }
+        Ok(Take::Took(slots))
+    }
+
+    /// Copy: one batched grant copy of every admitted packet into the arena.
+    fn copy<G: GrantCopy + ?Sized>(&mut self, grants: &G) {
+        let b = &mut self.batch;
+        grant_copy(
+            grants,
+            &mut self.arena[..b.used],
+            &mut b.segs,
+            self.id,
+            "TX",
+        );
+    }
+
+    /// Submit: sends each copied frame to the port (or stashes it while the port is
+    /// full) and answers every chain of the batch in ring order. Returns whether the
+    /// frontend asked to be notified.
+    fn submit<P: Port + ?Sized>(&mut self, ring: &mut NetifTxBackRing<'_>, port: &mut P) -> bool {
+        let TxPath {
+            id,
+            counters,
+            arena,
+            batch,
+            stash,
+            ..
+        } = self;
+        // Cannot fail: every consumed slot is answered exactly once.
+        let mut put = |r: &NetifTxResponse| {
+            let _ = ring.put_response(r);
+        };
+        for item in &batch.items {
+            match item {
+                Planned::Copy { pkt, at, segs } => {
+                    let copied = batch.segs[segs.clone()].iter().all(|s| s.status.is_ok());
+                    let status = if copied {
+                        let len = pkt.size as usize;
+                        let meta = tx_meta(pkt);
+                        counters.tx_bytes_copied += len as u64;
+                        let frame = &arena[*at..*at + len];
+                        if !stash.is_empty() || !send_frame(port, frame, &meta, counters, *id) {
+                            stash.push((*at, len, meta));
+                        }
+                        NETIF_RSP_OKAY
+                    } else {
+                        counters.tx_copy_errors += 1;
+                        NETIF_RSP_ERROR
+                    };
+                    pkt.responses(status, |r| put(&r));
+                }
+                Planned::Answered(range) => batch.rsps[range.clone()].iter().for_each(&mut put),
+            }
+        }
+        !batch.items.is_empty() && ring.push_responses_and_check_notify()
+    }
+
+    /// After a batch: hold while frames wait for the port or the backstop holds the
+    /// next chain; poll again at once when the batch stopped at a limit; otherwise ask
+    /// the frontend for a notification (and go on if requests raced in).
+    fn next_step(
+        &mut self,
+        ring: &mut NetifTxBackRing<'_>,
+        now_ns: u64,
+        end: BuildEnd,
+    ) -> Result<Poll, VifFatal> {
+        let mut out = Poll::default();
+        if !self.stash.is_empty() {
+            self.hold_until = Some(now_ns + PORT_RETRY_NS);
+            out.hold_until = self.hold_until;
+            return Ok(out);
+        }
+        match end {
+            BuildEnd::Held => out.hold_until = self.hold_until,
+            BuildEnd::Limit => out.more = true,
+            BuildEnd::Drained => {
+                out.more = ring.final_check_for_requests().map_err(VifFatal::tx_ring)?
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends stashed frames; true when none is left.
+    fn flush_stash<P: Port + ?Sized>(&mut self, port: &mut P) -> bool {
+        while let Some(&(at, len, meta)) = self.stash.get(self.stash_at) {
+            let frame = &self.arena[at..at + len];
+            if !send_frame(port, frame, &meta, &mut self.counters, self.id) {
+                return false;
+            }
+            self.stash_at += 1;
+        }
+        self.stash.clear();
+        self.stash_at = 0;
+        true
+    }
+}
+
+/// Hands one frame to the port and counts it (sent, or dropped by a port error).
+/// False when the port is full: the frame was not taken and must be kept.
+fn send_frame<P: Port + ?Sized>(
+    port: &mut P,
+    frame: &[u8],
+    meta: &FrameMeta,
+    counters: &mut VifCounters,
+    id: VifId,
+) -> bool {
+    match port.send(frame, meta) {
+        Ok(()) => {
+            counters.tx_packets += 1;
+            counters.tx_bytes += frame.len() as u64;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+        Err(e) => {
+            log::debug!("{id}: port send: {e}");
+            counters.tx_dropped_port += 1;
+        }
+    }
+    true
+}
+
+/// The port's view of a TX packet's offloads.
+fn tx_meta(pkt: &TxPacket) -> FrameMeta {
+    FrameMeta {
+        csum_blank: pkt.flags.contains(NetTxFlags::CSUM_BLANK),
+        data_validated: pkt.flags.contains(NetTxFlags::DATA_VALIDATED),
+        gso: pkt.gso.and_then(|g| {
+            let kind = match g.r#type {
+                XEN_NETIF_GSO_TYPE_TCPV4 => GsoKind::TcpV4,
+                XEN_NETIF_GSO_TYPE_TCPV6 => GsoKind::TcpV6,
+                _ => return None,
+            };
+            Some(Gso { size: g.size, kind })
+        }),
+    }
+}
