@@ -1,13 +1,14 @@
 //! [`Epoll`]: the readiness wait of the drivers' event loops (netback's backend, the
 //! netfront pump): one level-triggered epoll set over the event-channel fd, the
-//! xenstore event fd and the ports, each registered with a `u64` key.
+//! xenstore event fd and the ports, each registered with a `u64` key. [`readable`]
+//! waits for one fd.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
-use rustix::event::Timespec;
+use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 /// The most events one [`Epoll::wait`] reports.
@@ -74,6 +75,17 @@ impl Epoll {
     }
 }
 
+/// Waits up to `timeout` (rounded up to whole milliseconds) for `fd` to be readable;
+/// whether it is. A wait interrupted by a signal reports not readable.
+pub fn readable(fd: impl AsFd, timeout: Duration) -> io::Result<bool> {
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    match rustix::event::poll(&mut fds, Some(&whole_ms(timeout))) {
+        Ok(n) => Ok(n == 1 && fds[0].revents().contains(PollFlags::IN)),
+        Err(Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `d` rounded up to whole milliseconds (at most `i32::MAX`, epoll's longest finite
 /// wait), as a `Timespec`.
 fn whole_ms(d: Duration) -> Timespec {
@@ -115,6 +127,13 @@ mod tests {
         assert_eq!(ep.wait(&mut keys, Duration::from_nanos(1)).unwrap(), 1);
         assert_eq!(keys[0], 8);
         assert!(ep.del(&b).is_err(), "removed twice");
+    }
+
+    #[test]
+    fn one_fd_is_readable_once_signalled() {
+        let idle = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
+        assert!(!readable(&idle, Duration::from_nanos(1)).unwrap());
+        assert!(readable(signalled(), Duration::ZERO).unwrap());
     }
 
     #[test]
