@@ -11,17 +11,9 @@ pub fn now_ns() -> u64 {
 }
 
 /// CPU time consumed by the calling thread, in nanoseconds
-/// (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`); 0 if the clock is unavailable.
+/// (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`, which Linux always provides).
 pub fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the call only writes into it.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if r != 0 {
-        return 0;
-    }
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 

@@ -127,16 +127,9 @@ impl Guest {
 /// privilege; a failure (e.g. a negative value without CAP_SYS_NICE) is reported and the
 /// run goes on at the inherited priority.
 fn set_thread_nice(nice: i32) {
-    // SAFETY: gettid has no preconditions; setpriority only reads its integer arguments.
-    let rc = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-    };
-    if rc != 0 {
-        eprintln!(
-            "bench: cannot set the guest threads' nice to {nice}: {}",
-            std::io::Error::last_os_error()
-        );
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+        eprintln!("bench: cannot set the guest threads' nice to {nice}: {e}");
     }
 }
 

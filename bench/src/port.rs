@@ -6,7 +6,7 @@
 //! the policer here drops **after** the copy, exactly where `tc` in dom0 acts.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use netback::{PortFactory, VifId};
@@ -65,13 +65,8 @@ pub struct NicPort {
 impl NicPort {
     /// A port for VM `vm` (sink index), policed if `police` is set.
     pub fn new(nic: Arc<Mutex<Nic>>, vm: usize, police: Option<Police>) -> io::Result<NicPort> {
-        // SAFETY: eventfd has no memory arguments; the returned fd is checked and owned.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh, valid descriptor that nothing else owns.
-        let idle_fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let flags = rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK;
+        let idle_fd = rustix::event::eventfd(0, flags)?;
         Ok(NicPort {
             nic,
             vm,

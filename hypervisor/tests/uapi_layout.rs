@@ -105,44 +105,50 @@ fn ioctl_numbers_and_layouts_match_the_uapi_headers() {
         assert_eq!(rust, cv, "{key}: Rust {rust:#x}, C {cv:#x}");
         checked += 1;
     };
-    eq("IOCTL_GNTALLOC_ALLOC_GREF", g::IOCTL_GNTALLOC_ALLOC_GREF);
+    eq(
+        "IOCTL_GNTALLOC_ALLOC_GREF",
+        g::IOCTL_GNTALLOC_ALLOC_GREF.into(),
+    );
     eq(
         "IOCTL_GNTALLOC_DEALLOC_GREF",
-        g::IOCTL_GNTALLOC_DEALLOC_GREF,
+        g::IOCTL_GNTALLOC_DEALLOC_GREF.into(),
     );
     eq(
         "IOCTL_GNTALLOC_SET_UNMAP_NOTIFY",
-        g::IOCTL_GNTALLOC_SET_UNMAP_NOTIFY,
+        g::IOCTL_GNTALLOC_SET_UNMAP_NOTIFY.into(),
     );
-    eq("IOCTL_GNTDEV_MAP_GRANT_REF", g::IOCTL_GNTDEV_MAP_GRANT_REF);
+    eq(
+        "IOCTL_GNTDEV_MAP_GRANT_REF",
+        g::IOCTL_GNTDEV_MAP_GRANT_REF.into(),
+    );
     eq(
         "IOCTL_GNTDEV_UNMAP_GRANT_REF",
-        g::IOCTL_GNTDEV_UNMAP_GRANT_REF,
+        g::IOCTL_GNTDEV_UNMAP_GRANT_REF.into(),
     );
     eq(
         "IOCTL_GNTDEV_SET_MAX_GRANTS",
-        g::IOCTL_GNTDEV_SET_MAX_GRANTS,
+        g::IOCTL_GNTDEV_SET_MAX_GRANTS.into(),
     );
     eq(
         "IOCTL_GNTDEV_SET_UNMAP_NOTIFY",
-        g::IOCTL_GNTDEV_SET_UNMAP_NOTIFY,
+        g::IOCTL_GNTDEV_SET_UNMAP_NOTIFY.into(),
     );
-    eq("IOCTL_GNTDEV_GRANT_COPY", g::IOCTL_GNTDEV_GRANT_COPY);
-    eq("IOCTL_EVTCHN_BIND_VIRQ", e::IOCTL_EVTCHN_BIND_VIRQ);
+    eq("IOCTL_GNTDEV_GRANT_COPY", g::IOCTL_GNTDEV_GRANT_COPY.into());
+    eq("IOCTL_EVTCHN_BIND_VIRQ", e::IOCTL_EVTCHN_BIND_VIRQ.into());
     eq(
         "IOCTL_EVTCHN_BIND_INTERDOMAIN",
-        e::IOCTL_EVTCHN_BIND_INTERDOMAIN,
+        e::IOCTL_EVTCHN_BIND_INTERDOMAIN.into(),
     );
     eq(
         "IOCTL_EVTCHN_BIND_UNBOUND_PORT",
-        e::IOCTL_EVTCHN_BIND_UNBOUND_PORT,
+        e::IOCTL_EVTCHN_BIND_UNBOUND_PORT.into(),
     );
-    eq("IOCTL_EVTCHN_UNBIND", e::IOCTL_EVTCHN_UNBIND);
-    eq("IOCTL_EVTCHN_NOTIFY", e::IOCTL_EVTCHN_NOTIFY);
-    eq("IOCTL_EVTCHN_RESET", e::IOCTL_EVTCHN_RESET);
+    eq("IOCTL_EVTCHN_UNBIND", e::IOCTL_EVTCHN_UNBIND.into());
+    eq("IOCTL_EVTCHN_NOTIFY", e::IOCTL_EVTCHN_NOTIFY.into());
+    eq("IOCTL_EVTCHN_RESET", e::IOCTL_EVTCHN_RESET.into());
     eq(
         "IOCTL_EVTCHN_RESTRICT_DOMID",
-        e::IOCTL_EVTCHN_RESTRICT_DOMID,
+        e::IOCTL_EVTCHN_RESTRICT_DOMID.into(),
     );
     eq("GNTALLOC_FLAG_WRITABLE", g::GNTALLOC_FLAG_WRITABLE.into());
     eq("UNMAP_NOTIFY_CLEAR_BYTE", g::UNMAP_NOTIFY_CLEAR_BYTE.into());

@@ -64,10 +64,10 @@ impl Rig {
             move || {
                 let factory = move |_id: VifId, _mac: [u8; 6]| -> io::Result<Box<dyn Port>> {
                     // An eventfd that never fires: this port never has frames to receive.
-                    let fd = nix::sys::eventfd::EventFd::new()?;
+                    let fd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)?;
                     Ok(Box::new(CountPort {
                         frames: forwarded.clone(),
-                        fd: fd.into(),
+                        fd,
                     }))
                 };
                 let mut nb = Netback::new(

@@ -25,6 +25,7 @@ use std::time::Duration;
 use hypervisor::evtchn::{EventChannels, EvtchnError, Port as EvtPort};
 use hypervisor::grant::{Access, GrantError, GrantMap, GrantRef};
 use hypervisor::platform::BackendPlatform;
+use hypervisor::poll::Epoll;
 use hypervisor::xenbus::{self, XenbusError, XenbusState};
 use netport::Port;
 use shared_ring::credit::{Credits, CREDIT_VERSION};
@@ -1050,55 +1051,4 @@ fn parse_id(t: &str) -> Option<VifId> {
         domid: DomId(domid),
         devid,
     })
-}
-
-/// Level-triggered epoll with `u64` keys.
-struct Epoll {
-    ep: nix::sys::epoll::Epoll,
-}
-
-impl Epoll {
-    fn new() -> io::Result<Self> {
-        use nix::sys::epoll::{Epoll as E, EpollCreateFlags};
-        Ok(Epoll {
-            ep: E::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
-        })
-    }
-
-    fn add(&self, fd: impl AsFd, key: u64) -> io::Result<()> {
-        use nix::sys::epoll::{EpollEvent, EpollFlags};
-        Ok(self.ep.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, key))?)
-    }
-
-    /// Enables or disables readiness reports for an added fd.
-    fn set(&self, fd: impl AsFd, key: u64, enabled: bool) -> io::Result<()> {
-        use nix::sys::epoll::{EpollEvent, EpollFlags};
-        let flags = if enabled {
-            EpollFlags::EPOLLIN
-        } else {
-            EpollFlags::empty()
-        };
-        Ok(self.ep.modify(fd, &mut EpollEvent::new(flags, key))?)
-    }
-
-    fn del(&self, fd: impl AsFd) -> io::Result<()> {
-        Ok(self.ep.delete(fd)?)
-    }
-
-    /// Waits up to `timeout` (rounded up to whole milliseconds).
-    fn wait(&self, keys: &mut [u64], timeout: Duration) -> io::Result<usize> {
-        use nix::sys::epoll::{EpollEvent, EpollTimeout};
-        let mut evs = [EpollEvent::empty(); 32];
-        let n = keys.len().min(evs.len());
-        let ms = timeout.as_nanos().div_ceil(1_000_000).min(u16::MAX as u128) as u16;
-        let got = match self.ep.wait(&mut evs[..n], EpollTimeout::from(ms)) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => 0,
-            Err(e) => return Err(e.into()),
-        };
-        for (k, e) in keys.iter_mut().zip(&evs[..got]) {
-            *k = e.data();
-        }
-        Ok(got)
-    }
 }

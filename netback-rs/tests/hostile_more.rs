@@ -393,7 +393,7 @@ fn usage(host: &LocalHost) -> Usage {
         rss: rss(),
         heap: heap_in_use(),
         // SAFETY: mallinfo2 only reads the allocator's statistics.
-        heap_free: unsafe { nix::libc::mallinfo2() }.fordblks as u64,
+        heap_free: unsafe { libc::mallinfo2() }.fordblks as u64,
     }
 }
 

@@ -10,8 +10,8 @@ use std::io;
 use std::time::Duration;
 
 use hypervisor::platform::FrontendPlatform;
+use hypervisor::poll::Epoll;
 use netport::{FrameMeta, Port};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use std::os::fd::AsFd;
 use xenstore::Xenstore;
 
@@ -29,16 +29,10 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
     port: &mut P,
     mut stop: impl FnMut() -> bool,
 ) -> io::Result<()> {
-    let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    ep.add(port.rx_fd(), EpollEvent::new(EpollFlags::EPOLLIN, K_PORT))?;
-    ep.add(
-        nf.platform().evtchn().as_fd(),
-        EpollEvent::new(EpollFlags::EPOLLIN, K_EVTCHN),
-    )?;
-    ep.add(
-        nf.platform().xenstore().event_fd(),
-        EpollEvent::new(EpollFlags::EPOLLIN, K_XS),
-    )?;
+    let ep = Epoll::new()?;
+    ep.add(port.rx_fd(), K_PORT)?;
+    ep.add(nf.platform().evtchn().as_fd(), K_EVTCHN)?;
+    ep.add(nf.platform().xenstore().event_fd(), K_XS)?;
     let mut buf = vec![0u8; port.max_frame().max(65536)];
     let mut rx_buf = vec![0u8; 65536];
     // A frame taken from the port but not yet accepted (held or ring full).
@@ -47,7 +41,7 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
     let mut port_armed = true;
     // A received frame the port could not take yet (in `rx_buf`).
     let mut rx_pending: Option<(usize, FrameMeta)> = None;
-    let mut evs = [EpollEvent::empty(); 8];
+    let mut keys = [0u64; 8];
     while !stop() {
         let now = nf.now();
         let timeout_ms: u16 = match hold_until {
@@ -55,13 +49,9 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
             Some(t) => (t.saturating_sub(now).div_ceil(1_000_000)).min(100) as u16,
             None => 100,
         };
-        let n = match ep.wait(&mut evs, EpollTimeout::from(timeout_ms)) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => 0,
-            Err(e) => return Err(e.into()),
-        };
-        for e in &evs[..n] {
-            match e.data() {
+        let n = ep.wait(&mut keys, Duration::from_millis(timeout_ms.into()))?;
+        for &key in &keys[..n] {
+            match key {
                 K_EVTCHN => nf.ack_events(),
                 K_XS => {
                     nf.maintain();
@@ -156,12 +146,7 @@ fn set_armed<P: Port + ?Sized>(
     want: bool,
 ) -> io::Result<()> {
     if *armed != want {
-        let flags = if want {
-            EpollFlags::EPOLLIN
-        } else {
-            EpollFlags::empty()
-        };
-        ep.modify(port.rx_fd(), &mut EpollEvent::new(flags, K_PORT))?;
+        ep.set(port.rx_fd(), K_PORT, want)?;
         *armed = want;
     }
     Ok(())

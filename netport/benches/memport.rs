@@ -62,12 +62,7 @@ fn single_thread(c: &mut Criterion) {
 
 /// CPU time consumed by the calling thread so far.
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes one timespec into a live local.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
@@ -113,13 +108,12 @@ fn producer(
 
 /// Sleeps in poll(2) until `fd` is readable (the consumer side of a driver's epoll loop).
 fn wait_readable(fd: std::os::fd::BorrowedFd<'_>) {
-    let mut p = libc::pollfd {
-        fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
-        events: libc::POLLIN,
-        revents: 0,
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let second = Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
     };
-    // SAFETY: one live pollfd.
-    unsafe { libc::poll(&mut p, 1, 1000) };
+    let _ = poll(&mut [PollFd::new(&fd, PollFlags::IN)], Some(&second));
 }
 
 /// Producer thread → consumer (the bench thread); the producer yields the CPU when the

@@ -1,12 +1,16 @@
 //! Link configuration of a network interface in the current namespace, without external
 //! tools: `SIOC*` ioctls on an `AF_INET` datagram socket (up, MTU, MAC, index, bridge port)
-//! and one rtnetlink request (`IFLA_GSO_MAX_SIZE`).
+//! and one rtnetlink request (`IFLA_GSO_MAX_SIZE`). The calls go through rustix; the
+//! `ifreq` layout and the request numbers are libc's.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+
+use rustix::ioctl::{Opcode, Updater};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 /// `SIOCBRADDIF` (linux/sockios.h).
-const SIOCBRADDIF: libc::c_ulong = 0x89a2;
+const SIOCBRADDIF: Opcode = 0x89a2;
 /// `IFLA_GSO_MAX_SIZE` (linux/if_link.h).
 const IFLA_GSO_MAX_SIZE: u16 = 41;
 /// `NLM_F_REQUEST | NLM_F_ACK` (linux/netlink.h).
@@ -16,14 +20,6 @@ const NLMSG_ERROR: u16 = 2;
 
 pub(crate) fn ctx(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
-}
-
-pub(crate) fn check(r: libc::c_int) -> io::Result<()> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// A zeroed `ifreq` carrying `name` (validated: 1..=15 bytes, no NUL).
@@ -56,30 +52,31 @@ pub(crate) fn ifreq_name(req: &libc::ifreq) -> String {
 
 /// An `AF_INET` datagram socket for interface ioctls.
 fn ctl_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain FFI call with constant arguments; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(ctx(io::Error::last_os_error(), "socket(AF_INET)"));
-    }
-    // SAFETY: `fd` is a fresh socket we own exclusively.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| ctx(e.into(), "socket(AF_INET)"))
 }
 
-/// Runs one interface ioctl on a control socket with `req`.
-fn if_ioctl(req: &mut libc::ifreq, op: libc::c_ulong, what: &str) -> io::Result<()> {
+/// Runs interface ioctl `OP` (one that reads and/or writes a `struct ifreq`) on a control
+/// socket with `req`.
+fn if_ioctl<const OP: Opcode>(req: &mut libc::ifreq, what: &str) -> io::Result<()> {
     let sock = ctl_socket()?;
     // SAFETY: the SIOC* interface ioctls used here read/write a `struct ifreq`; `req` is a
     // live, initialised ifreq.
-    check(unsafe { libc::ioctl(sock.as_raw_fd(), op as _, req as *mut libc::ifreq) }).map_err(|e| {
+    unsafe { rustix::ioctl::ioctl(&sock, Updater::<OP, libc::ifreq>::new(req)) }.map_err(|e| {
         let name = ifreq_name(req);
-        ctx(e, &format!("{what} {name}"))
+        ctx(e.into(), &format!("{what} {name}"))
     })
 }
 
 /// Sets (or clears) `IFF_UP` on interface `name` in the current network namespace.
 pub fn set_up(name: &str, up: bool) -> io::Result<()> {
     let mut req = ifreq_named(name)?;
-    if_ioctl(&mut req, libc::SIOCGIFFLAGS, "SIOCGIFFLAGS")?;
+    if_ioctl::<{ libc::SIOCGIFFLAGS as Opcode }>(&mut req, "SIOCGIFFLAGS")?;
     // SAFETY: SIOCGIFFLAGS filled the `ifru_flags` member of the union.
     let mut flags = unsafe { req.ifr_ifru.ifru_flags };
     if up {
@@ -88,7 +85,7 @@ pub fn set_up(name: &str, up: bool) -> io::Result<()> {
         flags &= !(libc::IFF_UP as libc::c_short);
     }
     req.ifr_ifru.ifru_flags = flags;
-    if_ioctl(&mut req, libc::SIOCSIFFLAGS, "SIOCSIFFLAGS")
+    if_ioctl::<{ libc::SIOCSIFFLAGS as Opcode }>(&mut req, "SIOCSIFFLAGS")
 }
 
 /// Sets the MTU of interface `name`.
@@ -96,13 +93,13 @@ pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
     let mut req = ifreq_named(name)?;
     req.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU too large"))?;
-    if_ioctl(&mut req, libc::SIOCSIFMTU, "SIOCSIFMTU")
+    if_ioctl::<{ libc::SIOCSIFMTU as Opcode }>(&mut req, "SIOCSIFMTU")
 }
 
 /// The MTU of interface `name`.
 pub fn mtu(name: &str) -> io::Result<u32> {
     let mut req = ifreq_named(name)?;
-    if_ioctl(&mut req, libc::SIOCGIFMTU, "SIOCGIFMTU")?;
+    if_ioctl::<{ libc::SIOCGIFMTU as Opcode }>(&mut req, "SIOCGIFMTU")?;
     // SAFETY: SIOCGIFMTU filled the `ifru_mtu` member of the union.
     let mtu = unsafe { req.ifr_ifru.ifru_mtu };
     Ok(mtu.max(0) as u32)
@@ -118,13 +115,13 @@ pub fn set_mac(name: &str, mac: [u8; 6]) -> io::Result<()> {
         *d = s as libc::c_char;
     }
     req.ifr_ifru.ifru_hwaddr = sa;
-    if_ioctl(&mut req, libc::SIOCSIFHWADDR, "SIOCSIFHWADDR")
+    if_ioctl::<{ libc::SIOCSIFHWADDR as Opcode }>(&mut req, "SIOCSIFHWADDR")
 }
 
 /// The Ethernet address of interface `name`.
 pub fn mac(name: &str) -> io::Result<[u8; 6]> {
     let mut req = ifreq_named(name)?;
-    if_ioctl(&mut req, libc::SIOCGIFHWADDR, "SIOCGIFHWADDR")?;
+    if_ioctl::<{ libc::SIOCGIFHWADDR as Opcode }>(&mut req, "SIOCGIFHWADDR")?;
     // SAFETY: SIOCGIFHWADDR filled the `ifru_hwaddr` member of the union.
     let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
     let mut mac = [0u8; 6];
@@ -137,7 +134,7 @@ pub fn mac(name: &str) -> io::Result<[u8; 6]> {
 /// The interface index of `name`.
 pub fn index(name: &str) -> io::Result<u32> {
     let mut req = ifreq_named(name)?;
-    if_ioctl(&mut req, libc::SIOCGIFINDEX, "SIOCGIFINDEX")?;
+    if_ioctl::<{ libc::SIOCGIFINDEX as Opcode }>(&mut req, "SIOCGIFINDEX")?;
     // SAFETY: SIOCGIFINDEX filled the `ifru_ifindex` member of the union.
     let idx = unsafe { req.ifr_ifru.ifru_ifindex };
     Ok(idx.max(0) as u32)
@@ -148,7 +145,7 @@ pub fn bridge_add_if(bridge: &str, ifname: &str) -> io::Result<()> {
     let ifindex = index(ifname)?;
     let mut req = ifreq_named(bridge)?;
     req.ifr_ifru.ifru_ifindex = ifindex as libc::c_int;
-    if_ioctl(&mut req, SIOCBRADDIF, "SIOCBRADDIF")
+    if_ioctl::<SIOCBRADDIF>(&mut req, "SIOCBRADDIF")
 }
 
 /// Sets the largest GSO super-packet the kernel builds for interface `name`
@@ -156,19 +153,13 @@ pub fn bridge_add_if(bridge: &str, ifname: &str) -> io::Result<()> {
 /// frame the kernel hands to the device is then at most `size` bytes.
 pub fn set_gso_max_size(name: &str, size: u32) -> io::Result<()> {
     let ifindex = index(name)?;
-    // SAFETY: plain FFI call with constant arguments; the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(ctx(io::Error::last_os_error(), "socket(AF_NETLINK)"));
-    }
-    // SAFETY: `fd` is a fresh socket we own exclusively.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sock = rustix::net::socket_with(
+        AddressFamily::NETLINK,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        None, // NETLINK_ROUTE
+    )
+    .map_err(|e| ctx(e.into(), "socket(AF_NETLINK)"))?;
     // nlmsghdr (16) + ifinfomsg (16) + rtattr (4) + u32 (4).
     let mut msg = Vec::with_capacity(40);
     msg.extend_from_slice(&40u32.to_ne_bytes());
@@ -183,18 +174,18 @@ pub fn set_gso_max_size(name: &str, size: u32) -> io::Result<()> {
     msg.extend_from_slice(&8u16.to_ne_bytes());
     msg.extend_from_slice(&IFLA_GSO_MAX_SIZE.to_ne_bytes());
     msg.extend_from_slice(&size.to_ne_bytes());
-    // SAFETY: sends `msg.len()` bytes from a live buffer on our socket.
-    let n = unsafe { libc::send(sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-    if n != msg.len() as isize {
-        return Err(ctx(io::Error::last_os_error(), "rtnetlink send"));
+    let n = rustix::net::send(&sock, &msg, SendFlags::empty())
+        .map_err(|e| ctx(e.into(), "rtnetlink send"))?;
+    if n != msg.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "rtnetlink send: short write",
+        ));
     }
     let mut ack = [0u8; 1024];
-    // SAFETY: receives at most `ack.len()` bytes into a live local buffer.
-    let n = unsafe { libc::recv(sock.as_raw_fd(), ack.as_mut_ptr().cast(), ack.len(), 0) };
-    if n < 0 {
-        return Err(ctx(io::Error::last_os_error(), "rtnetlink recv"));
-    }
-    let ack = &ack[..n as usize];
+    let (n, _) = rustix::net::recv(&sock, &mut ack[..], RecvFlags::empty())
+        .map_err(|e| ctx(e.into(), "rtnetlink recv"))?;
+    let ack = &ack[..n];
     if ack.len() < 20 || u16::from_ne_bytes([ack[4], ack[5]]) != NLMSG_ERROR {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

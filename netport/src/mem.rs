@@ -32,7 +32,7 @@
 use std::cell::UnsafeCell;
 use std::io;
 use std::ops::ControlFlow;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -205,13 +205,8 @@ impl Channel {
                 "MemPort capacity × max_frame overflows",
             )
         })?;
-        // SAFETY: plain FFI call with constant flags; the result is checked below.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh eventfd we own exclusively.
-        let efd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let flags = rustix::event::EventfdFlags::NONBLOCK | rustix::event::EventfdFlags::CLOEXEC;
+        let efd = rustix::event::eventfd(0, flags)?;
         Ok(Channel {
             tail: Padded(AtomicUsize::new(0)),
             head: Padded(AtomicUsize::new(0)),
@@ -241,37 +236,20 @@ impl Channel {
     }
 
     fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live local to our own eventfd.
-        let r = unsafe {
-            libc::write(
-                self.efd.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
+        let r = rustix::io::write(&self.efd, &1u64.to_ne_bytes());
         // An eventfd write of 1 only fails when the counter would overflow, which cannot
         // happen: the consumer clears it before re-arming.
-        debug_assert_eq!(r, 8, "eventfd write failed");
+        debug_assert_eq!(r, Ok(8), "eventfd write failed");
     }
 
     /// Reads (and so clears) the eventfd: the number of signals written since the last
     /// read, 0 if none.
     fn read_signals(&self) -> u64 {
-        let mut v: u64 = 0;
-        // SAFETY: reads 8 bytes into a live local from our own non-blocking eventfd.
-        let r = unsafe {
-            libc::read(
-                self.efd.as_raw_fd(),
-                (&mut v as *mut u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
+        let mut v = [0u8; 8];
         // EAGAIN (nothing written) is the only expected failure.
-        if r == 8 {
-            v
-        } else {
-            0
+        match rustix::io::read(&self.efd, &mut v) {
+            Ok(8) => u64::from_ne_bytes(v),
+            _ => 0,
         }
     }
 }

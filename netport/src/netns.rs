@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
@@ -25,8 +25,7 @@ pub fn root_with_tun_unavailable() -> Option<String> {
 }
 
 fn probe() -> Option<String> {
-    // SAFETY: `geteuid` has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Some("not running as root (needs CAP_NET_ADMIN for TAP/netns)".into());
     }
     if let Err(e) = std::fs::OpenOptions::new()
@@ -168,11 +167,11 @@ impl NetNs {
     {
         let file = File::open(format!("/run/netns/{}", self.name))?;
         Ok(std::thread::spawn(move || {
-            // SAFETY: `setns` takes a namespace fd we hold open (`file`) and a constant
-            // flag; it changes only this thread's network namespace.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            // Changes only this thread's network namespace.
+            rustix::thread::move_into_link_name_space(
+                file.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
             drop(file);
             f()
         }))

@@ -16,14 +16,16 @@
 //! The device is not persistent: it disappears when the port is dropped (unless it was
 //! created persistent by someone else, in which case the port attaches to it).
 
-use std::fs::OpenOptions;
-use std::io;
+use std::io::{self, IoSlice};
 use std::ops::ControlFlow;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::ioctl::{ioctl, IntegerSetter, Opcode, Setter, Updater};
 
 use crate::csum;
-use crate::link::{self, check, ctx};
+use crate::link::{self, ctx};
 use crate::port::{FrameMeta, Port, ETH_HLEN};
 use crate::vnet::{self, VirtioNetHdr, VNET_HDR_LEN};
 
@@ -40,6 +42,16 @@ const GSO_LEGACY_MAX_SIZE: usize = 65536;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
+
+/// `TUNSETOFFLOAD` with `flags` as its (by-value) argument.
+fn set_offload(fd: &OwnedFd, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes the flags as the ioctl argument by value; the fd is a
+    // TAP.
+    unsafe {
+        let req = IntegerSetter::<{ libc::TUNSETOFFLOAD as Opcode }>::new_usize(flags as usize);
+        Ok(ioctl(fd, req)?)
+    }
+}
 
 /// Which offloads the TAP accepts from the kernel (`TUNSETOFFLOAD`): with them, the
 /// kernel hands the port partial-checksum frames and TCP super-frames instead of finishing
@@ -152,23 +164,30 @@ impl TapPort {
                 "TAP TSO offload requires checksum offload",
             ));
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open("/dev/net/tun")
-            .map_err(|e| ctx(e, "open /dev/net/tun"))?;
-        let fd = OwnedFd::from(file);
+        let flags = OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = rustix::fs::open("/dev/net/tun", flags, Mode::empty())
+            .map_err(|e| ctx(e.into(), "open /dev/net/tun"))?;
         req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as i16;
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `req` is a live, fully
         // initialised ifreq and the fd is the tun control device we just opened.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) })
-            .map_err(|e| ctx(e, &format!("TUNSETIFF {template}")))?;
+        unsafe {
+            ioctl(
+                &fd,
+                Updater::<{ libc::TUNSETIFF as Opcode }, _>::new(&mut req),
+            )
+        }
+        .map_err(|e| ctx(e.into(), &format!("TUNSETIFF {template}")))?;
         let name = link::ifreq_name(&req);
         let hdr_len: libc::c_int = VNET_HDR_LEN as libc::c_int;
-        // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer; `hdr_len` is live.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &hdr_len) })
-            .map_err(|e| ctx(e, "TUNSETVNETHDRSZ"))?;
+        // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer, which points at the
+        // request's own copy of `hdr_len`.
+        unsafe {
+            ioctl(
+                &fd,
+                Setter::<{ libc::TUNSETVNETHDRSZ as Opcode }, _>::new(hdr_len),
+            )
+        }
+        .map_err(|e| ctx(e.into(), "TUNSETVNETHDRSZ"))?;
         let mut flags: libc::c_uint = 0;
         if cfg.offload.csum {
             flags |= TUN_F_CSUM;
@@ -176,9 +195,7 @@ impl TapPort {
         if cfg.offload.tso {
             flags |= TUN_F_TSO4 | TUN_F_TSO6;
         }
-        // SAFETY: TUNSETOFFLOAD takes the flags as the ioctl argument by value.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) })
-            .map_err(|e| ctx(e, "TUNSETOFFLOAD"))?;
+        set_offload(&fd, flags).map_err(|e| ctx(e, "TUNSETOFFLOAD"))?;
 
         if let Some(mtu) = cfg.mtu {
             link::set_mtu(&name, mtu)?;
@@ -243,24 +260,12 @@ impl TapPort {
     /// frames that cannot be mapped, and reads on.
     fn read_one(&mut self) -> io::Result<Option<(usize, FrameMeta)>> {
         loop {
-            // SAFETY: reads at most `rbuf.len()` bytes into our own live buffer from our
-            // TAP fd.
-            let n = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    self.rbuf.as_mut_ptr().cast(),
-                    self.rbuf.len(),
-                )
+            let n = match rustix::io::read(&self.fd, &mut self.rbuf[..]) {
+                Ok(n) => n,
+                Err(Errno::AGAIN) => return Ok(None),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(ctx(e.into(), &format!("read {}", self.name))),
             };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock => Ok(None),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => Err(ctx(e, &format!("read {}", self.name))),
-                };
-            }
-            let n = n as usize;
             if n < VNET_HDR_LEN + ETH_HLEN {
                 self.stats.rx_bad_header += 1;
                 log::warn!("{}: short read of {n} bytes dropped", self.name);
@@ -299,28 +304,14 @@ impl TapPort {
 
     fn write_frame(&mut self, hdr: &VirtioNetHdr, frame: &[u8]) -> io::Result<()> {
         let h = hdr.to_bytes();
-        let iov = [
-            libc::iovec {
-                iov_base: h.as_ptr() as *mut libc::c_void,
-                iov_len: h.len(),
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr() as *mut libc::c_void,
-                iov_len: frame.len(),
-            },
-        ];
+        let iov = [IoSlice::new(&h), IoSlice::new(frame)];
         loop {
-            // SAFETY: both iovecs point into live buffers of the stated lengths, which
-            // `writev` only reads.
-            let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(ctx(e, &format!("write {}", self.name)));
-            }
-            if n as usize != h.len() + frame.len() {
+            let n = match rustix::io::writev(&self.fd, &iov) {
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(ctx(e.into(), &format!("write {}", self.name))),
+            };
+            if n != h.len() + frame.len() {
                 return Err(io::Error::new(
                     io::ErrorKind::WriteZero,
                     format!("{}: short TAP write of {n} bytes", self.name),
@@ -417,16 +408,8 @@ impl Port for TapPort {
         if enable {
             flags |= TUN_F_TSO4 | TUN_F_TSO6;
         }
-        // SAFETY: TUNSETOFFLOAD takes the flags as the ioctl argument by value; the fd is
-        // our open TAP.
-        check(unsafe {
-            libc::ioctl(
-                self.fd.as_raw_fd(),
-                libc::TUNSETOFFLOAD,
-                flags as libc::c_ulong,
-            )
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: TUNSETOFFLOAD: {e}", self.name)))?;
+        set_offload(&self.fd, flags)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: TUNSETOFFLOAD: {e}", self.name)))?;
         self.offload.tso = enable;
         self.offload.csum |= enable;
         let mtu = link::mtu(&self.name)? as usize;

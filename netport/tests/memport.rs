@@ -3,7 +3,9 @@
 
 use std::io;
 use std::ops::ControlFlow;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use netport::{FrameMeta, FullPolicy, Gso, GsoKind, MemPort, MemPortConfig, Port};
 
@@ -11,15 +13,13 @@ const MAX: usize = 1518;
 
 /// Whether `fd` is readable within `timeout_ms` (poll(2)).
 fn readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+    let mut p = [PollFd::new(&fd, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: i64::from(timeout_ms / 1000),
+        tv_nsec: i64::from(timeout_ms % 1000) * 1_000_000,
     };
-    // SAFETY: one live pollfd.
-    let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-    assert!(r >= 0, "poll: {}", io::Error::last_os_error());
-    r == 1 && p.revents & libc::POLLIN != 0
+    let r = poll(&mut p, Some(&timeout)).expect("poll");
+    r == 1 && p[0].revents().contains(PollFlags::IN)
 }
 
 fn frame(seq: u32, len: usize) -> Vec<u8> {

@@ -18,7 +18,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::ops::ControlFlow;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use netport::link;
@@ -28,17 +28,16 @@ use netport::{csum, FrameMeta, Port, TapPort};
 
 /// Waits until one of `fds` is readable or `ms` elapse (poll(2)).
 fn wait_any(fds: &[BorrowedFd<'_>], ms: i32) {
-    let mut p: Vec<libc::pollfd> = fds
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut p: Vec<PollFd<'_>> = fds
         .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
         .collect();
-    // SAFETY: `p` is a live array of `p.len()` pollfds.
-    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
-    assert!(r >= 0, "poll: {}", io::Error::last_os_error());
+    let timeout = Timespec {
+        tv_sec: i64::from(ms / 1000),
+        tv_nsec: i64::from(ms % 1000) * 1_000_000,
+    };
+    poll(&mut p, Some(&timeout)).expect("poll");
 }
 
 fn open_tap(offload: TapOffload) -> TapPort {

@@ -7,7 +7,7 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,15 +76,8 @@ fn bench_grant_copy(c: &mut Criterion) {
 }
 
 fn wait(e: &LocalEventChannels, port: Port) {
-    let mut p = libc::pollfd {
-        fd: e.as_fd().as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
     loop {
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, 10_000) };
-        assert!(n >= 0);
+        hypervisor::poll::readable(e.as_fd(), Duration::from_secs(10)).unwrap();
         let mut out = [Port(0); 4];
         if e.pending(&mut out).unwrap() > 0 {
             assert_eq!(out[0], port);

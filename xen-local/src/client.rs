@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -64,8 +64,8 @@ impl Conn {
         let msg = Request::encode(&req.into());
         let mut g = self.sock.lock().unwrap_or_else(|p| p.into_inner());
         let (sock, buf) = &mut *g;
-        sys::send_msg(sock.as_raw_fd(), &msg, &[])?;
-        let r = sys::recv_msg(sock.as_raw_fd(), buf)?;
+        sys::send_msg(&*sock, &msg, &[])?;
+        let r = sys::recv_msg(&*sock, buf)?;
         if r.len == 0 {
             return Err(CallError::Io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -194,8 +194,7 @@ impl Domain {
         // only, and `TAKEN` makes sure it is owned once.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
         // Do not leak it into our own children.
-        // SAFETY: plain fcntl on a descriptor we now own.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
         Self::from_fd(fd)
     }
 

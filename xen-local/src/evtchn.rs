@@ -8,8 +8,12 @@
 //! Notifying is a single `write` to the peer's eventfd.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, RwLock};
+
+use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
+use rustix::event::Timespec;
+use rustix::io::Errno;
 
 use super::client::{CallError, Conn, Domain};
 use super::proto::*;
@@ -43,7 +47,7 @@ impl std::fmt::Debug for LocalEventChannels {
     }
 }
 
-const ARMED: u32 = (libc::EPOLLIN | libc::EPOLLONESHOT) as u32;
+const ARMED: EventFlags = EventFlags::IN.union(EventFlags::ONESHOT);
 
 fn call_err(op: &'static str) -> impl Fn(CallError) -> EvtchnError {
     move |e| match e {
@@ -55,9 +59,9 @@ fn call_err(op: &'static str) -> impl Fn(CallError) -> EvtchnError {
 impl Domain {
     /// Open a handle on this domain's event channels.
     pub fn event_channels(&self) -> Result<LocalEventChannels, EvtchnError> {
-        let epoll = sys::epoll().map_err(|source| EvtchnError::Io {
+        let epoll = epoll::create(CreateFlags::CLOEXEC).map_err(|e| EvtchnError::Io {
             op: "epoll_create1",
-            source,
+            source: e.into(),
         })?;
         Ok(LocalEventChannels {
             conn: self.conn().clone(),
@@ -86,16 +90,11 @@ impl LocalEventChannels {
         }
         let send = fds.pop().expect("two");
         let recv = fds.pop().expect("two");
-        sys::epoll_ctl(
-            self.epoll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            recv.as_raw_fd(),
-            ARMED,
-            port.into(),
-        )
-        .map_err(|source| EvtchnError::Io {
-            op: "epoll_ctl add",
-            source,
+        epoll::add(&self.epoll, &recv, EventData::new_u64(port.into()), ARMED).map_err(|e| {
+            EvtchnError::Io {
+                op: "epoll_ctl add",
+                source: e.into(),
+            }
         })?;
         self.ports
             .write()
@@ -133,7 +132,7 @@ impl EventChannels for LocalEventChannels {
     }
 
     fn notify(&self, port: Port) -> Result<(), EvtchnError> {
-        self.with_port(port, |p| sys::eventfd_signal(p.send.as_raw_fd()))?
+        self.with_port(port, |p| sys::eventfd_signal(&p.send))?
             .map_err(|source| EvtchnError::Io {
                 op: "notify",
                 source,
@@ -149,36 +148,39 @@ impl EventChannels for LocalEventChannels {
             .ok_or(EvtchnError::UnknownPort(port))?;
         // The hypervisor holds duplicates of the eventfd, so closing ours would not take
         // it out of the epoll set: remove it explicitly.
-        let _ = sys::epoll_ctl(
-            self.epoll.as_raw_fd(),
-            libc::EPOLL_CTL_DEL,
-            p.recv.as_raw_fd(),
-            0,
-            0,
-        );
+        let _ = epoll::delete(&self.epoll, &p.recv);
         let req = Unbind { port };
         self.conn.call(req).map(drop).map_err(call_err("unbind"))
     }
 
     fn pending(&self, out: &mut [Port]) -> Result<usize, EvtchnError> {
-        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let none = Event {
+            flags: EventFlags::empty(),
+            data: EventData::new_u64(0),
+        };
+        let mut evs = [none; 64];
         let max = out.len().min(evs.len());
         if max == 0 {
             return Ok(0);
         }
-        let n = sys::epoll_wait(self.epoll.as_raw_fd(), &mut evs[..max], 0).map_err(|source| {
-            EvtchnError::Io {
-                op: "epoll_wait",
-                source,
+        let n = loop {
+            match epoll::wait(&self.epoll, &mut evs[..max], Some(&Timespec::default())) {
+                Err(Errno::INTR) => continue,
+                r => {
+                    break r.map_err(|e| EvtchnError::Io {
+                        op: "epoll_wait",
+                        source: e.into(),
+                    })?
+                }
             }
-        })?;
+        };
         let ports = self.ports.read().unwrap_or_else(|p| p.into_inner());
         let mut k = 0;
         for ev in &evs[..n] {
-            let port = ev.u64 as u32;
+            let port = ev.data.u64() as u32;
             // A port unbound meanwhile by another thread is simply not reported.
             if let Some(p) = ports.get(&port) {
-                sys::eventfd_drain(p.recv.as_raw_fd()).map_err(|source| EvtchnError::Io {
+                sys::eventfd_drain(&p.recv).map_err(|source| EvtchnError::Io {
                     op: "read eventfd",
                     source,
                 })?;
@@ -191,17 +193,16 @@ impl EventChannels for LocalEventChannels {
 
     fn unmask(&self, port: Port) -> Result<(), EvtchnError> {
         self.with_port(port, |p| {
-            sys::epoll_ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_MOD,
-                p.recv.as_raw_fd(),
+            epoll::modify(
+                &self.epoll,
+                &p.recv,
+                EventData::new_u64(port.0.into()),
                 ARMED,
-                port.0.into(),
             )
         })?
-        .map_err(|source| EvtchnError::Io {
+        .map_err(|e| EvtchnError::Io {
             op: "epoll_ctl mod",
-            source,
+            source: e.into(),
         })
     }
 }

@@ -428,13 +428,13 @@ impl LocalHypervisor {
         let raw = fd.as_raw_fd();
         cmd.env(FD_ENV, raw.to_string());
         // SAFETY: the closure runs between fork and exec and only calls fcntl, which is
-        // async-signal-safe; `raw` stays open in the parent until spawn returns.
+        // async-signal-safe; `raw` stays open in the parent until spawn returns, so the
+        // child has it open while the closure borrows it.
         unsafe {
             cmd.pre_exec(move || {
-                let flags = libc::fcntl(raw, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                let fd = std::os::fd::BorrowedFd::borrow_raw(raw);
+                let flags = rustix::io::fcntl_getfd(fd)?;
+                rustix::io::fcntl_setfd(fd, flags - rustix::io::FdFlags::CLOEXEC)?;
                 Ok(())
             });
         }
@@ -453,7 +453,7 @@ impl LocalHypervisor {
         std::thread::Builder::new()
             .name("local-hv-accept".into())
             .spawn(move || loop {
-                match sys::accept(listener.as_raw_fd()) {
+                match sys::accept(&listener) {
                     Ok(sock) => {
                         let inner = inner.clone();
                         if let Err(e) = std::thread::Builder::new()
@@ -465,8 +465,8 @@ impl LocalHypervisor {
                     }
                     Err(e) => {
                         log::error!("local hypervisor: accept: {e}");
-                        if e.raw_os_error() == Some(libc::EBADF)
-                            || e.raw_os_error() == Some(libc::EINVAL)
+                        if e.raw_os_error() == Some(rustix::io::Errno::BADF.raw_os_error())
+                            || e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error())
                         {
                             return;
                         }
@@ -498,7 +498,7 @@ fn serve(inner: Arc<Inner>, sock: OwnedFd, assigned: Option<DomId>) {
     let mut me: Option<DomId> = None;
     let mut buf = vec![0u8; sys::MAX_MSG];
     loop {
-        let r = match sys::recv_msg(sock.as_raw_fd(), &mut buf) {
+        let r = match sys::recv_msg(&sock, &mut buf) {
             Ok(r) => r,
             Err(e) => {
                 log::warn!("local hypervisor: receive: {e}");
@@ -515,7 +515,7 @@ fn serve(inner: Arc<Inner>, sock: OwnedFd, assigned: Option<DomId>) {
             handle(&inner, &mut me, assigned, conn, &buf[..r.len])
         };
         let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-        if let Err(e) = sys::send_msg(sock.as_raw_fd(), &reply, &borrowed) {
+        if let Err(e) = sys::send_msg(&sock, &reply, &borrowed) {
             log::warn!("local hypervisor: send: {e}");
             break;
         }
@@ -807,7 +807,7 @@ impl Caller<'_> {
         let inbox = rp.peer_inbox.try_clone()?;
         let peer_inbox = rp.inbox.try_clone()?;
         // Notifications sent before anyone was bound are dropped, as on Xen.
-        sys::eventfd_drain(inbox.as_raw_fd())?;
+        sys::eventfd_drain(&inbox)?;
         let fds = vec![inbox.try_clone()?, peer_inbox.try_clone()?];
         let port = s.dom(self.me)?.add_port(PortState {
             conn: self.conn,

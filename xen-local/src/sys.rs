@@ -1,60 +1,58 @@
-//! Thin, checked wrappers over the Linux system calls the local emulation uses:
-//! sealed memfds, mmap of fds, eventfds, epoll, and SOCK_SEQPACKET Unix sockets that
-//! carry file descriptors (SCM_RIGHTS).
+//! The system calls the local emulation uses, over rustix: sealed memfds, eventfds, and
+//! SOCK_SEQPACKET Unix sockets that carry file descriptors (SCM_RIGHTS). Mapping an fd is
+//! [`SharedMem`]'s.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::ptr::NonNull;
 
 use hypervisor::grant::SharedMem;
+use rustix::event::EventfdFlags;
+use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags};
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
 
 /// The most file descriptors one message carries (the kernel's `SCM_MAX_FD` is 253).
 pub(crate) const MAX_FDS: usize = 250;
 /// The largest message either side sends.
 pub(crate) const MAX_MSG: usize = 64 * 1024;
+/// Control-message room for the most descriptors the kernel passes in one message.
+const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(253));
 
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
+/// Retries `f` while it is interrupted by a signal.
+fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            r => return Ok(r?),
+        }
     }
-}
-
-fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
-    let fd = cvt(fd)?;
-    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A memfd of `len` bytes (zero-filled), sealed so that nobody can shrink or grow it:
 /// a peer holding a mapping can never get SIGBUS from a truncation.
 pub(crate) fn sealed_memfd(name: &std::ffi::CStr, len: usize) -> io::Result<OwnedFd> {
-    // SAFETY: valid NUL-terminated name; the result is checked.
-    let fd = owned(unsafe {
-        libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
-    })?;
-    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: plain syscalls on an fd we own.
-    unsafe {
-        cvt(libc::ftruncate(fd.as_raw_fd(), len))?;
-        cvt(libc::fcntl(
-            fd.as_raw_fd(),
-            libc::F_ADD_SEALS,
-            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
-        ))?;
-    }
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, len as u64)?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
     Ok(fd)
 }
 
 /// A new read-only open file description of the same file (through `/proc/self/fd`), so
 /// that a peer receiving it cannot map it writable.
 pub(crate) fn reopen_readonly(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let path = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
-    // SAFETY: `path` is NUL-terminated; the result is checked.
-    owned(unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) })
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    Ok(rustix::fs::open(
+        path.as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// Map `len` bytes of `fd` at `offset`, shared.
@@ -74,179 +72,72 @@ pub(crate) fn mmap_pieces(
     page: usize,
     writable: bool,
 ) -> io::Result<SharedMem> {
-    let len = pieces.len() * page;
-    // SAFETY: reserve an inaccessible anonymous range; the result is checked.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let base =
-        NonNull::new(base.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
-    // SAFETY: the reservation is owned from now on (unmapped on drop, also on error).
-    let mem = unsafe { SharedMem::from_mmap(base, len, writable) };
-    let prot = if writable {
-        libc::PROT_READ | libc::PROT_WRITE
-    } else {
-        libc::PROT_READ
-    };
-    for (i, (fd, off)) in pieces.iter().enumerate() {
-        let off =
-            libc::off_t::try_from(*off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: MAP_FIXED replaces one page inside our own reservation only.
-        let p = unsafe {
-            libc::mmap(
-                base.as_ptr().add(i * page).cast(),
-                page,
-                prot,
-                libc::MAP_SHARED | libc::MAP_FIXED,
-                fd.as_raw_fd(),
-                off,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(mem)
+    SharedMem::map_fd_pieces(pieces, page, writable)
 }
 
 /// A non-blocking eventfd.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is checked.
-    owned(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })
+    Ok(rustix::event::eventfd(
+        0,
+        EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC,
+    )?)
 }
 
 /// Add 1 to an eventfd (one `write` system call).
-pub(crate) fn eventfd_signal(fd: RawFd) -> io::Result<()> {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a local u64.
-    let n = unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
-    if n != 8 {
-        let e = io::Error::last_os_error();
+pub(crate) fn eventfd_signal(fd: impl AsFd) -> io::Result<()> {
+    match rustix::io::write(fd, &1u64.to_ne_bytes()) {
         // EAGAIN: the counter is saturated, the peer has a notification pending anyway.
-        if e.raw_os_error() != Some(libc::EAGAIN) {
-            return Err(e);
-        }
+        Ok(_) | Err(Errno::AGAIN) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 /// Reset an eventfd to zero; whether it was signalled.
-pub(crate) fn eventfd_drain(fd: RawFd) -> io::Result<bool> {
-    let mut v: u64 = 0;
-    // SAFETY: reads 8 bytes into a local u64.
-    let n = unsafe { libc::read(fd, (&mut v as *mut u64).cast(), 8) };
-    if n == 8 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EAGAIN) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
-}
-
-/// A new epoll instance.
-pub(crate) fn epoll() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is checked.
-    owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
-}
-
-/// `epoll_ctl`.
-pub(crate) fn epoll_ctl(
-    ep: RawFd,
-    op: libc::c_int,
-    fd: RawFd,
-    events: u32,
-    data: u64,
-) -> io::Result<()> {
-    let mut ev = libc::epoll_event { events, u64: data };
-    // SAFETY: `ev` is a valid event that outlives the call.
-    cvt(unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) }).map(drop)
-}
-
-/// `epoll_wait`, retried on EINTR; returns the ready events' data.
-pub(crate) fn epoll_wait(
-    ep: RawFd,
-    out: &mut [libc::epoll_event],
-    timeout_ms: i32,
-) -> io::Result<usize> {
-    let max = out.len().min(i32::MAX as usize) as i32;
-    loop {
-        // SAFETY: `out` has room for `max` events.
-        let n = unsafe { libc::epoll_wait(ep, out.as_mut_ptr(), max, timeout_ms) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+pub(crate) fn eventfd_drain(fd: impl AsFd) -> io::Result<bool> {
+    match rustix::io::read(fd, &mut [0u8; 8]) {
+        Ok(n) => Ok(n == 8),
+        Err(Errno::AGAIN) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// A connected pair of SOCK_SEQPACKET Unix sockets.
 pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for two descriptors.
-    cvt(unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    })?;
-    // SAFETY: both were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
 }
 
-fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
-    // SAFETY: an all-zero sockaddr_un is valid.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+fn sockaddr(path: &Path) -> io::Result<SocketAddrUnix> {
     let bytes = path.as_os_str().as_bytes();
-    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+    // sun_path holds 108 bytes, including the terminating NUL.
+    if bytes.len() >= 108 || bytes.contains(&0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("socket path {} too long or contains NUL", path.display()),
         ));
     }
-    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    Ok((addr, len as libc::socklen_t))
+    Ok(SocketAddrUnix::new(path)?)
+}
+
+fn seqpacket_socket() -> io::Result<OwnedFd> {
+    Ok(rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
 }
 
 /// A listening SOCK_SEQPACKET socket at `path`. A stale socket file left by a dead
 /// server (nobody accepts on it) is replaced; a live one is an `AddrInUse` error.
 pub(crate) fn seqpacket_listen(path: &Path) -> io::Result<OwnedFd> {
-    let (addr, len) = sockaddr(path)?;
-    // SAFETY: plain syscall; the result is checked.
-    let fd = owned(unsafe {
-        libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0)
-    })?;
-    let bind = || {
-        // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
-        cvt(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_un).cast(),
-                len,
-            )
-        })
-    };
+    let addr = sockaddr(path)?;
+    let fd = seqpacket_socket()?;
+    let bind = || rustix::net::bind(&fd, &addr).map_err(io::Error::from);
     if let Err(e) = bind() {
         if e.kind() != io::ErrorKind::AddrInUse {
             return Err(e);
@@ -265,97 +156,38 @@ pub(crate) fn seqpacket_listen(path: &Path) -> io::Result<OwnedFd> {
             Err(_) => return Err(e),
         }
     }
-    // SAFETY: plain syscall.
-    cvt(unsafe { libc::listen(fd.as_raw_fd(), 64) })?;
+    rustix::net::listen(&fd, 64)?;
     Ok(fd)
 }
 
 /// Accept one connection, retried on EINTR.
-pub(crate) fn accept(listener: RawFd) -> io::Result<OwnedFd> {
-    loop {
-        // SAFETY: we do not ask for the peer address.
-        let fd = unsafe {
-            libc::accept4(
-                listener,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC,
-            )
-        };
-        match owned(fd) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
-        }
-    }
+pub(crate) fn accept(listener: impl AsFd) -> io::Result<OwnedFd> {
+    retry(|| rustix::net::accept_with(&listener, SocketFlags::CLOEXEC))
 }
 
 /// Connect a SOCK_SEQPACKET socket to `path`.
 pub(crate) fn seqpacket_connect(path: &Path) -> io::Result<OwnedFd> {
-    let (addr, len) = sockaddr(path)?;
-    // SAFETY: plain syscall; the result is checked.
-    let fd = owned(unsafe {
-        libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0)
-    })?;
-    // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
-    cvt(unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_un).cast(),
-            len,
-        )
-    })?;
+    let addr = sockaddr(path)?;
+    let fd = seqpacket_socket()?;
+    rustix::net::connect(&fd, &addr)?;
     Ok(fd)
 }
 
-const CMSG_BUF: usize = 1024 + 64; // room for MAX_FDS descriptors plus the header
-
 /// Send one message with `fds` attached (SCM_RIGHTS).
-pub(crate) fn send_msg(sock: RawFd, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+pub(crate) fn send_msg(sock: impl AsFd, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     if fds.len() > MAX_FDS || data.len() > MAX_MSG {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "message too large",
         ));
     }
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    let mut cbuf = [0u64; CMSG_BUF / 8];
-    // SAFETY: an all-zero msghdr is valid.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        let payload = std::mem::size_of_val(fds) as u32;
-        // SAFETY: CMSG_SPACE is a pure computation.
-        let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        // SAFETY: `cbuf` is aligned and large enough for one cmsg of `payload` bytes
-        // (MAX_FDS * 4 + header < CMSG_BUF); the data pointer stays inside it.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(payload) as _;
-            let d = libc::CMSG_DATA(c).cast::<RawFd>();
-            for (i, fd) in fds.iter().enumerate() {
-                d.add(i).write_unaligned(fd.as_raw_fd());
-            }
-        }
+    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("no room for the descriptors"));
     }
-    loop {
-        // SAFETY: `msg` points at valid iovec and control buffers for the call.
-        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    let iov = [IoSlice::new(data)];
+    retry(|| rustix::net::sendmsg(&sock, &iov, &mut control, SendFlags::NOSIGNAL)).map(drop)
 }
 
 /// Outcome of [`recv_msg`].
@@ -369,72 +201,34 @@ pub(crate) struct Received {
 }
 
 /// Receive one message into `buf`, with its descriptors.
-pub(crate) fn recv_msg(sock: RawFd, buf: &mut [u8]) -> io::Result<Received> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut cbuf = [0u64; CMSG_BUF / 8];
-    // SAFETY: an all-zero msghdr is valid.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = CMSG_BUF as _;
-    let n = loop {
-        // SAFETY: `msg` points at valid buffers for the call.
-        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    };
+pub(crate) fn recv_msg(sock: impl AsFd, buf: &mut [u8]) -> io::Result<Received> {
+    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg =
+        retry(|| rustix::net::recvmsg(&sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC))?;
     let mut fds = Vec::new();
-    // SAFETY: walking the control messages the kernel wrote into `cbuf`, bounded by
-    // `msg_controllen`; each SCM_RIGHTS descriptor is new and owned by us.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(c);
-                let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
-                for i in 0..bytes / 4 {
-                    let fd = data.cast::<RawFd>().add(i).read_unaligned();
-                    fds.push(OwnedFd::from_raw_fd(fd));
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = m {
+            fds.extend(rights);
         }
     }
-    let truncated = msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
     Ok(Received {
-        len: n,
+        len: msg.bytes,
         fds,
-        truncated,
+        truncated: msg
+            .flags
+            .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC),
     })
 }
 
 /// Whether `fd` is an open `AF_UNIX`, `SOCK_SEQPACKET` socket.
 pub(crate) fn is_seqpacket_unix_socket(fd: RawFd) -> bool {
-    let get = |opt: libc::c_int| -> Option<libc::c_int> {
-        let mut v: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `v` and `len` are valid out-parameters of the stated size.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&mut v as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        (rc == 0).then_some(v)
-    };
-    get(libc::SO_TYPE) == Some(libc::SOCK_SEQPACKET) && get(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
+    // SAFETY: the number is only borrowed for two `getsockopt` calls, which change
+    // nothing and fail with EBADF if it is not open.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::net::sockopt::socket_type(fd) == Ok(SocketType::SEQPACKET)
+        && rustix::net::sockopt::socket_domain(fd) == Ok(AddressFamily::UNIX)
 }
 
 /// Count this process's open file descriptors (for leak checks).

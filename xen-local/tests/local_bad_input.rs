@@ -1,26 +1,25 @@
 //! Malformed requests to the local hypervisor get an error reply; the connection stays
 //! usable and other domains are not disturbed.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+
+use rustix::net::{RecvFlags, SendFlags};
 
 use hypervisor::grant::{Access, GrantShare, SharedPages};
 use xen_ids::DomId;
 use xen_local::{Domain, LocalHypervisor};
 
 fn send(fd: &OwnedFd, msg: &[u8]) {
-    // SAFETY: sends `msg.len()` bytes from a valid buffer.
-    let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-    assert_eq!(n, msg.len() as isize, "{}", std::io::Error::last_os_error());
+    let n = rustix::net::send(fd, msg, SendFlags::empty()).unwrap();
+    assert_eq!(n, msg.len());
 }
 
 /// Send `msg`, return the reply's tag byte (0 ok, 1 error) and text.
 fn ask(fd: &OwnedFd, msg: &[u8]) -> (u8, String) {
     send(fd, msg);
     let mut buf = vec![0u8; 65536];
-    // SAFETY: receives into a valid buffer.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let (n, _) = rustix::net::recv(fd, &mut buf[..], RecvFlags::empty()).unwrap();
     assert!(n > 0, "no reply: connection closed");
-    let n = n as usize;
     let text = if buf[0] == 1 {
         String::from_utf8_lossy(&buf[3..n]).into_owned()
     } else {

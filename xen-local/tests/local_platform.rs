@@ -300,24 +300,20 @@ fn the_pollable_fd_works_in_one_epoll_loop_with_other_fds() {
     let be = b.event_channels().unwrap();
     let p = fe.alloc_unbound(BACK).unwrap();
     let q = be.bind_interdomain(FRONT, p).unwrap();
-    let ep = vmm_sys_util::epoll::Epoll::new().unwrap();
-    use std::os::fd::{AsFd, AsRawFd};
-    use vmm_sys_util::epoll::{ControlOperation, EpollEvent, EventSet};
-    ep.ctl(
-        ControlOperation::Add,
-        be.as_fd().as_raw_fd(),
-        EpollEvent::new(EventSet::IN, 42),
-    )
-    .unwrap();
-    let mut evs = [EpollEvent::default(); 4];
-    assert_eq!(ep.wait(0, &mut evs).unwrap(), 0);
+    let ep = hypervisor::poll::Epoll::new().unwrap();
+    use std::os::fd::AsFd;
+    use std::time::Duration;
+    ep.add(be.as_fd(), 42).unwrap();
+    let mut keys = [0u64; 4];
+    assert_eq!(ep.wait(&mut keys, Duration::ZERO).unwrap(), 0);
     fe.notify(p).unwrap();
-    let n = ep.wait(MUST_ARRIVE_MS, &mut evs).unwrap();
+    let must_arrive = Duration::from_millis(MUST_ARRIVE_MS as u64);
+    let n = ep.wait(&mut keys, must_arrive).unwrap();
     assert_eq!(n, 1);
-    assert_eq!(evs[0].data(), 42);
+    assert_eq!(keys[0], 42);
     expect_pending(&be, q);
     assert_eq!(
-        ep.wait(0, &mut evs).unwrap(),
+        ep.wait(&mut keys, Duration::ZERO).unwrap(),
         0,
         "masked port keeps the loop quiet"
     );

@@ -2,7 +2,9 @@
 //! the `GNTST_*` status and the reason (the statuses a `GrantError::Refused` carries;
 //! event-channel refusals are `GNTST_general_error` unless about an unknown domain).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+
+use rustix::net::{RecvFlags, SendFlags};
 
 use hypervisor::evtchn::Port;
 use hypervisor::grant::{GntStatus, GrantRef};
@@ -15,14 +17,12 @@ use xen_local::{Domain, LocalHypervisor};
 
 /// Sends `msg` and returns the raw reply (descriptors that came with it are closed).
 fn ask_raw(fd: &OwnedFd, msg: &[u8]) -> Vec<u8> {
-    // SAFETY: sends `msg.len()` bytes from a valid buffer.
-    let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-    assert_eq!(n, msg.len() as isize, "{}", std::io::Error::last_os_error());
+    let n = rustix::net::send(fd, msg, SendFlags::empty()).unwrap();
+    assert_eq!(n, msg.len());
     let mut buf = vec![0u8; 65536];
-    // SAFETY: receives into a valid buffer.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let (n, _) = rustix::net::recv(fd, &mut buf[..], RecvFlags::empty()).unwrap();
     assert!(n > 0, "no reply: connection closed");
-    buf.truncate(n as usize);
+    buf.truncate(n);
     buf
 }
 

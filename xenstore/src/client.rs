@@ -21,7 +21,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -30,8 +30,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
+use rustix::event::{eventfd, EventfdFlags};
+use rustix::io::Errno;
 
 use crate::perms::{encode_perms, parse_perms};
 use crate::wire::{
@@ -54,7 +55,8 @@ pub const XENBUS_PAYLOAD_MAX: usize = wire::XENSTORE_PAYLOAD_MAX - wire::XSD_SOC
 /// A xenstore connection. See the module documentation for its threading model.
 pub struct XsClient {
     shared: Arc<Shared>,
-    stop: EventFd,
+    /// An eventfd: written once to stop the reader thread.
+    stop: OwnedFd,
     reader: Option<JoinHandle<()>>,
     doorbell: UnixStream,
 }
@@ -99,7 +101,7 @@ impl XsClient {
         let (doorbell_rx, doorbell_tx) = UnixStream::pair()?;
         doorbell_rx.set_nonblocking(true)?;
         doorbell_tx.set_nonblocking(true)?;
-        let stop = EventFd::new(EFD_NONBLOCK)?;
+        let stop = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
         let stop_reader = stop.try_clone()?;
         let shared = Arc::new(Shared {
             writer: Mutex::new(file),
@@ -111,17 +113,9 @@ impl XsClient {
             timeout_ms: AtomicU64::new(0),
             payload_max: AtomicU32::new(wire::XENSTORE_PAYLOAD_MAX as u32),
         });
-        let epoll = Epoll::new()?;
-        epoll.ctl(
-            ControlOperation::Add,
-            reader_file.as_raw_fd(),
-            EpollEvent::new(EventSet::IN, 0),
-        )?;
-        epoll.ctl(
-            ControlOperation::Add,
-            stop_reader.as_raw_fd(),
-            EpollEvent::new(EventSet::IN, 1),
-        )?;
+        let epoll = epoll::create(CreateFlags::CLOEXEC)?;
+        epoll::add(&epoll, &reader_file, EventData::new_u64(0), EventFlags::IN)?;
+        epoll::add(&epoll, &stop_reader, EventData::new_u64(1), EventFlags::IN)?;
         let sh = Arc::clone(&shared);
         let reader = std::thread::Builder::new()
             .name("xenstore-client".into())
@@ -512,7 +506,7 @@ impl Drop for XsClient {
     fn drop(&mut self) {
         // The reader thread wakes on the stop eventfd; if writing it failed the
         // thread is left to exit when the stream closes (the fds close below).
-        if self.stop.write(1).is_ok() {
+        if rustix::io::write(&self.stop, &1u64.to_ne_bytes()).is_ok() {
             if let Some(h) = self.reader.take() {
                 let _ = h.join();
             }
@@ -528,18 +522,22 @@ impl std::fmt::Debug for XsClient {
     }
 }
 
-fn reader_loop(sh: &Shared, mut stream: File, epoll: &Epoll, stop: &EventFd) {
+fn reader_loop(sh: &Shared, mut stream: File, epoll: &OwnedFd, stop: &OwnedFd) {
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 16 * 1024];
-    let mut ready = [EpollEvent::default(); 2];
+    let none = Event {
+        flags: EventFlags::empty(),
+        data: EventData::new_u64(0),
+    };
+    let mut ready = [none; 2];
     let reason = 'outer: loop {
-        let n = match epoll.wait(-1, &mut ready) {
+        let n = match epoll::wait(epoll, &mut ready[..], None) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(Errno::INTR) => continue,
             Err(e) => break format!("epoll: {e}"),
         };
-        if ready[..n].iter().any(|e| e.data() == 1) {
-            let _ = stop.read();
+        if ready[..n].iter().any(|e| e.data.u64() == 1) {
+            let _ = rustix::io::read(stop, &mut [0u8; 8]);
             break "client dropped".to_string();
         }
         let got = match stream.read(&mut buf) {

@@ -268,24 +268,26 @@ impl XsdError {
 
     /// The Linux errno value (`errnum` in `xsd_errors`).
     pub fn errno(self) -> i32 {
-        match self {
-            Self::EINVAL => libc::EINVAL,
-            Self::EACCES => libc::EACCES,
-            Self::EEXIST => libc::EEXIST,
-            Self::EISDIR => libc::EISDIR,
-            Self::ENOENT => libc::ENOENT,
-            Self::ENOMEM => libc::ENOMEM,
-            Self::ENOSPC => libc::ENOSPC,
-            Self::EIO => libc::EIO,
-            Self::ENOTEMPTY => libc::ENOTEMPTY,
-            Self::ENOSYS => libc::ENOSYS,
-            Self::EROFS => libc::EROFS,
-            Self::EBUSY => libc::EBUSY,
-            Self::EAGAIN => libc::EAGAIN,
-            Self::EISCONN => libc::EISCONN,
-            Self::E2BIG => libc::E2BIG,
-            Self::EPERM => libc::EPERM,
-        }
+        use rustix::io::Errno;
+        let e = match self {
+            Self::EINVAL => Errno::INVAL,
+            Self::EACCES => Errno::ACCESS,
+            Self::EEXIST => Errno::EXIST,
+            Self::EISDIR => Errno::ISDIR,
+            Self::ENOENT => Errno::NOENT,
+            Self::ENOMEM => Errno::NOMEM,
+            Self::ENOSPC => Errno::NOSPC,
+            Self::EIO => Errno::IO,
+            Self::ENOTEMPTY => Errno::NOTEMPTY,
+            Self::ENOSYS => Errno::NOSYS,
+            Self::EROFS => Errno::ROFS,
+            Self::EBUSY => Errno::BUSY,
+            Self::EAGAIN => Errno::AGAIN,
+            Self::EISCONN => Errno::ISCONN,
+            Self::E2BIG => Errno::TOOBIG,
+            Self::EPERM => Errno::PERM,
+        };
+        e.raw_os_error()
     }
 
     /// Parses an error name (`"EAGAIN"`); `None` for names outside `xsd_errors`.

@@ -180,20 +180,20 @@ unsafe impl Send for RingPage {}
 
 impl RingPage {
     fn map(file: &std::fs::File) -> Self {
-        use std::os::fd::AsRawFd;
-        // SAFETY: mapping 4096 bytes of a file we sized to 4096 bytes, shared; the
-        // result is checked.
+        use rustix::mm::{MapFlags, ProtFlags};
+        // SAFETY: mapping 4096 bytes of a file we sized to 4096 bytes, shared, at an
+        // address of the kernel's choice; the result is checked.
         let p = unsafe {
-            libc::mmap(
+            rustix::mm::mmap(
                 std::ptr::null_mut(),
                 4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                file,
                 0,
             )
-        };
-        assert_ne!(p, libc::MAP_FAILED, "mmap ring");
+        }
+        .expect("mmap ring");
         RingPage { base: p.cast() }
     }
 
@@ -242,7 +242,7 @@ impl RingPage {
 impl Drop for RingPage {
     fn drop(&mut self) {
         // SAFETY: unmapping the page mapped in `map`, no references outlive `self`.
-        unsafe { libc::munmap(self.base.cast(), 4096) };
+        let _ = unsafe { rustix::mm::munmap(self.base.cast(), 4096) };
     }
 }
 
@@ -265,12 +265,12 @@ impl RealXenstored {
         let notify = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_NONBLOCK)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
             .open(&notify_path)
             .unwrap();
         let evtchn = std::fs::OpenOptions::new()
             .write(true)
-            .custom_flags(libc::O_NONBLOCK)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
             .open(self.dir.join("evtchn"))
             .unwrap();
         let ring = RingPage::map(&ring_file);
@@ -309,26 +309,17 @@ fn pump(
     mut evtchn: std::fs::File,
     port: [u8; 4],
 ) {
-    use std::os::fd::AsRawFd;
-    use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
-    let epoll = Epoll::new().unwrap();
-    epoll
-        .ctl(
-            ControlOperation::Add,
-            sock.as_raw_fd(),
-            EpollEvent::new(EventSet::IN, 0),
-        )
-        .unwrap();
-    epoll
-        .ctl(
-            ControlOperation::Add,
-            notify.as_raw_fd(),
-            EpollEvent::new(EventSet::IN, 1),
-        )
-        .unwrap();
+    use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
+    let epoll = epoll::create(CreateFlags::CLOEXEC).unwrap();
+    epoll::add(&epoll, &sock, EventData::new_u64(0), EventFlags::IN).unwrap();
+    epoll::add(&epoll, &notify, EventData::new_u64(1), EventFlags::IN).unwrap();
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = [0u8; 4096];
-    let mut evs = [EpollEvent::default(); 2];
+    let none = Event {
+        flags: EventFlags::empty(),
+        data: EventData::new_u64(0),
+    };
+    let mut evs = [none; 2];
     loop {
         let mut kick = false;
         if !pending.is_empty() {
@@ -347,13 +338,13 @@ fn pump(
             // The FIFO's reader is xenstored; a full FIFO already wakes it.
             let _ = evtchn.write(&port);
         }
-        let n = match epoll.wait(-1, &mut evs) {
+        let n = match epoll::wait(&epoll, &mut evs[..], None) {
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return,
         };
         for e in &evs[..n] {
-            if e.data() == 0 {
+            if e.data.u64() == 0 {
                 match sock.read(&mut buf) {
                     Ok(0) | Err(_) => return,
                     Ok(k) => pending.extend_from_slice(&buf[..k]),

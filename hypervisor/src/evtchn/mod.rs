@@ -59,15 +59,6 @@ pub enum EvtchnError {
     Overflow,
 }
 
-impl EvtchnError {
-    pub(crate) fn last_os(op: &'static str) -> Self {
-        EvtchnError::Io {
-            op,
-            source: io::Error::last_os_error(),
-        }
-    }
-}
-
 /// A handle on this domain's event channels (`/dev/xen/evtchn`): several ports, one
 /// pollable fd. Readable (`POLLIN`) when at least one port fired and is not masked.
 pub trait EventChannels: AsFd + Send + Sync {

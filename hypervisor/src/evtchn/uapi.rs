@@ -4,14 +4,13 @@
 
 #![allow(missing_docs)] // field names and meanings are those of the C header
 
+use rustix::ioctl::{opcode, Direction, Opcode};
 use std::mem::size_of;
-use std::os::raw::{c_uint, c_ulong};
-use vmm_sys_util::ioctl::{ioctl_expr, _IOC_NONE};
+use std::os::raw::c_uint;
 
-const E: c_uint = b'E' as c_uint;
-
-const fn eio(nr: c_uint, size: usize) -> c_ulong {
-    ioctl_expr(_IOC_NONE, E, nr, size as c_uint)
+/// `_IOC(_IOC_NONE, 'E', nr, size)`.
+const fn eio(nr: u8, size: usize) -> Opcode {
+    opcode::from_components(Direction::None, b'E', nr, size)
 }
 
 /// `struct ioctl_evtchn_bind_virq`.
@@ -58,19 +57,19 @@ pub struct IoctlEvtchnRestrictDomid {
 }
 
 /// `IOCTL_EVTCHN_BIND_VIRQ`.
-pub const IOCTL_EVTCHN_BIND_VIRQ: c_ulong = eio(0, size_of::<IoctlEvtchnBindVirq>());
+pub const IOCTL_EVTCHN_BIND_VIRQ: Opcode = eio(0, size_of::<IoctlEvtchnBindVirq>());
 /// `IOCTL_EVTCHN_BIND_INTERDOMAIN`.
-pub const IOCTL_EVTCHN_BIND_INTERDOMAIN: c_ulong = eio(1, size_of::<IoctlEvtchnBindInterdomain>());
+pub const IOCTL_EVTCHN_BIND_INTERDOMAIN: Opcode = eio(1, size_of::<IoctlEvtchnBindInterdomain>());
 /// `IOCTL_EVTCHN_BIND_UNBOUND_PORT`.
-pub const IOCTL_EVTCHN_BIND_UNBOUND_PORT: c_ulong = eio(2, size_of::<IoctlEvtchnBindUnboundPort>());
+pub const IOCTL_EVTCHN_BIND_UNBOUND_PORT: Opcode = eio(2, size_of::<IoctlEvtchnBindUnboundPort>());
 /// `IOCTL_EVTCHN_UNBIND`.
-pub const IOCTL_EVTCHN_UNBIND: c_ulong = eio(3, size_of::<IoctlEvtchnUnbind>());
+pub const IOCTL_EVTCHN_UNBIND: Opcode = eio(3, size_of::<IoctlEvtchnUnbind>());
 /// `IOCTL_EVTCHN_NOTIFY`.
-pub const IOCTL_EVTCHN_NOTIFY: c_ulong = eio(4, size_of::<IoctlEvtchnNotify>());
+pub const IOCTL_EVTCHN_NOTIFY: Opcode = eio(4, size_of::<IoctlEvtchnNotify>());
 /// `IOCTL_EVTCHN_RESET`.
-pub const IOCTL_EVTCHN_RESET: c_ulong = eio(5, 0);
+pub const IOCTL_EVTCHN_RESET: Opcode = eio(5, 0);
 /// `IOCTL_EVTCHN_RESTRICT_DOMID`.
-pub const IOCTL_EVTCHN_RESTRICT_DOMID: c_ulong = eio(6, size_of::<IoctlEvtchnRestrictDomid>());
+pub const IOCTL_EVTCHN_RESTRICT_DOMID: Opcode = eio(6, size_of::<IoctlEvtchnRestrictDomid>());
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,11 @@
 //! [`SharedMem`]: a mapping of memory that another domain may read or write at any time.
 
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+
+use rustix::mm::{MapFlags, ProtFlags};
 
 /// Errors of [`SharedMem`] accessors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -75,43 +79,73 @@ impl SharedMem {
     }
 
     /// Maps `len` bytes of `fd` at byte `offset`, shared (`MAP_SHARED`), readable and,
-    /// if `writable`, writable: the one place the project maps a file descriptor (a
-    /// gntalloc/gntdev region on Xen, a memfd on the local platform).
+    /// if `writable`, writable: with [`map_fd_pieces`](Self::map_fd_pieces), the one
+    /// place the project maps a file descriptor (a gntalloc/gntdev region on Xen, a
+    /// memfd on the local platform).
     pub fn map_fd(
-        fd: std::os::fd::BorrowedFd<'_>,
+        fd: BorrowedFd<'_>,
         len: usize,
         offset: u64,
         writable: bool,
-    ) -> std::io::Result<SharedMem> {
-        use std::os::fd::AsRawFd;
-        let prot = if writable {
-            libc::PROT_READ | libc::PROT_WRITE
-        } else {
-            libc::PROT_READ
-        };
-        let off = libc::off_t::try_from(offset)
-            .map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+    ) -> io::Result<SharedMem> {
+        let offset = file_offset(offset)?;
         // SAFETY: asks the kernel for a fresh shared mapping anywhere (address NULL):
         // nothing existing is replaced; the kernel validates fd, range and protection;
         // the result is checked before use.
         let p = unsafe {
-            libc::mmap(
+            rustix::mm::mmap(
                 std::ptr::null_mut(),
                 len,
-                prot,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                off,
+                prot(writable),
+                MapFlags::SHARED,
+                fd,
+                offset,
             )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let p =
-            NonNull::new(p.cast()).ok_or_else(|| std::io::Error::other("mmap returned NULL"))?;
+        }?;
+        let p = NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
         // SAFETY: a fresh mapping of `len` bytes with the protection above, owned by
         // nobody else: the new `SharedMem` unmaps it on drop.
         Ok(unsafe { SharedMem::from_mmap(p, len, writable) })
+    }
+
+    /// Maps pieces of several fds into one contiguous range: `pieces[i] = (fd, offset)`
+    /// is mapped shared at `i * page` for `page` bytes (the local platform's view of
+    /// grants that live in several allocations).
+    pub fn map_fd_pieces(
+        pieces: &[(BorrowedFd<'_>, u64)],
+        page: usize,
+        writable: bool,
+    ) -> io::Result<SharedMem> {
+        let len = pieces
+            .len()
+            .checked_mul(page)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let flags = MapFlags::PRIVATE | MapFlags::NORESERVE;
+        // SAFETY: reserves a fresh inaccessible anonymous range anywhere (address
+        // NULL): nothing existing is replaced; the result is checked before use.
+        let base = unsafe {
+            rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, ProtFlags::empty(), flags)
+        }?;
+        let base = NonNull::new(base.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        // SAFETY: the reservation is owned from now on (unmapped on drop, also on error).
+        let mem = unsafe { SharedMem::from_mmap(base, len, writable) };
+        for (i, (fd, offset)) in pieces.iter().enumerate() {
+            let offset = file_offset(*offset)?;
+            // SAFETY: MAP_FIXED replaces one page inside our own reservation only
+            // (`i * page + page <= len`), which nothing references yet.
+            unsafe {
+                rustix::mm::mmap(
+                    base.as_ptr().add(i * page).cast(),
+                    page,
+                    prot(writable),
+                    MapFlags::SHARED | MapFlags::FIXED,
+                    fd,
+                    offset,
+                )
+            }?;
+        }
+        Ok(mem)
     }
 
     /// Length in bytes.
@@ -275,16 +309,31 @@ impl SharedMem {
     }
 }
 
+/// Read access, and write access if `writable`.
+fn prot(writable: bool) -> ProtFlags {
+    if writable {
+        ProtFlags::READ | ProtFlags::WRITE
+    } else {
+        ProtFlags::READ
+    }
+}
+
+/// A file offset `mmap` can take (an `off_t`).
+fn file_offset(offset: u64) -> io::Result<u64> {
+    if i64::try_from(offset).is_err() {
+        return Err(io::Error::from_raw_os_error(
+            rustix::io::Errno::OVERFLOW.raw_os_error(),
+        ));
+    }
+    Ok(offset)
+}
+
 impl Drop for SharedMem {
     fn drop(&mut self) {
         // SAFETY: we own the mapping (contract of `from_mmap`) and nothing can use it
         // after drop: every accessor borrows `self`.
-        let rc = unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-        if rc != 0 {
-            log::error!(
-                "munmap of shared memory failed: {}",
-                std::io::Error::last_os_error()
-            );
+        if let Err(e) = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) } {
+            log::error!("munmap of shared memory failed: {e}");
         }
     }
 }
@@ -294,23 +343,11 @@ mod tests {
     use super::*;
 
     fn anon(len: usize, writable: bool) -> SharedMem {
-        let prot = if writable {
-            libc::PROT_READ | libc::PROT_WRITE
-        } else {
-            libc::PROT_READ
-        };
         // SAFETY: a fresh anonymous mapping; arguments are valid.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                prot,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
+            rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, prot(writable), MapFlags::PRIVATE)
+        }
+        .unwrap();
         // SAFETY: just mapped, owned by the SharedMem from now on.
         unsafe { SharedMem::from_mmap(NonNull::new(p.cast()).unwrap(), len, writable) }
     }
@@ -360,5 +397,40 @@ mod tests {
         assert_eq!(ro.write_volatile::<u8>(0, 1), Err(MemError::ReadOnly));
         assert_eq!(ro.fill(0, 1, 0), Err(MemError::ReadOnly));
         assert_eq!(ro.load_u32(0, Ordering::Relaxed), Ok(0));
+    }
+
+    /// A two-page memfd whose page `i` is filled with byte `i + 1`.
+    fn two_pages() -> std::os::fd::OwnedFd {
+        use rustix::fs::MemfdFlags;
+        let fd = rustix::fs::memfd_create(c"mem-test", MemfdFlags::CLOEXEC).unwrap();
+        let mut bytes = vec![1u8; 4096];
+        bytes.resize(8192, 2);
+        assert_eq!(rustix::io::write(&fd, &bytes).unwrap(), 8192);
+        fd
+    }
+
+    #[test]
+    fn fds_map_whole_and_in_pieces_onto_the_same_pages() {
+        use std::os::fd::AsFd;
+        let fd = two_pages();
+        let second = SharedMem::map_fd(fd.as_fd(), 4096, 4096, true).unwrap();
+        assert_eq!(second.read_volatile::<u8>(4095).unwrap(), 2);
+        let swapped =
+            SharedMem::map_fd_pieces(&[(fd.as_fd(), 4096), (fd.as_fd(), 0)], 4096, false).unwrap();
+        assert_eq!(swapped.len(), 8192);
+        assert_eq!(swapped.read_volatile::<u8>(0).unwrap(), 2);
+        assert_eq!(swapped.read_volatile::<u8>(4096).unwrap(), 1);
+        second.write_volatile::<u8>(7, 9).unwrap();
+        assert_eq!(swapped.read_volatile::<u8>(7).unwrap(), 9);
+        assert_eq!(swapped.write(0, &[1]), Err(MemError::ReadOnly));
+        let e = SharedMem::map_fd(fd.as_fd(), 4096, 1 << 63, false).unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::OVERFLOW.raw_os_error())
+        );
+        // A piece the fd cannot back fails the whole mapping.
+        assert!(
+            SharedMem::map_fd_pieces(&[(fd.as_fd(), 0), (fd.as_fd(), 4097)], 4096, false).is_err()
+        );
     }
 }

@@ -155,13 +155,6 @@ impl GrantError {
     pub fn io(op: &'static str, source: io::Error) -> Self {
         GrantError::Io { op, source }
     }
-
-    pub(crate) fn last_os(op: &'static str) -> Self {
-        GrantError::Io {
-            op,
-            source: io::Error::last_os_error(),
-        }
-    }
 }
 
 /// Frontend side: share pages with a peer domain.

@@ -7,14 +7,13 @@
 
 #![allow(missing_docs)] // field names and meanings are those of the C headers
 
+use rustix::ioctl::{opcode, Direction, Opcode};
 use std::mem::size_of;
 use std::os::raw::{c_uint, c_void};
-use vmm_sys_util::ioctl::{ioctl_expr, _IOC_NONE};
 
-const G: c_uint = b'G' as c_uint;
-
-const fn gio(nr: c_uint, size: usize) -> std::os::raw::c_ulong {
-    ioctl_expr(_IOC_NONE, G, nr, size as c_uint)
+/// `_IOC(_IOC_NONE, 'G', nr, size)`.
+const fn gio(nr: u8, size: usize) -> Opcode {
+    opcode::from_components(Direction::None, b'G', nr, size)
 }
 
 /// `GNTALLOC_FLAG_WRITABLE`.
@@ -127,29 +126,21 @@ pub struct IoctlGntdevGrantCopy {
 }
 
 /// `IOCTL_GNTALLOC_ALLOC_GREF`.
-pub const IOCTL_GNTALLOC_ALLOC_GREF: std::os::raw::c_ulong =
-    gio(5, size_of::<IoctlGntallocAllocGref>());
+pub const IOCTL_GNTALLOC_ALLOC_GREF: Opcode = gio(5, size_of::<IoctlGntallocAllocGref>());
 /// `IOCTL_GNTALLOC_DEALLOC_GREF`.
-pub const IOCTL_GNTALLOC_DEALLOC_GREF: std::os::raw::c_ulong =
-    gio(6, size_of::<IoctlGntallocDeallocGref>());
+pub const IOCTL_GNTALLOC_DEALLOC_GREF: Opcode = gio(6, size_of::<IoctlGntallocDeallocGref>());
 /// `IOCTL_GNTALLOC_SET_UNMAP_NOTIFY`.
-pub const IOCTL_GNTALLOC_SET_UNMAP_NOTIFY: std::os::raw::c_ulong =
-    gio(7, size_of::<IoctlUnmapNotify>());
+pub const IOCTL_GNTALLOC_SET_UNMAP_NOTIFY: Opcode = gio(7, size_of::<IoctlUnmapNotify>());
 /// `IOCTL_GNTDEV_MAP_GRANT_REF`.
-pub const IOCTL_GNTDEV_MAP_GRANT_REF: std::os::raw::c_ulong =
-    gio(0, size_of::<IoctlGntdevMapGrantRef>());
+pub const IOCTL_GNTDEV_MAP_GRANT_REF: Opcode = gio(0, size_of::<IoctlGntdevMapGrantRef>());
 /// `IOCTL_GNTDEV_UNMAP_GRANT_REF`.
-pub const IOCTL_GNTDEV_UNMAP_GRANT_REF: std::os::raw::c_ulong =
-    gio(1, size_of::<IoctlGntdevUnmapGrantRef>());
+pub const IOCTL_GNTDEV_UNMAP_GRANT_REF: Opcode = gio(1, size_of::<IoctlGntdevUnmapGrantRef>());
 /// `IOCTL_GNTDEV_SET_MAX_GRANTS`.
-pub const IOCTL_GNTDEV_SET_MAX_GRANTS: std::os::raw::c_ulong =
-    gio(3, size_of::<IoctlGntdevSetMaxGrants>());
+pub const IOCTL_GNTDEV_SET_MAX_GRANTS: Opcode = gio(3, size_of::<IoctlGntdevSetMaxGrants>());
 /// `IOCTL_GNTDEV_SET_UNMAP_NOTIFY`.
-pub const IOCTL_GNTDEV_SET_UNMAP_NOTIFY: std::os::raw::c_ulong =
-    gio(7, size_of::<IoctlUnmapNotify>());
+pub const IOCTL_GNTDEV_SET_UNMAP_NOTIFY: Opcode = gio(7, size_of::<IoctlUnmapNotify>());
 /// `IOCTL_GNTDEV_GRANT_COPY`.
-pub const IOCTL_GNTDEV_GRANT_COPY: std::os::raw::c_ulong =
-    gio(8, size_of::<IoctlGntdevGrantCopy>());
+pub const IOCTL_GNTDEV_GRANT_COPY: Opcode = gio(8, size_of::<IoctlGntdevGrantCopy>());
 
 /// A heap buffer, 8-byte aligned, holding a C struct that ends in a variable-length
 /// array (`gref_ids[count]`, `refs[count]`): a `header`-byte prefix then `count` items

@@ -3,14 +3,18 @@
 
 use std::ffi::CStr;
 use std::mem::{offset_of, size_of};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::ioctl::ioctl;
 
 use super::uapi::*;
 use super::{
     Access, CopyDir, CopySegment, DomId, GntStatus, GrantCopy, GrantError, GrantMap, GrantMapping,
     GrantRef, GrantShare, SharedMem, SharedPages, PAGE_SIZE,
 };
+use crate::ioctl::XenIoctl;
 
 /// The most pages one `share` or `map` call accepts (gntdev's per-call limit).
 pub const MAX_PAGES_PER_CALL: usize = 65536;
@@ -19,13 +23,20 @@ pub const MAX_PAGES_PER_CALL: usize = 65536;
 pub const COPY_CHUNK: usize = 64;
 
 fn open_dev(path: &CStr) -> Result<OwnedFd, GrantError> {
-    // SAFETY: `path` is a valid NUL-terminated string; the returned fd is checked.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(GrantError::last_os("open Xen grant device"));
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| GrantError::io("open Xen grant device", e.into()))
+}
+
+/// Runs `req` on `fd`; `op` names it in the error.
+///
+/// # Safety
+/// The request's argument must be the one its number expects (`uapi.rs`, checked
+/// against the C headers), and any pointers inside it valid for the call.
+unsafe fn xen_ioctl(fd: &OwnedFd, req: XenIoctl<'_>, op: &'static str) -> Result<(), GrantError> {
+    // SAFETY: the caller's contract.
+    unsafe { ioctl(fd, req) }
+        .map(drop)
+        .map_err(|e| GrantError::io(op, e.into()))
 }
 
 fn check_count(n: usize) -> Result<(), GrantError> {
@@ -68,15 +79,10 @@ impl GrantShare for Gntalloc {
     ) -> Result<XenSharedPages, GrantError> {
         check_count(pages)?;
         let mut buf = alloc_gref_request(peer, access, pages);
-        let hdr: *mut IoctlGntallocAllocGref = buf.as_mut_ptr();
+        let req = XenIoctl::flex(IOCTL_GNTALLOC_ALLOC_GREF, &mut buf);
         // SAFETY: the buffer holds the header plus `pages` gref slots, as the kernel
         // expects for this ioctl; it outlives the call.
-        let rc = unsafe {
-            vmm_sys_util::ioctl::ioctl_with_mut_ptr(&*self.fd, IOCTL_GNTALLOC_ALLOC_GREF, hdr)
-        };
-        if rc < 0 {
-            return Err(GrantError::last_os("IOCTL_GNTALLOC_ALLOC_GREF"));
-        }
+        unsafe { xen_ioctl(&self.fd, req, "IOCTL_GNTALLOC_ALLOC_GREF")? };
         let (index, grefs) = alloc_gref_reply(&buf, pages);
         let dealloc = |fd: &OwnedFd| dealloc(fd, index, pages);
         match mmap_dev(&self.fd, pages, index, true) {
@@ -182,16 +188,13 @@ pub(crate) fn map_grant_ref_index(buf: &FlexBuf) -> u64 {
 }
 
 fn dealloc(fd: &OwnedFd, index: u64, pages: usize) -> Result<(), GrantError> {
-    let arg = IoctlGntallocDeallocGref {
+    let mut arg = IoctlGntallocDeallocGref {
         index,
         count: pages as u32,
     };
+    let req = XenIoctl::new(IOCTL_GNTALLOC_DEALLOC_GREF, &mut arg);
     // SAFETY: a correctly laid out argument that outlives the call.
-    let rc = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(fd, IOCTL_GNTALLOC_DEALLOC_GREF, &arg) };
-    if rc < 0 {
-        return Err(GrantError::last_os("IOCTL_GNTALLOC_DEALLOC_GREF"));
-    }
-    Ok(())
+    unsafe { xen_ioctl(fd, req, "IOCTL_GNTALLOC_DEALLOC_GREF") }
 }
 
 /// Pages granted through `gntalloc`.
@@ -219,7 +222,7 @@ impl XenSharedPages {
                 "offset {offset} outside the shared pages"
             )));
         }
-        let arg = IoctlUnmapNotify {
+        let mut arg = IoctlUnmapNotify {
             index: self.index + offset as u64,
             action: if clear_byte {
                 UNMAP_NOTIFY_CLEAR_BYTE
@@ -232,14 +235,9 @@ impl XenSharedPages {
             },
             event_channel_port: port.map_or(0, |p| p.0),
         };
+        let req = XenIoctl::new(IOCTL_GNTALLOC_SET_UNMAP_NOTIFY, &mut arg);
         // SAFETY: a correctly laid out argument that outlives the call.
-        let rc = unsafe {
-            vmm_sys_util::ioctl::ioctl_with_ref(&*self.fd, IOCTL_GNTALLOC_SET_UNMAP_NOTIFY, &arg)
-        };
-        if rc < 0 {
-            return Err(GrantError::last_os("IOCTL_GNTALLOC_SET_UNMAP_NOTIFY"));
-        }
-        Ok(())
+        unsafe { xen_ioctl(&self.fd, req, "IOCTL_GNTALLOC_SET_UNMAP_NOTIFY") }
     }
 
     fn release(&mut self) -> Result<(), GrantError> {
@@ -292,17 +290,14 @@ impl Gntdev {
 }
 
 fn unmap_grant_ref(fd: &OwnedFd, index: u64, count: usize) -> Result<(), GrantError> {
-    let arg = IoctlGntdevUnmapGrantRef {
+    let mut arg = IoctlGntdevUnmapGrantRef {
         index,
         count: count as u32,
         pad: 0,
     };
+    let req = XenIoctl::new(IOCTL_GNTDEV_UNMAP_GRANT_REF, &mut arg);
     // SAFETY: a correctly laid out argument that outlives the call.
-    let rc = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(fd, IOCTL_GNTDEV_UNMAP_GRANT_REF, &arg) };
-    if rc < 0 {
-        return Err(GrantError::last_os("IOCTL_GNTDEV_UNMAP_GRANT_REF"));
-    }
-    Ok(())
+    unsafe { xen_ioctl(fd, req, "IOCTL_GNTDEV_UNMAP_GRANT_REF") }
 }
 
 impl GrantMap for Gntdev {
@@ -316,15 +311,10 @@ impl GrantMap for Gntdev {
     ) -> Result<XenMapping, GrantError> {
         check_count(refs.len())?;
         let mut buf = map_grant_ref_request(peer, refs);
-        let hdr: *mut IoctlGntdevMapGrantRef = buf.as_mut_ptr();
+        let req = XenIoctl::flex(IOCTL_GNTDEV_MAP_GRANT_REF, &mut buf);
         // SAFETY: the buffer holds the header and `refs.len()` grant refs as the kernel
         // expects; it outlives the call.
-        let rc = unsafe {
-            vmm_sys_util::ioctl::ioctl_with_mut_ptr(&*self.fd, IOCTL_GNTDEV_MAP_GRANT_REF, hdr)
-        };
-        if rc < 0 {
-            return Err(GrantError::last_os("IOCTL_GNTDEV_MAP_GRANT_REF"));
-        }
+        unsafe { xen_ioctl(&self.fd, req, "IOCTL_GNTDEV_MAP_GRANT_REF")? };
         let index = map_grant_ref_index(&buf);
         match mmap_dev(&self.fd, refs.len(), index, access.is_writable()) {
             Ok(mem) => Ok(XenMapping {
@@ -471,19 +461,10 @@ impl GrantCopy for Gntdev {
                 count: k.len() as u32,
                 segments: k.as_mut_ptr(),
             };
+            let req = XenIoctl::new(IOCTL_GNTDEV_GRANT_COPY, &mut arg);
             // SAFETY: `arg` points at `count` initialised segments whose local
             // addresses lie inside `local`, which is exclusively borrowed for the call.
-            let rc = unsafe {
-                vmm_sys_util::ioctl::ioctl_with_mut_ref(
-                    &*self.fd,
-                    IOCTL_GNTDEV_GRANT_COPY,
-                    &mut arg,
-                )
-            };
-            if rc < 0 {
-                return Err(GrantError::last_os("IOCTL_GNTDEV_GRANT_COPY"));
-            }
-            Ok(())
+            unsafe { xen_ioctl(&self.fd, req, "IOCTL_GNTDEV_GRANT_COPY") }
         })
     }
 }
@@ -584,6 +565,54 @@ mod tests {
         }
         buf.bytes_mut()[8..16].copy_from_slice(&0x9000u64.to_ne_bytes());
         assert_eq!(map_grant_ref_index(&buf), 0x9000);
+    }
+
+    fn refused_by_dev_null<T: std::fmt::Debug>(r: Result<T, GrantError>, ioctl: &str) {
+        match r {
+            Err(GrantError::Io { op, source }) => {
+                assert_eq!(op, ioctl);
+                let enotty = rustix::io::Errno::NOTTY.raw_os_error();
+                assert_eq!(source.raw_os_error(), Some(enotty), "{op}: {source}");
+            }
+            other => panic!("{ioctl}: expected ENOTTY, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_ioctl_reaches_the_kernel_and_its_refusal_is_reported() {
+        // No /dev/xen here: the same requests on /dev/null, which implements no ioctl,
+        // come back ENOTTY through each operation's error path.
+        let fd: Arc<OwnedFd> = Arc::new(std::fs::File::open("/dev/null").unwrap().into());
+        let gntalloc = Gntalloc { fd: fd.clone() };
+        refused_by_dev_null(
+            gntalloc.share(DomId(1), 2, Access::Writable),
+            "IOCTL_GNTALLOC_ALLOC_GREF",
+        );
+        refused_by_dev_null(dealloc(&fd, 0, 1), "IOCTL_GNTALLOC_DEALLOC_GREF");
+        let pages = XenSharedPages {
+            fd: fd.clone(),
+            index: 0,
+            grefs: vec![GrantRef(1)],
+            mem: None,
+            peer: DomId(1),
+            access: Access::Writable,
+        };
+        refused_by_dev_null(
+            pages.set_unmap_notify(0, true, None),
+            "IOCTL_GNTALLOC_SET_UNMAP_NOTIFY",
+        );
+        let gntdev = Gntdev { fd: fd.clone() };
+        refused_by_dev_null(
+            gntdev.map(DomId(1), &[GrantRef(1)], Access::ReadOnly),
+            "IOCTL_GNTDEV_MAP_GRANT_REF",
+        );
+        refused_by_dev_null(unmap_grant_ref(&fd, 0, 1), "IOCTL_GNTDEV_UNMAP_GRANT_REF");
+        let mut local = vec![0u8; 64];
+        let mut segs = [CopySegment::from_grant(DomId(1), GrantRef(1), 0, 0, 64)];
+        refused_by_dev_null(
+            gntdev.copy(&mut local, &mut segs),
+            "IOCTL_GNTDEV_GRANT_COPY",
+        );
     }
 
     #[test]

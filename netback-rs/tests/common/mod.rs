@@ -280,6 +280,6 @@ pub fn count_until(port: &mut MemPort, until: Instant) -> (u64, u64) {
 /// (grant mappings, pre-sized memory ports), so growth here is a leak, not warm-up.
 pub fn heap_in_use() -> u64 {
     // SAFETY: mallinfo2 only reads the allocator's statistics.
-    let m = unsafe { nix::libc::mallinfo2() };
+    let m = unsafe { libc::mallinfo2() };
     (m.uordblks + m.hblkhd) as u64
 }

@@ -21,7 +21,6 @@
 //! Each side prints `PLATFORM-GUEST-OK` / `PLATFORM-DOM0-OK` and exits 0 on success;
 //! on failure it prints `PLATFORM-GUEST-FAIL: why` / `PLATFORM-DOM0-FAIL: why` and exits 1.
 
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -77,16 +76,7 @@ fn wait_event(ev: &impl EventChannels, port: Port) -> Res<()> {
         if left.is_zero() {
             return Err(format!("no event on {port} within {TIMEOUT:?}"));
         }
-        let mut p = libc::pollfd {
-            fd: ev.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        if rc < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("poll: {}", std::io::Error::last_os_error()));
-        }
+        hypervisor::poll::readable(ev.as_fd(), left).map_err(|e| format!("poll: {e}"))?;
     }
 }
 

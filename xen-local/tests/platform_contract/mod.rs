@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 
 use hypervisor::evtchn::{EventChannels, Port};
@@ -16,14 +16,8 @@ use xen_ids::DomId;
 
 /// Wait until `fd` is readable, at most `ms` milliseconds; whether it is.
 pub fn readable(fd: impl AsFd, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_fd().as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut p, 1, ms) };
-    n == 1 && p.revents & libc::POLLIN != 0
+    let timeout = std::time::Duration::from_millis(ms.max(0) as u64);
+    hypervisor::poll::readable(fd, timeout).unwrap()
 }
 
 /// Generous bound for an event that must arrive (never reached when things work).
