@@ -30,14 +30,13 @@ use hypervisor::xenbus::{self, XenbusError, XenbusState};
 use netport::Port;
 use shared_ring::credit::{Credits, CREDIT_VERSION};
 use shared_ring::Limit;
-use xen_ids::DomId;
+use xen_ids::{DomId, VifId};
 use xenstore::{with_transaction, Xenstore, XsError, XsTx};
 
-use crate::control::{alloc_id, credits_of, reading, Allocation};
+use crate::control::{credits_of, reading, Allocation};
 use crate::emulation::EmulatedBackendRate;
 use crate::meter::VifCounters;
 use crate::vif::{BackstopPolicy, Poll, Vif, VifFatal, TX_BATCH};
-use xen_ids::VifId;
 
 /// Opens the port a vif's frames go to and come from (a TAP, a memory channel…).
 pub trait PortFactory {
@@ -193,10 +192,7 @@ impl<M: hypervisor::grant::GrantMapping> allocator::Datapath for Dp<'_, M> {
         Ok(())
     }
 
-    fn write_budgets(
-        &mut self,
-        budgets: &[(allocator::VifId, allocator::Budget)],
-    ) -> Result<(), Self::Error> {
+    fn write_budgets(&mut self, budgets: &[(VifId, allocator::Budget)]) -> Result<(), Self::Error> {
         for (v, b) in budgets {
             if let Some(c) = self.devices.get_mut(v).and_then(|d| d.conn.as_mut()) {
                 c.vif
@@ -280,10 +276,7 @@ impl<P: BackendPlatform> Netback<P> {
                     .conn
                     .as_ref()
                     .map_or(d.past, |c| d.past + c.vif.counters()),
-                budget: self
-                    .alloc
-                    .as_ref()
-                    .and_then(|a| a.loop_.budget(alloc_id(d.id))),
+                budget: self.alloc.as_ref().and_then(|a| a.loop_.budget(d.id)),
                 front_dropped_packets: d
                     .conn
                     .as_ref()
@@ -328,7 +321,7 @@ impl<P: BackendPlatform> Netback<P> {
     /// The SLA in force for vif `id` (the base set overlaid with its xenstore keys).
     pub fn effective_sla(&self, id: VifId) -> Option<allocator::VifSla> {
         let a = self.alloc.as_ref()?;
-        let v = alloc_id(id);
+        let v = id;
         Some(
             a.keys
                 .vif(v)
@@ -371,10 +364,10 @@ impl<P: BackendPlatform> Netback<P> {
             return;
         };
         let (slas, _) = a.keys.overlay(&a.base);
-        let sla = slas.vif(alloc_id(id));
+        let sla = slas.vif(id);
         let budget = allocator::Budget::with_bursts(
             sla.max_bps_on(slas.link()),
-            slas.vm(xen_ids::DomId(id.domid.0)).pps(),
+            slas.vm(id.domid).pps(),
             a.period(),
         );
         let credits = credits_of(&budget, a.period());
@@ -567,7 +560,7 @@ impl<P: BackendPlatform> Netback<P> {
     /// handshake. Devices without a connection hold nothing of the dead domain and are
     /// left as they are (waiting in InitWait for a frontend).
     fn domains_released(&mut self) {
-        let mut live: BTreeMap<u16, bool> = BTreeMap::new();
+        let mut live: BTreeMap<DomId, bool> = BTreeMap::new();
         let ids: Vec<VifId> = self
             .devices
             .values()
@@ -577,12 +570,11 @@ impl<P: BackendPlatform> Netback<P> {
         for id in ids {
             // One query per domain; a failed query counts as alive.
             let xs = self.platform.xenstore();
-            let alive = *live.entry(id.domid.0).or_insert_with(|| {
-                xs.is_domain_introduced(xen_ids::DomId(id.domid.0))
-                    .unwrap_or_else(|e| {
-                        log::debug!("{id}: IS_DOMAIN_INTRODUCED: {e}");
-                        true
-                    })
+            let alive = *live.entry(id.domid).or_insert_with(|| {
+                xs.is_domain_introduced(id.domid).unwrap_or_else(|e| {
+                    log::debug!("{id}: IS_DOMAIN_INTRODUCED: {e}");
+                    true
+                })
             });
             if !alive {
                 log::warn!(

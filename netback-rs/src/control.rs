@@ -29,11 +29,6 @@ pub fn credits_of(b: &Budget, period: Duration) -> Credits {
     }
 }
 
-/// The allocator's id of a vif.
-pub fn alloc_id(id: VifId) -> allocator::VifId {
-    allocator::VifId::new(xen_ids::DomId(id.domid.0), id.devid)
-}
-
 /// Allocator state kept by netback.
 pub struct Allocation {
     /// The control loop.
@@ -97,13 +92,13 @@ impl Allocation {
                 .and_then(|i| vals[i].as_deref())
         };
         let values = VifKeyValues::read_with(get);
-        let defaults = self.base.vif(alloc_id(id));
-        self.keys.update_vif(alloc_id(id), &values, defaults)
+        let defaults = self.base.vif(id);
+        self.keys.update_vif(id, &values, defaults)
     }
 
     /// Forgets a removed vif's keys.
     pub fn remove(&mut self, id: VifId) {
-        self.keys.remove_vif(alloc_id(id));
+        self.keys.remove_vif(id);
     }
 
     /// Runs a round if one is due: `read` appends meter readings, `write` applies the
@@ -141,7 +136,7 @@ pub fn reading(
     front: Option<shared_ring::credit::FrontCounters>,
 ) -> VifReading {
     VifReading {
-        vif: alloc_id(id),
+        vif: id,
         created,
         bytes: tx_bytes,
         packets: tx_packets,

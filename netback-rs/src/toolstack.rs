@@ -79,12 +79,12 @@ pub fn create_vif<X: Xenstore + ?Sized>(xs: &X, spec: &VifSpec) -> XsResult<()> 
     let mac = spec.mac_string();
     with_transaction(xs, |tx| {
         let fe_perms = [
-            XsPerm::new(xen_ids::DomId(spec.frontend.0), XsAccess::None),
-            XsPerm::new(xen_ids::DomId(spec.backend.0), XsAccess::Read),
+            XsPerm::new(spec.frontend, XsAccess::None),
+            XsPerm::new(spec.backend, XsAccess::Read),
         ];
         let be_perms = [
-            XsPerm::new(xen_ids::DomId(spec.backend.0), XsAccess::None),
-            XsPerm::new(xen_ids::DomId(spec.frontend.0), XsAccess::Read),
+            XsPerm::new(spec.backend, XsAccess::None),
+            XsPerm::new(spec.frontend, XsAccess::Read),
         ];
         xs.mkdir(tx, &fe)?;
         xs.set_perms(tx, &fe, &fe_perms)?;

@@ -365,7 +365,7 @@ fn allocator_sees_a_vif_vanish_and_reappear() {
             let r = nb
                 .allocator_report()
                 .and_then(|(r, _, _)| r.cloned())
-                .map(|r| r.vif(allocator::VifId::new(xen_ids::DomId(d), 0)).is_some());
+                .map(|r| r.vif(xen_ids::VifId::new(xen_ids::DomId(d), 0)).is_some());
             tx.send(r).unwrap();
         });
         rx.recv_timeout(Duration::from_secs(5)).unwrap()
