@@ -163,6 +163,9 @@ pub struct Guest {
     /// The guest application's end of the port.
     pub app: MemPort,
     thread: Option<GuestThread<io::Result<()>>>,
+    /// The netfront once its loop stopped: still connected, and its domain alive (the
+    /// domain dies with its last connection), until the guest is dropped.
+    stopped: Option<LocalNetfront>,
 }
 
 impl Guest {
@@ -185,18 +188,22 @@ impl Guest {
         Ok(Guest {
             app,
             thread: Some(thread),
+            stopped: None,
         })
     }
 
-    /// Stops the event loop; netfront's counters.
+    /// Stops the event loop (the netfront stays until the guest is dropped); netfront's
+    /// counters.
     pub fn stop(&mut self) -> Result<FrontStats, TestbedError> {
         let exit = self
             .thread
             .take()
             .ok_or(TestbedError::GuestGone)?
             .finish()?;
+        let stats = exit.netfront.stats;
+        self.stopped = Some(exit.netfront);
         exit.value.map_err(TestbedError::Pump)?;
-        Ok(exit.netfront.stats)
+        Ok(stats)
     }
 }
 
