@@ -1,6 +1,6 @@
 //! The benchmark's frames: an Ethernet header (local experimental ethertype 0x88b5),
 //! then a magic, the VM index, a sequence number and the time the generator offered the
-//! frame (the clock of [`crate::clock::now_ns`]), so the sink can compute one-way delays.
+//! frame (the clock of [`hypervisor::clock::monotonic_ns`]), so the sink can compute one-way delays.
 
 /// Ethertype of benchmark frames (IEEE local experimental).
 pub const ETHERTYPE: [u8; 2] = [0x88, 0xb5];

@@ -10,17 +10,16 @@
 use std::collections::VecDeque;
 use std::sync::mpsc;
 
-use netfront::{FrontStats, Netfront, NetfrontConfig, Sent};
+use hypervisor::clock::monotonic_ns;
+use netfront::{FrontStats, NetfrontConfig, Sent};
 use netport::FrameMeta;
-use xen_ids::DomId;
+use testbed::{thread_cpu_ns, GuestOptions, GuestThread, LocalNetfront, Spawner};
 use xen_local::LocalPlatform;
 
-use crate::clock::{now_ns, thread_cpu_ns};
+use crate::clock::sleep_until;
 use crate::frame;
 use crate::nic::wire_time_ps;
-
-/// netfront on the local platform.
-pub type LocalNetfront = Netfront<xen_local::LocalPlatform>;
+use crate::scenario::BIN_NS;
 
 /// How far the generator may fall behind its schedule before it skips frames.
 pub const MAX_LAG_NS: u64 = 2_000_000;
@@ -59,7 +58,7 @@ pub struct GuestResult {
     pub left_in_queue: u64,
     /// netfront counters.
     pub front: FrontStats,
-    /// CPU time of the guest thread, ns.
+    /// CPU time of the guest thread while it generated traffic, ns.
     pub cpu_ns: u64,
     /// Offered frames per bin (same bins as the NIC's).
     pub offered_bins: Vec<u64>,
@@ -67,46 +66,33 @@ pub struct GuestResult {
 
 /// A running guest thread.
 pub struct Guest {
+    // Declared first, dropped first: a guest waiting for its start sees the run abort.
     start_tx: mpsc::Sender<(u64, u64)>,
-    thread: std::thread::JoinHandle<Result<(GuestResult, LocalNetfront), String>>,
+    thread: GuestThread<Result<GuestResult, String>>,
 }
 
 impl Guest {
-    /// Connects netfront in domain `vm + 1` (on its own thread) and waits for the handshake.
+    /// Connects netfront in domain `vm + 1` (on its own thread) and waits for the
+    /// handshake; the thread then waits for [`Guest::start`].
     pub fn connect(platform: LocalPlatform, spec: GuestSpec) -> Result<Guest, String> {
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (start_tx, start_rx) = mpsc::channel::<(u64, u64)>();
         let vm = spec.vm;
-        let thread = std::thread::Builder::new()
-            .name(format!("guest-vm{}", spec.vm + 1))
-            .spawn(move || {
-                if spec.nice != 0 {
-                    set_thread_nice(spec.nice);
-                }
-                let nf = Netfront::connect(platform, spec.netfront.clone(), Box::new(now_ns));
-                let mut nf = match nf {
-                    Ok(nf) => {
-                        let _ = ready_tx.send(Ok(()));
-                        nf
-                    }
-                    Err(e) => {
-                        let msg = format!("VM{}: netfront connect: {e}", spec.vm + 1);
-                        let _ = ready_tx.send(Err(msg.clone()));
-                        return Err(msg);
-                    }
-                };
-                let (t0, end) = start_rx
-                    .recv()
-                    .map_err(|_| "run aborted before start".to_string())?;
-                let r = generate(&mut nf, &spec, t0, end)?;
-                Ok((r, nf))
-            })
-            .map_err(|e| format!("spawn guest thread: {e}"))?;
-        match ready_rx.recv_timeout(std::time::Duration::from_secs(30)) {
-            Ok(Ok(())) => Ok(Guest { start_tx, thread }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!("VM{}: netfront did not connect in 30 s", vm + 1)),
-        }
+        let opts = GuestOptions {
+            name: format!("guest-vm{}", vm + 1),
+            ..GuestOptions::default()
+        };
+        let cfg = spec.netfront.clone();
+        let thread = GuestThread::spawn(Spawner::Thread, platform, cfg, opts, move |nf, _| {
+            if spec.nice != 0 {
+                set_thread_nice(spec.nice);
+            }
+            let (t0, end) = start_rx
+                .recv()
+                .map_err(|_| "run aborted before start".to_string())?;
+            generate(nf, &spec, t0, end)
+        })
+        .map_err(|e| format!("VM{}: {e}", vm + 1))?;
+        Ok(Guest { start_tx, thread })
     }
 
     /// Starts offering traffic at `t0_ns` until `end_ns`.
@@ -117,9 +103,8 @@ impl Guest {
     /// Waits for the end of the traffic; returns the results and the (still connected)
     /// netfront, to be dropped once the backend has stopped.
     pub fn join(self) -> Result<(GuestResult, LocalNetfront), String> {
-        self.thread
-            .join()
-            .map_err(|_| "guest thread panicked".to_string())?
+        let exit = self.thread.join().map_err(|e| e.to_string())?;
+        Ok((exit.value?, exit.netfront))
     }
 }
 
@@ -133,11 +118,6 @@ fn set_thread_nice(nice: i32) {
     }
 }
 
-/// Ties a domain to its VM index.
-pub fn domid(vm: usize) -> DomId {
-    DomId(vm as u16 + 1)
-}
-
 fn generate(
     nf: &mut LocalNetfront,
     spec: &GuestSpec,
@@ -147,19 +127,18 @@ fn generate(
     let cpu0 = thread_cpu_ns();
     let active_abs: Vec<(u64, u64)> = spec.active.iter().map(|&(a, b)| (t0 + a, t0 + b)).collect();
     let interval_ps = wire_time_ps(spec.frame_len as u64, spec.offered_line_bps).max(1);
-    let bin_ns = crate::run::BIN_NS;
     let mut r = GuestResult::default();
     let mut q: VecDeque<u64> = VecDeque::with_capacity(spec.queue_frames);
     let mut buf = frame::template(spec.vm as u8, spec.frame_len);
     let meta = FrameMeta::default();
     let vm = spec.vm as u8;
     let mut seq = 0u64;
-    crate::clock::sleep_until(t0);
+    sleep_until(t0);
     let mut next_ps = t0 as u128 * 1000;
     let mut hold_until: Option<u64> = None;
     let mut iter = 0u64;
     loop {
-        let now = now_ns();
+        let now = monotonic_ns();
         if now >= end {
             break;
         }
@@ -193,7 +172,7 @@ fn generate(
             r.dropped_queue += due - take;
             r.offered_frames += due;
             r.offered_bytes += due * spec.frame_len as u64;
-            let bin = (now.saturating_sub(t0) / bin_ns) as usize;
+            let bin = (now.saturating_sub(t0) / BIN_NS) as usize;
             if bin < 100_000 {
                 if r.offered_bins.len() <= bin {
                     r.offered_bins.resize(bin + 1, 0);
@@ -239,7 +218,7 @@ fn generate(
             let _ = nf.flush();
         }
         // Sleep until there is something to do.
-        let now = now_ns();
+        let now = monotonic_ns();
         let mut wake = end;
         if active {
             wake = wake.min((next_ps / 1000) as u64);
@@ -253,7 +232,7 @@ fn generate(
             wake = wake.min(now + 20_000);
         }
         if wake > now + 20_000 {
-            crate::clock::sleep_until(wake.min(now + 1_000_000));
+            sleep_until(wake.min(now + 1_000_000));
         } else if wake > now {
             std::thread::yield_now();
         }

@@ -5,13 +5,16 @@
 //! ([`guest`]), one [`netback`](netback) on its own thread (with the DBA-VM allocator for
 //! the `dba-*` policies), and every vif's port feeding one shared 1 Gb/s NIC model
 //! ([`nic`], [`port`]) whose sink timestamps departures. [`run`] does one experiment,
+//! [`kernel_traffic`] the same with kernel stacks and iperf3 (`--traffic netns`), both on
+//! the harness of the `testbed` crate set up by [`bed`] from a [`scenario`];
 //! [`paper`] the whole comparison, [`report`] and [`plots`] write the outputs.
 //! See `docs/reproduction.md`.
 
+pub mod bed;
 pub mod clock;
 pub mod frame;
 pub mod guest;
-pub mod netns;
+pub mod kernel_traffic;
 pub mod nic;
 pub mod paper;
 pub mod plots;

@@ -127,7 +127,7 @@ pub fn paper(opts: &PaperOptions, out: &Path) -> Result<Report, String> {
         eprintln!("EMULATION: {e}");
     }
     if opts.netns {
-        if let Some(why) = crate::netns::unavailable() {
+        if let Some(why) = crate::kernel_traffic::unavailable() {
             return Err(format!("--traffic netns cannot run here: {why}"));
         }
     }
@@ -145,9 +145,9 @@ pub fn paper(opts: &PaperOptions, out: &Path) -> Result<Report, String> {
                 spec.duration.as_secs_f64()
             );
             let r = if opts.netns {
-                let o = crate::netns::run_netns(&spec)
+                let o = crate::kernel_traffic::run_netns(&spec)
                     .map_err(|e| format!("scenario {sc}, policy {p}: {e}"))?;
-                crate::report::netns_report(&spec, o)
+                crate::kernel_traffic::netns_report(&spec, o)
             } else {
                 let o = run(&spec, &mut |l| eprintln!("    {l}"))
                     .map_err(|e| format!("scenario {sc}, policy {p}: {e}"))?;

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use netback::{PortFactory, VifId};
 use netport::{FrameMeta, Port};
 
-use crate::clock::now_ns;
 use crate::nic::Nic;
+use hypervisor::clock::monotonic_ns;
 
 /// A bytes-only token bucket like `tc ... police rate R burst B drop`.
 #[derive(Debug, Clone)]
@@ -82,7 +82,7 @@ impl Port for NicPort {
     }
 
     fn send(&mut self, frame: &[u8], _meta: &FrameMeta) -> io::Result<()> {
-        let now = now_ns();
+        let now = monotonic_ns();
         let mut nic = self.nic.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = &mut self.police {
             if !p.conform(now, frame.len() as u64) {
@@ -151,7 +151,7 @@ impl<P: Port> Port for PolicedPort<P> {
     }
 
     fn send(&mut self, frame: &[u8], meta: &FrameMeta) -> io::Result<()> {
-        if self.police.conform(now_ns(), frame.len() as u64) {
+        if self.police.conform(monotonic_ns(), frame.len() as u64) {
             self.inner.send(frame, meta)
         } else {
             self.dropped

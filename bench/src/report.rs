@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::{sla_pps, RunOutcome, BIN_NS};
-use crate::scenario::{LinkBuffer, Policy, Scenario, SLA_BPS};
+use crate::run::RunOutcome;
+use crate::scenario::{sla_pps, LinkBuffer, Policy, Scenario, BIN_NS, SLA_BPS};
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -290,35 +290,6 @@ pub fn run_report(o: &RunOutcome) -> RunReport {
         timeline_bin_ms: bin_s * 1e3,
         timeline_mbps,
         spare,
-    }
-}
-
-/// Builds the report of one `--traffic netns` run.
-pub fn netns_report(spec: &crate::scenario::RunSpec, o: crate::netns::NetnsOutcome) -> RunReport {
-    let d = spec.duration.as_secs_f64();
-    RunReport {
-        scenario: spec.scenario.name().into(),
-        policy: spec.policy.name().into(),
-        period_ms: spec
-            .policy
-            .is_dba()
-            .then(|| spec.period.map_or(20.0, |p| p.as_secs_f64() * 1e3)),
-        duration_s: d,
-        window_s: d,
-        backend_pps_limit: spec.backend_pps_limit,
-        backend_cpu_s: o.backend_cpu_s,
-        frontend_cpu_s: o.frontend_cpu_s,
-        allocator_cpu_us_per_s: o.allocator.0 as f64 / 1e3 / d,
-        allocator_rounds: o.allocator.1,
-        backend_max_stall_ms: 0.0,
-        nic_queue_frames: spec.nic_queue_frames as i64,
-        traffic: "netns".into(),
-        delay_measured: false,
-        nic_dropped_total: o.nic_dropped_total,
-        vms: o.vms,
-        timeline_bin_ms: 0.0,
-        timeline_mbps: Vec::new(),
-        spare: None,
     }
 }
 

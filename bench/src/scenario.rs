@@ -1,10 +1,15 @@
 //! The paper's set-up (§III-C, §V): three VMs, their SLAs and packet sizes per scenario,
-//! and the policies compared.
+//! the policies compared, and the static budgets of the policies that have one.
 
 use std::fmt;
 use std::time::Duration;
 
+use shared_ring::credit::Credits;
+use shared_ring::Limit;
+use xen_ids::{DomId, VifId};
+
 use crate::nic::frame_capacity_bps;
+use crate::port::Police;
 
 /// Line rate of the NIC and of each guest's offered load (the paper: 1 Gb/s).
 pub const LINE_BPS: u64 = 1_000_000_000;
@@ -12,6 +17,12 @@ pub const LINE_BPS: u64 = 1_000_000_000;
 pub const SLA_BPS: [u64; 3] = [150_000_000, 700_000_000, 150_000_000];
 /// SLA packets/s caps (§V): VM1, VM2, VM3.
 pub const SLA_PPS: [u64; 3] = [20_000, 60_000, 60_000];
+/// Width of the throughput-over-time bins.
+pub const BIN_NS: u64 = 10_000_000;
+/// Window of the static token buckets (`netback-rate`, `tc`, and the budget `dba-*` start
+/// with): their burst is this much traffic at the limit.
+pub const STATIC_BURST_WINDOW: Duration = Duration::from_millis(20);
+
 /// SLA priority classes (the paper gives none; VM2 is the more important one, as in
 /// `allocator/examples/paper.toml`).
 pub const SLA_PRIORITY: [u8; 3] = [1, 0, 1];
@@ -252,6 +263,54 @@ impl RunSpec {
     }
 }
 
+/// Ties a domain to its VM index (domid = vm + 1).
+pub fn domid(vm: usize) -> DomId {
+    DomId(vm as u16 + 1)
+}
+
+/// The one vif of VM `vm`.
+pub fn vif_id(vm: usize) -> VifId {
+    VifId {
+        domid: domid(vm),
+        devid: 0,
+    }
+}
+
+/// SLA packets/s cap of VM `vm` after scaling.
+pub fn sla_pps(spec: &RunSpec, vm: usize) -> u64 {
+    SLA_PPS[vm] / spec.scale
+}
+
+/// `n` per second over [`STATIC_BURST_WINDOW`].
+fn per_window(per_sec: u64) -> u64 {
+    (per_sec as u128 * STATIC_BURST_WINDOW.as_nanos() / 1_000_000_000) as u64
+}
+
+/// Static budget of VM `vm`: the SLA rate in bytes with a burst of
+/// [`STATIC_BURST_WINDOW`] (at least two full frames), and, if `with_pps`, its packets/s
+/// cap with a burst of the same window (at least two packets).
+pub fn static_credits(spec: &RunSpec, vm: usize, with_pps: bool) -> Credits {
+    let per_sec = SLA_BPS[vm] / spec.scale / 8;
+    Credits {
+        bytes: Limit::rate(per_sec, per_window(per_sec).max(2 * 1514)),
+        packets: if with_pps {
+            let pps = sla_pps(spec, vm).max(1);
+            Limit::rate(pps, per_window(pps).max(2))
+        } else {
+            Limit::Unlimited
+        },
+        period_us: STATIC_BURST_WINDOW.as_micros() as u32,
+    }
+}
+
+/// The `tc` policer of VM `vm` (`tc` policy only): [`static_credits`]' bytes bucket.
+pub fn tc_police(spec: &RunSpec, vm: usize) -> Option<Police> {
+    (spec.policy == Policy::Tc).then(|| match static_credits(spec, vm, false).bytes {
+        Limit::Rate { per_sec, burst } => Police::new(per_sec * 8, burst),
+        Limit::Unlimited => unreachable!("static credits are a rate"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +335,33 @@ mod tests {
             let set = allocator::sla_file::parse_sla_file(&text).expect("valid SLA file");
             assert_eq!(set.link().buffer_bytes(), None);
         }
+    }
+
+    #[test]
+    fn static_budgets_burst_one_window() {
+        let mut spec = RunSpec {
+            scenario: Scenario::S1500,
+            policy: Policy::DbaDrop,
+            period: None,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            scale: 10,
+            backend_pps_limit: None,
+            nic_queue_frames: 1000,
+            guest_queue_frames: 1000,
+            allocator_capacity_bps: None,
+            link_buffer: true,
+            guest_nice: 0,
+        };
+        let c = static_credits(&spec, 0, true);
+        // VM1: 15 Mb/s = 1 875 000 B/s, 2 000 p/s; 20 ms of each.
+        assert_eq!(c.bytes, Limit::rate(1_875_000, 37_500));
+        assert_eq!(c.packets, Limit::rate(2_000, 40));
+        assert_eq!(c.period_us, 20_000);
+        assert_eq!(static_credits(&spec, 0, false).packets, Limit::Unlimited);
+        assert!(tc_police(&spec, 0).is_none());
+        spec.policy = Policy::Tc;
+        assert!(tc_police(&spec, 0).is_some());
     }
 
     #[test]

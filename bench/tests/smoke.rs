@@ -152,13 +152,13 @@ fn paper_command_writes_report_and_plots() {
 /// `tc` and `iperf3` (CI has them); elsewhere it prints why it is skipped.
 #[test]
 fn netns_traffic_runs_or_says_why() {
-    if let Some(why) = bench::netns::unavailable() {
+    if let Some(why) = bench::kernel_traffic::unavailable() {
         eprintln!("skipping netns_traffic_runs_or_says_why: {why}");
         return;
     }
     let mut s = spec(Scenario::S1500, Policy::DbaDrop);
     s.duration = Duration::from_secs(1);
-    let o = bench::netns::run_netns(&s).expect("netns run");
+    let o = bench::kernel_traffic::run_netns(&s).expect("netns run");
     assert_eq!(o.vms.len(), 3);
     for v in &o.vms {
         assert!(v.delivered_kpps > 0.0, "{} delivered nothing", v.name);

@@ -9,8 +9,6 @@ use std::marker::PhantomData;
 
 use rustix::ioctl::{Ioctl, IoctlOutput, Opcode};
 
-use crate::grant::uapi::FlexBuf;
-
 /// One ioctl request on a Xen device; run it with `rustix::ioctl::ioctl`, whose safety
 /// contract (the request number, the argument's type and the device must agree) the
 /// caller states.
@@ -75,6 +73,38 @@ unsafe impl Ioctl for XenIoctl<'_> {
     }
 }
 
+/// A heap buffer, 8-byte aligned, holding a C struct that ends in a variable-length
+/// array (`gref_ids[count]`, `refs[count]`): a `header`-byte prefix then `count` items
+/// of `item` bytes, and never shorter than `min` (the `sizeof` with a one-element array).
+pub(crate) struct FlexBuf {
+    words: Vec<u64>,
+}
+
+impl FlexBuf {
+    pub(crate) fn new(header: usize, item: usize, count: usize, min: usize) -> Self {
+        let bytes = (header + item * count).max(min);
+        FlexBuf {
+            words: vec![0u64; bytes.div_ceil(8)],
+        }
+    }
+
+    pub(crate) fn as_mut_ptr<T>(&mut self) -> *mut T {
+        self.words.as_mut_ptr().cast()
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: a `Vec<u64>` is valid as bytes for its whole length.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast(), self.words.len() * 8) }
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` guarantees exclusive access.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast(), self.words.len() * 8)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +128,15 @@ mod tests {
         let mut r = XenIoctl::no_arg(e::IOCTL_EVTCHN_RESET);
         assert_eq!(r.opcode(), 0x4505);
         assert!(r.as_ptr().is_null());
+    }
+
+    #[test]
+    fn flex_buffers_hold_header_and_items() {
+        let b = FlexBuf::new(16, 4, 1, size_of::<g::IoctlGntallocAllocGref>());
+        assert_eq!(b.bytes().len(), 24);
+        let b = FlexBuf::new(16, 4, 3, size_of::<g::IoctlGntallocAllocGref>());
+        assert_eq!(b.bytes().len(), 32); // 28 rounded up to words
+        let b = FlexBuf::new(16, 8, 256, size_of::<g::IoctlGntdevMapGrantRef>());
+        assert_eq!(b.bytes().len(), 16 + 8 * 256);
     }
 }

@@ -2,15 +2,13 @@
 //! test bed) → budgets in every frontend's credit area → frames held to them; an SLA
 //! change written in xenstore is picked up live; a bad SLA value keeps the old SLA.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use allocator::sla_file::parse_sla_file;
 use allocator::LoopConfig;
-use common::*;
 use netback::{NetbackConfig, VifId};
 use netfront::NetfrontConfig;
+use testbed::*;
 use xen_ids::DomId;
 use xen_local::LocalHost;
 use xenstore::{Xenstore, XsTx};
@@ -63,9 +61,9 @@ fn vif(d: u16) -> VifId {
 fn budgets_follow_the_slas_and_live_changes() {
     let host = LocalHost::new();
     for d in 1..=3 {
-        add_vif(&host, d, 0);
+        add_vif(&host, DomId(d), 0).expect("vif");
     }
-    let nb = Backend::start(&host, NetbackConfig::default());
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
     nb.command(|nb| {
         nb.enable_allocator(
             parse_sla_file(SLAS).unwrap(),
@@ -74,7 +72,7 @@ fn budgets_follow_the_slas_and_live_changes() {
         .unwrap();
     });
     let mut guests: Vec<Guest> = (1..=3)
-        .map(|d| Guest::start(&host, d, NetfrontConfig::new(0)))
+        .map(|d| Guest::start(&host, DomId(d), NetfrontConfig::new(0)).expect("guest"))
         .collect();
     let mut wires: Vec<_> = (1..=3).map(|d| nb.wire(vif(d))).collect();
 
@@ -157,7 +155,7 @@ fn budgets_follow_the_slas_and_live_changes() {
         .unwrap();
     // The change is picked up through the watch: the SLA in force becomes 3 Mb/s (the
     // budget itself then follows VM1's demand, capped by its 200 p/s VM limit).
-    let sla_of = |nb: &Backend| {
+    let sla_of = |nb: &BackendThread| {
         let (tx, rx) = std::sync::mpsc::channel();
         nb.command(move |nb| tx.send(nb.effective_sla(vif(1))).unwrap());
         rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap()
@@ -189,6 +187,6 @@ fn budgets_follow_the_slas_and_live_changes() {
     flood1.join().unwrap();
     drain1.join().unwrap();
     for g in &mut guests {
-        g.shutdown();
+        g.stop().expect("guest");
     }
 }

@@ -5,15 +5,14 @@
 //! (admitted ≤ rate × elapsed + burst), measured over a window that contains the whole
 //! life of the buckets, so a slow machine can only make it easier to satisfy.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use netback::{BackstopPolicy, NetbackConfig};
 use netfront::{CreditPolicy, NetfrontConfig};
 use shared_ring::credit::Credits;
 use shared_ring::Limit;
+use testbed::*;
+use xen_ids::DomId;
 use xen_local::LocalHost;
 
 const PPS: u64 = 2000;
@@ -55,10 +54,10 @@ fn bound(secs: f64, burst_factor: u64) -> u64 {
 #[test]
 fn frontend_drops_excess_and_backend_never_polices_it() {
     let host = LocalHost::new();
-    let id = add_vif(&host, 1, 0);
-    let nb = Backend::start(&host, cfg(BackstopPolicy::Drop));
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let nb = BackendThread::start(&host, cfg(BackstopPolicy::Drop)).expect("netback");
     let t0 = Instant::now();
-    let mut guest = Guest::start(&host, 1, NetfrontConfig::new(0));
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
     let mut wire = nb.wire(id);
     let sender = std::thread::spawn({
         let mut app = std::mem::replace(&mut guest.app, netport::MemPort::pair(1, 64).unwrap().0);
@@ -67,7 +66,7 @@ fn frontend_drops_excess_and_backend_never_polices_it() {
     let (n, _) = count_until(&mut wire, Instant::now() + Duration::from_millis(900));
     let elapsed = t0.elapsed().as_secs_f64();
     let offered = sender.join().unwrap();
-    let stats = guest.shutdown();
+    let stats = guest.stop().expect("guest");
     let st = nb.vif_status(id).unwrap();
     assert!(n > 0, "nothing delivered");
     assert!(
@@ -89,12 +88,12 @@ fn frontend_drops_excess_and_backend_never_polices_it() {
 #[test]
 fn frontend_hold_loses_nothing_and_keeps_the_rate() {
     let host = LocalHost::new();
-    let id = add_vif(&host, 1, 0);
-    let nb = Backend::start(&host, cfg(BackstopPolicy::Drop));
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let nb = BackendThread::start(&host, cfg(BackstopPolicy::Drop)).expect("netback");
     let mut fc = NetfrontConfig::new(0);
     fc.policy = CreditPolicy::Hold;
     let t0 = Instant::now();
-    let mut guest = Guest::start(&host, 1, fc);
+    let mut guest = Guest::start(&host, DomId(1), fc).expect("guest");
     let mut wire = nb.wire(id);
     const N: u32 = 400;
     let sender = std::thread::spawn({
@@ -108,7 +107,7 @@ fn frontend_hold_loses_nothing_and_keeps_the_rate() {
     let got = recv_n(&mut wire, N as usize, Duration::from_secs(20));
     let elapsed = t0.elapsed().as_secs_f64();
     sender.join().unwrap();
-    let stats = guest.shutdown();
+    let stats = guest.stop().expect("guest");
     assert_eq!(got.len(), N as usize, "hold must not lose frames");
     for (i, f) in got.iter().enumerate() {
         assert_eq!(check_frame(f), i as u32, "hold must not reorder");
@@ -125,10 +124,10 @@ fn frontend_hold_loses_nothing_and_keeps_the_rate() {
 
 fn backstop_case(fc: NetfrontConfig, expect_credits: bool) {
     let host = LocalHost::new();
-    let id = add_vif(&host, 1, 0);
-    let nb = Backend::start(&host, cfg(BackstopPolicy::Drop));
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let nb = BackendThread::start(&host, cfg(BackstopPolicy::Drop)).expect("netback");
     let t0 = Instant::now();
-    let mut guest = Guest::start(&host, 1, fc);
+    let mut guest = Guest::start(&host, DomId(1), fc).expect("guest");
     let mut wire = nb.wire(id);
     let sender = std::thread::spawn({
         let mut app = std::mem::replace(&mut guest.app, netport::MemPort::pair(1, 64).unwrap().0);
@@ -137,7 +136,7 @@ fn backstop_case(fc: NetfrontConfig, expect_credits: bool) {
     let (n, _) = count_until(&mut wire, Instant::now() + Duration::from_millis(900));
     let elapsed = t0.elapsed().as_secs_f64();
     sender.join().unwrap();
-    let stats = guest.shutdown();
+    let stats = guest.stop().expect("guest");
     let st = nb.vif_status(id).unwrap();
     assert_eq!(st.credits, expect_credits);
     assert!(n > 0);
@@ -175,9 +174,9 @@ fn legacy_frontend_without_credits_is_policed_by_the_backend_alone() {
 #[test]
 fn budget_change_reaches_the_frontend() {
     let host = LocalHost::new();
-    let id = add_vif(&host, 1, 0);
-    let nb = Backend::start(&host, NetbackConfig::default());
-    let mut guest = Guest::start(&host, 1, NetfrontConfig::new(0));
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
     let mut wire = nb.wire(id);
     // Unlimited at first: 200 frames pass.
     for seq in 0..200u32 {
@@ -203,7 +202,7 @@ fn budget_change_reaches_the_frontend() {
         send_all(&mut guest.app, &frame(seq, LEN));
     }
     assert!(recv_n(&mut wire, 1, Duration::from_millis(300)).is_empty());
-    let stats = guest.shutdown();
+    let stats = guest.stop().expect("guest");
     assert_eq!(stats.tx_dropped_credit, 50);
     let st = nb.vif_status(id).unwrap();
     assert_eq!(st.counters.tx_dropped_police, 0);
@@ -212,16 +211,16 @@ fn budget_change_reaches_the_frontend() {
 #[test]
 fn emulated_backend_packet_rate_caps_all_vifs_together() {
     let host = LocalHost::new();
-    let a = add_vif(&host, 1, 0);
-    let b = add_vif(&host, 2, 0);
+    let a = add_vif(&host, DomId(1), 0).expect("vif");
+    let b = add_vif(&host, DomId(2), 0).expect("vif");
     let cfg = NetbackConfig {
         emulated_backend_pps: Some(3000),
         ..NetbackConfig::default()
     };
-    let nb = Backend::start(&host, cfg);
+    let nb = BackendThread::start(&host, cfg).expect("netback");
     let t0 = Instant::now();
-    let mut g1 = Guest::start(&host, 1, NetfrontConfig::new(0));
-    let mut g2 = Guest::start(&host, 2, NetfrontConfig::new(0));
+    let mut g1 = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
+    let mut g2 = Guest::start(&host, DomId(2), NetfrontConfig::new(0)).expect("guest");
     let (mut w1, mut w2) = (nb.wire(a), nb.wire(b));
     let s: Vec<_> = [&mut g1, &mut g2]
         .into_iter()

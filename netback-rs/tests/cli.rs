@@ -3,19 +3,17 @@
 //! endpoint, and SIGHUP reloading `serve --sla` (needs root and /dev/net/tun for the
 //! TAP of the vif: runs in CI, skips with the reason elsewhere).
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::add_vif;
 use hypervisor::xenbus::XenbusState;
 use netback::meter::VifCounters;
 use netback::metrics::{name, MetricsServer, Sampler, SnapshotCell};
 use netback::{VifId, VifStatus};
 use netback_ops::scrape;
+use testbed::add_vif;
 use xen_ids::DomId;
 use xen_local::LocalHost;
 use xenstore::{Xenstore, XsTx};
@@ -46,7 +44,7 @@ fn host_with_socket(dir: &Path) -> (LocalHost, PathBuf) {
     let host = LocalHost::new();
     let sock = dir.join("hv.sock");
     host.hypervisor.listen(&sock).expect("listen");
-    add_vif(&host, 1, 0);
+    add_vif(&host, DomId(1), 0).expect("vif");
     (host, sock)
 }
 
@@ -153,7 +151,7 @@ fn sla_set_show_rm() {
         .is_none());
 
     // The VM cap is per VM: a second vif of domain 1 without the same cap is flagged.
-    add_vif(&host, 1, 1);
+    add_vif(&host, DomId(1), 1).expect("vif");
     let o = run(&["sla", "set", "--vm-pps", "20k"]);
     assert!(o.status.success());
     assert!(

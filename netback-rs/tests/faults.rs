@@ -2,20 +2,18 @@
 //! restarted mid-traffic, a vif destroyed and re-created under the allocator. In every
 //! case a well-behaved vif keeps working and the system comes back by itself.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use allocator::sla_file::parse_sla_file;
 use allocator::LoopConfig;
-use common::*;
 use hypervisor::xenbus::{read_state, XenbusState};
 use netback::toolstack::{create_vif, destroy_vif, VifSpec};
 use netback::{NetbackConfig, VifId};
 use netfront::{Netfront, NetfrontConfig};
 use netport::MemPort;
+use testbed::*;
 use xen_ids::DomId;
 use xen_local::LocalHost;
 use xenstore::{Xenstore, XsTx};
@@ -125,7 +123,7 @@ fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 /// What a rebooting guest's xenbus does before its netfront connects again (Linux's
 /// `xenbus_reset_state`): frontend `Closed`, then wait for the backend to close. netback
 /// releases the dead connection's rings and event channel here.
-fn reset_frontend(host: &LocalHost, nb: &Backend, id: VifId) {
+fn reset_frontend(host: &LocalHost, nb: &BackendThread, id: VifId) {
     let plat = host.domain(id.domid).unwrap();
     let fe = format!("/local/domain/{}/device/vif/{}", id.domid.0, id.devid);
     let be = format!("/local/domain/0/backend/vif/{}/{}", id.domid.0, id.devid);
@@ -156,10 +154,10 @@ fn good_roundtrip(guest: &mut Guest, wire: &mut MemPort, base: u32) {
 #[test]
 fn netfront_killed_mid_traffic() {
     let host = LocalHost::new();
-    let good = add_vif(&host, 1, 0);
-    let victim = add_vif(&host, 2, 0);
-    let nb = Backend::start(&host, NetbackConfig::default());
-    let mut guest = Guest::start(&host, 1, NetfrontConfig::new(0));
+    let good = add_vif(&host, DomId(1), 0).expect("vif");
+    let victim = add_vif(&host, DomId(2), 0).expect("vif");
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
     let mut good_wire = nb.wire(good);
     let mut wire = nb.wire(victim);
     good_roundtrip(&mut guest, &mut good_wire, 0);
@@ -214,7 +212,7 @@ fn netfront_killed_mid_traffic() {
 
     // The netfront process comes back (the same domain and device) without any reset
     // of the device: its handshake moves netback off the dead rings onto the new ones.
-    let mut back = Guest::start(&host, 2, NetfrontConfig::new(0));
+    let mut back = Guest::start(&host, DomId(2), NetfrontConfig::new(0)).expect("guest");
     for s in 0..50 {
         send_all(&mut back.app, &frame(5_000_000 + s, 300));
     }
@@ -260,8 +258,8 @@ fn vif(d: u16) -> VifId {
 
 const PERIOD: Duration = Duration::from_millis(20);
 
-fn start_with_allocator(host: &LocalHost) -> Backend {
-    let nb = Backend::start(host, NetbackConfig::default());
+fn start_with_allocator(host: &LocalHost) -> BackendThread {
+    let nb = BackendThread::start(host, NetbackConfig::default()).expect("netback");
     nb.command(|nb| {
         nb.enable_allocator(
             parse_sla_file(SLAS).unwrap(),
@@ -285,11 +283,11 @@ fn flood_thread(g: &mut Guest, dur: Duration) -> std::thread::JoinHandle<MemPort
 fn netback_restarted_mid_traffic() {
     let _ = env_logger::builder().is_test(true).try_init();
     let host = LocalHost::new();
-    add_vif(&host, 1, 0);
-    add_vif(&host, 2, 0);
+    add_vif(&host, DomId(1), 0).expect("vif");
+    add_vif(&host, DomId(2), 0).expect("vif");
     let mut nb = start_with_allocator(&host);
-    let mut g1 = Guest::start(&host, 1, NetfrontConfig::new(0));
-    let mut g2 = Guest::start(&host, 2, NetfrontConfig::new(0));
+    let mut g1 = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
+    let mut g2 = Guest::start(&host, DomId(2), NetfrontConfig::new(0)).expect("guest");
     let mut w1 = nb.wire(vif(1));
     let mut w2 = nb.wire(vif(2));
     let f1 = flood_thread(&mut g1, Duration::from_millis(4000));
@@ -301,7 +299,7 @@ fn netback_restarted_mid_traffic() {
 
     // netback dies (no clean shutdown: its xenstore nodes still say Connected) and a new
     // one starts on the same host while the guests keep sending.
-    nb.shutdown();
+    nb.stop().expect("netback");
     drop(nb);
     let restarted = Instant::now();
     let nb = start_with_allocator(&host);
@@ -352,14 +350,14 @@ fn netback_restarted_mid_traffic() {
 fn allocator_sees_a_vif_vanish_and_reappear() {
     let _ = env_logger::builder().is_test(true).try_init();
     let host = LocalHost::new();
-    add_vif(&host, 1, 0);
-    add_vif(&host, 2, 0);
+    add_vif(&host, DomId(1), 0).expect("vif");
+    add_vif(&host, DomId(2), 0).expect("vif");
     let nb = start_with_allocator(&host);
-    let mut g1 = Guest::start(&host, 1, NetfrontConfig::new(0));
-    let mut g2 = Guest::start(&host, 2, NetfrontConfig::new(0));
+    let mut g1 = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
+    let mut g2 = Guest::start(&host, DomId(2), NetfrontConfig::new(0)).expect("guest");
     let mut w1 = nb.wire(vif(1));
     let mut w2 = nb.wire(vif(2));
-    let round_has = |nb: &Backend, d: u16| {
+    let round_has = |nb: &BackendThread, d: u16| {
         let (tx, rx) = std::sync::mpsc::channel();
         nb.command(move |nb| {
             let r = nb
@@ -385,7 +383,7 @@ fn allocator_sees_a_vif_vanish_and_reappear() {
 
     // The toolstack destroys vif2.0 (e.g. the guest shut down).
     g2.app = f2.join().unwrap();
-    g2.shutdown();
+    g2.stop().expect("guest");
     let dom0 = host.domain(DomId(0)).unwrap();
     let spec = VifSpec::new(DomId(0), DomId(2), 0);
     destroy_vif(&dom0.xenstore, &spec).unwrap();
@@ -400,7 +398,7 @@ fn allocator_sees_a_vif_vanish_and_reappear() {
 
     // It comes back: a new device, a new netfront, traffic, a budget.
     create_vif(&dom0.xenstore, &spec).unwrap();
-    let mut g2 = Guest::start(&host, 2, NetfrontConfig::new(0));
+    let mut g2 = Guest::start(&host, DomId(2), NetfrontConfig::new(0)).expect("guest");
     let mut w2 = nb.wire(vif(2));
     for s in 0..20 {
         send_all(&mut g2.app, &frame(s, 500));
@@ -432,13 +430,13 @@ fn allocator_sees_a_vif_vanish_and_reappear() {
 #[test]
 fn netfront_reconnects_over_a_stale_connected_backend() {
     let host = LocalHost::new();
-    let victim = add_vif(&host, 2, 0);
-    let nb = Backend::start(&host, NetbackConfig::default());
-    let mut first = Guest::start(&host, 2, NetfrontConfig::new(0));
+    let victim = add_vif(&host, DomId(2), 0).expect("vif");
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let mut first = Guest::start(&host, DomId(2), NetfrontConfig::new(0)).expect("guest");
     let mut wire = nb.wire(victim);
     good_roundtrip(&mut first, &mut wire, 0);
     // The netfront dies without a clean disconnect: the backend stays Connected.
-    first.shutdown();
+    first.stop().expect("guest");
     drop(first);
     assert!(nb.vif_status(victim).unwrap().connected);
 
@@ -452,7 +450,7 @@ fn netfront_reconnects_over_a_stale_connected_backend() {
     paused_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     let h = std::thread::spawn({
         let host = host.clone();
-        move || Guest::start(&host, 2, NetfrontConfig::new(0))
+        move || Guest::start(&host, DomId(2), NetfrontConfig::new(0)).expect("guest")
     });
     let plat = host.domain(DomId(2)).unwrap();
     // The dead netfront left `Connected` in the frontend's state: first see the new one

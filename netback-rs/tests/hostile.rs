@@ -3,11 +3,8 @@
 //! error to) the offender only, with the reason in xenstore, while the other vif's
 //! traffic keeps flowing.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use hypervisor::evtchn::{EventChannels, Port as EvtPort};
 use hypervisor::grant::{Access, GrantShare, SharedPages};
 use hypervisor::platform::ring_mem;
@@ -19,6 +16,7 @@ use shared_ring::netif::{
 };
 use shared_ring::ring::layout;
 use shared_ring::FrontIndices;
+use testbed::*;
 use xen_ids::DomId;
 use xen_local::LocalSharedPages;
 use xen_local::{LocalHost, LocalPlatform};
@@ -146,7 +144,7 @@ fn good_traffic(guest: &mut Guest, wire: &mut netport::MemPort, base: u32, n: u3
 #[test]
 fn malformed_requests_disconnect_only_the_offender() {
     let host = LocalHost::new();
-    let good = add_vif(&host, 1, 0);
+    let good = add_vif(&host, DomId(1), 0).expect("vif");
     type Case = (
         &'static str,
         fn(&RawFront) -> Vec<Result<NetifTxRequest, NetifExtraInfo>>,
@@ -202,9 +200,11 @@ fn malformed_requests_disconnect_only_the_offender() {
     ];
     let wild_devid = cases.len() as u32;
     let grant_devid = wild_devid + 1;
-    let bad: Vec<VifId> = (0..=grant_devid).map(|d| add_vif(&host, 2, d)).collect();
-    let nb = Backend::start(&host, NetbackConfig::default());
-    let mut guest = Guest::start(&host, 1, NetfrontConfig::new(0));
+    let bad: Vec<VifId> = (0..=grant_devid)
+        .map(|d| add_vif(&host, DomId(2), d).expect("vif"))
+        .collect();
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
     let mut wire = nb.wire(good);
     good_traffic(&mut guest, &mut wire, 0, 50);
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::heap_in_use;
 use hypervisor::evtchn::{EventChannels, Port as EvtPort};
 use hypervisor::grant::{Access, GrantShare, SharedPages};
 use hypervisor::platform::ring_mem;
@@ -29,6 +29,7 @@ use shared_ring::netif::{
 };
 use shared_ring::ring::layout;
 use shared_ring::FrontIndices;
+use testbed::*;
 use xen_ids::DomId;
 use xen_local::LocalSharedPages;
 use xen_local::{LocalHost, LocalPlatform};
@@ -415,10 +416,10 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn every_abuse_class_once_beside_a_good_vif() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let host = LocalHost::new();
-    let good = add_vif(&host, 1, 0);
-    add_vif(&host, 2, 0);
-    let nb = Backend::start(&host, NetbackConfig::default());
-    let mut guest = Guest::start(&host, 1, NetfrontConfig::new(0));
+    let good = add_vif(&host, DomId(1), 0).expect("vif");
+    add_vif(&host, DomId(2), 0).expect("vif");
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
     let mut wire = nb.wire(good);
     let h = Hostile::new(&host, 2, 0);
     for k in 0..CLASSES {
@@ -439,8 +440,8 @@ fn a_thousand_abuse_cycles_leak_nothing() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let host = LocalHost::new();
-    let good = add_vif(&host, 1, 0);
-    let bad = add_vif(&host, 2, 0);
+    let good = add_vif(&host, DomId(1), 0).expect("vif");
+    let bad = add_vif(&host, DomId(2), 0).expect("vif");
     // The vifs' ports are resident from the start: a port's 1 024 slots are otherwise
     // first touched one by one as frames pass, which grows RSS by up to 4 KiB per slot
     // and direction over the first ~1 500 cycles, then stays flat (measured over 5 000
@@ -449,8 +450,9 @@ fn a_thousand_abuse_cycles_leak_nothing() {
         prefault: true,
         ..MemPortConfig::new(256, 65536)
     };
-    let nb = Backend::start_with_ports(&host, NetbackConfig::default(), ports);
-    let mut guest = Guest::start(&host, 1, NetfrontConfig::new(0));
+    let nb =
+        BackendThread::start_with_ports(&host, NetbackConfig::default(), ports).expect("netback");
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
     let mut wire = nb.wire(good);
     let h = Hostile::new(&host, 2, 0);
     // Warm up: every class once, so caches and the allocator's arenas reach their size.

@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use allocator::sla_file::parse_sla_file;
 use allocator::LoopConfig;
-use common::*;
+use common::heap_in_use;
 use netback::{NetbackConfig, VifId};
 use netfront::NetfrontConfig;
 use netport::{FrameMeta, MemPort, Port};
+use testbed::*;
+use xen_ids::DomId;
 use xen_local::LocalHost;
 
 const VIFS: u16 = 64;
@@ -34,8 +36,10 @@ const WARMUP: Duration = Duration::from_secs(2);
 #[test]
 fn sixty_four_vifs_all_served_all_held() {
     let host = LocalHost::new();
-    let ids: Vec<VifId> = (1..=VIFS).map(|d| add_vif(&host, d, 0)).collect();
-    let nb = Backend::start(&host, NetbackConfig::default());
+    let ids: Vec<VifId> = (1..=VIFS)
+        .map(|d| add_vif(&host, DomId(d), 0).expect("vif"))
+        .collect();
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
     nb.command(|nb| {
         nb.enable_allocator(
             parse_sla_file(SLAS).unwrap(),
@@ -44,7 +48,7 @@ fn sixty_four_vifs_all_served_all_held() {
         .unwrap();
     });
     let mut guests: Vec<Guest> = (1..=VIFS)
-        .map(|d| Guest::start(&host, d, NetfrontConfig::new(0)))
+        .map(|d| Guest::start(&host, DomId(d), NetfrontConfig::new(0)).expect("guest"))
         .collect();
     let mut wires: Vec<MemPort> = ids.iter().map(|id| nb.wire(*id)).collect();
     let apps: Vec<MemPort> = guests

@@ -3,8 +3,6 @@
 //! counters, rates, budgets and the allocator's figures move; malformed requests get an
 //! error answer and leave the endpoint (and netback) running.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use allocator::sla_file::parse_sla_file;
 use allocator::LoopConfig;
-use common::*;
 use netback::backend::monotonic_ns;
 use netback::metrics::{name, MetricsServer, Publisher, SnapshotCell};
 use netback::{Netback, NetbackConfig, VifId};
 use netback_ops::{scrape, Sample};
 use netfront::NetfrontConfig;
 use netport::{MemPort, Port};
+use testbed::*;
 use xen_ids::DomId;
 use xen_local::LocalHost;
 
@@ -142,10 +140,10 @@ fn raw(addr: SocketAddr, req: &[u8]) -> String {
 #[test]
 fn scraped_figures_follow_the_traffic() {
     let host = LocalHost::new();
-    let id = add_vif(&host, 1, 0);
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
     let d = Daemon::start(&host);
     let url = d.url();
-    let mut guest = Guest::start(&host, 1, NetfrontConfig::new(0));
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
     let (wid, mut wire) = d.wires.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(wid, id);
 

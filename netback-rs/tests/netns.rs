@@ -4,42 +4,18 @@
 //! (the guest's TCP uses checksum offload, so `csum_blank` must survive the trip).
 //! Needs root and /dev/net/tun: runs in CI, skips with the reason elsewhere.
 
-mod common;
+use std::time::Duration;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use common::add_vif;
-use netback::backend::monotonic_ns;
-use netback::{Netback, NetbackConfig, VifId};
-use netfront::{Netfront, NetfrontConfig};
+use netback::{NetbackConfig, VifId};
+use netfront::NetfrontConfig;
 use netport::netns::{skip_unless_root_with_tun, NetNs};
-use netport::{Port, TapConfig, TapOffload, TapPort};
+use netport::{Port, TapPort};
+use testbed::{
+    add_vif, pump_until, tap_config, wait_link, BackendOptions, BackendThread, GuestOptions,
+    GuestThread, Spawner,
+};
 use xen_ids::DomId;
 use xen_local::LocalHost;
-
-fn tap_cfg(name: &str) -> TapConfig {
-    let mut c = TapConfig::new(name);
-    c.offload = TapOffload {
-        csum: true,
-        tso: false,
-    };
-    c.mtu = Some(1500);
-    c
-}
-
-fn wait_link(ns: &NetNs, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ns.ip(&["link", "show", name]).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{name} never appeared in {}",
-            ns.name()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn ping_and_tcp_through_the_pair_between_namespaces() {
@@ -47,52 +23,40 @@ fn ping_and_tcp_through_the_pair_between_namespaces() {
         return;
     }
     let host = LocalHost::new();
-    add_vif(&host, 1, 0);
+    add_vif(&host, DomId(1), 0).expect("vif");
     let back = NetNs::new("dbab").unwrap();
     let guest = NetNs::new("dbag").unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
 
+    let factory = |id: VifId, _mac: [u8; 6]| -> std::io::Result<Box<dyn Port>> {
+        let name = format!("vif{}.{}", id.domid.0, id.devid);
+        Ok(Box::new(TapPort::open(&tap_config(&name))?))
+    };
+    let opts = BackendOptions {
+        poll: Duration::from_millis(20),
+        ..BackendOptions::default()
+    };
     let dom0 = host.domain(DomId(0)).unwrap();
-    let nb = back
-        .spawn_thread({
-            let stop = stop.clone();
-            move || {
-                let factory = |id: VifId, _mac: [u8; 6]| -> std::io::Result<Box<dyn Port>> {
-                    Ok(Box::new(TapPort::open(&tap_cfg(&format!(
-                        "vif{}.{}",
-                        id.domid.0, id.devid
-                    )))?))
-                };
-                let mut nb = Netback::new(
-                    dom0,
-                    NetbackConfig::default(),
-                    Box::new(factory),
-                    Box::new(monotonic_ns),
-                )?;
-                nb.run(Duration::from_millis(20), |_| stop.load(Ordering::Relaxed))
-            }
-        })
-        .unwrap();
+    let mut nb = BackendThread::spawn(
+        Spawner::Netns(&back),
+        dom0,
+        NetbackConfig::default(),
+        factory,
+        opts,
+    )
+    .expect("netback");
+    // As the netfront binary does: GSO both ways when the backend offers it.
+    let mut cfg = NetfrontConfig::new(0);
+    cfg.rx_gso = true;
     let g = host.domain(DomId(1)).unwrap();
-    let nf = guest
-        .spawn_thread({
-            let stop = stop.clone();
-            move || {
-                // As the netfront binary does: GSO both ways when the backend offers it.
-                let mut cfg = NetfrontConfig::new(0);
-                cfg.rx_gso = true;
-                let mut nf = Netfront::connect(g, cfg, Box::new(netfront::front::monotonic_ns))
-                    .map_err(std::io::Error::other)?;
-                let mut tc = tap_cfg("eth0");
-                tc.offload.tso = nf.backend_gso();
-                let mut tap = TapPort::open(&tc)?;
-                netfront::pump::run(&mut nf, &mut tap, || stop.load(Ordering::Relaxed))?;
-                Ok(nf.stats)
-            }
-        })
-        .unwrap();
-    wait_link(&back, "vif1.0");
-    wait_link(&guest, "eth0");
+    let opts = GuestOptions::default();
+    let nf = GuestThread::spawn(Spawner::Netns(&guest), g, cfg, opts, |nf, stop| {
+        let mut tc = tap_config("eth0");
+        tc.offload.tso = nf.backend_gso();
+        pump_until(nf, &mut TapPort::open(&tc)?, stop)
+    })
+    .expect("netfront");
+    wait_link(&back, "vif1.0", Duration::from_secs(10)).unwrap();
+    wait_link(&guest, "eth0", Duration::from_secs(10)).unwrap();
     back.addr_up("vif1.0", "10.77.0.1/24").unwrap();
     guest.addr_up("eth0", "10.77.0.2/24").unwrap();
 
@@ -166,9 +130,10 @@ fn ping_and_tcp_through_the_pair_between_namespaces() {
     transfer(&back, &guest, "10.77.0.1", 5001);
     transfer(&guest, &back, "10.77.0.2", 5002);
 
-    stop.store(true, Ordering::Relaxed);
-    nb.join().unwrap().unwrap();
-    let stats = nf.join().unwrap().unwrap();
+    nb.stop().expect("netback");
+    let exit = nf.finish().expect("netfront");
+    exit.value.expect("netfront pump");
+    let stats = exit.netfront.stats;
     // Both transfers crossed the ring, and as GSO frames (average frame above the MTU).
     assert!(
         stats.tx_bytes > 8 << 20 && stats.rx_bytes > 8 << 20,

@@ -1,20 +1,19 @@
 //! netfront ↔ netback end to end on the local platform.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use netback::NetbackConfig;
 use netfront::NetfrontConfig;
+use testbed::*;
+use xen_ids::DomId;
 use xen_local::LocalHost;
 
 #[test]
 fn handshake_and_frames_both_ways() {
     let host = LocalHost::new();
-    let id = add_vif(&host, 1, 0);
-    let _nb = Backend::start(&host, NetbackConfig::default());
-    let mut guest = Guest::start(&host, 1, NetfrontConfig::new(0));
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let _nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
     let mut wire = _nb.wire(id);
 
     // Guest → wire.
@@ -43,9 +42,9 @@ fn handshake_and_frames_both_ways() {
 fn hundred_thousand_frames_each_way_with_payload_checks() {
     let _ = env_logger::builder().is_test(true).try_init();
     let host = LocalHost::new();
-    let id = add_vif(&host, 1, 0);
-    let nb = Backend::start(&host, NetbackConfig::default());
-    let mut guest = Guest::start(&host, 1, NetfrontConfig::new(0));
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
     let mut wire = nb.wire(id);
     const N: u32 = 100_000;
     for (from_guest, label) in [(true, "guest → wire"), (false, "wire → guest")] {
@@ -109,9 +108,9 @@ fn hundred_thousand_frames_each_way_with_payload_checks() {
 #[test]
 fn multi_slot_frames_both_ways() {
     let host = LocalHost::new();
-    let id = add_vif(&host, 1, 0);
-    let nb = Backend::start(&host, NetbackConfig::default());
-    let mut guest = Guest::start(&host, 1, NetfrontConfig::new(0));
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
     let mut wire = nb.wire(id);
     // TX buffers are 2 KiB, RX buffers 4 KiB: these sizes need 1..=18 TX slots and
     // 1..=9 RX slots, crossing every boundary.
@@ -137,18 +136,18 @@ fn multi_slot_frames_both_ways() {
 #[test]
 fn frontend_restart_reconnects() {
     let host = LocalHost::new();
-    let id = add_vif(&host, 1, 0);
-    let nb = Backend::start(&host, NetbackConfig::default());
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
     let mut wire = nb.wire(id);
     for round in 0..3u32 {
-        let mut guest = Guest::start(&host, 1, NetfrontConfig::new(0));
+        let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
         for seq in 0..50u32 {
             send_all(&mut guest.app, &frame(round * 1000 + seq, 100));
         }
         let got = recv_n(&mut wire, 50, Duration::from_secs(10));
         assert_eq!(got.len(), 50, "round {round}");
         assert_eq!(check_frame(&got[0]), round * 1000);
-        guest.shutdown();
+        guest.stop().expect("guest");
     }
     let st = nb.vif_status(id).unwrap();
     assert_eq!(
@@ -160,15 +159,15 @@ fn frontend_restart_reconnects() {
 #[test]
 fn backend_restart_reconnects() {
     let host = LocalHost::new();
-    let id = add_vif(&host, 1, 0);
-    let mut nb = Backend::start(&host, NetbackConfig::default());
-    let mut guest = Guest::start(&host, 1, NetfrontConfig::new(0));
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let mut nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
     let mut wire = nb.wire(id);
     send_all(&mut guest.app, &frame(1, 100));
     assert_eq!(recv_n(&mut wire, 1, Duration::from_secs(10)).len(), 1);
-    nb.shutdown();
+    nb.stop().expect("netback");
     drop(nb);
-    let nb2 = Backend::start(&host, NetbackConfig::default());
+    let nb2 = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
     let mut wire2 = nb2.wire(id);
     // The frontend notices the new backend (InitWait), reconnects, and traffic resumes.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);

@@ -142,38 +142,6 @@ pub const IOCTL_GNTDEV_SET_UNMAP_NOTIFY: Opcode = gio(7, size_of::<IoctlUnmapNot
 /// `IOCTL_GNTDEV_GRANT_COPY`.
 pub const IOCTL_GNTDEV_GRANT_COPY: Opcode = gio(8, size_of::<IoctlGntdevGrantCopy>());
 
-/// A heap buffer, 8-byte aligned, holding a C struct that ends in a variable-length
-/// array (`gref_ids[count]`, `refs[count]`): a `header`-byte prefix then `count` items
-/// of `item` bytes, and never shorter than `min` (the `sizeof` with a one-element array).
-pub(crate) struct FlexBuf {
-    words: Vec<u64>,
-}
-
-impl FlexBuf {
-    pub(crate) fn new(header: usize, item: usize, count: usize, min: usize) -> Self {
-        let bytes = (header + item * count).max(min);
-        FlexBuf {
-            words: vec![0u64; bytes.div_ceil(8)],
-        }
-    }
-
-    pub(crate) fn as_mut_ptr<T>(&mut self) -> *mut T {
-        self.words.as_mut_ptr().cast()
-    }
-
-    pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: a `Vec<u64>` is valid as bytes for its whole length.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast(), self.words.len() * 8) }
-    }
-
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as above, and `&mut self` guarantees exclusive access.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast(), self.words.len() * 8)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,15 +158,5 @@ mod tests {
         assert_eq!(IOCTL_GNTDEV_SET_MAX_GRANTS, 0x44703);
         assert_eq!(IOCTL_GNTDEV_GRANT_COPY, 0x104708);
         assert_eq!(size_of::<GntdevGrantCopySegment>(), 24);
-    }
-
-    #[test]
-    fn flex_buffers_hold_header_and_items() {
-        let b = FlexBuf::new(16, 4, 1, size_of::<IoctlGntallocAllocGref>());
-        assert_eq!(b.bytes().len(), 24);
-        let b = FlexBuf::new(16, 4, 3, size_of::<IoctlGntallocAllocGref>());
-        assert_eq!(b.bytes().len(), 32); // 28 rounded up to words
-        let b = FlexBuf::new(16, 8, 256, size_of::<IoctlGntdevMapGrantRef>());
-        assert_eq!(b.bytes().len(), 16 + 8 * 256);
     }
 }

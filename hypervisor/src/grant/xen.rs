@@ -14,7 +14,7 @@ use super::{
     Access, CopyDir, CopySegment, DomId, GntStatus, GrantCopy, GrantError, GrantMap, GrantMapping,
     GrantRef, GrantShare, SharedMem, SharedPages, PAGE_SIZE,
 };
-use crate::ioctl::XenIoctl;
+use crate::ioctl::{FlexBuf, XenIoctl};
 
 /// The most pages one `share` or `map` call accepts (gntdev's per-call limit).
 pub const MAX_PAGES_PER_CALL: usize = 65536;
