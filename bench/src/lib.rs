@@ -10,6 +10,8 @@
 //! [`paper`] the whole comparison, [`report`] and [`plots`] write the outputs.
 //! See `docs/reproduction.md`.
 
+#![forbid(unsafe_code)]
+
 pub mod bed;
 pub mod clock;
 pub mod frame;

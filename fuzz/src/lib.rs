@@ -1,5 +1,7 @@
 //! Helpers shared by the fuzz targets: turning fuzz bytes into shared ring pages.
 
+#![forbid(unsafe_code)]
+
 use core::sync::atomic::AtomicU32;
 
 use shared_ring::{SharedMem, XEN_PAGE_SIZE};
