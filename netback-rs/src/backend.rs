@@ -101,8 +101,9 @@ struct Device<M> {
     frontend_path: String,
     state: XenbusState,
     port: Box<dyn Port>,
-    /// Epoll key of the port's rx fd, and whether it is armed (disarmed while the guest
-    /// has no RX buffers, so a level-triggered port does not spin the loop).
+    /// Epoll key of the port's rx fd, and whether it is armed: only while frames can go
+    /// somewhere — a connection whose guest has RX buffers — so that a level-triggered
+    /// port does not spin the loop.
     port_key: u64,
     port_armed: bool,
     conn: Option<Connection<M>>,
@@ -112,6 +113,30 @@ struct Device<M> {
     /// Connected: set up for a previous netback instance, and possibly tearing those
     /// rings down right now. Cleared at the first look at the frontend's state.
     stale_frontend: bool,
+}
+
+impl<M> Device<M> {
+    /// Arms or disarms the port's rx fd in `epoll`.
+    fn arm_port(&mut self, epoll: &Epoll, want: bool) {
+        if want == self.port_armed {
+            return;
+        }
+        match epoll.set(self.port.rx_fd(), self.port_key, want) {
+            Ok(()) => self.port_armed = want,
+            Err(e) => log::warn!("{}: epoll: {e}", self.id),
+        }
+    }
+}
+
+/// What netback's event loop did since it started: counts that show whether it sleeps
+/// when there is nothing to do (a loop that spins shows here, whatever the machine's
+/// speed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoopStats {
+    /// Iterations of [`Netback::run_once`].
+    pub iterations: u64,
+    /// Polls of a connected vif's rings and port.
+    pub vif_polls: u64,
 }
 
 /// Snapshot of one vif for meters, the allocator and operators.
@@ -163,8 +188,11 @@ pub struct Netback<P: BackendPlatform> {
     rr: usize,
     /// Vifs that still had work when `poll_vif` stopped after its round limit: they are
     /// polled again in the next `run_once`, which then does not sleep. (Their rings were
-    /// not re-armed, so no notification would wake us for them.)
+    /// not re-armed, so no notification would wake us for them.) Only vifs with work
+    /// they can do: one waiting for the rest of a packet or for RX buffers sleeps until
+    /// its event channel wakes it.
     busy: BTreeSet<VifId>,
+    stats: LoopStats,
 }
 
 /// The allocator's view of netback's vifs for one round.
@@ -248,6 +276,7 @@ impl<P: BackendPlatform> Netback<P> {
             rate,
             rr: 0,
             busy: BTreeSet::new(),
+            stats: LoopStats::default(),
         };
         nb.scan_devices();
         Ok(nb)
@@ -261,6 +290,11 @@ impl<P: BackendPlatform> Netback<P> {
     /// The time on this driver's clock (the one injected at [`Netback::new`]).
     pub fn now(&self) -> u64 {
         (self.clock)()
+    }
+
+    /// What the event loop did so far.
+    pub fn loop_stats(&self) -> LoopStats {
+        self.stats
     }
 
     /// Status of every vif.
@@ -400,11 +434,12 @@ impl<P: BackendPlatform> Netback<P> {
 
     /// Waits for events (at most `timeout`, less if a vif is held) and handles them.
     pub fn run_once(&mut self, timeout: Duration) -> io::Result<()> {
+        self.stats.iterations += 1;
         let now = (self.clock)();
         let wait = self
             .devices
             .values()
-            .filter_map(|d| d.conn.as_ref()?.vif.hold_until())
+            .filter_map(|d| d.conn.as_ref()?.vif.wake_at())
             .map(|t| Duration::from_nanos(t.saturating_sub(now)))
             .fold(timeout, Duration::min);
         let wait = match self.alloc.as_ref().and_then(|a| a.next_due()) {
@@ -434,7 +469,7 @@ impl<P: BackendPlatform> Netback<P> {
         for id in std::mem::take(&mut self.busy) {
             self.poll_vif(id);
         }
-        // Held vifs whose deficit has accrued.
+        // Held vifs whose deficit has accrued, and incomplete packets' timeouts.
         let now = (self.clock)();
         let due: Vec<VifId> = self
             .devices
@@ -442,7 +477,7 @@ impl<P: BackendPlatform> Netback<P> {
             .filter(|d| {
                 d.conn
                     .as_ref()
-                    .and_then(|c| c.vif.hold_until())
+                    .and_then(|c| c.vif.wake_at())
                     .is_some_and(|t| t <= now)
             })
             .map(|d| d.id)
@@ -488,6 +523,7 @@ impl<P: BackendPlatform> Netback<P> {
         let Some(conn) = dev.conn.as_mut() else {
             return;
         };
+        self.stats.vif_polls += 1;
         let grants = self.platform.grants();
         let mut rounds = 0;
         // Ok(true): stopped at the round limit with work left.
@@ -526,12 +562,7 @@ impl<P: BackendPlatform> Netback<P> {
         }
         // Listen to the port only while frames can go somewhere.
         let want = !conn.vif.rx_starved();
-        if want != dev.port_armed {
-            match self.epoll.set(dev.port.rx_fd(), dev.port_key, want) {
-                Ok(()) => dev.port_armed = want,
-                Err(e) => log::warn!("{id}: epoll: {e}"),
-            }
-        }
+        dev.arm_port(&self.epoll, want);
     }
 
     fn handle_xenstore(&mut self) {
@@ -646,8 +677,10 @@ impl<P: BackendPlatform> Netback<P> {
         let port = self.ports.open(id, mac).map_err(ProbeError::Port)?;
         let key = self.next_key;
         self.next_key += 1;
+        // Armed only once a frontend connects: until then its frames have nowhere to go.
         self.epoll
             .add(port.rx_fd(), key)
+            .and_then(|()| self.epoll.set(port.rx_fd(), key, false))
             .map_err(ProbeError::Epoll)?;
         self.port_keys.insert(key, id);
         let mut features: Vec<(&'static str, String)> = vec![
@@ -691,7 +724,7 @@ impl<P: BackendPlatform> Netback<P> {
                 state: XenbusState::Initialising,
                 port,
                 port_key: key,
-                port_armed: true,
+                port_armed: false,
                 conn: None,
                 past: VifCounters::default(),
                 stale_frontend,
@@ -897,6 +930,8 @@ impl<P: BackendPlatform> Netback<P> {
             evtchn,
             created,
         });
+        // Frames for the guest can go somewhere now.
+        d.arm_port(&self.epoll, true);
         log::info!(
             "{id}: connected (tx-ring-ref {tx_ref}, rx-ring-ref {rx_ref}, event-channel {ev}, credits {})",
             if credits { "on" } else { "off" }
@@ -908,6 +943,10 @@ impl<P: BackendPlatform> Netback<P> {
         let Some(d) = self.devices.get_mut(&id) else {
             return;
         };
+        // Without a connection the port's frames have nowhere to go: a level-triggered
+        // port left armed would wake the loop for them without end.
+        d.arm_port(&self.epoll, false);
+        self.busy.remove(&id);
         if let Some(conn) = d.conn.take() {
             self.by_evtchn.remove(&conn.evtchn);
             if let Err(e) = self.platform.evtchn().unbind(conn.evtchn) {

@@ -25,6 +25,6 @@ pub mod toolstack;
 pub mod tx;
 pub mod vif;
 
-pub use backend::{Netback, NetbackConfig, PortFactory, VifStatus};
+pub use backend::{LoopStats, Netback, NetbackConfig, PortFactory, VifStatus};
 pub use vif::BackstopPolicy;
 pub use xen_ids::{DomId, VifId};

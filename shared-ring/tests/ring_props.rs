@@ -106,3 +106,28 @@ fn garbage_slots_decode_without_panic() {
         .copy_slot::<shared_ring::netif::NetifExtraInfo>(3)
         .parse();
 }
+
+/// A consumer waiting past requests it cannot use yet asks to be notified of the next
+/// push beyond them, and is told not to sleep only when requests beyond them arrived.
+#[test]
+fn final_check_after_seen_requests_waits_for_the_next_push() {
+    let page = SharedPage::new();
+    NetifTxSring::new(page.mem()).unwrap().init();
+    let mut f = NetifTxFrontRing::attach(page.mem(), 0).unwrap();
+    let mut b = NetifTxBackRing::attach(page.mem(), 0).unwrap();
+    for _ in 0..3 {
+        f.put_request(&NetifTxRequest::default()).unwrap();
+    }
+    f.push_requests();
+    // Three requests seen and not usable: nothing new, sleep; notify on the fourth.
+    assert!(!b.final_check_for_requests_after(3).unwrap());
+    assert_eq!(b.sring().req_event(), 4);
+    // The plain final check would not sleep: the three are unconsumed.
+    assert!(b.final_check_for_requests_after(2).unwrap());
+    f.put_request(&NetifTxRequest::default()).unwrap();
+    assert!(
+        f.push_requests_and_check_notify(),
+        "the fourth request notifies"
+    );
+    assert!(b.final_check_for_requests_after(3).unwrap());
+}

@@ -144,13 +144,24 @@ impl BackendThread {
         cfg: NetbackConfig,
         ports: MemPortConfig,
     ) -> Result<BackendThread, TestbedError> {
+        Self::start_with(host, cfg, ports, BackendOptions::default())
+    }
+
+    /// As [`BackendThread::start_with_ports`], the thread run as `opts` says (e.g. an
+    /// injected clock).
+    pub fn start_with(
+        host: &LocalHost,
+        cfg: NetbackConfig,
+        ports: MemPortConfig,
+        opts: BackendOptions,
+    ) -> Result<BackendThread, TestbedError> {
         let wires = MemWires::new(ports);
         let mut nb = Self::spawn(
             Spawner::Thread,
             crate::domain(host, DomId(0))?,
             cfg,
             wires.factory(),
-            BackendOptions::default(),
+            opts,
         )?;
         nb.wires = Some(wires);
         Ok(nb)

@@ -40,6 +40,14 @@ pub const MAX_RX_SLOTS: usize = 17;
 /// The backstop's smallest packet burst: frames a conforming frontend may have put on the
 /// ring while this backend was not running (a quarter of the ring).
 pub const BACKSTOP_MIN_PACKETS: u64 = 64;
+/// How long a frontend may leave a TX packet incomplete (its last slot, or extra-info,
+/// asking for more, and nothing after it) before its ring counts as malformed and the
+/// vif is failed. Waiting costs no CPU (the vif sleeps until the frontend notifies), so
+/// this bounds only how long a stalled ring holds its vif, not netback's work. A
+/// frontend publishes a packet's slots with one producer update (Linux's netback even
+/// fails a packet seen incomplete at once); a few seconds leave room for one that
+/// pushes mid-packet and is descheduled in between, on an overcommitted host.
+pub const INCOMPLETE_TIMEOUT_NS: u64 = 5_000_000_000;
 /// How soon to retry a port that was full.
 pub(crate) const PORT_RETRY_NS: u64 = 200_000;
 
@@ -62,6 +70,16 @@ pub enum VifFatal {
     /// An impossible producer index on the TX or RX ring.
     #[error("{0} ring: {1}")]
     Ring(&'static str, #[source] RingError),
+    /// A TX packet left incomplete for [`INCOMPLETE_TIMEOUT_NS`] or longer.
+    #[error(
+        "TX packet left incomplete for {waited_ms} ms ({slots} slots, the last asking for more)"
+    )]
+    Incomplete {
+        /// Slots of the packet on the ring.
+        slots: u32,
+        /// How long it stayed incomplete, ms.
+        waited_ms: u64,
+    },
 }
 
 impl VifFatal {
@@ -232,6 +250,15 @@ impl<M: GrantMapping> Vif<M> {
     /// it may go on.
     pub fn hold_until(&self) -> Option<u64> {
         self.tx.hold_until
+    }
+
+    /// When this vif must be polled even if nothing wakes it (ns): TX held
+    /// ([`Vif::hold_until`]), or a TX packet left incomplete reaching its timeout.
+    pub fn wake_at(&self) -> Option<u64> {
+        match (self.tx.hold_until, self.tx.incomplete_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Reads no TX request before `until` (ns): a caller that rations the backend's work

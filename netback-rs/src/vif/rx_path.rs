@@ -52,8 +52,8 @@ enum BuildEnd {
     Limit,
     /// The port has nothing more.
     PortEmpty,
-    /// The next frame waits for posted buffers.
-    Starved,
+    /// The next frame waits for posted buffers: this many are posted, too few for it.
+    Starved(u32),
 }
 
 /// The RX half of a vif.
@@ -115,8 +115,12 @@ impl RxPath {
         self.copy(grants);
         let notify = self.respond(&mut ring);
         let more = match end {
-            // Ask the frontend to tell us when it posts buffers; if it already did, go on.
-            BuildEnd::Starved => ring.final_check_for_requests().map_err(VifFatal::rx_ring)?,
+            // Ask the frontend to tell us when it posts more buffers than the frame
+            // found (not at once for those: polling them again would spin); if it
+            // already did, go on.
+            BuildEnd::Starved(seen) => ring
+                .final_check_for_requests_after(seen)
+                .map_err(VifFatal::rx_ring)?,
             BuildEnd::Limit => true,
             BuildEnd::PortEmpty => false,
         };
@@ -158,7 +162,7 @@ impl RxPath {
                 // Not enough posted buffers: keep the frame for the next poll.
                 self.stash_buf[..len].copy_from_slice(&self.arena[self.used..self.used + len]);
                 self.stash = Some((len, meta));
-                break BuildEnd::Starved;
+                break BuildEnd::Starved(p.len() - taken);
             }
             if self.backstop.charge(now_ns, len as u64, 1).is_err() {
                 self.counters.rx_dropped_police += 1;

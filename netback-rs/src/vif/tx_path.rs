@@ -23,10 +23,12 @@ use shared_ring::netif::{
     NETIF_RSP_ERROR, NETIF_RSP_OKAY,
 };
 use shared_ring::ring::Pending;
-use shared_ring::{BackIndices, Denied, DualTokenBucket, SharedMem};
+use shared_ring::{BackIndices, Denied, DualTokenBucket, RingIdx, SharedMem};
 use xen_ids::{DomId, VifId};
 
-use super::{grant_copy, BackstopPolicy, Poll, VifFatal, PORT_RETRY_NS, TX_BATCH};
+use super::{
+    grant_copy, BackstopPolicy, Poll, VifFatal, INCOMPLETE_TIMEOUT_NS, PORT_RETRY_NS, TX_BATCH,
+};
 use crate::meter::VifCounters;
 use crate::tx::{drop_responses, parse_packet, TxError, TxPacket};
 
@@ -58,6 +60,17 @@ enum BuildEnd {
     Limit,
     /// The backstop holds the next chain until its deficit has accrued (policy hold).
     Held,
+    /// The snapshot ends inside a chain of this many slots: wait for the rest.
+    Incomplete(u32),
+}
+
+/// A chain the frontend left incomplete at the head of the ring.
+#[derive(Clone, Copy)]
+struct Incomplete {
+    /// Ring index of its first slot.
+    at: RingIdx,
+    /// When it was first seen incomplete (ns).
+    since_ns: u64,
 }
 
 /// What build made of one chain.
@@ -132,6 +145,8 @@ pub(super) struct TxPath {
     /// order, from `stash_at`: the ring is not read again until they are sent.
     stash: Vec<(usize, usize, FrameMeta)>,
     stash_at: usize,
+    /// The chain at the head of the ring is incomplete: since when.
+    incomplete: Option<Incomplete>,
 }
 
 impl TxPath {
@@ -152,6 +167,7 @@ impl TxPath {
             },
             stash: Vec::with_capacity(TX_BATCH),
             stash_at: 0,
+            incomplete: None,
         }
     }
 
@@ -237,7 +253,7 @@ impl TxPath {
                 });
                 return Ok(Take::Took(ring_slots));
             }
-            Err(TxError::Incomplete) => return Ok(Take::Stop(BuildEnd::Drained)),
+            Err(TxError::Incomplete) => return Ok(Take::Stop(BuildEnd::Incomplete(p.len() - at))),
             Err(TxError::Fatal(r)) => return Err(VifFatal::Tx(r)),
         };
         if self.batch.used + pkt.size as usize > self.arena.len() {
@@ -328,7 +344,9 @@ impl TxPath {
             out.hold_until = self.hold_until;
             return Ok(out);
         }
+        let waiting = self.incomplete.take();
         match end {
+            BuildEnd::Incomplete(seen) => return self.wait_for_rest(ring, now_ns, seen, waiting),
             BuildEnd::Held => out.hold_until = self.hold_until,
             BuildEnd::Limit => out.more = true,
             BuildEnd::Drained => {
@@ -336,6 +354,46 @@ impl TxPath {
             }
         }
         Ok(out)
+    }
+
+    /// The ring ends inside a chain of `seen` slots (`waiting`: the incomplete chain of
+    /// the previous poll, if any): asks the frontend to notify when it
+    /// pushes past them and sleeps (no busy polling: `more` only when it already did).
+    /// A chain left incomplete for [`INCOMPLETE_TIMEOUT_NS`] is a malformed ring.
+    fn wait_for_rest(
+        &mut self,
+        ring: &mut NetifTxBackRing<'_>,
+        now_ns: u64,
+        seen: u32,
+        waiting: Option<Incomplete>,
+    ) -> Result<Poll, VifFatal> {
+        let at = ring.req_cons();
+        let since_ns = match waiting {
+            Some(w) if w.at == at => w.since_ns,
+            _ => now_ns,
+        };
+        let waited = now_ns.saturating_sub(since_ns);
+        if waited >= INCOMPLETE_TIMEOUT_NS {
+            return Err(VifFatal::Incomplete {
+                slots: seen,
+                waited_ms: waited / 1_000_000,
+            });
+        }
+        self.incomplete = Some(Incomplete { at, since_ns });
+        let more = ring
+            .final_check_for_requests_after(seen)
+            .map_err(VifFatal::tx_ring)?;
+        Ok(Poll {
+            more,
+            ..Poll::default()
+        })
+    }
+
+    /// When the chain left incomplete at the head of the ring becomes a protocol
+    /// violation (ns): the vif must be polled then even if nothing wakes it.
+    pub(super) fn incomplete_deadline(&self) -> Option<u64> {
+        self.incomplete
+            .map(|w| w.since_ns.saturating_add(INCOMPLETE_TIMEOUT_NS))
     }
 
     /// Sends stashed frames; true when none is left.

@@ -15,7 +15,7 @@
 //! | `RING_GET_REQUEST` + write             | [`FrontRing::put_request`]                  |
 //! | `RING_COPY_REQUEST`                    | [`Pending::copy`] (copy-once, word by word)  |
 //! | `RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`  | [`FrontRing::push_requests_and_check_notify`] |
-//! | `RING_FINAL_CHECK_FOR_REQUESTS`        | [`BackRing::final_check_for_requests`]      |
+//! | `RING_FINAL_CHECK_FOR_REQUESTS`        | [`BackRing::final_check_for_requests`] ([`BackRing::final_check_for_requests_after`] past requests it cannot use yet) |
 //! | `RING_HAS_UNCONSUMED_REQUESTS`         | [`BackRing::unconsumed_requests`]           |
 //! | `RING_REQUEST_PROD_OVERFLOW`           | checked on every read of `req_prod`         |
 //! | `RING_RESPONSE_PROD_OVERFLOW`          | checked on every read of `rsp_prod`         |
@@ -627,5 +627,21 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> BackRing<'a, Req, Rsp> {
             .store(layout::REQ_EVENT, self.req_cons.wrapping_add(1));
         fence(Ordering::SeqCst); // xen_mb()
         Ok(self.unconsumed_requests()? != 0)
+    }
+
+    /// [`BackRing::final_check_for_requests`] for a consumer that has looked at the
+    /// first `seen` unconsumed requests and cannot use them until more arrive (an
+    /// incomplete packet, too few posted buffers): asks to be notified of the request
+    /// after them (`req_event = req_cons + seen + 1`) and re-checks; true means more than
+    /// `seen` requests are there now and the caller must not sleep. With `seen` = 0 this
+    /// is `RING_FINAL_CHECK_FOR_REQUESTS`.
+    pub fn final_check_for_requests_after(&mut self, seen: u32) -> Result<bool, RingError> {
+        if self.unconsumed_requests()? > seen {
+            return Ok(true);
+        }
+        let event = self.req_cons.wrapping_add(seen).wrapping_add(1);
+        self.sring.mem.store(layout::REQ_EVENT, event);
+        fence(Ordering::SeqCst); // xen_mb()
+        Ok(self.unconsumed_requests()? > seen)
     }
 }

@@ -1,0 +1,428 @@
+//! Hostile guests that try to make netback spin, beside an honest guest (issue 12, A
+//! and B): a TX packet left incomplete on the ring, and frames for a vif without a
+//! connected frontend. Each must cost netback no CPU: over a window in which the only
+//! traffic is the stalled vif, netback's loop sleeps (its iterations are bounded by its
+//! poll tick, whatever the machine's speed) and its thread uses at most 5 % of the
+//! window. The incomplete packet is failed after the timeout (the clock is injected, so
+//! the test does not wait for it).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hypervisor::clock::monotonic_ns;
+use hypervisor::evtchn::{EventChannels, Port as EvtPort};
+use hypervisor::grant::{Access, GrantShare, SharedPages};
+use hypervisor::platform::ring_mem;
+use hypervisor::xenbus::{read_state, XenbusState};
+use netback::vif::INCOMPLETE_TIMEOUT_NS;
+use netback::{LoopStats, NetbackConfig};
+use netfront::NetfrontConfig;
+use netport::{MemPort, MemPortConfig};
+use shared_ring::netif::extra::XEN_NETIF_GSO_TYPE_TCPV4;
+use shared_ring::netif::{
+    ExtraInfo, NetTxFlags, NetifExtraInfo, NetifRxFrontRing, NetifTxFrontRing, NetifTxRequest,
+    XenNetifExtraFlags, NETIF_RSP_OKAY,
+};
+use shared_ring::FrontIndices;
+use testbed::*;
+use xen_ids::{DomId, VifId};
+use xen_local::{LocalHost, LocalPlatform, LocalSharedPages};
+use xenstore::{Xenstore, XsTx};
+
+/// netback's longest sleep: an idle loop iterates about once per tick.
+const TICK: Duration = Duration::from_millis(100);
+/// The measuring window.
+const WINDOW: Duration = Duration::from_secs(2);
+
+/// A frontend written from `netif.h`, driving the rings itself.
+struct Raw {
+    plat: LocalPlatform,
+    fe: String,
+    be: String,
+    tx_ring: Option<LocalSharedPages>,
+    rx_ring: Option<LocalSharedPages>,
+    data: Option<LocalSharedPages>,
+    evtchn: EvtPort,
+    tx_idx: FrontIndices,
+}
+
+type Slot = Result<NetifTxRequest, NetifExtraInfo>;
+
+impl Raw {
+    fn new(host: &LocalHost, id: VifId) -> Raw {
+        Raw {
+            plat: host.domain(id.domid).unwrap(),
+            fe: format!("/local/domain/{}/device/vif/{}", id.domid.0, id.devid),
+            be: format!("/local/domain/0/backend/vif/{}/{}", id.domid.0, id.devid),
+            tx_ring: None,
+            rx_ring: None,
+            data: None,
+            evtchn: EvtPort(0),
+            tx_idx: FrontIndices::default(),
+        }
+    }
+
+    fn write(&self, key: &str, v: &str) {
+        let path = format!("{}/{key}", self.fe);
+        self.plat
+            .xenstore
+            .write(XsTx::NONE, &path, v.as_bytes())
+            .unwrap();
+    }
+
+    fn be_state(&self) -> XenbusState {
+        read_state(&self.plat.xenstore, &format!("{}/state", self.be)).unwrap()
+    }
+
+    fn wait_be(&self, want: XenbusState) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.be_state() != want {
+            assert!(Instant::now() < deadline, "backend never reached {want:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn error(&self) -> String {
+        let path = format!("{}/error", self.be);
+        let e = self.plat.xenstore.read(XsTx::NONE, &path);
+        String::from_utf8(e.unwrap_or_default()).unwrap()
+    }
+
+    /// Grants the rings (no RX buffer posted) and connects.
+    fn connect(&mut self) {
+        self.write("state", "1");
+        self.wait_be(XenbusState::InitWait);
+        let g = &self.plat.grants;
+        let tx = g.share(DomId(0), 1, Access::Writable).unwrap();
+        let rx = g.share(DomId(0), 1, Access::Writable).unwrap();
+        NetifTxFrontRing::init(ring_mem(tx.mem())).unwrap();
+        NetifRxFrontRing::init(ring_mem(rx.mem())).unwrap();
+        self.evtchn = self.plat.evtchn.alloc_unbound(DomId(0)).unwrap();
+        self.write("tx-ring-ref", &tx.grefs()[0].0.to_string());
+        self.write("rx-ring-ref", &rx.grefs()[0].0.to_string());
+        self.write("event-channel", &self.evtchn.0.to_string());
+        self.write("request-rx-copy", "1");
+        self.data = Some(g.share(DomId(0), 1, Access::ReadOnly).unwrap());
+        (self.tx_ring, self.rx_ring) = (Some(tx), Some(rx));
+        self.tx_idx = FrontIndices::default();
+        self.write("state", "4");
+        self.wait_be(XenbusState::Connected);
+    }
+
+    fn data_gref(&self) -> u32 {
+        self.data.as_ref().unwrap().grefs()[0].0
+    }
+
+    fn tx_ring(&self) -> NetifTxFrontRing<'_> {
+        let mem = ring_mem(self.tx_ring.as_ref().unwrap().mem());
+        NetifTxFrontRing::resume(mem, self.tx_idx).unwrap()
+    }
+
+    /// Puts `slots` on the TX ring and pushes them; notifies when the backend asked
+    /// for it (`req_event`) or when `always`. Returns whether the backend asked.
+    fn push(&mut self, slots: &[Slot], always: bool) -> bool {
+        let mut r = self.tx_ring();
+        for s in slots {
+            match s {
+                Ok(q) => r.put_request(q).unwrap(),
+                Err(e) => r.put_request_as(e).unwrap(),
+            }
+        }
+        let asked = r.push_requests_and_check_notify();
+        self.tx_idx = r.indices();
+        if asked || always {
+            self.plat.evtchn.notify(self.evtchn).unwrap();
+        }
+        asked
+    }
+
+    /// The responses the backend wrote (waits up to 10 s for `n` of them).
+    fn responses(&mut self, n: usize) -> Vec<(u16, i16)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut out = Vec::new();
+        while out.len() < n {
+            let mut r = self.tx_ring();
+            while let Ok(Some(x)) = r.take_response() {
+                out.push((x.id, x.status));
+            }
+            self.tx_idx = r.indices();
+            assert!(Instant::now() < deadline, "no response from the backend");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        out
+    }
+
+    /// Closes the device and frees everything granted.
+    fn close(&mut self) {
+        self.write("state", "6");
+        self.wait_be(XenbusState::Closed);
+        let _ = self.plat.evtchn.unbind(self.evtchn);
+        (self.tx_ring, self.rx_ring, self.data) = (None, None, None);
+    }
+}
+
+fn req(gref: u32, size: u16, flags: NetTxFlags, id: u16) -> Slot {
+    Ok(NetifTxRequest {
+        gref,
+        offset: 0,
+        flags: flags.bits(),
+        id,
+        size,
+    })
+}
+
+fn gso_extra(flags: XenNetifExtraFlags) -> Slot {
+    let gso = ExtraInfo::Gso {
+        size: 1400,
+        r#type: XEN_NETIF_GSO_TYPE_TCPV4,
+        features: 0,
+    };
+    Err(NetifExtraInfo::new(&gso, flags))
+}
+
+/// netback with an injected clock (the system's plus an offset the test advances), a
+/// tick of [`TICK`], the honest guest (domain 1) connected.
+struct Rig {
+    host: LocalHost,
+    nb: BackendThread,
+    skew: Arc<AtomicU64>,
+    guest: Guest,
+    wire: MemPort,
+    seq: u32,
+}
+
+impl Rig {
+    fn new(vifs: &[VifId]) -> Rig {
+        let host = LocalHost::new();
+        let good = add_vif(&host, DomId(1), 0).unwrap();
+        for id in vifs {
+            add_vif(&host, id.domid, id.devid).unwrap();
+        }
+        let skew = Arc::new(AtomicU64::new(0));
+        let opts = BackendOptions {
+            poll: TICK,
+            clock: Box::new({
+                let skew = skew.clone();
+                move || monotonic_ns() + skew.load(Ordering::Relaxed)
+            }),
+            ..BackendOptions::default()
+        };
+        let cfg = NetbackConfig::default();
+        let ports = MemPortConfig::new(256, 65536);
+        let nb = BackendThread::start_with(&host, cfg, ports, opts).unwrap();
+        let guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).unwrap();
+        let wire = nb.wire(good);
+        nb.wait_connected(&[good], Duration::from_secs(10)).unwrap();
+        Rig {
+            host,
+            nb,
+            skew,
+            guest,
+            wire,
+            seq: 0,
+        }
+    }
+
+    /// netback's loop counters and its thread's CPU time, read on its thread.
+    fn sample(&self) -> (LoopStats, u64) {
+        let t = Duration::from_secs(10);
+        self.nb
+            .call(|nb| (nb.loop_stats(), thread_cpu_ns()), t)
+            .unwrap()
+    }
+
+    /// What netback does over [`WINDOW`] with no traffic but the hostile vif's: it
+    /// must sleep. Asserts the bounds; returns the loop counters of the window.
+    fn assert_idle(&self, what: &str) -> LoopStats {
+        let (s0, cpu0) = self.sample();
+        std::thread::sleep(WINDOW);
+        let (s1, cpu1) = self.sample();
+        let d = LoopStats {
+            iterations: s1.iterations - s0.iterations,
+            vif_polls: s1.vif_polls - s0.vif_polls,
+        };
+        let cpu = cpu1 - cpu0;
+        eprintln!("{what}: {d:?}, netback CPU {} ms", cpu / 1_000_000);
+        // An idle loop wakes once per tick (20 in the window); allow for the honest
+        // guest's and xenstore's occasional events. A spinning loop makes thousands.
+        let ticks = (WINDOW.as_millis() / TICK.as_millis()) as u64;
+        assert!(d.iterations <= 3 * ticks, "{what}: the loop spins: {d:?}");
+        assert!(
+            d.vif_polls <= 10,
+            "{what}: a vif is polled in a loop: {d:?}"
+        );
+        let window_ns = WINDOW.as_nanos() as u64;
+        assert!(
+            cpu * 20 <= window_ns,
+            "{what}: netback used {cpu} ns of CPU in {window_ns} ns"
+        );
+        d
+    }
+
+    /// The honest guest sends 50 frames: all delivered, in order, intact.
+    fn honest_roundtrip(&mut self) {
+        let base = self.seq;
+        self.seq += 50;
+        for s in 0..50 {
+            send_all(&mut self.guest.app, &frame(base + s, 300));
+        }
+        let got = recv_n(&mut self.wire, 50, Duration::from_secs(10));
+        assert_eq!(got.len(), 50, "the honest guest lost frames");
+        for (i, f) in got.iter().enumerate() {
+            assert_eq!(check_frame(f), base + i as u32);
+        }
+    }
+
+    /// Advances netback's clock by `ns`.
+    fn advance(&self, ns: u64) {
+        self.skew.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+/// A: a packet whose last slot asks for more (`NETTXF_more_data`, or an extra-info slot
+/// with `XEN_NETIF_EXTRA_FLAG_MORE`) and nothing after it: netback sleeps while it
+/// waits, the honest guest is served, and after the timeout the vif is failed with
+/// the reason in `error`.
+#[test]
+fn an_incomplete_packet_costs_no_cpu_then_fails_the_vif() {
+    let bad = VifId::new(DomId(2), 0);
+    let mut rig = Rig::new(&[bad]);
+    let mut h = Raw::new(&rig.host, bad);
+    type Case = (&'static str, fn(u32) -> Vec<Slot>);
+    let cases: [Case; 2] = [
+        ("more_data", |g| {
+            vec![
+                req(g, 300, NetTxFlags::MORE_DATA, 1),
+                req(g, 100, NetTxFlags::MORE_DATA, 2),
+                req(g, 100, NetTxFlags::MORE_DATA, 3),
+            ]
+        }),
+        ("extra-info more", |g| {
+            vec![
+                req(g, 200, NetTxFlags::EXTRA_INFO, 1),
+                gso_extra(XenNetifExtraFlags::MORE),
+            ]
+        }),
+    ];
+    for (what, slots) in cases {
+        h.connect();
+        // netback never clears `error` (the last case's reason stays): compare.
+        let error_before = h.error();
+        let slots = slots(h.data_gref());
+        h.push(&slots, true);
+        std::thread::sleep(Duration::from_millis(300));
+        rig.assert_idle(what);
+        // netback waits for the slot after those it saw.
+        let n = slots.len() as u32;
+        assert_eq!(h.tx_ring().sring().req_event(), n + 1, "{what}");
+        rig.honest_roundtrip();
+        assert_eq!(h.be_state(), XenbusState::Connected, "{what}: failed early");
+        assert_eq!(h.error(), error_before, "{what}");
+        // The timeout, on netback's clock: the ring is malformed, the vif failed.
+        rig.advance(INCOMPLETE_TIMEOUT_NS);
+        h.wait_be(XenbusState::Closing);
+        let e = h.error();
+        assert!(
+            e.contains("left incomplete") && e.contains(&format!("({n} slots")),
+            "{what}: {e}"
+        );
+        rig.honest_roundtrip();
+        h.close();
+    }
+    let st = rig.nb.vif_status(VifId::new(DomId(1), 0)).unwrap();
+    assert_eq!(st.counters.tx_dropped(), 0);
+}
+
+/// A: a frontend that pushes the first slots of a packet, then (later) the rest, and
+/// notifies only when the ring asks: netback asked for exactly the slot after what it
+/// saw, so the push of the rest notifies, wakes the vif, and the packet is sent.
+#[test]
+fn the_rest_of_a_packet_wakes_the_vif_by_its_event_channel() {
+    let bad = VifId::new(DomId(2), 0);
+    let rig = Rig::new(&[bad]);
+    let mut wire = rig.nb.wire(bad);
+    let mut h = Raw::new(&rig.host, bad);
+    h.connect();
+    let g = h.data_gref();
+    h.push(&[req(g, 300, NetTxFlags::MORE_DATA, 1)], true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.tx_ring().sring().req_event() != 2 {
+        assert!(Instant::now() < deadline, "netback never looked");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    rig.assert_idle("first slot only");
+    // Half the timeout later, the rest, notified only because the ring asks for it.
+    rig.advance(INCOMPLETE_TIMEOUT_NS / 2);
+    assert!(
+        h.push(&[req(g, 100, NetTxFlags::empty(), 2)], false),
+        "netback did not ask to be notified of the rest"
+    );
+    assert_eq!(
+        h.responses(2),
+        vec![(1, NETIF_RSP_OKAY), (2, NETIF_RSP_OKAY)]
+    );
+    let got = recv_n(&mut wire, 1, Duration::from_secs(10));
+    assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), vec![300]);
+    // Well past the timeout of the packet that was completed: nothing is failed.
+    rig.advance(INCOMPLETE_TIMEOUT_NS);
+    rig.assert_idle("after the packet");
+    assert_eq!(h.be_state(), XenbusState::Connected, "{}", h.error());
+}
+
+/// B: frames for a vif whose frontend is not connected — before it ever connects,
+/// after it disconnects, after netback failed it — cost no CPU; a frontend that
+/// connects gets the frames queued meanwhile and every later one (the port re-armed).
+#[test]
+fn frames_for_a_vif_without_a_frontend_cost_no_cpu() {
+    let late = VifId::new(DomId(3), 0);
+    let bad = VifId::new(DomId(2), 0);
+    let mut rig = Rig::new(&[late, bad]);
+    let mut late_wire = rig.nb.wire(late);
+    let mut bad_wire = rig.nb.wire(bad);
+    // Probed, no frontend yet.
+    for s in 0..10 {
+        send_all(&mut late_wire, &frame(s, 200));
+    }
+    rig.assert_idle("before the frontend connects");
+    rig.honest_roundtrip();
+    // The frontend connects: the queued frames, then new ones.
+    let mut guest = Guest::start(&rig.host, DomId(3), NetfrontConfig::new(0)).unwrap();
+    rig.nb
+        .wait_connected(&[late], Duration::from_secs(10))
+        .unwrap();
+    for s in 10..20 {
+        send_all(&mut late_wire, &frame(s, 200));
+    }
+    let got = recv_n(&mut guest.app, 20, Duration::from_secs(10));
+    let seqs: Vec<u32> = got.iter().map(|f| check_frame(f)).collect();
+    assert_eq!(seqs, (0..20).collect::<Vec<_>>());
+    // The frontend disconnects (closes its device), frames keep coming.
+    let mut h = Raw::new(&rig.host, bad);
+    h.connect();
+    h.close();
+    for s in 0..10 {
+        send_all(&mut bad_wire, &frame(s, 200));
+    }
+    rig.assert_idle("after a disconnect");
+    // A frontend netback fails (a slot crossing its page), frames keep coming.
+    h.connect();
+    h.push(&[req(h.data_gref(), 200, NetTxFlags::empty(), 1)], true);
+    let crossing = NetifTxRequest {
+        offset: 4000,
+        ..req(h.data_gref(), 200, NetTxFlags::empty(), 2).unwrap()
+    };
+    h.push(&[Ok(crossing)], true);
+    h.wait_be(XenbusState::Closing);
+    assert!(h.error().contains("crosses its page"), "{}", h.error());
+    for s in 10..20 {
+        send_all(&mut bad_wire, &frame(s, 200));
+    }
+    rig.assert_idle("after a failure");
+    rig.honest_roundtrip();
+    // The late vif was served throughout.
+    send_all(&mut late_wire, &frame(99, 200));
+    let got = recv_n(&mut guest.app, 1, Duration::from_secs(10));
+    assert_eq!(check_frame(&got[0]), 99);
+    drop(guest);
+}
