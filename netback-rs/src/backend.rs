@@ -14,6 +14,11 @@
 //! 3. Frontend `Closing`/`Closed`/gone: release everything, switch to `Closing` then
 //!    `Closed`; a frontend that comes back (`Initialising`) gets `InitWait` again.
 //!
+//! A device found with both its frontend and backend nodes `Connected` (a previous
+//! netback stopped without closing) skips step 1's `InitWait`: the rings are taken over
+//! at their shared indices if they are the ones recorded in `netback-rings`, or the
+//! device fails with the reason.
+//!
 //! A frontend that breaks the protocol — on the rings or in xenstore — is disconnected
 //! with one log line that says why; only that vif is affected.
 
