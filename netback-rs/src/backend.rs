@@ -14,6 +14,11 @@
 //! 3. Frontend `Closing`/`Closed`/gone: release everything, switch to `Closing` then
 //!    `Closed`; a frontend that comes back (`Initialising`) gets `InitWait` again.
 //!
+//! A device found with both its frontend and backend nodes `Connected` (a previous
+//! netback stopped without closing) skips step 1's `InitWait`: the rings are taken over
+//! at their shared indices if they are the ones recorded in `netback-rings`, or the
+//! device fails with the reason.
+//!
 //! A frontend that breaks the protocol — on the rings or in xenstore — is disconnected
 //! with one log line that says why; only that vif is affected.
 
@@ -113,6 +118,11 @@ struct Device<M> {
     /// Connected: set up for a previous netback instance, and possibly tearing those
     /// rings down right now. Cleared at the first look at the frontend's state.
     stale_frontend: bool,
+    /// When this netback probed the device, both the frontend and the backend node said
+    /// `Connected`: a previous netback served this frontend and stopped (SIGTERM, kill -9)
+    /// without closing. Its rings are taken over as they are, without a handshake (a
+    /// Linux netfront never runs one again). Cleared at the first look at the frontend.
+    reattach: bool,
 }
 
 impl<M> Device<M> {
@@ -700,10 +710,16 @@ impl<P: BackendPlatform> Netback<P> {
             xs.write(XsTx::NONE, &format!("{be}/{k}"), v.as_bytes())
                 .map_err(|source| ProbeError::Write { key: k, source })?;
         }
+        let fe_state = xenbus::read_state(xs, &format!("{fe}/state"));
         let stale_frontend = matches!(
-            xenbus::read_state(xs, &format!("{fe}/state")),
+            fe_state,
             Ok(XenbusState::Initialised | XenbusState::Connected)
         );
+        let reattach = matches!(fe_state, Ok(XenbusState::Connected))
+            && matches!(
+                xenbus::read_state(xs, &format!("{be}/state")),
+                Ok(XenbusState::Connected)
+            );
         xs.watch(&format!("{fe}/state"), &fe_token(id))
             .map_err(|source| ProbeError::Watch {
                 what: "frontend state",
@@ -728,10 +744,19 @@ impl<P: BackendPlatform> Netback<P> {
                 conn: None,
                 past: VifCounters::default(),
                 stale_frontend,
+                reattach,
             },
         );
-        self.switch_state(id, XenbusState::InitWait);
-        log::info!("{id}: probed, waiting for the frontend");
+        if reattach {
+            // The nodes keep saying Connected: the frontend sees no state change.
+            if let Some(d) = self.devices.get_mut(&id) {
+                d.state = XenbusState::InitWait;
+            }
+            log::info!("{id}: probed, the frontend is still connected: taking its rings over");
+        } else {
+            self.switch_state(id, XenbusState::InitWait);
+            log::info!("{id}: probed, waiting for the frontend");
+        }
         Ok(())
     }
 
@@ -768,6 +793,7 @@ impl<P: BackendPlatform> Netback<P> {
             return;
         };
         let stale_frontend = std::mem::take(&mut d.stale_frontend);
+        let reattach = std::mem::take(&mut d.reattach);
         let path = format!("{}/state", d.frontend_path);
         let fe_state = match xenbus::read_state(self.platform.xenstore(), &path) {
             Ok(s) => s,
@@ -793,7 +819,7 @@ impl<P: BackendPlatform> Netback<P> {
                         self.switch_state(id, InitWait);
                     }
                     let setup = self.frontend_setup(id);
-                    match self.connect(id) {
+                    match self.connect(id, reattach) {
                         Ok(()) => {
                             self.switch_state(id, Connected);
                             // A budget at once, not after up to a period of unlimited
@@ -804,6 +830,7 @@ impl<P: BackendPlatform> Netback<P> {
                             // the device Closing, not be overwritten by `Connected`.
                             self.poll_vif(id);
                         }
+                        Err(e) if reattach => self.reattach_failed(id, &setup, e),
                         Err(e) if stale_frontend => {
                             // Rings of a frontend that was connected to a previous netback
                             // (a Linux netfront keeps them and expects us to use them; ours
@@ -845,6 +872,22 @@ impl<P: BackendPlatform> Netback<P> {
         }
     }
 
+    /// Taking over the rings of a frontend that stayed `Connected` across a netback
+    /// restart failed. If its keys are as they were, that is the frontend's doing (rings
+    /// changed without a handshake, impossible indices): the device fails with the
+    /// reason. If it moved on meanwhile (it is starting a new handshake), it is followed.
+    fn reattach_failed(&mut self, id: VifId, setup: &[Option<Vec<u8>>], e: ConnectError) {
+        self.disconnect(id);
+        if self.frontend_setup(id) == setup {
+            log::warn!("{id}: cannot take over the rings after a netback restart: {e}");
+            self.fail_device(id, &format!("netback restart: {e}"));
+        } else {
+            log::info!("{id}: the frontend moved on while its rings were taken over ({e})");
+            self.switch_state(id, XenbusState::InitWait);
+            self.frontend_changed_once(id, false);
+        }
+    }
+
     /// The frontend keys a connection is made from, as they are now (absent keys as
     /// `None`): compared before and after a failed connect.
     fn frontend_setup(&self, id: VifId) -> Vec<Option<Vec<u8>>> {
@@ -863,7 +906,10 @@ impl<P: BackendPlatform> Netback<P> {
             .collect()
     }
 
-    fn connect(&mut self, id: VifId) -> Result<(), ConnectError> {
+    /// Maps the frontend's rings and binds its event channel. `reattach`: the rings are
+    /// taken over from a previous netback (see [`Device::reattach`]); they must be the
+    /// ones it recorded.
+    fn connect(&mut self, id: VifId, reattach: bool) -> Result<(), ConnectError> {
         let d = self.devices.get(&id).ok_or(ConnectError::NoDevice)?;
         let xs = self.platform.xenstore();
         let fe = d.frontend_path.clone();
@@ -886,6 +932,11 @@ impl<P: BackendPlatform> Netback<P> {
         if credits_req > CREDIT_VERSION as u64 && self.cfg.credits {
             return Err(ConnectError::CreditVersion(credits_req));
         }
+        let rings = format!("{tx_ref} {rx_ref} {ev}");
+        let record = format!("{}/{RINGS_KEY}", d.backend_path);
+        if reattach {
+            check_recorded_rings(xs, &record, &rings)?;
+        }
         let grants = self.platform.grants();
         let map = |key: &'static str, gref: u32| {
             grants
@@ -900,13 +951,20 @@ impl<P: BackendPlatform> Netback<P> {
             .bind_interdomain(id.domid, EvtPort(ev))
             .map_err(|source| ConnectError::Bind { port: ev, source })?;
         let now = (self.clock)();
-        let mut vif = Vif::new(
+        let vif = Vif::new(
             id,
             tx_map,
             rx_map,
             credits.then_some(&self.cfg.initial_budget),
             now,
         );
+        let mut vif = match vif {
+            Ok(vif) => vif,
+            Err(e) => {
+                let _ = self.platform.evtchn().unbind(evtchn);
+                return Err(ConnectError::Rings(e));
+            }
+        };
         vif.set_tx_policy(self.cfg.tx_policy);
         // Segmentation offload from the port only for a frontend that takes GSO frames.
         let d = self.devices.get_mut(&id).expect("checked above");
@@ -932,8 +990,18 @@ impl<P: BackendPlatform> Netback<P> {
         });
         // Frames for the guest can go somewhere now.
         d.arm_port(&self.epoll, true);
+        if let Err(e) = xs.write(XsTx::NONE, &record, rings.as_bytes()) {
+            log::warn!("{id}: write {record}: {e}; a restarted netback will not check the rings");
+        }
+        if reattach {
+            // Responses the previous netback pushed may never have been signalled.
+            if let Err(e) = self.platform.evtchn().notify(evtchn) {
+                log::debug!("{id}: notify: {e}");
+            }
+        }
         log::info!(
-            "{id}: connected (tx-ring-ref {tx_ref}, rx-ring-ref {rx_ref}, event-channel {ev}, credits {})",
+            "{id}: {} (tx-ring-ref {tx_ref}, rx-ring-ref {rx_ref}, event-channel {ev}, credits {})",
+            if reattach { "re-attached" } else { "connected" },
             if credits { "on" } else { "off" }
         );
         Ok(())
@@ -1064,6 +1132,53 @@ enum ConnectError {
         /// The failure.
         source: EvtchnError,
     },
+    /// The mapped rings cannot be attached (impossible indices).
+    #[error(transparent)]
+    Rings(VifFatal),
+    /// A frontend still `Connected` across a netback restart names other rings than the
+    /// previous netback served, without having run a new handshake.
+    #[error("the frontend changed its rings without a new handshake: \"{now}\", was \"{was}\" (tx-ring-ref rx-ring-ref event-channel)")]
+    RingsChanged {
+        /// What the previous netback recorded.
+        was: String,
+        /// What the frontend names now.
+        now: String,
+    },
+    /// The record of the previous netback's rings could not be read.
+    #[error("read {path}: {source}")]
+    Record {
+        /// The record's path.
+        path: String,
+        /// The failure.
+        source: XsError,
+    },
+}
+
+/// The backend-directory key where netback records the rings it attached to
+/// (`"<tx-ring-ref> <rx-ring-ref> <event-channel>"`), for a restarted netback to check.
+const RINGS_KEY: &str = "netback-rings";
+
+/// A restarted netback takes over only the rings the previous one served: the frontend
+/// has not run a handshake since, so other refs are memory it may no longer own. No
+/// record (a netback that did not write one) is not checked.
+fn check_recorded_rings<X: Xenstore + ?Sized>(
+    xs: &X,
+    path: &str,
+    now: &str,
+) -> Result<(), ConnectError> {
+    let was = xs
+        .try_read(XsTx::NONE, path)
+        .map_err(|source| ConnectError::Record {
+            path: path.to_string(),
+            source,
+        })?;
+    match was {
+        Some(was) if was != now.as_bytes() => Err(ConnectError::RingsChanged {
+            was: String::from_utf8_lossy(&was[..was.len().min(64)]).into_owned(),
+            now: now.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn fe_token(id: VifId) -> String {

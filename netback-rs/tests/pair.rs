@@ -169,7 +169,8 @@ fn backend_restart_reconnects() {
     drop(nb);
     let nb2 = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
     let mut wire2 = nb2.wire(id);
-    // The frontend notices the new backend (InitWait), reconnects, and traffic resumes.
+    // The new backend takes over the still-Connected frontend's rings (re-attach at the
+    // shared indices, no new handshake), and traffic resumes.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut seq = 2;
     loop {

@@ -52,7 +52,8 @@ impl Rig {
             map(&rx_ring),
             None,
             0,
-        );
+        )
+        .expect("fresh rings attach");
         let (port, wire) = MemPort::pair(256, 2048).unwrap();
         Rig {
             _host: host,

@@ -22,7 +22,8 @@ mod tx_path;
 use hypervisor::grant::{CopySegment, GntStatus, GrantCopy, GrantMapping};
 use hypervisor::platform::ring_mem;
 use netport::Port;
-use shared_ring::credit::{CreditArea, CreditPublisher, Credits};
+use shared_ring::credit::{CreditArea, CreditPublisher, CreditReader, Credits};
+use shared_ring::netif::{NetifRxBackRing, NetifTxBackRing};
 use shared_ring::{Limit, RingError};
 use xen_ids::VifId;
 
@@ -128,22 +129,52 @@ pub struct Vif<M> {
 }
 
 impl<M: GrantMapping> Vif<M> {
-    /// A vif over its mapped TX and RX ring pages (each one page, writable). With
-    /// `credits`, the credit area is published before the vif is used.
-    pub fn new(id: VifId, tx_map: M, rx_map: M, credits: Option<&Credits>, now_ns: u64) -> Self {
+    /// A vif over its mapped TX and RX ring pages (each one page, writable), attached at
+    /// the indices in the shared pages (`BACK_RING_ATTACH` at `rsp_prod`, as Linux's
+    /// `xenvif_connect_data`): on fresh rings that is index 0; on rings a previous netback
+    /// served (a restart under a frontend that stayed `Connected`), TX resumes at the
+    /// first unanswered request and none below is read again, and RX takes the buffers
+    /// still posted. With `credits`, the credit area is published before the vif is used,
+    /// continuing the generations already in it.
+    ///
+    /// A request index more than a ring past the response index is refused.
+    pub fn new(
+        id: VifId,
+        tx_map: M,
+        rx_map: M,
+        credits: Option<&Credits>,
+        now_ns: u64,
+    ) -> Result<Self, VifFatal> {
+        let tx_idx = NetifTxBackRing::attach_shared(ring_mem(tx_map.mem()))
+            .map_err(VifFatal::tx_ring)?
+            .indices();
+        let rx_idx = NetifRxBackRing::attach_shared(ring_mem(rx_map.mem()))
+            .map_err(VifFatal::rx_ring)?
+            .indices();
         let mut v = Vif {
             id,
             tx_map,
             rx_map,
             credits_generation: None,
-            tx: TxPath::new(id, now_ns),
-            rx: RxPath::new(id, now_ns),
+            tx: TxPath::new(id, tx_idx, now_ns),
+            rx: RxPath::new(id, rx_idx, now_ns),
         };
         if let Some(c) = credits {
-            v.credits_generation = Some(0);
+            v.credits_generation = Some(v.published_generation());
             v.set_tx_budget(c, now_ns);
         }
-        v
+        Ok(v)
+    }
+
+    /// The generation a previous netback last published in the credit area (0 on a
+    /// fresh page, or when the area does not read as a valid snapshot): the next
+    /// publication is a generation the frontend has not applied yet. Read once, from
+    /// the frontend's page: a value it forged only confuses its own reader.
+    fn published_generation(&self) -> u32 {
+        CreditArea::in_tx_page(ring_mem(self.tx_map.mem()))
+            .ok()
+            .and_then(|area| CreditReader::new(area).snapshot().ok())
+            .map_or(0, |s| s.generation)
     }
 
     /// The vif's id.

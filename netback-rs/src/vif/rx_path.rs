@@ -80,10 +80,11 @@ pub(super) struct RxPath {
 }
 
 impl RxPath {
-    pub(super) fn new(id: VifId, now_ns: u64) -> Self {
+    /// The path of a ring attached at `idx` ([`shared_ring::BackRing::attach_shared`]).
+    pub(super) fn new(id: VifId, idx: BackIndices, now_ns: u64) -> Self {
         RxPath {
             id,
-            idx: BackIndices::default(),
+            idx,
             backstop: DualTokenBucket::unlimited(now_ns),
             gso: false,
             counters: VifCounters::default(),

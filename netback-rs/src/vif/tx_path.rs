@@ -150,10 +150,11 @@ pub(super) struct TxPath {
 }
 
 impl TxPath {
-    pub(super) fn new(id: VifId, now_ns: u64) -> Self {
+    /// The path of a ring attached at `idx` ([`shared_ring::BackRing::attach_shared`]).
+    pub(super) fn new(id: VifId, idx: BackIndices, now_ns: u64) -> Self {
         TxPath {
             id,
-            idx: BackIndices::default(),
+            idx,
             backstop: DualTokenBucket::unlimited(now_ns),
             policy: BackstopPolicy::Drop,
             hold_until: None,

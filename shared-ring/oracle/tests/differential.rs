@@ -36,6 +36,10 @@ enum Op {
     WildReqProd(u32),
     /// A hostile backend writes `rsp_prod = base + delta` (then it is restored).
     WildRspProd(u32),
+    /// The backend restarts: a new one attaches at the shared `rsp_prod`
+    /// (`BACK_RING_ATTACH(r, s, s->rsp_prod)`, as Linux's backends do), after checking
+    /// `req_prod` against it (`RING_REQUEST_PROD_OVERFLOW`).
+    ReattachBack,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -52,6 +56,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::FinalCheckResponses),
         1 => prop_oneof![0u32..600, any::<u32>()].prop_map(Op::WildReqProd),
         1 => prop_oneof![0u32..600, any::<u32>()].prop_map(Op::WildRspProd),
+        1 => Just(Op::ReattachBack),
     ]
 }
 
@@ -286,6 +291,13 @@ macro_rules! differential {
                             }
                             rp.mem().store(layout::RSP_PROD, saved);
                             cp.mem().store(layout::RSP_PROD, saved);
+                        }
+                        Op::ReattachBack => {
+                            let rsp_prod = cp.mem().load(layout::RSP_PROD);
+                            cb = c::Back::attach(&cp, rsp_prod);
+                            let req_prod = cp.mem().load(layout::REQ_PROD);
+                            prop_assert!(!cb.request_prod_overflow(req_prod));
+                            rb = BackRing::<$req, $rsp>::attach_shared(rp.mem()).unwrap();
                         }
                     }
                     prop_assert_eq!(rf.req_prod_pvt(), cf.pvt().0, "req_prod_pvt after {:?}", op);

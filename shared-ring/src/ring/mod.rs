@@ -11,6 +11,7 @@
 //! |----------------------------------------|---------------------------------------------|
 //! | `XEN_FRONT_RING_INIT` / `FRONT_RING_ATTACH` | [`FrontRing::init`] / [`FrontRing::attach`] |
 //! | `BACK_RING_INIT` / `BACK_RING_ATTACH`  | [`BackRing::attach`] (index 0 for init)     |
+//! | `BACK_RING_ATTACH` at `sring->rsp_prod` | [`BackRing::attach_shared`] (checked)      |
 //! | `RING_FREE_REQUESTS`, `RING_FULL`      | [`FrontRing::free_requests`], [`FrontRing::is_full`] |
 //! | `RING_GET_REQUEST` + write             | [`FrontRing::put_request`]                  |
 //! | `RING_COPY_REQUEST`                    | [`Pending::copy`] (copy-once, word by word)  |
@@ -33,6 +34,9 @@
 
 pub mod entry;
 pub mod layout;
+
+#[cfg(test)]
+mod attach_tests;
 
 use core::marker::PhantomData;
 use core::sync::atomic::{fence, Ordering};
@@ -487,6 +491,26 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> BackRing<'a, Req, Rsp> {
             rsp_prod_pvt: idx,
             req_cons: idx,
         })
+    }
+
+    /// `BACK_RING_ATTACH` at the shared `rsp_prod`, as Linux's backends take over a ring
+    /// a previous backend instance served (`xenvif_map_frontend_data_rings`): every
+    /// request below `rsp_prod` is answered and never read again; the requests between
+    /// `rsp_prod` and `req_prod` are taken (again) from the first. Fresh rings
+    /// (`SHARED_RING_INIT`) attach at 0, as with `BACK_RING_INIT`.
+    ///
+    /// Both indices are the frontend's to write: a `req_prod` more than a ring ahead of
+    /// `rsp_prod` is [`RingError::ProducerOverflow`].
+    pub fn attach_shared(mem: SharedMem<'a>) -> Result<Self, RingError> {
+        let sring = Sring::new(mem)?;
+        let rsp_prod = sring.load_acquire(layout::RSP_PROD);
+        let ring = BackRing {
+            sring,
+            rsp_prod_pvt: rsp_prod,
+            req_cons: rsp_prod,
+        };
+        ring.read_req_prod()?;
+        Ok(ring)
     }
 
     /// Re-attaches with private indices saved by [`BackRing::indices`].

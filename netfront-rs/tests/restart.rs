@@ -1,0 +1,251 @@
+//! netback restarted under a netfront that stays `Connected` and never runs its
+//! handshake again (as a Linux netfront): the new netback takes the rings over at the
+//! indices in the shared pages. TX requests queued while no netback ran reach the wire
+//! exactly once, none answered before is sent again, RX resumes on the buffers still
+//! posted. Graceful (netback dropped, as on SIGTERM) and abrupt (a netback process killed
+//! with SIGKILL).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use hypervisor::xenbus::{read_state, read_str, XenbusState};
+use netback::{Netback, NetbackConfig};
+use netport::{MemPort, MemPortConfig};
+use testbed::{
+    add_vif, check_frame, frame, recv_n, send_all, BackendThread, LocalNetfront, MemWires,
+};
+use xen_ids::{DomId, VifId};
+use xen_local::LocalHost;
+use xenstore::{Xenstore, XsTx};
+
+/// Environment variable that marks the child process.
+const CHILD_ENV: &str = "DBA_RESTART_CHILD";
+const FE: &str = "/local/domain/1/device/vif/0";
+const BE: &str = "/local/domain/0/backend/vif/1/0";
+
+/// The frames `seqs` arrive on `wire`, each exactly once, intact, in order, and nothing
+/// else follows.
+fn expect_exactly(wire: &mut MemPort, seqs: std::ops::Range<u32>) {
+    let n = seqs.len();
+    let got = recv_n(wire, n, WAIT);
+    let got: Vec<(u32, usize)> = got.iter().map(|f| (check_frame(f), f.len())).collect();
+    let want: Vec<(u32, usize)> = seqs.map(|s| (s, len_of(s))).collect();
+    assert_eq!(got, want, "frames on the wire after the restart");
+    let extra = recv_n(wire, usize::MAX, Duration::from_millis(100));
+    let extra: Vec<u32> = extra.iter().map(|f| check_frame(f)).collect();
+    assert!(extra.is_empty(), "frames sent twice: {extra:?}");
+}
+
+/// Wire → netfront: frames `seqs` arrive intact and in order.
+fn expect_rx(nf: &mut LocalNetfront, wire: &mut MemPort, seqs: std::ops::Range<u32>) {
+    for seq in seqs.clone() {
+        send_all(wire, &frame(seq, len_of(seq)));
+    }
+    let got = recv_frames(nf, seqs.len());
+    let got: Vec<u32> = got.iter().map(|f| check_frame(f)).collect();
+    assert_eq!(
+        got,
+        seqs.collect::<Vec<_>>(),
+        "wire → netfront after the restart"
+    );
+}
+
+/// netfront still uses the rings of `rings` and is `Connected`: it ran no handshake.
+fn same_connection(nf: &mut LocalNetfront, rings: &str) {
+    let xs = &nf.platform().xenstore;
+    assert_eq!(
+        read_state(xs, &format!("{FE}/state")).ok(),
+        Some(XenbusState::Connected)
+    );
+    assert!(nf.maintain(), "netfront stays connected");
+    assert_eq!(tx_ring_ref(nf), rings, "netfront kept its rings");
+}
+
+#[test]
+fn a_stopped_backend_s_successor_sends_what_was_queued_once() {
+    let host = LocalHost::new();
+    let (id, mut nb, mut nf) = pair(&host);
+    let mut wire = nb.wire(id);
+    roundtrip(&mut nf, &mut wire, 0, 40);
+    let rings = tx_ring_ref(&nf);
+    // netback stops cleanly (SIGTERM): dropped, its nodes still say Connected.
+    nb.stop().expect("netback");
+    drop(nb);
+    // Requests queued while no netback runs (netfront does not look at xenstore).
+    let reaped = send_frames(&mut nf, 100..200);
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    nb.wait_connected(&[id], WAIT)
+        .expect("netback takes the rings over");
+    let mut wire = nb.wire(id);
+    expect_exactly(&mut wire, 100..200);
+    reap_all(&mut nf, reaped, 100);
+    expect_rx(&mut nf, &mut wire, 300..340);
+    same_connection(&mut nf, &rings);
+    assert_eq!((nf.stats.tx_packets, nf.stats.rx_packets), (140, 80));
+    assert_eq!(nf.stats.tx_errors + nf.stats.tx_dropped_back, 0);
+}
+
+/// Entry point of the child process of [`a_killed_backend_s_successor_sends_what_was_queued_once`]:
+/// netback for dom0, printing every frame that reaches vif 1.0's port.
+#[test]
+#[ignore = "child process of a_killed_backend_s_successor_sends_what_was_queued_once"]
+fn child_netback() {
+    assert!(
+        std::env::var(CHILD_ENV).is_ok(),
+        "this is the child of a_killed_backend_s_successor_sends_what_was_queued_once"
+    );
+    let dom = xen_local::Domain::from_env().expect("hypervisor connection from env");
+    let platform = xen_local::host::platform_of(dom).expect("platform");
+    let wires = MemWires::new(MemPortConfig::new(1024, 65536));
+    let mut nb = Netback::new(
+        platform,
+        NetbackConfig::default(),
+        Box::new(wires.factory()),
+        hypervisor::clock::system(),
+    )
+    .expect("netback");
+    let id = VifId::new(DomId(1), 0);
+    std::thread::spawn(move || {
+        let mut wire = wires.take(id, WAIT).expect("netback opens the port");
+        let mut out = std::io::stdout();
+        loop {
+            for f in recv_n(&mut wire, usize::MAX, Duration::from_millis(5)) {
+                writeln!(out, "FRAME {} {}", check_frame(&f), f.len()).unwrap();
+            }
+            out.flush().unwrap();
+        }
+    });
+    loop {
+        nb.run_once(Duration::from_millis(5)).expect("netback");
+    }
+}
+
+/// The netback process, killed (SIGKILL) and reaped when dropped.
+struct NetbackProcess(Child);
+
+impl Drop for NetbackProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts [`child_netback`] as dom0; the frames it sends to the port, as (seq, len).
+fn spawn_child_netback(host: &LocalHost) -> (NetbackProcess, mpsc::Receiver<(u32, usize)>) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        "child_netback",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, "1")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    let mut child = host
+        .hypervisor
+        .spawn_domain(DomId(0), &mut cmd)
+        .expect("spawn the netback process");
+    let stdout = child.stdout.take().unwrap();
+    let child = NetbackProcess(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // (The first one follows the harness's "test child_netback ... ".)
+            let frame = line.find("FRAME ").map(|at| &line[at + 6..]);
+            let mut w = frame.into_iter().flat_map(|l| l.split(' '));
+            if let (Some(Ok(seq)), Some(Ok(len))) =
+                (w.next().map(str::parse), w.next().map(str::parse))
+            {
+                let _ = tx.send((seq, len));
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig} {}", child.id());
+}
+
+#[test]
+fn a_killed_backend_s_successor_sends_what_was_queued_once() {
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let (child, sent) = spawn_child_netback(&host);
+    let mut nf = connect(&host, DomId(1));
+    let reaped = send_frames(&mut nf, 0..40);
+    let first: Vec<(u32, usize)> = (0..40)
+        .map(|_| sent.recv_timeout(WAIT).expect("the netback process sends"))
+        .collect();
+    assert_eq!(first, (0..40).map(|s| (s, len_of(s))).collect::<Vec<_>>());
+    reap_all(&mut nf, reaped, 40);
+    let rings = tx_ring_ref(&nf);
+    // The process stops taking requests, netfront queues more, the process dies as
+    // with kill -9 (no destructor runs; the system closes its connections).
+    signal(&child.0, "-STOP");
+    let reaped = send_frames(&mut nf, 100..200);
+    drop(child);
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    nb.wait_connected(&[id], WAIT)
+        .expect("netback takes the rings over");
+    let mut wire = nb.wire(id);
+    expect_exactly(&mut wire, 100..200);
+    assert_eq!(
+        sent.try_recv().ok(),
+        None,
+        "the stopped process sent a frame"
+    );
+    reap_all(&mut nf, reaped, 100);
+    expect_rx(&mut nf, &mut wire, 300..340);
+    same_connection(&mut nf, &rings);
+    assert_eq!((nf.stats.tx_packets, nf.stats.rx_packets), (140, 40));
+}
+
+/// A frontend that names other rings while no netback runs, without a handshake, is
+/// not followed into them: the vif fails with the reason in its `error` node.
+#[test]
+fn rings_changed_without_a_handshake_are_refused() {
+    let host = LocalHost::new();
+    let (id, mut nb, mut nf) = pair(&host);
+    let mut wire = nb.wire(id);
+    roundtrip(&mut nf, &mut wire, 0, 10);
+    nb.stop().expect("netback");
+    drop(nb);
+    let other: u32 = tx_ring_ref(&nf).parse::<u32>().unwrap() + 1000;
+    let xs = &nf.platform().xenstore;
+    xs.write(
+        XsTx::NONE,
+        &format!("{FE}/tx-ring-ref"),
+        other.to_string().as_bytes(),
+    )
+    .unwrap();
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let dom0 = host.domain(DomId(0)).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while read_state(&dom0.xenstore, &format!("{BE}/state")).ok() != Some(XenbusState::Closing) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the vif was not failed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let error = read_str(&dom0.xenstore, XsTx::NONE, &format!("{BE}/error"), 512).unwrap();
+    assert!(
+        error.contains("changed its rings without a new handshake"),
+        "{error}"
+    );
+    assert!(nb.vif_status(id).is_some_and(|s| !s.connected));
+}
