@@ -184,5 +184,8 @@ fn backend_restart_reconnects() {
             "no traffic after the backend restarted"
         );
     }
-    assert!(nb2.vif_status(id).unwrap().connected);
+    // The status snapshot is taken after each loop iteration: the frame may reach the
+    // wire before the first snapshot that lists the vif, so wait for it.
+    nb2.wait_connected(&[id], Duration::from_secs(5))
+        .expect("the vif is connected after the take-over");
 }
