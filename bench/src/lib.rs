@@ -16,6 +16,7 @@ pub mod bed;
 pub mod clock;
 pub mod frame;
 pub mod guest;
+pub mod hostile;
 pub mod kernel_traffic;
 pub mod nic;
 pub mod paper;

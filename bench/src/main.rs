@@ -73,6 +73,28 @@ enum Cmd {
         #[arg(long, default_value_t = bench::paper::DEFAULT_GUEST_NICE, allow_negative_numbers = true)]
         guest_nice: i32,
     },
+    /// Every attack class of docs/security.md for a few seconds each, against one
+    /// netback serving an honest guest too; a table of what each cost (Markdown on
+    /// stdout, JSON into --json).
+    Hostile {
+        /// Seconds per attack.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Comma-separated attacks (default: all; `none` is the baseline).
+        #[arg(long, value_delimiter = ',')]
+        attacks: Option<Vec<String>>,
+        /// Write the reports as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Run the whole list this many times (leaks show as growth between rounds;
+        /// the table is the last round's).
+        #[arg(long, default_value_t = 2)]
+        rounds: u32,
+        /// Exit non-zero when a bound is broken (an honest frame lost, netback busy
+        /// under a stall attack, mappings or descriptors leaked).
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +109,61 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> Result<(), String> {
+    match cli.cmd {
+        Cmd::Hostile {
+            seconds,
+            attacks,
+            json,
+            rounds,
+            check,
+        } => hostile_main(seconds, attacks.unwrap_or_default(), rounds, json, check),
+        paper => paper_main(paper),
+    }
+}
+
+fn hostile_main(
+    seconds: f64,
+    only: Vec<String>,
+    rounds: u32,
+    json: Option<PathBuf>,
+    check: bool,
+) -> Result<(), String> {
+    if !(1..=100).contains(&rounds) {
+        return Err(format!("--rounds {rounds}: must be 1..=100"));
+    }
+    use bench::hostile;
+    if !(0.1..=600.0).contains(&seconds) {
+        return Err(format!("--seconds {seconds}: must be 0.1..=600"));
+    }
+    if let Some(bad) = only
+        .iter()
+        .find(|n| !hostile::ATTACKS.iter().any(|a| a.name == n.as_str()))
+    {
+        let names: Vec<_> = hostile::ATTACKS.iter().map(|a| a.name).collect();
+        return Err(format!("--attacks {bad}: not one of {}", names.join(", ")));
+    }
+    let opts = hostile::HostileOptions {
+        window: Duration::from_secs_f64(seconds),
+        only,
+        rounds,
+    };
+    let run = hostile::run(&opts);
+    print!("{}", hostile::markdown(&run.reports));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&run).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let v = hostile::violations(&run);
+    for x in &v {
+        eprintln!("bench hostile: bound broken: {x}");
+    }
+    if check && !v.is_empty() {
+        return Err(format!("{} bound(s) broken", v.len()));
+    }
+    Ok(())
+}
+
+fn paper_main(cmd: Cmd) -> Result<(), String> {
     let Cmd::Paper {
         out,
         quick,
@@ -102,7 +179,10 @@ fn real_main(cli: Cli) -> Result<(), String> {
         traffic,
         no_link_buffer,
         guest_nice,
-    } = cli.cmd;
+    } = cmd
+    else {
+        return Err("not the paper command".into());
+    };
     if !(1..=1_000_000).contains(&nic_queue_frames) {
         return Err(format!(
             "--nic-queue-frames {nic_queue_frames}: must be 1..=1000000"

@@ -28,6 +28,7 @@ pub mod error;
 pub mod frames;
 pub mod guest;
 pub mod kernel;
+pub mod raw;
 pub mod spawn;
 
 pub use backend::{BackendExit, BackendOptions, BackendThread, LocalNetback, MemWires};
@@ -35,6 +36,7 @@ pub use error::TestbedError;
 pub use frames::{check_frame, count_until, flood, frame, recv_n, send_all};
 pub use guest::{pump_until, Guest, GuestExit, GuestOptions, GuestThread, LocalNetfront};
 pub use kernel::{tap_config, wait_link};
+pub use raw::{tx_req, RawConn, RawConnect, RawFrontend, TxSlot};
 pub use spawn::{thread_cpu_ns, Handle, Spawner};
 
 use netback::toolstack::{create_vif, VifSpec};
