@@ -40,6 +40,7 @@ use xenstore::{with_transaction, Xenstore, XsError, XsTx};
 
 use crate::control::{credits_of, reading, Allocation};
 use crate::emulation::EmulatedBackendRate;
+use crate::evtchn_backoff::SpuriousBackoff;
 use crate::meter::VifCounters;
 use crate::vif::{BackstopPolicy, Poll, Vif, VifFatal, TX_BATCH};
 
@@ -202,6 +203,10 @@ pub struct Netback<P: BackendPlatform> {
     /// they can do: one waiting for the rest of a packet or for RX buffers sleeps until
     /// its event channel wakes it.
     busy: BTreeSet<VifId>,
+    /// Ports kept masked a while after spurious events (event-channel storms).
+    backoff: SpuriousBackoff,
+    /// Scratch list of ports due to be unmasked.
+    due_ports: Vec<EvtPort>,
     stats: LoopStats,
 }
 
@@ -286,6 +291,8 @@ impl<P: BackendPlatform> Netback<P> {
             rate,
             rr: 0,
             busy: BTreeSet::new(),
+            backoff: SpuriousBackoff::new(),
+            due_ports: Vec::new(),
             stats: LoopStats::default(),
         };
         nb.scan_devices();
@@ -452,10 +459,14 @@ impl<P: BackendPlatform> Netback<P> {
             .filter_map(|d| d.conn.as_ref()?.vif.wake_at())
             .map(|t| Duration::from_nanos(t.saturating_sub(now)))
             .fold(timeout, Duration::min);
-        let wait = match self.alloc.as_ref().and_then(|a| a.next_due()) {
-            Some(t) => wait.min(Duration::from_nanos(t.saturating_sub(now))),
-            None => wait,
-        };
+        let wait = [
+            self.alloc.as_ref().and_then(|a| a.next_due()),
+            self.backoff.next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| Duration::from_nanos(t.saturating_sub(now)))
+        .fold(wait, Duration::min);
         // Vifs left with work by the round limit are polled below: do not sleep.
         let wait = if self.busy.is_empty() {
             wait
@@ -501,8 +512,26 @@ impl<P: BackendPlatform> Netback<P> {
                 self.poll_vif(*id);
             }
         }
+        self.unmask_due(now);
         self.allocator_round();
         Ok(())
+    }
+
+    /// Unmasks the ports whose spurious-event delay has passed, and polls their vifs:
+    /// what the frontend published while its port was masked is taken now.
+    fn unmask_due(&mut self, now: u64) {
+        self.backoff.take_due(now, &mut self.due_ports);
+        let due = std::mem::take(&mut self.due_ports);
+        for &port in &due {
+            if let Err(e) = self.platform.evtchn().unmask(port) {
+                log::debug!("netback: unmask {port}: {e}");
+            }
+            if let Some(&id) = self.by_evtchn.get(&port) {
+                self.poll_vif(id);
+            }
+        }
+        self.due_ports = due;
+        self.due_ports.clear();
     }
 
     fn handle_evtchn(&mut self) {
@@ -516,7 +545,13 @@ impl<P: BackendPlatform> Netback<P> {
         for i in 0..n {
             let port = self.pending[i];
             if let Some(&id) = self.by_evtchn.get(&port) {
-                self.poll_vif(id);
+                let worked = self.poll_vif_counted(id) > 0;
+                let producers = self.peer_producers(id);
+                let now = (self.clock)();
+                if let Some(at) = self.backoff.after_event(port, producers, worked, now) {
+                    log::debug!("{id}: spurious events: port masked until {at}");
+                    continue;
+                }
             }
             if let Err(e) = self.platform.evtchn().unmask(port) {
                 log::debug!("netback: unmask {port}: {e}");
@@ -525,17 +560,31 @@ impl<P: BackendPlatform> Netback<P> {
         }
     }
 
+    /// The frontend's request producers (TX, RX) of vif `id`, as its pages hold them.
+    fn peer_producers(&self, id: VifId) -> (u32, u32) {
+        self.devices
+            .get(&id)
+            .and_then(|d| d.conn.as_ref())
+            .map_or((0, 0), |c| c.vif.peer_producers())
+    }
+
     /// Polls one vif's TX and RX until it has no more work this round.
     pub fn poll_vif(&mut self, id: VifId) {
+        self.poll_vif_counted(id);
+    }
+
+    /// [`Self::poll_vif`]; returns the packets taken (TX chains and RX frames).
+    fn poll_vif_counted(&mut self, id: VifId) -> usize {
         let Some(dev) = self.devices.get_mut(&id) else {
-            return;
+            return 0;
         };
         let Some(conn) = dev.conn.as_mut() else {
-            return;
+            return 0;
         };
         self.stats.vif_polls += 1;
         let grants = self.platform.grants();
         let mut rounds = 0;
+        let mut packets = 0;
         // Ok(true): stopped at the round limit with work left.
         let result: Result<bool, VifFatal> = (|| loop {
             rounds += 1;
@@ -546,6 +595,7 @@ impl<P: BackendPlatform> Netback<P> {
                 None => conn.vif.tx_poll(now, grants, port, TX_BATCH)?,
             };
             let rx: Poll = conn.vif.rx_poll(now, grants, dev.port.as_mut())?;
+            packets += tx.packets + rx.packets;
             if tx.notify || rx.notify {
                 if let Err(e) = self.platform.evtchn().notify(conn.evtchn) {
                     log::debug!("{id}: notify: {e}");
@@ -568,11 +618,12 @@ impl<P: BackendPlatform> Netback<P> {
         if let Err(why) = result {
             log::warn!("{id}: disconnecting the frontend: {why}");
             self.fail_device(id, &why.to_string());
-            return;
+            return packets;
         }
         // Listen to the port only while frames can go somewhere.
         let want = !conn.vif.rx_starved();
         dev.arm_port(&self.epoll, want);
+        packets
     }
 
     fn handle_xenstore(&mut self) {
@@ -1017,6 +1068,7 @@ impl<P: BackendPlatform> Netback<P> {
         self.busy.remove(&id);
         if let Some(conn) = d.conn.take() {
             self.by_evtchn.remove(&conn.evtchn);
+            self.backoff.forget(conn.evtchn);
             if let Err(e) = self.platform.evtchn().unbind(conn.evtchn) {
                 log::debug!("{id}: unbind: {e}");
             }

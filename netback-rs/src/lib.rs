@@ -7,6 +7,8 @@
 //!   grant copies, responses, RX into the guest's posted buffers;
 //! * [`meter`]: per-vif counters and per-period rates;
 //! * [`backend`]: the xenbus backend state machine and the event loop;
+//! * [`evtchn_backoff`]: ports kept masked a while after events that bring no work
+//!   (event-channel storms, as Xen's lateeoi);
 //! * [`emulation`]: a backend packet-rate limit for the benchmark, applied around the
 //!   TX poll (never in production);
 //! * [`toolstack`]: what a toolstack writes in xenstore to create a vif;
@@ -19,6 +21,7 @@
 pub mod backend;
 pub mod control;
 pub mod emulation;
+pub mod evtchn_backoff;
 pub mod meter;
 pub mod metrics;
 pub mod toolstack;

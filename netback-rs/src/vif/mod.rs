@@ -24,6 +24,7 @@ use hypervisor::platform::ring_mem;
 use netport::Port;
 use shared_ring::credit::{CreditArea, CreditPublisher, CreditReader, Credits};
 use shared_ring::netif::{NetifRxBackRing, NetifTxBackRing};
+use shared_ring::ring::layout;
 use shared_ring::{Limit, RingError};
 use xen_ids::VifId;
 
@@ -175,6 +176,16 @@ impl<M: GrantMapping> Vif<M> {
             .ok()
             .and_then(|area| CreditReader::new(area).snapshot().ok())
             .map_or(0, |s| s.generation)
+    }
+
+    /// The frontend's request producers (TX, RX) as its shared pages hold them now: a
+    /// hint of whether it published anything since the last look, never used to index
+    /// a ring.
+    pub fn peer_producers(&self) -> (u32, u32) {
+        (
+            ring_mem(self.tx_map.mem()).load(layout::REQ_PROD),
+            ring_mem(self.rx_map.mem()).load(layout::REQ_PROD),
+        )
     }
 
     /// The vif's id.
