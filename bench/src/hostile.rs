@@ -484,7 +484,10 @@ fn credit_scribble(c: &mut Ctx) -> String {
             x ^= x << 5;
             area.store(w * 4, x);
         }
-        sent += u64::from(raw.push(&[tx_req(g, 0, 100, NetTxFlags::empty(), 1)], false));
+        sent += u64::from(
+            raw.push(&[tx_req(g, 0, 100, NetTxFlags::empty(), 1)], false)
+                .is_some(),
+        );
         ok += raw.take_responses().iter().filter(|r| r.1 == 0).count() as u64;
         c.drain_wire();
         std::thread::sleep(Duration::from_micros(100));
@@ -540,7 +543,7 @@ fn grant_churn(c: &mut Ctx) -> String {
             .map(|(i, r)| tx_req(r.0, 0, 64, NetTxFlags::empty(), i as u16))
             .collect();
         for chunk in slots.chunks(64) {
-            while !raw.push(chunk, true) && Instant::now() < end {
+            while raw.push(chunk, true).is_none() && Instant::now() < end {
                 copied += raw.take_responses().len() as u64;
                 std::thread::sleep(Duration::from_micros(100));
             }
@@ -563,7 +566,7 @@ fn flood(c: &mut Ctx, raw: &mut RawFrontend, packet: &[TxSlot]) -> (u64, u64) {
     let (end, mut sent, mut ok) = (c.end(), 0u64, 0u64);
     while Instant::now() < end {
         c.drain_wire();
-        if raw.push(packet, true) {
+        if raw.push(packet, true).is_some() {
             sent += 1;
         } else {
             std::thread::sleep(Duration::from_micros(100));

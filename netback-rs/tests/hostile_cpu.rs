@@ -11,174 +11,41 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hypervisor::clock::monotonic_ns;
-use hypervisor::evtchn::{EventChannels, Port as EvtPort};
-use hypervisor::grant::{Access, GrantShare, SharedPages};
-use hypervisor::platform::ring_mem;
-use hypervisor::xenbus::{read_state, XenbusState};
+use hypervisor::xenbus::XenbusState;
 use netback::vif::INCOMPLETE_TIMEOUT_NS;
 use netback::{LoopStats, NetbackConfig};
 use netfront::NetfrontConfig;
 use netport::{MemPort, MemPortConfig};
 use shared_ring::netif::extra::XEN_NETIF_GSO_TYPE_TCPV4;
 use shared_ring::netif::{
-    ExtraInfo, NetTxFlags, NetifExtraInfo, NetifRxFrontRing, NetifTxFrontRing, NetifTxRequest,
-    XenNetifExtraFlags, NETIF_RSP_OKAY,
+    ExtraInfo, NetTxFlags, NetifExtraInfo, XenNetifExtraFlags, NETIF_RSP_OKAY,
 };
-use shared_ring::FrontIndices;
 use testbed::*;
 use xen_ids::{DomId, VifId};
-use xen_local::{LocalHost, LocalPlatform, LocalSharedPages};
-use xenstore::{Xenstore, XsTx};
+use xen_local::LocalHost;
 
 /// netback's longest sleep: an idle loop iterates about once per tick.
 const TICK: Duration = Duration::from_millis(100);
 /// The measuring window.
 const WINDOW: Duration = Duration::from_secs(2);
 
-/// A frontend written from `netif.h`, driving the rings itself.
-struct Raw {
-    plat: LocalPlatform,
-    fe: String,
-    be: String,
-    tx_ring: Option<LocalSharedPages>,
-    rx_ring: Option<LocalSharedPages>,
-    data: Option<LocalSharedPages>,
-    evtchn: EvtPort,
-    tx_idx: FrontIndices,
+fn req(gref: u32, size: u16, flags: NetTxFlags, id: u16) -> TxSlot {
+    tx_req(gref, 0, size, flags, id)
 }
 
-type Slot = Result<NetifTxRequest, NetifExtraInfo>;
-
-impl Raw {
-    fn new(host: &LocalHost, id: VifId) -> Raw {
-        Raw {
-            plat: host.domain(id.domid).unwrap(),
-            fe: format!("/local/domain/{}/device/vif/{}", id.domid.0, id.devid),
-            be: format!("/local/domain/0/backend/vif/{}/{}", id.domid.0, id.devid),
-            tx_ring: None,
-            rx_ring: None,
-            data: None,
-            evtchn: EvtPort(0),
-            tx_idx: FrontIndices::default(),
-        }
-    }
-
-    fn write(&self, key: &str, v: &str) {
-        let path = format!("{}/{key}", self.fe);
-        self.plat
-            .xenstore
-            .write(XsTx::NONE, &path, v.as_bytes())
-            .unwrap();
-    }
-
-    fn be_state(&self) -> XenbusState {
-        read_state(&self.plat.xenstore, &format!("{}/state", self.be)).unwrap()
-    }
-
-    fn wait_be(&self, want: XenbusState) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.be_state() != want {
-            assert!(Instant::now() < deadline, "backend never reached {want:?}");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    fn error(&self) -> String {
-        let path = format!("{}/error", self.be);
-        let e = self.plat.xenstore.read(XsTx::NONE, &path);
-        String::from_utf8(e.unwrap_or_default()).unwrap()
-    }
-
-    /// Grants the rings (no RX buffer posted) and connects.
-    fn connect(&mut self) {
-        self.write("state", "1");
-        self.wait_be(XenbusState::InitWait);
-        let g = &self.plat.grants;
-        let tx = g.share(DomId(0), 1, Access::Writable).unwrap();
-        let rx = g.share(DomId(0), 1, Access::Writable).unwrap();
-        NetifTxFrontRing::init(ring_mem(tx.mem())).unwrap();
-        NetifRxFrontRing::init(ring_mem(rx.mem())).unwrap();
-        self.evtchn = self.plat.evtchn.alloc_unbound(DomId(0)).unwrap();
-        self.write("tx-ring-ref", &tx.grefs()[0].0.to_string());
-        self.write("rx-ring-ref", &rx.grefs()[0].0.to_string());
-        self.write("event-channel", &self.evtchn.0.to_string());
-        self.write("request-rx-copy", "1");
-        self.data = Some(g.share(DomId(0), 1, Access::ReadOnly).unwrap());
-        (self.tx_ring, self.rx_ring) = (Some(tx), Some(rx));
-        self.tx_idx = FrontIndices::default();
-        self.write("state", "4");
-        self.wait_be(XenbusState::Connected);
-    }
-
-    fn data_gref(&self) -> u32 {
-        self.data.as_ref().unwrap().grefs()[0].0
-    }
-
-    fn tx_ring(&self) -> NetifTxFrontRing<'_> {
-        let mem = ring_mem(self.tx_ring.as_ref().unwrap().mem());
-        NetifTxFrontRing::resume(mem, self.tx_idx).unwrap()
-    }
-
-    /// Puts `slots` on the TX ring and pushes them; notifies when the backend asked
-    /// for it (`req_event`) or when `always`. Returns whether the backend asked.
-    fn push(&mut self, slots: &[Slot], always: bool) -> bool {
-        let mut r = self.tx_ring();
-        for s in slots {
-            match s {
-                Ok(q) => r.put_request(q).unwrap(),
-                Err(e) => r.put_request_as(e).unwrap(),
-            }
-        }
-        let asked = r.push_requests_and_check_notify();
-        self.tx_idx = r.indices();
-        if asked || always {
-            self.plat.evtchn.notify(self.evtchn).unwrap();
-        }
-        asked
-    }
-
-    /// The responses the backend wrote (waits up to 10 s for `n` of them).
-    fn responses(&mut self, n: usize) -> Vec<(u16, i16)> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut out = Vec::new();
-        while out.len() < n {
-            let mut r = self.tx_ring();
-            while let Ok(Some(x)) = r.take_response() {
-                out.push((x.id, x.status));
-            }
-            self.tx_idx = r.indices();
-            assert!(Instant::now() < deadline, "no response from the backend");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        out
-    }
-
-    /// Closes the device and frees everything granted.
-    fn close(&mut self) {
-        self.write("state", "6");
-        self.wait_be(XenbusState::Closed);
-        let _ = self.plat.evtchn.unbind(self.evtchn);
-        (self.tx_ring, self.rx_ring, self.data) = (None, None, None);
-    }
-}
-
-fn req(gref: u32, size: u16, flags: NetTxFlags, id: u16) -> Slot {
-    Ok(NetifTxRequest {
-        gref,
-        offset: 0,
-        flags: flags.bits(),
-        id,
-        size,
-    })
-}
-
-fn gso_extra(flags: XenNetifExtraFlags) -> Slot {
+fn gso_extra(flags: XenNetifExtraFlags) -> TxSlot {
     let gso = ExtraInfo::Gso {
         size: 1400,
         r#type: XEN_NETIF_GSO_TYPE_TCPV4,
         features: 0,
     };
-    Err(NetifExtraInfo::new(&gso, flags))
+    TxSlot::Extra(NetifExtraInfo::new(&gso, flags))
+}
+
+/// The backend's answer within 10 s, or a failed test.
+fn wait_be(h: &RawFrontend, want: XenbusState) {
+    let got = h.wait_be(&[want], Duration::from_secs(10));
+    assert_eq!(got, Some(want), "backend never reached {want:?}");
 }
 
 /// netback with an injected clock (the system's plus an offset the test advances), a
@@ -288,8 +155,8 @@ impl Rig {
 fn an_incomplete_packet_costs_no_cpu_then_fails_the_vif() {
     let bad = VifId::new(DomId(2), 0);
     let mut rig = Rig::new(&[bad]);
-    let mut h = Raw::new(&rig.host, bad);
-    type Case = (&'static str, fn(u32) -> Vec<Slot>);
+    let mut h = RawFrontend::new(&rig.host, bad).unwrap();
+    type Case = (&'static str, fn(u32) -> Vec<TxSlot>);
     let cases: [Case; 2] = [
         ("more_data", |g| {
             vec![
@@ -306,22 +173,22 @@ fn an_incomplete_packet_costs_no_cpu_then_fails_the_vif() {
         }),
     ];
     for (what, slots) in cases {
-        h.connect();
+        assert_eq!(h.connect(&RawConnect::default()), XenbusState::Connected);
         // netback never clears `error` (the last case's reason stays): compare.
         let error_before = h.error();
-        let slots = slots(h.data_gref());
+        let slots = slots(h.data_gref(0));
         h.push(&slots, true);
         std::thread::sleep(Duration::from_millis(300));
         rig.assert_idle(what);
         // netback waits for the slot after those it saw.
         let n = slots.len() as u32;
-        assert_eq!(h.tx_ring().sring().req_event(), n + 1, "{what}");
+        assert_eq!(h.tx_req_event(), n + 1, "{what}");
         rig.honest_roundtrip();
         assert_eq!(h.be_state(), XenbusState::Connected, "{what}: failed early");
         assert_eq!(h.error(), error_before, "{what}");
         // The timeout, on netback's clock: the ring is malformed, the vif failed.
         rig.advance(INCOMPLETE_TIMEOUT_NS);
-        h.wait_be(XenbusState::Closing);
+        wait_be(&h, XenbusState::Closing);
         let e = h.error();
         assert!(
             e.contains("left incomplete") && e.contains(&format!("({n} slots")),
@@ -342,24 +209,25 @@ fn the_rest_of_a_packet_wakes_the_vif_by_its_event_channel() {
     let bad = VifId::new(DomId(2), 0);
     let rig = Rig::new(&[bad]);
     let mut wire = rig.nb.wire(bad);
-    let mut h = Raw::new(&rig.host, bad);
-    h.connect();
-    let g = h.data_gref();
+    let mut h = RawFrontend::new(&rig.host, bad).unwrap();
+    assert_eq!(h.connect(&RawConnect::default()), XenbusState::Connected);
+    let g = h.data_gref(0);
     h.push(&[req(g, 300, NetTxFlags::MORE_DATA, 1)], true);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while h.tx_ring().sring().req_event() != 2 {
+    while h.tx_req_event() != 2 {
         assert!(Instant::now() < deadline, "netback never looked");
         std::thread::sleep(Duration::from_millis(1));
     }
     rig.assert_idle("first slot only");
     // Half the timeout later, the rest, notified only because the ring asks for it.
     rig.advance(INCOMPLETE_TIMEOUT_NS / 2);
-    assert!(
+    assert_eq!(
         h.push(&[req(g, 100, NetTxFlags::empty(), 2)], false),
+        Some(true),
         "netback did not ask to be notified of the rest"
     );
     assert_eq!(
-        h.responses(2),
+        h.responses(2, Duration::from_secs(10)),
         vec![(1, NETIF_RSP_OKAY), (2, NETIF_RSP_OKAY)]
     );
     let got = recv_n(&mut wire, 1, Duration::from_secs(10));
@@ -398,22 +266,19 @@ fn frames_for_a_vif_without_a_frontend_cost_no_cpu() {
     let seqs: Vec<u32> = got.iter().map(|f| check_frame(f)).collect();
     assert_eq!(seqs, (0..20).collect::<Vec<_>>());
     // The frontend disconnects (closes its device), frames keep coming.
-    let mut h = Raw::new(&rig.host, bad);
-    h.connect();
+    let mut h = RawFrontend::new(&rig.host, bad).unwrap();
+    assert_eq!(h.connect(&RawConnect::default()), XenbusState::Connected);
     h.close();
     for s in 0..10 {
         send_all(&mut bad_wire, &frame(s, 200));
     }
     rig.assert_idle("after a disconnect");
     // A frontend netback fails (a slot crossing its page), frames keep coming.
-    h.connect();
-    h.push(&[req(h.data_gref(), 200, NetTxFlags::empty(), 1)], true);
-    let crossing = NetifTxRequest {
-        offset: 4000,
-        ..req(h.data_gref(), 200, NetTxFlags::empty(), 2).unwrap()
-    };
-    h.push(&[Ok(crossing)], true);
-    h.wait_be(XenbusState::Closing);
+    assert_eq!(h.connect(&RawConnect::default()), XenbusState::Connected);
+    h.push(&[req(h.data_gref(0), 200, NetTxFlags::empty(), 1)], true);
+    let crossing = tx_req(h.data_gref(0), 4000, 200, NetTxFlags::empty(), 2);
+    h.push(&[crossing], true);
+    wait_be(&h, XenbusState::Closing);
     assert!(h.error().contains("crosses its page"), "{}", h.error());
     for s in 10..20 {
         send_all(&mut bad_wire, &frame(s, 200));

@@ -223,11 +223,11 @@ impl RawFrontend {
 
     /// Puts `slots` on the TX ring and pushes them, all or none (a packet is never cut
     /// by a full ring); notifies when the backend asked for it (`req_event`) or when
-    /// `always`. Returns whether they went on the ring.
-    pub fn push(&mut self, slots: &[TxSlot], always: bool) -> bool {
+    /// `always`. `None` when they did not fit, else whether the backend asked.
+    pub fn push(&mut self, slots: &[TxSlot], always: bool) -> Option<bool> {
         let mut r = self.tx_ring();
         if (r.free_requests() as usize) < slots.len() {
-            return false;
+            return None;
         }
         for s in slots {
             let put = match s {
@@ -242,7 +242,13 @@ impl RawFrontend {
         if asked || always {
             self.notify();
         }
-        true
+        Some(asked)
+    }
+
+    /// The TX ring's `req_event`: the request index at which the backend asked to be
+    /// notified next.
+    pub fn tx_req_event(&self) -> u32 {
+        self.tx_ring().sring().req_event()
     }
 
     /// Responses the backend has written so far: `(id, status)`.
