@@ -10,6 +10,8 @@
 //! * [`emulation`]: a backend packet-rate limit for the benchmark, applied around the
 //!   TX poll (never in production);
 //! * [`toolstack`]: what a toolstack writes in xenstore to create a vif;
+//! * [`vifconfig`]: the toolstack's settings of a vif (`mac`, `mtu`, `rate`, `vifname`,
+//!   `ip`), parsed and checked;
 //! * [`metrics`]: the Prometheus text endpoint for operators (sampling, exposition, HTTP);
 //!   the client side, `netback top` and SLA administration are the `netback-ops` crate.
 
@@ -24,6 +26,7 @@ pub mod metrics;
 pub mod toolstack;
 pub mod tx;
 pub mod vif;
+pub mod vifconfig;
 
 pub use backend::{LoopStats, Netback, NetbackConfig, PortFactory, VifStatus};
 pub use vif::BackstopPolicy;
