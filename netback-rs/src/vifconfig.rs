@@ -22,6 +22,7 @@
 use std::net::IpAddr;
 
 use shared_ring::Limit;
+use xen_ids::VifId;
 use xenstore::{Xenstore, XsError, XsTx};
 
 /// The MAC netback gives its own interface for a vif, as Xen's `vif-bridge` sets it: the
@@ -61,6 +62,16 @@ impl RateCap {
         u64::try_from(r).unwrap_or(u64::MAX).max(1)
     }
 
+    /// The burst: the larger of one interval's bytes and [`RATE_MIN_BURST`] (0 for a
+    /// cap of 0 bytes).
+    pub fn burst_bytes(&self) -> u64 {
+        if self.bytes == 0 {
+            0
+        } else {
+            self.bytes.max(RATE_MIN_BURST)
+        }
+    }
+
     /// The byte bucket it stands for: [`RateCap::bytes_per_sec`] on average, with a burst
     /// of the larger of one interval's bytes and [`RATE_MIN_BURST`] (Linux's netback). A
     /// cap of 0 bytes lets nothing through.
@@ -68,7 +79,7 @@ impl RateCap {
         if self.bytes == 0 {
             return Limit::CLOSED;
         }
-        Limit::rate(self.bytes_per_sec(), self.bytes.max(RATE_MIN_BURST))
+        Limit::rate(self.bytes_per_sec(), self.burst_bytes())
     }
 }
 
@@ -271,6 +282,20 @@ pub fn read_rate<X: Xenstore + ?Sized>(
         .as_deref()
         .map(parse_rate)
         .transpose()
+}
+
+/// The vif whose toolstack key `path` is, if it is one (`<root>/<domid>/<devid>/<key>`
+/// with `key` one of [`KEYS`]).
+pub fn changed_key(root: &str, path: &str) -> Option<VifId> {
+    let rest = path.strip_prefix(root)?.strip_prefix('/')?;
+    let mut it = rest.split('/');
+    let (domid, devid, key) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() || !KEYS.contains(&key) {
+        return None;
+    }
+    let domid = hypervisor::xenbus::parse_domid(domid.as_bytes())?;
+    let devid = hypervisor::xenbus::parse_u64(devid.as_bytes(), u64::from(u32::MAX))?;
+    Some(VifId::new(domid, devid as u32))
 }
 
 /// The smaller of two limits, component by component (rate and burst): whatever passes

@@ -243,6 +243,7 @@ fn status(domid: u16, tx_bytes: u64) -> VifStatus {
             Duration::from_millis(20),
         )),
         front_dropped_packets: Some(11),
+        rate: None,
     }
 }
 
