@@ -215,7 +215,10 @@ fn changed_key_names_the_vif() {
     assert_eq!(changed_key(root, &format!("{root}/7/1")), None);
     assert_eq!(changed_key(root, &format!("{root}/7/1/rate/x")), None);
     assert_eq!(changed_key(root, &format!("{root}/x/1/rate")), None);
-    assert_eq!(changed_key(root, "/local/domain/0/backend/vbd/7/1/rate"), None);
+    assert_eq!(
+        changed_key(root, "/local/domain/0/backend/vbd/7/1/rate"),
+        None
+    );
 }
 
 proptest! {
