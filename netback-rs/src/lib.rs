@@ -12,6 +12,7 @@
 //! * [`toolstack`]: what a toolstack writes in xenstore to create a vif;
 //! * [`vifconfig`]: the toolstack's settings of a vif (`mac`, `mtu`, `rate`, `vifname`,
 //!   `ip`), parsed and checked;
+//! * [`tapvif`]: each vif's TAP set up as Xen's hotplug scripts set up an interface;
 //! * [`metrics`]: the Prometheus text endpoint for operators (sampling, exposition, HTTP);
 //!   the client side, `netback top` and SLA administration are the `netback-ops` crate.
 
@@ -23,6 +24,7 @@ pub mod control;
 pub mod emulation;
 pub mod meter;
 pub mod metrics;
+pub mod tapvif;
 pub mod toolstack;
 pub mod tx;
 pub mod vif;

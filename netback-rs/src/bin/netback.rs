@@ -26,13 +26,12 @@ use hypervisor::clock;
 use hypervisor::platform::{BackendPlatform, Services};
 use netback::backend::PortFactory;
 use netback::metrics::{MetricsServer, Publisher, SnapshotCell};
+use netback::tapvif::TapFactory;
 use netback::toolstack::{create_vif, destroy_vif, VifSpec};
-use netback::vifconfig::{VifConfig, BACKEND_MAC};
 use netback::{BackstopPolicy, Netback, NetbackConfig, VifId};
 use netback_ops::interval::parse_interval;
 use netback_ops::sla::{self, SlaUpdate, VifDir};
 use netback_ops::{scrape, top};
-use netport::{Port, TapConfig, TapOffload, TapPort};
 use xen_ids::DomId;
 use xenstore::XsClient;
 
@@ -369,51 +368,6 @@ fn tap_factory(template: String, bridge: Option<String>, mtu: u32) -> Box<dyn Po
         bridge,
         mtu,
     })
-}
-
-/// Each vif's TAP, set up as Xen's hotplug scripts set up the kernel backend's interface:
-/// named by the toolstack's `vifname` (else the `--tap-name` template, `vif<domid>.<devid>`
-/// by default), MAC `fe:ff:ff:ff:ff:ff`, MTU from the `mtu` key (else `--mtu`), on
-/// `--bridge` if given.
-struct TapFactory {
-    template: String,
-    bridge: Option<String>,
-    mtu: u32,
-}
-
-impl TapFactory {
-    fn config(&self, id: VifId, vif: &VifConfig) -> TapConfig {
-        let name = vif.vifname.clone().unwrap_or_else(|| {
-            self.template
-                .replace("{domid}", &id.domid.0.to_string())
-                .replace("{devid}", &id.devid.to_string())
-        });
-        let mut cfg = TapConfig::new(&name);
-        cfg.mtu = Some(vif.mtu.unwrap_or(self.mtu));
-        cfg.mac = Some(BACKEND_MAC);
-        cfg.bridge = self.bridge.clone();
-        cfg.offload = TapOffload {
-            csum: true,
-            tso: false,
-        };
-        cfg
-    }
-}
-
-impl PortFactory for TapFactory {
-    fn open(&mut self, id: VifId, mac: [u8; 6]) -> std::io::Result<Box<dyn Port>> {
-        let vif = VifConfig {
-            mac: Some(mac),
-            ..VifConfig::default()
-        };
-        self.open_vif(id, &vif)
-    }
-
-    fn open_vif(&mut self, id: VifId, vif: &VifConfig) -> std::io::Result<Box<dyn Port>> {
-        let tap = TapPort::open(&self.config(id, vif))?;
-        log::info!("{id}: port {}", tap.name());
-        Ok(Box::new(tap))
-    }
 }
 
 /// What `serve` runs besides the data path.
