@@ -805,7 +805,7 @@ impl<P: BackendPlatform> Netback<P> {
     /// Linux's `xenbus_dev_fatal`: the reason in its `error` node and the log, its state
     /// `Closing`; it is not probed again until one of those keys changes.
     fn reject(&mut self, id: VifId, be: &str, e: &VifConfigError) {
-        log::warn!("{id}: refusing the vif: {e}");
+        // The reason is logged by the caller (the probe's error).
         self.rejected.insert(id);
         let xs = self.platform.xenstore();
         let path = format!("{be}/error");

@@ -168,6 +168,20 @@ fn rate_caps_a_flooding_guest_and_follows_a_change() {
         "changing the rate must not disconnect the vif"
     );
     assert!(st.counters.tx_dropped_police > 0);
+
+    // A malformed new value on the running vif: logged, the cap in force stays, the vif
+    // stays connected and passes traffic.
+    xs_write(&host, &format!("{}/rate", spec.backend_path()), "1Mb/s");
+    std::thread::sleep(Duration::from_millis(300));
+    let st = nb.vif_status(id).unwrap();
+    assert_eq!(st.rate, Some(fast), "a malformed rate replaced the cap");
+    assert!(
+        st.connected,
+        "a malformed rate on a running vif disconnected it"
+    );
+    skew.fetch_add(1_000_000_000, Ordering::Relaxed);
+    send_all(&mut guest.app, &frame(7, LEN));
+    assert_eq!(recv_n(&mut wire, 1, Duration::from_secs(10)).len(), 1);
     guest.stop().unwrap();
 }
 
