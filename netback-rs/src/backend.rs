@@ -599,8 +599,12 @@ impl<P: BackendPlatform> Netback<P> {
         for ev in self.platform.xenstore().drain_events() {
             if ev.token == TOKEN_BACKEND {
                 if let Some(id) = vifconfig::changed_key(&self.root, &ev.path) {
-                    // A refused device's key was rewritten: probe it again.
-                    self.rejected.remove(&id);
+                    // A refused device's key was rewritten: probe it again (a reason
+                    // that still holds is written again).
+                    if self.rejected.remove(&id) {
+                        let error = format!("{}/{}/{}/error", self.root, id.domid.0, id.devid);
+                        let _ = self.platform.xenstore().rm(XsTx::NONE, &error);
+                    }
                 }
                 self.scan_devices();
             } else if ev.token == TOKEN_RELEASE {
