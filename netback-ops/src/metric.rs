@@ -24,6 +24,10 @@ pub const VIF_BUDGET_PPS: &str = "dbavm_vif_budget_packets_per_second";
 pub const VIF_BUDGET_BURST_BYTES: &str = "dbavm_vif_budget_burst_bytes";
 /// Budget, packet bucket depth.
 pub const VIF_BUDGET_BURST_PACKETS: &str = "dbavm_vif_budget_burst_packets";
+/// The toolstack's static TX cap (backend key `rate`), bits/s.
+pub const VIF_RATE_CAP_BPS: &str = "dbavm_vif_rate_cap_bits_per_second";
+/// That cap's byte bucket depth.
+pub const VIF_RATE_CAP_BURST_BYTES: &str = "dbavm_vif_rate_cap_burst_bytes";
 /// Guest → port drops in the backend, one sample per reason.
 pub const VIF_TX_DROPPED: &str = "dbavm_vif_tx_dropped_packets_total";
 /// Port → guest drops in the backend, one sample per reason.
@@ -56,6 +60,8 @@ pub const READ_PER_VIF: &[&str] = &[
     VIF_BUDGET_PPS,
     VIF_BUDGET_BURST_BYTES,
     VIF_BUDGET_BURST_PACKETS,
+    VIF_RATE_CAP_BPS,
+    VIF_RATE_CAP_BURST_BYTES,
     VIF_TX_DROPPED,
     VIF_RX_DROPPED,
     VIF_FRONT_DROPPED,

@@ -43,12 +43,23 @@ use crate::emulation::EmulatedBackendRate;
 use crate::evtchn_backoff::SpuriousBackoff;
 use crate::meter::VifCounters;
 use crate::vif::{BackstopPolicy, Poll, Vif, VifFatal, TX_BATCH};
+use crate::vifconfig::{self, RateCap, VifConfig, VifConfigError};
 
 /// Opens the port a vif's frames go to and come from (a TAP, a memory channel…).
 pub trait PortFactory {
     /// A port for vif `id` with the guest's MAC.
     fn open(&mut self, id: VifId, mac: [u8; 6]) -> io::Result<Box<dyn Port>>;
+
+    /// A port for vif `id` set up as its toolstack keys say (interface name, MTU; see
+    /// [`crate::vifconfig`]). By default [`PortFactory::open`] with the guest's MAC (a
+    /// fixed one when the toolstack wrote none): for ports that are not interfaces.
+    fn open_vif(&mut self, id: VifId, cfg: &VifConfig) -> io::Result<Box<dyn Port>> {
+        self.open(id, cfg.mac.unwrap_or(DEFAULT_GUEST_MAC))
+    }
 }
+
+/// The guest MAC a port is opened with when the toolstack wrote no `mac`.
+pub const DEFAULT_GUEST_MAC: [u8; 6] = [0x00, 0x16, 0x3e, 0, 0, 0];
 
 impl<F: FnMut(VifId, [u8; 6]) -> io::Result<Box<dyn Port>>> PortFactory for F {
     fn open(&mut self, id: VifId, mac: [u8; 6]) -> io::Result<Box<dyn Port>> {
@@ -107,6 +118,8 @@ struct Device<M> {
     frontend_path: String,
     state: XenbusState,
     port: Box<dyn Port>,
+    /// The toolstack's keys, as read at probe (`rate` followed since).
+    config: VifConfig,
     /// Epoll key of the port's rx fd, and whether it is armed: only while frames can go
     /// somewhere — a connection whose guest has RX buffers — so that a level-triggered
     /// port does not spin the loop.
@@ -169,6 +182,8 @@ pub struct VifStatus {
     /// (from its credit area). An **untrusted hint** written by the guest: for operators'
     /// eyes only, never for accounting or policing. `None` when not published.
     pub front_dropped_packets: Option<u64>,
+    /// The toolstack's static TX cap (the backend's `rate` key) in force, if any.
+    pub rate: Option<RateCap>,
 }
 
 const TOKEN_BACKEND: &str = "be";
@@ -207,6 +222,9 @@ pub struct Netback<P: BackendPlatform> {
     backoff: SpuriousBackoff,
     /// Scratch list of ports due to be unmasked.
     due_ports: Vec<EvtPort>,
+    /// Devices refused at probe for malformed toolstack keys: not probed again until
+    /// one of those keys changes or the device goes away.
+    rejected: BTreeSet<VifId>,
     stats: LoopStats,
 }
 
@@ -293,6 +311,7 @@ impl<P: BackendPlatform> Netback<P> {
             busy: BTreeSet::new(),
             backoff: SpuriousBackoff::new(),
             due_ports: Vec::new(),
+            rejected: BTreeSet::new(),
             stats: LoopStats::default(),
         };
         nb.scan_devices();
@@ -334,6 +353,7 @@ impl<P: BackendPlatform> Netback<P> {
                     .and_then(|c| c.vif.front_counters())
                     .filter(|f| f.front_version != 0)
                     .map(|f| f.dropped_packets),
+                rate: d.config.rate,
             })
             .collect()
     }
@@ -629,10 +649,19 @@ impl<P: BackendPlatform> Netback<P> {
     fn handle_xenstore(&mut self) {
         for ev in self.platform.xenstore().drain_events() {
             if ev.token == TOKEN_BACKEND {
+                if let Some(id) = vifconfig::changed_key(&self.root, &ev.path) {
+                    // A refused device's key was rewritten: probe it again (a reason
+                    // that still holds is written again).
+                    if self.rejected.remove(&id) {
+                        let error = format!("{}/{}/{}/error", self.root, id.domid.0, id.devid);
+                        let _ = self.platform.xenstore().rm(XsTx::NONE, &error);
+                    }
+                }
                 self.scan_devices();
             } else if ev.token == TOKEN_RELEASE {
                 self.domains_released();
             } else if let Some(id) = ev.token.strip_prefix(TOKEN_SLA).and_then(parse_id) {
+                self.follow_rate(id);
                 if let Some(mut a) = self.alloc.take() {
                     if self.devices.contains_key(&id) {
                         self.read_sla_keys(&mut a, id);
@@ -714,8 +743,9 @@ impl<P: BackendPlatform> Netback<P> {
         for id in gone {
             self.remove_device(id);
         }
+        self.rejected.retain(|id| present.contains(id));
         for id in present {
-            if !self.devices.contains_key(&id) {
+            if !self.devices.contains_key(&id) && !self.rejected.contains(&id) {
                 if let Err(e) = self.probe(id) {
                     log::warn!("{id}: probe failed: {e}");
                 }
@@ -731,11 +761,14 @@ impl<P: BackendPlatform> Netback<P> {
         if fe_id != id.domid {
             return Err(ProbeError::FrontendId(fe_id));
         }
-        let mac = xenbus::read_str(xs, XsTx::NONE, &format!("{be}/mac"), 32)
-            .ok()
-            .and_then(|m| xenbus::parse_mac(&m))
-            .unwrap_or([0x00, 0x16, 0x3e, 0, 0, 0]);
-        let port = self.ports.open(id, mac).map_err(ProbeError::Port)?;
+        let config = match vifconfig::read_config(xs, &be) {
+            Ok(c) => c,
+            Err(e) => {
+                self.reject(id, &be, &e);
+                return Err(ProbeError::Config(e));
+            }
+        };
+        let port = self.ports.open_vif(id, &config).map_err(ProbeError::Port)?;
         let key = self.next_key;
         self.next_key += 1;
         // Armed only once a frontend connects: until then its frames have nowhere to go.
@@ -790,6 +823,7 @@ impl<P: BackendPlatform> Netback<P> {
                 frontend_path: fe,
                 state: XenbusState::Initialising,
                 port,
+                config,
                 port_key: key,
                 port_armed: false,
                 conn: None,
@@ -817,19 +851,46 @@ impl<P: BackendPlatform> Netback<P> {
         };
         d.state = state;
         let path = format!("{}/state", d.backend_path);
-        // As Linux's xenbus_switch_state: in a transaction, and only while the state node
-        // exists. A plain write would re-create the backend directory the toolstack has
-        // just removed (e.g. a domain that died while its device was being destroyed),
-        // and the device would never go away.
-        let xs = self.platform.xenstore();
-        let r = with_transaction(xs, |tx| match xs.read(tx, &path) {
-            Ok(cur) if cur == state.as_str().as_bytes() => Ok(()),
-            Ok(_) => xs.write(tx, &path, state.as_str().as_bytes()),
-            Err(e) if e.is_enoent() => Ok(()),
-            Err(e) => Err(e),
-        });
-        if let Err(e) = r {
+        if let Err(e) = write_state(self.platform.xenstore(), &path, state) {
             log::warn!("{id}: write {path}: {e}");
+        }
+    }
+
+    /// Refuses device `id` (backend directory `be`) for malformed toolstack keys, as
+    /// Linux's `xenbus_dev_fatal`: the reason in its `error` node and the log, its state
+    /// `Closing`; it is not probed again until one of those keys changes.
+    fn reject(&mut self, id: VifId, be: &str, e: &VifConfigError) {
+        // The reason is logged by the caller (the probe's error).
+        self.rejected.insert(id);
+        let xs = self.platform.xenstore();
+        let path = format!("{be}/error");
+        if let Err(we) = xs.write(XsTx::NONE, &path, e.to_string().as_bytes()) {
+            log::warn!("{id}: write {path}: {we}");
+        }
+        let path = format!("{be}/state");
+        if let Err(we) = write_state(xs, &path, XenbusState::Closing) {
+            log::warn!("{id}: write {path}: {we}");
+        }
+    }
+
+    /// Re-reads vif `id`'s `rate` (its backend directory changed) and applies a new
+    /// value to the running vif at once. A malformed new value is logged and the vif
+    /// keeps the cap it has.
+    fn follow_rate(&mut self, id: VifId) {
+        let now = (self.clock)();
+        let Some(d) = self.devices.get_mut(&id) else {
+            return;
+        };
+        match vifconfig::read_rate(self.platform.xenstore(), &d.backend_path) {
+            Ok(rate) if rate != d.config.rate => {
+                log::info!("{id}: rate {:?} -> {:?}", d.config.rate, rate);
+                d.config.rate = rate;
+                if let Some(c) = d.conn.as_mut() {
+                    c.vif.set_rate_cap(rate, now);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("{id}: {e}; keeping rate {:?}", d.config.rate),
         }
     }
 
@@ -1030,6 +1091,8 @@ impl<P: BackendPlatform> Netback<P> {
         if !credits {
             vif.set_tx_budget(&self.cfg.initial_budget, now);
         }
+        // The toolstack's `rate`, under every budget from now on.
+        vif.set_rate_cap(d.config.rate, now);
         self.by_evtchn.insert(evtchn, id);
         let created = self.next_created;
         self.next_created += 1;
@@ -1120,6 +1183,9 @@ enum ProbeError {
     /// A key of the backend directory is missing or invalid.
     #[error(transparent)]
     Xenbus(#[from] XenbusError),
+    /// A toolstack key (`mac`, `mtu`, `rate`, `vifname`, `ip`) is malformed.
+    #[error(transparent)]
+    Config(VifConfigError),
     /// `frontend-id` names another domain than the directory does.
     #[error("frontend-id {0} does not match the directory")]
     FrontendId(DomId),
@@ -1231,6 +1297,23 @@ fn check_recorded_rings<X: Xenstore + ?Sized>(
         }),
         _ => Ok(()),
     }
+}
+
+/// Writes a backend `state` node as Linux's `xenbus_switch_state`: in a transaction, and
+/// only while the node exists. A plain write would re-create the backend directory the
+/// toolstack has just removed (e.g. a domain that died while its device was being
+/// destroyed), and the device would never go away.
+fn write_state<X: Xenstore + ?Sized>(
+    xs: &X,
+    path: &str,
+    state: XenbusState,
+) -> Result<(), XsError> {
+    with_transaction(xs, |tx| match xs.read(tx, path) {
+        Ok(cur) if cur == state.as_str().as_bytes() => Ok(()),
+        Ok(_) => xs.write(tx, path, state.as_str().as_bytes()),
+        Err(e) if e.is_enoent() => Ok(()),
+        Err(e) => Err(e),
+    })
 }
 
 fn fe_token(id: VifId) -> String {

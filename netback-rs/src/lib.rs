@@ -12,6 +12,9 @@
 //! * [`emulation`]: a backend packet-rate limit for the benchmark, applied around the
 //!   TX poll (never in production);
 //! * [`toolstack`]: what a toolstack writes in xenstore to create a vif;
+//! * [`vifconfig`]: the toolstack's settings of a vif (`mac`, `mtu`, `rate`, `vifname`,
+//!   `ip`), parsed and checked;
+//! * [`tapvif`]: each vif's TAP set up as Xen's hotplug scripts set up an interface;
 //! * [`metrics`]: the Prometheus text endpoint for operators (sampling, exposition, HTTP);
 //!   the client side, `netback top` and SLA administration are the `netback-ops` crate.
 
@@ -24,9 +27,11 @@ pub mod emulation;
 pub mod evtchn_backoff;
 pub mod meter;
 pub mod metrics;
+pub mod tapvif;
 pub mod toolstack;
 pub mod tx;
 pub mod vif;
+pub mod vifconfig;
 
 pub use backend::{LoopStats, Netback, NetbackConfig, PortFactory, VifStatus};
 pub use vif::BackstopPolicy;

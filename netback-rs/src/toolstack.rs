@@ -22,6 +22,13 @@ pub struct VifSpec {
     /// Backend device type: `vif` as libxl, or another name so that a kernel netback
     /// ignores the device (see `docs/xen.md`).
     pub backend_type: String,
+    /// xl's `rate=`, as libxl writes it in the backend's `rate` key: bytes per interval
+    /// and the interval in µs (`rate=1Mb/s` → `(6250, 50000)`). `None`: no key.
+    pub rate: Option<(u64, u32)>,
+    /// xl's `vifname=`: the backend interface's name (backend key `vifname`).
+    pub vifname: Option<String>,
+    /// xl's `ip=`: the guest's addresses, space-separated (backend key `ip`).
+    pub ip: Option<String>,
 }
 
 impl VifSpec {
@@ -41,6 +48,9 @@ impl VifSpec {
             ],
             mtu: 1500,
             backend_type: "vif".into(),
+            rate: None,
+            vifname: None,
+            ip: None,
         }
     }
 
@@ -58,6 +68,29 @@ impl VifSpec {
             "/local/domain/{}/backend/{}/{}/{}",
             self.backend.0, self.backend_type, self.frontend.0, self.devid
         )
+    }
+
+    /// The backend's `rate` for `bytes_per_sec` as libxl computes it from xl's `rate=`
+    /// with its default 50 ms interval (bytes per interval rounded down).
+    pub fn libxl_rate(bytes_per_sec: u64) -> (u64, u32) {
+        const INTERVAL_US: u32 = 50_000;
+        let bytes = u128::from(bytes_per_sec) * u128::from(INTERVAL_US) / 1_000_000;
+        (u64::try_from(bytes).unwrap_or(u64::MAX), INTERVAL_US)
+    }
+
+    /// The optional backend keys libxl writes for this vif (`rate`, `vifname`, `ip`).
+    fn optional_backend_keys(&self) -> Vec<(&'static str, String)> {
+        let mut keys = Vec::new();
+        if let Some((bytes, usec)) = self.rate {
+            keys.push(("rate", format!("{bytes},{usec}")));
+        }
+        if let Some(n) = &self.vifname {
+            keys.push(("vifname", n.clone()));
+        }
+        if let Some(ip) = &self.ip {
+            keys.push(("ip", ip.clone()));
+        }
+        keys
     }
 
     /// The MAC as `aa:bb:cc:dd:ee:ff`.
@@ -114,7 +147,7 @@ pub fn create_vif<X: Xenstore + ?Sized>(xs: &X, spec: &VifSpec) -> XsResult<()> 
             ("mtu", spec.mtu.to_string()),
             ("hotplug-status", "connected".into()),
         ];
-        for (k, v) in &be_keys {
+        for (k, v) in be_keys.iter().chain(&spec.optional_backend_keys()) {
             let p = format!("{be}/{k}");
             xs.write(tx, &p, v.as_bytes())?;
             xs.set_perms(tx, &p, &be_perms)?;

@@ -68,6 +68,68 @@ fn key(host: &LocalHost, k: &str) -> Option<String> {
 }
 
 #[test]
+fn vif_add_writes_the_toolstack_keys_and_refuses_bad_ones() {
+    let scratch = Scratch::new("vifadd");
+    let (host, sock) = host_with_socket(&scratch.0);
+    let sock = sock.to_str().unwrap();
+    let dir = "/local/domain/0/backend/vif/4/0";
+    let read = |k: &str| {
+        let xs = host.domain(DomId(0)).unwrap().xenstore;
+        xs.try_read(XsTx::NONE, &format!("{dir}/{k}"))
+            .unwrap()
+            .map(|v| text(&v))
+    };
+    for (flag, value) in [
+        ("--rate", "6250,0"),
+        ("--mtu", "67"),
+        ("--vifname", "eth/0"),
+        ("--ip", "10.0.0.256"),
+        ("--mac", "01:00:5e:00:00:01"),
+    ] {
+        let o = netback(&[
+            "vif-add",
+            "--hv-socket",
+            sock,
+            "--frontend",
+            "4",
+            flag,
+            value,
+        ]);
+        assert!(!o.status.success(), "{flag} {value} accepted");
+        assert!(
+            text(&o.stderr).starts_with("netback: backend key"),
+            "{}",
+            text(&o.stderr)
+        );
+        assert_eq!(
+            read("frontend"),
+            None,
+            "{flag} {value}: something was written"
+        );
+    }
+    let o = netback(&[
+        "vif-add",
+        "--hv-socket",
+        sock,
+        "--frontend",
+        "4",
+        "--rate",
+        "6250,50000",
+        "--mtu",
+        "1400",
+        "--vifname",
+        "web0",
+        "--ip",
+        "10.0.0.2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(read("rate").as_deref(), Some("6250,50000"));
+    assert_eq!(read("mtu").as_deref(), Some("1400"));
+    assert_eq!(read("vifname").as_deref(), Some("web0"));
+    assert_eq!(read("ip").as_deref(), Some("10.0.0.2"));
+}
+
+#[test]
 fn sla_set_show_rm() {
     let scratch = Scratch::new("sla");
     let (host, sock) = host_with_socket(&scratch.0);
@@ -243,6 +305,7 @@ fn status(domid: u16, tx_bytes: u64) -> VifStatus {
             Duration::from_millis(20),
         )),
         front_dropped_packets: Some(11),
+        rate: None,
     }
 }
 

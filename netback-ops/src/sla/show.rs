@@ -24,6 +24,10 @@ pub struct Live {
     pub burst_bytes: Option<f64>,
     /// Budget, packet bucket depth.
     pub burst_packets: Option<f64>,
+    /// The toolstack's static TX cap (`rate`), bits/s.
+    pub rate_cap_bps: Option<f64>,
+    /// That cap's byte bucket depth.
+    pub rate_cap_burst: Option<f64>,
     /// SLA in force: class.
     pub sla_priority: Option<f64>,
     /// SLA in force: minimum bits/s.
@@ -43,6 +47,8 @@ impl Live {
             budget_pps: get(m::VIF_BUDGET_PPS),
             burst_bytes: get(m::VIF_BUDGET_BURST_BYTES),
             burst_packets: get(m::VIF_BUDGET_BURST_PACKETS),
+            rate_cap_bps: get(m::VIF_RATE_CAP_BPS),
+            rate_cap_burst: get(m::VIF_RATE_CAP_BURST_BYTES),
             sla_priority: get(m::VIF_SLA_PRIORITY),
             sla_min_bps: get(m::VIF_SLA_MIN_BPS),
             sla_max_bps: get(m::VIF_SLA_MAX_BPS),
@@ -62,6 +68,9 @@ pub struct SlaView {
     /// Why the keys do not parse, if they do not (the daemon then keeps the vif's
     /// previous SLA).
     pub invalid: Option<allocator::SlaError>,
+    /// The toolstack's `rate` key (`"<bytes>,<usec>"`), if present: a static TX cap
+    /// that holds under the SLA's budget (the smaller of the two applies).
+    pub rate_key: Option<String>,
     /// The daemon's figures, when a scrape is given.
     pub live: Option<Live>,
 }
@@ -77,7 +86,13 @@ pub fn show<X: Xenstore + ?Sized>(
         .map_err(xs_err(XsOp::Read, &path))?
         .ok_or_else(|| no_vif(at))?;
     let keys = read_keys(xs, &dir)?;
+    let rate_path = format!("{dir}/rate");
+    let rate_key = xs
+        .try_read(XsTx::NONE, &rate_path)
+        .map_err(xs_err(XsOp::Read, &rate_path))?
+        .map(|v| String::from_utf8_lossy(&v[..v.len().min(64)]).into_owned());
     Ok(SlaView {
+        rate_key,
         vif: at.vif,
         invalid: validate(at.vif, &keys).err(),
         keys,
@@ -105,6 +120,12 @@ impl fmt::Display for SlaView {
         }
         for (k, v) in &self.keys {
             writeln!(f, "  {k:<13} {v}")?;
+        }
+        if let Some(r) = &self.rate_key {
+            writeln!(
+                f,
+                "  rate          {r} (toolstack cap: <bytes>,<usec>; the smaller of it and the budget holds)"
+            )?;
         }
         if let Some(e) = &self.invalid {
             writeln!(
@@ -138,6 +159,14 @@ impl fmt::Display for Live {
                 self.burst_bytes.unwrap_or(0.0),
                 self.burst_packets
                     .map_or("unlimited".into(), |x| x.to_string()),
+            )?;
+        }
+        if let Some(cap) = self.rate_cap_bps {
+            writeln!(
+                f,
+                "  live rate cap: {} (burst {} B)",
+                rate(Some(cap), " b/s"),
+                self.rate_cap_burst.unwrap_or(0.0),
             )?;
         }
         if let Some(p) = self.sla_priority {

@@ -326,6 +326,8 @@ fn show_reports_what_the_daemon_applies() {
          dbavm_vif_budget_packets_per_second{vif=\"vif1.0\"} 20000\n\
          dbavm_vif_budget_burst_bytes{vif=\"vif1.0\"} 375000\n\
          dbavm_vif_budget_burst_packets{vif=\"vif1.0\"} 400\n\
+         dbavm_vif_rate_cap_bits_per_second{vif=\"vif1.0\"} 1000000\n\
+         dbavm_vif_rate_cap_burst_bytes{vif=\"vif1.0\"} 131072\n\
          dbavm_vif_sla_priority{vif=\"vif1.0\"} 1\n\
          dbavm_vif_sla_min_bits_per_second{vif=\"vif1.0\"} 150000000\n\
          dbavm_vif_connected{vif=\"vif1.1\"} 0\n\
@@ -338,6 +340,7 @@ fn show_reports_what_the_daemon_applies() {
         text.lines().skip(2).collect::<Vec<_>>(),
         [
             "  live budget: 150M b/s, 20k p/s (burst 375000 B, 400 packets)",
+            "  live rate cap: 1M b/s (burst 131072 B)",
             "  SLA in force: class 1, min 150M b/s, max unlimited",
         ],
         "{text}"
@@ -352,4 +355,22 @@ fn show_reports_what_the_daemon_applies() {
     let v = show(&xs, &unknown, Some(&scrape)).unwrap();
     assert_eq!(v.live, Some(Live::default()));
     assert!(v.to_string().ends_with("  live: not known to the daemon\n"));
+}
+
+#[test]
+fn show_lists_the_toolstack_rate_key() {
+    let Store(_d, xs) = store();
+    let at = add_vif(&xs, "vif", 3, 0);
+    let v = show(&xs, &at, None).unwrap();
+    assert_eq!(v.rate_key, None);
+    assert!(!v.to_string().contains("rate "), "{v}");
+    xs.write(XsTx::NONE, &format!("{}/rate", at.path()), b"6250,50000")
+        .unwrap();
+    let v = show(&xs, &at, None).unwrap();
+    assert_eq!(v.rate_key.as_deref(), Some("6250,50000"));
+    assert!(
+        v.to_string()
+            .contains("  rate          6250,50000 (toolstack cap"),
+        "{v}"
+    );
 }

@@ -26,12 +26,12 @@ use hypervisor::clock;
 use hypervisor::platform::{BackendPlatform, Services};
 use netback::backend::PortFactory;
 use netback::metrics::{MetricsServer, Publisher, SnapshotCell};
+use netback::tapvif::TapFactory;
 use netback::toolstack::{create_vif, destroy_vif, VifSpec};
 use netback::{BackstopPolicy, Netback, NetbackConfig, VifId};
 use netback_ops::interval::parse_interval;
 use netback_ops::sla::{self, SlaUpdate, VifDir};
 use netback_ops::{scrape, top};
-use netport::{Port, TapConfig, TapOffload, TapPort};
 use xen_ids::DomId;
 use xenstore::XsClient;
 
@@ -88,6 +88,49 @@ struct VifArgs {
     backend_type: String,
 }
 
+/// The toolstack keys `vif-add` writes as libxl would (docs/operations.md §2.1.1).
+#[derive(clap::Args)]
+struct VifKeyArgs {
+    /// MTU (`mtu` key; default 1500).
+    #[arg(long)]
+    mtu: Option<String>,
+    /// TX cap as libxl writes it: `<bytes>,<usec>` (`rate` key; `6250,50000` is xl's
+    /// `rate=1Mb/s`).
+    #[arg(long)]
+    rate: Option<String>,
+    /// Name of netback's interface for the vif (`vifname` key).
+    #[arg(long)]
+    vifname: Option<String>,
+    /// The guest's addresses, space-separated (`ip` key).
+    #[arg(long)]
+    ip: Option<String>,
+}
+
+impl VifKeyArgs {
+    /// Checks each value as netback will and sets it in `spec`; a bad value is an error
+    /// and nothing is written.
+    fn apply(self, spec: &mut VifSpec) -> Result<(), String> {
+        use netback::vifconfig as vc;
+        if let Some(m) = self.mtu {
+            spec.mtu = vc::parse_mtu(m.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        if let Some(r) = self.rate {
+            let r = vc::parse_rate(r.as_bytes()).map_err(|e| e.to_string())?;
+            let usec = u32::try_from(r.usec)
+                .map_err(|_| format!("rate: interval {} µs is above libxl's", r.usec))?;
+            spec.rate = Some((r.bytes, usec));
+        }
+        if let Some(n) = self.vifname {
+            spec.vifname = Some(vc::parse_vifname(n.as_bytes()).map_err(|e| e.to_string())?);
+        }
+        if let Some(ip) = self.ip {
+            vc::parse_ip(ip.as_bytes()).map_err(|e| e.to_string())?;
+            spec.ip = Some(ip);
+        }
+        Ok(())
+    }
+}
+
 impl VifArgs {
     fn vif(&self) -> VifId {
         VifId::new(self.frontend, self.devid)
@@ -121,13 +164,14 @@ enum Cmd {
         /// Do not offer the credit area (`feature-dba-credits`).
         #[arg(long)]
         no_credits: bool,
-        /// TAP name for each vif; `{domid}` and `{devid}` are replaced.
+        /// TAP name for each vif without a `vifname` key; `{domid}` and `{devid}` are
+        /// replaced.
         #[arg(long, default_value = "vif{domid}.{devid}")]
         tap_name: String,
         /// Bridge to attach each TAP to.
         #[arg(long)]
         bridge: Option<String>,
-        /// MTU of the TAPs.
+        /// MTU of the TAPs of vifs without an `mtu` key.
         #[arg(long, default_value_t = 1500)]
         mtu: u32,
         /// Run the DBA-VM allocator with the SLAs of this TOML file (docs/allocator.md);
@@ -170,6 +214,8 @@ enum Cmd {
         /// Guest MAC (default 00:16:3e:<domid>:<devid>).
         #[arg(long)]
         mac: Option<String>,
+        #[command(flatten)]
+        keys: VifKeyArgs,
     },
     /// Remove a vif from xenstore.
     VifRm {
@@ -292,12 +338,19 @@ fn local(_: &PlatformArgs) -> Result<hypervisor::platform::XenBackend, String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
-        Cmd::VifAdd { platform, vif, mac } => {
-            let p = local(&platform)?;
+        Cmd::VifAdd {
+            platform,
+            vif,
+            mac,
+            keys,
+        } => {
             let mut spec = vif.spec(platform.domid);
             if let Some(m) = mac {
-                spec.mac = hypervisor::xenbus::parse_mac(&m).ok_or(format!("bad MAC {m:?}"))?;
+                spec.mac =
+                    netback::vifconfig::parse_mac(m.as_bytes()).map_err(|e| e.to_string())?;
             }
+            keys.apply(&mut spec)?;
+            let p = local(&platform)?;
             create_vif(&p.xenstore, &spec).map_err(|e| format!("create vif: {e}"))?;
             println!("{}", spec.backend_path());
             Ok(())
@@ -362,23 +415,11 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn tap_factory(template: String, bridge: Option<String>, mtu: u32) -> Box<dyn PortFactory> {
-    Box::new(
-        move |id: VifId, _mac: [u8; 6]| -> std::io::Result<Box<dyn Port>> {
-            let name = template
-                .replace("{domid}", &id.domid.0.to_string())
-                .replace("{devid}", &id.devid.to_string());
-            let mut cfg = TapConfig::new(&name);
-            cfg.mtu = Some(mtu);
-            cfg.bridge = bridge.clone();
-            cfg.offload = TapOffload {
-                csum: true,
-                tso: false,
-            };
-            let tap = TapPort::open(&cfg)?;
-            log::info!("{id}: port {}", tap.name());
-            Ok(Box::new(tap))
-        },
-    )
+    Box::new(TapFactory {
+        template,
+        bridge,
+        mtu,
+    })
 }
 
 /// What `serve` runs besides the data path.

@@ -148,6 +148,12 @@ families! {
     VIF_BUDGET_BURST_PACKETS: "dbavm_vif_budget_burst_packets", Gauge,
         Read::Vif(|v| v.status.budget.and_then(|b| b.burst_packets).map(|p| p as f64)),
         "Packet bucket depth of the vif's budget.";
+    VIF_RATE_CAP_BPS: "dbavm_vif_rate_cap_bits_per_second", Gauge,
+        Read::Vif(|v| v.status.rate.map(|r| r.bytes_per_sec() as f64 * 8.0)),
+        "The toolstack's static TX cap (backend key rate) for the vif (absent: none).";
+    VIF_RATE_CAP_BURST_BYTES: "dbavm_vif_rate_cap_burst_bytes", Gauge,
+        Read::Vif(|v| v.status.rate.map(|r| r.burst_bytes() as f64)),
+        "Byte bucket depth of the vif's static TX cap.";
     VIF_TX_DROPPED: "dbavm_vif_tx_dropped_packets_total", Counter,
         Read::VifByReason(TX_DROPS),
         "Guest to port frames dropped in the backend, by reason.";

@@ -185,6 +185,7 @@ mod tests {
                 Duration::from_millis(20),
             )),
             front_dropped_packets: Some(7),
+            rate: None,
         }
     }
 

@@ -10,6 +10,14 @@ use crate::meter::{Rates, VifCounters};
 use hypervisor::xenbus::XenbusState;
 use xen_ids::{DomId, VifId};
 
+/// xl's `rate=1Mb/s` as libxl writes it ("6250,50000").
+fn netback_rate() -> crate::vifconfig::RateCap {
+    crate::vifconfig::RateCap {
+        bytes: 6250,
+        usec: 50_000,
+    }
+}
+
 /// Three vifs (connected with everything, waiting with a budget without packets/s, closed
 /// with nothing) and the allocator with every figure.
 fn fixture() -> Snapshot {
@@ -45,6 +53,7 @@ fn fixture() -> Snapshot {
                 Duration::from_millis(20),
             )),
             front_dropped_packets: Some(11),
+            rate: Some(netback_rate()),
         },
         rates: Some(Rates {
             tx_bps: 1.5e8,
@@ -75,6 +84,7 @@ fn fixture() -> Snapshot {
                 Duration::from_millis(20),
             )),
             front_dropped_packets: None,
+            rate: None,
         },
         rates: None,
         sla: Some(allocator::VifSla::BEST_EFFORT),
@@ -88,6 +98,7 @@ fn fixture() -> Snapshot {
             counters: VifCounters::default(),
             budget: None,
             front_dropped_packets: None,
+            rate: None,
         },
         rates: Some(Rates::default()),
         sla: None,

@@ -30,6 +30,7 @@ use xen_ids::VifId;
 
 use crate::meter::VifCounters;
 use crate::tx::FatalReason;
+use crate::vifconfig::{capped, RateCap};
 use rx_path::RxPath;
 use tx_path::TxPath;
 
@@ -50,6 +51,12 @@ pub const BACKSTOP_MIN_PACKETS: u64 = 64;
 /// fails a packet seen incomplete at once); a few seconds leave room for one that
 /// pushes mid-packet and is descheduled in between, on an overcommitted host.
 pub const INCOMPLETE_TIMEOUT_NS: u64 = 5_000_000_000;
+/// No limit (a vif's budget until one is set).
+const UNLIMITED: Credits = Credits {
+    bytes: Limit::Unlimited,
+    packets: Limit::Unlimited,
+    period_us: 0,
+};
 /// How soon to retry a port that was full.
 pub(crate) const PORT_RETRY_NS: u64 = 200_000;
 
@@ -125,6 +132,10 @@ pub struct Vif<M> {
     tx_map: M,
     rx_map: M,
     credits_generation: Option<u32>,
+    /// The budget last applied ([`Vif::set_tx_budget`]), before the static cap.
+    budget: Credits,
+    /// The toolstack's static TX cap (`rate`), if any.
+    rate_cap: Option<RateCap>,
     tx: TxPath,
     rx: RxPath,
 }
@@ -157,6 +168,8 @@ impl<M: GrantMapping> Vif<M> {
             tx_map,
             rx_map,
             credits_generation: None,
+            budget: UNLIMITED,
+            rate_cap: None,
             tx: TxPath::new(id, tx_idx, now_ns),
             rx: RxPath::new(id, rx_idx, now_ns),
         };
@@ -212,8 +225,15 @@ impl<M: GrantMapping> Vif<M> {
     /// the burst, and at least [`BACKSTOP_MIN_PACKETS`] packets — so that a conforming
     /// frontend is never policed here even when this backend is descheduled and finds
     /// frames on the ring that the frontend admitted over that time (`docs/protocol.md`
-    /// §2.4); the budget is published in the credit area when negotiated.
+    /// §2.4); the budget is published in the credit area when negotiated. With a static
+    /// cap ([`Vif::set_rate_cap`]) the bytes limit of both is the smaller of the two (the
+    /// cap without slack: it is the toolstack's hard limit).
     pub fn set_tx_budget(&mut self, c: &Credits, now_ns: u64) {
+        self.budget = *c;
+        let c = &Credits {
+            bytes: capped(c.bytes, self.rate_cap),
+            ..*c
+        };
         let slack = |l: Limit, min: u64| match l {
             Limit::Unlimited => Limit::Unlimited,
             Limit::Rate { per_sec, burst } => Limit::Rate {
@@ -224,7 +244,7 @@ impl<M: GrantMapping> Vif<M> {
             },
         };
         self.tx.backstop.set_limits(
-            slack(c.bytes, 0),
+            capped(slack(c.bytes, 0), self.rate_cap),
             slack(c.packets, BACKSTOP_MIN_PACKETS),
             now_ns,
         );
@@ -236,6 +256,19 @@ impl<M: GrantMapping> Vif<M> {
                 self.credits_generation = Some(p.generation());
             }
         }
+    }
+
+    /// Sets (or removes) the toolstack's static TX cap (`rate`) and re-applies the last
+    /// budget under it, at once.
+    pub fn set_rate_cap(&mut self, cap: Option<RateCap>, now_ns: u64) {
+        self.rate_cap = cap;
+        let budget = self.budget;
+        self.set_tx_budget(&budget, now_ns);
+    }
+
+    /// The static TX cap in force.
+    pub fn rate_cap(&self) -> Option<RateCap> {
+        self.rate_cap
     }
 
     /// Limits port → guest traffic (policed before the copy into the guest); unlimited

@@ -1,0 +1,104 @@
+//! Each vif's interface in the driver domain as Xen's hotplug scripts (`vif-bridge`,
+//! `vif-route`, `vif-common.sh`) set up the kernel backend's: a TAP named by the
+//! toolstack's `vifname`, else `vif<domid>.<devid>` (netback's `--tap-name` template);
+//! MAC `fe:ff:ff:ff:ff:ff`; MTU from the backend's `mtu` key, else netback's default;
+//! on the default bridge if one is given. So a deployment without a bridge script gets
+//! the same interface as one with it.
+
+use std::io;
+
+use netport::{Port, TapConfig, TapOffload, TapPort};
+use xen_ids::VifId;
+
+use crate::backend::PortFactory;
+use crate::vifconfig::{VifConfig, BACKEND_MAC};
+
+/// Opens each vif's TAP (see the module docs).
+#[derive(Debug, Clone)]
+pub struct TapFactory {
+    /// Name of a vif's TAP without a `vifname` key; `{domid}` and `{devid}` are replaced.
+    pub template: String,
+    /// Bridge to attach each TAP to (`None`: none, the hotplug script's business).
+    pub bridge: Option<String>,
+    /// MTU of a vif's TAP without an `mtu` key.
+    pub mtu: u32,
+}
+
+impl Default for TapFactory {
+    /// `vif{domid}.{devid}`, no bridge, MTU 1500.
+    fn default() -> Self {
+        TapFactory {
+            template: "vif{domid}.{devid}".into(),
+            bridge: None,
+            mtu: 1500,
+        }
+    }
+}
+
+impl TapFactory {
+    /// The TAP configuration of vif `id` with the toolstack's keys `vif`.
+    pub fn config(&self, id: VifId, vif: &VifConfig) -> TapConfig {
+        let name = vif.vifname.clone().unwrap_or_else(|| {
+            self.template
+                .replace("{domid}", &id.domid.0.to_string())
+                .replace("{devid}", &id.devid.to_string())
+        });
+        let mut cfg = TapConfig::new(&name);
+        cfg.mtu = Some(vif.mtu.unwrap_or(self.mtu));
+        cfg.mac = Some(BACKEND_MAC);
+        cfg.bridge = self.bridge.clone();
+        cfg.offload = TapOffload {
+            csum: true,
+            tso: false,
+        };
+        cfg
+    }
+}
+
+impl PortFactory for TapFactory {
+    fn open(&mut self, id: VifId, mac: [u8; 6]) -> io::Result<Box<dyn Port>> {
+        let vif = VifConfig {
+            mac: Some(mac),
+            ..VifConfig::default()
+        };
+        self.open_vif(id, &vif)
+    }
+
+    fn open_vif(&mut self, id: VifId, vif: &VifConfig) -> io::Result<Box<dyn Port>> {
+        let tap = TapPort::open(&self.config(id, vif))?;
+        log::info!("{id}: port {}", tap.name());
+        Ok(Box::new(tap))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xen_ids::DomId;
+
+    #[test]
+    fn names_mac_and_mtu_as_the_hotplug_scripts() {
+        let f = TapFactory {
+            mtu: 9000,
+            bridge: Some("xenbr0".into()),
+            ..TapFactory::default()
+        };
+        let id = VifId::new(DomId(7), 2);
+        let c = f.config(id, &VifConfig::default());
+        assert_eq!(c.name, "vif7.2");
+        assert_eq!(c.mtu, Some(9000));
+        assert_eq!(c.mac, Some([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]));
+        assert_eq!(c.bridge.as_deref(), Some("xenbr0"));
+        let keys = VifConfig {
+            vifname: Some("web0".into()),
+            mtu: Some(1400),
+            mac: Some([0, 0x16, 0x3e, 1, 2, 3]),
+            ..VifConfig::default()
+        };
+        let c = f.config(id, &keys);
+        assert_eq!(c.name, "web0");
+        assert_eq!(c.mtu, Some(1400));
+        // The guest's MAC is the guest's; the interface keeps fe:ff:ff:ff:ff:ff.
+        assert_eq!(c.mac, Some(BACKEND_MAC));
+    }
+}
