@@ -54,6 +54,7 @@
 //! once `revoke` returned, so the late copy is harmless.
 
 mod client;
+mod copy_cache;
 mod evtchn;
 pub mod host;
 pub mod proto;
@@ -64,8 +65,10 @@ pub mod table;
 pub use host::{attach, LocalHost, LocalPlatform};
 
 pub use client::{Domain, LocalMapping, LocalSharedPages};
+pub use copy_cache::{COPY_CACHE_PAGES, COPY_CACHE_PAGES_PER_PEER, COPY_SHARDS};
 pub use evtchn::LocalEventChannels;
 pub use server::{
-    DeathHook, LocalHypervisor, Stats, XenstoreConnector, FD_ENV, MAX_MAP_REFS, MAX_SHARE_PAGES,
+    DeathHook, LocalHypervisor, Stats, XenstoreConnector, FD_ENV, MAX_ALLOCATIONS_PER_DOMAIN,
+    MAX_MAP_REFS, MAX_SHARE_PAGES,
 };
 pub use sys::open_fd_count;

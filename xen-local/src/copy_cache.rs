@@ -1,0 +1,232 @@
+//! The grant-copy cache: the peers' granted pages a domain keeps mapped so that a copy
+//! costs a grant-table load and a `memcpy`, not a round trip to the hypervisor.
+//!
+//! Bounded: each cache keeps at most [`COPY_CACHE_PAGES_PER_PEER`] pages of one peer
+//! and [`COPY_CACHE_PAGES`] pages in all, one page per mapping. When a bound is reached
+//! the oldest page goes first (second chance: a page used since it was cached goes to
+//! the back of the queue once), taken from the inserting peer for the per-peer bound
+//! and from the peer with the most pages for the global one, so that a guest that
+//! grants many pages only ever evicts its own while others stay within their share.
+//! Copies beyond the bound keep working: an evicted page is fetched again on its next
+//! use. [`CopyCache::forget_peer`] drops everything of a peer at once (its domain
+//! died, or its last device closed), so nothing of it stays mapped.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::AsFd;
+
+use super::client::{CallError, Conn};
+use super::proto;
+use super::sys;
+use super::table;
+use hypervisor::grant::{GntStatus, GrantRef, SharedMem, PAGE_SIZE};
+use xen_ids::DomId;
+
+/// The most granted pages one copy cache keeps mapped for one peer domain (8 MiB).
+/// A domain has [`COPY_SHARDS`] caches (one per copying thread, round-robin), so one
+/// process keeps at most `COPY_SHARDS ×` this many pages of one peer.
+pub const COPY_CACHE_PAGES_PER_PEER: usize = 2048;
+/// The most granted pages one copy cache keeps mapped for all peers together
+/// (32 MiB, as many mappings); `COPY_SHARDS ×` this many per process.
+pub const COPY_CACHE_PAGES: usize = 8192;
+/// Copy caches per domain: threads copying through one `Domain` take them round-robin,
+/// so that several queue threads do not serialise on one lock.
+pub const COPY_SHARDS: usize = 4;
+
+/// One cached page of a peer's allocation, mapped alone.
+struct CachedGrant {
+    alloc: u32,
+    mem: SharedMem,
+    /// Used since it was (re)queued: spared once by eviction.
+    used: bool,
+    /// Matches its live entry in [`PeerGrants::order`]; older entries are stale.
+    seq: u64,
+}
+
+/// What a cache knows about one peer: its grant table (read-only) and its pages mapped.
+struct PeerGrants {
+    domid: DomId,
+    table: SharedMem,
+    grants: HashMap<u32, CachedGrant>,
+    /// Eviction order, oldest first: `(gref, seq)`; entries whose `seq` no longer
+    /// matches the cached page are stale and skipped.
+    order: VecDeque<(u32, u64)>,
+}
+
+impl PeerGrants {
+    /// Evicts the oldest page not used since it was queued. False when empty.
+    fn evict_one(&mut self, next_seq: &mut u64) -> bool {
+        while let Some((gref, seq)) = self.order.pop_front() {
+            let Some(g) = self.grants.get_mut(&gref) else {
+                continue;
+            };
+            if g.seq != seq {
+                continue;
+            }
+            if g.used {
+                g.used = false;
+                g.seq = *next_seq;
+                *next_seq += 1;
+                self.order.push_back((gref, g.seq));
+                continue;
+            }
+            self.grants.remove(&gref); // unmaps
+            return true;
+        }
+        false
+    }
+
+    /// Drops stale order entries once they outnumber the live ones.
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.grants.len() + 64 {
+            let grants = &self.grants;
+            self.order
+                .retain(|(g, s)| grants.get(g).is_some_and(|c| c.seq == *s));
+        }
+    }
+}
+
+/// One shard of a domain's copy cache (see the module documentation).
+#[derive(Default)]
+pub(crate) struct CopyCache {
+    peers: Vec<PeerGrants>,
+    /// Pages mapped, all peers.
+    pages: usize,
+    next_seq: u64,
+}
+
+impl CopyCache {
+    /// The index of `domid`'s entry, its grant table mapped on first use.
+    pub(crate) fn peer(&mut self, conn: &Conn, domid: DomId) -> Result<usize, GntStatus> {
+        if let Some(i) = self.peers.iter().position(|p| p.domid == domid) {
+            return Ok(i);
+        }
+        let (opened, fd) = conn
+            .call_with_fd(proto::Table { peer: domid })
+            .map_err(CallError::copy_status)?;
+        if opened.capacity != table::CAPACITY {
+            return Err(GntStatus::GENERAL_ERROR);
+        }
+        let table = sys::mmap_fd(fd.as_fd(), table::TABLE_BYTES, 0, false)
+            .map_err(|_| GntStatus::GENERAL_ERROR)?;
+        self.peers.push(PeerGrants {
+            domid,
+            table,
+            grants: HashMap::new(),
+            order: VecDeque::new(),
+        });
+        Ok(self.peers.len() - 1)
+    }
+
+    /// Peer `pi`'s grant table.
+    pub(crate) fn table(&self, pi: usize) -> &SharedMem {
+        &self.peers[pi].table
+    }
+
+    /// Peer `pi`'s page `gref` of allocation `alloc`: cached, or asked of the hypervisor
+    /// (which checks the grant) and cached.
+    pub(crate) fn page(
+        &mut self,
+        conn: &Conn,
+        pi: usize,
+        gref: u32,
+        alloc: u32,
+    ) -> Result<&SharedMem, GntStatus> {
+        let hit = matches!(self.peers[pi].grants.get(&gref), Some(g) if g.alloc == alloc);
+        if !hit {
+            self.fetch(conn, pi, gref)?;
+        }
+        let g = self.peers[pi]
+            .grants
+            .get_mut(&gref)
+            .expect("cached or fetched");
+        g.used = true;
+        Ok(&g.mem)
+    }
+
+    /// Drops peer `pi`'s page `gref` (revoked or granted elsewhere).
+    pub(crate) fn drop_page(&mut self, pi: usize, gref: u32) {
+        if self.peers[pi].grants.remove(&gref).is_some() {
+            self.pages -= 1;
+            self.peers[pi].compact();
+        }
+    }
+
+    /// Unmaps everything of `domid` (pages and grant table).
+    pub(crate) fn forget_peer(&mut self, domid: DomId) {
+        if let Some(i) = self.peers.iter().position(|p| p.domid == domid) {
+            let p = self.peers.swap_remove(i);
+            self.pages -= p.grants.len();
+        }
+    }
+
+    /// Pages mapped: of `domid`, or of every peer.
+    pub(crate) fn pages(&self, domid: Option<DomId>) -> usize {
+        match domid {
+            None => self.pages,
+            Some(d) => self
+                .peers
+                .iter()
+                .find(|p| p.domid == d)
+                .map_or(0, |p| p.grants.len()),
+        }
+    }
+
+    /// Asks the hypervisor for access to peer `pi`'s `gref`, maps its one page and
+    /// caches it, evicting first if a bound is reached.
+    fn fetch(&mut self, conn: &Conn, pi: usize, gref: u32) -> Result<(), GntStatus> {
+        let req = proto::Access {
+            peer: self.peers[pi].domid,
+            gref: GrantRef(gref),
+        };
+        let (a, fd) = conn.call_with_fd(req).map_err(CallError::copy_status)?;
+        if a.page >= a.pages {
+            return Err(GntStatus::GENERAL_ERROR);
+        }
+        let offset = u64::from(a.page) * PAGE_SIZE as u64;
+        let mem = sys::mmap_fd(fd.as_fd(), PAGE_SIZE, offset, a.writable)
+            .map_err(|_| GntStatus::GENERAL_ERROR)?;
+        drop(fd); // the mapping keeps the page
+        self.drop_page(pi, gref);
+        self.make_room(pi);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let p = &mut self.peers[pi];
+        p.order.push_back((gref, seq));
+        p.grants.insert(
+            gref,
+            CachedGrant {
+                alloc: a.alloc,
+                mem,
+                used: false,
+                seq,
+            },
+        );
+        self.pages += 1;
+        Ok(())
+    }
+
+    /// Evicts until peer `pi` and the whole cache have room for one more page.
+    fn make_room(&mut self, pi: usize) {
+        while self.peers[pi].grants.len() >= COPY_CACHE_PAGES_PER_PEER {
+            if !self.evict_from(pi) {
+                break;
+            }
+        }
+        while self.pages >= COPY_CACHE_PAGES {
+            let largest = (0..self.peers.len())
+                .max_by_key(|&i| self.peers[i].grants.len())
+                .expect("pages > 0 means a peer");
+            if !self.evict_from(largest) {
+                break;
+            }
+        }
+    }
+
+    fn evict_from(&mut self, pi: usize) -> bool {
+        let evicted = self.peers[pi].evict_one(&mut self.next_seq);
+        if evicted {
+            self.pages -= 1;
+        }
+        evicted
+    }
+}
