@@ -32,7 +32,7 @@ impl CallError {
     }
 
     /// The grant status a copy reports for this failure.
-    pub(crate) fn copy_status(self) -> GntStatus {
+    fn copy_status(self) -> GntStatus {
         match self {
             CallError::Refused(r) => r.status,
             CallError::Io(_) => GntStatus::GENERAL_ERROR,
@@ -447,6 +447,34 @@ impl GrantMap for Domain {
     }
 }
 
+/// Maps `peer`'s grant table read-only, for copies.
+fn open_table(conn: &Conn, peer: DomId) -> Result<SharedMem, GntStatus> {
+    let (opened, fd) = conn
+        .call_with_fd(proto::Table { peer })
+        .map_err(CallError::copy_status)?;
+    if opened.capacity != table::CAPACITY {
+        return Err(GntStatus::GENERAL_ERROR);
+    }
+    sys::mmap_fd(fd.as_fd(), table::TABLE_BYTES, 0, false).map_err(|_| GntStatus::GENERAL_ERROR)
+}
+
+/// Asks the hypervisor (which checks the grant) for `peer`'s page `gref` and maps that
+/// one page: its allocation and the mapping.
+fn map_page(conn: &Conn, peer: DomId, gref: u32) -> Result<(u32, SharedMem), GntStatus> {
+    let req = proto::Access {
+        peer,
+        gref: GrantRef(gref),
+    };
+    let (a, fd) = conn.call_with_fd(req).map_err(CallError::copy_status)?;
+    if a.page >= a.pages {
+        return Err(GntStatus::GENERAL_ERROR);
+    }
+    let offset = u64::from(a.page) * PAGE_SIZE as u64;
+    let mem = sys::mmap_fd(fd.as_fd(), PAGE_SIZE, offset, a.writable)
+        .map_err(|_| GntStatus::GENERAL_ERROR)?;
+    Ok((a.alloc, mem)) // the descriptor closes here; the mapping keeps the page
+}
+
 impl Domain {
     fn copy_one(
         &self,
@@ -459,7 +487,7 @@ impl Domain {
             return Ok(());
         }
         let write = seg.dir == CopyDir::ToGrant;
-        let pi = cache.peer(&self.conn, seg.domid)?;
+        let pi = cache.peer(seg.domid, |d| open_table(&self.conn, d))?;
         let gref = seg.gref.0;
         table::check_gref(gref).map_err(|(st, _)| st)?;
         let e = cache
@@ -476,7 +504,7 @@ impl Domain {
                 return Err(st);
             }
         };
-        let page = cache.page(&self.conn, pi, gref, c.alloc)?;
+        let page = cache.page(pi, gref, c.alloc, |d, g| map_page(&self.conn, d, g))?;
         let at = usize::from(seg.offset);
         let len = usize::from(seg.len);
         let r = match seg.dir {

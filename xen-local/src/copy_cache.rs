@@ -12,13 +12,8 @@
 //! died, or its last device closed), so nothing of it stays mapped.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::AsFd;
 
-use super::client::{CallError, Conn};
-use super::proto;
-use super::sys;
-use super::table;
-use hypervisor::grant::{GntStatus, GrantRef, SharedMem, PAGE_SIZE};
+use hypervisor::grant::{GntStatus, SharedMem};
 use xen_ids::DomId;
 
 /// The most granted pages one copy cache keeps mapped for one peer domain (8 MiB).
@@ -95,19 +90,17 @@ pub(crate) struct CopyCache {
 }
 
 impl CopyCache {
-    /// The index of `domid`'s entry, its grant table mapped on first use.
-    pub(crate) fn peer(&mut self, conn: &Conn, domid: DomId) -> Result<usize, GntStatus> {
+    /// The index of `domid`'s entry; on first use, its grant table is mapped by
+    /// `open_table`.
+    pub(crate) fn peer(
+        &mut self,
+        domid: DomId,
+        open_table: impl FnOnce(DomId) -> Result<SharedMem, GntStatus>,
+    ) -> Result<usize, GntStatus> {
         if let Some(i) = self.peers.iter().position(|p| p.domid == domid) {
             return Ok(i);
         }
-        let (opened, fd) = conn
-            .call_with_fd(proto::Table { peer: domid })
-            .map_err(CallError::copy_status)?;
-        if opened.capacity != table::CAPACITY {
-            return Err(GntStatus::GENERAL_ERROR);
-        }
-        let table = sys::mmap_fd(fd.as_fd(), table::TABLE_BYTES, 0, false)
-            .map_err(|_| GntStatus::GENERAL_ERROR)?;
+        let table = open_table(domid)?;
         self.peers.push(PeerGrants {
             domid,
             table,
@@ -122,18 +115,20 @@ impl CopyCache {
         &self.peers[pi].table
     }
 
-    /// Peer `pi`'s page `gref` of allocation `alloc`: cached, or asked of the hypervisor
-    /// (which checks the grant) and cached.
+    /// Peer `pi`'s page `gref` of allocation `alloc`: cached, or mapped by `fetch` (which
+    /// asks the hypervisor, which checks the grant, and answers the page's allocation
+    /// and its mapping) and cached, evicting first if a bound is reached.
     pub(crate) fn page(
         &mut self,
-        conn: &Conn,
         pi: usize,
         gref: u32,
         alloc: u32,
+        fetch: impl FnOnce(DomId, u32) -> Result<(u32, SharedMem), GntStatus>,
     ) -> Result<&SharedMem, GntStatus> {
         let hit = matches!(self.peers[pi].grants.get(&gref), Some(g) if g.alloc == alloc);
         if !hit {
-            self.fetch(conn, pi, gref)?;
+            let (alloc, mem) = fetch(self.peers[pi].domid, gref)?;
+            self.insert(pi, gref, alloc, mem);
         }
         let g = self.peers[pi]
             .grants
@@ -171,21 +166,8 @@ impl CopyCache {
         }
     }
 
-    /// Asks the hypervisor for access to peer `pi`'s `gref`, maps its one page and
-    /// caches it, evicting first if a bound is reached.
-    fn fetch(&mut self, conn: &Conn, pi: usize, gref: u32) -> Result<(), GntStatus> {
-        let req = proto::Access {
-            peer: self.peers[pi].domid,
-            gref: GrantRef(gref),
-        };
-        let (a, fd) = conn.call_with_fd(req).map_err(CallError::copy_status)?;
-        if a.page >= a.pages {
-            return Err(GntStatus::GENERAL_ERROR);
-        }
-        let offset = u64::from(a.page) * PAGE_SIZE as u64;
-        let mem = sys::mmap_fd(fd.as_fd(), PAGE_SIZE, offset, a.writable)
-            .map_err(|_| GntStatus::GENERAL_ERROR)?;
-        drop(fd); // the mapping keeps the page
+    /// Caches `mem`, the mapping of peer `pi`'s page `gref` of allocation `alloc`.
+    fn insert(&mut self, pi: usize, gref: u32, alloc: u32, mem: SharedMem) {
         self.drop_page(pi, gref);
         self.make_room(pi);
         let seq = self.next_seq;
@@ -195,14 +177,13 @@ impl CopyCache {
         p.grants.insert(
             gref,
             CachedGrant {
-                alloc: a.alloc,
+                alloc,
                 mem,
                 used: false,
                 seq,
             },
         );
         self.pages += 1;
-        Ok(())
     }
 
     /// Evicts until peer `pi` and the whole cache have room for one more page.

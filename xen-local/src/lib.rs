@@ -24,7 +24,8 @@
 //!   closes the descriptors.
 //! * **Grant copy** ([`GrantCopy`](hypervisor::grant::GrantCopy)) runs in the copying
 //!   process: the first copy touching a reference asks the hypervisor (same checks) for
-//!   the allocation and caches the mapping; every copy, cached or not, re-reads the
+//!   the page and caches its mapping, a bounded number per peer (oldest evicted first,
+//!   everything of a peer dropped by `forget_peer`); every copy, cached or not, re-reads the
 //!   peer's grant-table entry (mapped read-only) and applies Xen's checks, then does a
 //!   `memcpy`. A revoked grant therefore fails the very next copy, and a per-segment
 //!   copy costs a table load and a few comparisons, not a round trip to the daemon
