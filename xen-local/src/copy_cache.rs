@@ -134,7 +134,8 @@ impl CopyCache {
             .grants
             .get_mut(&gref)
             .expect("cached or fetched");
-        g.used = true;
+        // Only a page used again since it was cached is spared once.
+        g.used |= hit;
         Ok(&g.mem)
     }
 
@@ -209,5 +210,54 @@ impl CopyCache {
             self.pages -= 1;
         }
         evicted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys;
+    use hypervisor::grant::PAGE_SIZE;
+    use std::os::fd::AsFd;
+
+    fn page() -> SharedMem {
+        let fd = sys::sealed_memfd(c"copy-cache-test", PAGE_SIZE).unwrap();
+        sys::mmap_fd(fd.as_fd(), PAGE_SIZE, 0, false).unwrap()
+    }
+
+    fn cached(c: &CopyCache, pi: usize) -> Vec<u32> {
+        let mut v: Vec<u32> = c.peers[pi].grants.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn the_oldest_page_goes_first_and_a_page_used_again_is_spared_once() {
+        let mut c = CopyCache::default();
+        let pi = c.peer(DomId(3), |_| Ok(page())).unwrap();
+        let fetch = |_: DomId, _: u32| Ok((7, page()));
+        for g in 0..COPY_CACHE_PAGES_PER_PEER as u32 {
+            c.page(pi, g, 7, fetch).unwrap();
+        }
+        assert_eq!(c.pages(None), COPY_CACHE_PAGES_PER_PEER);
+        c.page(pi, 0, 7, |_, _| panic!("page 0 is cached")).unwrap();
+        // One more: page 0 was used again and is spared; page 1 is the oldest.
+        c.page(pi, 100_000, 7, fetch).unwrap();
+        let now = cached(&c, pi);
+        assert_eq!(now.len(), COPY_CACHE_PAGES_PER_PEER);
+        assert!(now.contains(&0) && !now.contains(&1), "{:?}", &now[..3]);
+        // A re-granted reference (another allocation) is fetched again, not reused.
+        let mut asked = false;
+        c.page(pi, 0, 8, |_, _| {
+            asked = true;
+            Ok((8, page()))
+        })
+        .unwrap();
+        assert!(asked);
+        assert_eq!(c.pages(Some(DomId(3))), COPY_CACHE_PAGES_PER_PEER);
+        assert!(c.peers[pi].order.len() <= 2 * COPY_CACHE_PAGES_PER_PEER + 64);
+        c.forget_peer(DomId(3));
+        assert_eq!(c.pages(None), 0);
+        assert!(c.peers.is_empty());
     }
 }
