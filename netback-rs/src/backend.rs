@@ -1023,7 +1023,7 @@ impl<P: BackendPlatform> Netback<P> {
 
     /// Releases what the grant copies keep of `domid` once none of its vifs is connected
     /// (its domain died or its last vif closed): a guest cannot leave mappings behind.
-    fn forget_unconnected_peer(&mut self, domid: DomId) {
+    fn forget_unconnected_peer(&self, domid: DomId) {
         let connected = self
             .devices
             .values()
