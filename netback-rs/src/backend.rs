@@ -28,7 +28,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use hypervisor::evtchn::{EventChannels, EvtchnError, Port as EvtPort};
-use hypervisor::grant::{Access, GrantError, GrantMap, GrantRef};
+use hypervisor::grant::{Access, GrantCopy, GrantError, GrantMap, GrantRef};
 use hypervisor::platform::BackendPlatform;
 use hypervisor::poll::Epoll;
 use hypervisor::xenbus::{self, XenbusError, XenbusState};
@@ -427,12 +427,13 @@ impl<P: BackendPlatform> Netback<P> {
         }
     }
 
-    /// Gives a newly connected vif, when the allocator is on, the most its SLA allows
-    /// (B^max bounded by the link, its VM's packets/s cap) until the next round counts it
-    /// in: otherwise it would send unlimited for up to a period.
-    fn apply_initial_budget(&mut self, id: VifId) {
+    /// The budget a vif starts with, published as its first credit generation: with
+    /// the allocator on, the most its SLA allows (B^max bounded by the link, its VM's
+    /// packets/s cap) until the next round counts it in — otherwise it would send
+    /// unlimited for up to a period; without, the configured initial budget.
+    fn initial_credits(&self, id: VifId) -> Credits {
         let Some(a) = &self.alloc else {
-            return;
+            return self.cfg.initial_budget;
         };
         let (slas, _) = a.keys.overlay(&a.base);
         let sla = slas.vif(id);
@@ -441,8 +442,7 @@ impl<P: BackendPlatform> Netback<P> {
             slas.vm(id.domid).pps(),
             a.period(),
         );
-        let credits = credits_of(&budget, a.period());
-        self.set_tx_budget(id, &credits);
+        credits_of(&budget, a.period())
     }
 
     /// Applies a TX budget to vif `id` (backstop and, if negotiated, its credit area).
@@ -934,9 +934,6 @@ impl<P: BackendPlatform> Netback<P> {
                     match self.connect(id, reattach) {
                         Ok(()) => {
                             self.switch_state(id, Connected);
-                            // A budget at once, not after up to a period of unlimited
-                            // sending: what its SLA allows, until the next round.
-                            self.apply_initial_budget(id);
                             // Frames may already be waiting in either direction. Polled
                             // only now: a ring that breaks the protocol at once must leave
                             // the device Closing, not be overwritten by `Connected`.
@@ -1063,13 +1060,9 @@ impl<P: BackendPlatform> Netback<P> {
             .bind_interdomain(id.domid, EvtPort(ev))
             .map_err(|source| ConnectError::Bind { port: ev, source })?;
         let now = (self.clock)();
-        let vif = Vif::new(
-            id,
-            tx_map,
-            rx_map,
-            credits.then_some(&self.cfg.initial_budget),
-            now,
-        );
+        // The first generation already carries the budget (what its SLA allows).
+        let initial = self.initial_credits(id);
+        let vif = Vif::new(id, tx_map, rx_map, credits.then_some(&initial), now);
         let mut vif = match vif {
             Ok(vif) => vif,
             Err(e) => {
@@ -1089,7 +1082,7 @@ impl<P: BackendPlatform> Netback<P> {
         };
         vif.set_rx_gso(fe_gso && gso);
         if !credits {
-            vif.set_tx_budget(&self.cfg.initial_budget, now);
+            vif.set_tx_budget(&initial, now);
         }
         // The toolstack's `rate`, under every budget from now on.
         vif.set_rate_cap(d.config.rate, now);
@@ -1139,6 +1132,19 @@ impl<P: BackendPlatform> Netback<P> {
             // Dropping the mappings unmaps the rings.
             drop(conn.vif.into_mappings());
             log::info!("{id}: disconnected");
+        }
+        self.forget_unconnected_peer(id.domid);
+    }
+
+    /// Releases what the grant copies keep of `domid` once none of its vifs is connected
+    /// (its domain died or its last vif closed): a guest cannot leave mappings behind.
+    fn forget_unconnected_peer(&self, domid: DomId) {
+        let connected = self
+            .devices
+            .values()
+            .any(|d| d.id.domid == domid && d.conn.is_some());
+        if !connected {
+            self.platform.grants().forget_peer(domid);
         }
     }
 

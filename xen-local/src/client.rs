@@ -1,13 +1,13 @@
 //! A domain attached to the local hypervisor: implements the grant traits.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
+use super::copy_cache::{CopyCache, COPY_SHARDS};
 use super::proto::{self, Call, Claim, Hello, Ping, ProtoError, Refusal, Reply, Request, Revoke};
 use super::sys;
 use super::table;
@@ -122,9 +122,6 @@ pub struct Domain {
     /// `Domain` do not serialise on one lock.
     caches: Box<[Mutex<CopyCache>]>,
 }
-
-/// Shards of the copy cache.
-const COPY_SHARDS: usize = 4;
 
 fn shard_of_current_thread() -> usize {
     use std::sync::atomic::AtomicUsize;
@@ -450,92 +447,32 @@ impl GrantMap for Domain {
     }
 }
 
-/// Cached access to one peer's granted page, for copies.
-struct CachedGrant {
-    alloc: u32,
-    /// Byte offset of the page inside `mem`.
-    off: usize,
-    mem: Arc<SharedMem>,
-}
-
-/// What a domain knows about one peer for copies: its grant table (read-only) and the
-/// allocations it already mapped.
-struct PeerGrants {
-    domid: DomId,
-    table: SharedMem,
-    grants: Vec<Option<CachedGrant>>,
-    allocs: HashMap<u32, Weak<SharedMem>>,
-}
-
-#[derive(Default)]
-struct CopyCache {
-    peers: Vec<PeerGrants>,
-}
-
-impl CopyCache {
-    fn peer(&mut self, conn: &Conn, domid: DomId) -> Result<usize, GntStatus> {
-        if let Some(i) = self.peers.iter().position(|p| p.domid == domid) {
-            return Ok(i);
-        }
-        let (opened, fd) = conn
-            .call_with_fd(proto::Table { peer: domid })
-            .map_err(CallError::copy_status)?;
-        if opened.capacity != table::CAPACITY {
-            return Err(GntStatus::GENERAL_ERROR);
-        }
-        let table = sys::mmap_fd(fd.as_fd(), table::TABLE_BYTES, 0, false)
-            .map_err(|_| GntStatus::GENERAL_ERROR)?;
-        self.peers.push(PeerGrants {
-            domid,
-            table,
-            grants: Vec::new(),
-            allocs: HashMap::new(),
-        });
-        Ok(self.peers.len() - 1)
+/// Maps `peer`'s grant table read-only, for copies.
+fn open_table(conn: &Conn, peer: DomId) -> Result<SharedMem, GntStatus> {
+    let (opened, fd) = conn
+        .call_with_fd(proto::Table { peer })
+        .map_err(CallError::copy_status)?;
+    if opened.capacity != table::CAPACITY {
+        return Err(GntStatus::GENERAL_ERROR);
     }
+    sys::mmap_fd(fd.as_fd(), table::TABLE_BYTES, 0, false).map_err(|_| GntStatus::GENERAL_ERROR)
 }
 
-impl PeerGrants {
-    /// Ask the hypervisor for access to `gref` and cache it.
-    fn fetch(&mut self, conn: &Conn, gref: u32) -> Result<&CachedGrant, GntStatus> {
-        let req = proto::Access {
-            peer: self.domid,
-            gref: GrantRef(gref),
-        };
-        let (
-            proto::Accessed {
-                alloc,
-                pages,
-                page,
-                writable,
-            },
-            fd,
-        ) = conn.call_with_fd(req).map_err(CallError::copy_status)?;
-        if page >= pages {
-            return Err(GntStatus::GENERAL_ERROR);
-        }
-        let mem = match self.allocs.get(&alloc).and_then(Weak::upgrade) {
-            Some(m) if m.is_writable() == writable => m,
-            _ => {
-                let m = sys::mmap_fd(fd.as_fd(), pages as usize * PAGE_SIZE, 0, writable)
-                    .map_err(|_| GntStatus::GENERAL_ERROR)?;
-                let m = Arc::new(m);
-                self.allocs.retain(|_, w| w.strong_count() > 0);
-                self.allocs.insert(alloc, Arc::downgrade(&m));
-                m
-            }
-        };
-        let i = gref as usize;
-        if self.grants.len() <= i {
-            self.grants.resize_with(i + 1, || None);
-        }
-        self.grants[i] = Some(CachedGrant {
-            alloc,
-            off: page as usize * PAGE_SIZE,
-            mem,
-        });
-        Ok(self.grants[i].as_ref().expect("just set"))
+/// Asks the hypervisor (which checks the grant) for `peer`'s page `gref` and maps that
+/// one page: its allocation and the mapping.
+fn map_page(conn: &Conn, peer: DomId, gref: u32) -> Result<(u32, SharedMem), GntStatus> {
+    let req = proto::Access {
+        peer,
+        gref: GrantRef(gref),
+    };
+    let (a, fd) = conn.call_with_fd(req).map_err(CallError::copy_status)?;
+    if a.page >= a.pages {
+        return Err(GntStatus::GENERAL_ERROR);
     }
+    let offset = u64::from(a.page) * PAGE_SIZE as u64;
+    let mem = sys::mmap_fd(fd.as_fd(), PAGE_SIZE, offset, a.writable)
+        .map_err(|_| GntStatus::GENERAL_ERROR)?;
+    Ok((a.alloc, mem)) // the descriptor closes here; the mapping keeps the page
 }
 
 impl Domain {
@@ -550,40 +487,31 @@ impl Domain {
             return Ok(());
         }
         let write = seg.dir == CopyDir::ToGrant;
-        let pi = cache.peer(&self.conn, seg.domid)?;
-        let peer = &mut cache.peers[pi];
+        let pi = cache.peer(seg.domid, |d| open_table(&self.conn, d))?;
         let gref = seg.gref.0;
         table::check_gref(gref).map_err(|(st, _)| st)?;
-        let e = peer
-            .table
+        let e = cache
+            .table(pi)
             .load_u64(gref as usize * 8, Ordering::Acquire)
             .map_err(|_| GntStatus::BAD_GNTREF)?;
         let c = match table::check(e, self.domid, write) {
             Ok(c) => c,
             Err((st, _)) => {
-                // Revoked or re-granted elsewhere: drop the cached mapping (the last
-                // reference to a revoked allocation unmaps it).
+                // Revoked or re-granted elsewhere: drop the cached page.
                 if table::check(e, self.domid, false).is_err() {
-                    if let Some(slot) = peer.grants.get_mut(gref as usize) {
-                        *slot = None;
-                    }
+                    cache.drop_page(pi, gref);
                 }
                 return Err(st);
             }
         };
-        let cached = match peer.grants.get(gref as usize) {
-            Some(Some(g)) if g.alloc == c.alloc => g,
-            _ => peer.fetch(&self.conn, gref)?,
-        };
-        let at = cached.off + usize::from(seg.offset);
+        let page = cache.page(pi, gref, c.alloc, |d, g| map_page(&self.conn, d, g))?;
+        let at = usize::from(seg.offset);
         let len = usize::from(seg.len);
         let r = match seg.dir {
-            CopyDir::FromGrant => cached
-                .mem
-                .read(at, &mut local[seg.local_offset..seg.local_offset + len]),
-            CopyDir::ToGrant => cached
-                .mem
-                .write(at, &local[seg.local_offset..seg.local_offset + len]),
+            CopyDir::FromGrant => {
+                page.read(at, &mut local[seg.local_offset..seg.local_offset + len])
+            }
+            CopyDir::ToGrant => page.write(at, &local[seg.local_offset..seg.local_offset + len]),
         };
         r.map_err(|_| GntStatus::GENERAL_ERROR)
     }
@@ -600,5 +528,27 @@ impl GrantCopy for Domain {
             };
         }
         Ok(())
+    }
+
+    fn forget_peer(&self, peer: DomId) {
+        for shard in self.caches.iter() {
+            shard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .forget_peer(peer);
+        }
+    }
+}
+
+impl Domain {
+    /// Granted pages this domain keeps mapped for copies, of `peer` or (`None`) of every
+    /// peer, all copy caches together: bounded by
+    /// [`COPY_CACHE_PAGES_PER_PEER`](crate::COPY_CACHE_PAGES_PER_PEER) and
+    /// [`COPY_CACHE_PAGES`](crate::COPY_CACHE_PAGES) per cache.
+    pub fn copy_cache_pages(&self, peer: Option<DomId>) -> usize {
+        self.caches
+            .iter()
+            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).pages(peer))
+            .sum()
     }
 }

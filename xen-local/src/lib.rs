@@ -24,7 +24,8 @@
 //!   closes the descriptors.
 //! * **Grant copy** ([`GrantCopy`](hypervisor::grant::GrantCopy)) runs in the copying
 //!   process: the first copy touching a reference asks the hypervisor (same checks) for
-//!   the allocation and caches the mapping; every copy, cached or not, re-reads the
+//!   the page and caches its mapping, a bounded number per peer (oldest evicted first,
+//!   everything of a peer dropped by `forget_peer`); every copy, cached or not, re-reads the
 //!   peer's grant-table entry (mapped read-only) and applies Xen's checks, then does a
 //!   `memcpy`. A revoked grant therefore fails the very next copy, and a per-segment
 //!   copy costs a table load and a few comparisons, not a round trip to the daemon
@@ -54,6 +55,7 @@
 //! once `revoke` returned, so the late copy is harmless.
 
 mod client;
+mod copy_cache;
 mod evtchn;
 pub mod host;
 pub mod proto;
@@ -64,8 +66,10 @@ pub mod table;
 pub use host::{attach, LocalHost, LocalPlatform};
 
 pub use client::{Domain, LocalMapping, LocalSharedPages};
+pub use copy_cache::{COPY_CACHE_PAGES, COPY_CACHE_PAGES_PER_PEER, COPY_SHARDS};
 pub use evtchn::LocalEventChannels;
 pub use server::{
-    DeathHook, LocalHypervisor, Stats, XenstoreConnector, FD_ENV, MAX_MAP_REFS, MAX_SHARE_PAGES,
+    DeathHook, LocalHypervisor, Stats, XenstoreConnector, FD_ENV, MAX_ALLOCATIONS_PER_DOMAIN,
+    MAX_MAP_REFS, MAX_SHARE_PAGES,
 };
 pub use sys::open_fd_count;

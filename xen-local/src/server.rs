@@ -50,24 +50,29 @@ pub struct Stats {
     pub connections: usize,
 }
 
+/// The most grant allocations (`share` calls) a domain may hold at once. Each holds one
+/// descriptor in the hypervisor (its memfd), so this bounds what one domain's grants
+/// cost the hypervisor's descriptor table; the pages themselves are bounded by the
+/// grant table ([`table::CAPACITY`]). netfront holds four per device.
+pub const MAX_ALLOCATIONS_PER_DOMAIN: usize = 1024;
+
 struct Alloc {
     memfd: OwnedFd,
-    ro_fd: Option<OwnedFd>,
     readonly: bool,
     grefs: Vec<u32>,
     conn: u64,
 }
 
 impl Alloc {
-    /// The fd to hand to a peer: read-only unless `writable` is asked and allowed.
-    fn fd_for(&mut self, writable: bool) -> io::Result<OwnedFd> {
+    /// The fd to hand to a peer: read-only unless `writable` is asked and allowed. A
+    /// read-only one is opened for this reply only (the caller closes it once sent), so
+    /// an allocation holds one descriptor here whatever its peers ask.
+    fn fd_for(&self, writable: bool) -> io::Result<OwnedFd> {
         if writable && !self.readonly {
-            return self.memfd.try_clone();
+            self.memfd.try_clone()
+        } else {
+            sys::reopen_readonly(self.memfd.as_fd())
         }
-        if self.ro_fd.is_none() {
-            self.ro_fd = Some(sys::reopen_readonly(self.memfd.as_fd())?);
-        }
-        self.ro_fd.as_ref().expect("just set").try_clone()
     }
 }
 
@@ -206,6 +211,8 @@ enum Denied {
     PageCount(u32),
     #[error("grant table full")]
     TableFull,
+    #[error("too many grant allocations (at most {MAX_ALLOCATIONS_PER_DOMAIN} per domain)")]
+    AllocationLimit,
     #[error("allocation ids exhausted")]
     AllocIdsExhausted,
     #[error("no allocation {0}")]
@@ -245,6 +252,7 @@ impl Denied {
             | Denied::AlreadyAttached
             | Denied::PageCount(_)
             | Denied::TableFull
+            | Denied::AllocationLimit
             | Denied::AllocIdsExhausted
             | Denied::RefCount(_)
             | Denied::TooManyAllocations
@@ -671,6 +679,9 @@ impl Caller<'_> {
         if dom.free_gref_count() < pages {
             return Err(Denied::TableFull);
         }
+        if dom.allocs.len() >= MAX_ALLOCATIONS_PER_DOMAIN {
+            return Err(Denied::AllocationLimit);
+        }
         let name =
             std::ffi::CString::new(format!("grant-dom{}-{alloc}", self.me.0)).expect("no NUL");
         let memfd = sys::sealed_memfd(&name, pages as usize * PAGE_SIZE)?;
@@ -690,7 +701,6 @@ impl Caller<'_> {
             alloc,
             Alloc {
                 memfd,
-                ro_fd: None,
                 readonly: !writable,
                 grefs,
                 conn: self.conn,
@@ -726,10 +736,7 @@ impl Caller<'_> {
         let (alloc, page, readonly) = dom
             .granted(req.gref.0, self.me, false)
             .map_err(Denied::Grant)?;
-        let a = dom
-            .allocs
-            .get_mut(&alloc)
-            .ok_or(Denied::Grant(NOT_IN_USE))?;
+        let a = dom.allocs.get(&alloc).ok_or(Denied::Grant(NOT_IN_USE))?;
         let fd = a.fd_for(true)?;
         let reply = Accessed {
             alloc,
@@ -768,7 +775,7 @@ impl Caller<'_> {
         }
         let mut fds = Vec::with_capacity(allocs.len());
         for a in &allocs {
-            let a = dom.allocs.get_mut(a).expect("allocation of a live grant");
+            let a = dom.allocs.get(a).expect("allocation of a live grant");
             fds.push(a.fd_for(req.writable)?);
         }
         Ok((Mapped { pages }, fds))

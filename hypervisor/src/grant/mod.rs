@@ -309,4 +309,9 @@ pub trait GrantCopy {
     /// attempted (e.g. the device or the local hypervisor connection failed), in which
     /// case the statuses are unspecified.
     fn copy(&self, local: &mut [u8], segs: &mut [CopySegment]) -> Result<(), GrantError>;
+
+    /// Releases whatever the implementation keeps of `peer`'s grants between copies
+    /// (its domain died or its last device closed). Copies with `peer` keep working
+    /// afterwards; they start from nothing cached.
+    fn forget_peer(&self, peer: DomId);
 }
