@@ -19,6 +19,7 @@
 pub mod backend;
 pub mod control;
 pub mod emulation;
+pub mod features;
 pub mod meter;
 pub mod metrics;
 pub mod toolstack;
