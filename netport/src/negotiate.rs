@@ -202,6 +202,18 @@ impl Allowed {
     /// cleared. A GSO frame of a type not agreed, or a frame of more than one slot without
     /// SG, is refused.
     pub fn conform(&self, frame: &mut [u8], meta: &FrameMeta) -> Result<Conformed, Refused> {
+        let c = self.check(frame, meta)?;
+        if c.csum_filled {
+            csum::fill_partial_checksum(frame).map_err(Refused::Checksum)?;
+        }
+        Ok(c)
+    }
+
+    /// [`Allowed::conform`] without touching the frame: what to send it with, and
+    /// whether its partial checksum must be completed first ([`Conformed::csum_filled`];
+    /// [`csum::fill_partial_checksum`] on a copy). For senders that hold the frame
+    /// read-only and copy it anyway.
+    pub fn check(&self, frame: &[u8], meta: &FrameMeta) -> Result<Conformed, Refused> {
         if let Some(g) = meta.gso {
             if !self.gso(g.kind) {
                 return Err(Refused::Gso(g.kind));
@@ -225,15 +237,15 @@ impl Allowed {
             },
             // Headers that do not parse: whatever they are, a receiver that takes both
             // IP versions' offloads takes them; any other cannot be helped.
-            Err(_) => !meta.csum_blank || (self.csum_v4 && self.csum_v6),
+            Err(e) if meta.csum_blank && !(self.csum_v4 && self.csum_v6) => {
+                return Err(Refused::Checksum(e))
+            }
+            Err(_) => true,
         };
         if agreed {
             return Ok(out);
         }
-        if meta.csum_blank {
-            csum::fill_partial_checksum(frame).map_err(Refused::Checksum)?;
-            out.csum_filled = true;
-        }
+        out.csum_filled = meta.csum_blank;
         out.meta.csum_blank = false;
         out.meta.data_validated = false;
         Ok(out)
