@@ -860,7 +860,9 @@ impl<P: FrontendPlatform> Netfront<P> {
 
     /// Whether the rings use split event channels.
     pub fn split_event_channels(&self) -> bool {
-        self.conn.as_ref().is_some_and(|c| c.tx_evtchn != c.rx_evtchn)
+        self.conn
+            .as_ref()
+            .is_some_and(|c| c.tx_evtchn != c.rx_evtchn)
     }
 }
 
