@@ -229,8 +229,8 @@ impl RxPath {
                 return None;
             }
         };
-        let extra = match meta.gso {
-            Some(g) => Some(NetifExtraInfo::new(
+        let extra = meta.gso.map(|g| {
+            NetifExtraInfo::new(
                 &ExtraInfo::Gso {
                     size: g.size,
                     r#type: match g.kind {
@@ -240,9 +240,8 @@ impl RxPath {
                     features: 0,
                 },
                 XenNetifExtraFlags::empty(),
-            )),
-            None => None,
-        };
+            )
+        });
         Some((meta, extra))
     }
 
