@@ -226,8 +226,13 @@ impl Allowed {
             meta: *meta,
             csum_filled: false,
         };
-        if !(meta.csum_blank || meta.data_validated) || meta.gso.is_some() {
-            // Nothing to check, or a GSO frame already agreed with its checksum offload.
+        if !(meta.csum_blank || meta.data_validated)
+            || meta.gso.is_some()
+            || (self.csum_v4 && self.csum_v6)
+        {
+            // Nothing to check, a GSO frame already agreed with its checksum offload, or
+            // a receiver that takes both IP versions' checksum states (the common case:
+            // no header parse per frame).
             return Ok(out);
         }
         let agreed = match csum::parse_l4(frame) {
