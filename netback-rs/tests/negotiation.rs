@@ -60,6 +60,20 @@ impl RawFront {
     /// Connects as a frontend writing `keys` (besides the rings, event channel(s),
     /// `request-rx-copy` and `feature-rx-notify`), with all its RX buffers posted.
     fn connect(host: &LocalHost, domid: u16, keys: &[(&str, &str)], split: bool) -> RawFront {
+        let mut keys = keys.to_vec();
+        keys.push(("feature-rx-notify", "1"));
+        Self::connect_posting(host, domid, &keys, split, BUFS)
+    }
+
+    /// Connects as a frontend writing `keys` (besides the rings, event channel(s) and
+    /// `request-rx-copy`), with its first `posted` RX buffers posted.
+    fn connect_posting(
+        host: &LocalHost,
+        domid: u16,
+        keys: &[(&str, &str)],
+        split: bool,
+        posted: usize,
+    ) -> RawFront {
         let plat = host.domain(DomId(domid)).unwrap();
         let fe = format!("/local/domain/{domid}/device/vif/0");
         let be = String::from_utf8(
@@ -80,7 +94,7 @@ impl RawFront {
         let bufs = plat.grants.share(DomId(0), BUFS, Access::Writable).unwrap();
         NetifTxFrontRing::init(ring_mem(tx_ring.mem())).unwrap();
         let mut rx = NetifRxFrontRing::init(ring_mem(rx_ring.mem())).unwrap();
-        for i in 0..BUFS {
+        for i in 0..posted {
             rx.put_request(&NetifRxRequest {
                 id: i as u16,
                 pad: 0,
@@ -106,7 +120,6 @@ impl RawFront {
         w("tx-ring-ref", &tx_ring.grefs()[0].0.to_string());
         w("rx-ring-ref", &rx_ring.grefs()[0].0.to_string());
         w("request-rx-copy", "1");
-        w("feature-rx-notify", "1");
         for (k, v) in keys {
             w(k, v);
         }
@@ -123,6 +136,22 @@ impl RawFront {
             rx_evtchn,
             be,
         }
+    }
+
+    /// Posts RX buffers `ids` (never posted before) and notifies.
+    fn post(&mut self, ids: std::ops::Range<usize>) {
+        let mut r = NetifRxFrontRing::resume(ring_mem(self.rx_ring.mem()), self.rx_idx).unwrap();
+        for i in ids {
+            r.put_request(&NetifRxRequest {
+                id: i as u16,
+                pad: 0,
+                gref: self.bufs.grefs()[i].0,
+            })
+            .unwrap();
+        }
+        r.push_requests();
+        self.rx_idx = r.indices();
+        self.plat.evtchn.notify(self.rx_evtchn).unwrap();
     }
 
     /// Every frame on the RX ring now (complete frames only).
@@ -502,4 +531,57 @@ fn page_flipping_frontend_is_refused_with_the_reason_in_its_error_node() {
     .unwrap();
     assert!(err.contains("page flipping"), "{err}");
     assert!(!nb.vif_status(id).unwrap().connected);
+}
+
+/// `feature-rx-notify` decides whether a frame may wait for RX buffers: a frontend that
+/// writes it is notified-on and gets every frame once it posts more; one that does not
+/// would never say it posted more, so frames that find no buffer are dropped and
+/// counted, and none waits.
+#[test]
+fn only_a_frontend_with_rx_notify_has_frames_wait_for_its_buffers() {
+    let host = LocalHost::new();
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    for (domid, notify) in [(1u16, true), (2, false)] {
+        let id = add_vif(&host, DomId(domid), 0).unwrap();
+        let mut wire: MemPort = nb.wire(id);
+        let keys: &[(&str, &str)] = if notify {
+            &[("feature-rx-notify", "1")]
+        } else {
+            &[]
+        };
+        let mut front = RawFront::connect_posting(&host, domid, keys, false, 2);
+        let frames: Vec<Vec<u8>> = (0..5).map(|k| tcp(false, 200 + k, k as u8)).collect();
+        for f in &frames {
+            wire.send(f, &FrameMeta::default()).unwrap();
+        }
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < 2 {
+            got.extend(front.take());
+            assert!(
+                Instant::now() < deadline,
+                "rx-notify {notify}: frames missing"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if notify {
+            // The other three wait for buffers; none is dropped.
+            std::thread::sleep(Duration::from_millis(50));
+            let c = nb.vif_status(id).unwrap().counters;
+            assert_eq!((c.rx_packets, c.rx_dropped()), (2, 0), "{c:?}");
+            front.post(2..BUFS);
+            while got.len() < 5 {
+                got.extend(front.take());
+                assert!(Instant::now() < deadline, "waiting frames never delivered");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        } else {
+            let c = wait_accounted(&nb, id, 5);
+            assert_eq!((c.rx_packets, c.rx_dropped_no_buffers), (2, 3), "{c:?}");
+            assert_eq!(c.rx_dropped(), 3, "{c:?}");
+        }
+        let lens: Vec<usize> = got.iter().map(|r| r.data.len()).collect();
+        let want: Vec<usize> = frames.iter().map(Vec::len).take(got.len()).collect();
+        assert_eq!(lens, want, "rx-notify {notify}");
+    }
 }
