@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! netfront [--platform local --hv-socket PATH --domid N | --platform xen] [--devid N]
-//!          [--tap NAME] [--policy drop|hold] [--no-credits]
+//!          [--tap NAME] [--policy drop|hold] [--no-credits] [--no-split-event-channels]
 //! ```
 #![forbid(unsafe_code)]
 
@@ -65,6 +65,10 @@ struct Cli {
     /// Do not request the credit area.
     #[arg(long)]
     no_credits: bool,
+    /// One event channel for both rings even when the backend offers
+    /// `feature-split-event-channels`.
+    #[arg(long)]
+    no_split_event_channels: bool,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +89,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Policy::Hold => CreditPolicy::Hold,
     };
     cfg.request_credits = !cli.no_credits;
+    cfg.split_event_channels = !cli.no_split_event_channels;
     // The TAP takes GSO frames through its virtio-net header.
     cfg.offer.gso_tcpv4 = true;
     cfg.offer.gso_tcpv6 = true;
