@@ -41,6 +41,7 @@ use xenstore::{with_transaction, Xenstore, XsError, XsTx};
 use crate::control::{credits_of, reading, Allocation};
 use crate::emulation::EmulatedBackendRate;
 use crate::evtchn_backoff::SpuriousBackoff;
+use crate::features::{self, BoundChannels, FeatureError};
 use crate::meter::VifCounters;
 use crate::vif::{BackstopPolicy, Poll, Vif, VifFatal, TX_BATCH};
 use crate::vifconfig::{self, RateCap, VifConfig, VifConfigError};
@@ -107,7 +108,8 @@ pub use hypervisor::clock::monotonic_ns;
 
 struct Connection<M> {
     vif: Vif<M>,
-    evtchn: EvtPort,
+    /// The frontend's event channel(s), bound.
+    evtchn: BoundChannels,
     /// Connection sequence number (meters restart with each connection).
     created: u64,
 }
@@ -616,11 +618,8 @@ impl<P: BackendPlatform> Netback<P> {
             };
             let rx: Poll = conn.vif.rx_poll(now, grants, dev.port.as_mut())?;
             packets += tx.packets + rx.packets;
-            if tx.notify || rx.notify {
-                if let Err(e) = self.platform.evtchn().notify(conn.evtchn) {
-                    log::debug!("{id}: notify: {e}");
-                }
-            }
+            conn.evtchn
+                .notify(self.platform.evtchn(), id, tx.notify, rx.notify);
             if !(tx.more || rx.more) {
                 return Ok(false);
             }
@@ -777,19 +776,7 @@ impl<P: BackendPlatform> Netback<P> {
             .and_then(|()| self.epoll.set(port.rx_fd(), key, false))
             .map_err(ProbeError::Epoll)?;
         self.port_keys.insert(key, id);
-        let mut features: Vec<(&'static str, String)> = vec![
-            ("feature-sg", "1".into()),
-            ("feature-gso-tcpv4", "1".into()),
-            ("feature-gso-tcpv6", "1".into()),
-            ("feature-ipv6-csum-offload", "1".into()),
-            ("feature-rx-copy", "1".into()),
-            ("feature-rx-flip", "0".into()),
-            ("feature-multicast-control", "0".into()),
-            ("feature-split-event-channels", "0".into()),
-        ];
-        if self.cfg.credits {
-            features.push(("feature-dba-credits", CREDIT_VERSION.to_string()));
-        }
+        let features = features::backend_keys(self.cfg.credits.then_some(CREDIT_VERSION));
         for (k, v) in &features {
             xs.write(XsTx::NONE, &format!("{be}/{k}"), v.as_bytes())
                 .map_err(|source| ProbeError::Write { key: k, source })?;
@@ -1003,16 +990,23 @@ impl<P: BackendPlatform> Netback<P> {
         let Some(d) = self.devices.get(&id) else {
             return Vec::new();
         };
-        ["state", "tx-ring-ref", "rx-ring-ref", "event-channel"]
-            .iter()
-            .map(|k| {
-                self.platform
-                    .xenstore()
-                    .try_read(XsTx::NONE, &format!("{}/{k}", d.frontend_path))
-                    .ok()
-                    .flatten()
-            })
-            .collect()
+        [
+            "state",
+            "tx-ring-ref",
+            "rx-ring-ref",
+            "event-channel",
+            "event-channel-tx",
+            "event-channel-rx",
+        ]
+        .iter()
+        .map(|k| {
+            self.platform
+                .xenstore()
+                .try_read(XsTx::NONE, &format!("{}/{k}", d.frontend_path))
+                .ok()
+                .flatten()
+        })
+        .collect()
     }
 
     /// Maps the frontend's rings and binds its event channel. `reattach`: the rings are
@@ -1029,14 +1023,11 @@ impl<P: BackendPlatform> Netback<P> {
         if rd_or("multi-queue-num-queues", 1, 1)? != 1 {
             return Err(ConnectError::MultiQueue);
         }
-        if rd_or("request-rx-copy", 1, 0)? != 1 {
-            return Err(ConnectError::NoRxCopy);
-        }
+        let feat = features::read_frontend(xs, &fe)?;
         let tx_ref = rd("tx-ring-ref", u32::MAX as u64)? as u32;
         let rx_ref = rd("rx-ring-ref", u32::MAX as u64)? as u32;
-        let ev = rd("event-channel", u32::MAX as u64)? as u32;
+        let ev = feat.channels.record();
         let credits_req = rd_or("request-dba-credits", u16::MAX as u64, 0)?;
-        let fe_gso = rd_or("feature-gso-tcpv4", 1, 0)? == 1;
         let credits = self.cfg.credits && credits_req >= 1;
         if credits_req > CREDIT_VERSION as u64 && self.cfg.credits {
             return Err(ConnectError::CreditVersion(credits_req));
@@ -1054,11 +1045,8 @@ impl<P: BackendPlatform> Netback<P> {
         };
         let tx_map = map("tx-ring-ref", tx_ref)?;
         let rx_map = map("rx-ring-ref", rx_ref)?;
-        let evtchn = self
-            .platform
-            .evtchn()
-            .bind_interdomain(id.domid, EvtPort(ev))
-            .map_err(|source| ConnectError::Bind { port: ev, source })?;
+        let evtchn = BoundChannels::bind(self.platform.evtchn(), id, feat.channels)
+            .map_err(|(port, source)| ConnectError::Bind { port, source })?;
         let now = (self.clock)();
         // The first generation already carries the budget (what its SLA allows).
         let initial = self.initial_credits(id);
@@ -1066,27 +1054,28 @@ impl<P: BackendPlatform> Netback<P> {
         let mut vif = match vif {
             Ok(vif) => vif,
             Err(e) => {
-                let _ = self.platform.evtchn().unbind(evtchn);
+                evtchn.unbind(self.platform.evtchn(), id);
                 return Err(ConnectError::Rings(e));
             }
         };
         vif.set_tx_policy(self.cfg.tx_policy);
-        // Segmentation offload from the port only for a frontend that takes GSO frames.
+        // Only what the frontend agreed to take goes on its RX ring (every frame is
+        // checked); the port is asked for no other offloads, to spare the fallback.
+        let allowed = feat.allowed();
         let d = self.devices.get_mut(&id).expect("checked above");
-        let gso = match d.port.set_gso(fe_gso) {
-            Ok(on) => on,
-            Err(e) => {
-                log::warn!("{id}: port offload: {e}");
-                false
-            }
-        };
-        vif.set_rx_gso(fe_gso && gso);
+        if let Err(e) = d.port.set_offloads(&allowed) {
+            log::warn!("{id}: port offload: {e}");
+        }
+        vif.set_rx_allowed(allowed);
+        vif.set_rx_notify(feat.rx_notify);
         if !credits {
             vif.set_tx_budget(&initial, now);
         }
         // The toolstack's `rate`, under every budget from now on.
         vif.set_rate_cap(d.config.rate, now);
-        self.by_evtchn.insert(evtchn, id);
+        for p in evtchn.ports() {
+            self.by_evtchn.insert(p, id);
+        }
         let created = self.next_created;
         self.next_created += 1;
         let d = self.devices.get_mut(&id).expect("checked above");
@@ -1102,14 +1091,14 @@ impl<P: BackendPlatform> Netback<P> {
         }
         if reattach {
             // Responses the previous netback pushed may never have been signalled.
-            if let Err(e) = self.platform.evtchn().notify(evtchn) {
-                log::debug!("{id}: notify: {e}");
-            }
+            evtchn.notify(self.platform.evtchn(), id, true, true);
         }
         log::info!(
-            "{id}: {} (tx-ring-ref {tx_ref}, rx-ring-ref {rx_ref}, event-channel {ev}, credits {})",
+            "{id}: {} (tx-ring-ref {tx_ref}, rx-ring-ref {rx_ref}, event-channel {ev}, credits {}, {:?}, rx-notify {})",
             if reattach { "re-attached" } else { "connected" },
-            if credits { "on" } else { "off" }
+            if credits { "on" } else { "off" },
+            allowed,
+            feat.rx_notify,
         );
         Ok(())
     }
@@ -1123,11 +1112,11 @@ impl<P: BackendPlatform> Netback<P> {
         d.arm_port(&self.epoll, false);
         self.busy.remove(&id);
         if let Some(conn) = d.conn.take() {
-            self.by_evtchn.remove(&conn.evtchn);
-            self.backoff.forget(conn.evtchn);
-            if let Err(e) = self.platform.evtchn().unbind(conn.evtchn) {
-                log::debug!("{id}: unbind: {e}");
+            for p in conn.evtchn.ports() {
+                self.by_evtchn.remove(&p);
+                self.backoff.forget(p);
             }
+            conn.evtchn.unbind(self.platform.evtchn(), id);
             d.past += conn.vif.counters();
             // Dropping the mappings unmaps the rings.
             drop(conn.vif.into_mappings());
@@ -1232,9 +1221,9 @@ enum ConnectError {
     /// The frontend asks for more than one queue.
     #[error("multi-queue is not supported")]
     MultiQueue,
-    /// The frontend does not ask for `request-rx-copy`.
-    #[error("frontend does not support rx-copy (request-rx-copy)")]
-    NoRxCopy,
+    /// The frontend's feature keys are refused (page flipping, broken values).
+    #[error(transparent)]
+    Features(#[from] FeatureError),
     /// `request-dba-credits` asks for a version above the one advertised.
     #[error("request-dba-credits {0} is above the advertised {CREDIT_VERSION}")]
     CreditVersion(u64),

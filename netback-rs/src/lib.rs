@@ -25,6 +25,7 @@ pub mod backend;
 pub mod control;
 pub mod emulation;
 pub mod evtchn_backoff;
+pub mod features;
 pub mod meter;
 pub mod metrics;
 pub mod tapvif;

@@ -29,6 +29,15 @@ pub struct VifCounters {
     pub rx_dropped_oversize: u64,
     /// Frames whose grant copy into the guest failed.
     pub rx_copy_errors: u64,
+    /// Frames the frontend did not agree to take and software cannot fix (a GSO type it
+    /// did not offer, more than one slot without `feature-sg`).
+    pub rx_dropped_offload: u64,
+    /// Frames dropped for lack of posted buffers, for a frontend without
+    /// `feature-rx-notify` (one that would not say when it posts more).
+    pub rx_dropped_no_buffers: u64,
+    /// Frames delivered with their partial checksum completed in software (the frontend
+    /// did not agree to take it partial). Not a drop.
+    pub rx_csum_filled: u64,
 }
 
 /// Counters of successive connections of one device add up (netback keeps the total
@@ -49,6 +58,9 @@ impl core::ops::AddAssign for VifCounters {
             rx_dropped_police,
             rx_dropped_oversize,
             rx_copy_errors,
+            rx_dropped_offload,
+            rx_dropped_no_buffers,
+            rx_csum_filled,
         } = b; // exhaustive: a new counter must be added here
         self.tx_packets += tx_packets;
         self.tx_bytes += tx_bytes;
@@ -63,6 +75,9 @@ impl core::ops::AddAssign for VifCounters {
         self.rx_dropped_police += rx_dropped_police;
         self.rx_dropped_oversize += rx_dropped_oversize;
         self.rx_copy_errors += rx_copy_errors;
+        self.rx_dropped_offload += rx_dropped_offload;
+        self.rx_dropped_no_buffers += rx_dropped_no_buffers;
+        self.rx_csum_filled += rx_csum_filled;
     }
 }
 
@@ -82,7 +97,11 @@ impl VifCounters {
 
     /// Frames dropped in the backend, port → guest.
     pub fn rx_dropped(&self) -> u64 {
-        self.rx_dropped_police + self.rx_dropped_oversize + self.rx_copy_errors
+        self.rx_dropped_police
+            + self.rx_dropped_oversize
+            + self.rx_copy_errors
+            + self.rx_dropped_offload
+            + self.rx_dropped_no_buffers
     }
 }
 

@@ -46,7 +46,8 @@ fn ping_and_tcp_through_the_pair_between_namespaces() {
     .expect("netback");
     // As the netfront binary does: GSO both ways when the backend offers it.
     let mut cfg = NetfrontConfig::new(0);
-    cfg.rx_gso = true;
+    cfg.offer.gso_tcpv4 = true;
+    cfg.offer.gso_tcpv6 = true;
     let g = host.domain(DomId(1)).unwrap();
     let opts = GuestOptions::default();
     let nf = GuestThread::spawn(Spawner::Netns(&guest), g, cfg, opts, |nf, stop| {

@@ -38,6 +38,9 @@ pub enum HandshakeError {
     /// The backend does not offer a feature this frontend requires.
     #[error("backend does not offer {0}")]
     MissingFeature(&'static str),
+    /// A feature key of the backend holds something else than 0 or 1.
+    #[error("backend {0}")]
+    BadFeature(#[source] netport::negotiate::BadFeature),
     /// The backend did not reach an expected state in time.
     #[error("backend {backend} stayed in state {state:?}, expected {expected:?}")]
     Timeout {

@@ -19,7 +19,8 @@ use hypervisor::evtchn::{EventChannels, Port as EvtPort};
 use hypervisor::grant::{Access, GrantShare, SharedPages};
 use hypervisor::platform::{ring_mem, FrontendPlatform};
 use hypervisor::xenbus::{self, XenbusState};
-use netport::{FrameMeta, GsoKind};
+use netport::negotiate::{Allowed, Offer};
+use netport::{csum, FrameMeta, GsoKind};
 use shared_ring::credit::{
     CreditArea, CreditReader, CreditReaderState, FrontCounters, CREDIT_VERSION,
 };
@@ -68,10 +69,14 @@ pub struct NetfrontConfig {
     /// area but sends regardless: a misbehaving guest, for testing the backend's
     /// backstop.
     pub enforce_credits: bool,
-    /// The port takes GSO frames: offer `feature-gso-tcpv4/6`, so the backend may
-    /// deliver up to 64 KiB frames with a GSO extra (a TAP with a virtio-net header
-    /// does; a plain MTU-sized consumer does not).
-    pub rx_gso: bool,
+    /// What this frontend takes on RX, written as its feature keys (`feature-sg`,
+    /// `feature-no-csum-offload`, `feature-ipv6-csum-offload`, `feature-gso-tcpv4/6`):
+    /// the backend sends nothing else. GSO only when the port takes GSO frames (a TAP
+    /// with a virtio-net header does; a plain MTU-sized consumer does not).
+    pub offer: Offer,
+    /// Use split event channels (one for each ring) when the backend offers
+    /// `feature-split-event-channels`.
+    pub split_event_channels: bool,
 }
 
 impl NetfrontConfig {
@@ -83,7 +88,12 @@ impl NetfrontConfig {
             request_credits: true,
             timeout: Duration::from_secs(10),
             enforce_credits: true,
-            rx_gso: false,
+            offer: Offer {
+                gso_tcpv4: false,
+                gso_tcpv6: false,
+                ..Offer::ALL
+            },
+            split_event_channels: true,
         }
     }
 }
@@ -126,6 +136,13 @@ pub struct FrontStats {
     pub rx_bytes: u64,
     /// RX frames discarded (error status, bad offsets, oversize).
     pub rx_errors: u64,
+    /// Frames not sent because the backend did not agree to their offload and software
+    /// cannot do it (a GSO type it did not offer, more than one slot without
+    /// `feature-sg`): [`Sent::TooBig`].
+    pub tx_refused_offload: u64,
+    /// Frames sent with their partial checksum completed here (the backend did not
+    /// agree to take it partial).
+    pub tx_csum_filled: u64,
     /// Credit generations applied.
     pub credit_updates: u64,
 }
@@ -135,12 +152,15 @@ struct Conn<S> {
     rx_ring: S,
     tx_bufs: S,
     rx_bufs: S,
-    evtchn: EvtPort,
+    /// Event channel of the TX ring, and of the RX ring (the same one unless split).
+    tx_evtchn: EvtPort,
+    rx_evtchn: EvtPort,
     tx_idx: FrontIndices,
     rx_idx: FrontIndices,
     tx_free: Vec<u16>,
     tx_in_flight: Vec<bool>,
-    gso: bool,
+    /// What may be sent to the backend (its feature keys).
+    tx_allowed: Allowed,
     credits: Option<CreditReaderState>,
     applied_generation: u32,
     unpushed: bool,
@@ -163,6 +183,8 @@ pub struct Netfront<P: FrontendPlatform> {
     clock: Clock,
     /// When [`Netfront::maintain`] last restarted the handshake on its own (clock ns).
     last_restart_ns: Option<u64>,
+    /// A frame whose partial checksum is completed before it is sent.
+    tx_scratch: Vec<u8>,
     /// Counters.
     pub stats: FrontStats,
 }
@@ -200,6 +222,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             bucket: DualTokenBucket::unlimited(now),
             clock,
             last_restart_ns: None,
+            tx_scratch: Vec::new(),
             stats: FrontStats::default(),
         };
         nf.handshake()?;
@@ -295,7 +318,8 @@ impl<P: FrontendPlatform> Netfront<P> {
             return Err(HandshakeError::MissingFeature("feature-rx-copy").into());
         }
         let credits_offered = feat("feature-dba-credits")?;
-        let gso = feat("feature-gso-tcpv4")? == 1;
+        let backend_offer = read_offer(xs, be)?;
+        let split = self.cfg.split_event_channels && feat("feature-split-event-channels")? == 1;
         let credits = self.cfg.request_credits && credits_offered >= 1;
 
         let grants = self.platform.grants();
@@ -324,36 +348,57 @@ impl<P: FrontendPlatform> Netfront<P> {
             .map_err(ring("post RX buffers"))?;
         }
         let rx_idx = rx.indices();
-        let evtchn = self
-            .platform
-            .evtchn()
-            .alloc_unbound(peer)
-            .map_err(HandshakeError::EventChannel)?;
+        let alloc = || {
+            self.platform
+                .evtchn()
+                .alloc_unbound(peer)
+                .map_err(HandshakeError::EventChannel)
+        };
+        let tx_evtchn = alloc()?;
+        let rx_evtchn = if split {
+            match alloc() {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = self.platform.evtchn().unbind(tx_evtchn);
+                    return Err(e.into());
+                }
+            }
+        } else {
+            tx_evtchn
+        };
         let tx_ref = tx_ring.grefs()[0].0;
         let rx_ref = rx_ring.grefs()[0].0;
         let fe = self.fe_path.clone();
-        let rx_gso = self.cfg.rx_gso;
+        let offer = self.cfg.offer;
         with_transaction(xs, |tx| {
             let w = |k: &str, v: String| xs.write(tx, &format!("{fe}/{k}"), v.as_bytes());
+            let rm = |k: &str| match xs.rm(tx, &format!("{fe}/{k}")) {
+                Err(e) if !e.is_enoent() => Err(e),
+                _ => Ok(()),
+            };
             w("tx-ring-ref", tx_ref.to_string())?;
             w("rx-ring-ref", rx_ref.to_string())?;
-            w("event-channel", evtchn.0.to_string())?;
+            if split {
+                rm("event-channel")?;
+                w("event-channel-tx", tx_evtchn.0.to_string())?;
+                w("event-channel-rx", rx_evtchn.0.to_string())?;
+            } else {
+                rm("event-channel-tx")?;
+                rm("event-channel-rx")?;
+                w("event-channel", tx_evtchn.0.to_string())?;
+            }
             w("request-rx-copy", "1".into())?;
             w("feature-rx-notify", "1".into())?;
-            w("feature-sg", "1".into())?;
-            let g = if rx_gso { "1" } else { "0" };
-            w("feature-gso-tcpv4", g.into())?;
-            w("feature-gso-tcpv6", g.into())?;
+            for (k, v) in offer.keys() {
+                w(k, v.into())?;
+            }
             if credits {
                 w(
                     "request-dba-credits",
                     CREDIT_VERSION.min(credits_offered as u16).to_string(),
                 )?;
             } else {
-                match xs.rm(tx, &format!("{fe}/request-dba-credits")) {
-                    Err(e) if !e.is_enoent() => return Err(e),
-                    _ => {}
-                }
+                rm("request-dba-credits")?;
             }
             w("state", XenbusState::Connected.as_str().into())
         })
@@ -367,12 +412,13 @@ impl<P: FrontendPlatform> Netfront<P> {
             rx_ring,
             tx_bufs,
             rx_bufs,
-            evtchn,
+            tx_evtchn,
+            rx_evtchn,
             tx_idx: FrontIndices::default(),
             rx_idx,
             tx_free: (0..TX_BUFS as u16).rev().collect(),
             tx_in_flight: vec![false; TX_BUFS],
-            gso,
+            tx_allowed: Allowed::toward(&backend_offer),
             credits: credits.then(CreditReaderState::default),
             applied_generation: 0,
             unpushed: false,
@@ -386,15 +432,16 @@ impl<P: FrontendPlatform> Netfront<P> {
             let mut rx = NetifRxFrontRing::resume(ring_mem(c.rx_ring.mem()), c.rx_idx)
                 .map_err(ring("RX ring"))?;
             if rx.push_requests_and_check_notify() {
-                let _ = self.platform.evtchn().notify(c.evtchn);
+                let _ = self.platform.evtchn().notify(c.rx_evtchn);
             }
         }
         self.apply_credits();
         log::info!(
-            "netfront {}: connected to {} (credits {})",
+            "netfront {}: connected to {} (credits {}, split event channels {split}, may send {:?})",
             self.fe_path,
             self.be_path,
-            if credits { "on" } else { "off" }
+            if credits { "on" } else { "off" },
+            Allowed::toward(&backend_offer),
         );
         Ok(())
     }
@@ -402,7 +449,10 @@ impl<P: FrontendPlatform> Netfront<P> {
     /// Releases the rings, buffers and event channel (grants are revoked).
     pub fn disconnect(&mut self) {
         if let Some(c) = self.conn.take() {
-            let _ = self.platform.evtchn().unbind(c.evtchn);
+            let _ = self.platform.evtchn().unbind(c.tx_evtchn);
+            if c.rx_evtchn != c.tx_evtchn {
+                let _ = self.platform.evtchn().unbind(c.rx_evtchn);
+            }
             for s in [c.tx_ring, c.rx_ring, c.tx_bufs, c.rx_bufs] {
                 if let Err(e) = s.revoke() {
                     log::warn!("netfront {}: revoke: {e}", self.fe_path);
@@ -524,14 +574,37 @@ impl<P: FrontendPlatform> Netfront<P> {
         if frame.is_empty() || frame.len() > MAX_TX_FRAME {
             return Ok(Sent::TooBig);
         }
+        // Only what the backend agreed to take.
+        let checked = match c.tx_allowed.check(frame, meta) {
+            Ok(checked) => checked,
+            Err(e) => {
+                log::debug!("netfront {}: frame not sent: {e}", self.fe_path);
+                self.stats.tx_refused_offload += 1;
+                return Ok(Sent::TooBig);
+            }
+        };
+        let meta = &checked.meta;
         let nbufs = frame.len().div_ceil(TX_BUF);
-        let gso = meta.gso.filter(|_| c.gso);
+        let gso = meta.gso;
         let nslots = nbufs + gso.is_some() as usize;
         let mut ring = NetifTxFrontRing::resume(ring_mem(c.tx_ring.mem()), c.tx_idx)
             .map_err(BackendError::tx_ring)?;
         if c.tx_free.len() < nbufs || (ring.free_requests() as usize) < nslots {
             return Ok(Sent::RingFull);
         }
+        let frame = if checked.csum_filled {
+            self.tx_scratch.clear();
+            self.tx_scratch.extend_from_slice(frame);
+            if let Err(e) = csum::fill_partial_checksum(&mut self.tx_scratch) {
+                log::debug!("netfront {}: frame not sent: {e}", self.fe_path);
+                self.stats.tx_refused_offload += 1;
+                return Ok(Sent::TooBig);
+            }
+            self.stats.tx_csum_filled += 1;
+            &self.tx_scratch[..]
+        } else {
+            frame
+        };
         match self.bucket.charge(now, frame.len() as u64, 1) {
             Ok(()) => {}
             Err(_) if !self.cfg.enforce_credits => {}
@@ -625,7 +698,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             .map_err(BackendError::tx_ring)?;
         c.unpushed = false;
         if ring.push_requests_and_check_notify() {
-            let _ = self.platform.evtchn().notify(c.evtchn);
+            let _ = self.platform.evtchn().notify(c.tx_evtchn);
         }
         Ok(())
     }
@@ -747,7 +820,7 @@ impl<P: FrontendPlatform> Netfront<P> {
                 .map_err(BackendError::rx_ring)?;
             }
             if ring.push_requests_and_check_notify() {
-                let _ = self.platform.evtchn().notify(c.evtchn);
+                let _ = self.platform.evtchn().notify(c.rx_evtchn);
             }
         }
         if out.is_none() {
@@ -770,9 +843,44 @@ impl<P: FrontendPlatform> Netfront<P> {
         }
     }
 
-    /// Whether the backend accepts GSO frames (`feature-gso-tcpv4`): a port feeding this
-    /// device may then produce segmentation-offload frames up to 64 KiB.
+    /// Whether the backend accepts GSO frames of both TCP versions: a port feeding
+    /// this device may then produce any segmentation-offload frame up to 64 KiB. For the
+    /// exact set, [`Netfront::tx_allowed`].
     pub fn backend_gso(&self) -> bool {
-        self.conn.as_ref().is_some_and(|c| c.gso)
+        self.tx_allowed().is_some_and(|a| a.gso_v4 && a.gso_v6)
     }
+
+    /// What may be sent to the backend (its feature keys, [`Allowed::toward`]), while
+    /// connected: a port feeding this device is best asked for exactly these offloads
+    /// ([`netport::Port::set_offloads`]); frames beyond them are completed in software
+    /// (checksums) or refused (GSO, multi-slot).
+    pub fn tx_allowed(&self) -> Option<Allowed> {
+        self.conn.as_ref().map(|c| c.tx_allowed)
+    }
+
+    /// Whether the rings use split event channels.
+    pub fn split_event_channels(&self) -> bool {
+        self.conn
+            .as_ref()
+            .is_some_and(|c| c.tx_evtchn != c.rx_evtchn)
+    }
+}
+
+/// The backend's offload keys (`netif.h` defaults for absent keys).
+fn read_offer<X: Xenstore + ?Sized>(xs: &X, be: &str) -> Result<Offer, HandshakeError> {
+    let mut failed = None;
+    let offer = Offer::parse(|k| {
+        let path = format!("{be}/{k}");
+        xs.try_read(XsTx::NONE, &path).unwrap_or_else(|source| {
+            failed.get_or_insert(HandshakeError::Xenstore {
+                what: "read the backend's features",
+                source,
+            });
+            None
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    offer.map_err(HandshakeError::BadFeature)
 }

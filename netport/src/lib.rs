@@ -27,6 +27,7 @@
 pub mod csum;
 pub mod link;
 pub mod mem;
+pub mod negotiate;
 pub mod netns;
 pub mod port;
 pub mod tap;

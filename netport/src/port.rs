@@ -4,6 +4,8 @@ use std::io;
 use std::ops::ControlFlow;
 use std::os::fd::BorrowedFd;
 
+use crate::negotiate::Allowed;
+
 /// Offload metadata carried with a frame; maps to the netif `NETTXF_*`/`NETRXF_*` flags and
 /// the GSO extra-info slot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -122,6 +124,16 @@ pub trait Port: Send {
         Ok(false)
     }
 
+    /// Asks the port to hand over only the offloads the driver's peer agreed to take
+    /// ([`crate::negotiate`]): partial checksums, and GSO frames of each TCP version on
+    /// their own. A port that cannot tell them apart keeps handing them over; the driver
+    /// checks every frame anyway ([`Allowed::conform`]), so this only saves it the
+    /// software fallback. The default maps to [`Port::set_gso`] (both GSO types, only
+    /// when both are agreed).
+    fn set_offloads(&mut self, allowed: &Allowed) -> io::Result<()> {
+        self.set_gso(allowed.gso_v4 && allowed.gso_v6).map(|_| ())
+    }
+
     /// Receives up to `max` frames, handing each to `on_frame` as a borrowed slice that is
     /// valid during the call only (implementations may pass a pointer into their own
     /// queue, saving a copy). `on_frame` consumes the frame it is given; returning
@@ -178,6 +190,9 @@ impl<P: Port + ?Sized> Port for Box<P> {
     }
     fn set_gso(&mut self, enable: bool) -> io::Result<bool> {
         (**self).set_gso(enable)
+    }
+    fn set_offloads(&mut self, allowed: &Allowed) -> io::Result<()> {
+        (**self).set_offloads(allowed)
     }
     fn recv_batch(
         &mut self,

@@ -26,6 +26,7 @@ use rustix::ioctl::{ioctl, IntegerSetter, Opcode, Setter, Updater};
 
 use crate::csum;
 use crate::link::{self, ctx};
+use crate::negotiate::Allowed;
 use crate::port::{FrameMeta, Port, ETH_HLEN};
 use crate::vnet::{self, VirtioNetHdr, VNET_HDR_LEN};
 
@@ -302,6 +303,27 @@ impl TapPort {
         }
     }
 
+    /// Sets the TAP's `TUNSETOFFLOAD` flags, and `max_frame` (and the read buffer) for
+    /// them: the netif maximum with any TSO, MTU + 18 without.
+    fn apply_offload(&mut self, flags: libc::c_uint) -> io::Result<()> {
+        set_offload(&self.fd, flags)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: TUNSETOFFLOAD: {e}", self.name)))?;
+        let tso = flags & (TUN_F_TSO4 | TUN_F_TSO6) != 0;
+        self.offload.tso = tso;
+        self.offload.csum = flags & TUN_F_CSUM != 0;
+        let mtu = link::mtu(&self.name)? as usize;
+        self.max_frame = if tso {
+            match link::set_gso_max_size(&self.name, (NETIF_MAX_FRAME - ETH_OVERHEAD) as u32) {
+                Ok(()) => NETIF_MAX_FRAME.max(mtu + ETH_OVERHEAD),
+                Err(_) => GSO_LEGACY_MAX_SIZE + ETH_OVERHEAD,
+            }
+        } else {
+            mtu + ETH_OVERHEAD
+        };
+        self.rbuf = vec![0u8; VNET_HDR_LEN + self.max_frame + 1].into_boxed_slice();
+        Ok(())
+    }
+
     fn write_frame(&mut self, hdr: &VirtioNetHdr, frame: &[u8]) -> io::Result<()> {
         let h = hdr.to_bytes();
         let iov = [IoSlice::new(&h), IoSlice::new(frame)];
@@ -408,21 +430,25 @@ impl Port for TapPort {
         if enable {
             flags |= TUN_F_TSO4 | TUN_F_TSO6;
         }
-        set_offload(&self.fd, flags)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: TUNSETOFFLOAD: {e}", self.name)))?;
-        self.offload.tso = enable;
-        self.offload.csum |= enable;
-        let mtu = link::mtu(&self.name)? as usize;
-        self.max_frame = if enable {
-            match link::set_gso_max_size(&self.name, (NETIF_MAX_FRAME - ETH_OVERHEAD) as u32) {
-                Ok(()) => NETIF_MAX_FRAME.max(mtu + ETH_OVERHEAD),
-                Err(_) => GSO_LEGACY_MAX_SIZE + ETH_OVERHEAD,
-            }
-        } else {
-            mtu + ETH_OVERHEAD
-        };
-        self.rbuf = vec![0u8; VNET_HDR_LEN + self.max_frame + 1].into_boxed_slice();
+        self.apply_offload(flags)?;
         Ok(enable)
+    }
+
+    fn set_offloads(&mut self, a: &Allowed) -> io::Result<()> {
+        // TUN_F_CSUM covers both IP versions: a partial checksum of a version the peer
+        // did not agree to is completed by the driver. Each TSO version on its own (the
+        // caller's `Allowed` already requires SG and checksum offload for it).
+        let mut flags: libc::c_uint = 0;
+        if a.any_csum() || a.gso_v4 || a.gso_v6 {
+            flags |= TUN_F_CSUM;
+        }
+        if a.gso_v4 {
+            flags |= TUN_F_TSO4;
+        }
+        if a.gso_v6 {
+            flags |= TUN_F_TSO6;
+        }
+        self.apply_offload(flags)
     }
 
     fn recv_batch(

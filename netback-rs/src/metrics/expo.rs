@@ -94,6 +94,8 @@ const RX_DROPS: &[Reason] = &[
     ("police", |c| c.rx_dropped_police),
     ("oversize", |c| c.rx_dropped_oversize),
     ("copy_error", |c| c.rx_copy_errors),
+    ("offload", |c| c.rx_dropped_offload),
+    ("no_buffers", |c| c.rx_dropped_no_buffers),
 ];
 
 families! {

@@ -38,6 +38,8 @@ fn fixture() -> Snapshot {
         rx_dropped_police: 6,
         rx_dropped_oversize: 7,
         rx_copy_errors: 8,
+        rx_dropped_offload: 9,
+        rx_dropped_no_buffers: 10,
         ..VifCounters::default()
     };
     let connected = VifSample {

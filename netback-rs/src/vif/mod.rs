@@ -21,6 +21,7 @@ mod tx_path;
 
 use hypervisor::grant::{CopySegment, GntStatus, GrantCopy, GrantMapping};
 use hypervisor::platform::ring_mem;
+use netport::negotiate::Allowed;
 use netport::Port;
 use shared_ring::credit::{CreditArea, CreditPublisher, CreditReader, Credits};
 use shared_ring::netif::{NetifRxBackRing, NetifTxBackRing};
@@ -277,9 +278,17 @@ impl<M: GrantMapping> Vif<M> {
         self.rx.backstop.set_limits(bytes, packets, now_ns);
     }
 
-    /// Whether GSO frames may be delivered to the frontend (its `feature-gso-tcpv4`).
-    pub fn set_rx_gso(&mut self, on: bool) {
-        self.rx.gso = on;
+    /// What may be delivered to the frontend ([`Allowed::toward`] its feature keys):
+    /// every frame is checked against it before it costs a buffer.
+    pub fn set_rx_allowed(&mut self, allowed: Allowed) {
+        self.rx.allowed = allowed;
+    }
+
+    /// Whether the frontend notifies when it posts RX buffers (`feature-rx-notify`).
+    /// Without it a frame never waits for buffers: one that finds too few is dropped
+    /// (`netif.h`: the backend cannot safely queue packets).
+    pub fn set_rx_notify(&mut self, on: bool) {
+        self.rx.rx_notify = on;
     }
 
     /// The frontend's self-reported counters, if it publishes them (untrusted hints).

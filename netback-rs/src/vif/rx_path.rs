@@ -14,6 +14,7 @@
 use core::ops::Range;
 
 use hypervisor::grant::{CopySegment, GrantCopy, GrantRef};
+use netport::negotiate::{Allowed, Offer};
 use netport::{FrameMeta, GsoKind, Port};
 use shared_ring::netif::extra::{XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6};
 use shared_ring::netif::{
@@ -62,8 +63,12 @@ pub(super) struct RxPath {
     idx: BackIndices,
     /// Port → guest policing (before the grant copy into the guest).
     pub(super) backstop: DualTokenBucket,
-    /// The frontend takes GSO frames (`feature-gso-tcpv4` in its directory).
-    pub(super) gso: bool,
+    /// What the frontend agreed to take (its feature keys): GSO types, partial
+    /// checksums, multi-slot frames.
+    pub(super) allowed: Allowed,
+    /// The frontend notifies when it posts RX buffers (`feature-rx-notify`): only then
+    /// may a frame wait for buffers; without it, a frame that finds too few is dropped.
+    pub(super) rx_notify: bool,
     /// RX counters (the `rx_*` fields).
     pub(super) counters: VifCounters,
     /// The batch's frames, each at a 64-byte aligned offset.
@@ -86,7 +91,8 @@ impl RxPath {
             id,
             idx,
             backstop: DualTokenBucket::unlimited(now_ns),
-            gso: false,
+            allowed: Allowed::toward(&Offer::DEFAULTS),
+            rx_notify: true,
             counters: VifCounters::default(),
             arena: vec![0; RX_ARENA],
             used: 0,
@@ -155,10 +161,15 @@ impl RxPath {
             let Some((len, meta)) = self.next_frame(port) else {
                 break BuildEnd::PortEmpty;
             };
-            let Some(extra) = self.admit(len, &meta) else {
+            let Some((meta, extra)) = self.admit(len, &meta) else {
                 continue;
             };
             let slots = len.div_ceil(XEN_PAGE_SIZE) as u32 + extra.is_some() as u32;
+            if p.len() - taken < slots && !self.rx_notify {
+                // The frontend would not tell us when it posts more: a frame cannot wait.
+                self.counters.rx_dropped_no_buffers += 1;
+                continue;
+            }
             if p.len() - taken < slots {
                 // Not enough posted buffers: keep the frame for the next poll.
                 self.stash_buf[..len].copy_from_slice(&self.arena[self.used..self.used + len]);
@@ -193,20 +204,33 @@ impl RxPath {
         }
     }
 
-    /// Whether a frame can go to this guest at all, and the GSO extra-info slot that
-    /// travels with it (`Some(None)`: no extra). `None`: dropped, counted.
-    fn admit(&mut self, len: usize, meta: &FrameMeta) -> Option<Option<NetifExtraInfo>> {
+    /// Whether the frame at `arena[used..used + len]` can go to this guest, in the
+    /// form it agreed to take (a partial checksum it did not agree to is completed
+    /// there), with the metadata to send and the GSO extra-info slot that travels with
+    /// it (`None`: no extra). `None`: dropped, counted.
+    fn admit(
+        &mut self,
+        len: usize,
+        meta: &FrameMeta,
+    ) -> Option<(FrameMeta, Option<NetifExtraInfo>)> {
         if len > MAX_RX_FRAME || len == 0 {
             self.counters.rx_dropped_oversize += 1;
             return None;
         }
-        // A GSO frame needs a frontend that takes them.
-        match meta.gso {
-            Some(_) if !self.gso => {
-                self.counters.rx_dropped_oversize += 1;
-                None
+        let frame = &mut self.arena[self.used..self.used + len];
+        let meta = match self.allowed.conform(frame, meta) {
+            Ok(c) => {
+                self.counters.rx_csum_filled += c.csum_filled as u64;
+                c.meta
             }
-            Some(g) => Some(Some(NetifExtraInfo::new(
+            Err(e) => {
+                log::debug!("{}: RX frame dropped: {e}", self.id);
+                self.counters.rx_dropped_offload += 1;
+                return None;
+            }
+        };
+        let extra = meta.gso.map(|g| {
+            NetifExtraInfo::new(
                 &ExtraInfo::Gso {
                     size: g.size,
                     r#type: match g.kind {
@@ -216,9 +240,9 @@ impl RxPath {
                     features: 0,
                 },
                 XenNetifExtraFlags::empty(),
-            ))),
-            None => Some(None),
-        }
+            )
+        });
+        Some((meta, extra))
     }
 
     /// Places the frame at `arena[used..used + len]` in the requests from entry `at` of

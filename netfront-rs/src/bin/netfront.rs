@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! netfront [--platform local --hv-socket PATH --domid N | --platform xen] [--devid N]
-//!          [--tap NAME] [--policy drop|hold] [--no-credits]
+//!          [--tap NAME] [--policy drop|hold] [--no-credits] [--no-split-event-channels]
 //! ```
 #![forbid(unsafe_code)]
 
@@ -16,7 +16,7 @@ use clap::{Parser, ValueEnum};
 use hypervisor::clock;
 use hypervisor::platform::{FrontendPlatform, Services};
 use netfront::{CreditPolicy, Netfront, NetfrontConfig};
-use netport::{TapConfig, TapOffload, TapPort};
+use netport::{Port, TapConfig, TapOffload, TapPort};
 use xen_ids::DomId;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -65,6 +65,10 @@ struct Cli {
     /// Do not request the credit area.
     #[arg(long)]
     no_credits: bool,
+    /// One event channel for both rings even when the backend offers
+    /// `feature-split-event-channels`.
+    #[arg(long)]
+    no_split_event_channels: bool,
 }
 
 fn main() -> ExitCode {
@@ -85,8 +89,10 @@ fn run(cli: Cli) -> Result<(), String> {
         Policy::Hold => CreditPolicy::Hold,
     };
     cfg.request_credits = !cli.no_credits;
+    cfg.split_event_channels = !cli.no_split_event_channels;
     // The TAP takes GSO frames through its virtio-net header.
-    cfg.rx_gso = true;
+    cfg.offer.gso_tcpv4 = true;
+    cfg.offer.gso_tcpv6 = true;
     let mut tcfg = TapConfig::new(&cli.tap);
     tcfg.mtu = Some(cli.mtu);
     tcfg.offload = TapOffload {
@@ -117,12 +123,16 @@ fn serve<P: FrontendPlatform>(p: P, cfg: NetfrontConfig, tcfg: &TapConfig) -> Re
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal: {e}"))?;
     }
     let mut nf = Netfront::connect(p, cfg, clock::system()).map_err(|e| e.to_string())?;
-    // Segmentation offload on the guest's TAP only when the backend takes GSO frames
-    // (`feature-gso-tcpv4`): then the guest's TCP hands over 64 KiB frames, one ring
-    // round trip and one system call each instead of ~45.
-    let mut tcfg = tcfg.clone();
-    tcfg.offload.tso = nf.backend_gso();
-    let mut tap = TapPort::open(&tcfg).map_err(|e| format!("TAP {}: {e}", tcfg.name))?;
+    // The guest's stack hands the TAP only the offloads the backend agreed to take
+    // (its feature keys): segmentation of each TCP version only when the backend takes
+    // those GSO frames — then the guest's TCP hands over 64 KiB frames, one ring round
+    // trip and one system call each instead of ~45 — and partial checksums (any other
+    // frame is completed or refused by netfront itself).
+    let mut tap = TapPort::open(tcfg).map_err(|e| format!("TAP {}: {e}", tcfg.name))?;
+    if let Some(allowed) = nf.tx_allowed() {
+        tap.set_offloads(&allowed)
+            .map_err(|e| format!("TAP {} offloads: {e}", tcfg.name))?;
+    }
     log::info!("netfront: serving {}", tap.name());
     netfront::pump::run(&mut nf, &mut tap, || stop.load(Ordering::Relaxed))
         .map_err(|e| format!("event loop: {e}"))?;
