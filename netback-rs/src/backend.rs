@@ -39,6 +39,7 @@ use xen_ids::{DomId, VifId};
 use xenstore::{with_transaction, Xenstore, XsError, XsTx};
 
 use crate::control::{credits_of, reading, Allocation};
+use crate::control_work::{ControlStats, ControlWork, Work};
 use crate::emulation::EmulatedBackendRate;
 use crate::meter::VifCounters;
 use crate::vif::{BackstopPolicy, Poll, Vif, VifFatal, TX_BATCH};
@@ -149,6 +150,30 @@ pub struct LoopStats {
     pub vif_polls: u64,
 }
 
+/// Why netback's event loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Waiting for events failed.
+    #[error("event loop: {0}")]
+    Poll(#[from] io::Error),
+    /// The xenstore connection is gone: netback can no longer follow any frontend or
+    /// the toolstack. It stops (rather than spin on a dead connection); its supervisor
+    /// restarts it, and the new netback takes the connected frontends' rings over.
+    #[error(
+        "xenstore connection lost: {0}; exiting so that a restarted netback takes the vifs over"
+    )]
+    XenstoreLost(#[source] XsError),
+}
+
+impl From<RunError> for io::Error {
+    fn from(e: RunError) -> io::Error {
+        match e {
+            RunError::Poll(e) => e,
+            e => io::Error::new(io::ErrorKind::ConnectionAborted, e),
+        }
+    }
+}
+
 /// Snapshot of one vif for meters, the allocator and operators.
 #[derive(Debug, Clone)]
 pub struct VifStatus {
@@ -203,6 +228,8 @@ pub struct Netback<P: BackendPlatform> {
     /// its event channel wakes it.
     busy: BTreeSet<VifId>,
     stats: LoopStats,
+    /// Xenstore work owed for watch events: coalesced, paced and budgeted.
+    work: ControlWork,
 }
 
 /// The allocator's view of netback's vifs for one round.
@@ -254,6 +281,11 @@ impl<P: BackendPlatform> Netback<P> {
             platform.domid().0,
             cfg.backend_type
         );
+        // Only which watch fired matters (the work re-reads what it names): a guest
+        // writing its nodes in a loop must not grow the event queue.
+        if !platform.xenstore().set_coalescing(true) {
+            log::warn!("netback: this xenstore connection does not coalesce watch events");
+        }
         platform
             .xenstore()
             .watch(&root, TOKEN_BACKEND)
@@ -287,6 +319,7 @@ impl<P: BackendPlatform> Netback<P> {
             rr: 0,
             busy: BTreeSet::new(),
             stats: LoopStats::default(),
+            work: ControlWork::default(),
         };
         nb.scan_devices();
         Ok(nb)
@@ -305,6 +338,11 @@ impl<P: BackendPlatform> Netback<P> {
     /// What the event loop did so far.
     pub fn loop_stats(&self) -> LoopStats {
         self.stats
+    }
+
+    /// What the xenstore work for watch events cost so far.
+    pub fn control_stats(&self) -> ControlStats {
+        self.work.stats()
     }
 
     /// Status of every vif.
@@ -435,7 +473,7 @@ impl<P: BackendPlatform> Netback<P> {
         &mut self,
         tick: Duration,
         mut stop: impl FnMut(&mut Self) -> bool,
-    ) -> io::Result<()> {
+    ) -> Result<(), RunError> {
         while !stop(self) {
             self.run_once(tick)?;
         }
@@ -443,7 +481,8 @@ impl<P: BackendPlatform> Netback<P> {
     }
 
     /// Waits for events (at most `timeout`, less if a vif is held) and handles them.
-    pub fn run_once(&mut self, timeout: Duration) -> io::Result<()> {
+    /// Fails when waiting fails or the xenstore connection is lost.
+    pub fn run_once(&mut self, timeout: Duration) -> Result<(), RunError> {
         self.stats.iterations += 1;
         let now = (self.clock)();
         let wait = self
@@ -452,10 +491,14 @@ impl<P: BackendPlatform> Netback<P> {
             .filter_map(|d| d.conn.as_ref()?.vif.wake_at())
             .map(|t| Duration::from_nanos(t.saturating_sub(now)))
             .fold(timeout, Duration::min);
-        let wait = match self.alloc.as_ref().and_then(|a| a.next_due()) {
-            Some(t) => wait.min(Duration::from_nanos(t.saturating_sub(now))),
-            None => wait,
-        };
+        let wait = [
+            self.alloc.as_ref().and_then(|a| a.next_due()),
+            self.work.next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| Duration::from_nanos(t.saturating_sub(now)))
+        .fold(wait, Duration::min);
         // Vifs left with work by the round limit are polled below: do not sleep.
         let wait = if self.busy.is_empty() {
             wait
@@ -466,7 +509,7 @@ impl<P: BackendPlatform> Netback<P> {
         let n = self.epoll.wait(&mut events, wait)?;
         for &key in &events[..n] {
             match key {
-                EV_XS => self.handle_xenstore(),
+                EV_XS => self.take_xenstore_events()?,
                 EV_EVTCHN => self.handle_evtchn(),
                 k => {
                     if let Some(&id) = self.port_keys.get(&k) {
@@ -501,6 +544,7 @@ impl<P: BackendPlatform> Netback<P> {
                 self.poll_vif(*id);
             }
         }
+        self.run_control_work();
         self.allocator_round();
         Ok(())
     }
@@ -575,21 +619,41 @@ impl<P: BackendPlatform> Netback<P> {
         dev.arm_port(&self.epoll, want);
     }
 
-    fn handle_xenstore(&mut self) {
-        for ev in self.platform.xenstore().drain_events() {
-            if ev.token == TOKEN_BACKEND {
-                self.scan_devices();
-            } else if ev.token == TOKEN_RELEASE {
-                self.domains_released();
-            } else if let Some(id) = ev.token.strip_prefix(TOKEN_SLA).and_then(parse_id) {
-                if let Some(mut a) = self.alloc.take() {
-                    if self.devices.contains_key(&id) {
-                        self.read_sla_keys(&mut a, id);
+    /// Takes the queued watch events as work to do (no xenstore round trip here). A
+    /// closed connection stops the loop.
+    fn take_xenstore_events(&mut self) -> Result<(), RunError> {
+        loop {
+            match self.platform.xenstore().wait_event(Some(Duration::ZERO)) {
+                Ok(Some(ev)) => {
+                    if let Some(w) = work_of(&ev.token) {
+                        self.work.push(w);
                     }
-                    self.alloc = Some(a);
                 }
-            } else if let Some(id) = parse_fe_token(&ev.token) {
-                self.frontend_changed(id);
+                Ok(None) => return Ok(()),
+                Err(e @ XsError::Disconnected(_)) => return Err(RunError::XenstoreLost(e)),
+                Err(e) => {
+                    log::warn!("netback: xenstore events: {e}");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Runs the xenstore work that is due, within the per-iteration budget.
+    fn run_control_work(&mut self) {
+        for w in self.work.take_due((self.clock)()) {
+            match w {
+                Work::Scan => self.scan_devices(),
+                Work::Release => self.domains_released(),
+                Work::Sla(id) => {
+                    if let Some(mut a) = self.alloc.take() {
+                        if self.devices.contains_key(&id) {
+                            self.read_sla_keys(&mut a, id);
+                        }
+                        self.alloc = Some(a);
+                    }
+                }
+                Work::Frontend(id) => self.frontend_changed(id),
             }
         }
     }
@@ -1043,6 +1107,7 @@ impl<P: BackendPlatform> Netback<P> {
 
     fn remove_device(&mut self, id: VifId) {
         self.disconnect(id);
+        self.work.forget(id);
         if let Some(a) = &mut self.alloc {
             a.remove(id);
         }
@@ -1178,6 +1243,19 @@ fn check_recorded_rings<X: Xenstore + ?Sized>(
             now: now.to_string(),
         }),
         _ => Ok(()),
+    }
+}
+
+/// The work a watch event with `token` calls for.
+fn work_of(token: &str) -> Option<Work> {
+    if token == TOKEN_BACKEND {
+        Some(Work::Scan)
+    } else if token == TOKEN_RELEASE {
+        Some(Work::Release)
+    } else if let Some(id) = token.strip_prefix(TOKEN_SLA).and_then(parse_id) {
+        Some(Work::Sla(id))
+    } else {
+        parse_fe_token(token).map(Work::Frontend)
     }
 }
 

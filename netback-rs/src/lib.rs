@@ -7,6 +7,9 @@
 //!   grant copies, responses, RX into the guest's posted buffers;
 //! * [`meter`]: per-vif counters and per-period rates;
 //! * [`backend`]: the xenbus backend state machine and the event loop;
+//! * [`control_work`]: the xenstore work watch events call for — coalesced, paced
+//!   per item and budgeted per loop iteration, so that guests' writes cannot starve the
+//!   data path;
 //! * [`emulation`]: a backend packet-rate limit for the benchmark, applied around the
 //!   TX poll (never in production);
 //! * [`toolstack`]: what a toolstack writes in xenstore to create a vif;
@@ -18,6 +21,7 @@
 
 pub mod backend;
 pub mod control;
+pub mod control_work;
 pub mod emulation;
 pub mod meter;
 pub mod metrics;
@@ -25,6 +29,7 @@ pub mod toolstack;
 pub mod tx;
 pub mod vif;
 
-pub use backend::{LoopStats, Netback, NetbackConfig, PortFactory, VifStatus};
+pub use backend::{LoopStats, Netback, NetbackConfig, PortFactory, RunError, VifStatus};
+pub use control_work::ControlStats;
 pub use vif::BackstopPolicy;
 pub use xen_ids::{DomId, VifId};
