@@ -544,7 +544,7 @@ impl<P: BackendPlatform> Netback<P> {
                 self.poll_vif(*id);
             }
         }
-        self.run_control_work();
+        self.run_control_work()?;
         self.allocator_round();
         Ok(())
     }
@@ -639,8 +639,14 @@ impl<P: BackendPlatform> Netback<P> {
         }
     }
 
-    /// Runs the xenstore work that is due, within the per-iteration budget.
-    fn run_control_work(&mut self) {
+    /// Runs the xenstore work that is due, within the per-iteration budget. (Events
+    /// are taken first: a connection closed meanwhile stops the loop before any work
+    /// fails on it and fails a vif for it.)
+    fn run_control_work(&mut self) -> Result<(), RunError> {
+        if self.work.next_due().is_none_or(|t| t > (self.clock)()) {
+            return Ok(());
+        }
+        self.take_xenstore_events()?;
         for w in self.work.take_due((self.clock)()) {
             match w {
                 Work::Scan => self.scan_devices(),
@@ -656,6 +662,7 @@ impl<P: BackendPlatform> Netback<P> {
                 Work::Frontend(id) => self.frontend_changed(id),
             }
         }
+        Ok(())
     }
 
     /// `@releaseDomain` fired: some domain died. Every connected device whose frontend
@@ -861,6 +868,11 @@ impl<P: BackendPlatform> Netback<P> {
         let path = format!("{}/state", d.frontend_path);
         let fe_state = match xenbus::read_state(self.platform.xenstore(), &path) {
             Ok(s) => s,
+            // Not the frontend's doing: the loop stops at its next look at the events.
+            Err(XenbusError::Xs {
+                source: XsError::Disconnected(_),
+                ..
+            }) => return,
             Err(e) => {
                 log::warn!("{id}: {e}");
                 self.fail_device(id, &e.to_string());

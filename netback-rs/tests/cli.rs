@@ -450,3 +450,64 @@ fn sighup_reloads_the_sla_file() {
     }
     assert!(status.success(), "netback exited with {status}");
 }
+
+/// `netback serve` whose xenstore connection is closed under it (xenstored shut down)
+/// exits at once, non-zero, saying why, for its supervisor to restart it: it does not
+/// spin on the dead connection nor log a warning per loop iteration.
+#[test]
+fn serve_exits_non_zero_when_its_xenstore_connection_is_lost() {
+    if netport::netns::skip_unless_root_with_tun(
+        "serve_exits_non_zero_when_its_xenstore_connection_is_lost",
+    ) {
+        return;
+    }
+    let scratch = Scratch::new("xslost");
+    let (host, sock) = host_with_socket(&scratch.0);
+    let tap = format!("nbx{}", std::process::id() % 100_000);
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--hv-socket",
+            sock.to_str().unwrap(),
+            "--tap-name",
+            &tap,
+        ])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn netback serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[netback] {l}");
+            let _ = tx.send(l.clone());
+            all.push(l);
+        }
+        all
+    });
+    wait_line(&lines, "probed, waiting for the frontend");
+    host.xenstored.shutdown();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("netback serve kept running without xenstore");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let all = reader.join().unwrap();
+    assert!(!status.success(), "netback exited with {status}");
+    let last = all.last().cloned().unwrap_or_default();
+    assert!(
+        last.contains("xenstore connection lost"),
+        "last line: {last:?}"
+    );
+    let warnings = all.iter().filter(|l| l.contains("WARN")).count();
+    assert!(warnings <= 5, "{warnings} warnings: {all:?}");
+}

@@ -257,8 +257,11 @@ fn a_lost_xenstore_connection_stops_netback_and_a_restart_takes_over() {
         "{:?}",
         end.error
     );
+    // A few iterations may still serve the guest's last notifications and paced work
+    // before the client sees the end of the stream; a loop spinning on the dead
+    // connection makes thousands (and never stops).
     assert!(
-        end.iterations <= 3,
+        end.iterations <= 50,
         "{} iterations after the cut",
         end.iterations
     );
