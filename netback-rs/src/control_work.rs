@@ -8,8 +8,9 @@
 //!
 //! - **coalesced**: pending work is a set; a burst of events for one token is one item
 //!   (the xenstore client coalesces its queue the same way);
-//! - **paced per item**: an item runs at most once per [`MIN_INTERVAL_NS`]; an event
-//!   that comes sooner waits for the rest of the interval (the loop wakes for it);
+//! - **paced per item**: a vif's item runs at most once per [`MIN_INTERVAL_NS`], a
+//!   global one once per [`GLOBAL_INTERVAL_NS`]; an event that comes sooner waits for
+//!   the rest of the interval (the loop wakes for it);
 //! - **budgeted per iteration**: at most [`BUDGET`] items per loop iteration, so the
 //!   data path runs between them.
 //!
@@ -19,8 +20,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use xen_ids::VifId;
 
-/// Shortest time between two runs of the same item, ns.
+/// Shortest time between two runs of the same per-vif item, ns.
 pub const MIN_INTERVAL_NS: u64 = 10_000_000;
+/// Shortest time between two runs of a global item ([`Work::Scan`], [`Work::Release`]),
+/// ns. These cost a round trip per domain; the backend directory changes with every
+/// state netback writes, so a guest flipping its state would otherwise make netback
+/// list every domain's devices at the per-vif pace.
+pub const GLOBAL_INTERVAL_NS: u64 = 50_000_000;
 /// Most items run per loop iteration.
 pub const BUDGET: usize = 4;
 
@@ -38,6 +44,14 @@ pub(crate) enum Work {
 }
 
 impl Work {
+    /// Shortest time between two runs of this item, ns.
+    pub(crate) fn interval(self) -> u64 {
+        match self {
+            Work::Sla(_) | Work::Frontend(_) => MIN_INTERVAL_NS,
+            Work::Scan | Work::Release => GLOBAL_INTERVAL_NS,
+        }
+    }
+
     /// The vif the item concerns, if one.
     pub(crate) fn vif(self) -> Option<VifId> {
         match self {
@@ -59,6 +73,8 @@ pub struct ControlStats {
     pub runs: u64,
     /// Re-reads of a frontend's state ([`Work::Frontend`] runs).
     pub frontend_reads: u64,
+    /// Listings of the backend directory ([`Work::Scan`] runs).
+    pub scans: u64,
 }
 
 /// Pending xenstore work (see the module documentation).
@@ -67,7 +83,7 @@ pub(crate) struct ControlWork {
     /// Pending items, in the order their first event came.
     queue: VecDeque<Work>,
     pending: HashSet<Work>,
-    /// When each recently run item ran (pruned after [`MIN_INTERVAL_NS`]).
+    /// When each recently run item ran (pruned after its interval).
     last_run: HashMap<Work, u64>,
     stats: ControlStats,
 }
@@ -94,14 +110,14 @@ impl ControlWork {
     fn not_before(&self, work: Work) -> u64 {
         self.last_run
             .get(&work)
-            .map_or(0, |t| t.saturating_add(MIN_INTERVAL_NS))
+            .map_or(0, |t| t.saturating_add(work.interval()))
     }
 
     /// Takes the items that may run at `now`, at most [`BUDGET`], oldest first; the
     /// others stay pending, in order.
     pub(crate) fn take_due(&mut self, now: u64) -> Vec<Work> {
         self.last_run
-            .retain(|_, t| now < t.saturating_add(MIN_INTERVAL_NS));
+            .retain(|w, t| now < t.saturating_add(w.interval()));
         let mut out = Vec::new();
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for w in self.queue.drain(..) {
@@ -116,8 +132,10 @@ impl ControlWork {
             self.pending.remove(w);
             self.last_run.insert(*w, now);
             self.stats.runs += 1;
-            if matches!(w, Work::Frontend(_)) {
-                self.stats.frontend_reads += 1;
+            match w {
+                Work::Frontend(_) => self.stats.frontend_reads += 1,
+                Work::Scan => self.stats.scans += 1,
+                Work::Sla(_) | Work::Release => {}
             }
         }
         out
@@ -176,6 +194,18 @@ mod tests {
         c.push(fe(2));
         assert_eq!(c.take_due(t0 + MS), [fe(2)], "vif 2 is served at once");
         assert_eq!(c.take_due(t0 + MIN_INTERVAL_NS), [fe(1)]);
+    }
+
+    #[test]
+    fn global_items_are_paced_longer() {
+        let mut c = ControlWork::default();
+        let t0 = 1_000 * MS;
+        c.push(Work::Scan);
+        assert_eq!(c.take_due(t0), [Work::Scan]);
+        c.push(Work::Scan);
+        assert_eq!(c.take_due(t0 + MIN_INTERVAL_NS), []);
+        assert_eq!(c.next_due(), Some(t0 + GLOBAL_INTERVAL_NS));
+        assert_eq!(c.take_due(t0 + GLOBAL_INTERVAL_NS), [Work::Scan]);
     }
 
     #[test]
