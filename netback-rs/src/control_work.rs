@@ -121,7 +121,7 @@ impl ControlWork {
         let mut out = Vec::new();
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for w in self.queue.drain(..) {
-            if out.len() < BUDGET && self.last_run.get(&w).is_none() {
+            if out.len() < BUDGET && !self.last_run.contains_key(&w) {
                 out.push(w);
             } else {
                 kept.push_back(w);
