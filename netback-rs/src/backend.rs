@@ -165,15 +165,6 @@ pub enum RunError {
     XenstoreLost(#[source] XsError),
 }
 
-impl From<RunError> for io::Error {
-    fn from(e: RunError) -> io::Error {
-        match e {
-            RunError::Poll(e) => e,
-            e => io::Error::new(io::ErrorKind::ConnectionAborted, e),
-        }
-    }
-}
-
 /// Snapshot of one vif for meters, the allocator and operators.
 #[derive(Debug, Clone)]
 pub struct VifStatus {
