@@ -39,6 +39,7 @@ use xen_ids::{DomId, VifId};
 use xenstore::{with_transaction, Xenstore, XsError, XsTx};
 
 use crate::control::{credits_of, reading, Allocation};
+use crate::control_work::{ControlStats, ControlWork, Work};
 use crate::emulation::EmulatedBackendRate;
 use crate::evtchn_backoff::SpuriousBackoff;
 use crate::features::{self, BoundChannels, FeatureError};
@@ -165,6 +166,21 @@ pub struct LoopStats {
     pub vif_polls: u64,
 }
 
+/// Why netback's event loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Waiting for events failed.
+    #[error("event loop: {0}")]
+    Poll(#[from] io::Error),
+    /// The xenstore connection is gone: netback can no longer follow any frontend or
+    /// the toolstack. It stops (rather than spin on a dead connection); its supervisor
+    /// restarts it, and the new netback takes the connected frontends' rings over.
+    #[error(
+        "xenstore connection lost: {0}; exiting so that a restarted netback takes the vifs over"
+    )]
+    XenstoreLost(#[source] XsError),
+}
+
 /// Snapshot of one vif for meters, the allocator and operators.
 #[derive(Debug, Clone)]
 pub struct VifStatus {
@@ -226,8 +242,10 @@ pub struct Netback<P: BackendPlatform> {
     due_ports: Vec<EvtPort>,
     /// Devices refused at probe for malformed toolstack keys: not probed again until
     /// one of those keys changes or the device goes away.
-    rejected: BTreeSet<VifId>,
+    rejected: BTreeMap<VifId, Vec<Option<Vec<u8>>>>,
     stats: LoopStats,
+    /// Xenstore work owed for watch events: coalesced, paced and budgeted.
+    work: ControlWork,
 }
 
 /// The allocator's view of netback's vifs for one round.
@@ -279,6 +297,11 @@ impl<P: BackendPlatform> Netback<P> {
             platform.domid().0,
             cfg.backend_type
         );
+        // Only which watch fired matters (the work re-reads what it names): a guest
+        // writing its nodes in a loop must not grow the event queue.
+        if !platform.xenstore().set_coalescing(true) {
+            log::warn!("netback: this xenstore connection does not coalesce watch events");
+        }
         platform
             .xenstore()
             .watch(&root, TOKEN_BACKEND)
@@ -313,8 +336,9 @@ impl<P: BackendPlatform> Netback<P> {
             busy: BTreeSet::new(),
             backoff: SpuriousBackoff::new(),
             due_ports: Vec::new(),
-            rejected: BTreeSet::new(),
+            rejected: BTreeMap::new(),
             stats: LoopStats::default(),
+            work: ControlWork::default(),
         };
         nb.scan_devices();
         Ok(nb)
@@ -333,6 +357,11 @@ impl<P: BackendPlatform> Netback<P> {
     /// What the event loop did so far.
     pub fn loop_stats(&self) -> LoopStats {
         self.stats
+    }
+
+    /// What the xenstore work for watch events cost so far.
+    pub fn control_stats(&self) -> ControlStats {
+        self.work.stats()
     }
 
     /// Status of every vif.
@@ -464,7 +493,7 @@ impl<P: BackendPlatform> Netback<P> {
         &mut self,
         tick: Duration,
         mut stop: impl FnMut(&mut Self) -> bool,
-    ) -> io::Result<()> {
+    ) -> Result<(), RunError> {
         while !stop(self) {
             self.run_once(tick)?;
         }
@@ -472,7 +501,8 @@ impl<P: BackendPlatform> Netback<P> {
     }
 
     /// Waits for events (at most `timeout`, less if a vif is held) and handles them.
-    pub fn run_once(&mut self, timeout: Duration) -> io::Result<()> {
+    /// Fails when waiting fails or the xenstore connection is lost.
+    pub fn run_once(&mut self, timeout: Duration) -> Result<(), RunError> {
         self.stats.iterations += 1;
         let now = (self.clock)();
         let wait = self
@@ -484,6 +514,7 @@ impl<P: BackendPlatform> Netback<P> {
         let wait = [
             self.alloc.as_ref().and_then(|a| a.next_due()),
             self.backoff.next_due(),
+            self.work.next_due(),
         ]
         .into_iter()
         .flatten()
@@ -499,7 +530,7 @@ impl<P: BackendPlatform> Netback<P> {
         let n = self.epoll.wait(&mut events, wait)?;
         for &key in &events[..n] {
             match key {
-                EV_XS => self.handle_xenstore(),
+                EV_XS => self.take_xenstore_events()?,
                 EV_EVTCHN => self.handle_evtchn(),
                 k => {
                     if let Some(&id) = self.port_keys.get(&k) {
@@ -535,6 +566,7 @@ impl<P: BackendPlatform> Netback<P> {
             }
         }
         self.unmask_due(now);
+        self.run_control_work()?;
         self.allocator_round();
         Ok(())
     }
@@ -645,32 +677,51 @@ impl<P: BackendPlatform> Netback<P> {
         packets
     }
 
-    fn handle_xenstore(&mut self) {
-        for ev in self.platform.xenstore().drain_events() {
-            if ev.token == TOKEN_BACKEND {
-                if let Some(id) = vifconfig::changed_key(&self.root, &ev.path) {
-                    // A refused device's key was rewritten: probe it again (a reason
-                    // that still holds is written again).
-                    if self.rejected.remove(&id) {
-                        let error = format!("{}/{}/{}/error", self.root, id.domid.0, id.devid);
-                        let _ = self.platform.xenstore().rm(XsTx::NONE, &error);
+    /// Takes the queued watch events as work to do (no xenstore round trip here). A
+    /// closed connection stops the loop.
+    fn take_xenstore_events(&mut self) -> Result<(), RunError> {
+        loop {
+            match self.platform.xenstore().wait_event(Some(Duration::ZERO)) {
+                Ok(Some(ev)) => {
+                    if let Some(w) = work_of(&ev.token) {
+                        self.work.push(w);
                     }
                 }
-                self.scan_devices();
-            } else if ev.token == TOKEN_RELEASE {
-                self.domains_released();
-            } else if let Some(id) = ev.token.strip_prefix(TOKEN_SLA).and_then(parse_id) {
-                self.follow_rate(id);
-                if let Some(mut a) = self.alloc.take() {
-                    if self.devices.contains_key(&id) {
-                        self.read_sla_keys(&mut a, id);
-                    }
-                    self.alloc = Some(a);
+                Ok(None) => return Ok(()),
+                Err(e @ XsError::Disconnected(_)) => return Err(RunError::XenstoreLost(e)),
+                Err(e) => {
+                    log::warn!("netback: xenstore events: {e}");
+                    return Ok(());
                 }
-            } else if let Some(id) = parse_fe_token(&ev.token) {
-                self.frontend_changed(id);
             }
         }
+    }
+
+    /// Runs the xenstore work that is due, within the per-iteration budget. (Events
+    /// are taken first: a connection closed meanwhile stops the loop before any work
+    /// fails on it and fails a vif for it.)
+    fn run_control_work(&mut self) -> Result<(), RunError> {
+        if self.work.next_due().is_none_or(|t| t > (self.clock)()) {
+            return Ok(());
+        }
+        self.take_xenstore_events()?;
+        for w in self.work.take_due((self.clock)()) {
+            match w {
+                Work::Scan => self.scan_devices(),
+                Work::Release => self.domains_released(),
+                Work::Sla(id) => {
+                    self.follow_rate(id);
+                    if let Some(mut a) = self.alloc.take() {
+                        if self.devices.contains_key(&id) {
+                            self.read_sla_keys(&mut a, id);
+                        }
+                        self.alloc = Some(a);
+                    }
+                }
+                Work::Frontend(id) => self.frontend_changed(id),
+            }
+        }
+        Ok(())
     }
 
     /// `@releaseDomain` fired: some domain died. Every connected device whose frontend
@@ -742,9 +793,10 @@ impl<P: BackendPlatform> Netback<P> {
         for id in gone {
             self.remove_device(id);
         }
-        self.rejected.retain(|id| present.contains(id));
+        self.rejected.retain(|id, _| present.contains(id));
+        self.retry_rejected();
         for id in present {
-            if !self.devices.contains_key(&id) && !self.rejected.contains(&id) {
+            if !self.devices.contains_key(&id) && !self.rejected.contains_key(&id) {
                 if let Err(e) = self.probe(id) {
                     log::warn!("{id}: probe failed: {e}");
                 }
@@ -846,10 +898,32 @@ impl<P: BackendPlatform> Netback<P> {
     /// Refuses device `id` (backend directory `be`) for malformed toolstack keys, as
     /// Linux's `xenbus_dev_fatal`: the reason in its `error` node and the log, its state
     /// `Closing`; it is not probed again until one of those keys changes.
+    /// Devices refused for their toolstack keys whose keys were rewritten since: the
+    /// stale `error` goes and they are probed again (a reason that still holds is
+    /// written again). Compared by value, since coalesced watch events keep only the
+    /// last path written.
+    fn retry_rejected(&mut self) {
+        let xs = self.platform.xenstore();
+        let changed: Vec<VifId> = self
+            .rejected
+            .iter()
+            .filter(|(id, keys)| {
+                let be = format!("{}/{}/{}", self.root, id.domid.0, id.devid);
+                raw_config_keys(xs, &be) != **keys
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in changed {
+            self.rejected.remove(&id);
+            let error = format!("{}/{}/{}/error", self.root, id.domid.0, id.devid);
+            let _ = xs.rm(XsTx::NONE, &error);
+        }
+    }
+
     fn reject(&mut self, id: VifId, be: &str, e: &VifConfigError) {
         // The reason is logged by the caller (the probe's error).
-        self.rejected.insert(id);
         let xs = self.platform.xenstore();
+        self.rejected.insert(id, raw_config_keys(xs, be));
         let path = format!("{be}/error");
         if let Err(we) = xs.write(XsTx::NONE, &path, e.to_string().as_bytes()) {
             log::warn!("{id}: write {path}: {we}");
@@ -896,6 +970,11 @@ impl<P: BackendPlatform> Netback<P> {
         let path = format!("{}/state", d.frontend_path);
         let fe_state = match xenbus::read_state(self.platform.xenstore(), &path) {
             Ok(s) => s,
+            // Not the frontend's doing: the loop stops at its next look at the events.
+            Err(XenbusError::Xs {
+                source: XsError::Disconnected(_),
+                ..
+            }) => return,
             Err(e) => {
                 log::warn!("{id}: {e}");
                 self.fail_device(id, &e.to_string());
@@ -1050,7 +1129,16 @@ impl<P: BackendPlatform> Netback<P> {
         let now = (self.clock)();
         // The first generation already carries the budget (what its SLA allows).
         let initial = self.initial_credits(id);
-        let vif = Vif::new(id, tx_map, rx_map, credits.then_some(&initial), now);
+        // The toolstack's `rate` holds under every budget, the first one included.
+        let rate_cap = self.devices.get(&id).and_then(|d| d.config.rate);
+        let vif = Vif::new(
+            id,
+            tx_map,
+            rx_map,
+            credits.then_some(&initial),
+            rate_cap,
+            now,
+        );
         let mut vif = match vif {
             Ok(vif) => vif,
             Err(e) => {
@@ -1071,8 +1159,6 @@ impl<P: BackendPlatform> Netback<P> {
         if !credits {
             vif.set_tx_budget(&initial, now);
         }
-        // The toolstack's `rate`, under every budget from now on.
-        vif.set_rate_cap(d.config.rate, now);
         for p in evtchn.ports() {
             self.by_evtchn.insert(p, id);
         }
@@ -1153,6 +1239,7 @@ impl<P: BackendPlatform> Netback<P> {
 
     fn remove_device(&mut self, id: VifId) {
         self.disconnect(id);
+        self.work.forget(id);
         if let Some(a) = &mut self.alloc {
             a.remove(id);
         }
@@ -1309,6 +1396,28 @@ fn write_state<X: Xenstore + ?Sized>(
         Err(e) if e.is_enoent() => Ok(()),
         Err(e) => Err(e),
     })
+}
+
+/// The toolstack keys of backend directory `be` as they are (`None`: absent or
+/// unreadable), to notice a rewrite.
+fn raw_config_keys<X: Xenstore + ?Sized>(xs: &X, be: &str) -> Vec<Option<Vec<u8>>> {
+    vifconfig::KEYS
+        .iter()
+        .map(|k| xs.read(XsTx::NONE, &format!("{be}/{k}")).ok())
+        .collect()
+}
+
+/// The work a watch event with `token` calls for.
+fn work_of(token: &str) -> Option<Work> {
+    if token == TOKEN_BACKEND {
+        Some(Work::Scan)
+    } else if token == TOKEN_RELEASE {
+        Some(Work::Release)
+    } else if let Some(id) = token.strip_prefix(TOKEN_SLA).and_then(parse_id) {
+        Some(Work::Sla(id))
+    } else {
+        parse_fe_token(token).map(Work::Frontend)
+    }
 }
 
 fn fe_token(id: VifId) -> String {

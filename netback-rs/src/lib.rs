@@ -9,6 +9,9 @@
 //! * [`backend`]: the xenbus backend state machine and the event loop;
 //! * [`evtchn_backoff`]: ports kept masked a while after events that bring no work
 //!   (event-channel storms, as Xen's lateeoi);
+//! * [`control_work`]: the xenstore work watch events call for — coalesced, paced
+//!   per item and budgeted per loop iteration, so that guests' writes cannot starve the
+//!   data path;
 //! * [`emulation`]: a backend packet-rate limit for the benchmark, applied around the
 //!   TX poll (never in production);
 //! * [`toolstack`]: what a toolstack writes in xenstore to create a vif;
@@ -23,6 +26,7 @@
 
 pub mod backend;
 pub mod control;
+pub mod control_work;
 pub mod emulation;
 pub mod evtchn_backoff;
 pub mod features;
@@ -34,6 +38,7 @@ pub mod tx;
 pub mod vif;
 pub mod vifconfig;
 
-pub use backend::{LoopStats, Netback, NetbackConfig, PortFactory, VifStatus};
+pub use backend::{LoopStats, Netback, NetbackConfig, PortFactory, RunError, VifStatus};
+pub use control_work::ControlStats;
 pub use vif::BackstopPolicy;
 pub use xen_ids::{DomId, VifId};

@@ -22,7 +22,6 @@
 use std::net::IpAddr;
 
 use shared_ring::Limit;
-use xen_ids::VifId;
 use xenstore::{Xenstore, XsError, XsTx};
 
 /// The MAC netback gives its own interface for a vif, as Xen's `vif-bridge` sets it: the
@@ -282,20 +281,6 @@ pub fn read_rate<X: Xenstore + ?Sized>(
         .as_deref()
         .map(parse_rate)
         .transpose()
-}
-
-/// The vif whose toolstack key `path` is, if it is one (`<root>/<domid>/<devid>/<key>`
-/// with `key` one of [`KEYS`]).
-pub fn changed_key(root: &str, path: &str) -> Option<VifId> {
-    let rest = path.strip_prefix(root)?.strip_prefix('/')?;
-    let mut it = rest.split('/');
-    let (domid, devid, key) = (it.next()?, it.next()?, it.next()?);
-    if it.next().is_some() || !KEYS.contains(&key) {
-        return None;
-    }
-    let domid = hypervisor::xenbus::parse_domid(domid.as_bytes())?;
-    let devid = hypervisor::xenbus::parse_u64(devid.as_bytes(), u64::from(u32::MAX))?;
-    Some(VifId::new(domid, devid as u32))
 }
 
 /// The smaller of two limits, component by component (rate and burst): whatever passes

@@ -1,7 +1,8 @@
 //! The operator CLI as a process: `netback sla set/show/rm` against a local hypervisor
 //! (in this process, listening on a socket), `netback top --once` against a metrics
-//! endpoint, and SIGHUP reloading `serve --sla` (needs root and /dev/net/tun for the
-//! TAP of the vif: runs in CI, skips with the reason elsewhere).
+//! endpoint, SIGHUP reloading `serve --sla`, and `serve` exiting when its xenstore
+//! connection is lost (the last two need root and /dev/net/tun for the TAP of the vif:
+//! they run in CI, skip with the reason elsewhere).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -401,6 +402,37 @@ fn sla_show_reports_the_live_budget() {
     );
 }
 
+/// `netback serve` with `args` (log level info). Its stderr is echoed and sent line by
+/// line to the receiver; the thread returns every line once the process closes it.
+fn spawn_serve(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<Vec<String>>,
+) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn netback serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[netback] {l}");
+            let _ = tx.send(l.clone());
+            all.push(l);
+        }
+        all
+    });
+    (child, lines, reader)
+}
+
 /// Waits for a stderr line containing `what`; returns it.
 fn wait_line(lines: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -430,35 +462,18 @@ fn sighup_reloads_the_sla_file() {
     let file = scratch.0.join("sla.toml");
     std::fs::write(&file, sla_file("10M")).unwrap();
     let tap = format!("nbh{}", std::process::id() % 100_000);
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--hv-socket",
-            sock.to_str().unwrap(),
-            "--sla",
-            file.to_str().unwrap(),
-            "--metrics",
-            "127.0.0.1:0",
-            "--metrics-interval",
-            "100ms",
-            "--tap-name",
-            &tap,
-        ])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn netback serve");
-    let (tx, lines) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[netback] {l}");
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, lines, _) = spawn_serve(&[
+        "--hv-socket",
+        sock.to_str().unwrap(),
+        "--sla",
+        file.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+        "--metrics-interval",
+        "100ms",
+        "--tap-name",
+        &tap,
+    ]);
     let pid = child.id().to_string();
     let signal = |sig: &str| {
         let ok = Command::new("kill")
@@ -512,4 +527,43 @@ fn sighup_reloads_the_sla_file() {
         std::panic::resume_unwind(p);
     }
     assert!(status.success(), "netback exited with {status}");
+}
+
+/// `netback serve` whose xenstore connection is closed under it (xenstored shut down)
+/// exits at once, non-zero, saying why, for its supervisor to restart it: it does not
+/// spin on the dead connection nor log a warning per loop iteration.
+#[test]
+fn serve_exits_non_zero_when_its_xenstore_connection_is_lost() {
+    if netport::netns::skip_unless_root_with_tun(
+        "serve_exits_non_zero_when_its_xenstore_connection_is_lost",
+    ) {
+        return;
+    }
+    let scratch = Scratch::new("xslost");
+    let (host, sock) = host_with_socket(&scratch.0);
+    let tap = format!("nbx{}", std::process::id() % 100_000);
+    let (mut child, lines, reader) =
+        spawn_serve(&["--hv-socket", sock.to_str().unwrap(), "--tap-name", &tap]);
+    wait_line(&lines, "probed, waiting for the frontend");
+    host.xenstored.shutdown();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("netback serve kept running without xenstore");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let all = reader.join().unwrap();
+    assert!(!status.success(), "netback exited with {status}");
+    let last = all.last().cloned().unwrap_or_default();
+    assert!(
+        last.contains("xenstore connection lost"),
+        "last line: {last:?}"
+    );
+    let warnings = all.iter().filter(|l| l.contains("WARN")).count();
+    assert!(warnings <= 5, "{warnings} warnings: {all:?}");
 }

@@ -45,17 +45,46 @@ fn xs_write(host: &LocalHost, path: &str, v: &str) {
     dom0.xenstore.write(XsTx::NONE, path, v.as_bytes()).unwrap();
 }
 
-/// netback whose clock stands still unless the test advances it.
+/// netback's clock here: the system's until the test first advances it, then frozen
+/// there and moved only by the test, so that what a budget admits over a window is
+/// exact, while the handshake and the control work (paced on this clock) run in real
+/// time before.
+#[derive(Default)]
+struct TestClock {
+    frozen_at: AtomicU64,
+    skew: AtomicU64,
+}
+
+impl TestClock {
+    fn now(&self) -> u64 {
+        match self.frozen_at.load(Ordering::Relaxed) {
+            0 => monotonic_ns(),
+            at => at + self.skew.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Freezes the clock (the first time) and moves it `ns` ahead.
+    fn advance(&self, ns: u64) {
+        let _ = self.frozen_at.compare_exchange(
+            0,
+            monotonic_ns(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.skew.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+/// netback whose clock stands still once the test first advances it ([`TestClock`]).
 fn frozen_clock_backend(
     host: &LocalHost,
     policy: BackstopPolicy,
-) -> (BackendThread, Arc<AtomicU64>) {
-    let skew = Arc::new(AtomicU64::new(0));
-    let base = monotonic_ns();
+) -> (BackendThread, Arc<TestClock>) {
+    let skew = Arc::new(TestClock::default());
     let opts = BackendOptions {
         clock: Box::new({
             let skew = skew.clone();
-            move || base + skew.load(Ordering::Relaxed)
+            move || skew.now()
         }),
         ..BackendOptions::default()
     };
@@ -73,10 +102,12 @@ fn frozen_clock_backend(
 fn flood_over(
     guest: &mut Guest,
     wire: &mut netport::MemPort,
-    skew: &AtomicU64,
+    skew: &TestClock,
     window: Duration,
 ) -> u64 {
     let steps = (window.as_millis() / 10) as u64;
+    // From here netback's time moves only by the steps below.
+    skew.advance(0);
     let app = std::mem::replace(&mut guest.app, netport::MemPort::pair(1, 64).unwrap().0);
     let real = Duration::from_millis(10 * steps + 200);
     let sender = std::thread::spawn(move || {
@@ -88,7 +119,7 @@ fn flood_over(
     for _ in 0..steps {
         let (_, b) = count_until(wire, Instant::now() + Duration::from_millis(10));
         bytes += b;
-        skew.fetch_add(10_000_000, Ordering::Relaxed);
+        skew.advance(10_000_000);
     }
     let (app, offered) = sender.join().unwrap();
     guest.app = app;
@@ -179,7 +210,7 @@ fn rate_caps_a_flooding_guest_and_follows_a_change() {
         st.connected,
         "a malformed rate on a running vif disconnected it"
     );
-    skew.fetch_add(1_000_000_000, Ordering::Relaxed);
+    skew.advance(1_000_000_000);
     send_all(&mut guest.app, &frame(7, LEN));
     assert_eq!(recv_n(&mut wire, 1, Duration::from_secs(10)).len(), 1);
     guest.stop().unwrap();

@@ -51,6 +51,7 @@ impl Rig {
             map(&tx_ring),
             map(&rx_ring),
             None,
+            None,
             0,
         )
         .expect("fresh rings attach");

@@ -290,7 +290,7 @@ fn serve(
     let mut last_iter = monotonic_ns();
     let mut max_stall_ns = 0;
     while !shared.stop.load(Ordering::Relaxed) {
-        nb.run_once(poll).map_err(TestbedError::Netback)?;
+        nb.run_once(poll).map_err(TestbedError::Loop)?;
         while let Ok(c) = commands.try_recv() {
             c(nb);
         }

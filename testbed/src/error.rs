@@ -37,9 +37,12 @@ pub enum TestbedError {
     /// A harness thread panicked.
     #[error("thread {0} panicked")]
     Panicked(String),
-    /// netback failed (starting, or in its loop).
+    /// netback failed to start.
     #[error("netback: {0}")]
     Netback(#[source] io::Error),
+    /// netback's event loop stopped (e.g. its xenstore connection was lost).
+    #[error("netback: {0}")]
+    Loop(#[source] netback::RunError),
     /// The allocator's loop settings were refused.
     #[error("allocator: {0}")]
     Allocator(#[from] allocator::control::ConfigError),

@@ -15,10 +15,13 @@
 //! any order, and watch events are never lost while nobody is reading: the reader
 //! thread always drains the stream. Cost: one thread handoff per reply.
 //!
+//! The event queue is FIFO by default; [`Xenstore::set_coalescing`] makes it a set keyed
+//! by watch token (bounded by the number of watches).
+//!
 //! The event queue is signalled through a socketpair "doorbell": its read end
 //! ([`Xenstore::event_fd`]) is readable exactly while the queue is non-empty.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -34,6 +37,7 @@ use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::Errno;
 
+use crate::events::EventQueue;
 use crate::perms::{encode_perms, parse_perms};
 use crate::wire::{
     self, encode_strings, encode_write, split_str_args, FrameDecoder, PathKind, XsMessage,
@@ -82,7 +86,7 @@ struct Pending {
 
 #[derive(Default)]
 struct Events {
-    queue: VecDeque<WatchEvent>,
+    queue: EventQueue,
     closed: Option<String>,
 }
 
@@ -178,6 +182,17 @@ impl XsClient {
     pub fn set_request_timeout(&self, timeout: Option<Duration>) {
         let ms = timeout.map_or(0, |t| t.as_millis().clamp(1, u64::MAX as u128) as u64);
         self.shared.timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How many watch events are queued, not yet taken.
+    pub fn queued_events(&self) -> usize {
+        lock(&self.shared.events).queue.len()
+    }
+
+    /// How many watch events were merged into one already queued (coalescing mode),
+    /// since the connection opened.
+    pub fn coalesced_events(&self) -> u64 {
+        lock(&self.shared.events).queue.merged()
     }
 
     /// Whether the connection is closed (peer hung up, protocol violation, I/O error).
@@ -443,9 +458,17 @@ impl Xenstore for XsClient {
         self.doorbell.as_fd()
     }
 
+    /// Coalescing is supported: the queue becomes a set keyed by token (see
+    /// [`Xenstore::set_coalescing`]). Events already queued are kept, merged per token
+    /// when switching on.
+    fn set_coalescing(&self, on: bool) -> bool {
+        lock(&self.shared.events).queue.set_coalescing(on);
+        true
+    }
+
     fn try_event(&self) -> Option<WatchEvent> {
         let mut ev = lock(&self.shared.events);
-        let out = ev.queue.pop_front();
+        let out = ev.queue.pop();
         if ev.queue.is_empty() && ev.closed.is_none() {
             drain_doorbell(&self.doorbell);
         }
@@ -456,7 +479,7 @@ impl Xenstore for XsClient {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut ev = lock(&self.shared.events);
         loop {
-            if let Some(e) = ev.queue.pop_front() {
+            if let Some(e) = ev.queue.pop() {
                 if ev.queue.is_empty() && ev.closed.is_none() {
                     drain_doorbell(&self.doorbell);
                 }
@@ -575,7 +598,7 @@ fn dispatch(sh: &Shared, msg: XsMessage) {
         if ev.queue.is_empty() {
             ring_doorbell(&sh.doorbell);
         }
-        ev.queue.push_back(event);
+        ev.queue.push(event);
         sh.event_cond.notify_all();
         return;
     }

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+mod events;
 pub mod perms;
 pub mod wire;
 
@@ -161,6 +162,15 @@ pub trait Xenstore: Send + Sync {
     /// timeout; `Err(Disconnected)` if the connection closed with no event queued.
     fn wait_event(&self, timeout: Option<Duration>) -> XsResult<Option<WatchEvent>>;
 
+    /// Asks for **coalesced** watch events (`true`): at most one pending event per
+    /// token, with the latest path, so the queue is bounded by the number of watches
+    /// whatever is written under them; `false`: every event in order (the default).
+    /// Returns whether the implementation honours the request (the default
+    /// implementation does not coalesce, and returns `!on`).
+    fn set_coalescing(&self, on: bool) -> bool {
+        !on
+    }
+
     /// Reads `path` as UTF-8 text.
     fn read_string(&self, tx: XsTx, path: &str) -> XsResult<String> {
         let v = self.read(tx, path)?;
@@ -267,5 +277,8 @@ impl<T: Xenstore + ?Sized> Xenstore for std::sync::Arc<T> {
     }
     fn wait_event(&self, timeout: Option<Duration>) -> XsResult<Option<WatchEvent>> {
         (**self).wait_event(timeout)
+    }
+    fn set_coalescing(&self, on: bool) -> bool {
+        (**self).set_coalescing(on)
     }
 }

@@ -286,3 +286,63 @@ fn directory_falls_back_to_directory_part_and_restarts_on_change() {
         assert_eq!(h.join().unwrap().unwrap(), vec!["a", "c"]);
     });
 }
+
+/// Sends `n` events for each of `tokens`, then answers one read: once the read returns,
+/// the client's reader thread has dispatched every event before it.
+fn burst_then_sync(c: &XsClient, peer: &mut Peer, tokens: &[&str], n: usize) {
+    std::thread::scope(|s| {
+        let h = s.spawn(|| c.read(XsTx::NONE, "/sync").unwrap());
+        let r = peer.recv();
+        let mut burst = Vec::new();
+        for i in 0..n {
+            for t in tokens {
+                let payload = format!("/local/domain/7/device/vif/0/state/{i}\0{t}\0");
+                let m = XsMessage::with_raw_type(EVENT, 0, 0, payload.into_bytes()).unwrap();
+                burst.extend(m.encode());
+            }
+        }
+        peer.0.write_all(&burst).unwrap();
+        peer.send(READ, r.header.req_id, b"ok");
+        assert_eq!(h.join().unwrap(), b"ok");
+    });
+}
+
+#[test]
+fn coalescing_client_keeps_one_event_per_token_whatever_the_burst() {
+    let (c, mut peer) = pair();
+    assert!(c.set_coalescing(true));
+    burst_then_sync(&c, &mut peer, &["fe:7:0", "sla:7:0"], 20_000);
+    assert_eq!(c.queued_events(), 2, "the queue is bounded by the watches");
+    assert_eq!(c.coalesced_events(), 2 * 20_000 - 2);
+    let evs = c.drain_events();
+    assert_eq!(
+        evs,
+        [
+            WatchEvent {
+                path: "/local/domain/7/device/vif/0/state/19999".into(),
+                token: "fe:7:0".into()
+            },
+            WatchEvent {
+                path: "/local/domain/7/device/vif/0/state/19999".into(),
+                token: "sla:7:0".into()
+            },
+        ]
+    );
+    // The event fd is quiet once the queue is drained; the next write fires again.
+    assert!(c.try_event().is_none());
+    burst_then_sync(&c, &mut peer, &["fe:7:0"], 3);
+    assert_eq!(c.drain_events().len(), 1);
+}
+
+#[test]
+fn a_client_that_does_not_coalesce_keeps_every_event() {
+    let (c, mut peer) = pair();
+    burst_then_sync(&c, &mut peer, &["a", "b"], 500);
+    assert_eq!(c.queued_events(), 1000);
+    assert_eq!(c.coalesced_events(), 0);
+    let evs = c.drain_events();
+    assert_eq!(evs.len(), 1000);
+    assert_eq!(evs[0].token, "a");
+    assert_eq!(evs[1].token, "b");
+    assert!(evs[998].path.ends_with("/499"));
+}

@@ -375,3 +375,54 @@ fn pipelined_requests_are_answered_in_order_with_their_req_ids() {
         assert_eq!(r.payload, b"OK\0");
     }
 }
+
+/// A domain writing its node in a loop while another client watches it with coalescing
+/// (as netback does): the watcher's queue holds one event per token, with the last path,
+/// whatever the number of writes; a non-coalescing watcher beside it gets every event.
+#[test]
+fn a_write_loop_is_one_event_for_a_coalescing_watcher() {
+    let xsd = Xenstored::new();
+    let dom0 = XsClient::new(xsd.connect(xen_ids::DomId(0)).unwrap()).unwrap();
+    dom0.write(XsTx::NONE, "/local/domain/5/state", b"1")
+        .unwrap();
+    dom0.set_perms(
+        XsTx::NONE,
+        "/local/domain/5/state",
+        &[xenstore::XsPerm::new(
+            xen_ids::DomId(5),
+            xenstore::XsAccess::None,
+        )],
+    )
+    .unwrap();
+    let coalescing = XsClient::new(xsd.connect(xen_ids::DomId(0)).unwrap()).unwrap();
+    assert!(coalescing.set_coalescing(true));
+    let fifo = XsClient::new(xsd.connect(xen_ids::DomId(0)).unwrap()).unwrap();
+    for c in [&coalescing, &fifo] {
+        c.watch("/local/domain/5/state", "fe:5:0").unwrap();
+        c.watch("/local/domain/5", "home").unwrap();
+        c.drain_events();
+    }
+    let guest = XsClient::new(xsd.connect(xen_ids::DomId(5)).unwrap()).unwrap();
+    const N: usize = 5_000;
+    for i in 0..N {
+        let v = (i % 7).to_string();
+        guest
+            .write(XsTx::NONE, "/local/domain/5/state", v.as_bytes())
+            .unwrap();
+    }
+    guest
+        .write(XsTx::NONE, "/local/domain/5/state/child", b"x")
+        .unwrap();
+    // A reply to each watcher comes after the events of every write done before it.
+    for c in [&coalescing, &fifo] {
+        c.read(XsTx::NONE, "/local/domain/5/state").unwrap();
+    }
+    assert_eq!(coalescing.queued_events(), 2);
+    let evs = coalescing.drain_events();
+    assert_eq!(evs.len(), 2);
+    assert_eq!(evs[0].token, "fe:5:0");
+    assert_eq!(evs[0].path, "/local/domain/5/state/child");
+    assert_eq!(evs[1].token, "home");
+    assert_eq!(coalescing.coalesced_events(), 2 * (N as u64 + 1) - 2);
+    assert_eq!(fifo.drain_events().len(), 2 * (N + 1));
+}

@@ -473,7 +473,7 @@ fn serve<P: BackendPlatform>(
         }
         stop.load(Ordering::Relaxed)
     })
-    .map_err(|e| format!("event loop: {e}"))?;
+    .map_err(|e| e.to_string())?;
     log::info!("netback: stopping");
     Ok(())
 }

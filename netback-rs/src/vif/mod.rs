@@ -148,7 +148,8 @@ impl<M: GrantMapping> Vif<M> {
     /// served (a restart under a frontend that stayed `Connected`), TX resumes at the
     /// first unanswered request and none below is read again, and RX takes the buffers
     /// still posted. With `credits`, the credit area is published before the vif is used,
-    /// continuing the generations already in it.
+    /// continuing the generations already in it, with `rate_cap` (the toolstack's
+    /// `rate`) already applied: the first generation the frontend reads is its budget.
     ///
     /// A request index more than a ring past the response index is refused.
     pub fn new(
@@ -156,6 +157,7 @@ impl<M: GrantMapping> Vif<M> {
         tx_map: M,
         rx_map: M,
         credits: Option<&Credits>,
+        rate_cap: Option<RateCap>,
         now_ns: u64,
     ) -> Result<Self, VifFatal> {
         let tx_idx = NetifTxBackRing::attach_shared(ring_mem(tx_map.mem()))
@@ -170,7 +172,7 @@ impl<M: GrantMapping> Vif<M> {
             rx_map,
             credits_generation: None,
             budget: UNLIMITED,
-            rate_cap: None,
+            rate_cap,
             tx: TxPath::new(id, tx_idx, now_ns),
             rx: RxPath::new(id, rx_idx, now_ns),
         };

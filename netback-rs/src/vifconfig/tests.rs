@@ -205,22 +205,6 @@ fn min_limit_takes_the_smaller_of_each() {
     assert_eq!(capped(a, None), a);
 }
 
-#[test]
-fn changed_key_names_the_vif() {
-    let root = "/local/domain/0/backend/vif";
-    let id = VifId::new(xen_ids::DomId(7), 1);
-    assert_eq!(changed_key(root, &format!("{root}/7/1/rate")), Some(id));
-    assert_eq!(changed_key(root, &format!("{root}/7/1/mtu")), Some(id));
-    assert_eq!(changed_key(root, &format!("{root}/7/1/state")), None);
-    assert_eq!(changed_key(root, &format!("{root}/7/1")), None);
-    assert_eq!(changed_key(root, &format!("{root}/7/1/rate/x")), None);
-    assert_eq!(changed_key(root, &format!("{root}/x/1/rate")), None);
-    assert_eq!(
-        changed_key(root, "/local/domain/0/backend/vbd/7/1/rate"),
-        None
-    );
-}
-
 proptest! {
     /// Whatever a toolstack (or anyone with write access) puts there, parsing returns.
     #[test]
