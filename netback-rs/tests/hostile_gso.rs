@@ -17,8 +17,9 @@ use netport::{MemPort, Port};
 use shared_ring::credit::Credits;
 use shared_ring::netif::extra::{XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6};
 use shared_ring::netif::{
-    ExtraInfo, NetTxFlags, NetifExtraInfo, NetifRxFrontRing, NetifTxFrontRing, NetifTxRequest,
-    XenNetifExtraFlags, NETIF_RSP_DROPPED, NETIF_RSP_NULL, NETIF_RSP_OKAY,
+    ExtraInfo, NetRxFlags, NetTxFlags, NetifExtraInfo, NetifRxFrontRing, NetifRxRequest,
+    NetifTxFrontRing, NetifTxRequest, XenNetifExtraFlags, NETIF_RSP_DROPPED, NETIF_RSP_NULL,
+    NETIF_RSP_OKAY,
 };
 use shared_ring::{FrontIndices, Limit, XEN_PAGE_SIZE};
 use testbed::{tcp_frame, TcpHeaders};
@@ -380,5 +381,153 @@ fn long_headers_are_charged_as_the_wire_carries_them() {
         assert_windows(&r.samples, |s| s.1, pkts_backstop);
         assert!(r.frames_ok > 0, "{headers:?}: frames within the caps pass");
         assert_meters(&a, &r);
+    }
+}
+
+/// Port → guest: netback's RX policing charges the same wire cost. A sender on the
+/// port floods 64 KiB GSO frames with MSS 48 towards a guest whose RX is limited to
+/// 10 000 packets/s; frames of 16 KiB at MSS 48 (340 segments) fit the burst. The
+/// frames the guest receives, counted from its RX ring as segments, stay within the
+/// cap over every window.
+#[test]
+fn rx_policing_charges_wire_packets_too() {
+    for (len, passes) in [(65_535usize, false), (16_374, true)] {
+        let mut g = RxGuest::new();
+        let pps = Limit::rate(10_000, 400);
+        g.vif.set_rx_limits(Limit::Unlimited, pps, 0);
+        let frame = tcp_frame(len, SMALL_V4);
+        let meta = netport::FrameMeta {
+            csum_blank: true,
+            data_validated: true,
+            gso: Some(netport::Gso {
+                size: 48,
+                kind: netport::GsoKind::TcpV4,
+            }),
+        };
+        let (segs, _) = on_the_wire(len as u64, SMALL_V4.len() as u64, 48);
+        let mut samples = vec![(0, 0, 0)];
+        let mut frames = 0;
+        for step in 1..=STEPS {
+            let now = step * MS;
+            // The sender keeps the port full.
+            while g.wire.send(&frame, &meta).is_ok() {}
+            loop {
+                let p = g
+                    .vif
+                    .rx_poll(now, &g.back.grants, &mut g.port)
+                    .expect("rx poll");
+                frames += g.reap(len);
+                if !p.more {
+                    break;
+                }
+            }
+            samples.push((now, frames * segs, 0));
+        }
+        assert_windows(&samples, |s| s.1, pps);
+        assert_eq!(frames > 0, passes, "{len}-byte frames: {frames} delivered");
+        let c = g.vif.counters();
+        assert!(c.rx_dropped_police > 0);
+        assert_eq!(c.rx_wire_packets, frames * segs);
+    }
+}
+
+/// A guest that keeps its RX ring full of posted buffers (one page each).
+struct RxGuest {
+    _host: LocalHost,
+    back: LocalPlatform,
+    _front: LocalPlatform,
+    _tx_ring: LocalSharedPages,
+    rx_ring: LocalSharedPages,
+    bufs: LocalSharedPages,
+    rx_idx: FrontIndices,
+    vif: Vif<LocalMapping>,
+    port: MemPort,
+    wire: MemPort,
+}
+
+impl RxGuest {
+    fn new() -> RxGuest {
+        let host = LocalHost::new();
+        let back = host.domain(DomId(0)).unwrap();
+        let front = host.domain(DomId(1)).unwrap();
+        let tx_ring = front.grants.share(DomId(0), 1, Access::Writable).unwrap();
+        let rx_ring = front.grants.share(DomId(0), 1, Access::Writable).unwrap();
+        let bufs = front
+            .grants
+            .share(DomId(0), RING as usize, Access::Writable)
+            .unwrap();
+        NetifTxFrontRing::init(ring_mem(tx_ring.mem())).unwrap();
+        NetifRxFrontRing::init(ring_mem(rx_ring.mem())).unwrap();
+        let map = |s: &LocalSharedPages| {
+            back.grants
+                .map(DomId(1), &[s.grefs()[0]], Access::Writable)
+                .unwrap()
+        };
+        let mut vif = Vif::new(
+            VifId::new(DomId(1), 0),
+            map(&tx_ring),
+            map(&rx_ring),
+            None,
+            0,
+        )
+        .expect("fresh rings attach");
+        vif.set_rx_gso(true);
+        let (port, wire) = MemPort::pair(64, 65536).unwrap();
+        let mut g = RxGuest {
+            _host: host,
+            back,
+            _front: front,
+            _tx_ring: tx_ring,
+            rx_ring,
+            bufs,
+            rx_idx: FrontIndices::default(),
+            vif,
+            port,
+            wire,
+        };
+        g.post(RING);
+        g
+    }
+
+    /// Posts `n` buffers, each request at the slot of its index (as netfront does).
+    fn post(&mut self, n: u32) {
+        let mut r = NetifRxFrontRing::resume(ring_mem(self.rx_ring.mem()), self.rx_idx).unwrap();
+        for _ in 0..n {
+            let i = (r.req_prod_pvt() % RING) as usize;
+            r.put_request(&NetifRxRequest {
+                id: i as u16,
+                pad: 0,
+                gref: self.bufs.grefs()[i].0,
+            })
+            .unwrap();
+        }
+        r.push_requests();
+        self.rx_idx = r.indices();
+    }
+
+    /// Takes the responses, re-posts their buffers, and returns the whole frames of
+    /// `len` bytes received (data slots without `more_data` end a frame; the slot after
+    /// an `extra_info` response is the extra).
+    fn reap(&mut self, len: usize) -> u64 {
+        let mut r = NetifRxFrontRing::resume(ring_mem(self.rx_ring.mem()), self.rx_idx).unwrap();
+        let (mut slots, mut frames, mut got, mut extra_next) = (0, 0, 0usize, false);
+        while let Ok(Some(x)) = r.take_response() {
+            slots += 1;
+            if core::mem::take(&mut extra_next) {
+                continue;
+            }
+            assert!(x.status > 0, "delivered, not failed: {}", x.status);
+            got += x.status as usize;
+            let f = x.rx_flags();
+            extra_next = f.contains(NetRxFlags::EXTRA_INFO);
+            if !f.contains(NetRxFlags::MORE_DATA) {
+                assert_eq!(got, len, "a whole frame");
+                frames += 1;
+                got = 0;
+            }
+        }
+        self.rx_idx = r.indices();
+        self.post(slots);
+        frames
     }
 }
