@@ -62,7 +62,8 @@ pub struct TxSlot {
 /// A validated TX packet: everything needed to police it, copy it and answer it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxPacket {
-    /// Total size in bytes (the first request's `size`): what the buckets are charged.
+    /// Total size in bytes (the first request's `size`); the buckets are charged its
+    /// wire cost ([`shared_ring::WireCost`]), which is this for a frame without GSO.
     pub size: u16,
     /// The first request's flags (`NETTXF_csum_blank`, `NETTXF_data_validated`).
     pub flags: NetTxFlags,

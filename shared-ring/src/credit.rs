@@ -132,9 +132,10 @@ impl core::fmt::Display for CreditError {
 /// The TX budgets of one vif, as the backend publishes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Credits {
-    /// Frame bytes per second and burst (see `docs/protocol.md`, byte accounting).
+    /// Wire bytes per second and burst (see `docs/protocol.md` §2.6: a GSO frame costs
+    /// its segments' bytes, headers included).
     pub bytes: Limit,
-    /// Packets per second and burst.
+    /// Wire packets per second and burst (a GSO frame costs its segments).
     pub packets: Limit,
     /// The allocator's readjustment period, µs (informational: how soon to expect the
     /// next generation).
