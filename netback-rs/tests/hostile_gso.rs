@@ -42,6 +42,56 @@ fn on_the_wire(len: u64, hdr: u64, mss: u64) -> (u64, u64) {
     (segs, len + (segs - 1) * hdr)
 }
 
+/// Domain 1's fresh rings and `pages` more pages it grants dom0, netback's vif over
+/// the rings, and its port with the far end (`wire`).
+struct Setup {
+    host: LocalHost,
+    back: LocalPlatform,
+    front: LocalPlatform,
+    tx_ring: LocalSharedPages,
+    rx_ring: LocalSharedPages,
+    pages: LocalSharedPages,
+    vif: Vif<LocalMapping>,
+    port: MemPort,
+    wire: MemPort,
+}
+
+fn setup(pages: usize, access: Access) -> Setup {
+    let host = LocalHost::new();
+    let back = host.domain(DomId(0)).unwrap();
+    let front = host.domain(DomId(1)).unwrap();
+    let tx_ring = front.grants.share(DomId(0), 1, Access::Writable).unwrap();
+    let rx_ring = front.grants.share(DomId(0), 1, Access::Writable).unwrap();
+    let more = front.grants.share(DomId(0), pages, access).unwrap();
+    NetifTxFrontRing::init(ring_mem(tx_ring.mem())).unwrap();
+    NetifRxFrontRing::init(ring_mem(rx_ring.mem())).unwrap();
+    let map = |s: &LocalSharedPages| {
+        back.grants
+            .map(DomId(1), &[s.grefs()[0]], Access::Writable)
+            .unwrap()
+    };
+    let vif = Vif::new(
+        VifId::new(DomId(1), 0),
+        map(&tx_ring),
+        map(&rx_ring),
+        None,
+        0,
+    )
+    .expect("fresh rings attach");
+    let (port, wire) = MemPort::pair(64, 65536).unwrap();
+    Setup {
+        host,
+        back,
+        front,
+        tx_ring,
+        rx_ring,
+        pages: more,
+        vif,
+        port,
+        wire,
+    }
+}
+
 /// The attacker: a frontend driving the raw rings, and netback's vif over them.
 struct Attack {
     _host: LocalHost,
@@ -64,35 +114,21 @@ struct Attack {
 
 impl Attack {
     fn new(len: usize, headers: TcpHeaders, mss: u16, credits: Credits) -> Attack {
-        let host = LocalHost::new();
-        let back = host.domain(DomId(0)).unwrap();
-        let front = host.domain(DomId(1)).unwrap();
-        let tx_ring = front.grants.share(DomId(0), 1, Access::Writable).unwrap();
-        let rx_ring = front.grants.share(DomId(0), 1, Access::Writable).unwrap();
         let pages = len.div_ceil(XEN_PAGE_SIZE);
-        let data = front
-            .grants
-            .share(DomId(0), pages, Access::ReadOnly)
-            .unwrap();
+        let Setup {
+            host,
+            back,
+            front,
+            tx_ring,
+            rx_ring,
+            pages: data,
+            mut vif,
+            port,
+            wire,
+        } = setup(pages, Access::ReadOnly);
         let frame = tcp_frame(len, headers);
         data.mem().write(0, &frame).unwrap();
-        NetifTxFrontRing::init(ring_mem(tx_ring.mem())).unwrap();
-        NetifRxFrontRing::init(ring_mem(rx_ring.mem())).unwrap();
-        let map = |s: &LocalSharedPages| {
-            back.grants
-                .map(DomId(1), &[s.grefs()[0]], Access::Writable)
-                .unwrap()
-        };
-        let mut vif = Vif::new(
-            VifId::new(DomId(1), 0),
-            map(&tx_ring),
-            map(&rx_ring),
-            None,
-            0,
-        )
-        .expect("fresh rings attach");
         vif.set_tx_budget(&credits, 0);
-        let (port, wire) = MemPort::pair(64, 65536).unwrap();
         Attack {
             _host: host,
             back,
@@ -447,32 +483,18 @@ struct RxGuest {
 
 impl RxGuest {
     fn new() -> RxGuest {
-        let host = LocalHost::new();
-        let back = host.domain(DomId(0)).unwrap();
-        let front = host.domain(DomId(1)).unwrap();
-        let tx_ring = front.grants.share(DomId(0), 1, Access::Writable).unwrap();
-        let rx_ring = front.grants.share(DomId(0), 1, Access::Writable).unwrap();
-        let bufs = front
-            .grants
-            .share(DomId(0), RING as usize, Access::Writable)
-            .unwrap();
-        NetifTxFrontRing::init(ring_mem(tx_ring.mem())).unwrap();
-        NetifRxFrontRing::init(ring_mem(rx_ring.mem())).unwrap();
-        let map = |s: &LocalSharedPages| {
-            back.grants
-                .map(DomId(1), &[s.grefs()[0]], Access::Writable)
-                .unwrap()
-        };
-        let mut vif = Vif::new(
-            VifId::new(DomId(1), 0),
-            map(&tx_ring),
-            map(&rx_ring),
-            None,
-            0,
-        )
-        .expect("fresh rings attach");
+        let Setup {
+            host,
+            back,
+            front,
+            tx_ring,
+            rx_ring,
+            pages: bufs,
+            mut vif,
+            port,
+            wire,
+        } = setup(RING as usize, Access::Writable);
         vif.set_rx_gso(true);
-        let (port, wire) = MemPort::pair(64, 65536).unwrap();
         let mut g = RxGuest {
             _host: host,
             back,

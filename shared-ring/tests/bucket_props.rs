@@ -16,6 +16,42 @@ fn attempts() -> impl Strategy<Value = Vec<(u64, u64, u64)>> {
     )
 }
 
+/// Over every window [t_i, t_j] of the `(t, bytes, packets)` admitted: admitted ≤ rate ×
+/// (t_j − t_i) + burst, for bytes and for packets (exact integer arithmetic, scaled by
+/// 1e9).
+fn check_windows(
+    admitted: &[(u64, u64, u64)],
+    (bps, bburst): (u64, u64),
+    (pps, pburst): (u64, u64),
+) -> Result<(), TestCaseError> {
+    let ns = NANOS_PER_SEC as u128;
+    for i in 0..admitted.len() {
+        let (mut b, mut p) = (0u128, 0u128);
+        for a in &admitted[i..] {
+            b += a.1 as u128;
+            p += a.2 as u128;
+            let w = (a.0 - admitted[i].0) as u128;
+            prop_assert!(
+                b * ns <= bps as u128 * w + bburst as u128 * ns,
+                "bytes {} in window {} ns > rate {} burst {}",
+                b,
+                w,
+                bps,
+                bburst
+            );
+            prop_assert!(
+                p * ns <= pps as u128 * w + pburst as u128 * ns,
+                "packets {} in window {} ns > rate {} burst {}",
+                p,
+                w,
+                pps,
+                pburst
+            );
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -38,19 +74,7 @@ proptest! {
                 admitted.push((t, bytes, packets));
             }
         }
-        for i in 0..admitted.len() {
-            let (mut b, mut p) = (0u128, 0u128);
-            for j in i..admitted.len() {
-                b += admitted[j].1 as u128;
-                p += admitted[j].2 as u128;
-                let w = (admitted[j].0 - admitted[i].0) as u128;
-                let ns = NANOS_PER_SEC as u128;
-                prop_assert!(b * ns <= bps as u128 * w + bburst as u128 * ns,
-                    "bytes {} in window {} ns > rate {} burst {}", b, w, bps, bburst);
-                prop_assert!(p * ns <= pps as u128 * w + pburst as u128 * ns,
-                    "packets {} in window {} ns > rate {} burst {}", p, w, pps, pburst);
-            }
-        }
+        check_windows(&admitted, (bps, bburst), (pps, pburst))?;
     }
 
     /// Charging an upper bound of each cost and refunding the difference later at the
@@ -84,17 +108,7 @@ proptest! {
                 pending.push(WireCost { bytes: xb, packets: xp });
             }
         }
-        for i in 0..admitted.len() {
-            let (mut b, mut p) = (0u128, 0u128);
-            for j in i..admitted.len() {
-                b += admitted[j].1 as u128;
-                p += admitted[j].2 as u128;
-                let w = (admitted[j].0 - admitted[i].0) as u128;
-                let ns = NANOS_PER_SEC as u128;
-                prop_assert!(b * ns <= bps as u128 * w + bburst as u128 * ns);
-                prop_assert!(p * ns <= pps as u128 * w + pburst as u128 * ns);
-            }
-        }
+        check_windows(&admitted, (bps, bburst), (pps, pburst))?;
     }
 
     /// A denial's wait is exact: one nanosecond earlier still fails, at the wait it
