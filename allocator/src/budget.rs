@@ -2,15 +2,23 @@
 //! packets/s rate, each with a burst (token-bucket depth).
 //!
 //! Burst = rate × burst window (default: one readjustment period), but at least one
-//! largest packet: [`MIN_BURST_BYTES`] bytes and 1 packet, so that a vif with a small
-//! budget is never frozen by a bucket too shallow for its next frame. Rationale in
-//! `docs/allocator.md` §6.
+//! largest frame's wire cost: [`MIN_BURST_BYTES`] bytes and [`MIN_BURST_PACKETS`]
+//! packets, so that a vif with a small budget is never frozen by a bucket too shallow
+//! for its next frame. Rationale in `docs/allocator.md` §6.
 
 use std::time::Duration;
 
-/// The smallest byte burst of a non-zero bits/s budget: one largest netif packet (the
-/// first TX request's `size` is 16 bits, so a GSO frame is at most 65 535 bytes).
-pub const MIN_BURST_BYTES: u64 = 65_536;
+/// The smallest byte burst of a non-zero bits/s budget: the wire cost of one largest
+/// netif frame (`docs/protocol.md` §2.6). The first TX request's `size` is 16 bits, so
+/// a GSO frame is at most 65 535 bytes; cut at the MSS of a 1500-byte MTU over IPv6
+/// with TCP timestamps (1428 bytes, 86 bytes of headers per segment) it is 46 segments
+/// and 69 405 bytes on the wire. Rounded up to 17 pages.
+pub const MIN_BURST_BYTES: u64 = 69_632;
+
+/// The smallest packet burst of a non-zero packets/s budget: the segments of that
+/// largest frame (46), so a vif's full-size TSO frames can pass even a small budget
+/// (on average still within it).
+pub const MIN_BURST_PACKETS: u64 = 46;
 
 /// One vif's budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,7 +48,7 @@ impl Budget {
                 0
             } else {
                 let b = (p as u128 * ns).div_ceil(1_000_000_000);
-                (b.min(u64::MAX as u128) as u64).max(1)
+                (b.min(u64::MAX as u128) as u64).max(MIN_BURST_PACKETS)
             }
         });
         Budget {
@@ -69,7 +77,7 @@ mod tests {
         assert_eq!(b.burst_packets, Some(1200));
         let b = Budget::with_bursts(1_000, Some(1), w);
         assert_eq!(b.burst_bytes, MIN_BURST_BYTES);
-        assert_eq!(b.burst_packets, Some(1));
+        assert_eq!(b.burst_packets, Some(MIN_BURST_PACKETS));
         let b = Budget::with_bursts(0, Some(0), w);
         assert_eq!((b.burst_bytes, b.burst_packets), (0, Some(0)));
         assert_eq!(Budget::with_bursts(8, None, w).burst_packets, None);

@@ -27,7 +27,8 @@ pub const DEFAULT_PERIOD: Duration = Duration::from_millis(20);
 
 /// One vif's meter totals, as the netback counts them: cumulative since the vif was
 /// connected, L2 frame bytes (destination MAC to end of payload, no FCS) and frames the
-/// backend accepted from the guest (TX direction).
+/// backend accepted from the guest (TX direction), as they go on the wire: a GSO frame
+/// counts the segments it becomes and their headers (`docs/protocol.md` §2.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VifReading {
     /// The vif.
@@ -49,9 +50,9 @@ pub struct VifReading {
 /// A frontend's cumulative offered-load counters (see [`VifReading::offered`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OfferedTotals {
-    /// L2 frame bytes offered since connection.
+    /// L2 frame bytes offered since connection (wire bytes).
     pub bytes: u64,
-    /// Frames offered since connection.
+    /// Frames offered since connection (wire packets).
     pub packets: u64,
 }
 

@@ -15,7 +15,9 @@
 //! * SLA sources: [`sla_file`] (TOML) and [`xenstore`] (per-vif backend keys).
 //!
 //! All rates are integers: bits/s of **L2 frame bytes** (destination MAC to end of
-//! payload; no preamble, SFD, inter-frame gap or FCS) and packets/s. The specification
+//! payload; no preamble, SFD, inter-frame gap or FCS) and packets/s, both counted on the
+//! wire: a GSO frame counts as the segments it becomes, each with its headers
+//! (`docs/protocol.md` §2.6). The specification
 //! with the paper's notation beside ours is `docs/allocator.md`.
 //!
 //! # Example: what a netback does

@@ -264,8 +264,8 @@ impl<M: hypervisor::grant::GrantMapping> allocator::Datapath for Dp<'_, M> {
                 out.push(reading(
                     d.id,
                     c.created,
-                    c.vif.counters().tx_bytes,
-                    c.vif.counters().tx_packets,
+                    c.vif.counters().tx_wire_bytes,
+                    c.vif.counters().tx_wire_packets,
                     c.vif.front_counters(),
                 ));
             }

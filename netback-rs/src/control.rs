@@ -123,8 +123,8 @@ impl Allocation {
     }
 }
 
-/// One vif's meter reading for the allocator: frames the backend accepted from the
-/// guest since the connection (`created` identifies the connection), plus the
+/// One vif's meter reading for the allocator: wire packets and bytes (a GSO frame: its
+/// segments) the backend accepted from the guest since the connection (`created` identifies the connection), plus the
 /// frontend's self-reported offered load when it publishes one (an untrusted hint: the
 /// allocator uses it only to estimate the demand of a vif pinned at its budget, never
 /// above the vif's SLA maximum).

@@ -7,6 +7,11 @@ pub struct VifCounters {
     pub tx_packets: u64,
     /// Their frame bytes.
     pub tx_bytes: u64,
+    /// Packets those frames became on the wire ([`shared_ring::WireCost`]: the
+    /// segments of a GSO frame; what packets/s budgets count).
+    pub tx_wire_packets: u64,
+    /// Their wire bytes (each segment's headers included; what bits/s budgets count).
+    pub tx_wire_bytes: u64,
     /// Bytes grant-copied out of the guest (forwarded or not).
     pub tx_bytes_copied: u64,
     /// Frames refused by the backstop bucket (answered `NETIF_RSP_DROPPED`, not copied).
@@ -23,6 +28,10 @@ pub struct VifCounters {
     pub rx_packets: u64,
     /// Their frame bytes.
     pub rx_bytes: u64,
+    /// Wire packets of the frames delivered (see `tx_wire_packets`).
+    pub rx_wire_packets: u64,
+    /// Their wire bytes.
+    pub rx_wire_bytes: u64,
     /// Frames refused by the RX backstop bucket (before any copy).
     pub rx_dropped_police: u64,
     /// Frames larger than the guest's buffers can take.
@@ -47,6 +56,8 @@ impl core::ops::AddAssign for VifCounters {
         let VifCounters {
             tx_packets,
             tx_bytes,
+            tx_wire_packets,
+            tx_wire_bytes,
             tx_bytes_copied,
             tx_dropped_police,
             tx_dropped_error,
@@ -55,6 +66,8 @@ impl core::ops::AddAssign for VifCounters {
             tx_held,
             rx_packets,
             rx_bytes,
+            rx_wire_packets,
+            rx_wire_bytes,
             rx_dropped_police,
             rx_dropped_oversize,
             rx_copy_errors,
@@ -64,6 +77,8 @@ impl core::ops::AddAssign for VifCounters {
         } = b; // exhaustive: a new counter must be added here
         self.tx_packets += tx_packets;
         self.tx_bytes += tx_bytes;
+        self.tx_wire_packets += tx_wire_packets;
+        self.tx_wire_bytes += tx_wire_bytes;
         self.tx_bytes_copied += tx_bytes_copied;
         self.tx_dropped_police += tx_dropped_police;
         self.tx_dropped_error += tx_dropped_error;
@@ -72,6 +87,8 @@ impl core::ops::AddAssign for VifCounters {
         self.tx_held += tx_held;
         self.rx_packets += rx_packets;
         self.rx_bytes += rx_bytes;
+        self.rx_wire_packets += rx_wire_packets;
+        self.rx_wire_bytes += rx_wire_bytes;
         self.rx_dropped_police += rx_dropped_police;
         self.rx_dropped_oversize += rx_dropped_oversize;
         self.rx_copy_errors += rx_copy_errors;
@@ -105,16 +122,17 @@ impl VifCounters {
     }
 }
 
-/// Rates over one measurement period.
+/// Rates over one measurement period, on the wire (a GSO frame counts as the segments
+/// it becomes, with their headers: the units of the budgets, `docs/protocol.md` §2.6).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Rates {
-    /// Guest → port, bits per second (frame bytes × 8).
+    /// Guest → port, bits per second (wire bytes × 8).
     pub tx_bps: f64,
-    /// Guest → port, packets per second.
+    /// Guest → port, wire packets per second.
     pub tx_pps: f64,
-    /// Port → guest, bits per second.
+    /// Port → guest, bits per second (wire bytes × 8).
     pub rx_bps: f64,
-    /// Port → guest, packets per second.
+    /// Port → guest, wire packets per second.
     pub rx_pps: f64,
 }
 
@@ -133,10 +151,10 @@ impl Meter {
         let dt = now_ns.checked_sub(t0).filter(|d| *d > 0)? as f64 / 1e9;
         let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
         Some(Rates {
-            tx_bps: 8.0 * d(c.tx_bytes, p.tx_bytes),
-            tx_pps: d(c.tx_packets, p.tx_packets),
-            rx_bps: 8.0 * d(c.rx_bytes, p.rx_bytes),
-            rx_pps: d(c.rx_packets, p.rx_packets),
+            tx_bps: 8.0 * d(c.tx_wire_bytes, p.tx_wire_bytes),
+            tx_pps: d(c.tx_wire_packets, p.tx_wire_packets),
+            rx_bps: 8.0 * d(c.rx_wire_bytes, p.rx_wire_bytes),
+            rx_pps: d(c.rx_wire_packets, p.rx_wire_packets),
         })
     }
 }
@@ -152,9 +170,26 @@ mod tests {
         assert_eq!(m.sample(0, &c), None);
         c.tx_bytes = 125_000;
         c.tx_packets = 100;
+        c.tx_wire_bytes = 125_000;
+        c.tx_wire_packets = 100;
         let r = m.sample(1_000_000_000, &c).unwrap();
         assert_eq!(r.tx_bps, 1_000_000.0);
         assert_eq!(r.tx_pps, 100.0);
         assert_eq!(m.sample(1_000_000_000, &c), None);
+    }
+
+    #[test]
+    fn rates_are_wire_rates() {
+        // One 64 KiB GSO frame that went out as 1365 segments in 1 s.
+        let mut m = Meter::default();
+        let mut c = VifCounters::default();
+        m.sample(0, &c);
+        c.tx_packets = 1;
+        c.tx_bytes = 65_535;
+        c.tx_wire_packets = 1365;
+        c.tx_wire_bytes = 65_535 + 1364 * 54;
+        let r = m.sample(1_000_000_000, &c).unwrap();
+        assert_eq!(r.tx_pps, 1365.0);
+        assert_eq!(r.tx_bps, 8.0 * (65_535.0 + 1364.0 * 54.0));
     }
 }

@@ -44,7 +44,7 @@ pub const ETH_HLEN: u16 = 14;
 /// Smallest GSO segment size accepted (Linux's `tcp_min_snd_mss` default). A guest
 /// asking dom0 to cut a 64 KiB frame into 1-byte segments would make it do 65 535
 /// segments of work for one slot chain; such frames are dropped.
-pub const MIN_GSO_SIZE: u16 = 48;
+pub const MIN_GSO_SIZE: u16 = shared_ring::wire::MIN_GSO_MSS;
 
 /// One data slot of a packet: where its bytes are in the guest's grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,8 @@ pub struct TxSlot {
 /// A validated TX packet: everything needed to police it, copy it and answer it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxPacket {
-    /// Total size in bytes (the first request's `size`): what the buckets are charged.
+    /// Total size in bytes (the first request's `size`); the buckets are charged its
+    /// wire cost ([`shared_ring::WireCost`]), which is this for a frame without GSO.
     pub size: u16,
     /// The first request's flags (`NETTXF_csum_blank`, `NETTXF_data_validated`).
     pub flags: NetTxFlags,

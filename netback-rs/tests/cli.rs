@@ -296,6 +296,9 @@ fn status(domid: u16, tx_bytes: u64) -> VifStatus {
         counters: VifCounters {
             tx_bytes,
             tx_packets: tx_bytes / 1000,
+            // Frames without GSO: each is one packet on the wire.
+            tx_wire_bytes: tx_bytes,
+            tx_wire_packets: tx_bytes / 1000,
             tx_dropped_police: 3,
             rx_dropped_oversize: 2,
             ..Default::default()

@@ -7,7 +7,9 @@
 //! (the backend answers each RX request in the slot it consumed, `netif.h`).
 //!
 //! Credits (`docs/protocol.md` §2): before a frame costs a slot, a buffer, a copy or a
-//! notification, it is charged to the dual token bucket fed by the credit area. Policy
+//! notification, its wire cost ([`shared_ring::WireCost`]: a GSO frame costs the
+//! segments it becomes and their headers) is charged to the dual token bucket fed by
+//! the credit area. Policy
 //! `drop` (the paper) discards it and counts it; policy `hold` refuses it with the exact
 //! time at which tokens will be there, so the caller stops taking frames until then.
 
@@ -19,6 +21,7 @@ use hypervisor::evtchn::{EventChannels, Port as EvtPort};
 use hypervisor::grant::{Access, GrantShare, SharedPages};
 use hypervisor::platform::{ring_mem, FrontendPlatform};
 use hypervisor::xenbus::{self, XenbusState};
+use netport::cost::frame_cost;
 use netport::negotiate::{Allowed, Offer};
 use netport::{csum, FrameMeta, GsoKind};
 use shared_ring::credit::{
@@ -120,10 +123,20 @@ pub struct FrontStats {
     pub tx_packets: u64,
     /// Their bytes.
     pub tx_bytes: u64,
+    /// Wire packets of those frames (a GSO frame: its segments), the unit of the
+    /// packets/s budget.
+    pub tx_wire_packets: u64,
+    /// Their wire bytes (each segment's headers included), the unit of the bits/s
+    /// budget.
+    pub tx_wire_bytes: u64,
     /// Frames dropped for lack of credits.
     pub tx_dropped_credit: u64,
     /// Their bytes.
     pub tx_dropped_credit_bytes: u64,
+    /// Wire packets of those frames.
+    pub tx_dropped_credit_wire_packets: u64,
+    /// Their wire bytes.
+    pub tx_dropped_credit_wire_bytes: u64,
     /// Times a frame was held (policy hold).
     pub tx_held: u64,
     /// TX responses with an error status.
@@ -545,10 +558,10 @@ impl<P: FrontendPlatform> Netfront<P> {
         r.publish_counters(&FrontCounters {
             front_version: CREDIT_VERSION as u32,
             applied_generation: c.applied_generation,
-            tx_packets: self.stats.tx_packets,
-            tx_bytes: self.stats.tx_bytes,
-            dropped_packets: self.stats.tx_dropped_credit,
-            dropped_bytes: self.stats.tx_dropped_credit_bytes,
+            tx_packets: self.stats.tx_wire_packets,
+            tx_bytes: self.stats.tx_wire_bytes,
+            dropped_packets: self.stats.tx_dropped_credit_wire_packets,
+            dropped_bytes: self.stats.tx_dropped_credit_wire_bytes,
             held: self.stats.tx_held,
         });
         c.credits = Some(r.state());
@@ -605,7 +618,8 @@ impl<P: FrontendPlatform> Netfront<P> {
         } else {
             frame
         };
-        match self.bucket.charge(now, frame.len() as u64, 1) {
+        let cost = frame_cost(frame, meta);
+        match self.bucket.charge_wire(now, &cost) {
             Ok(()) => {}
             Err(_) if !self.cfg.enforce_credits => {}
             Err(Denied::Wait { ns }) if self.cfg.policy == CreditPolicy::Hold => {
@@ -615,6 +629,8 @@ impl<P: FrontendPlatform> Netfront<P> {
             Err(_) => {
                 self.stats.tx_dropped_credit += 1;
                 self.stats.tx_dropped_credit_bytes += frame.len() as u64;
+                self.stats.tx_dropped_credit_wire_packets += cost.packets;
+                self.stats.tx_dropped_credit_wire_bytes += cost.bytes;
                 return Ok(Sent::Dropped);
             }
         }
@@ -683,6 +699,8 @@ impl<P: FrontendPlatform> Netfront<P> {
         c.unpushed = true;
         self.stats.tx_packets += 1;
         self.stats.tx_bytes += frame.len() as u64;
+        self.stats.tx_wire_packets += cost.packets;
+        self.stats.tx_wire_bytes += cost.bytes;
         Ok(Sent::Queued)
     }
 

@@ -18,12 +18,13 @@
 //! inter-frame gap: exactly what a TAP reads and writes. Every length in this crate is a
 //! frame length in that sense.
 //!
-//! Modules: [`port`] (the trait and frame metadata), [`mem`] ([`MemPort`]), [`vnet`] (the
+//! Modules: [`port`] (the trait and frame metadata), [`cost`] (a frame's wire cost), [`mem`] ([`MemPort`]), [`vnet`] (the
 //! virtio-net header and its mapping), [`csum`] (bounds-checked header parsing and the
 //! Internet checksum), [`tap`] ([`TapPort`]), [`link`] (interface configuration by ioctl and
 //! rtnetlink), [`netns`] (network-namespace helpers for
 //! tests).
 
+pub mod cost;
 pub mod csum;
 pub mod link;
 pub mod mem;

@@ -183,6 +183,20 @@ impl TokenBucket {
         Ok(())
     }
 
+    /// Gives back `tokens` charged earlier and not used (a charge made on an upper
+    /// bound of the cost, settled once the exact cost is known). The bank never exceeds
+    /// the burst, so for every window admitted ≤ `rate × w + burst` still holds for the
+    /// net charges.
+    pub fn refund(&mut self, tokens: u64) {
+        if let Limit::Rate { burst, .. } = self.limit {
+            self.tokens = self.tokens.saturating_add(tokens);
+            if self.tokens >= burst {
+                self.tokens = burst;
+                self.frac = 0;
+            }
+        }
+    }
+
     #[inline(always)]
     fn debit(&mut self, cost: u64) {
         if let Limit::Rate { .. } = self.limit {
@@ -258,6 +272,18 @@ impl DualTokenBucket {
             (Err(d), Ok(())) | (Ok(()), Err(d)) => Err(d),
             (Err(a), Err(b)) => Err(a.max(b)),
         }
+    }
+
+    /// Charges the wire cost of a frame ([`crate::wire::WireCost`]).
+    #[inline]
+    pub fn charge_wire(&mut self, now_ns: u64, cost: &crate::wire::WireCost) -> Result<(), Denied> {
+        self.charge(now_ns, cost.bytes, cost.packets)
+    }
+
+    /// Gives back a part of an earlier charge (see [`TokenBucket::refund`]).
+    pub fn refund(&mut self, cost: &crate::wire::WireCost) {
+        self.bytes.refund(cost.bytes);
+        self.packets.refund(cost.packets);
     }
 
     /// Charges one packet of `frame_bytes`.
@@ -371,6 +397,19 @@ mod tests {
         b.charge(10 * MS, 1000).unwrap();
         assert_eq!(b.available(5 * MS), 0);
         assert_eq!(b.available(11 * MS), 1);
+    }
+
+    #[test]
+    fn refund_returns_tokens_up_to_the_burst() {
+        let mut b = TokenBucket::new(Limit::rate(1000, 100), 0);
+        b.charge(0, 80).unwrap();
+        b.refund(30);
+        assert_eq!(b.available(0), 50);
+        b.refund(u64::MAX);
+        assert_eq!(b.available(0), 100, "never above the burst");
+        let mut u = TokenBucket::new(Limit::Unlimited, 0);
+        u.refund(5);
+        assert_eq!(u.available(0), u64::MAX);
     }
 
     #[test]

@@ -14,9 +14,9 @@
 //!   6  u16 area_bytes       CREDIT_AREA_BYTES
 //!   8  u32 seq              seqlock: odd while netback is writing; seq/2 = generation
 //!  12  u32 flags            0 (reserved)
-//!  16  u64 bytes_per_sec    TX budget, frame bytes/s (u64::MAX = unlimited, 0 = closed)
+//!  16  u64 bytes_per_sec    TX budget, wire bytes/s (u64::MAX = unlimited, 0 = closed)
 //!  24  u64 bytes_burst      bucket size, bytes
-//!  32  u64 packets_per_sec  TX budget, packets/s  (u64::MAX = unlimited, 0 = closed)
+//!  32  u64 packets_per_sec  TX budget, wire packets/s (u64::MAX = unlimited, 0 = closed)
 //!  40  u64 packets_burst    bucket size, packets
 //!  48  u32 period_us        the allocator's readjustment period
 //!  52  .. 64                reserved, 0
@@ -25,10 +25,10 @@
 //!  68  u32 front_seq        seqlock of this block
 //!  72  u32 applied_generation  last generation the frontend applied
 //!  76  u32 reserved
-//!  80  u64 tx_packets       frames sent on the ring
-//!  88  u64 tx_bytes
-//!  96  u64 dropped_packets  frames dropped for lack of tokens (policy drop)
-//! 104  u64 dropped_bytes
+//!  80  u64 tx_packets       wire packets sent on the ring (GSO: its segments)
+//!  88  u64 tx_bytes         their wire bytes
+//!  96  u64 dropped_packets  wire packets dropped for lack of tokens (policy drop)
+//! 104  u64 dropped_bytes    their wire bytes
 //! 112  u64 held             times the frontend stopped taking frames (policy hold)
 //! 120  u64 reserved
 //! ```
@@ -132,9 +132,10 @@ impl core::fmt::Display for CreditError {
 /// The TX budgets of one vif, as the backend publishes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Credits {
-    /// Frame bytes per second and burst (see `docs/protocol.md`, byte accounting).
+    /// Wire bytes per second and burst (see `docs/protocol.md` §2.6: a GSO frame costs
+    /// its segments' bytes, headers included).
     pub bytes: Limit,
-    /// Packets per second and burst.
+    /// Wire packets per second and burst (a GSO frame costs its segments).
     pub packets: Limit,
     /// The allocator's readjustment period, µs (informational: how soon to expect the
     /// next generation).
@@ -157,13 +158,14 @@ pub struct FrontCounters {
     pub front_version: u32,
     /// Last generation of credits the frontend applied.
     pub applied_generation: u32,
-    /// Frames put on the ring.
+    /// Wire packets of the frames put on the ring (a GSO frame counts the segments it
+    /// becomes: [`crate::WireCost`]).
     pub tx_packets: u64,
-    /// Bytes of those frames.
+    /// Their wire bytes.
     pub tx_bytes: u64,
-    /// Frames dropped in the frontend for lack of tokens.
+    /// Wire packets of the frames dropped in the frontend for lack of tokens.
     pub dropped_packets: u64,
-    /// Bytes of those frames.
+    /// Their wire bytes.
     pub dropped_bytes: u64,
     /// Times the frontend stopped taking frames until tokens returned.
     pub held: u64,

@@ -9,6 +9,7 @@
 //! * [`credit`]: the DBA-VM credit area in the unused tail of the TX ring page, a
 //!   seqlock-protected budget written by netback and read by netfront;
 //! * [`bucket`]: the dual (bytes + packets) token bucket that enforces those budgets;
+//! * [`wire`]: what a frame costs in those budgets (a GSO frame: its wire segments);
 //! * [`page`]: shared memory as atomic words — the only place raw pointers enter.
 //!
 //! The crate is byte-for-byte the Xen netif protocol: a differential test
@@ -25,6 +26,7 @@ pub mod credit;
 pub mod netif;
 pub mod page;
 pub mod ring;
+pub mod wire;
 
 pub use bucket::{Denied, DualTokenBucket, Limit, TokenBucket};
 pub use credit::{CreditArea, CreditError, CreditPublisher, CreditReader, CreditSnapshot, Credits};
@@ -32,3 +34,4 @@ pub use page::{SharedMem, SharedPage, XEN_PAGE_SIZE};
 pub use ring::{
     BackIndices, BackRing, FrontIndices, FrontRing, RingEntry, RingError, RingIdx, Sring,
 };
+pub use wire::WireCost;

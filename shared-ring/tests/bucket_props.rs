@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use shared_ring::bucket::NANOS_PER_SEC;
-use shared_ring::{Denied, DualTokenBucket, Limit, TokenBucket};
+use shared_ring::{Denied, DualTokenBucket, Limit, TokenBucket, WireCost};
 
 /// (time step ns, bytes, packets) of one attempted charge.
 fn attempts() -> impl Strategy<Value = Vec<(u64, u64, u64)>> {
@@ -14,6 +14,42 @@ fn attempts() -> impl Strategy<Value = Vec<(u64, u64, u64)>> {
         ),
         1..300,
     )
+}
+
+/// Over every window [t_i, t_j] of the `(t, bytes, packets)` admitted: admitted ≤ rate ×
+/// (t_j − t_i) + burst, for bytes and for packets (exact integer arithmetic, scaled by
+/// 1e9).
+fn check_windows(
+    admitted: &[(u64, u64, u64)],
+    (bps, bburst): (u64, u64),
+    (pps, pburst): (u64, u64),
+) -> Result<(), TestCaseError> {
+    let ns = NANOS_PER_SEC as u128;
+    for i in 0..admitted.len() {
+        let (mut b, mut p) = (0u128, 0u128);
+        for a in &admitted[i..] {
+            b += a.1 as u128;
+            p += a.2 as u128;
+            let w = (a.0 - admitted[i].0) as u128;
+            prop_assert!(
+                b * ns <= bps as u128 * w + bburst as u128 * ns,
+                "bytes {} in window {} ns > rate {} burst {}",
+                b,
+                w,
+                bps,
+                bburst
+            );
+            prop_assert!(
+                p * ns <= pps as u128 * w + pburst as u128 * ns,
+                "packets {} in window {} ns > rate {} burst {}",
+                p,
+                w,
+                pps,
+                pburst
+            );
+        }
+    }
+    Ok(())
 }
 
 proptest! {
@@ -38,19 +74,41 @@ proptest! {
                 admitted.push((t, bytes, packets));
             }
         }
-        for i in 0..admitted.len() {
-            let (mut b, mut p) = (0u128, 0u128);
-            for j in i..admitted.len() {
-                b += admitted[j].1 as u128;
-                p += admitted[j].2 as u128;
-                let w = (admitted[j].0 - admitted[i].0) as u128;
-                let ns = NANOS_PER_SEC as u128;
-                prop_assert!(b * ns <= bps as u128 * w + bburst as u128 * ns,
-                    "bytes {} in window {} ns > rate {} burst {}", b, w, bps, bburst);
-                prop_assert!(p * ns <= pps as u128 * w + pburst as u128 * ns,
-                    "packets {} in window {} ns > rate {} burst {}", p, w, pps, pburst);
+        check_windows(&admitted, (bps, bburst), (pps, pburst))?;
+    }
+
+    /// Charging an upper bound of each cost and refunding the difference later at the
+    /// same instant (netback's backstop: a batch charged before its headers are read,
+    /// settled after the copy) still admits ≤ rate × window + burst of the exact costs.
+    #[test]
+    fn charge_bound_then_refund_keeps_the_window_bound(
+        bps in 1u64..2_000_000_000,
+        bburst in 1u64..1_000_000,
+        pps in 1u64..2_000_000,
+        pburst in 1u64..1000,
+        steps in attempts(),
+        over in prop::collection::vec((0u64..20_000, 0u64..4), 1..300),
+    ) {
+        let mut d = DualTokenBucket::new(Limit::rate(bps, bburst), Limit::rate(pps, pburst), 0);
+        let mut t = 0u64;
+        let mut admitted: Vec<(u64, u64, u64)> = Vec::new();
+        let mut pending: Vec<WireCost> = Vec::new();
+        for (k, (dt, bytes, packets)) in steps.into_iter().enumerate() {
+            if dt > 0 {
+                // A new batch: the previous one is settled first, at its own time.
+                for r in pending.drain(..) {
+                    d.refund(&r);
+                }
+            }
+            t += dt;
+            let (xb, xp) = over[k % over.len()];
+            let bound = WireCost { bytes: bytes + xb, packets: packets + xp };
+            if d.charge_wire(t, &bound).is_ok() {
+                admitted.push((t, bytes, packets));
+                pending.push(WireCost { bytes: xb, packets: xp });
             }
         }
+        check_windows(&admitted, (bps, bburst), (pps, pburst))?;
     }
 
     /// A denial's wait is exact: one nanosecond earlier still fails, at the wait it

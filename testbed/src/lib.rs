@@ -33,7 +33,7 @@ pub mod spawn;
 
 pub use backend::{BackendExit, BackendOptions, BackendThread, LocalNetback, MemWires};
 pub use error::TestbedError;
-pub use frames::{check_frame, count_until, flood, frame, recv_n, send_all};
+pub use frames::{check_frame, count_until, flood, frame, recv_n, send_all, tcp_frame, TcpHeaders};
 pub use guest::{pump_until, Guest, GuestExit, GuestOptions, GuestThread, LocalNetfront};
 pub use kernel::{tap_config, wait_link};
 pub use raw::{tx_req, RawConn, RawConnect, RawFrontend, TxSlot};

@@ -126,18 +126,30 @@ families! {
     VIF_RX_PACKETS: "dbavm_vif_rx_packets_total", Counter,
         Read::Vif(|v| Some(v.status.counters.rx_packets as f64)),
         "Port to guest: frames delivered.";
+    VIF_TX_WIRE_BITS: "dbavm_vif_tx_wire_bits_total", Counter,
+        Read::Vif(|v| Some(v.status.counters.tx_wire_bytes as f64 * 8.0)),
+        "Guest to port: wire bits forwarded (a GSO frame's segments, headers included).";
+    VIF_TX_WIRE_PACKETS: "dbavm_vif_tx_wire_packets_total", Counter,
+        Read::Vif(|v| Some(v.status.counters.tx_wire_packets as f64)),
+        "Guest to port: wire packets forwarded (a GSO frame counts its segments).";
+    VIF_RX_WIRE_BITS: "dbavm_vif_rx_wire_bits_total", Counter,
+        Read::Vif(|v| Some(v.status.counters.rx_wire_bytes as f64 * 8.0)),
+        "Port to guest: wire bits delivered (a GSO frame's segments, headers included).";
+    VIF_RX_WIRE_PACKETS: "dbavm_vif_rx_wire_packets_total", Counter,
+        Read::Vif(|v| Some(v.status.counters.rx_wire_packets as f64)),
+        "Port to guest: wire packets delivered (a GSO frame counts its segments).";
     VIF_TX_BPS: "dbavm_vif_tx_bits_per_second", Gauge,
         Read::Vif(|v| v.rates.map(|r| r.tx_bps)),
-        "Guest to port bits/s over the last sampling interval.";
+        "Guest to port wire bits/s over the last sampling interval.";
     VIF_TX_PPS: "dbavm_vif_tx_packets_per_second", Gauge,
         Read::Vif(|v| v.rates.map(|r| r.tx_pps)),
-        "Guest to port packets/s over the last sampling interval.";
+        "Guest to port wire packets/s over the last sampling interval.";
     VIF_RX_BPS: "dbavm_vif_rx_bits_per_second", Gauge,
         Read::Vif(|v| v.rates.map(|r| r.rx_bps)),
-        "Port to guest bits/s over the last sampling interval.";
+        "Port to guest wire bits/s over the last sampling interval.";
     VIF_RX_PPS: "dbavm_vif_rx_packets_per_second", Gauge,
         Read::Vif(|v| v.rates.map(|r| r.rx_pps)),
-        "Port to guest packets/s over the last sampling interval.";
+        "Port to guest wire packets/s over the last sampling interval.";
     VIF_BUDGET_BPS: "dbavm_vif_budget_bits_per_second", Gauge,
         Read::Vif(|v| v.status.budget.map(|b| b.bps as f64)),
         "The allocator's bits/s budget for the vif.";

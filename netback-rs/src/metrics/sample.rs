@@ -176,6 +176,8 @@ mod tests {
             counters: VifCounters {
                 tx_bytes,
                 tx_packets: tx_bytes / 1000,
+                tx_wire_bytes: tx_bytes,
+                tx_wire_packets: tx_bytes / 1000,
                 tx_dropped_police: 3,
                 ..Default::default()
             },

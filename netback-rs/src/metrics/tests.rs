@@ -28,6 +28,8 @@ fn fixture() -> Snapshot {
     let counters = VifCounters {
         tx_packets: 1234,
         tx_bytes: 1_500_001,
+        tx_wire_packets: 2345,
+        tx_wire_bytes: 1_560_001,
         tx_dropped_police: 3,
         tx_dropped_error: 1,
         tx_copy_errors: 2,
@@ -35,6 +37,8 @@ fn fixture() -> Snapshot {
         tx_held: 5,
         rx_packets: 777,
         rx_bytes: 654_321,
+        rx_wire_packets: 888,
+        rx_wire_bytes: 660_321,
         rx_dropped_police: 6,
         rx_dropped_oversize: 7,
         rx_copy_errors: 8,

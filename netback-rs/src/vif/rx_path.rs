@@ -1,7 +1,8 @@
 //! The RX data path of one vif (port → guest), in the same three steps as TX:
 //!
 //! 1. **build** ([`RxPath::build`]): frames are read from the port straight into the
-//!    arena, policed, and placed in the guest's posted buffers — one copy segment and
+//!    arena, policed at their wire cost ([`WireCost`]: a GSO frame costs its segments),
+//!    and placed in the guest's posted buffers — one copy segment and
 //!    one response per page of the frame (multi-slot above a page), with a GSO
 //!    extra-info slot after the first when the frame carries segmentation offload;
 //! 2. **copy** ([`RxPath::copy`]): one call for the batch;
@@ -14,6 +15,7 @@
 use core::ops::Range;
 
 use hypervisor::grant::{CopySegment, GrantCopy, GrantRef};
+use netport::cost::frame_cost;
 use netport::negotiate::{Allowed, Offer};
 use netport::{FrameMeta, GsoKind, Port};
 use shared_ring::netif::extra::{XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6};
@@ -22,7 +24,7 @@ use shared_ring::netif::{
     XenNetifExtraFlags, NETIF_RSP_ERROR,
 };
 use shared_ring::ring::Pending;
-use shared_ring::{BackIndices, DualTokenBucket, SharedMem, XEN_PAGE_SIZE};
+use shared_ring::{BackIndices, DualTokenBucket, SharedMem, WireCost, XEN_PAGE_SIZE};
 use xen_ids::VifId;
 
 use super::{grant_copy, Poll, VifFatal, MAX_RX_SLOTS, RX_BATCH};
@@ -40,6 +42,8 @@ type RxPending<'r, 'a> = Pending<'r, 'a, NetifRxRequest, NetifRxResponse>;
 struct Placed {
     /// Frame bytes.
     len: usize,
+    /// Its wire cost (what the backstop was charged).
+    cost: WireCost,
     /// The GSO extra that follows its first response.
     extra: Option<NetifExtraInfo>,
     /// Its data slots: the same range of the batch's segments and responses.
@@ -176,11 +180,12 @@ impl RxPath {
                 self.stash = Some((len, meta));
                 break BuildEnd::Starved(p.len() - taken);
             }
-            if self.backstop.charge(now_ns, len as u64, 1).is_err() {
+            let cost = frame_cost(&self.arena[self.used..self.used + len], &meta);
+            if self.backstop.charge_wire(now_ns, &cost).is_err() {
                 self.counters.rx_dropped_police += 1;
                 continue;
             }
-            self.place(&p, taken, len, &meta, extra);
+            self.place(&p, taken, (len, cost), &meta, extra);
             taken += slots;
         };
         p.consume(taken);
@@ -245,14 +250,14 @@ impl RxPath {
         Some((meta, extra))
     }
 
-    /// Places the frame at `arena[used..used + len]` in the requests from entry `at` of
+    /// Places the frame at `arena[used..used + len]` (costing `cost` on the wire) in the requests from entry `at` of
     /// the snapshot: one segment and one response per page; the extra, if any, answers
     /// the request after the first (its buffer stays unused).
     fn place(
         &mut self,
         p: &RxPending<'_, '_>,
         at: u32,
-        len: usize,
+        (len, cost): (usize, WireCost),
         meta: &FrameMeta,
         extra: Option<NetifExtraInfo>,
     ) {
@@ -292,6 +297,7 @@ impl RxPath {
         }
         self.frames.push(Placed {
             len,
+            cost,
             extra,
             slots: first..self.segs.len(),
         });
@@ -312,6 +318,8 @@ impl RxPath {
             if ok {
                 self.counters.rx_packets += 1;
                 self.counters.rx_bytes += f.len as u64;
+                self.counters.rx_wire_packets += f.cost.packets;
+                self.counters.rx_wire_bytes += f.cost.bytes;
             } else {
                 self.counters.rx_copy_errors += 1;
             }

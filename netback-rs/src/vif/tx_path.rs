@@ -3,12 +3,17 @@
 //!
 //! 1. **build** ([`TxPath::build`], as `xenvif_tx_build_gops`): one read of `req_prod`;
 //!    each request chain is parsed and validated copy-once ([`crate::tx`]), charged to
-//!    the backstop before any copy, and planned in the batch — grant-copy segments into
-//!    the arena, or responses decided now for a chain refused whole;
+//!    the backstop before any copy — its wire cost ([`WireCost`]: a GSO frame costs its
+//!    segments), bounded over every header it may have — and planned in the batch —
+//!    grant-copy segments into the arena, or responses decided now for a chain refused
+//!    whole;
 //! 2. **copy** ([`TxPath::copy`], as `gnttab_batch_copy`): one call for every
 //!    admitted packet of the batch;
-//! 3. **submit** ([`TxPath::submit`], as `xenvif_tx_submit`): each copied frame goes to
-//!    the port, every slot is answered in ring order.
+//! 3. **submit** ([`TxPath::submit`], as `xenvif_tx_submit`): each copied frame's
+//!    charge is settled to its exact wire cost (its headers are read now: the unused
+//!    part of the bound is refunded, or, for headers longer than the bound, the excess
+//!    charged or the frame dropped), the frame goes to the port, every slot is answered
+//!    in ring order.
 //!
 //! A full port keeps the copied frames (the stash) and the ring is not read again until
 //! the port has taken them: backpressure reaches the guest as a full TX ring.
@@ -16,6 +21,7 @@
 use core::ops::Range;
 
 use hypervisor::grant::{CopySegment, GrantCopy, GrantRef};
+use netport::cost::frame_cost;
 use netport::{FrameMeta, Gso, GsoKind, Port};
 use shared_ring::netif::extra::{XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6};
 use shared_ring::netif::{
@@ -23,7 +29,7 @@ use shared_ring::netif::{
     NETIF_RSP_ERROR, NETIF_RSP_OKAY,
 };
 use shared_ring::ring::Pending;
-use shared_ring::{BackIndices, Denied, DualTokenBucket, RingIdx, SharedMem};
+use shared_ring::{BackIndices, Denied, DualTokenBucket, RingIdx, SharedMem, WireCost};
 use xen_ids::{DomId, VifId};
 
 use super::{
@@ -41,11 +47,13 @@ type TxPending<'r, 'a> = Pending<'r, 'a, NetifTxRequest, NetifTxResponse>;
 // Entries live in a reused Vec; boxing the packet would allocate per packet.
 #[allow(clippy::large_enum_variant)]
 enum Planned {
-    /// Admitted: `segs` copy it to `arena[at..at + pkt.size]`; sent, then answered.
+    /// Admitted: `segs` copy it to `arena[at..at + pkt.size]`; settled against what
+    /// was `charged`, sent, then answered.
     Copy {
         pkt: TxPacket,
         at: usize,
         segs: Range<usize>,
+        charged: WireCost,
     },
     /// Refused before any copy: answered with these responses of the batch.
     Answered(Range<usize>),
@@ -102,7 +110,7 @@ impl TxBatch {
     }
 
     /// Plans an admitted packet: one segment per data slot, to the next arena bytes.
-    fn copy(&mut self, pkt: TxPacket, front: DomId) {
+    fn copy(&mut self, pkt: TxPacket, charged: WireCost, front: DomId) {
         let (at, first) = (self.used, self.segs.len());
         for s in pkt.data_slots() {
             self.segs.push(CopySegment::from_grant(
@@ -115,7 +123,12 @@ impl TxBatch {
             self.used += s.len as usize;
         }
         let segs = first..self.segs.len();
-        self.items.push(Planned::Copy { pkt, at, segs });
+        self.items.push(Planned::Copy {
+            pkt,
+            at,
+            segs,
+            charged,
+        });
     }
 
     /// Plans a chain refused whole, answered with the responses `write` adds.
@@ -143,7 +156,7 @@ pub(super) struct TxPath {
     batch: TxBatch,
     /// Copied frames the port could not take yet (offset and length in `arena`), in
     /// order, from `stash_at`: the ring is not read again until they are sent.
-    stash: Vec<(usize, usize, FrameMeta)>,
+    stash: Vec<Copied>,
     stash_at: usize,
     /// The chain at the head of the ring is incomplete: since when.
     incomplete: Option<Incomplete>,
@@ -187,7 +200,7 @@ impl TxPath {
         let mut ring = NetifTxBackRing::resume(page, self.idx).map_err(VifFatal::tx_ring)?;
         let end = self.build(&mut ring, now_ns, budget)?;
         self.copy(grants);
-        let notify = self.submit(&mut ring, port);
+        let notify = self.submit(&mut ring, now_ns, port);
         let out = self.next_step(&mut ring, now_ns, end)?;
         self.idx = ring.indices();
         Ok(Poll {
@@ -261,8 +274,10 @@ impl TxPath {
             return Ok(Take::Stop(BuildEnd::Limit));
         }
         let slots = pkt.ring_slots;
-        match self.backstop.charge(now_ns, pkt.size as u64, 1) {
-            Ok(()) => self.batch.copy(pkt, self.id.domid),
+        // The headers are not read yet: charge the bound, settled after the copy.
+        let bound = WireCost::of(u64::from(pkt.size), pkt.gso.map(|g| g.size), None);
+        match self.backstop.charge_wire(now_ns, &bound) {
+            Ok(()) => self.batch.copy(pkt, bound, self.id.domid),
             Err(Denied::Wait { ns }) if self.policy == BackstopPolicy::Hold => {
                 self.hold_until = Some(now_ns.saturating_add(ns));
                 self.counters.tx_held += 1;
@@ -289,45 +304,85 @@ impl TxPath {
         );
     }
 
-    /// Submit: sends each copied frame to the port (or stashes it while the port is
-    /// full) and answers every chain of the batch in ring order. Returns whether the
-    /// frontend asked to be notified.
-    fn submit<P: Port + ?Sized>(&mut self, ring: &mut NetifTxBackRing<'_>, port: &mut P) -> bool {
-        let TxPath {
-            id,
-            counters,
-            arena,
-            batch,
-            stash,
-            ..
-        } = self;
+    /// Submit: settles each copied frame's charge and sends it to the port (or stashes
+    /// it while the port is full), and answers every chain of the batch in ring order.
+    /// Returns whether the frontend asked to be notified.
+    fn submit<P: Port + ?Sized>(
+        &mut self,
+        ring: &mut NetifTxBackRing<'_>,
+        now_ns: u64,
+        port: &mut P,
+    ) -> bool {
         // Cannot fail: every consumed slot is answered exactly once.
         let mut put = |r: &NetifTxResponse| {
             let _ = ring.put_response(r);
         };
-        for item in &batch.items {
+        // Taken out for the loop (and put back: the batch's buffers are reused).
+        let items = core::mem::take(&mut self.batch.items);
+        for item in &items {
             match item {
-                Planned::Copy { pkt, at, segs } => {
-                    let copied = batch.segs[segs.clone()].iter().all(|s| s.status.is_ok());
-                    let status = if copied {
-                        let len = pkt.size as usize;
-                        let meta = tx_meta(pkt);
-                        counters.tx_bytes_copied += len as u64;
-                        let frame = &arena[*at..*at + len];
-                        if !stash.is_empty() || !send_frame(port, frame, &meta, counters, *id) {
-                            stash.push((*at, len, meta));
-                        }
-                        NETIF_RSP_OKAY
-                    } else {
-                        counters.tx_copy_errors += 1;
-                        NETIF_RSP_ERROR
-                    };
+                Planned::Copy {
+                    pkt,
+                    at,
+                    segs,
+                    charged,
+                } => {
+                    let copied = self.batch.segs[segs.clone()]
+                        .iter()
+                        .all(|s| s.status.is_ok());
+                    let status = self.deliver(pkt, *at, copied, charged, now_ns, port);
                     pkt.responses(status, |r| put(&r));
                 }
-                Planned::Answered(range) => batch.rsps[range.clone()].iter().for_each(&mut put),
+                Planned::Answered(range) => {
+                    self.batch.rsps[range.clone()].iter().for_each(&mut put)
+                }
             }
         }
-        !batch.items.is_empty() && ring.push_responses_and_check_notify()
+        self.batch.items = items;
+        !self.batch.items.is_empty() && ring.push_responses_and_check_notify()
+    }
+
+    /// One admitted packet after the copy: its charge settled to the exact wire cost,
+    /// then sent (or stashed). Returns the status to answer it with.
+    fn deliver<P: Port + ?Sized>(
+        &mut self,
+        pkt: &TxPacket,
+        at: usize,
+        copied: bool,
+        charged: &WireCost,
+        now_ns: u64,
+        port: &mut P,
+    ) -> i16 {
+        let TxPath {
+            id,
+            backstop,
+            counters,
+            arena,
+            stash,
+            ..
+        } = self;
+        if !copied {
+            counters.tx_copy_errors += 1;
+            return NETIF_RSP_ERROR;
+        }
+        let len = pkt.size as usize;
+        let meta = tx_meta(pkt);
+        counters.tx_bytes_copied += len as u64;
+        let frame = &arena[at..at + len];
+        let Some(cost) = settle(backstop, now_ns, charged, frame, &meta) else {
+            counters.tx_dropped_police += 1;
+            return NETIF_RSP_DROPPED;
+        };
+        let c = Copied {
+            at,
+            len,
+            meta,
+            cost,
+        };
+        if !stash.is_empty() || !send_frame(port, frame, &c, counters, *id) {
+            stash.push(c);
+        }
+        NETIF_RSP_OKAY
     }
 
     /// After a batch: hold while frames wait for the port or the backstop holds the
@@ -399,9 +454,9 @@ impl TxPath {
 
     /// Sends stashed frames; true when none is left.
     fn flush_stash<P: Port + ?Sized>(&mut self, port: &mut P) -> bool {
-        while let Some(&(at, len, meta)) = self.stash.get(self.stash_at) {
-            let frame = &self.arena[at..at + len];
-            if !send_frame(port, frame, &meta, &mut self.counters, self.id) {
+        while let Some(c) = self.stash.get(self.stash_at) {
+            let frame = &self.arena[c.at..c.at + c.len];
+            if !send_frame(port, frame, c, &mut self.counters, self.id) {
                 return false;
             }
             self.stash_at += 1;
@@ -412,19 +467,55 @@ impl TxPath {
     }
 }
 
+/// A copied frame, settled, on its way to the port.
+#[derive(Clone, Copy)]
+struct Copied {
+    /// Where it is in the arena.
+    at: usize,
+    /// Its length.
+    len: usize,
+    /// Its offloads.
+    meta: FrameMeta,
+    /// Its exact wire cost (what the backstop was charged for it).
+    cost: WireCost,
+}
+
+/// Settles the charge of a copied frame, made on `charged` (an upper bound of its cost
+/// for any header up to [`shared_ring::wire::MAX_HEADER`]), to its exact wire cost now
+/// that its headers can be read: the unused part is refunded; a cost above the bound
+/// (longer headers) is charged too. Returns the exact cost, or `None` when the excess is
+/// refused: the frame must be dropped (no part of it reaches the wire uncharged).
+fn settle(
+    backstop: &mut DualTokenBucket,
+    now_ns: u64,
+    charged: &WireCost,
+    frame: &[u8],
+    meta: &FrameMeta,
+) -> Option<WireCost> {
+    let exact = frame_cost(frame, meta);
+    backstop.refund(&charged.excess_over(&exact));
+    let more = exact.excess_over(charged);
+    if !more.is_zero() && backstop.charge_wire(now_ns, &more).is_err() {
+        return None;
+    }
+    Some(exact)
+}
+
 /// Hands one frame to the port and counts it (sent, or dropped by a port error).
 /// False when the port is full: the frame was not taken and must be kept.
 fn send_frame<P: Port + ?Sized>(
     port: &mut P,
     frame: &[u8],
-    meta: &FrameMeta,
+    c: &Copied,
     counters: &mut VifCounters,
     id: VifId,
 ) -> bool {
-    match port.send(frame, meta) {
+    match port.send(frame, &c.meta) {
         Ok(()) => {
             counters.tx_packets += 1;
             counters.tx_bytes += frame.len() as u64;
+            counters.tx_wire_packets += c.cost.packets;
+            counters.tx_wire_bytes += c.cost.bytes;
         }
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
         Err(e) => {
