@@ -22,7 +22,8 @@ pub struct VifCounters {
     pub tx_copy_errors: u64,
     /// Frames the port could not take (full).
     pub tx_dropped_port: u64,
-    /// Times the hold policy stopped reading the TX ring until tokens returned.
+    /// Times the TX ring was left unread until tokens returned: the hold policy, or the
+    /// drop policy past its allowance of drop answers (`DROP_ANSWERS_PER_SEC`).
     pub tx_held: u64,
     /// Frames delivered into the guest's RX buffers.
     pub rx_packets: u64,

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use hypervisor::clock::monotonic_ns;
 use hypervisor::xenbus::XenbusState;
+use netback::vif::DROP_ANSWERS_PER_SEC;
 use netback::vif::INCOMPLETE_TIMEOUT_NS;
 use netback::{LoopStats, NetbackConfig};
 use netfront::NetfrontConfig;
-use netport::{MemPort, MemPortConfig};
+use netport::{MemPort, MemPortConfig, Port};
 use shared_ring::netif::extra::XEN_NETIF_GSO_TYPE_TCPV4;
 use shared_ring::netif::{
     ExtraInfo, NetTxFlags, NetifExtraInfo, XenNetifExtraFlags, NETIF_RSP_OKAY,
@@ -290,4 +291,65 @@ fn frames_for_a_vif_without_a_frontend_cost_no_cpu() {
     let got = recv_n(&mut guest.app, 1, Duration::from_secs(10));
     assert_eq!(check_frame(&got[0]), 99);
     drop(guest);
+}
+
+// The drop allowance stays a small multiple of a busy vif's packet rate: unpaced, a
+// debug build answers ~180 000 requests a second here.
+const _: () = assert!(DROP_ANSWERS_PER_SEC <= 20_000);
+
+/// A frontend that ignores its credits and floods valid requests under policy `drop`:
+/// netback answers at most `DROP_ANSWERS_PER_SEC` of them with `NETIF_RSP_DROPPED` a
+/// second (each costs it a parse and a response); past that the requests wait on the
+/// ring. What it admits stays within the budget; the honest guest is served.
+#[test]
+fn a_flood_past_the_budget_gets_a_bounded_number_of_drop_answers() {
+    let bad = VifId::new(DomId(2), 0);
+    let mut rig = Rig::new(&[bad]);
+    let mut wire = rig.nb.wire(bad);
+    let mut h = RawFrontend::new(&rig.host, bad).unwrap();
+    assert_eq!(h.connect(&RawConnect::default()), XenbusState::Connected);
+    const PPS: u64 = 1000;
+    let budget = shared_ring::credit::Credits {
+        bytes: shared_ring::Limit::Unlimited,
+        packets: shared_ring::Limit::rate(PPS, 10),
+        period_us: 100_000,
+    };
+    rig.nb
+        .call(
+            move |nb| nb.set_tx_budget(bad, &budget),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let g = h.data_gref(0);
+    let (mut okay, mut dropped, mut pushed) = (0u64, 0u64, 0u64);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(1) {
+        if h.push(&[req(g, 100, NetTxFlags::empty(), 1)], true)
+            .is_some()
+        {
+            pushed += 1;
+        }
+        for (_, status) in h.take_responses() {
+            match status {
+                NETIF_RSP_OKAY => okay += 1,
+                _ => dropped += 1,
+            }
+        }
+        while let Ok(Some(_)) = wire.recv(&mut [0u8; 2048]) {}
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!("{pushed} pushed in {secs:.2} s: {okay} admitted, {dropped} answered dropped");
+    assert!(pushed > 2_000, "the flood did not flood: {pushed}");
+    let allowance = DROP_ANSWERS_PER_SEC as f64 * secs * 1.05 + 256.0;
+    assert!(
+        (dropped as f64) <= allowance,
+        "{dropped} drop answers in {secs:.2} s (allowance {allowance:.0})"
+    );
+    // The backstop: the rate plus twice the burst, at least 64 packets.
+    assert!(
+        (okay as f64) <= PPS as f64 * secs * 1.05 + 64.0,
+        "{okay} admitted"
+    );
+    assert_eq!(h.be_state(), XenbusState::Connected);
+    rig.honest_roundtrip();
 }

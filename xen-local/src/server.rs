@@ -38,7 +38,8 @@ pub type XenstoreConnector = Box<dyn Fn(DomId) -> io::Result<OwnedFd> + Send + S
 /// Counts of live objects, for leak checks and operations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Domains that ever attached.
+    /// Domains attached now (a domain is forgotten, grant table and all, when its last
+    /// connection closes).
     pub domains: usize,
     /// Live grant allocations (one per `share`).
     pub allocations: usize,
@@ -542,6 +543,10 @@ fn serve(inner: Arc<Inner>, sock: OwnedFd, assigned: Option<DomId>) {
             d.conns -= 1;
             if d.conns == 0 {
                 died = Some(me);
+                // Its allocations and ports went with its connections: what is left is
+                // its grant table, freed as Xen frees a destroyed domain's (a new
+                // domain with this id starts with an empty one).
+                s.domains.remove(&me);
             }
         }
         died

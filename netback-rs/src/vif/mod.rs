@@ -19,6 +19,8 @@
 mod rx_path;
 mod tx_path;
 
+pub use tx_path::DROP_ANSWERS_PER_SEC;
+
 use hypervisor::grant::{CopySegment, GntStatus, GrantCopy, GrantMapping};
 use hypervisor::platform::ring_mem;
 use netport::negotiate::Allowed;

@@ -29,7 +29,9 @@ use shared_ring::netif::{
     NETIF_RSP_ERROR, NETIF_RSP_OKAY,
 };
 use shared_ring::ring::Pending;
-use shared_ring::{BackIndices, Denied, DualTokenBucket, RingIdx, SharedMem, WireCost};
+use shared_ring::{
+    BackIndices, Denied, DualTokenBucket, Limit, RingIdx, SharedMem, TokenBucket, WireCost,
+};
 use xen_ids::{DomId, VifId};
 
 use super::{
@@ -40,6 +42,13 @@ use crate::tx::{drop_responses, parse_packet, TxError, TxPacket};
 
 /// Bytes one batch may copy out of the guest.
 const TX_ARENA: usize = 256 * 1024;
+/// Most requests a vif's backstop answers `NETIF_RSP_DROPPED` per second (policy
+/// `drop`); see [`TxPath::drops`].
+pub const DROP_ANSWERS_PER_SEC: u64 = 20_000;
+/// Depth of the drop allowance: a full ring.
+const DROP_ANSWERS_BURST: u64 = 256;
+/// Retry of a ring held when no bucket says when it will have room.
+const DROP_RETRY_NS: u64 = 1_000_000;
 
 type TxPending<'r, 'a> = Pending<'r, 'a, NetifTxRequest, NetifTxResponse>;
 
@@ -160,6 +169,11 @@ pub(super) struct TxPath {
     stash_at: usize,
     /// The chain at the head of the ring is incomplete: since when.
     incomplete: Option<Incomplete>,
+    /// Requests the backstop may refuse with `NETIF_RSP_DROPPED` (policy `drop`): each
+    /// costs a parse and a response, so a guest flooding past its budget is answered
+    /// at most [`DROP_ANSWERS_PER_SEC`] times a second; past that its requests wait on
+    /// the ring, as under policy `hold`.
+    drops: TokenBucket,
 }
 
 impl TxPath {
@@ -182,6 +196,10 @@ impl TxPath {
             stash: Vec::with_capacity(TX_BATCH),
             stash_at: 0,
             incomplete: None,
+            drops: TokenBucket::new(
+                Limit::rate(DROP_ANSWERS_PER_SEC, DROP_ANSWERS_BURST),
+                now_ns,
+            ),
         }
     }
 
@@ -283,7 +301,22 @@ impl TxPath {
                 self.counters.tx_held += 1;
                 return Ok(Take::Stop(BuildEnd::Held));
             }
-            Err(_) => {
+            Err(denied) => {
+                if let Err(paced) = self.drops.charge(now_ns, 1) {
+                    // Drop answers used up: the rest waits on the ring until either
+                    // bucket has room (a closed budget: the drop allowance's refill).
+                    let wait = [denied, paced]
+                        .iter()
+                        .filter_map(|d| match d {
+                            Denied::Wait { ns } => Some(*ns),
+                            Denied::Never => None,
+                        })
+                        .min()
+                        .unwrap_or(DROP_RETRY_NS);
+                    self.hold_until = Some(now_ns.saturating_add(wait));
+                    self.counters.tx_held += 1;
+                    return Ok(Take::Stop(BuildEnd::Held));
+                }
                 self.counters.tx_dropped_police += 1;
                 self.batch
                     .answer(|r| pkt.responses(NETIF_RSP_DROPPED, |x| r.push(x)));
