@@ -272,8 +272,10 @@ fn a_guest_granting_many_pages_leaves_nothing_mapped_after_it_goes() {
         );
         match base {
             None => base = Some(now),
+            // Allocator arenas move RSS by up to ~1 MiB between cycles under load; one
+            // leaked cache would be 8 MiB (2 048 pages), the attack's pages 240 MiB.
             Some(b) => assert!(
-                now <= b + (1 << 20),
+                now <= b + (4 << 20),
                 "cycle {cycle}: RSS {now} after the guest went, {b} after the first"
             ),
         }
