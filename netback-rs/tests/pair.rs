@@ -149,7 +149,14 @@ fn frontend_restart_reconnects() {
         assert_eq!(check_frame(&got[0]), round * 1000);
         guest.stop().expect("guest");
     }
-    let st = nb.vif_status(id).unwrap();
+    // The status snapshot follows netback's loop (refreshed after each iteration): the
+    // last frames can reach the wire before the snapshot that counts them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut st = nb.vif_status(id).unwrap();
+    while st.counters.tx_packets < 150 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        st = nb.vif_status(id).unwrap();
+    }
     assert_eq!(
         st.counters.tx_packets, 150,
         "counters survive reconnections"
