@@ -213,9 +213,19 @@ impl BackendThread {
             .clone()
     }
 
-    /// Vif `id`, as of the last status refresh.
+    /// Vif `id` now: read on the netback thread between two iterations, so it counts
+    /// every frame netback has already handed on (the snapshot of [`Self::status`] is
+    /// refreshed only after an iteration, and a test can see a frame before it). The
+    /// last snapshot when the thread does not answer within 10 s.
     pub fn vif_status(&self, id: VifId) -> Option<VifStatus> {
-        self.status().into_iter().find(|s| s.id == id)
+        let fresh = self.call(
+            move |nb| nb.status().into_iter().find(|s| s.id == id),
+            Duration::from_secs(10),
+        );
+        match fresh {
+            Ok(st) => st,
+            Err(_) => self.status().into_iter().find(|s| s.id == id),
+        }
     }
 
     /// Waits until netback has every vif of `ids` connected.
