@@ -734,8 +734,8 @@ impl<P: BackendPlatform> Drop for Netback<P> {
     fn drop(&mut self) {
         // Commands still queued are dropped with their reply channels: a control thread
         // waiting for one of them, or for room in the queue, stops waiting.
-        self.link = None;
         self.control_stop.store(true, Ordering::Release);
+        self.link = None;
         self.control_bell.ring();
         if let Some(h) = self.control.take() {
             if h.join().is_err() {

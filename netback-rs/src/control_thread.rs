@@ -227,6 +227,9 @@ impl<X: Xenstore> Control<X> {
         }
         self.take_xenstore_events()?;
         for w in self.work.take_due(self.now()) {
+            if self.stopping() {
+                break;
+            }
             match w {
                 Work::Scan => self.scan_devices(),
                 Work::Release => self.domains_released(),
@@ -579,6 +582,8 @@ impl<X: Xenstore> Control<X> {
             // data-path thread as soon as it connected; a ring that breaks the protocol
             // at once leaves the device Closing (its notice is handled after this).
             Ok(()) => self.switch_state(id, Connected),
+            // netback is stopping: the device is left as it is, for the next netback.
+            Err(ConnectError::Stopping) => {}
             Err(e) if reattach => self.reattach_failed(id, &setup, e),
             Err(e) if stale_frontend => {
                 // Rings of a frontend that was connected to a previous netback (a Linux
