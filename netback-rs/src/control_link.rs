@@ -251,3 +251,80 @@ impl DataEnd {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xen_ids::DomId;
+
+    fn vif() -> VifId {
+        VifId::new(DomId(1), 0)
+    }
+
+    #[test]
+    fn a_call_gets_the_data_thread_s_reply() {
+        let (ctl, data) = link().unwrap();
+        let t =
+            std::thread::spawn(move || ctl.call(|reply| Command::Disconnect { id: vif(), reply }));
+        // The data thread is woken by its bell, then finds the command.
+        assert!(hypervisor::poll::readable(&data.bell, std::time::Duration::from_secs(5)).unwrap());
+        data.bell.clear();
+        match data.next() {
+            Ok(Command::Disconnect { id, reply }) => {
+                assert_eq!(id, vif());
+                reply.send(()).unwrap();
+            }
+            _ => panic!("expected the Disconnect command"),
+        }
+        assert_eq!(t.join().unwrap(), Some(()));
+        // Nothing else was queued, and the control end went with its thread.
+        assert!(matches!(data.next(), Err(TryRecvError::Disconnected)));
+    }
+
+    #[test]
+    fn a_call_returns_when_the_data_thread_goes_away() {
+        let (ctl, data) = link().unwrap();
+        let t = std::thread::spawn(move || {
+            // More commands than the queue holds: the sender would wait for room.
+            let mut answered = 0;
+            for _ in 0..COMMAND_QUEUE + 1 {
+                ctl.send(Command::State {
+                    id: vif(),
+                    state: XenbusState::InitWait,
+                });
+            }
+            if ctl
+                .call(|reply| Command::Remove { id: vif(), reply })
+                .is_some()
+            {
+                answered += 1;
+            }
+            answered
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // netback stopping: its end goes, queued commands with it.
+        drop(data);
+        assert_eq!(t.join().unwrap(), 0);
+    }
+
+    #[test]
+    fn notices_reach_the_control_thread_and_ring_its_bell() {
+        let (ctl, data) = link().unwrap();
+        data.notify(Notice::Failed {
+            id: vif(),
+            created: 7,
+            reason: "bad ring".into(),
+        });
+        assert!(hypervisor::poll::readable(&ctl.bell, std::time::Duration::ZERO).unwrap());
+        match ctl.notices.try_recv() {
+            Ok(Notice::Failed {
+                id,
+                created,
+                reason,
+            }) => {
+                assert_eq!((id, created, reason.as_str()), (vif(), 7, "bad ring"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
