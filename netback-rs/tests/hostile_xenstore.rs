@@ -9,6 +9,9 @@
 //! - netback's xenstore connection closed under it: its loop stops at once with
 //!   [`RunError::XenstoreLost`] (no spinning, no warning loop), and a restarted netback
 //!   takes the connected guest's rings over.
+//! - xenstored stalled (netback's requests held back 2 s by a relay) while a guest
+//!   storms its frontend `state`: netback's control thread waits in its round trip, the
+//!   honest guest's frames keep reaching the wire one by one with a bounded latency.
 
 mod common;
 
