@@ -7,8 +7,9 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// A source of monotonic nanoseconds, injected into the drivers.
-pub type Clock = Box<dyn Fn() -> u64 + Send>;
+/// A source of monotonic nanoseconds, injected into the drivers. `Sync`: a driver's
+/// threads (netback's data path and control thread) read the same clock.
+pub type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// The system's monotonic clock in nanoseconds since its first use in this process: the
 /// drivers' default clock, and the clock every bench thread shares.

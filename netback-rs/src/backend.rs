@@ -1,51 +1,44 @@
-//! The netback daemon: the xenbus backend state machine for every vif under its backend
-//! directory, and one event loop driving all of their data paths.
+//! The netback daemon's data path: one event loop driving every connected vif's rings,
+//! event channels and port, with local work only (grant maps and copies, event-channel
+//! binds, ports). The xenbus backend state machine and every xenstore round trip run on
+//! netback's control thread ([`crate::control_thread`]), which orders this loop about
+//! through [`crate::control_link`]: the loop never waits for xenstore.
 //!
-//! Handshake (as Linux's `xen-netback/xenbus.c`, plus the credit feature of
-//! `docs/protocol.md`):
-//!
-//! 1. A device directory appears under `/local/domain/<self>/backend/<type>/`: read
-//!    `frontend` and `frontend-id`, open the device's port, advertise the features,
-//!    switch to `InitWait`, watch the frontend's `state`.
-//! 2. Frontend `Initialised` or `Connected`: read and check `tx-ring-ref`,
-//!    `rx-ring-ref`, `event-channel`, `request-rx-copy` (required), optional
-//!    `request-dba-credits`; map both rings, bind the event channel, publish the first
-//!    credits, switch to `Connected`.
-//! 3. Frontend `Closing`/`Closed`/gone: release everything, switch to `Closing` then
-//!    `Closed`; a frontend that comes back (`Initialising`) gets `InitWait` again.
-//!
-//! A device found with both its frontend and backend nodes `Connected` (a previous
-//! netback stopped without closing) skips step 1's `InitWait`: the rings are taken over
-//! at their shared indices if they are the ones recorded in `netback-rings`, or the
-//! device fails with the reason.
-//!
-//! A frontend that breaks the protocol — on the rings or in xenstore — is disconnected
-//! with one log line that says why; only that vif is affected.
+//! A frontend that breaks the protocol on its rings is disconnected here with one log
+//! line that says why, and the control thread writes the reason to its `error` node;
+//! only that vif is affected.
+
+mod commands;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hypervisor::evtchn::{EventChannels, EvtchnError, Port as EvtPort};
-use hypervisor::grant::{Access, GrantCopy, GrantError, GrantMap, GrantRef};
+use hypervisor::evtchn::{EventChannels, Port as EvtPort};
+use hypervisor::grant::{GrantCopy, GrantMap};
 use hypervisor::platform::BackendPlatform;
 use hypervisor::poll::Epoll;
-use hypervisor::xenbus::{self, XenbusError, XenbusState};
+use hypervisor::xenbus::XenbusState;
 use netport::Port;
-use shared_ring::credit::{Credits, CREDIT_VERSION};
+use shared_ring::credit::Credits;
 use shared_ring::Limit;
 use xen_ids::{DomId, VifId};
-use xenstore::{with_transaction, Xenstore, XsError, XsTx};
+use xenstore::{ShareConnection, Xenstore, XsError};
 
 use crate::control::{credits_of, reading, Allocation};
-use crate::control_work::{ControlStats, ControlWork, Work};
+use crate::control_link::{self, DataEnd, Doorbell, Notice};
+use crate::control_thread::{self, ControlSetup, TOKEN_BACKEND, TOKEN_RELEASE};
+use crate::control_work::ControlStats;
 use crate::emulation::EmulatedBackendRate;
 use crate::evtchn_backoff::SpuriousBackoff;
-use crate::features::{self, BoundChannels, FeatureError};
+use crate::features::BoundChannels;
 use crate::meter::VifCounters;
 use crate::vif::{BackstopPolicy, Poll, Vif, VifFatal, TX_BATCH};
-use crate::vifconfig::{self, RateCap, VifConfig, VifConfigError};
+use crate::vifconfig::{RateCap, VifConfig};
 
 /// Opens the port a vif's frames go to and come from (a TAP, a memory channel…).
 pub trait PortFactory {
@@ -117,12 +110,11 @@ struct Connection<M> {
 
 struct Device<M> {
     id: VifId,
-    backend_path: String,
-    frontend_path: String,
+    /// The backend's xenbus state, as the control thread wrote it.
     state: XenbusState,
     port: Box<dyn Port>,
-    /// The toolstack's keys, as read at probe (`rate` followed since).
-    config: VifConfig,
+    /// The toolstack's `rate`, as the control thread read it.
+    rate: Option<RateCap>,
     /// Epoll key of the port's rx fd, and whether it is armed: only while frames can go
     /// somewhere — a connection whose guest has RX buffers — so that a level-triggered
     /// port does not spin the loop.
@@ -131,15 +123,6 @@ struct Device<M> {
     conn: Option<Connection<M>>,
     /// Counters of earlier connections of this device (kept across reconnects).
     past: VifCounters,
-    /// When this netback probed the device, the frontend was already Initialised or
-    /// Connected: set up for a previous netback instance, and possibly tearing those
-    /// rings down right now. Cleared at the first look at the frontend's state.
-    stale_frontend: bool,
-    /// When this netback probed the device, both the frontend and the backend node said
-    /// `Connected`: a previous netback served this frontend and stopped (SIGTERM, kill -9)
-    /// without closing. Its rings are taken over as they are, without a handshake (a
-    /// Linux netfront never runs one again). Cleared at the first look at the frontend.
-    reattach: bool,
 }
 
 impl<M> Device<M> {
@@ -179,6 +162,9 @@ pub enum RunError {
         "xenstore connection lost: {0}; exiting so that a restarted netback takes the vifs over"
     )]
     XenstoreLost(#[source] XsError),
+    /// The control thread is gone (it panicked): nobody follows the frontends.
+    #[error("netback's control thread stopped")]
+    ControlStopped,
 }
 
 /// Snapshot of one vif for meters, the allocator and operators.
@@ -204,11 +190,8 @@ pub struct VifStatus {
     pub rate: Option<RateCap>,
 }
 
-const TOKEN_BACKEND: &str = "be";
-const TOKEN_SLA: &str = "sla:";
-/// Token of the `@releaseDomain` watch (a domain died).
-const TOKEN_RELEASE: &str = "release";
-const EV_XS: u64 = 0;
+/// Epoll key of the doorbell the control thread rings with commands.
+const EV_COMMANDS: u64 = 0;
 const EV_EVTCHN: u64 = 1;
 const EV_PORT_BASE: u64 = 2;
 
@@ -217,8 +200,7 @@ pub struct Netback<P: BackendPlatform> {
     platform: P,
     cfg: NetbackConfig,
     ports: Box<dyn PortFactory>,
-    clock: Clock,
-    root: String,
+    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     devices: BTreeMap<VifId, Device<<P::Grants as GrantMap>::Mapping>>,
     by_evtchn: HashMap<EvtPort, VifId>,
     epoll: Epoll,
@@ -240,12 +222,17 @@ pub struct Netback<P: BackendPlatform> {
     backoff: SpuriousBackoff,
     /// Scratch list of ports due to be unmasked.
     due_ports: Vec<EvtPort>,
-    /// Devices refused at probe for malformed toolstack keys: not probed again until
-    /// one of those keys changes or the device goes away.
-    rejected: BTreeMap<VifId, Vec<Option<Vec<u8>>>>,
     stats: LoopStats,
-    /// Xenstore work owed for watch events: coalesced, paced and budgeted.
-    work: ControlWork,
+    /// The vifs' `dba-*` keys as the control thread last read them (`KEYS` order).
+    sla_keys: BTreeMap<VifId, Vec<Option<String>>>,
+    /// This thread's end of the link to the control thread (`None` once stopping).
+    link: Option<DataEnd>,
+    /// The control thread, its stop flag and bell.
+    control: Option<JoinHandle<()>>,
+    control_stop: Arc<AtomicBool>,
+    control_bell: Doorbell,
+    /// What the control thread's xenstore work cost so far (it publishes it here).
+    control_stats: Arc<Mutex<ControlStats>>,
 }
 
 /// The allocator's view of netback's vifs for one round.
@@ -284,8 +271,13 @@ impl<M: hypervisor::grant::GrantMapping> allocator::Datapath for Dp<'_, M> {
     }
 }
 
-impl<P: BackendPlatform> Netback<P> {
-    /// Starts serving the backend directory of `platform`'s domain.
+impl<P: BackendPlatform> Netback<P>
+where
+    P::Xenstore: ShareConnection,
+{
+    /// Starts serving the backend directory of `platform`'s domain: sets the watches,
+    /// starts the control thread (on a handle of the platform's xenstore connection),
+    /// which finds the devices already there.
     pub fn new(
         platform: P,
         cfg: NetbackConfig,
@@ -297,32 +289,46 @@ impl<P: BackendPlatform> Netback<P> {
             platform.domid().0,
             cfg.backend_type
         );
+        let xs = platform.xenstore();
         // Only which watch fired matters (the work re-reads what it names): a guest
         // writing its nodes in a loop must not grow the event queue.
-        if !platform.xenstore().set_coalescing(true) {
+        if !xs.set_coalescing(true) {
             log::warn!("netback: this xenstore connection does not coalesce watch events");
         }
-        platform
-            .xenstore()
-            .watch(&root, TOKEN_BACKEND)
+        xs.watch(&root, TOKEN_BACKEND)
             .map_err(|e| io::Error::other(format!("watch {root}: {e}")))?;
         // A frontend domain that dies without closing its device (crash, kill -9) is
         // noticed here, not only when the toolstack removes the device.
-        if let Err(e) = platform.xenstore().watch("@releaseDomain", TOKEN_RELEASE) {
+        if let Err(e) = xs.watch("@releaseDomain", TOKEN_RELEASE) {
             log::warn!("watch @releaseDomain: {e}; dead frontends are noticed only when their devices are removed");
         }
+        let ctl_xs = xs.share()?;
+        let (ctl_end, data_end) = control_link::link()?;
         let epoll = Epoll::new()?;
-        epoll.add(platform.xenstore().event_fd(), EV_XS)?;
+        epoll.add(&data_end.bell, EV_COMMANDS)?;
         epoll.add(platform.evtchn().as_fd(), EV_EVTCHN)?;
+        let clock: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::from(clock);
         let rate = cfg
             .emulated_backend_pps
             .map(|pps| EmulatedBackendRate::new(pps, clock()));
-        let mut nb = Netback {
+        let control_stop = Arc::new(AtomicBool::new(false));
+        let control_bell = Doorbell::new()?;
+        let control_stats = Arc::new(Mutex::new(ControlStats::default()));
+        let control = control_thread::spawn(ControlSetup {
+            xs: ctl_xs,
+            root,
+            credits: cfg.credits,
+            clock: clock.clone(),
+            link: ctl_end,
+            stats: control_stats.clone(),
+            stop: control_stop.clone(),
+            stop_bell: control_bell.clone(),
+        })?;
+        Ok(Netback {
             platform,
             cfg,
             ports,
             clock,
-            root,
             devices: BTreeMap::new(),
             by_evtchn: HashMap::new(),
             epoll,
@@ -336,14 +342,18 @@ impl<P: BackendPlatform> Netback<P> {
             busy: BTreeSet::new(),
             backoff: SpuriousBackoff::new(),
             due_ports: Vec::new(),
-            rejected: BTreeMap::new(),
             stats: LoopStats::default(),
-            work: ControlWork::default(),
-        };
-        nb.scan_devices();
-        Ok(nb)
+            sla_keys: BTreeMap::new(),
+            link: Some(data_end),
+            control: Some(control),
+            control_stop,
+            control_bell,
+            control_stats,
+        })
     }
+}
 
+impl<P: BackendPlatform> Netback<P> {
     /// The platform (e.g. for its xenstore connection).
     pub fn platform(&self) -> &P {
         &self.platform
@@ -361,13 +371,15 @@ impl<P: BackendPlatform> Netback<P> {
 
     /// What the xenstore work for watch events cost so far.
     pub fn control_stats(&self) -> ControlStats {
-        self.work.stats()
+        *self.control_stats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Status of every vif.
+    /// Status of every vif the control thread has taken up.
     pub fn status(&self) -> Vec<VifStatus> {
+        // A device shows once the control thread has taken it up (written its state).
         self.devices
             .values()
+            .filter(|d| d.state != XenbusState::Initialising)
             .map(|d| VifStatus {
                 id: d.id,
                 state: d.state,
@@ -384,7 +396,7 @@ impl<P: BackendPlatform> Netback<P> {
                     .and_then(|c| c.vif.front_counters())
                     .filter(|f| f.front_version != 0)
                     .map(|f| f.dropped_packets),
-                rate: d.config.rate,
+                rate: d.rate,
             })
             .collect()
     }
@@ -398,8 +410,8 @@ impl<P: BackendPlatform> Netback<P> {
         config: allocator::LoopConfig,
     ) -> Result<(), allocator::control::ConfigError> {
         let mut a = Allocation::new(base, config)?;
-        for id in self.devices.keys().copied().collect::<Vec<_>>() {
-            self.read_sla_keys(&mut a, id);
+        for (id, values) in &self.sla_keys {
+            apply_sla_keys(&mut a, *id, values);
         }
         self.alloc = Some(a);
         Ok(())
@@ -430,19 +442,6 @@ impl<P: BackendPlatform> Netback<P> {
                 .and_then(|k| k.sla)
                 .unwrap_or_else(|| a.base.vif(v)),
         )
-    }
-
-    fn read_sla_keys(&self, a: &mut Allocation, id: VifId) {
-        let be = format!("{}/{}/{}", self.root, id.domid.0, id.devid);
-        let xs = self.platform.xenstore();
-        let r = a.update_keys(id, |k| {
-            xs.read(XsTx::NONE, &format!("{be}/{k}"))
-                .ok()
-                .map(|v| String::from_utf8_lossy(&v[..v.len().min(64)]).into_owned())
-        });
-        if let Err(e) = r {
-            log::warn!("{id}: SLA keys: {e}; keeping the previous SLA");
-        }
     }
 
     fn allocator_round(&mut self) {
@@ -514,7 +513,6 @@ impl<P: BackendPlatform> Netback<P> {
         let wait = [
             self.alloc.as_ref().and_then(|a| a.next_due()),
             self.backoff.next_due(),
-            self.work.next_due(),
         ]
         .into_iter()
         .flatten()
@@ -530,7 +528,7 @@ impl<P: BackendPlatform> Netback<P> {
         let n = self.epoll.wait(&mut events, wait)?;
         for &key in &events[..n] {
             match key {
-                EV_XS => self.take_xenstore_events()?,
+                EV_COMMANDS => self.take_commands()?,
                 EV_EVTCHN => self.handle_evtchn(),
                 k => {
                     if let Some(&id) = self.port_keys.get(&k) {
@@ -566,7 +564,6 @@ impl<P: BackendPlatform> Netback<P> {
             }
         }
         self.unmask_due(now);
-        self.run_control_work()?;
         self.allocator_round();
         Ok(())
     }
@@ -679,516 +676,6 @@ impl<P: BackendPlatform> Netback<P> {
 
     /// Takes the queued watch events as work to do (no xenstore round trip here). A
     /// closed connection stops the loop.
-    fn take_xenstore_events(&mut self) -> Result<(), RunError> {
-        loop {
-            match self.platform.xenstore().wait_event(Some(Duration::ZERO)) {
-                Ok(Some(ev)) => {
-                    if let Some(w) = work_of(&ev.token) {
-                        self.work.push(w);
-                    }
-                }
-                Ok(None) => return Ok(()),
-                Err(e @ XsError::Disconnected(_)) => return Err(RunError::XenstoreLost(e)),
-                Err(e) => {
-                    log::warn!("netback: xenstore events: {e}");
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// Runs the xenstore work that is due, within the per-iteration budget. (Events
-    /// are taken first: a connection closed meanwhile stops the loop before any work
-    /// fails on it and fails a vif for it.)
-    fn run_control_work(&mut self) -> Result<(), RunError> {
-        if self.work.next_due().is_none_or(|t| t > (self.clock)()) {
-            return Ok(());
-        }
-        self.take_xenstore_events()?;
-        for w in self.work.take_due((self.clock)()) {
-            match w {
-                Work::Scan => self.scan_devices(),
-                Work::Release => self.domains_released(),
-                Work::Sla(id) => {
-                    self.follow_rate(id);
-                    if let Some(mut a) = self.alloc.take() {
-                        if self.devices.contains_key(&id) {
-                            self.read_sla_keys(&mut a, id);
-                        }
-                        self.alloc = Some(a);
-                    }
-                }
-                Work::Frontend(id) => self.frontend_changed(id),
-            }
-        }
-        Ok(())
-    }
-
-    /// `@releaseDomain` fired: some domain died. Every connected device whose frontend
-    /// domain is no longer introduced loses its rings and mappings at once (Xen keeps a
-    /// dead domain's memory alive, as a zombie, while a backend still maps its grants)
-    /// and goes to Closed; a new frontend in a domain with that id starts a new
-    /// handshake. Devices without a connection hold nothing of the dead domain and are
-    /// left as they are (waiting in InitWait for a frontend).
-    fn domains_released(&mut self) {
-        let mut live: BTreeMap<DomId, bool> = BTreeMap::new();
-        let ids: Vec<VifId> = self
-            .devices
-            .values()
-            .filter(|d| d.conn.is_some())
-            .map(|d| d.id)
-            .collect();
-        for id in ids {
-            // One query per domain; a failed query counts as alive.
-            let xs = self.platform.xenstore();
-            let alive = *live.entry(id.domid).or_insert_with(|| {
-                xs.is_domain_introduced(id.domid).unwrap_or_else(|e| {
-                    log::debug!("{id}: IS_DOMAIN_INTRODUCED: {e}");
-                    true
-                })
-            });
-            if !alive {
-                log::warn!(
-                    "{id}: frontend domain {} is gone (@releaseDomain): releasing its rings",
-                    id.domid.0
-                );
-                self.disconnect(id);
-                self.switch_state(id, XenbusState::Closing);
-                self.switch_state(id, XenbusState::Closed);
-            }
-        }
-    }
-
-    /// Finds devices that appeared or vanished under the backend directory.
-    fn scan_devices(&mut self) {
-        let xs = self.platform.xenstore();
-        let mut present = Vec::new();
-        let domids = match xs.directory(XsTx::NONE, &self.root) {
-            Ok(d) => d,
-            Err(e) if e.is_enoent() => Vec::new(),
-            Err(e) => {
-                log::warn!("netback: list {}: {e}", self.root);
-                return;
-            }
-        };
-        for d in domids {
-            let Some(domid) = xenbus::parse_domid(d.as_bytes()) else {
-                continue;
-            };
-            let devs = xs
-                .directory(XsTx::NONE, &format!("{}/{}", self.root, d))
-                .unwrap_or_default();
-            for v in devs {
-                if let Some(devid) = xenbus::parse_u64(v.as_bytes(), u32::MAX as u64) {
-                    present.push(VifId::new(domid, devid as u32));
-                }
-            }
-        }
-        let gone: Vec<VifId> = self
-            .devices
-            .keys()
-            .filter(|id| !present.contains(id))
-            .copied()
-            .collect();
-        for id in gone {
-            self.remove_device(id);
-        }
-        self.rejected.retain(|id, _| present.contains(id));
-        self.retry_rejected();
-        for id in present {
-            if !self.devices.contains_key(&id) && !self.rejected.contains_key(&id) {
-                if let Err(e) = self.probe(id) {
-                    log::warn!("{id}: probe failed: {e}");
-                }
-            }
-        }
-    }
-
-    fn probe(&mut self, id: VifId) -> Result<(), ProbeError> {
-        let xs = self.platform.xenstore();
-        let be = format!("{}/{}/{}", self.root, id.domid.0, id.devid);
-        let fe = xenbus::read_str(xs, XsTx::NONE, &format!("{be}/frontend"), 256)?;
-        let fe_id = xenbus::read_domid(xs, XsTx::NONE, &format!("{be}/frontend-id"))?;
-        if fe_id != id.domid {
-            return Err(ProbeError::FrontendId(fe_id));
-        }
-        let config = match vifconfig::read_config(xs, &be) {
-            Ok(c) => c,
-            Err(e) => {
-                self.reject(id, &be, &e);
-                return Err(ProbeError::Config(e));
-            }
-        };
-        let port = self.ports.open_vif(id, &config).map_err(ProbeError::Port)?;
-        let key = self.next_key;
-        self.next_key += 1;
-        // Armed only once a frontend connects: until then its frames have nowhere to go.
-        self.epoll
-            .add(port.rx_fd(), key)
-            .and_then(|()| self.epoll.set(port.rx_fd(), key, false))
-            .map_err(ProbeError::Epoll)?;
-        self.port_keys.insert(key, id);
-        let features = features::backend_keys(self.cfg.credits.then_some(CREDIT_VERSION));
-        for (k, v) in &features {
-            xs.write(XsTx::NONE, &format!("{be}/{k}"), v.as_bytes())
-                .map_err(|source| ProbeError::Write { key: k, source })?;
-        }
-        let fe_state = xenbus::read_state(xs, &format!("{fe}/state"));
-        let stale_frontend = matches!(
-            fe_state,
-            Ok(XenbusState::Initialised | XenbusState::Connected)
-        );
-        let reattach = matches!(fe_state, Ok(XenbusState::Connected))
-            && matches!(
-                xenbus::read_state(xs, &format!("{be}/state")),
-                Ok(XenbusState::Connected)
-            );
-        xs.watch(&format!("{fe}/state"), &fe_token(id))
-            .map_err(|source| ProbeError::Watch {
-                what: "frontend state",
-                source,
-            })?;
-        // SLA keys (dba-*) live in the backend directory; any change there re-reads them.
-        xs.watch(&be, &format!("{TOKEN_SLA}{}:{}", id.domid.0, id.devid))
-            .map_err(|source| ProbeError::Watch {
-                what: "backend directory",
-                source,
-            })?;
-        self.devices.insert(
-            id,
-            Device {
-                id,
-                backend_path: be,
-                frontend_path: fe,
-                state: XenbusState::Initialising,
-                port,
-                config,
-                port_key: key,
-                port_armed: false,
-                conn: None,
-                past: VifCounters::default(),
-                stale_frontend,
-                reattach,
-            },
-        );
-        if reattach {
-            // The nodes keep saying Connected: the frontend sees no state change.
-            if let Some(d) = self.devices.get_mut(&id) {
-                d.state = XenbusState::InitWait;
-            }
-            log::info!("{id}: probed, the frontend is still connected: taking its rings over");
-        } else {
-            self.switch_state(id, XenbusState::InitWait);
-            log::info!("{id}: probed, waiting for the frontend");
-        }
-        Ok(())
-    }
-
-    fn switch_state(&mut self, id: VifId, state: XenbusState) {
-        let Some(d) = self.devices.get_mut(&id) else {
-            return;
-        };
-        d.state = state;
-        let path = format!("{}/state", d.backend_path);
-        if let Err(e) = write_state(self.platform.xenstore(), &path, state) {
-            log::warn!("{id}: write {path}: {e}");
-        }
-    }
-
-    /// Refuses device `id` (backend directory `be`) for malformed toolstack keys, as
-    /// Linux's `xenbus_dev_fatal`: the reason in its `error` node and the log, its state
-    /// `Closing`; it is not probed again until one of those keys changes.
-    /// Devices refused for their toolstack keys whose keys were rewritten since: the
-    /// stale `error` goes and they are probed again (a reason that still holds is
-    /// written again). Compared by value, since coalesced watch events keep only the
-    /// last path written.
-    fn retry_rejected(&mut self) {
-        let xs = self.platform.xenstore();
-        let changed: Vec<VifId> = self
-            .rejected
-            .iter()
-            .filter(|(id, keys)| {
-                let be = format!("{}/{}/{}", self.root, id.domid.0, id.devid);
-                raw_config_keys(xs, &be) != **keys
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in changed {
-            self.rejected.remove(&id);
-            let error = format!("{}/{}/{}/error", self.root, id.domid.0, id.devid);
-            let _ = xs.rm(XsTx::NONE, &error);
-        }
-    }
-
-    fn reject(&mut self, id: VifId, be: &str, e: &VifConfigError) {
-        // The reason is logged by the caller (the probe's error).
-        let xs = self.platform.xenstore();
-        self.rejected.insert(id, raw_config_keys(xs, be));
-        let path = format!("{be}/error");
-        if let Err(we) = xs.write(XsTx::NONE, &path, e.to_string().as_bytes()) {
-            log::warn!("{id}: write {path}: {we}");
-        }
-        let path = format!("{be}/state");
-        if let Err(we) = write_state(xs, &path, XenbusState::Closing) {
-            log::warn!("{id}: write {path}: {we}");
-        }
-    }
-
-    /// Re-reads vif `id`'s `rate` (its backend directory changed) and applies a new
-    /// value to the running vif at once. A malformed new value is logged and the vif
-    /// keeps the cap it has.
-    fn follow_rate(&mut self, id: VifId) {
-        let now = (self.clock)();
-        let Some(d) = self.devices.get_mut(&id) else {
-            return;
-        };
-        match vifconfig::read_rate(self.platform.xenstore(), &d.backend_path) {
-            Ok(rate) if rate != d.config.rate => {
-                log::info!("{id}: rate {:?} -> {:?}", d.config.rate, rate);
-                d.config.rate = rate;
-                if let Some(c) = d.conn.as_mut() {
-                    c.vif.set_rate_cap(rate, now);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => log::warn!("{id}: {e}; keeping rate {:?}", d.config.rate),
-        }
-    }
-
-    fn frontend_changed(&mut self, id: VifId) {
-        self.frontend_changed_once(id, true);
-    }
-
-    /// Follows the frontend's state; `retry`: a connect that fails because the frontend
-    /// changed its keys meanwhile is retried once on what it says now.
-    fn frontend_changed_once(&mut self, id: VifId, retry: bool) {
-        let Some(d) = self.devices.get_mut(&id) else {
-            return;
-        };
-        let stale_frontend = std::mem::take(&mut d.stale_frontend);
-        let reattach = std::mem::take(&mut d.reattach);
-        let path = format!("{}/state", d.frontend_path);
-        let fe_state = match xenbus::read_state(self.platform.xenstore(), &path) {
-            Ok(s) => s,
-            // Not the frontend's doing: the loop stops at its next look at the events.
-            Err(XenbusError::Xs {
-                source: XsError::Disconnected(_),
-                ..
-            }) => return,
-            Err(e) => {
-                log::warn!("{id}: {e}");
-                self.fail_device(id, &e.to_string());
-                return;
-            }
-        };
-        let be_state = d.state;
-        use XenbusState::*;
-        match fe_state {
-            Initialising => {
-                if matches!(be_state, Closing | Closed | Connected) {
-                    self.disconnect(id);
-                    self.switch_state(id, InitWait);
-                }
-            }
-            Initialised | Connected => {
-                if be_state != Connected {
-                    if be_state != InitWait {
-                        // A frontend connecting after a failure: restart the handshake.
-                        self.switch_state(id, InitWait);
-                    }
-                    let setup = self.frontend_setup(id);
-                    match self.connect(id, reattach) {
-                        Ok(()) => {
-                            self.switch_state(id, Connected);
-                            // Frames may already be waiting in either direction. Polled
-                            // only now: a ring that breaks the protocol at once must leave
-                            // the device Closing, not be overwritten by `Connected`.
-                            self.poll_vif(id);
-                        }
-                        Err(e) if reattach => self.reattach_failed(id, &setup, e),
-                        Err(e) if stale_frontend => {
-                            // Rings of a frontend that was connected to a previous netback
-                            // (a Linux netfront keeps them and expects us to use them; ours
-                            // tears them down and starts over): not a protocol violation.
-                            log::info!(
-                                "{id}: the rings the frontend set up before this netback \
-                                 started are unusable ({e}); waiting for it to reconnect"
-                            );
-                            self.disconnect(id);
-                        }
-                        Err(e) if retry && self.frontend_setup(id) != setup => {
-                            // The frontend changed its state or keys while we read them
-                            // and mapped its rings (it was closing, or starting over): what
-                            // failed was its previous set-up, not a protocol violation.
-                            // Follow its current state, once.
-                            log::info!("{id}: the frontend moved on while connecting ({e})");
-                            self.disconnect(id);
-                            self.frontend_changed_once(id, false);
-                        }
-                        Err(e) => {
-                            log::warn!("{id}: cannot connect: {e}");
-                            self.fail_device(id, &e.to_string());
-                        }
-                    }
-                }
-            }
-            Closing => {
-                self.disconnect(id);
-                self.switch_state(id, Closing);
-            }
-            Closed | Unknown => {
-                self.disconnect(id);
-                if be_state != Closed {
-                    self.switch_state(id, Closing);
-                    self.switch_state(id, Closed);
-                }
-            }
-            InitWait | Reconfiguring | Reconfigured => {}
-        }
-    }
-
-    /// Taking over the rings of a frontend that stayed `Connected` across a netback
-    /// restart failed. If its keys are as they were, that is the frontend's doing (rings
-    /// changed without a handshake, impossible indices): the device fails with the
-    /// reason. If it moved on meanwhile (it is starting a new handshake), it is followed.
-    fn reattach_failed(&mut self, id: VifId, setup: &[Option<Vec<u8>>], e: ConnectError) {
-        self.disconnect(id);
-        if self.frontend_setup(id) == setup {
-            log::warn!("{id}: cannot take over the rings after a netback restart: {e}");
-            self.fail_device(id, &format!("netback restart: {e}"));
-        } else {
-            log::info!("{id}: the frontend moved on while its rings were taken over ({e})");
-            self.switch_state(id, XenbusState::InitWait);
-            self.frontend_changed_once(id, false);
-        }
-    }
-
-    /// The frontend keys a connection is made from, as they are now (absent keys as
-    /// `None`): compared before and after a failed connect.
-    fn frontend_setup(&self, id: VifId) -> Vec<Option<Vec<u8>>> {
-        let Some(d) = self.devices.get(&id) else {
-            return Vec::new();
-        };
-        [
-            "state",
-            "tx-ring-ref",
-            "rx-ring-ref",
-            "event-channel",
-            "event-channel-tx",
-            "event-channel-rx",
-        ]
-        .iter()
-        .map(|k| {
-            self.platform
-                .xenstore()
-                .try_read(XsTx::NONE, &format!("{}/{k}", d.frontend_path))
-                .ok()
-                .flatten()
-        })
-        .collect()
-    }
-
-    /// Maps the frontend's rings and binds its event channel. `reattach`: the rings are
-    /// taken over from a previous netback (see [`Device::reattach`]); they must be the
-    /// ones it recorded.
-    fn connect(&mut self, id: VifId, reattach: bool) -> Result<(), ConnectError> {
-        let d = self.devices.get(&id).ok_or(ConnectError::NoDevice)?;
-        let xs = self.platform.xenstore();
-        let fe = d.frontend_path.clone();
-        let rd = |k: &str, max: u64| xenbus::read_u64(xs, XsTx::NONE, &format!("{fe}/{k}"), max);
-        let rd_or = |k: &str, max: u64, def: u64| {
-            xenbus::read_u64_or(xs, XsTx::NONE, &format!("{fe}/{k}"), max, def)
-        };
-        if rd_or("multi-queue-num-queues", 1, 1)? != 1 {
-            return Err(ConnectError::MultiQueue);
-        }
-        let feat = features::read_frontend(xs, &fe)?;
-        let tx_ref = rd("tx-ring-ref", u32::MAX as u64)? as u32;
-        let rx_ref = rd("rx-ring-ref", u32::MAX as u64)? as u32;
-        let ev = feat.channels.record();
-        let credits_req = rd_or("request-dba-credits", u16::MAX as u64, 0)?;
-        let credits = self.cfg.credits && credits_req >= 1;
-        if credits_req > CREDIT_VERSION as u64 && self.cfg.credits {
-            return Err(ConnectError::CreditVersion(credits_req));
-        }
-        let rings = format!("{tx_ref} {rx_ref} {ev}");
-        let record = format!("{}/{RINGS_KEY}", d.backend_path);
-        if reattach {
-            check_recorded_rings(xs, &record, &rings)?;
-        }
-        let grants = self.platform.grants();
-        let map = |key: &'static str, gref: u32| {
-            grants
-                .map(id.domid, &[GrantRef(gref)], Access::Writable)
-                .map_err(|source| ConnectError::Map { key, gref, source })
-        };
-        let tx_map = map("tx-ring-ref", tx_ref)?;
-        let rx_map = map("rx-ring-ref", rx_ref)?;
-        let evtchn = BoundChannels::bind(self.platform.evtchn(), id, feat.channels)
-            .map_err(|(port, source)| ConnectError::Bind { port, source })?;
-        let now = (self.clock)();
-        // The first generation already carries the budget (what its SLA allows).
-        let initial = self.initial_credits(id);
-        // The toolstack's `rate` holds under every budget, the first one included.
-        let rate_cap = self.devices.get(&id).and_then(|d| d.config.rate);
-        let vif = Vif::new(
-            id,
-            tx_map,
-            rx_map,
-            credits.then_some(&initial),
-            rate_cap,
-            now,
-        );
-        let mut vif = match vif {
-            Ok(vif) => vif,
-            Err(e) => {
-                evtchn.unbind(self.platform.evtchn(), id);
-                return Err(ConnectError::Rings(e));
-            }
-        };
-        vif.set_tx_policy(self.cfg.tx_policy);
-        // Only what the frontend agreed to take goes on its RX ring (every frame is
-        // checked); the port is asked for no other offloads, to spare the fallback.
-        let allowed = feat.allowed();
-        let d = self.devices.get_mut(&id).expect("checked above");
-        if let Err(e) = d.port.set_offloads(&allowed) {
-            log::warn!("{id}: port offload: {e}");
-        }
-        vif.set_rx_allowed(allowed);
-        vif.set_rx_notify(feat.rx_notify);
-        if !credits {
-            vif.set_tx_budget(&initial, now);
-        }
-        for p in evtchn.ports() {
-            self.by_evtchn.insert(p, id);
-        }
-        let created = self.next_created;
-        self.next_created += 1;
-        let d = self.devices.get_mut(&id).expect("checked above");
-        d.conn = Some(Connection {
-            vif,
-            evtchn,
-            created,
-        });
-        // Frames for the guest can go somewhere now.
-        d.arm_port(&self.epoll, true);
-        if let Err(e) = xs.write(XsTx::NONE, &record, rings.as_bytes()) {
-            log::warn!("{id}: write {record}: {e}; a restarted netback will not check the rings");
-        }
-        if reattach {
-            // Responses the previous netback pushed may never have been signalled.
-            evtchn.notify(self.platform.evtchn(), id, true, true);
-        }
-        log::info!(
-            "{id}: {} (tx-ring-ref {tx_ref}, rx-ring-ref {rx_ref}, event-channel {ev}, credits {}, {:?}, rx-notify {})",
-            if reattach { "re-attached" } else { "connected" },
-            if credits { "on" } else { "off" },
-            allowed,
-            feat.rx_notify,
-        );
-        Ok(())
-    }
-
     fn disconnect(&mut self, id: VifId) {
         let Some(d) = self.devices.get_mut(&id) else {
             return;
@@ -1223,217 +710,51 @@ impl<P: BackendPlatform> Netback<P> {
         }
     }
 
-    /// Disconnects a misbehaving frontend: releases its rings and writes the reason in
-    /// the backend's `error` node, then `Closing` (xenbus_dev_fatal).
+    /// Disconnects a frontend that broke the protocol on its rings: releases them here
+    /// and tells the control thread, which writes the reason in the backend's `error`
+    /// node, then `Closing` (xenbus_dev_fatal).
     fn fail_device(&mut self, id: VifId, why: &str) {
+        let created = self
+            .devices
+            .get(&id)
+            .and_then(|d| d.conn.as_ref())
+            .map(|c| c.created);
         self.disconnect(id);
-        if let Some(d) = self.devices.get(&id) {
-            let path = format!("{}/error", d.backend_path);
-            let _ = self
-                .platform
-                .xenstore()
-                .write(XsTx::NONE, &path, why.as_bytes());
-        }
-        self.switch_state(id, XenbusState::Closing);
-    }
-
-    fn remove_device(&mut self, id: VifId) {
-        self.disconnect(id);
-        self.work.forget(id);
-        if let Some(a) = &mut self.alloc {
-            a.remove(id);
-        }
-        if let Some(d) = self.devices.remove(&id) {
-            let _ = self
-                .platform
-                .xenstore()
-                .unwatch(&format!("{}/state", d.frontend_path), &fe_token(id));
-            let _ = self.platform.xenstore().unwatch(
-                &d.backend_path,
-                &format!("{TOKEN_SLA}{}:{}", id.domid.0, id.devid),
-            );
-            let _ = self.epoll.del(d.port.rx_fd());
-            self.port_keys.retain(|_, v| *v != id);
-            log::info!("{id}: removed");
+        if let (Some(created), Some(link)) = (created, &self.link) {
+            link.notify(Notice::Failed {
+                id,
+                created,
+                reason: why.to_string(),
+            });
         }
     }
 }
 
-/// Why a device directory could not be taken up.
-#[derive(Debug, thiserror::Error)]
-enum ProbeError {
-    /// A key of the backend directory is missing or invalid.
-    #[error(transparent)]
-    Xenbus(#[from] XenbusError),
-    /// A toolstack key (`mac`, `mtu`, `rate`, `vifname`, `ip`) is malformed.
-    #[error(transparent)]
-    Config(VifConfigError),
-    /// `frontend-id` names another domain than the directory does.
-    #[error("frontend-id {0} does not match the directory")]
-    FrontendId(DomId),
-    /// The device's port could not be opened.
-    #[error("open port: {0}")]
-    Port(#[source] io::Error),
-    /// The port could not be added to the event loop.
-    #[error("epoll add: {0}")]
-    Epoll(#[source] io::Error),
-    /// A feature could not be advertised.
-    #[error("write {key}: {source}")]
-    Write {
-        /// The feature key.
-        key: &'static str,
-        /// The failure.
-        source: XsError,
-    },
-    /// A watch could not be set.
-    #[error("watch {what}: {source}")]
-    Watch {
-        /// What was to be watched.
-        what: &'static str,
-        /// The failure.
-        source: XsError,
-    },
-}
-
-/// Why the rings of a frontend could not be connected (written to the backend's `error`
-/// node).
-#[derive(Debug, thiserror::Error)]
-enum ConnectError {
-    /// The device was removed meanwhile.
-    #[error("no such device")]
-    NoDevice,
-    /// A frontend key is missing or invalid.
-    #[error(transparent)]
-    Xenbus(#[from] XenbusError),
-    /// The frontend asks for more than one queue.
-    #[error("multi-queue is not supported")]
-    MultiQueue,
-    /// The frontend's feature keys are refused (page flipping, broken values).
-    #[error(transparent)]
-    Features(#[from] FeatureError),
-    /// `request-dba-credits` asks for a version above the one advertised.
-    #[error("request-dba-credits {0} is above the advertised {CREDIT_VERSION}")]
-    CreditVersion(u64),
-    /// A ring grant could not be mapped.
-    #[error("map {key} {gref}: {source}")]
-    Map {
-        /// The frontend key naming the grant.
-        key: &'static str,
-        /// The grant reference.
-        gref: u32,
-        /// The failure.
-        source: GrantError,
-    },
-    /// The frontend's event channel could not be bound.
-    #[error("bind event-channel {port}: {source}")]
-    Bind {
-        /// The frontend's port.
-        port: u32,
-        /// The failure.
-        source: EvtchnError,
-    },
-    /// The mapped rings cannot be attached (impossible indices).
-    #[error(transparent)]
-    Rings(VifFatal),
-    /// A frontend still `Connected` across a netback restart names other rings than the
-    /// previous netback served, without having run a new handshake.
-    #[error("the frontend changed its rings without a new handshake: \"{now}\", was \"{was}\" (tx-ring-ref rx-ring-ref event-channel)")]
-    RingsChanged {
-        /// What the previous netback recorded.
-        was: String,
-        /// What the frontend names now.
-        now: String,
-    },
-    /// The record of the previous netback's rings could not be read.
-    #[error("read {path}: {source}")]
-    Record {
-        /// The record's path.
-        path: String,
-        /// The failure.
-        source: XsError,
-    },
-}
-
-/// The backend-directory key where netback records the rings it attached to
-/// (`"<tx-ring-ref> <rx-ring-ref> <event-channel>"`), for a restarted netback to check.
-const RINGS_KEY: &str = "netback-rings";
-
-/// A restarted netback takes over only the rings the previous one served: the frontend
-/// has not run a handshake since, so other refs are memory it may no longer own. No
-/// record (a netback that did not write one) is not checked.
-fn check_recorded_rings<X: Xenstore + ?Sized>(
-    xs: &X,
-    path: &str,
-    now: &str,
-) -> Result<(), ConnectError> {
-    let was = xs
-        .try_read(XsTx::NONE, path)
-        .map_err(|source| ConnectError::Record {
-            path: path.to_string(),
-            source,
-        })?;
-    match was {
-        Some(was) if was != now.as_bytes() => Err(ConnectError::RingsChanged {
-            was: String::from_utf8_lossy(&was[..was.len().min(64)]).into_owned(),
-            now: now.to_string(),
-        }),
-        _ => Ok(()),
+impl<P: BackendPlatform> Drop for Netback<P> {
+    fn drop(&mut self) {
+        // Commands still queued are dropped with their reply channels: a control thread
+        // waiting for one of them, or for room in the queue, stops waiting.
+        self.control_stop.store(true, Ordering::Release);
+        self.link = None;
+        self.control_bell.ring();
+        if let Some(h) = self.control.take() {
+            if h.join().is_err() {
+                log::error!("netback: the control thread panicked");
+            }
+        }
     }
 }
 
-/// Writes a backend `state` node as Linux's `xenbus_switch_state`: in a transaction, and
-/// only while the node exists. A plain write would re-create the backend directory the
-/// toolstack has just removed (e.g. a domain that died while its device was being
-/// destroyed), and the device would never go away.
-fn write_state<X: Xenstore + ?Sized>(
-    xs: &X,
-    path: &str,
-    state: XenbusState,
-) -> Result<(), XsError> {
-    with_transaction(xs, |tx| match xs.read(tx, path) {
-        Ok(cur) if cur == state.as_str().as_bytes() => Ok(()),
-        Ok(_) => xs.write(tx, path, state.as_str().as_bytes()),
-        Err(e) if e.is_enoent() => Ok(()),
-        Err(e) => Err(e),
-    })
-}
-
-/// The toolstack keys of backend directory `be` as they are (`None`: absent or
-/// unreadable), to notice a rewrite.
-fn raw_config_keys<X: Xenstore + ?Sized>(xs: &X, be: &str) -> Vec<Option<Vec<u8>>> {
-    vifconfig::KEYS
-        .iter()
-        .map(|k| xs.read(XsTx::NONE, &format!("{be}/{k}")).ok())
-        .collect()
-}
-
-/// The work a watch event with `token` calls for.
-fn work_of(token: &str) -> Option<Work> {
-    if token == TOKEN_BACKEND {
-        Some(Work::Scan)
-    } else if token == TOKEN_RELEASE {
-        Some(Work::Release)
-    } else if let Some(id) = token.strip_prefix(TOKEN_SLA).and_then(parse_id) {
-        Some(Work::Sla(id))
-    } else {
-        parse_fe_token(token).map(Work::Frontend)
+/// Applies a vif's `dba-*` keys (as the control thread read them, in `KEYS` order) to
+/// the allocator's SLAs; a bad value keeps the previous SLA.
+fn apply_sla_keys(a: &mut Allocation, id: VifId, values: &[Option<String>]) {
+    let r = a.update_keys(id, |k| {
+        allocator::xenstore::KEYS
+            .iter()
+            .position(|x| *x == k)
+            .and_then(|i| values.get(i).cloned().flatten())
+    });
+    if let Err(e) = r {
+        log::warn!("{id}: SLA keys: {e}; keeping the previous SLA");
     }
-}
-
-fn fe_token(id: VifId) -> String {
-    format!("fe:{}:{}", id.domid.0, id.devid)
-}
-
-fn parse_fe_token(t: &str) -> Option<VifId> {
-    parse_id(t.strip_prefix("fe:")?)
-}
-
-fn parse_id(t: &str) -> Option<VifId> {
-    let mut it = t.split(':');
-    let domid = it.next()?.parse().ok()?;
-    let devid = it.next()?.parse().ok()?;
-    Some(VifId {
-        domid: DomId(domid),
-        devid,
-    })
 }

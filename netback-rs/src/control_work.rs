@@ -1,8 +1,8 @@
-//! The xenstore work netback's event loop owes, and when it may do it.
+//! The xenstore work netback's control thread owes, and when it may do it.
 //!
 //! A watch event only says *which* watch fired (its token): the work it calls for —
 //! list the backend directory, re-read a frontend's state, re-read a vif's SLA keys,
-//! look for dead domains — is a xenstore round trip on the loop's thread. A guest can
+//! look for dead domains — is a xenstore round trip on the control thread. A guest can
 //! fire its own watches as fast as xenstored takes its writes, so that work is
 //! bounded three ways, whatever the guest writes:
 //!
@@ -11,8 +11,8 @@
 //! - **paced per item**: a vif's item runs at most once per [`MIN_INTERVAL_NS`], a
 //!   global one once per [`GLOBAL_INTERVAL_NS`]; an event that comes sooner waits for
 //!   the rest of the interval (the loop wakes for it);
-//! - **budgeted per iteration**: at most [`BUDGET`] items per loop iteration, so the
-//!   data path runs between them.
+//! - **budgeted per iteration**: at most [`BUDGET`] items per iteration of the control
+//!   thread, so its events and the data thread's notices are looked at between them.
 //!
 //! The first event of a quiet item runs at once: a handshake is not slowed down.
 

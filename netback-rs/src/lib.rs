@@ -6,7 +6,10 @@
 //! * [`vif`]: one connected vif — backstop policing before the grant copy, batched
 //!   grant copies, responses, RX into the guest's posted buffers;
 //! * [`meter`]: per-vif counters and per-period rates;
-//! * [`backend`]: the xenbus backend state machine and the event loop;
+//! * [`backend`]: the data-path event loop (rings, event channels, ports; no xenstore);
+//! * [`control_thread`]: the control thread — the xenbus backend state machine and every
+//!   xenstore round trip;
+//! * [`control_link`]: the commands and notices between the two threads;
 //! * [`evtchn_backoff`]: ports kept masked a while after events that bring no work
 //!   (event-channel storms, as Xen's lateeoi);
 //! * [`control_work`]: the xenstore work watch events call for — coalesced, paced
@@ -26,6 +29,8 @@
 
 pub mod backend;
 pub mod control;
+pub(crate) mod control_link;
+pub(crate) mod control_thread;
 pub mod control_work;
 pub mod emulation;
 pub mod evtchn_backoff;

@@ -9,6 +9,9 @@
 //! - netback's xenstore connection closed under it: its loop stops at once with
 //!   [`RunError::XenstoreLost`] (no spinning, no warning loop), and a restarted netback
 //!   takes the connected guest's rings over.
+//! - xenstored stalled (netback's requests held back 2 s by a relay) while a guest
+//!   storms its frontend `state`: netback's control thread waits in its round trip, the
+//!   honest guest's frames keep reaching the wire one by one with a bounded latency.
 
 mod common;
 
@@ -298,4 +301,159 @@ fn a_lost_xenstore_connection_stops_netback_and_a_restart_takes_over() {
     let mut wire = nb.wire(id);
     nb.wait_connected(&[id], Duration::from_secs(10)).unwrap();
     honest_roundtrip(&mut guest, &mut wire, 100, 20);
+}
+
+/// A relay between netback's xenstore connection and xenstored that can hold back
+/// what netback sends (a stalled xenstored: its replies do not come), while the
+/// server's side (watch events) keeps flowing.
+struct StallingRelay {
+    hold: Arc<AtomicBool>,
+    /// Bytes of netback's requests held back while `hold` is set.
+    held: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl StallingRelay {
+    /// netback's end of a connection to `host`'s xenstored as dom0, through the relay.
+    fn start(host: &LocalHost) -> (StallingRelay, UnixStream) {
+        use std::io::{Read, Write};
+        let (client, mut from_nb) = UnixStream::pair().unwrap();
+        let (mut to_xsd, server) = UnixStream::pair().unwrap();
+        host.xenstored.serve(server, DomId(0)).unwrap();
+        let mut to_nb = from_nb.try_clone().unwrap();
+        let mut from_xsd = to_xsd.try_clone().unwrap();
+        let relay = StallingRelay {
+            hold: Arc::new(AtomicBool::new(false)),
+            held: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        };
+        let (hold, held) = (relay.hold.clone(), relay.held.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n @ 1..) = from_nb.read(&mut buf) {
+                if hold.load(Ordering::SeqCst) {
+                    held.fetch_add(n as u64, Ordering::SeqCst);
+                    while hold.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                if to_xsd.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n @ 1..) = from_xsd.read(&mut buf) {
+                if to_nb.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        (relay, client)
+    }
+}
+
+/// Frames of the honest guest sent one at a time during `window`; returns how many
+/// went through and the longest time one took to reach the wire.
+fn timed_roundtrips(
+    guest: &mut Guest,
+    wire: &mut MemPort,
+    base: u32,
+    window: Duration,
+) -> (u32, Duration) {
+    let start = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut n = 0;
+    while start.elapsed() < window {
+        let sent = Instant::now();
+        send_all(&mut guest.app, &frame(base + n, 300));
+        let got = recv_n(wire, 1, Duration::from_secs(10));
+        assert_eq!(got.len(), 1, "frame {} lost", base + n);
+        assert_eq!(check_frame(&got[0]), base + n);
+        worst = worst.max(sent.elapsed());
+        n += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (n, worst)
+}
+
+#[test]
+fn a_stalled_xenstore_does_not_stall_honest_frames() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let host = LocalHost::new();
+    let good = add_vif(&host, DomId(1), 0).unwrap();
+    let bad = add_vif(&host, DomId(2), 0).unwrap();
+    let (relay, client) = StallingRelay::start(&host);
+    let mut dom0 = domain(&host, DomId(0)).unwrap();
+    dom0.xenstore = XsClient::new(client).unwrap();
+    let wires = MemWires::new(MemPortConfig::new(256, 65536));
+    let factory = wires.factory();
+    let stop_loop = Arc::new(AtomicBool::new(false));
+    let stopping = stop_loop.clone();
+    let data_thread = std::thread::spawn(move || {
+        let mut nb = Netback::new(
+            dom0,
+            NetbackConfig::default(),
+            Box::new(factory),
+            Box::new(monotonic_ns),
+        )
+        .expect("netback");
+        while !stopping.load(Ordering::SeqCst) {
+            nb.run_once(TICK).expect("netback's loop");
+        }
+    });
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).unwrap();
+    let mut wire = wires.take(good, Duration::from_secs(10)).expect("port");
+    let _bad_wire = wires.take(bad, Duration::from_secs(10)).expect("port");
+    let admin = XsClient::new(host.xenstored.connect(DomId(0)).unwrap()).unwrap();
+    wait_be_state(
+        &admin,
+        good,
+        XenbusState::Connected,
+        Duration::from_secs(10),
+    );
+    let (_, calm) = timed_roundtrips(&mut guest, &mut wire, 0, Duration::from_millis(300));
+
+    // xenstored stops answering netback, and a guest storms its frontend's state: the
+    // watch events still reach netback, whose re-read of that state then waits.
+    relay.hold.store(true, Ordering::SeqCst);
+    let stop = Arc::new(AtomicBool::new(false));
+    let attackers: Vec<_> = (0..2)
+        .map(|k| attacker(&host, bad, k * 1000, stop.clone()))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while relay.held.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "netback sent no xenstore request for the attacker's events"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // For 2 s netback's xenstore work is stuck in a round trip: honest frames flow.
+    let (n, worst) = timed_roundtrips(&mut guest, &mut wire, 1000, Duration::from_secs(2));
+    let still_held = relay.hold.load(Ordering::SeqCst) && relay.held.load(Ordering::SeqCst) > 0;
+    eprintln!(
+        "xenstore stalled 2 s ({} request bytes held): {n} honest frames, worst {worst:?} \
+         (calm: worst {calm:?})",
+        relay.held.load(Ordering::SeqCst)
+    );
+    assert!(still_held);
+    assert!(n >= 50, "only {n} honest frames in 2 s of xenstore stall");
+    assert!(
+        worst < Duration::from_millis(500),
+        "an honest frame took {worst:?} while xenstore stalled"
+    );
+
+    // xenstored answers again: the attacker's last word is followed, the guest served.
+    relay.hold.store(false, Ordering::SeqCst);
+    stop.store(true, Ordering::Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    let xs = XsClient::new(host.xenstored.connect(bad.domid).unwrap()).unwrap();
+    xs.write(XsTx::NONE, &format!("{}/state", fe_path(bad)), b"5")
+        .unwrap();
+    wait_be_state(&admin, bad, XenbusState::Closing, Duration::from_secs(5));
+    honest_roundtrip(&mut guest, &mut wire, 5000, 50);
+    stop_loop.store(true, Ordering::SeqCst);
+    data_thread.join().unwrap();
 }

@@ -59,10 +59,16 @@ pub const XENBUS_PAYLOAD_MAX: usize = wire::XENSTORE_PAYLOAD_MAX - wire::XSD_SOC
 /// A xenstore connection. See the module documentation for its threading model.
 pub struct XsClient {
     shared: Arc<Shared>,
+    /// The reader thread, stopped when the last handle on the connection goes.
+    reader: Arc<Reader>,
+    doorbell: UnixStream,
+}
+
+/// The reader thread of one connection and its stop signal.
+struct Reader {
     /// An eventfd: written once to stop the reader thread.
     stop: OwnedFd,
-    reader: Option<JoinHandle<()>>,
-    doorbell: UnixStream,
+    thread: Option<JoinHandle<()>>,
 }
 
 struct Shared {
@@ -126,9 +132,23 @@ impl XsClient {
             .spawn(move || reader_loop(&sh, reader_file, &epoll, &stop_reader))?;
         Ok(XsClient {
             shared,
-            stop,
-            reader: Some(reader),
+            reader: Arc::new(Reader {
+                stop,
+                thread: Some(reader),
+            }),
             doorbell: doorbell_rx,
+        })
+    }
+
+    /// Another handle on this same connection, for another thread (e.g. a daemon's
+    /// control thread): requests from both are multiplexed on the one connection, and
+    /// watch events go to one queue, taken by whichever handle asks. The connection
+    /// closes when the last handle is dropped.
+    pub fn share(&self) -> io::Result<XsClient> {
+        Ok(XsClient {
+            shared: Arc::clone(&self.shared),
+            reader: Arc::clone(&self.reader),
+            doorbell: self.doorbell.try_clone()?,
         })
     }
 
@@ -525,12 +545,12 @@ fn drain_doorbell(mut doorbell: &UnixStream) {
     while matches!(doorbell.read(&mut buf), Ok(n) if n > 0) {}
 }
 
-impl Drop for XsClient {
+impl Drop for Reader {
     fn drop(&mut self) {
         // The reader thread wakes on the stop eventfd; if writing it failed the
         // thread is left to exit when the stream closes (the fds close below).
         if rustix::io::write(&self.stop, &1u64.to_ne_bytes()).is_ok() {
-            if let Some(h) = self.reader.take() {
+            if let Some(h) = self.thread.take() {
                 let _ = h.join();
             }
         }

@@ -105,6 +105,19 @@ impl XsError {
 /// Result of a xenstore operation.
 pub type XsResult<T> = Result<T, XsError>;
 
+/// A connection that can hand out another handle on itself (see [`XsClient::share`]):
+/// a daemon's thread doing the xenstore work over the connection its platform opened.
+pub trait ShareConnection: Xenstore + Sized + 'static {
+    /// Another handle on this connection.
+    fn share(&self) -> std::io::Result<Self>;
+}
+
+impl ShareConnection for XsClient {
+    fn share(&self) -> std::io::Result<Self> {
+        XsClient::share(self)
+    }
+}
+
 /// The xenstore operations a split driver uses.
 ///
 /// Paths are absolute (`/local/domain/1/device/vif/0`) or relative to the caller's

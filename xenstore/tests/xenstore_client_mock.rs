@@ -346,3 +346,46 @@ fn a_client_that_does_not_coalesce_keeps_every_event() {
     assert_eq!(evs[1].token, "b");
     assert!(evs[998].path.ends_with("/499"));
 }
+
+#[test]
+fn a_shared_handle_uses_the_same_connection_and_outlives_the_first() {
+    let (c, mut peer) = pair();
+    let shared = c.share().unwrap();
+    // A request through the shared handle goes out on the one connection.
+    let t = std::thread::spawn(move || {
+        let v = shared.read(XsTx::NONE, "/x").unwrap();
+        (shared, v)
+    });
+    let r = peer.recv();
+    assert_eq!(r.header.type_, READ);
+    peer.send(READ, r.header.req_id, b"1");
+    let (shared, v) = t.join().unwrap();
+    assert_eq!(v, b"1");
+    // An event is taken once, by whichever handle asks; its doorbell is the same.
+    peer.send(EVENT, 0, b"/w\0tok\0");
+    assert!(doorbell_rings(&shared));
+    let ev = c.wait_event(Some(WAIT)).unwrap().unwrap();
+    assert_eq!(ev.token, "tok");
+    assert_eq!(shared.wait_event(Some(Duration::ZERO)).unwrap(), None);
+    // The first handle dropped: the connection stays for the shared one.
+    drop(c);
+    let t = std::thread::spawn(move || shared.read(XsTx::NONE, "/y"));
+    let r = peer.recv();
+    peer.send(READ, r.header.req_id, b"2");
+    assert_eq!(t.join().unwrap().unwrap(), b"2");
+    // The last handle dropped: the connection closes.
+    let mut buf = [0u8; 1];
+    assert_eq!(peer.0.read(&mut buf).unwrap(), 0);
+}
+
+/// Whether `c`'s event doorbell becomes readable within [`WAIT`].
+fn doorbell_rings(c: &XsClient) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let fd = c.event_fd();
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let ts = Timespec {
+        tv_sec: WAIT.as_secs() as i64,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&ts)).unwrap() == 1
+}

@@ -436,7 +436,10 @@ fn serve<P: BackendPlatform>(
     cfg: NetbackConfig,
     ports: Box<dyn PortFactory>,
     opts: ServeOpts,
-) -> Result<(), String> {
+) -> Result<(), String>
+where
+    P::Xenstore: xenstore::ShareConnection,
+{
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal: {e}"))?;

@@ -1,0 +1,211 @@
+//! The data-path thread's side of the control link: the control thread's commands,
+//! carried out with local work only (ports, grant maps, event-channel binds).
+
+use std::sync::mpsc::TryRecvError;
+
+use hypervisor::grant::{Access, GrantMap, GrantRef};
+use hypervisor::platform::BackendPlatform;
+use xen_ids::VifId;
+
+use super::{apply_sla_keys, Connection, Device, Netback, RunError};
+use crate::control_link::{Command, ConnectError, FrontendSetup};
+use crate::features::BoundChannels;
+use crate::meter::VifCounters;
+use crate::vif::Vif;
+use crate::vifconfig::VifConfig;
+
+impl<P: BackendPlatform> Netback<P> {
+    /// Carries out the commands the control thread queued. Stops the loop when it
+    /// reports the xenstore connection lost, or is gone.
+    pub(super) fn take_commands(&mut self) -> Result<(), RunError> {
+        let Some(link) = &self.link else {
+            return Ok(());
+        };
+        link.bell.clear();
+        loop {
+            let Some(link) = &self.link else {
+                return Ok(());
+            };
+            match link.next() {
+                Ok(Command::Lost(e)) => return Err(RunError::XenstoreLost(e)),
+                Ok(cmd) => self.command(cmd),
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => return Err(RunError::ControlStopped),
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        // A reply nobody waits for any more (the control thread stopping) is dropped.
+        match cmd {
+            Command::Add { id, config, reply } => {
+                let _ = reply.send(self.add_device(id, &config));
+            }
+            Command::Connect { id, setup, reply } => {
+                let r = self.connect(id, &setup);
+                let ok = r.is_ok();
+                let _ = reply.send(r);
+                if ok {
+                    // Frames may already be waiting in either direction.
+                    self.poll_vif(id);
+                }
+            }
+            Command::Disconnect { id, reply } => {
+                self.disconnect(id);
+                let _ = reply.send(());
+            }
+            Command::Remove { id, reply } => {
+                self.remove_device(id);
+                let _ = reply.send(());
+            }
+            Command::State { id, state } => {
+                if let Some(d) = self.devices.get_mut(&id) {
+                    d.state = state;
+                }
+            }
+            Command::Rate { id, rate } => {
+                let now = (self.clock)();
+                if let Some(d) = self.devices.get_mut(&id) {
+                    d.rate = rate;
+                    if let Some(c) = d.conn.as_mut() {
+                        c.vif.set_rate_cap(rate, now);
+                    }
+                }
+            }
+            Command::SlaKeys { id, values } => {
+                if let Some(a) = &mut self.alloc {
+                    apply_sla_keys(a, id, &values);
+                }
+                self.sla_keys.insert(id, values);
+            }
+            // Handled by the caller.
+            Command::Lost(_) => {}
+        }
+    }
+
+    /// Opens the port of a probed device; it is armed once a frontend connects.
+    fn add_device(&mut self, id: VifId, config: &VifConfig) -> std::io::Result<()> {
+        if self.devices.contains_key(&id) {
+            self.remove_device(id);
+        }
+        let port = self.ports.open_vif(id, config)?;
+        let key = self.next_key;
+        self.next_key += 1;
+        // Armed only once a frontend connects: until then its frames have nowhere to go.
+        self.epoll
+            .add(port.rx_fd(), key)
+            .and_then(|()| self.epoll.set(port.rx_fd(), key, false))?;
+        self.port_keys.insert(key, id);
+        self.devices.insert(
+            id,
+            Device {
+                id,
+                state: hypervisor::xenbus::XenbusState::Initialising,
+                port,
+                rate: config.rate,
+                port_key: key,
+                port_armed: false,
+                conn: None,
+                past: VifCounters::default(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Maps the frontend's rings and binds its event channel(s), as the control thread
+    /// read them; returns the connection's sequence number.
+    fn connect(&mut self, id: VifId, s: &FrontendSetup) -> Result<u64, ConnectError> {
+        match self.devices.get(&id) {
+            None => return Err(ConnectError::NoDevice),
+            // The control thread disconnects before connecting again; should it not,
+            // the old rings are released rather than leaked.
+            Some(d) if d.conn.is_some() => self.disconnect(id),
+            Some(_) => {}
+        }
+        let grants = self.platform.grants();
+        let map = |key: &'static str, gref: u32| {
+            grants
+                .map(id.domid, &[GrantRef(gref)], Access::Writable)
+                .map_err(|source| ConnectError::Map { key, gref, source })
+        };
+        let tx_map = map("tx-ring-ref", s.tx_ref)?;
+        let rx_map = map("rx-ring-ref", s.rx_ref)?;
+        let feat = s.features;
+        let evtchn = BoundChannels::bind(self.platform.evtchn(), id, feat.channels)
+            .map_err(|(port, source)| ConnectError::Bind { port, source })?;
+        let now = (self.clock)();
+        // The first generation already carries the budget (what its SLA allows).
+        let initial = self.initial_credits(id);
+        // The toolstack's `rate` holds under every budget, the first one included.
+        let rate_cap = self.devices.get(&id).and_then(|d| d.rate);
+        let vif = Vif::new(
+            id,
+            tx_map,
+            rx_map,
+            s.credits.then_some(&initial),
+            rate_cap,
+            now,
+        );
+        let mut vif = match vif {
+            Ok(vif) => vif,
+            Err(e) => {
+                evtchn.unbind(self.platform.evtchn(), id);
+                return Err(ConnectError::Rings(e));
+            }
+        };
+        vif.set_tx_policy(self.cfg.tx_policy);
+        // Only what the frontend agreed to take goes on its RX ring (every frame is
+        // checked); the port is asked for no other offloads, to spare the fallback.
+        let allowed = feat.allowed();
+        let d = self.devices.get_mut(&id).expect("checked above");
+        if let Err(e) = d.port.set_offloads(&allowed) {
+            log::warn!("{id}: port offload: {e}");
+        }
+        vif.set_rx_allowed(allowed);
+        vif.set_rx_notify(feat.rx_notify);
+        if !s.credits {
+            vif.set_tx_budget(&initial, now);
+        }
+        for p in evtchn.ports() {
+            self.by_evtchn.insert(p, id);
+        }
+        let created = self.next_created;
+        self.next_created += 1;
+        let d = self.devices.get_mut(&id).expect("checked above");
+        d.conn = Some(Connection {
+            vif,
+            evtchn,
+            created,
+        });
+        // Frames for the guest can go somewhere now.
+        d.arm_port(&self.epoll, true);
+        if s.reattach {
+            // Responses the previous netback pushed may never have been signalled.
+            evtchn.notify(self.platform.evtchn(), id, true, true);
+        }
+        log::info!(
+            "{id}: {} (tx-ring-ref {}, rx-ring-ref {}, event-channel {}, credits {}, {:?}, rx-notify {})",
+            if s.reattach { "re-attached" } else { "connected" },
+            s.tx_ref,
+            s.rx_ref,
+            feat.channels.record(),
+            if s.credits { "on" } else { "off" },
+            allowed,
+            feat.rx_notify,
+        );
+        Ok(created)
+    }
+
+    /// The device is gone: releases its rings, port and allocator state.
+    fn remove_device(&mut self, id: VifId) {
+        self.disconnect(id);
+        if let Some(a) = &mut self.alloc {
+            a.remove(id);
+        }
+        self.sla_keys.remove(&id);
+        if let Some(d) = self.devices.remove(&id) {
+            let _ = self.epoll.del(d.port.rx_fd());
+            self.port_keys.retain(|_, v| *v != id);
+        }
+    }
+}
