@@ -85,6 +85,10 @@ pub struct NetbackConfig {
     /// processes (all vifs together), like the paper's memory-bound dom0 (190 Kp/s).
     /// `None` in production.
     pub emulated_backend_pps: Option<u64>,
+    /// How long a frame may wait for a frontend's RX buffers before the frontend counts
+    /// as stalled and its port's carrier goes off (Linux's `rx_stall_timeout`; ns on
+    /// netback's clock; `None`: never). Default [`crate::vif::RX_STALL_TIMEOUT_NS`].
+    pub rx_stall_timeout_ns: Option<u64>,
 }
 
 impl Default for NetbackConfig {
@@ -99,6 +103,7 @@ impl Default for NetbackConfig {
                 period_us: 0,
             },
             emulated_backend_pps: None,
+            rx_stall_timeout_ns: Some(crate::vif::RX_STALL_TIMEOUT_NS),
         }
     }
 }
@@ -1156,6 +1161,11 @@ impl<P: BackendPlatform> Netback<P> {
         }
         vif.set_rx_allowed(allowed);
         vif.set_rx_notify(feat.rx_notify);
+        vif.set_rx_stall_timeout(self.cfg.rx_stall_timeout_ns);
+        // A carrier a stalled earlier connection turned off is on again.
+        if let Err(e) = d.port.set_carrier(true) {
+            log::warn!("{id}: port carrier: {e}");
+        }
         if !credits {
             vif.set_tx_budget(&initial, now);
         }
@@ -1254,6 +1264,11 @@ impl<P: BackendPlatform> Netback<P> {
             );
             let _ = self.epoll.del(d.port.rx_fd());
             self.port_keys.retain(|_, v| *v != id);
+            // The vif is gone: its interface goes with the port.
+            let mut port = d.port;
+            if let Err(e) = port.set_persistent(false) {
+                log::warn!("{id}: {e}; the interface stays until deleted (ip link del)");
+            }
             log::info!("{id}: removed");
         }
     }

@@ -187,6 +187,11 @@ enum Cmd {
         /// The interval the metrics' per-second rates cover.
         #[arg(long, default_value = "1s", value_parser = parse_interval)]
         metrics_interval: Duration,
+        /// How long a frame may wait for a guest's RX buffers before the guest counts as
+        /// stalled and its interface's carrier goes off until it posts more (Linux
+        /// netback's `rx_stall_timeout`); `0s`: never.
+        #[arg(long, default_value = "60s", value_parser = parse_interval)]
+        rx_stall_timeout: Duration,
     },
     /// Set, show or remove a vif's SLA (its `dba-*` keys in xenstore; run as dom0).
     Sla {
@@ -372,6 +377,7 @@ fn run(cli: Cli) -> Result<(), String> {
             period_ms,
             metrics,
             metrics_interval,
+            rx_stall_timeout,
         } => {
             let alloc = match &sla {
                 Some(path) => Some((
@@ -388,6 +394,8 @@ fn run(cli: Cli) -> Result<(), String> {
                     Policy::Hold => BackstopPolicy::Hold,
                 },
                 credits: !no_credits,
+                rx_stall_timeout_ns: (!rx_stall_timeout.is_zero())
+                    .then(|| rx_stall_timeout.as_nanos() as u64),
                 ..NetbackConfig::default()
             };
             let ports = tap_factory(tap_name, bridge, mtu);
@@ -419,6 +427,7 @@ fn tap_factory(template: String, bridge: Option<String>, mtu: u32) -> Box<dyn Po
         template,
         bridge,
         mtu,
+        persist: true,
     })
 }
 
