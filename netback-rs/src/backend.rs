@@ -1208,6 +1208,10 @@ impl<P: BackendPlatform> Netback<P> {
         d.arm_port(&self.epoll, false);
         self.busy.remove(&id);
         if let Some(conn) = d.conn.take() {
+            // No guest behind the interface: no carrier (on again at the next connect).
+            if let Err(e) = d.port.set_carrier(false) {
+                log::warn!("{id}: port carrier: {e}");
+            }
             for p in conn.evtchn.ports() {
                 self.by_evtchn.remove(&p);
                 self.backoff.forget(p);

@@ -3,7 +3,7 @@
 //! port's carrier turned off once a frame has waited for the timeout, and what comes for
 //! it meanwhile is dropped instead of queueing; when it posts buffers the carrier comes
 //! back and frames reach it. Its vif stays connected throughout, and a well-behaved
-//! guest next to it is not disturbed.
+//! guest next to it is not disturbed. A frontend that closes leaves no carrier either.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -123,6 +123,11 @@ fn a_frontend_without_rx_buffers_loses_its_carrier_and_gets_it_back() {
         (c.rx_packets, c.rx_stalls, c.rx_dropped_stalled),
         (1, 1, 301)
     );
+    // A frontend that closes leaves an interface without carrier.
+    raw.close();
+    eventually("carrier off after the frontend closed", || {
+        !wire.peer_carrier()
+    });
     guest.stop().unwrap();
 }
 
