@@ -116,6 +116,8 @@ fn the_tap_keeps_bridge_mtu_and_address_across_a_restart_and_goes_with_the_vif()
     nb.stop().unwrap();
     let down = link(&ns).expect("the TAP stays while no netback runs");
     assert_eq!(ifindex(&down), ifindex(&before));
+    // Nothing behind it meanwhile: the kernel says so (the bridge forwards nothing to it).
+    assert!(down.contains("NO-CARRIER"), "{down}");
 
     let mut nb = backend(&ns, &host);
     nb.wait_connected(&[id], Duration::from_secs(10)).unwrap();
@@ -124,6 +126,7 @@ fn the_tap_keeps_bridge_mtu_and_address_across_a_restart_and_goes_with_the_vif()
     assert!(after.contains(" master br0 "), "{after}");
     assert!(after.contains(" mtu 1400 "), "{after}");
     assert!(after.contains("link/ether fe:ff:ff:ff:ff:ff"), "{after}");
+    assert!(!after.contains("NO-CARRIER"), "{after}");
     let addr = ns.exec("ip", &["-o", "addr", "show", "dev", TAP]).unwrap();
     assert!(
         String::from_utf8_lossy(&addr.stdout).contains("192.0.2.7/32"),

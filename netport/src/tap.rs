@@ -50,7 +50,7 @@ const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
 
-/// A TUN ioctl that takes an int by value (`TUNSETPERSIST`, `TUNSETCARRIER`).
+/// A TUN ioctl that takes an int by value (`TUNSETPERSIST`).
 fn tun_set_int<const OP: Opcode>(fd: &OwnedFd, v: usize) -> io::Result<()> {
     // SAFETY: the TUN ioctls used with this take their argument by value (no pointer is
     // passed); the fd is a TAP.
@@ -507,8 +507,16 @@ impl Port for TapPort {
     }
 
     fn set_carrier(&mut self, on: bool) -> io::Result<()> {
-        tun_set_int::<{ libc::TUNSETCARRIER as Opcode }>(&self.fd, on as usize)
-            .map_err(|e| ctx(e, &format!("{}: TUNSETCARRIER", self.name)))
+        let v: libc::c_int = on.into();
+        // SAFETY: TUNSETCARRIER reads an int through the pointer, which points at the
+        // request's own copy of `v`; the fd is a TAP.
+        unsafe {
+            ioctl(
+                &self.fd,
+                Setter::<{ libc::TUNSETCARRIER as Opcode }, _>::new(v),
+            )
+        }
+        .map_err(|e| ctx(e.into(), &format!("{}: TUNSETCARRIER", self.name)))
     }
 
     fn set_persistent(&mut self, on: bool) -> io::Result<()> {
