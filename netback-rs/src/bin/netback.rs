@@ -189,9 +189,9 @@ enum Cmd {
         metrics_interval: Duration,
         /// How long a frame may wait for a guest's RX buffers before the guest counts as
         /// stalled and its interface's carrier goes off until it posts more (Linux
-        /// netback's `rx_stall_timeout`); `0s`: never.
-        #[arg(long, default_value = "60s", value_parser = parse_interval)]
-        rx_stall_timeout: Duration,
+        /// netback's `rx_stall_timeout`); `never`: a guest never counts as stalled.
+        #[arg(long, default_value = "60s", value_parser = parse_stall_timeout)]
+        rx_stall_timeout: StallTimeout,
     },
     /// Set, show or remove a vif's SLA (its `dba-*` keys in xenstore; run as dom0).
     Sla {
@@ -394,8 +394,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     Policy::Hold => BackstopPolicy::Hold,
                 },
                 credits: !no_credits,
-                rx_stall_timeout_ns: (!rx_stall_timeout.is_zero())
-                    .then(|| rx_stall_timeout.as_nanos() as u64),
+                rx_stall_timeout_ns: rx_stall_timeout.0.map(|d| d.as_nanos() as u64),
                 ..NetbackConfig::default()
             };
             let ports = tap_factory(tap_name, bridge, mtu);
@@ -420,6 +419,17 @@ fn run(cli: Cli) -> Result<(), String> {
             once,
         } => run_top(&metrics, interval, once),
     }
+}
+
+/// `--rx-stall-timeout`: an interval, or `never` (`None`).
+#[derive(Clone, Copy, Debug)]
+struct StallTimeout(Option<Duration>);
+
+fn parse_stall_timeout(text: &str) -> Result<StallTimeout, netback_ops::interval::IntervalError> {
+    if text.trim() == "never" {
+        return Ok(StallTimeout(None));
+    }
+    parse_interval(text).map(|d| StallTimeout(Some(d)))
 }
 
 fn tap_factory(template: String, bridge: Option<String>, mtu: u32) -> Box<dyn PortFactory> {
