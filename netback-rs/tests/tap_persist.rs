@@ -3,13 +3,15 @@
 //! and gives it an MTU and an address; netback stops and a new one starts under the
 //! guest, which stays connected; the interface is the same one (ifindex), still in the
 //! bridge with its MTU and address, and traffic flows through the bridge both ways.
-//! When the toolstack removes the vif, the interface goes away.
+//! When the toolstack removes the vif, the interface goes away. The first netback is
+//! stopped as on SIGTERM (a thread, dropped) or killed with SIGKILL (a process).
 
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netback::tapvif::TapFactory;
 use netback::toolstack::{destroy_vif, VifSpec};
-use netback::NetbackConfig;
+use netback::{Netback, NetbackConfig};
 use netfront::NetfrontConfig;
 use netport::netns::{skip_unless_root_with_tun, NetNs};
 use netport::{FrameMeta, MemPort, Port};
@@ -86,22 +88,105 @@ fn arp_through_bridge(app: &mut MemPort) -> bool {
     false
 }
 
+/// Environment variable that marks the child process.
+const CHILD_ENV: &str = "DBA_TAP_PERSIST_CHILD";
+
+/// Entry point of the child process of
+/// [`the_tap_outlives_a_netback_killed_with_sigkill`]: netback for dom0 with TAPs, in the
+/// network namespace it was started in.
 #[test]
-fn the_tap_keeps_bridge_mtu_and_address_across_a_restart_and_goes_with_the_vif() {
-    if skip_unless_root_with_tun(
-        "the_tap_keeps_bridge_mtu_and_address_across_a_restart_and_goes_with_the_vif",
-    ) {
-        return;
+#[ignore = "child process of the_tap_outlives_a_netback_killed_with_sigkill"]
+fn child_netback() {
+    assert!(
+        std::env::var(CHILD_ENV).is_ok(),
+        "this is the child of the_tap_outlives_a_netback_killed_with_sigkill"
+    );
+    let dom = xen_local::Domain::from_env().expect("hypervisor connection from env");
+    let platform = xen_local::host::platform_of(dom).expect("platform");
+    let mut nb = Netback::new(
+        platform,
+        NetbackConfig::default(),
+        Box::new(TapFactory::default()),
+        hypervisor::clock::system(),
+    )
+    .expect("netback");
+    loop {
+        nb.run_once(Duration::from_millis(5)).expect("netback");
     }
+}
+
+/// The first netback: a thread (stopped as on SIGTERM) or a process (SIGKILL).
+enum First {
+    Thread(BackendThread),
+    Process(Child),
+}
+
+impl First {
+    fn start(ns: &NetNs, host: &LocalHost, process: bool) -> First {
+        if !process {
+            return First::Thread(backend(ns, host));
+        }
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns.name()])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "child_netback",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        First::Process(
+            host.hypervisor
+                .spawn_domain(DomId(0), &mut cmd)
+                .expect("spawn the netback process"),
+        )
+    }
+
+    fn stop(self) {
+        match self {
+            First::Thread(mut nb) => {
+                nb.stop().unwrap();
+            }
+            First::Process(mut child) => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+        }
+    }
+}
+
+/// Waits until the backend says `Connected` (4).
+fn wait_backend_connected(host: &LocalHost) {
+    use xenstore::{Xenstore, XsTx};
+    let dom0 = host.domain(DomId(0)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = dom0
+            .xenstore
+            .try_read(XsTx::NONE, "/local/domain/0/backend/vif/1/0/state")
+            .unwrap();
+        if s.as_deref() == Some(b"4".as_slice()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the backend never connected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn restart_keeps_the_tap(process: bool) {
     let host = LocalHost::new();
     let id = add_vif(&host, DomId(1), 0).unwrap();
     let ns = NetNs::new("tpb").unwrap();
     ns.ip(&["link", "add", "br0", "type", "bridge"]).unwrap();
     ns.addr_up("br0", "10.9.0.1/24").unwrap();
 
-    let mut nb = backend(&ns, &host);
+    let first = First::start(&ns, &host, process);
     let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).unwrap();
-    nb.wait_connected(&[id], Duration::from_secs(10)).unwrap();
+    wait_backend_connected(&host);
     wait_link(&ns, TAP, Duration::from_secs(10)).unwrap();
     // What vif-bridge and the operator do to the interface.
     ns.ip(&["link", "set", TAP, "master", "br0"]).unwrap();
@@ -113,7 +198,7 @@ fn the_tap_keeps_bridge_mtu_and_address_across_a_restart_and_goes_with_the_vif()
         "no traffic before the restart"
     );
 
-    nb.stop().unwrap();
+    first.stop();
     let down = link(&ns).expect("the TAP stays while no netback runs");
     assert_eq!(ifindex(&down), ifindex(&before));
     // Nothing behind it meanwhile: the kernel says so (the bridge forwards nothing to it).
@@ -147,4 +232,22 @@ fn the_tap_keeps_bridge_mtu_and_address_across_a_restart_and_goes_with_the_vif()
         std::thread::sleep(Duration::from_millis(20));
     }
     nb.stop().unwrap();
+}
+
+#[test]
+fn the_tap_keeps_bridge_mtu_and_address_across_a_restart_and_goes_with_the_vif() {
+    if skip_unless_root_with_tun(
+        "the_tap_keeps_bridge_mtu_and_address_across_a_restart_and_goes_with_the_vif",
+    ) {
+        return;
+    }
+    restart_keeps_the_tap(false);
+}
+
+#[test]
+fn the_tap_outlives_a_netback_killed_with_sigkill() {
+    if skip_unless_root_with_tun("the_tap_outlives_a_netback_killed_with_sigkill") {
+        return;
+    }
+    restart_keeps_the_tap(true);
 }
