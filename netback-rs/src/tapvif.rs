@@ -85,9 +85,9 @@ impl PortFactory for TapFactory {
         } else {
             log::info!("{id}: port {}", tap.name());
         }
-        // A persistent TAP has no carrier while no port holds it; ours is on until the
-        // frontend stalls (`crate::vif`).
-        if let Err(e) = tap.set_carrier(true) {
+        // No carrier until a frontend connects (netback turns it on then, and off when
+        // the frontend disconnects or stalls), as Linux's netback.
+        if let Err(e) = tap.set_carrier(false) {
             log::debug!("{id}: {e}");
         }
         Ok(Box::new(tap))
