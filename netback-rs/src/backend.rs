@@ -78,6 +78,10 @@ pub struct NetbackConfig {
     /// processes (all vifs together), like the paper's memory-bound dom0 (190 Kp/s).
     /// `None` in production.
     pub emulated_backend_pps: Option<u64>,
+    /// How long a frame may wait for a frontend's RX buffers before the frontend counts
+    /// as stalled and its port's carrier goes off (Linux's `rx_stall_timeout`; ns on
+    /// netback's clock; `None`: never). Default [`crate::vif::RX_STALL_TIMEOUT_NS`].
+    pub rx_stall_timeout_ns: Option<u64>,
 }
 
 impl Default for NetbackConfig {
@@ -92,6 +96,7 @@ impl Default for NetbackConfig {
                 period_us: 0,
             },
             emulated_backend_pps: None,
+            rx_stall_timeout_ns: Some(crate::vif::RX_STALL_TIMEOUT_NS),
         }
     }
 }
@@ -674,8 +679,8 @@ impl<P: BackendPlatform> Netback<P> {
         packets
     }
 
-    /// Takes the queued watch events as work to do (no xenstore round trip here). A
-    /// closed connection stops the loop.
+    /// Releases vif `id`'s connection (rings, event channels, grant-copy mappings of a
+    /// domain left without a connected vif); the device stays, waiting for a frontend.
     fn disconnect(&mut self, id: VifId) {
         let Some(d) = self.devices.get_mut(&id) else {
             return;
@@ -685,6 +690,10 @@ impl<P: BackendPlatform> Netback<P> {
         d.arm_port(&self.epoll, false);
         self.busy.remove(&id);
         if let Some(conn) = d.conn.take() {
+            // No guest behind the interface: no carrier (on again at the next connect).
+            if let Err(e) = d.port.set_carrier(false) {
+                log::warn!("{id}: port carrier: {e}");
+            }
             for p in conn.evtchn.ports() {
                 self.by_evtchn.remove(&p);
                 self.backoff.forget(p);

@@ -48,6 +48,11 @@ pub struct VifCounters {
     /// Frames delivered with their partial checksum completed in software (the frontend
     /// did not agree to take it partial). Not a drop.
     pub rx_csum_filled: u64,
+    /// Frames dropped because the frontend had stalled: left a frame without RX buffers
+    /// for the stall timeout (the frame, and those that came while it stayed stalled).
+    pub rx_dropped_stalled: u64,
+    /// Times the frontend stalled (its port's carrier turned off).
+    pub rx_stalls: u64,
 }
 
 /// Counters of successive connections of one device add up (netback keeps the total
@@ -75,6 +80,8 @@ impl core::ops::AddAssign for VifCounters {
             rx_dropped_offload,
             rx_dropped_no_buffers,
             rx_csum_filled,
+            rx_dropped_stalled,
+            rx_stalls,
         } = b; // exhaustive: a new counter must be added here
         self.tx_packets += tx_packets;
         self.tx_bytes += tx_bytes;
@@ -96,6 +103,8 @@ impl core::ops::AddAssign for VifCounters {
         self.rx_dropped_offload += rx_dropped_offload;
         self.rx_dropped_no_buffers += rx_dropped_no_buffers;
         self.rx_csum_filled += rx_csum_filled;
+        self.rx_dropped_stalled += rx_dropped_stalled;
+        self.rx_stalls += rx_stalls;
     }
 }
 
@@ -120,6 +129,7 @@ impl VifCounters {
             + self.rx_copy_errors
             + self.rx_dropped_offload
             + self.rx_dropped_no_buffers
+            + self.rx_dropped_stalled
     }
 }
 

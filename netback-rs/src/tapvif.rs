@@ -4,6 +4,13 @@
 //! MAC `fe:ff:ff:ff:ff:ff`; MTU from the backend's `mtu` key, else netback's default;
 //! on the default bridge if one is given. So a deployment without a bridge script gets
 //! the same interface as one with it.
+//!
+//! The TAPs are persistent (`TUNSETPERSIST`): when netback stops (SIGTERM, `kill -9`,
+//! a crash) each vif's interface stays with what the hotplug script and the operator set
+//! on it (bridge, MTU, addresses, firewall rules), and the next netback attaches to it by
+//! name and leaves those settings alone. Removing the vif (the toolstack deletes its
+//! backend directory while a netback runs) clears the persistence and the interface goes
+//! away with the port.
 
 use std::io;
 
@@ -22,15 +29,18 @@ pub struct TapFactory {
     pub bridge: Option<String>,
     /// MTU of a vif's TAP without an `mtu` key.
     pub mtu: u32,
+    /// Make the TAPs persistent (module docs).
+    pub persist: bool,
 }
 
 impl Default for TapFactory {
-    /// `vif{domid}.{devid}`, no bridge, MTU 1500.
+    /// `vif{domid}.{devid}`, no bridge, MTU 1500, persistent.
     fn default() -> Self {
         TapFactory {
             template: "vif{domid}.{devid}".into(),
             bridge: None,
             mtu: 1500,
+            persist: true,
         }
     }
 }
@@ -47,6 +57,7 @@ impl TapFactory {
         cfg.mtu = Some(vif.mtu.unwrap_or(self.mtu));
         cfg.mac = Some(BACKEND_MAC);
         cfg.bridge = self.bridge.clone();
+        cfg.persist = self.persist;
         cfg.offload = TapOffload {
             csum: true,
             tso: false,
@@ -65,8 +76,20 @@ impl PortFactory for TapFactory {
     }
 
     fn open_vif(&mut self, id: VifId, vif: &VifConfig) -> io::Result<Box<dyn Port>> {
-        let tap = TapPort::open(&self.config(id, vif))?;
-        log::info!("{id}: port {}", tap.name());
+        let mut tap = TapPort::open(&self.config(id, vif))?;
+        if tap.attached() {
+            log::info!(
+                "{id}: port {} (attached to the existing interface)",
+                tap.name()
+            );
+        } else {
+            log::info!("{id}: port {}", tap.name());
+        }
+        // No carrier until a frontend connects (netback turns it on then, and off when
+        // the frontend disconnects or stalls), as Linux's netback.
+        if let Err(e) = tap.set_carrier(false) {
+            log::debug!("{id}: {e}");
+        }
         Ok(Box::new(tap))
     }
 }
@@ -89,6 +112,7 @@ mod tests {
         assert_eq!(c.mtu, Some(9000));
         assert_eq!(c.mac, Some([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]));
         assert_eq!(c.bridge.as_deref(), Some("xenbr0"));
+        assert!(c.persist, "netback's TAPs outlive a netback restart");
         let keys = VifConfig {
             vifname: Some("web0".into()),
             mtu: Some(1400),

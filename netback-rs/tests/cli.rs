@@ -436,6 +436,16 @@ fn spawn_serve(
     (child, lines, reader)
 }
 
+/// Deletes interface `.0` when dropped: `netback serve`'s TAPs are persistent, they
+/// outlive the process (docs/operations.md, "Restarting `netback serve`").
+struct DelLink(String);
+
+impl Drop for DelLink {
+    fn drop(&mut self) {
+        let _ = netport::netns::ip(&["link", "del", &self.0]);
+    }
+}
+
 /// Waits for a stderr line containing `what`; returns it.
 fn wait_line(lines: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -465,6 +475,7 @@ fn sighup_reloads_the_sla_file() {
     let file = scratch.0.join("sla.toml");
     std::fs::write(&file, sla_file("10M")).unwrap();
     let tap = format!("nbh{}", std::process::id() % 100_000);
+    let _tap = DelLink(tap.clone());
     let (mut child, lines, _) = spawn_serve(&[
         "--hv-socket",
         sock.to_str().unwrap(),
@@ -545,6 +556,7 @@ fn serve_exits_non_zero_when_its_xenstore_connection_is_lost() {
     let scratch = Scratch::new("xslost");
     let (host, sock) = host_with_socket(&scratch.0);
     let tap = format!("nbx{}", std::process::id() % 100_000);
+    let _tap = DelLink(tap.clone());
     let (mut child, lines, reader) =
         spawn_serve(&["--hv-socket", sock.to_str().unwrap(), "--tap-name", &tap]);
     wait_line(&lines, "probed, waiting for the frontend");

@@ -428,5 +428,7 @@ fn the_tap_has_the_name_mac_and_mtu_the_scripts_would_give_it() {
     // Without the keys: vif<domid>.<devid>, netback's default MTU, the same MAC.
     let l = link("vif2.0");
     assert!(l.contains(" mtu 1280 "), "{plain}: {l}");
+    // No frontend connected: no carrier.
+    assert!(l.contains("NO-CARRIER"), "{plain}: {l}");
     assert!(l.contains("link/ether fe:ff:ff:ff:ff:ff"), "{plain}: {l}");
 }

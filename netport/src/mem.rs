@@ -144,6 +144,9 @@ struct Wake {
     waiting: AtomicBool,
     /// One of the endpoints is gone.
     closed: AtomicBool,
+    /// The carrier of the endpoint that sends on this channel ([`Port::set_carrier`]);
+    /// on at first.
+    carrier: AtomicBool,
 }
 
 /// The slots' frame bytes: one zero-initialised allocation, freed on drop.
@@ -214,6 +217,7 @@ impl Channel {
                 // Born armed: the consumer has seen nothing, so the first push signals.
                 waiting: AtomicBool::new(true),
                 closed: AtomicBool::new(false),
+                carrier: AtomicBool::new(true),
             }),
             mask: slots - 1,
             stride,
@@ -503,6 +507,17 @@ impl MemPort {
         self.tx.ch.wake.0.closed.load(Ordering::Relaxed)
     }
 
+    /// This endpoint's carrier, as [`Port::set_carrier`] last set it (on at first).
+    pub fn carrier(&self) -> bool {
+        self.tx.ch.wake.0.carrier.load(Ordering::Relaxed)
+    }
+
+    /// The other endpoint's carrier: what a test holding the far end of a driver's port
+    /// observes of the driver's link.
+    pub fn peer_carrier(&self) -> bool {
+        self.rx.ch.wake.0.carrier.load(Ordering::Relaxed)
+    }
+
     fn check_frame(&self, frame: &[u8]) -> io::Result<()> {
         let max = self.tx.ch.max_frame;
         if frame.len() > max || frame.len() < ETH_HLEN {
@@ -599,6 +614,13 @@ impl Port for MemPort {
 
     fn max_frame(&self) -> usize {
         self.rx.ch.max_frame
+    }
+
+    /// Records the carrier for the peer to observe ([`MemPort::peer_carrier`]); frames
+    /// still flow (what a driver does with its carrier off is the driver's to show).
+    fn set_carrier(&mut self, on: bool) -> io::Result<()> {
+        self.tx.ch.wake.0.carrier.store(on, Ordering::Relaxed);
+        Ok(())
     }
 
     fn recv_batch(

@@ -134,6 +134,22 @@ pub trait Port: Send {
         self.set_gso(allowed.gso_v4 && allowed.gso_v6).map(|_| ())
     }
 
+    /// Turns the link's carrier on or off, as a NIC whose cable is plugged in or pulled
+    /// (a TAP: `TUNSETCARRIER`): with the carrier off, the host's stack stops sending
+    /// frames into the port. Ports without a link keep this default, which does nothing.
+    fn set_carrier(&mut self, _on: bool) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Whether the port's interface outlives the port (a TAP: `TUNSETPERSIST`): a
+    /// persistent interface stays, with its addresses, bridge membership and MTU, when
+    /// the port is dropped or its process dies, and a later port of the same name
+    /// attaches to it; clearing persistence lets it go away with the port. Ports without
+    /// an interface keep this default, which does nothing.
+    fn set_persistent(&mut self, _on: bool) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Receives up to `max` frames, handing each to `on_frame` as a borrowed slice that is
     /// valid during the call only (implementations may pass a pointer into their own
     /// queue, saving a copy). `on_frame` consumes the frame it is given; returning
@@ -193,6 +209,12 @@ impl<P: Port + ?Sized> Port for Box<P> {
     }
     fn set_offloads(&mut self, allowed: &Allowed) -> io::Result<()> {
         (**self).set_offloads(allowed)
+    }
+    fn set_carrier(&mut self, on: bool) -> io::Result<()> {
+        (**self).set_carrier(on)
+    }
+    fn set_persistent(&mut self, on: bool) -> io::Result<()> {
+        (**self).set_persistent(on)
     }
     fn recv_batch(
         &mut self,

@@ -13,8 +13,14 @@
 //! kernel takes each frame at once (or drops it in its own backlog, counted in the
 //! interface's statistics), so `send` never returns `WouldBlock`.
 //!
-//! The device is not persistent: it disappears when the port is dropped (unless it was
-//! created persistent by someone else, in which case the port attaches to it).
+//! Persistence ([`TapConfig::persist`], `TUNSETPERSIST`): a TAP the port creates
+//! disappears when the port is dropped, unless it was made persistent; then it stays,
+//! with its addresses, MTU, bridge membership and the firewall rules naming it, until
+//! persistence is cleared ([`Port::set_persistent`]) and its last port closes, or it is
+//! deleted (`ip link del`). Opening a port on an existing persistent TAP of the same
+//! name attaches to it ([`TapPort::attached`]) and leaves its link settings (MTU, MAC,
+//! bridge) as they are: whoever set them up (netback before a restart, a hotplug
+//! script) keeps them.
 
 use std::io::{self, IoSlice};
 use std::ops::ControlFlow;
@@ -44,6 +50,13 @@ const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
 
+/// A TUN ioctl that takes an int by value (`TUNSETPERSIST`).
+fn tun_set_int<const OP: Opcode>(fd: &OwnedFd, v: usize) -> io::Result<()> {
+    // SAFETY: the TUN ioctls used with this take their argument by value (no pointer is
+    // passed); the fd is a TAP.
+    unsafe { Ok(ioctl(fd, IntegerSetter::<OP>::new_usize(v))?) }
+}
+
 /// `TUNSETOFFLOAD` with `flags` as its (by-value) argument.
 fn set_offload(fd: &OwnedFd, flags: libc::c_uint) -> io::Result<()> {
     // SAFETY: TUNSETOFFLOAD takes the flags as the ioctl argument by value; the fd is a
@@ -52,6 +65,37 @@ fn set_offload(fd: &OwnedFd, flags: libc::c_uint) -> io::Result<()> {
         let req = IntegerSetter::<{ libc::TUNSETOFFLOAD as Opcode }>::new_usize(flags as usize);
         Ok(ioctl(fd, req)?)
     }
+}
+
+/// Whether the TAP `fd` is attached to is persistent (`TUNGETIFF`): right after
+/// `TUNSETIFF`, that it existed before (the port has not made it persistent yet).
+fn is_persistent(fd: &OwnedFd, mut req: libc::ifreq) -> io::Result<bool> {
+    // SAFETY: TUNGETIFF writes a `struct ifreq` through the pointer, which points at
+    // `req`, a live, fully initialised ifreq; the fd is a TAP.
+    unsafe {
+        ioctl(
+            fd,
+            Updater::<{ libc::TUNGETIFF as Opcode }, _>::new(&mut req),
+        )
+    }
+    .map_err(|e| ctx(e.into(), "TUNGETIFF"))?;
+    // SAFETY: TUNGETIFF filled in the flags member of the union.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Ok(i32::from(flags) & libc::IFF_PERSIST != 0)
+}
+
+/// A new TAP's MTU, MAC and bridge as `cfg` asks.
+fn configure_link(cfg: &TapConfig, name: &str) -> io::Result<()> {
+    if let Some(mtu) = cfg.mtu {
+        link::set_mtu(name, mtu)?;
+    }
+    if let Some(mac) = cfg.mac {
+        link::set_mac(name, mac)?;
+    }
+    if let Some(br) = &cfg.bridge {
+        link::bridge_add_if(br, name)?;
+    }
+    Ok(())
 }
 
 /// Which offloads the TAP accepts from the kernel (`TUNSETOFFLOAD`): with them, the
@@ -92,6 +136,8 @@ pub struct TapConfig {
     pub up: bool,
     /// Attach the TAP to this existing Linux bridge.
     pub bridge: Option<String>,
+    /// Make a TAP this port creates persistent (module docs).
+    pub persist: bool,
 }
 
 impl TapConfig {
@@ -105,6 +151,7 @@ impl TapConfig {
             offload: TapOffload::default(),
             up: true,
             bridge: None,
+            persist: false,
         }
     }
 }
@@ -144,6 +191,8 @@ pub struct TapPort {
     /// Copy of a frame being repaired before sending (rare path).
     scratch: Vec<u8>,
     stats: TapStats,
+    /// The port attached to a persistent TAP that existed before it.
+    attached: bool,
 }
 
 impl TapPort {
@@ -179,6 +228,11 @@ impl TapPort {
         }
         .map_err(|e| ctx(e.into(), &format!("TUNSETIFF {template}")))?;
         let name = link::ifreq_name(&req);
+        let attached = is_persistent(&fd, req)?;
+        if cfg.persist && !attached {
+            tun_set_int::<{ libc::TUNSETPERSIST as Opcode }>(&fd, 1)
+                .map_err(|e| ctx(e, "TUNSETPERSIST"))?;
+        }
         let hdr_len: libc::c_int = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer, which points at the
         // request's own copy of `hdr_len`.
@@ -198,14 +252,8 @@ impl TapPort {
         }
         set_offload(&fd, flags).map_err(|e| ctx(e, "TUNSETOFFLOAD"))?;
 
-        if let Some(mtu) = cfg.mtu {
-            link::set_mtu(&name, mtu)?;
-        }
-        if let Some(mac) = cfg.mac {
-            link::set_mac(&name, mac)?;
-        }
-        if let Some(br) = &cfg.bridge {
-            link::bridge_add_if(br, &name)?;
+        if !attached {
+            configure_link(cfg, &name)?;
         }
         if cfg.up {
             link::set_up(&name, true)?;
@@ -234,7 +282,14 @@ impl TapPort {
             rbuf: vec![0u8; VNET_HDR_LEN + max_frame + 1].into_boxed_slice(),
             scratch: Vec::new(),
             stats: TapStats::default(),
+            attached,
         })
+    }
+
+    /// True when the port attached to a persistent TAP that existed before it (e.g. left
+    /// by a previous process), whose link settings it left as they were.
+    pub fn attached(&self) -> bool {
+        self.attached
     }
 
     /// The interface name the kernel gave the TAP.
@@ -449,6 +504,24 @@ impl Port for TapPort {
             flags |= TUN_F_TSO6;
         }
         self.apply_offload(flags)
+    }
+
+    fn set_carrier(&mut self, on: bool) -> io::Result<()> {
+        let v: libc::c_int = on.into();
+        // SAFETY: TUNSETCARRIER reads an int through the pointer, which points at the
+        // request's own copy of `v`; the fd is a TAP.
+        unsafe {
+            ioctl(
+                &self.fd,
+                Setter::<{ libc::TUNSETCARRIER as Opcode }, _>::new(v),
+            )
+        }
+        .map_err(|e| ctx(e.into(), &format!("{}: TUNSETCARRIER", self.name)))
+    }
+
+    fn set_persistent(&mut self, on: bool) -> io::Result<()> {
+        tun_set_int::<{ libc::TUNSETPERSIST as Opcode }>(&self.fd, on as usize)
+            .map_err(|e| ctx(e, &format!("{}: TUNSETPERSIST", self.name)))
     }
 
     fn recv_batch(

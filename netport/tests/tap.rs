@@ -14,6 +14,9 @@
 //!   the way (`fill_partial_checksum`) and no offload on the receiving TAP: the kernel
 //!   verifies every checksum we computed.
 //! * `link_configuration`: MTU, MAC, up, bridge attachment.
+//! * `persistence_attach_and_carrier`: a persistent TAP outlives its port, a new port
+//!   attaches to it leaving its settings alone, clearing persistence lets it go;
+//!   `set_carrier` as the kernel reports it.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
@@ -458,4 +461,59 @@ fn bad_configuration_is_an_error_without_privileges() {
         link::set_mtu("x", u32::MAX).unwrap_err().kind(),
         io::ErrorKind::InvalidInput
     );
+}
+
+/// The carrier as the kernel reports it (`/sys/class/net/<name>/carrier`).
+fn carrier(name: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/carrier"))
+        .unwrap()
+        .trim()
+        == "1"
+}
+
+#[test]
+fn persistence_attach_and_carrier() {
+    if skip_unless_root_with_tun("persistence_attach_and_carrier") {
+        return;
+    }
+    let name = netns::unique_name("nptp");
+    struct DelLink(String);
+    impl Drop for DelLink {
+        fn drop(&mut self) {
+            let _ = netns::ip(&["link", "del", &self.0]);
+        }
+    }
+    let _cleanup = DelLink(name.clone());
+    let mut cfg = TapConfig::new(&name);
+    cfg.mtu = Some(1400);
+    cfg.persist = true;
+    let mut port = TapPort::open(&cfg).unwrap();
+    assert!(!port.attached(), "a new TAP");
+    let index = port.ifindex();
+    assert!(carrier(&name));
+    port.set_carrier(false).unwrap();
+    assert!(!carrier(&name), "TUNSETCARRIER off");
+    port.set_carrier(true).unwrap();
+    assert!(carrier(&name), "TUNSETCARRIER on");
+    drop(port);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(link::index(&name).unwrap(), index, "persistent: stays");
+    // Someone (a hotplug script, the operator) changes it while no port holds it.
+    link::set_mtu(&name, 1280).unwrap();
+    // A new port attaches to it and leaves its settings alone.
+    cfg.mtu = Some(9000);
+    let mut port = TapPort::open(&cfg).unwrap();
+    assert!(port.attached());
+    assert_eq!(port.ifindex(), index);
+    assert_eq!(link::mtu(&name).unwrap(), 1280);
+    port.set_persistent(false).unwrap();
+    drop(port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while link::index(&name).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "not persistent: goes with its port"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

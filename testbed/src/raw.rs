@@ -13,7 +13,7 @@ use hypervisor::grant::{Access, GrantShare, SharedPages};
 use hypervisor::platform::ring_mem;
 use hypervisor::xenbus::{read_state, XenbusState};
 use shared_ring::netif::{
-    NetTxFlags, NetifExtraInfo, NetifRxFrontRing, NetifTxFrontRing, NetifTxRequest,
+    NetTxFlags, NetifExtraInfo, NetifRxFrontRing, NetifRxRequest, NetifTxFrontRing, NetifTxRequest,
 };
 use shared_ring::FrontIndices;
 use xen_ids::{DomId, VifId};
@@ -66,14 +66,21 @@ impl Default for RawConnect {
     }
 }
 
+/// Writable pages granted to dom0 as RX buffers ([`RawFrontend::post_rx`]).
+const RX_PAGES: usize = 4;
+
 /// What one connection holds: rings, data pages, the event channel, the private indices.
 #[derive(Debug)]
 pub struct RawConn {
     tx_ring: LocalSharedPages,
-    _rx_ring: LocalSharedPages,
+    rx_ring: LocalSharedPages,
     data: LocalSharedPages,
+    rx_pages: LocalSharedPages,
     evtchn: EvtPort,
     tx_idx: FrontIndices,
+    rx_idx: FrontIndices,
+    /// RX requests posted so far (their ids).
+    rx_posted: u32,
 }
 
 /// A hostile guest's device: one domain's connection to the local host, one vif.
@@ -166,6 +173,7 @@ impl RawFrontend {
         let tx_ring = share(1, how.ring_access);
         let rx_ring = share(1, Access::Writable);
         let data = share(how.data_pages.max(1), Access::ReadOnly);
+        let rx_pages = share(RX_PAGES, Access::Writable);
         if how.ring_access == Access::Writable {
             NetifTxFrontRing::init(ring_mem(tx_ring.mem())).expect("TX ring init");
         }
@@ -188,10 +196,13 @@ impl RawFrontend {
         self.write("request-rx-copy", "1");
         self.conn = Some(RawConn {
             tx_ring,
-            _rx_ring: rx_ring,
+            rx_ring,
             data,
+            rx_pages,
             evtchn,
             tx_idx: FrontIndices::default(),
+            rx_idx: FrontIndices::default(),
+            rx_posted: 0,
         });
         self.write("state", "4");
         self.expect_be(&[XenbusState::Connected, XenbusState::Closing])
@@ -243,6 +254,54 @@ impl RawFrontend {
             self.notify();
         }
         Some(asked)
+    }
+
+    /// The RX ring as a front ring at the guest's private indices.
+    fn rx_ring(&self) -> NetifRxFrontRing<'_> {
+        let c = self.conn();
+        NetifRxFrontRing::resume(ring_mem(c.rx_ring.mem()), c.rx_idx).expect("RX ring")
+    }
+
+    /// Posts `n` RX buffers (the connection's writable pages, in turn) and notifies when
+    /// the backend asked for it; how many fitted on the ring.
+    pub fn post_rx(&mut self, n: usize) -> usize {
+        let c = self.conn();
+        let grefs: Vec<u32> = c.rx_pages.grefs().iter().map(|g| g.0).collect();
+        let mut id = c.rx_posted;
+        let mut r = self.rx_ring();
+        let mut put = 0;
+        while put < n && r.free_requests() > 0 {
+            let req = NetifRxRequest {
+                id: (id % 256) as u16,
+                pad: 0,
+                gref: grefs[id as usize % grefs.len()],
+            };
+            r.put_request(&req).expect("free slot checked");
+            id = id.wrapping_add(1);
+            put += 1;
+        }
+        let asked = r.push_requests_and_check_notify();
+        let idx = r.indices();
+        let c = self.conn.as_mut().expect("not connected");
+        c.rx_idx = idx;
+        c.rx_posted = id;
+        if asked {
+            self.notify();
+        }
+        put
+    }
+
+    /// RX responses the backend has written so far: `(id, status)`; a positive status
+    /// is the bytes delivered in that buffer.
+    pub fn take_rx_responses(&mut self) -> Vec<(u16, i16)> {
+        let mut r = self.rx_ring();
+        let mut out = Vec::new();
+        while let Ok(Some(x)) = r.take_response() {
+            out.push((x.id, x.status));
+        }
+        let idx = r.indices();
+        self.conn.as_mut().expect("not connected").rx_idx = idx;
+        out
     }
 
     /// The TX ring's `req_event`: the request index at which the backend asked to be

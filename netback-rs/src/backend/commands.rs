@@ -163,6 +163,11 @@ impl<P: BackendPlatform> Netback<P> {
         }
         vif.set_rx_allowed(allowed);
         vif.set_rx_notify(feat.rx_notify);
+        vif.set_rx_stall_timeout(self.cfg.rx_stall_timeout_ns);
+        // A carrier a stalled earlier connection turned off is on again.
+        if let Err(e) = d.port.set_carrier(true) {
+            log::warn!("{id}: port carrier: {e}");
+        }
         if !s.credits {
             vif.set_tx_budget(&initial, now);
         }
@@ -206,6 +211,11 @@ impl<P: BackendPlatform> Netback<P> {
         if let Some(d) = self.devices.remove(&id) {
             let _ = self.epoll.del(d.port.rx_fd());
             self.port_keys.retain(|_, v| *v != id);
+            // The vif is gone: its interface goes with the port.
+            let mut port = d.port;
+            if let Err(e) = port.set_persistent(false) {
+                log::warn!("{id}: {e}; the interface stays until deleted (ip link del)");
+            }
         }
     }
 }

@@ -187,6 +187,11 @@ enum Cmd {
         /// The interval the metrics' per-second rates cover.
         #[arg(long, default_value = "1s", value_parser = parse_interval)]
         metrics_interval: Duration,
+        /// How long a frame may wait for a guest's RX buffers before the guest counts as
+        /// stalled and its interface's carrier goes off until it posts more (Linux
+        /// netback's `rx_stall_timeout`); `never`: a guest never counts as stalled.
+        #[arg(long, default_value = "60s", value_parser = parse_stall_timeout)]
+        rx_stall_timeout: StallTimeout,
     },
     /// Set, show or remove a vif's SLA (its `dba-*` keys in xenstore; run as dom0).
     Sla {
@@ -372,6 +377,7 @@ fn run(cli: Cli) -> Result<(), String> {
             period_ms,
             metrics,
             metrics_interval,
+            rx_stall_timeout,
         } => {
             let alloc = match &sla {
                 Some(path) => Some((
@@ -388,6 +394,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     Policy::Hold => BackstopPolicy::Hold,
                 },
                 credits: !no_credits,
+                rx_stall_timeout_ns: rx_stall_timeout.0.map(|d| d.as_nanos() as u64),
                 ..NetbackConfig::default()
             };
             let ports = tap_factory(tap_name, bridge, mtu);
@@ -414,11 +421,23 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// `--rx-stall-timeout`: an interval, or `never` (`None`).
+#[derive(Clone, Copy, Debug)]
+struct StallTimeout(Option<Duration>);
+
+fn parse_stall_timeout(text: &str) -> Result<StallTimeout, netback_ops::interval::IntervalError> {
+    if text.trim() == "never" {
+        return Ok(StallTimeout(None));
+    }
+    parse_interval(text).map(|d| StallTimeout(Some(d)))
+}
+
 fn tap_factory(template: String, bridge: Option<String>, mtu: u32) -> Box<dyn PortFactory> {
     Box::new(TapFactory {
         template,
         bridge,
         mtu,
+        persist: true,
     })
 }
 

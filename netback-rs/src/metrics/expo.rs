@@ -96,6 +96,7 @@ const RX_DROPS: &[Reason] = &[
     ("copy_error", |c| c.rx_copy_errors),
     ("offload", |c| c.rx_dropped_offload),
     ("no_buffers", |c| c.rx_dropped_no_buffers),
+    ("stalled", |c| c.rx_dropped_stalled),
 ];
 
 families! {
@@ -177,6 +178,10 @@ families! {
     VIF_RX_DROPPED: "dbavm_vif_rx_dropped_packets_total", Counter,
         Read::VifByReason(RX_DROPS),
         "Port to guest frames dropped in the backend, by reason.";
+    VIF_RX_STALLS: "dbavm_vif_rx_stalls_total", Counter,
+        Read::Vif(|v| Some(v.status.counters.rx_stalls as f64)),
+        "Times the frontend stalled: left a frame without RX buffers for the stall \
+         timeout (its interface's carrier turned off until it posted more).";
     VIF_FRONT_DROPPED: "dbavm_vif_front_dropped_packets_total", Counter,
         Read::Vif(|v| v.status.front_dropped_packets.map(|n| n as f64)),
         "Frames the frontend reports it dropped for lack of tokens, this connection \

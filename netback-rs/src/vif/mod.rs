@@ -17,8 +17,10 @@
 //! Notifications only when the ring asks for them.
 
 mod rx_path;
+mod stall;
 mod tx_path;
 
+pub use stall::RX_STALL_TIMEOUT_NS;
 pub use tx_path::DROP_ANSWERS_PER_SEC;
 
 use hypervisor::grant::{CopySegment, GntStatus, GrantCopy, GrantMapping};
@@ -341,12 +343,29 @@ impl<M: GrantMapping> Vif<M> {
     }
 
     /// When this vif must be polled even if nothing wakes it (ns): TX held
-    /// ([`Vif::hold_until`]), or a TX packet left incomplete reaching its timeout.
+    /// ([`Vif::hold_until`]), a TX packet left incomplete reaching its timeout, or a frame
+    /// waiting for RX buffers reaching the stall timeout.
     pub fn wake_at(&self) -> Option<u64> {
-        match (self.tx.hold_until, self.tx.incomplete_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.tx.hold_until,
+            self.tx.incomplete_deadline(),
+            self.rx.stall.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// How long a frame may wait for RX buffers before the frontend counts as stalled
+    /// and its port's carrier goes off (`None`: for ever); [`RX_STALL_TIMEOUT_NS`] until
+    /// set.
+    pub fn set_rx_stall_timeout(&mut self, timeout_ns: Option<u64>) {
+        self.rx.stall.set_timeout(timeout_ns);
+    }
+
+    /// True while the frontend is stalled (its port's carrier off).
+    pub fn rx_stalled(&self) -> bool {
+        self.rx.stall.stalled_with().is_some()
     }
 
     /// Reads no TX request before `until` (ns): a caller that rations the backend's work

@@ -10,9 +10,10 @@
 //!    they answer; a frame with any failed segment is an error in all of its slots.
 //!
 //! A frame that finds too few posted buffers waits in the stash (one frame) and the
-//! frontend is asked to notify when it posts more.
+//! frontend is asked to notify when it posts more; one that waits too long stalls the
+//! frontend ([`super::stall`]).
 
-use core::ops::Range;
+use core::ops::{ControlFlow, Range};
 
 use hypervisor::grant::{CopySegment, GrantCopy, GrantRef};
 use netport::cost::frame_cost;
@@ -27,6 +28,7 @@ use shared_ring::ring::Pending;
 use shared_ring::{BackIndices, DualTokenBucket, SharedMem, WireCost, XEN_PAGE_SIZE};
 use xen_ids::VifId;
 
+use super::stall::{RxStall, RX_STALL_TIMEOUT_NS};
 use super::{grant_copy, Poll, VifFatal, MAX_RX_SLOTS, RX_BATCH};
 use crate::meter::VifCounters;
 
@@ -86,6 +88,8 @@ pub(super) struct RxPath {
     /// A frame read from the port that found too few posted buffers.
     stash: Option<(usize, FrameMeta)>,
     stash_buf: Vec<u8>,
+    /// Whether the frontend has stalled (carrier off), and since when a frame waits.
+    pub(super) stall: RxStall,
 }
 
 impl RxPath {
@@ -105,6 +109,7 @@ impl RxPath {
             rsps: Vec::with_capacity(256),
             stash: None,
             stash_buf: vec![0; MAX_RX_FRAME],
+            stall: RxStall::new(Some(RX_STALL_TIMEOUT_NS)),
         }
     }
 
@@ -122,6 +127,9 @@ impl RxPath {
         port: &mut P,
     ) -> Result<Poll, VifFatal> {
         let mut ring = NetifRxBackRing::resume(page, self.idx).map_err(VifFatal::rx_ring)?;
+        if let Some(poll) = self.poll_stalled(&mut ring, port)? {
+            return Ok(poll);
+        }
         let end = self.build(&mut ring, now_ns, port)?;
         self.copy(grants);
         let notify = self.respond(&mut ring);
@@ -129,12 +137,17 @@ impl RxPath {
             // Ask the frontend to tell us when it posts more buffers than the frame
             // found (not at once for those: polling them again would spin); if it
             // already did, go on.
-            BuildEnd::Starved(seen) => ring
-                .final_check_for_requests_after(seen)
-                .map_err(VifFatal::rx_ring)?,
+            BuildEnd::Starved(seen) => {
+                if self.stall.expired(now_ns) {
+                    self.stall_now(seen, port);
+                }
+                ring.final_check_for_requests_after(seen)
+                    .map_err(VifFatal::rx_ring)?
+            }
             BuildEnd::Limit => true,
             BuildEnd::PortEmpty => false,
         };
+        self.stall.note(self.stash.is_some(), now_ns);
         self.idx = ring.indices();
         Ok(Poll {
             notify,
@@ -142,6 +155,61 @@ impl RxPath {
             hold_until: None,
             packets: self.frames.len(),
         })
+    }
+
+    /// A stalled frontend: `None` when it is not (or no longer: it posted more buffers
+    /// than it had when it stalled, and the carrier is back on); else drops up to
+    /// [`RX_BATCH`] frames the port still hands over and asks the frontend to notify
+    /// when it posts more.
+    fn poll_stalled<P: Port + ?Sized>(
+        &mut self,
+        ring: &mut NetifRxBackRing<'_>,
+        port: &mut P,
+    ) -> Result<Option<Poll>, VifFatal> {
+        let Some(had) = self.stall.stalled_with() else {
+            return Ok(None);
+        };
+        let posted = ring.unconsumed_requests().map_err(VifFatal::rx_ring)?;
+        if self.stall.recovered(posted) {
+            log::info!("{}: frontend posted RX buffers again: carrier on", self.id);
+            if let Err(e) = port.set_carrier(true) {
+                log::warn!("{}: {e}", self.id);
+            }
+            return Ok(None);
+        }
+        let dropped = port
+            .recv_batch(RX_BATCH, &mut |_, _| ControlFlow::Continue(()))
+            .unwrap_or_else(|e| {
+                log::debug!("{}: port recv: {e}", self.id);
+                0
+            });
+        self.counters.rx_dropped_stalled += dropped as u64;
+        let more = dropped == RX_BATCH
+            || ring
+                .final_check_for_requests_after(had)
+                .map_err(VifFatal::rx_ring)?;
+        self.idx = ring.indices();
+        Ok(Some(Poll {
+            more,
+            ..Poll::default()
+        }))
+    }
+
+    /// The frontend stalled with `posted` buffers: carrier off, the waiting frame
+    /// dropped.
+    fn stall_now<P: Port + ?Sized>(&mut self, posted: u32, port: &mut P) {
+        log::warn!(
+            "{}: frontend left a frame without RX buffers for the stall timeout: carrier off",
+            self.id
+        );
+        self.stall.stall(posted);
+        if self.stash.take().is_some() {
+            self.counters.rx_dropped_stalled += 1;
+        }
+        self.counters.rx_stalls += 1;
+        if let Err(e) = port.set_carrier(false) {
+            log::warn!("{}: {e}", self.id);
+        }
     }
 
     /// Build: places up to [`RX_BATCH`] frames from the port in the posted buffers of
