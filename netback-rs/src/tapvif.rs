@@ -11,6 +11,13 @@
 //! name and leaves those settings alone. Removing the vif (the toolstack deletes its
 //! backend directory while a netback runs) clears the persistence and the interface goes
 //! away with the port.
+//!
+//! With both a `vifname` and a hotplug script (`script` key), netback does what the
+//! kernel's netback does: it creates `vif<domid>.<devid>`, down and on no bridge, and
+//! leaves it to the script, which libxl runs with `vif=vif<domid>.<devid>`: `vif-common.sh`
+//! renames it to `vifname` (refusing if that name exists, and a renamed interface must be
+//! down), then plugs it in and raises it. An interface already named `vifname` (netback
+//! restarted) is taken as it is.
 
 use std::io;
 
@@ -46,13 +53,16 @@ impl Default for TapFactory {
 }
 
 impl TapFactory {
+    /// The name of vif `id`'s TAP without a `vifname` key.
+    fn default_name(&self, id: VifId) -> String {
+        self.template
+            .replace("{domid}", &id.domid.0.to_string())
+            .replace("{devid}", &id.devid.to_string())
+    }
+
     /// The TAP configuration of vif `id` with the toolstack's keys `vif`.
     pub fn config(&self, id: VifId, vif: &VifConfig) -> TapConfig {
-        let name = vif.vifname.clone().unwrap_or_else(|| {
-            self.template
-                .replace("{domid}", &id.domid.0.to_string())
-                .replace("{devid}", &id.devid.to_string())
-        });
+        let name = vif.vifname.clone().unwrap_or_else(|| self.default_name(id));
         let mut cfg = TapConfig::new(&name);
         cfg.mtu = Some(vif.mtu.unwrap_or(self.mtu));
         cfg.mac = Some(BACKEND_MAC);
@@ -62,6 +72,19 @@ impl TapFactory {
             csum: true,
             tso: false,
         };
+        cfg
+    }
+
+    /// [`TapFactory::config`], or, when a hotplug script will rename the interface to
+    /// `vifname` (one is set, a script runs, and no interface has that name yet:
+    /// `vifname_exists`), the interface the script expects (see the module docs).
+    pub fn config_for_script(&self, id: VifId, vif: &VifConfig, vifname_exists: bool) -> TapConfig {
+        let mut cfg = self.config(id, vif);
+        if vif.hotplug_script && vif.vifname.is_some() && !vifname_exists {
+            cfg.name = self.default_name(id);
+            cfg.up = false;
+            cfg.bridge = None;
+        }
         cfg
     }
 }
@@ -76,7 +99,11 @@ impl PortFactory for TapFactory {
     }
 
     fn open_vif(&mut self, id: VifId, vif: &VifConfig) -> io::Result<Box<dyn Port>> {
-        let mut tap = TapPort::open(&self.config(id, vif))?;
+        let exists = vif
+            .vifname
+            .as_deref()
+            .is_some_and(|n| netport::link::index(n).is_ok());
+        let mut tap = TapPort::open(&self.config_for_script(id, vif, exists))?;
         if tap.attached() {
             log::info!(
                 "{id}: port {} (attached to the existing interface)",
@@ -124,5 +151,48 @@ mod tests {
         assert_eq!(c.mtu, Some(1400));
         // The guest's MAC is the guest's; the interface keeps fe:ff:ff:ff:ff:ff.
         assert_eq!(c.mac, Some(BACKEND_MAC));
+    }
+
+    #[test]
+    fn a_hotplug_script_gets_the_kernel_name_to_rename() {
+        let f = TapFactory {
+            bridge: Some("xenbr0".into()),
+            ..TapFactory::default()
+        };
+        let id = VifId::new(DomId(7), 2);
+        let keys = VifConfig {
+            vifname: Some("web0".into()),
+            mtu: Some(1400),
+            hotplug_script: true,
+            ..VifConfig::default()
+        };
+        // vif-common.sh renames vif7.2 to web0: it must exist under that name, down.
+        let c = f.config_for_script(id, &keys, false);
+        assert_eq!(c.name, "vif7.2");
+        assert!(!c.up);
+        assert_eq!(c.bridge, None);
+        assert_eq!(c.mtu, Some(1400));
+        assert_eq!(c.mac, Some(BACKEND_MAC));
+        // Restarted netback: the script already renamed it; take it as it is.
+        let c = f.config_for_script(id, &keys, true);
+        assert_eq!(c.name, "web0");
+        assert!(c.up);
+        // No script: netback names it itself.
+        let no_script = VifConfig {
+            hotplug_script: false,
+            ..keys.clone()
+        };
+        let c = f.config_for_script(id, &no_script, false);
+        assert_eq!(c.name, "web0");
+        assert!(c.up);
+        assert_eq!(c.bridge.as_deref(), Some("xenbr0"));
+        // No vifname: the kernel's name, as before.
+        let plain = VifConfig {
+            vifname: None,
+            ..keys
+        };
+        let c = f.config_for_script(id, &plain, false);
+        assert_eq!(c.name, "vif7.2");
+        assert!(c.up);
     }
 }

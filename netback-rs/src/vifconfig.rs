@@ -104,6 +104,10 @@ pub struct VifConfig {
     pub vifname: Option<String>,
     /// `ip`: the guest's addresses.
     pub ip: Vec<IpEntry>,
+    /// A `script` key is present: the toolstack runs a hotplug script for the vif (libxl
+    /// always does, `vif-bridge` by default), which names, plugs and raises the interface.
+    /// The project's no-op `vif-userspace` does none of that and does not count.
+    pub hotplug_script: bool,
 }
 
 /// Why a vif's toolstack keys are refused.
@@ -254,7 +258,13 @@ pub fn parse_config(
             .map(parse_ip)
             .transpose()?
             .unwrap_or_default(),
+        hotplug_script: read("script")?.is_some_and(|s| !is_noop_script(&s)),
     })
+}
+
+/// The project's no-op hotplug script (`xen-build/deploy/vif-userspace`), by path or name.
+fn is_noop_script(script: &[u8]) -> bool {
+    script.rsplit(|&b| b == b'/').next() == Some(&b"vif-userspace"[..])
 }
 
 /// Reads `key` of the backend directory `be` (absent: `None`).

@@ -140,6 +140,13 @@ pub fn index(name: &str) -> io::Result<u32> {
     Ok(idx.max(0) as u32)
 }
 
+/// The current name of interface `index` (it changes when someone renames the interface).
+pub fn name(index: u32) -> io::Result<String> {
+    let sock = ctl_socket()?;
+    rustix::net::netdevice::index_to_name(&sock, index)
+        .map_err(|e| ctx(e.into(), &format!("interface index {index}")))
+}
+
 /// Attaches interface `ifname` to the existing Linux bridge `bridge` (`SIOCBRADDIF`).
 pub fn bridge_add_if(bridge: &str, ifname: &str) -> io::Result<()> {
     let ifindex = index(ifname)?;

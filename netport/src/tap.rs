@@ -361,6 +361,10 @@ impl TapPort {
     /// Sets the TAP's `TUNSETOFFLOAD` flags, and `max_frame` (and the read buffer) for
     /// them: the netif maximum with any TSO, MTU + 18 without.
     fn apply_offload(&mut self, flags: libc::c_uint) -> io::Result<()> {
+        // A hotplug script may have renamed the interface since it was opened.
+        if let Ok(name) = link::name(self.ifindex) {
+            self.name = name;
+        }
         set_offload(&self.fd, flags)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: TUNSETOFFLOAD: {e}", self.name)))?;
         let tso = flags & (TUN_F_TSO4 | TUN_F_TSO6) != 0;

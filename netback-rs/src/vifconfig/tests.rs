@@ -177,6 +177,7 @@ fn config_absent_keys_are_defaults_and_the_bad_key_is_named() {
                 "rate" => "6250,50000",
                 "vifname" => "web0",
                 "ip" => "10.0.0.2",
+                "script" => "/etc/xen/scripts/vif-bridge",
                 _ => unreachable!(),
             }
             .as_bytes()
@@ -187,8 +188,24 @@ fn config_absent_keys_are_defaults_and_the_bad_key_is_named() {
     assert_eq!(full.mtu, Some(1400));
     assert_eq!(full.vifname.as_deref(), Some("web0"));
     assert_eq!(full.rate.unwrap().bytes, 6250);
+    assert!(full.hotplug_script);
     let err = parse_config(|k| Ok((k == "mtu").then(|| b"9".to_vec()))).unwrap_err();
     assert!(err.to_string().contains("backend key mtu"), "{err}");
+}
+
+#[test]
+fn a_script_key_means_a_hotplug_script_but_the_noop_one_does_not_count() {
+    let with = |script: &'static str| {
+        parse_config(|k| Ok((k == "script").then(|| script.as_bytes().to_vec())))
+            .unwrap()
+            .hotplug_script
+    };
+    assert!(with("/etc/xen/scripts/vif-bridge"));
+    assert!(with("vif-route"));
+    assert!(with("/etc/xen/scripts/vif-userspace-not"));
+    assert!(!with("/etc/xen/scripts/vif-userspace"));
+    assert!(!with("vif-userspace"));
+    assert!(!parse_config(|_| Ok(None)).unwrap().hotplug_script);
 }
 
 #[test]

@@ -55,9 +55,13 @@ net_tcp_listen() {
 
 # net_netback_start [SERVE_ARG...]: our netback on real Xen, its TAPs plugged into xenbr0;
 # returns once it serves (it then watches backend/vif: `xl create` may follow).
-net_netback_start() {
+net_netback_start() { net_netback_serve --bridge xenbr0 "$@"; }
+
+# net_netback_serve [SERVE_ARG...]: our netback on real Xen with exactly these options
+# (no default bridge: the hotplug script plugs each TAP in); returns once it serves.
+net_netback_serve() {
     bed_check "kernel netback is not loaded" sh -c '! grep -q "^xen_netback " /proc/modules' || return 1
-    net_prefixed netback netback serve --platform xen --bridge xenbr0 "$@"
+    net_prefixed netback netback serve --platform xen "$@"
     bed_check "netback serve started and watches backend/vif" \
         bed_retry 100 0.2 net_log_has netback 'netback: serving' || {
         net_log_has netback 'exited' && bed_log "netback: $(tail -n 3 /tmp/netback.log)"

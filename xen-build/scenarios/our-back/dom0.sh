@@ -13,6 +13,6 @@ bed_check "xl create guest with a vif served by netback (vif-userspace hotplug)"
     bed_guest_create guest "$NET_VIF_USERSPACE" || exit 1
 net_dom0_checks guest
 bed_check "netback connected the vif (credits off: stock netfront)" \
-    net_log_has netback 'connected \(.*credits off\)'
+    net_log_has netback 'connected \(.*credits off[,)]'
 net_destroy guest
 net_netback_stop

@@ -22,7 +22,7 @@ bed_check "backend offers the credit area (feature-dba-credits = 1)" \
 bed_check "frontend requested it (request-dba-credits = 1)" \
     test "$(xenstore-read "$NET_FE/request-dba-credits" 2>/dev/null)" = 1
 bed_check "netback connected the vif with credits on" \
-    net_log_has netback "$NET_VIF: connected \(.*credits on\)"
+    net_log_has netback "$NET_VIF: connected \(.*credits on[,)]"
 
 # ---- the UDP flood: count the frames arriving on dom0's end of the vif (netback's TAP).
 rx_packets() { cat "/sys/class/net/$NET_VIF/statistics/rx_packets"; }
