@@ -70,6 +70,6 @@ pub use copy_cache::{COPY_CACHE_PAGES, COPY_CACHE_PAGES_PER_PEER, COPY_SHARDS};
 pub use evtchn::LocalEventChannels;
 pub use server::{
     DeathHook, LocalHypervisor, Stats, XenstoreConnector, FD_ENV, MAX_ALLOCATIONS_PER_DOMAIN,
-    MAX_MAP_REFS, MAX_SHARE_PAGES,
+    MAX_MAP_REFS, MAX_PORTS_PER_GUEST, MAX_SHARE_PAGES,
 };
 pub use sys::open_fd_count;

@@ -57,6 +57,11 @@ pub struct Stats {
 /// grant table ([`table::CAPACITY`]). netfront holds four per device.
 pub const MAX_ALLOCATIONS_PER_DOMAIN: usize = 1024;
 
+/// Most event channel ports a guest domain holds at once (Xen's default
+/// `max_event_channels` for a guest, 1023). Each costs the hypervisor two eventfds. The
+/// driver domain (dom0), which binds one or two per vif of every guest, is not capped.
+pub const MAX_PORTS_PER_GUEST: usize = 1023;
+
 struct Alloc {
     memfd: OwnedFd,
     readonly: bool,
@@ -155,12 +160,16 @@ impl Dom {
         Ok((alloc, page, c.readonly))
     }
 
-    /// Adds a port, returning its number.
-    fn add_port(&mut self, p: PortState) -> u32 {
+    /// Adds a port of domain `me`, returning its number; a guest past
+    /// [`MAX_PORTS_PER_GUEST`] is refused.
+    fn add_port(&mut self, me: DomId, p: PortState) -> Result<u32, Denied> {
+        if me != DomId::DOM0 && self.ports.len() >= MAX_PORTS_PER_GUEST {
+            return Err(Denied::PortLimit);
+        }
         let port = self.next_port;
         self.next_port += 1;
         self.ports.insert(port, p);
-        port
+        Ok(port)
     }
 
     fn revoke(&mut self, alloc: u32) -> Option<Alloc> {
@@ -214,6 +223,8 @@ enum Denied {
     TableFull,
     #[error("too many grant allocations (at most {MAX_ALLOCATIONS_PER_DOMAIN} per domain)")]
     AllocationLimit,
+    #[error("too many event channels (at most {MAX_PORTS_PER_GUEST} per guest)")]
+    PortLimit,
     #[error("allocation ids exhausted")]
     AllocIdsExhausted,
     #[error("no allocation {0}")]
@@ -254,6 +265,7 @@ impl Denied {
             | Denied::PageCount(_)
             | Denied::TableFull
             | Denied::AllocationLimit
+            | Denied::PortLimit
             | Denied::AllocIdsExhausted
             | Denied::RefCount(_)
             | Denied::TooManyAllocations
@@ -791,13 +803,17 @@ impl Caller<'_> {
         let peer_inbox = sys::eventfd()?;
         let fds = vec![inbox.try_clone()?, peer_inbox.try_clone()?];
         let mut s = self.inner.lock();
-        let port = s.dom(self.me)?.add_port(PortState {
-            conn: self.conn,
-            remote: req.peer,
-            bound: None,
-            inbox,
-            peer_inbox,
-        });
+        let me = self.me;
+        let port = s.dom(me)?.add_port(
+            me,
+            PortState {
+                conn: self.conn,
+                remote: req.peer,
+                bound: None,
+                inbox,
+                peer_inbox,
+            },
+        )?;
         Ok((Bound { port: Port(port) }, fds))
     }
 
@@ -821,13 +837,17 @@ impl Caller<'_> {
         // Notifications sent before anyone was bound are dropped, as on Xen.
         sys::eventfd_drain(&inbox)?;
         let fds = vec![inbox.try_clone()?, peer_inbox.try_clone()?];
-        let port = s.dom(self.me)?.add_port(PortState {
-            conn: self.conn,
-            remote: peer,
-            bound: Some(rport),
-            inbox,
-            peer_inbox,
-        });
+        let me = self.me;
+        let port = s.dom(me)?.add_port(
+            me,
+            PortState {
+                conn: self.conn,
+                remote: peer,
+                bound: Some(rport),
+                inbox,
+                peer_inbox,
+            },
+        )?;
         s.dom(peer)?
             .ports
             .get_mut(&rport)
