@@ -318,13 +318,19 @@ fn netback_restarted_mid_traffic() {
     );
     // Budgets are re-applied: the allocator of the new netback publishes vif1's SLA
     // (2 Mb/s) within a period or two of the reconnection.
+    // (The first rounds after the reconnection may see little demand yet, and a vif
+    // that asks for less than its minimum is given what it asks for: under load the
+    // SLA's figure can take a few more periods.)
     wait_until(
-        "a budget for vif1.0 from the new netback",
+        "vif1.0's SLA budget (2 Mb/s) from the new netback",
         Duration::from_secs(5),
-        || nb.vif_status(vif(1)).and_then(|s| s.budget).is_some(),
+        || {
+            nb.vif_status(vif(1))
+                .and_then(|s| s.budget)
+                .is_some_and(|b| b.bps == 2_000_000)
+        },
     );
     let b1 = nb.vif_status(vif(1)).unwrap().budget.unwrap();
-    assert_eq!(b1.bps, 2_000_000);
     // And it is held: over the next second vif1 gets no more than its budget plus
     // twice the burst (the backstop) plus one unlimited first period, generously.
     // (Frames the unlimited first period queued on the wire port are drained first.)
