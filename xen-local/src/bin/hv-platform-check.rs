@@ -244,15 +244,24 @@ fn dom0<B: GrantMap + GrantCopy, E: EventChannels>(
         .bind_interdomain(guest, rport)
         .map_err(|e| format!("bind_interdomain: {e}"))?;
     ev.notify(lport).map_err(|e| format!("notify: {e}"))?;
-    wait_event(ev, lport)?;
-    let mark = map
-        .mem()
-        .load_u32(4, Ordering::Acquire)
-        .map_err(|e| e.to_string())?;
-    ensure(
-        mark == GUEST_MARK,
-        "the guest rang back without writing its mark",
-    )?;
+    // Xen marks a freshly bound interdomain port pending ("we may have lost
+    // notifications on the remote unbound port"): an event may come before the guest
+    // rang. Wait until the guest's mark is there, event by event.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        wait_event(ev, lport)?;
+        let mark = map
+            .mem()
+            .load_u32(4, Ordering::Acquire)
+            .map_err(|e| e.to_string())?;
+        if mark == GUEST_MARK {
+            break;
+        }
+        ensure(
+            Instant::now() < deadline,
+            "the guest rang back without writing its mark",
+        )?;
+    }
     map.unmap().map_err(|e| format!("unmap: {e}"))?;
     ev.notify(lport).map_err(|e| format!("notify: {e}"))?;
     ev.unbind(lport).map_err(|e| format!("unbind: {e}"))?;
