@@ -6,11 +6,9 @@
 //! window. The incomplete packet is failed after the timeout (the clock is injected, so
 //! the test does not wait for it).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hypervisor::clock::monotonic_ns;
 use hypervisor::xenbus::XenbusState;
 use netback::vif::DROP_ANSWERS_PER_SEC;
 use netback::vif::INCOMPLETE_TIMEOUT_NS;
@@ -54,7 +52,7 @@ fn wait_be(h: &RawFrontend, want: XenbusState) {
 struct Rig {
     host: LocalHost,
     nb: BackendThread,
-    skew: Arc<AtomicU64>,
+    skew: Arc<SkewedClock>,
     guest: Guest,
     wire: MemPort,
     seq: u32,
@@ -67,13 +65,10 @@ impl Rig {
         for id in vifs {
             add_vif(&host, id.domid, id.devid).unwrap();
         }
-        let skew = Arc::new(AtomicU64::new(0));
+        let skew = SkewedClock::new();
         let opts = BackendOptions {
             poll: TICK,
-            clock: Box::new({
-                let skew = skew.clone();
-                move || monotonic_ns() + skew.load(Ordering::Relaxed)
-            }),
+            clock: skew.clock(),
             ..BackendOptions::default()
         };
         let cfg = NetbackConfig::default();
@@ -144,7 +139,7 @@ impl Rig {
 
     /// Advances netback's clock by `ns`.
     fn advance(&self, ns: u64) {
-        self.skew.fetch_add(ns, Ordering::Relaxed);
+        self.skew.advance(ns);
     }
 }
 

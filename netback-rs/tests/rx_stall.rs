@@ -5,11 +5,9 @@
 //! back and frames reach it. Its vif stays connected throughout, and a well-behaved
 //! guest next to it is not disturbed. A frontend that closes leaves no carrier either.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hypervisor::clock::monotonic_ns;
 use hypervisor::xenbus::XenbusState;
 use netback::{NetbackConfig, VifId};
 use netfront::NetfrontConfig;
@@ -35,24 +33,27 @@ fn counters(nb: &BackendThread, id: VifId) -> netback::meter::VifCounters {
     nb.vif_status(id).expect("vif known").counters
 }
 
-#[test]
-fn a_frontend_without_rx_buffers_loses_its_carrier_and_gets_it_back() {
-    let host = LocalHost::new();
-    let stalled = add_vif(&host, DomId(1), 0).unwrap();
-    let good = add_vif(&host, DomId(2), 0).unwrap();
-    let skew = Arc::new(AtomicU64::new(0));
+/// netback with the stall timeout [`TIMEOUT`] on a clock the test moves ahead.
+fn backend(host: &LocalHost) -> (BackendThread, Arc<SkewedClock>) {
+    let skew = SkewedClock::new();
     let opts = BackendOptions {
-        clock: Box::new({
-            let skew = skew.clone();
-            move || monotonic_ns() + skew.load(Ordering::Relaxed)
-        }),
+        clock: skew.clock(),
         ..BackendOptions::default()
     };
     let cfg = NetbackConfig {
         rx_stall_timeout_ns: Some(TIMEOUT.as_nanos() as u64),
         ..NetbackConfig::default()
     };
-    let nb = BackendThread::start_with(&host, cfg, MemPortConfig::new(256, 65536), opts).unwrap();
+    let nb = BackendThread::start_with(host, cfg, MemPortConfig::new(256, 65536), opts).unwrap();
+    (nb, skew)
+}
+
+#[test]
+fn a_frontend_without_rx_buffers_loses_its_carrier_and_gets_it_back() {
+    let host = LocalHost::new();
+    let stalled = add_vif(&host, DomId(1), 0).unwrap();
+    let good = add_vif(&host, DomId(2), 0).unwrap();
+    let (nb, skew) = backend(&host);
 
     // The stock frontend's keys (it says it notifies when it posts buffers), and then
     // it never posts one.
@@ -76,7 +77,7 @@ fn a_frontend_without_rx_buffers_loses_its_carrier_and_gets_it_back() {
         );
         // Real time for netback to look at the vif at this point of its clock.
         std::thread::sleep(Duration::from_millis(30));
-        skew.fetch_add(STEP.as_nanos() as u64, Ordering::Relaxed);
+        skew.advance(STEP.as_nanos() as u64);
         advanced += STEP;
     }
     assert!(
@@ -135,19 +136,7 @@ fn a_frontend_without_rx_buffers_loses_its_carrier_and_gets_it_back() {
 fn a_frontend_that_drains_in_time_never_stalls() {
     let host = LocalHost::new();
     let id = add_vif(&host, DomId(1), 0).unwrap();
-    let skew = Arc::new(AtomicU64::new(0));
-    let opts = BackendOptions {
-        clock: Box::new({
-            let skew = skew.clone();
-            move || monotonic_ns() + skew.load(Ordering::Relaxed)
-        }),
-        ..BackendOptions::default()
-    };
-    let cfg = NetbackConfig {
-        rx_stall_timeout_ns: Some(TIMEOUT.as_nanos() as u64),
-        ..NetbackConfig::default()
-    };
-    let nb = BackendThread::start_with(&host, cfg, MemPortConfig::new(256, 65536), opts).unwrap();
+    let (nb, skew) = backend(&host);
     let mut raw = RawFrontend::new(&host, id).unwrap();
     raw.write("feature-rx-notify", "1");
     assert_eq!(raw.connect(&RawConnect::default()), XenbusState::Connected);
@@ -156,7 +145,7 @@ fn a_frontend_that_drains_in_time_never_stalls() {
     for seq in 0..4u32 {
         send_all(&mut wire, &frame(seq, 200));
         std::thread::sleep(Duration::from_millis(30));
-        skew.fetch_add((TIMEOUT - STEP).as_nanos() as u64, Ordering::Relaxed);
+        skew.advance((TIMEOUT - STEP).as_nanos() as u64);
         std::thread::sleep(Duration::from_millis(30));
         assert!(
             wire.peer_carrier(),

@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod clock;
 pub mod error;
 pub mod frames;
 pub mod guest;
@@ -32,6 +33,7 @@ pub mod raw;
 pub mod spawn;
 
 pub use backend::{BackendExit, BackendOptions, BackendThread, LocalNetback, MemWires};
+pub use clock::SkewedClock;
 pub use error::TestbedError;
 pub use frames::{check_frame, count_until, flood, frame, recv_n, send_all, tcp_frame, TcpHeaders};
 pub use guest::{pump_until, Guest, GuestExit, GuestOptions, GuestThread, LocalNetfront};
