@@ -6,13 +6,15 @@
 //! * [`error`]: why netfront failed (handshake, or a backend breaking the protocol);
 //! * [`rx`]: RX reassembly of responses into frames, a pure state machine;
 //! * [`pump`]: the event loop that moves frames between a [`netport::Port`] (the guest
-//!   kernel's TAP, or an in-memory channel) and the device.
+//!   kernel's TAP, or an in-memory channel) and the device;
+//! * [`ready`]: readiness notification to systemd (`Type=notify`) once the TAP serves.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod error;
 pub mod front;
 pub mod pump;
+pub mod ready;
 pub mod rx;
 
 pub use error::{BackendError, FrontError, HandshakeError};

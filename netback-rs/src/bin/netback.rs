@@ -667,15 +667,18 @@ mod tests {
             .collect()
     }
 
-    /// What the systemd unit (`ExecStart=netback $NETBACK_ARGS`, split at whitespace) runs
-    /// with the flags the docs give must be a `serve` on Xen that clap accepts.
+    /// What the packaged systemd unit (`ExecStart=netback $NETBACK_ARGS`, split at
+    /// whitespace) runs with the flags the docs and the packaged `/etc/default/dba-netback`
+    /// give must be a `serve` on Xen that clap accepts; the docs' examples use an SLA file.
     #[test]
     fn the_documented_netback_args_are_a_valid_serve_command_line() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let unit = std::fs::read_to_string(root.join("xen-build/deploy/netback.service"))
-            .expect("the systemd unit");
-        assert!(unit.contains("ExecStart=/usr/local/sbin/netback $NETBACK_ARGS\n"));
-        for file in ["docs/operations.md", "xen-build/deploy/netback.service"] {
+        let unit_file = "packaging/xen-dba-netback/dba-netback.service";
+        let unit = std::fs::read_to_string(root.join(unit_file)).expect("the systemd unit");
+        assert!(unit.contains("ExecStart=/usr/sbin/netback $NETBACK_ARGS\n"));
+        assert!(unit.contains("EnvironmentFile=-/etc/default/dba-netback\n"));
+        let default_file = "packaging/xen-dba-netback/default";
+        for file in ["docs/operations.md", unit_file, default_file] {
             let text = std::fs::read_to_string(root.join(file)).expect(file);
             let found = netback_args(&text);
             assert!(!found.is_empty(), "{file}: no NETBACK_ARGS example");
@@ -687,8 +690,12 @@ mod tests {
                     panic!("{file}: NETBACK_ARGS=\"{args}\" is not `serve`");
                 };
                 assert!(matches!(platform.platform, PlatformKind::Xen), "{args}");
-                assert!(sla.is_some(), "{args}");
+                assert!(file == default_file || sla.is_some(), "{args}");
             }
         }
+        // The package's default: every vif served as the xl configuration says, rate=
+        // as under the kernel's netback.
+        let text = std::fs::read_to_string(root.join(default_file)).expect(default_file);
+        assert!(text.contains("\nNETBACK_ARGS=\"serve --platform xen --policy hold\"\n"));
     }
 }

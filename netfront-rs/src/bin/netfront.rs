@@ -134,9 +134,45 @@ fn serve<P: FrontendPlatform>(p: P, cfg: NetfrontConfig, tcfg: &TapConfig) -> Re
             .map_err(|e| format!("TAP {} offloads: {e}", tcfg.name))?;
     }
     log::info!("netfront: serving {}", tap.name());
+    // systemd (Type=notify) starts the guest's network configuration only now.
+    if let Err(e) = netfront::ready::notify_ready(&format!("serving {}", tap.name())) {
+        log::warn!("netfront: {e}");
+    }
     netfront::pump::run(&mut nf, &mut tap, || stop.load(Ordering::Relaxed))
         .map_err(|e| format!("event loop: {e}"))?;
     nf.disconnect();
     log::info!("netfront: stopped; {:?}", nf.stats);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The packaged unit runs `netfront $NETFRONT_ARGS` (split at whitespace) with the
+    /// packaged `/etc/default/dba-netfront`: that must be netfront on Xen serving
+    /// device/vif/0 as eth0, the name the guest's network configuration uses.
+    #[test]
+    fn the_packaged_netfront_args_serve_vif_0_as_eth0_on_xen() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let unit =
+            std::fs::read_to_string(root.join("packaging/xen-dba-netfront/dba-netfront.service"))
+                .expect("the systemd unit");
+        assert!(unit.contains("ExecStart=/usr/sbin/netfront $NETFRONT_ARGS\n"));
+        assert!(unit.contains("EnvironmentFile=-/etc/default/dba-netfront\n"));
+        assert!(unit.contains("Type=notify\n"));
+        let default = std::fs::read_to_string(root.join("packaging/xen-dba-netfront/default"))
+            .expect("the /etc/default file");
+        let args: Vec<&str> = default
+            .lines()
+            .filter_map(|l| l.strip_prefix("NETFRONT_ARGS=\""))
+            .filter_map(|rest| rest.strip_suffix('"'))
+            .collect();
+        assert_eq!(args.len(), 1, "one NETFRONT_ARGS assignment");
+        let argv = std::iter::once("netfront").chain(args[0].split_whitespace());
+        let cli = Cli::try_parse_from(argv).expect("NETFRONT_ARGS parses");
+        assert!(matches!(cli.platform, PlatformKind::Xen));
+        assert_eq!(cli.devid, 0);
+        assert_eq!(cli.tap, "eth0");
+    }
 }

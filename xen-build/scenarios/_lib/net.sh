@@ -26,6 +26,13 @@ net_prefixed() {
 # net_guest_has NAME KEY: guest NAME published KEY (bed_publish); quiet, for bed_retry.
 net_guest_has() { bed_guest_read "$1" "$2" >/dev/null 2>&1; }
 
+# net_packaged BIN PACKAGE: BIN on PATH is the one the Debian package PACKAGE shipped
+# (scenario.conf `package = PACKAGE ...`: unpacked into the image with dpkg-deb -x).
+net_packaged() {
+    bed_check "$1 is $2's /usr/sbin/$1 ($(cat "/usr/share/doc/$2/changelog.gz" 2>/dev/null | gunzip 2>/dev/null | head -n 1))" \
+        test "$(command -v "$1")" = "/usr/sbin/$1" -a -f "/usr/share/doc/$2/copyright"
+}
+
 # net_log_has NAME REGEX: NAME's log (net_prefixed) has a line matching REGEX.
 net_log_has() { grep -qE "$2" "/tmp/$1.log"; }
 
@@ -61,6 +68,7 @@ net_netback_start() { net_netback_serve --bridge xenbr0 "$@"; }
 # (no default bridge: the hotplug script plugs each TAP in); returns once it serves.
 net_netback_serve() {
     bed_check "kernel netback is not loaded" sh -c '! grep -q "^xen_netback " /proc/modules' || return 1
+    net_packaged netback xen-dba-netback || return 1
     net_prefixed netback netback serve --platform xen "$@"
     bed_check "netback serve started and watches backend/vif" \
         bed_retry 100 0.2 net_log_has netback 'netback: serving' || {
@@ -141,6 +149,7 @@ net_guest_kernel_netfront() {
 net_guest_netfront() {
     bed_check "kernel xen-netfront is not loaded" sh -c '! grep -q "^xen_netfront " /proc/modules' || return 1
     bed_check "modprobe tun" modprobe tun || return 1
+    net_packaged netfront xen-dba-netfront || return 1
     net_prefixed netfront netfront --platform xen --devid 0 --tap eth0 "$@"
     bed_check "netfront connected and presents eth0" \
         bed_retry 150 0.2 sh -c 'test -e /sys/class/net/eth0 && grep -q "connected to" /tmp/netfront.log' || {
