@@ -207,6 +207,7 @@ pub fn run_netns(spec: &RunSpec) -> Result<NetnsOutcome, String> {
         allocator: (exit.allocator_cost_ns, exit.allocator_rounds),
         nic_dropped_total: m.nic_dropped_total,
         cpu: NetnsRun {
+            sink_rcvbuf_errors: m.sink_rcvbuf_errors,
             cpu_backend_control: m.backend_control_cpu,
             cpu_iperf3_servers: m
                 .server_cpu
@@ -233,6 +234,10 @@ struct Measured {
     front_cpu_ns: u64,
     /// Per VM: frames the guest kernel dropped before netfront read them.
     guest_dropped: Vec<u64>,
+    /// Per VM: frames netback wrote that its TAP's kernel side dropped (`rx_dropped`).
+    backend_tap_dropped: Vec<u64>,
+    /// UDP datagrams the sink's kernel dropped for full receive buffers (all servers).
+    sink_rcvbuf_errors: Option<u64>,
     backend_control_cpu: CpuTimes,
     nic_dropped_total: Option<i64>,
 }
@@ -270,7 +275,15 @@ fn measure(
     bed::connect_and_budget(backend, spec)?;
     let ((client_out, client_cpu), (server_out, server_cpu)) = iperf(spec, net)?;
     let nic_dropped_total = net.nic_dropped();
-    let guest_dropped = net.guests.iter().map(guest_tx_dropped).collect();
+    let guest_dropped = net
+        .guests
+        .iter()
+        .map(|g| link_dropped(g, "eth0", "tx"))
+        .collect();
+    let backend_tap_dropped = (0..3)
+        .map(|vm| link_dropped(&net.back, &format!("vif{}.0", vm + 1), "rx"))
+        .collect();
+    let sink_rcvbuf_errors = udp_rcvbuf_errors(&net.sink);
     let backend_control_cpu =
         proc_cpu::threads_named("netback-control").map_err(|e| io_err("/proc", e))?;
     let mut front_stats = Vec::new();
@@ -291,19 +304,34 @@ fn measure(
         front_cpu,
         front_cpu_ns,
         guest_dropped,
+        backend_tap_dropped,
+        sink_rcvbuf_errors,
         backend_control_cpu,
         nic_dropped_total,
     })
 }
 
-/// Frames the guest's kernel dropped on their way to netfront: `eth0`'s `tx_dropped`
-/// (the TAP's queue was full because netfront did not read). 0 if it cannot be read.
-fn guest_tx_dropped(g: &NetNs) -> u64 {
-    let Ok(o) = g.exec("ip", &["-s", "-j", "link", "show", "eth0"]) else {
+/// The `dir` (`tx` or `rx`) drop counter of link `dev` in namespace `ns`: for a guest's
+/// `eth0` `tx`, the frames its kernel dropped on their way to netfront (the TAP's queue
+/// was full because netfront did not read); for netback's `vif<N>.0` `rx`, the frames
+/// netback wrote that the backend's kernel dropped. 0 if it cannot be read.
+fn link_dropped(ns: &NetNs, dev: &str, dir: &str) -> u64 {
+    let Ok(o) = ns.exec("ip", &["-s", "-j", "link", "show", dev]) else {
         return 0;
     };
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-    v[0]["stats64"]["tx"]["dropped"].as_u64().unwrap_or(0)
+    v[0]["stats64"][dir]["dropped"].as_u64().unwrap_or(0)
+}
+
+/// `RcvbufErrors` of the `Udp:` lines of `/proc/net/snmp` in namespace `ns`: datagrams
+/// dropped because a receiving socket's buffer was full.
+fn udp_rcvbuf_errors(ns: &NetNs) -> Option<u64> {
+    let o = ns.exec("cat", &["/proc/net/snmp"]).ok()?;
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let i = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(i)?.parse().ok()
 }
 
 /// Outputs of iperf3 processes and their CPU times.
@@ -360,18 +388,13 @@ fn iperf(spec: &RunSpec, net: &Net) -> Result<(Outputs, Outputs), String> {
     }
     // A server whose client never connected would wait forever: give them 5 s.
     let deadline = monotonic_ns() + 5_000_000_000;
-    while monotonic_ns() < deadline
-        && servers
-            .0
-            .iter_mut()
-            .any(|s| s.try_wait().map_or(true, |st| st.is_none()))
-    {
+    while monotonic_ns() < deadline && servers.0.iter().any(|s| !proc_cpu::has_exited(s)) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut server_out = Vec::new();
     let mut server_cpu = Vec::new();
     for (vm, mut s) in servers.0.drain(..).enumerate() {
-        if s.try_wait().map_or(true, |st| st.is_none()) {
+        if !proc_cpu::has_exited(&s) {
             let _ = s.kill();
             let _ = s.wait();
             let said = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -446,6 +469,7 @@ fn vm_report(
         netns: Some(NetnsVm {
             offered: f(&csum["packets"]) as u64,
             dropped_guest_kernel: m.guest_dropped[vm],
+            dropped_backend_tap: m.backend_tap_dropped[vm],
             admitted_netfront: fs.tx_packets,
             dropped_netfront: fs.tx_dropped_credit,
             held_netfront: fs.tx_held,

@@ -71,6 +71,15 @@ pub fn threads_named(name: &str) -> io::Result<CpuTimes> {
     Ok(sum)
 }
 
+/// Whether `child` has exited, without reaping it (so that [`wait_with_cpu`] can still
+/// read its times): its `stat` says zombie, or is gone.
+pub fn has_exited(child: &Child) -> bool {
+    match std::fs::read_to_string(format!("/proc/{}/stat", child.id())) {
+        Ok(s) => parse_stat(&s).is_ok_and(|(state, _)| state == 'Z' || state == 'X'),
+        Err(_) => true,
+    }
+}
+
 /// Waits for `child` as [`Child::wait_with_output`] does, and returns the CPU times of
 /// its process too: read once it has exited and before it is reaped (a zombie's `stat`
 /// still holds its times, all its threads included).
@@ -99,7 +108,11 @@ pub fn wait_with_cpu(mut child: Child) -> io::Result<(Output, CpuTimes)> {
     let stat = format!("/proc/{}/stat", child.id());
     let mut cpu = CpuTimes::default();
     loop {
-        let (state, t) = parse_stat(&std::fs::read_to_string(&stat)?)?;
+        // Gone: reaped by someone else already (its times are lost, the last seen kept).
+        let Ok(line) = std::fs::read_to_string(&stat) else {
+            break;
+        };
+        let (state, t) = parse_stat(&line)?;
         cpu = if t.total_s() >= cpu.total_s() { t } else { cpu };
         if state == 'Z' || state == 'X' {
             break;
@@ -148,6 +161,7 @@ mod tests {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        assert!(!has_exited(&child));
         let (out, cpu) = wait_with_cpu(child).unwrap();
         assert!(out.status.success());
         assert_eq!(out.stdout, b"done\n");

@@ -97,6 +97,9 @@ pub struct RunReport {
 /// thread) and the per-VM [`NetnsVm`] give.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NetnsRun {
+    /// UDP datagrams the sink's kernel dropped because an iperf3 server's receive
+    /// buffer was full (`RcvbufErrors`, all VMs together; `None` if unreadable).
+    pub sink_rcvbuf_errors: Option<u64>,
     /// netback's control thread (`netback-control`: xenstore, connections).
     pub cpu_backend_control: crate::proc_cpu::CpuTimes,
     /// The three iperf3 servers in the sink, together.
@@ -168,6 +171,9 @@ pub struct NetnsVm {
     pub held_netfront: u64,
     /// Dropped by netback (backstop) or by the `tc` policer after the copy.
     pub dropped_backend: u64,
+    /// Written by netback into its TAP and dropped by the backend's kernel there
+    /// (`rx_dropped` of `vif<N>.0`).
+    pub dropped_backend_tap: u64,
     /// Datagrams the iperf3 server received.
     pub delivered: u64,
     /// Datagrams the iperf3 server counted lost (offered − delivered, as it saw them).
@@ -484,10 +490,12 @@ fn netns_accounting(runs: &[RunReport]) -> String {
          Frames over the whole iperf3 test. offered: the iperf3 client sent; guest kernel: \
          dropped before netfront read them (the TAP queue was full); admitted: put on the \
          ring by netfront; netfront: dropped for lack of credits (held: times a frame waited \
-         for credits); backend: backstop or `tc` policer; NIC: the qdisc's drops, all VMs \
-         together; delivered and lost: the iperf3 server's counts. CPU s: user + system.\n\n\
-         | scenario | policy | VM | offered | dropped guest kernel | admitted netfront | dropped netfront | held | dropped backend | NIC (run) | delivered | lost | CPU iperf3 usr/sys | CPU netfront usr/sys | CPU netback / control / iperf3 servers |\n\
-         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         for credits); backend: backstop or `tc` policer; backend TAP: written by netback, \
+         dropped by the backend's kernel; NIC: the qdisc's drops, all VMs together; sink \
+         rcvbuf: datagrams dropped at a full iperf3 server socket, all VMs together; \
+         delivered and lost: the iperf3 server's counts. CPU s: user / system.\n\n\
+         | scenario | policy | VM | offered | dropped guest kernel | admitted netfront | dropped netfront | held | dropped backend | dropped backend TAP | NIC (run) | sink rcvbuf (run) | delivered | lost | CPU iperf3 usr/sys | CPU netfront usr/sys | CPU netback / control / iperf3 servers |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for run in with {
         for (i, v) in run.vms.iter().enumerate() {
@@ -495,7 +503,7 @@ fn netns_accounting(runs: &[RunReport]) -> String {
             let first = i == 0;
             let pick = |x: String| if first { x } else { String::new() };
             s += &format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {} |\n",
                 pick(run.scenario.clone()),
                 pick(run.policy.clone()),
                 v.name,
@@ -505,7 +513,9 @@ fn netns_accounting(runs: &[RunReport]) -> String {
                 n.dropped_netfront,
                 n.held_netfront,
                 n.dropped_backend,
+                n.dropped_backend_tap,
                 pick(run.nic_dropped_total.map_or("?".into(), |d| d.to_string())),
+                pick(run.netns.as_ref().and_then(|c| c.sink_rcvbuf_errors).map_or("?".into(), |d| d.to_string())),
                 n.delivered,
                 n.lost,
                 n.cpu_iperf3.user_s,
@@ -824,7 +834,9 @@ mod tests {
         assert!(v["runs"][0]["netns"]["cpu_backend_control"]["sys_s"].is_number());
         let md = markdown(&r2);
         assert!(
-            md.contains("| 1500 | native | VM1 | 1000 | 10 | 500 | 490 | 0 | 0 | ? | 480 | 520 |"),
+            md.contains(
+                "| 1500 | native | VM1 | 1000 | 10 | 500 | 490 | 0 | 0 | 0 | ? | ? | 480 | 520 |"
+            ),
             "{md}"
         );
     }

@@ -34,7 +34,7 @@ back_up() {
 
 back_down() {
     case $1 in
-        stock) bed_check "rmmod xen-netback" bed_retry 25 0.2 rmmod xen-netback ;;
+        stock) bed_check "rmmod xen-netback" bed_retry 50 0.2 rmmod xen-netback ;;
         *) net_netback_stop ;;
     esac
 }
