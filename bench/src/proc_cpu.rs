@@ -107,11 +107,9 @@ pub fn wait_with_cpu(mut child: Child) -> io::Result<(Output, CpuTimes)> {
     );
     let stat = format!("/proc/{}/stat", child.id());
     let mut cpu = CpuTimes::default();
-    loop {
-        // Gone: reaped by someone else already (its times are lost, the last seen kept).
-        let Ok(line) = std::fs::read_to_string(&stat) else {
-            break;
-        };
+    // Until it is a zombie; or gone: reaped by someone else already (its times are
+    // lost, the last seen kept).
+    while let Ok(line) = std::fs::read_to_string(&stat) {
         let (state, t) = parse_stat(&line)?;
         cpu = if t.total_s() >= cpu.total_s() { t } else { cpu };
         if state == 'Z' || state == 'X' {
