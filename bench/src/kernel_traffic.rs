@@ -31,7 +31,8 @@ use xen_local::LocalHost;
 
 use crate::bed;
 use crate::port::{Police, PolicedPort};
-use crate::report::{RunReport, VmReport};
+use crate::proc_cpu::{self, CpuTimes};
+use crate::report::{NetnsRun, NetnsVm, RunReport, VmReport};
 use crate::scenario::{domid, sla_pps, tc_police, RunSpec, SLA_BPS};
 
 /// Why netns mode cannot run here, if it cannot.
@@ -71,6 +72,8 @@ pub struct NetnsOutcome {
     pub allocator: (u64, u64),
     /// Frames the NIC qdisc dropped (all VMs together: the kernel does not say whose).
     pub nic_dropped_total: Option<i64>,
+    /// CPU of netback's control thread and of the iperf3 servers.
+    pub cpu: NetnsRun,
 }
 
 struct Kill(Vec<Child>);
@@ -203,6 +206,17 @@ pub fn run_netns(spec: &RunSpec) -> Result<NetnsOutcome, String> {
         frontend_cpu_s: m.front_cpu_ns as f64 / 1e9,
         allocator: (exit.allocator_cost_ns, exit.allocator_rounds),
         nic_dropped_total: m.nic_dropped_total,
+        cpu: NetnsRun {
+            sink_rcvbuf_errors: m.sink_rcvbuf_errors,
+            cpu_backend_control: m.backend_control_cpu,
+            cpu_iperf3_servers: m
+                .server_cpu
+                .iter()
+                .fold(CpuTimes::default(), |a, c| CpuTimes {
+                    user_s: a.user_s + c.user_s,
+                    sys_s: a.sys_s + c.sys_s,
+                }),
+        },
     })
 }
 
@@ -210,8 +224,21 @@ pub fn run_netns(spec: &RunSpec) -> Result<NetnsOutcome, String> {
 struct Measured {
     client_out: Vec<Output>,
     server_out: Vec<Output>,
+    /// Per VM: the iperf3 client's CPU.
+    client_cpu: Vec<CpuTimes>,
+    /// Per VM: the iperf3 server's CPU.
+    server_cpu: Vec<CpuTimes>,
     front_stats: Vec<FrontStats>,
+    /// Per VM: the netfront thread's CPU.
+    front_cpu: Vec<CpuTimes>,
     front_cpu_ns: u64,
+    /// Per VM: frames the guest kernel dropped before netfront read them.
+    guest_dropped: Vec<u64>,
+    /// Per VM: frames netback wrote that its TAP's kernel side dropped (`rx_dropped`).
+    backend_tap_dropped: Vec<u64>,
+    /// UDP datagrams the sink's kernel dropped for full receive buffers (all servers).
+    sink_rcvbuf_errors: Option<u64>,
+    backend_control_cpu: CpuTimes,
     nic_dropped_total: Option<i64>,
 }
 
@@ -232,7 +259,8 @@ fn measure(
         let cfg = bed::netfront_config(spec);
         let front = GuestThread::spawn(Spawner::Netns(g), platform, cfg, opts, |nf, stop| {
             let mut tap = TapPort::open(&tap_config("eth0"))?;
-            pump_until(nf, &mut tap, stop)
+            pump_until(nf, &mut tap, stop)?;
+            proc_cpu::this_thread()
         })
         .map_err(|e| io_err("netfront", e))?;
         fronts.push(front);
@@ -245,28 +273,73 @@ fn measure(
             .map_err(|e| io_err("guest addr", e))?;
     }
     bed::connect_and_budget(backend, spec)?;
-    let (client_out, server_out) = iperf(spec, net)?;
+    let ((client_out, client_cpu), (server_out, server_cpu)) = iperf(spec, net)?;
     let nic_dropped_total = net.nic_dropped();
+    let guest_dropped = net
+        .guests
+        .iter()
+        .map(|g| link_dropped(g, "eth0", "tx"))
+        .collect();
+    let backend_tap_dropped = (0..3)
+        .map(|vm| link_dropped(&net.back, &format!("vif{}.0", vm + 1), "rx"))
+        .collect();
+    let sink_rcvbuf_errors = udp_rcvbuf_errors(&net.sink);
+    let backend_control_cpu =
+        proc_cpu::threads_named("netback-control").map_err(|e| io_err("/proc", e))?;
     let mut front_stats = Vec::new();
+    let mut front_cpu = Vec::new();
     let mut front_cpu_ns = 0;
     for f in fronts {
         let exit = f.finish().map_err(|e| io_err("netfront", e))?;
-        exit.value.map_err(|e| io_err("netfront", e))?;
+        front_cpu.push(exit.value.map_err(|e| io_err("netfront", e))?);
         front_cpu_ns += exit.cpu_ns;
         front_stats.push(exit.netfront.stats);
     }
     Ok(Measured {
         client_out,
         server_out,
+        client_cpu,
+        server_cpu,
         front_stats,
+        front_cpu,
         front_cpu_ns,
+        guest_dropped,
+        backend_tap_dropped,
+        sink_rcvbuf_errors,
+        backend_control_cpu,
         nic_dropped_total,
     })
 }
 
-/// One iperf3 server per VM in the sink, one UDP client per guest; their outputs
-/// (clients, servers).
-fn iperf(spec: &RunSpec, net: &Net) -> Result<(Vec<Output>, Vec<Output>), String> {
+/// The `dir` (`tx` or `rx`) drop counter of link `dev` in namespace `ns`: for a guest's
+/// `eth0` `tx`, the frames its kernel dropped on their way to netfront (the TAP's queue
+/// was full because netfront did not read); for netback's `vif<N>.0` `rx`, the frames
+/// netback wrote that the backend's kernel dropped. 0 if it cannot be read.
+fn link_dropped(ns: &NetNs, dev: &str, dir: &str) -> u64 {
+    let Ok(o) = ns.exec("ip", &["-s", "-j", "link", "show", dev]) else {
+        return 0;
+    };
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    v[0]["stats64"][dir]["dropped"].as_u64().unwrap_or(0)
+}
+
+/// `RcvbufErrors` of the `Udp:` lines of `/proc/net/snmp` in namespace `ns`: datagrams
+/// dropped because a receiving socket's buffer was full.
+fn udp_rcvbuf_errors(ns: &NetNs) -> Option<u64> {
+    let o = ns.exec("cat", &["/proc/net/snmp"]).ok()?;
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let i = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
+/// Outputs of iperf3 processes and their CPU times.
+type Outputs = (Vec<Output>, Vec<CpuTimes>);
+
+/// One iperf3 server per VM in the sink, one UDP client per guest; their outputs and
+/// CPU times (clients, servers).
+fn iperf(spec: &RunSpec, net: &Net) -> Result<(Outputs, Outputs), String> {
     let secs = spec.duration.as_secs_f64().max(1.0).round() as u64;
     let mut servers = Kill(Vec::new());
     for vm in 0..3 {
@@ -307,25 +380,21 @@ fn iperf(spec: &RunSpec, net: &Net) -> Result<(Vec<Output>, Vec<Output>), String
         );
     }
     let mut client_out = Vec::new();
+    let mut client_cpu = Vec::new();
     for c in clients.0.drain(..) {
-        client_out.push(
-            c.wait_with_output()
-                .map_err(|e| io_err("iperf3 client", e))?,
-        );
+        let (o, cpu) = proc_cpu::wait_with_cpu(c).map_err(|e| io_err("iperf3 client", e))?;
+        client_out.push(o);
+        client_cpu.push(cpu);
     }
     // A server whose client never connected would wait forever: give them 5 s.
     let deadline = monotonic_ns() + 5_000_000_000;
-    while monotonic_ns() < deadline
-        && servers
-            .0
-            .iter_mut()
-            .any(|s| s.try_wait().map_or(true, |st| st.is_none()))
-    {
+    while monotonic_ns() < deadline && servers.0.iter().any(|s| !proc_cpu::has_exited(s)) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut server_out = Vec::new();
+    let mut server_cpu = Vec::new();
     for (vm, mut s) in servers.0.drain(..).enumerate() {
-        if s.try_wait().map_or(true, |st| st.is_none()) {
+        if !proc_cpu::has_exited(&s) {
             let _ = s.kill();
             let _ = s.wait();
             let said = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -340,12 +409,11 @@ fn iperf(spec: &RunSpec, net: &Net) -> Result<(Vec<Output>, Vec<Output>), String
                     .join(" ")
             ));
         }
-        server_out.push(
-            s.wait_with_output()
-                .map_err(|e| io_err("iperf3 server", e))?,
-        );
+        let (o, cpu) = proc_cpu::wait_with_cpu(s).map_err(|e| io_err("iperf3 server", e))?;
+        server_out.push(o);
+        server_cpu.push(cpu);
     }
-    Ok((client_out, server_out))
+    Ok(((client_out, client_cpu), (server_out, server_cpu)))
 }
 
 /// VM `vm`'s figures: iperf3's, netback's vif `st`, its netfront's, and the policer's
@@ -375,6 +443,7 @@ fn vm_report(
     let secs_s = f(&sum["seconds"]).max(1e-9);
     let rx_packets = f(&sum["packets"]) - f(&sum["lost_packets"]);
     let fs = &m.front_stats[vm];
+    let dropped_backend = st.map_or(0, |s| s.counters.tx_dropped()) + police_drops;
     Ok(VmReport {
         name: format!("VM{}", vm + 1),
         packet_bytes: frame as i64,
@@ -391,12 +460,25 @@ fn vm_report(
         // What the policer dropped had been copied (NIC drops are not attributable).
         copied_then_dropped_bytes: (police_drops as f64 * frame) as i64,
         dropped_front: fs.tx_dropped_credit as i64,
-        dropped_back: (st.map_or(0, |s| s.counters.tx_dropped()) + police_drops) as i64,
+        dropped_back: dropped_backend as i64,
         dropped_nic: 0,
         generator_skipped: 0,
         delay_cdf_us: Vec::new(),
         budget_bps: st.and_then(|s| s.budget.map(|b| b.bps)),
         budget_pps: st.and_then(|s| s.budget.and_then(|b| b.pps)),
+        netns: Some(NetnsVm {
+            offered: f(&csum["packets"]) as u64,
+            dropped_guest_kernel: m.guest_dropped[vm],
+            dropped_backend_tap: m.backend_tap_dropped[vm],
+            admitted_netfront: fs.tx_packets,
+            dropped_netfront: fs.tx_dropped_credit,
+            held_netfront: fs.tx_held,
+            dropped_backend,
+            delivered: rx_packets.max(0.0) as u64,
+            lost: f(&sum["lost_packets"]) as u64,
+            cpu_iperf3: m.client_cpu[vm],
+            cpu_netfront: m.front_cpu[vm],
+        }),
     })
 }
 
@@ -426,5 +508,6 @@ pub fn netns_report(spec: &RunSpec, o: NetnsOutcome) -> RunReport {
         timeline_bin_ms: 0.0,
         timeline_mbps: Vec::new(),
         spare: None,
+        netns: Some(o.cpu),
     }
 }

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bed;
+pub mod bedperf;
 pub mod clock;
 pub mod frame;
 pub mod guest;
@@ -22,6 +23,7 @@ pub mod nic;
 pub mod paper;
 pub mod plots;
 pub mod port;
+pub mod proc_cpu;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -95,6 +95,61 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// The Xen test bed's traffic tools (`xen-build/scenarios/bench`): prints one line
+    /// `bedperf <what> key=value ...`.
+    Bedperf {
+        #[command(subcommand)]
+        tool: Bedperf,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bedperf {
+    /// Accept one TCP connection and read it to its end (receiver goodput).
+    TcpRecv {
+        /// Port to listen on.
+        #[arg(long)]
+        port: u16,
+        /// Seconds to wait for the connection.
+        #[arg(long, default_value_t = 120)]
+        wait_s: u64,
+    },
+    /// Connect and write for --secs, then wait for the receiver to close.
+    TcpSend {
+        /// ADDRESS:PORT of the receiver.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Seconds of sending.
+        #[arg(long)]
+        secs: f64,
+        /// Seconds to keep trying to connect.
+        #[arg(long, default_value_t = 60)]
+        wait_s: u64,
+    },
+    /// Send UDP datagrams making --frame-byte frames for --secs, as fast as possible.
+    UdpSend {
+        /// ADDRESS:PORT of the counter.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Frame length (destination MAC to end of payload).
+        #[arg(long, default_value_t = 64)]
+        frame: usize,
+        /// Seconds of sending.
+        #[arg(long)]
+        secs: f64,
+    },
+    /// Count the UDP datagrams arriving on --port until none came for 1 s.
+    UdpCount {
+        /// Port to count on.
+        #[arg(long)]
+        port: u16,
+        /// Seconds to wait for the first datagram.
+        #[arg(long, default_value_t = 120)]
+        wait_s: u64,
+        /// Stop counting this long after the first datagram.
+        #[arg(long, default_value_t = 60)]
+        max_s: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -117,8 +172,27 @@ fn real_main(cli: Cli) -> Result<(), String> {
             rounds,
             check,
         } => hostile_main(seconds, attacks.unwrap_or_default(), rounds, json, check),
+        Cmd::Bedperf { tool } => bedperf_main(tool),
         paper => paper_main(paper),
     }
+}
+
+fn bedperf_main(tool: Bedperf) -> Result<(), String> {
+    use bench::bedperf::{tcp_recv, tcp_send, udp_count, udp_send};
+    let s = Duration::from_secs;
+    let (what, t) = match tool {
+        Bedperf::TcpRecv { port, wait_s } => ("tcp-recv", tcp_recv(port, s(wait_s))),
+        Bedperf::TcpSend { to, secs, wait_s } => ("tcp-send", tcp_send(to, secs, s(wait_s))),
+        Bedperf::UdpSend { to, frame, secs } => ("udp-send", udp_send(to, frame, secs)),
+        Bedperf::UdpCount {
+            port,
+            wait_s,
+            max_s,
+        } => ("udp-count", udp_count(port, s(wait_s), s(1), s(max_s))),
+    };
+    let t = t.map_err(|e| format!("bedperf {what}: {e}"))?;
+    println!("{}", t.line(what));
+    Ok(())
 }
 
 fn hostile_main(

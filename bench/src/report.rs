@@ -88,6 +88,22 @@ pub struct RunReport {
     pub timeline_mbps: Vec<Vec<f64>>,
     /// `spare` only: how VM1/VM3 used the spare capacity and how fast VM2 got it back.
     pub spare: Option<SpareReport>,
+    /// `netns` only: CPU of netback's control thread and of the iperf3 servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<NetnsRun>,
+}
+
+/// CPU time in a `--traffic netns` run beside what `backend_cpu_s` (netback's data-path
+/// thread) and the per-VM [`NetnsVm`] give.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetnsRun {
+    /// UDP datagrams the sink's kernel dropped because an iperf3 server's receive
+    /// buffer was full (`RcvbufErrors`, all VMs together; `None` if unreadable).
+    pub sink_rcvbuf_errors: Option<u64>,
+    /// netback's control thread (`netback-control`: xenstore, connections).
+    pub cpu_backend_control: crate::proc_cpu::CpuTimes,
+    /// The three iperf3 servers in the sink, together.
+    pub cpu_iperf3_servers: crate::proc_cpu::CpuTimes,
 }
 
 /// One VM in one run.
@@ -133,6 +149,39 @@ pub struct VmReport {
     pub budget_bps: Option<u64>,
     /// The allocator's last packets/s budget (dba only).
     pub budget_pps: Option<u64>,
+    /// `netns` only: where this VM's frames went and what CPU its parts used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<NetnsVm>,
+}
+
+/// One VM of a `--traffic netns` run, frame by frame along its path (all counts are
+/// frames over the whole iperf3 test) and the CPU time of its parts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetnsVm {
+    /// Datagrams the iperf3 client sent (what the guest application offered).
+    pub offered: u64,
+    /// Dropped by the guest kernel before netfront read them (the TAP's queue was full:
+    /// `tx_dropped` of the guest's `eth0`).
+    pub dropped_guest_kernel: u64,
+    /// Put on the TX ring by netfront (admitted).
+    pub admitted_netfront: u64,
+    /// Dropped by netfront for lack of credits.
+    pub dropped_netfront: u64,
+    /// Times netfront held a frame for credits (policy hold).
+    pub held_netfront: u64,
+    /// Dropped by netback (backstop) or by the `tc` policer after the copy.
+    pub dropped_backend: u64,
+    /// Written by netback into its TAP and dropped by the backend's kernel there
+    /// (`rx_dropped` of `vif<N>.0`).
+    pub dropped_backend_tap: u64,
+    /// Datagrams the iperf3 server received.
+    pub delivered: u64,
+    /// Datagrams the iperf3 server counted lost (offered − delivered, as it saw them).
+    pub lost: u64,
+    /// CPU of the iperf3 client process.
+    pub cpu_iperf3: crate::proc_cpu::CpuTimes,
+    /// CPU of the netfront thread (its TAP reads and writes are its system time).
+    pub cpu_netfront: crate::proc_cpu::CpuTimes,
 }
 
 /// Work conservation in the `spare` scenario.
@@ -252,6 +301,7 @@ pub fn run_report(o: &RunOutcome) -> RunReport {
             delay_cdf_us: CDF_QUANTILES.iter().map(|&p| (p, q(p))).collect(),
             budget_bps: budget.map(|b| b.bps),
             budget_pps: budget.and_then(|b| b.pps),
+            netns: None,
         });
     }
     let bin_s = BIN_NS as f64 / 1e9;
@@ -290,6 +340,7 @@ pub fn run_report(o: &RunOutcome) -> RunReport {
         timeline_bin_ms: bin_s * 1e3,
         timeline_mbps,
         spare,
+        netns: None,
     }
 }
 
@@ -427,6 +478,62 @@ pub fn checks(runs: &[RunReport]) -> Vec<Check> {
     out
 }
 
+/// `report.md`'s section for `--traffic netns` runs: each VM's frames along their path
+/// and the CPU time of its parts (empty without such runs).
+fn netns_accounting(runs: &[RunReport]) -> String {
+    let with: Vec<&RunReport> = runs.iter().filter(|x| x.netns.is_some()).collect();
+    if with.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "## Where the frames went (`--traffic netns`)\n\n\
+         Frames over the whole iperf3 test. offered: the iperf3 client sent; guest kernel: \
+         dropped before netfront read them (the TAP queue was full); admitted: put on the \
+         ring by netfront; netfront: dropped for lack of credits (held: times a frame waited \
+         for credits); backend: backstop or `tc` policer; backend TAP: written by netback, \
+         dropped by the backend's kernel; NIC: the qdisc's drops, all VMs together; sink \
+         rcvbuf: datagrams dropped at a full iperf3 server socket, all VMs together; \
+         delivered and lost: the iperf3 server's counts. CPU s: user / system.\n\n\
+         | scenario | policy | VM | offered | dropped guest kernel | admitted netfront | dropped netfront | held | dropped backend | dropped backend TAP | NIC (run) | sink rcvbuf (run) | delivered | lost | CPU iperf3 usr/sys | CPU netfront usr/sys | CPU netback / control / iperf3 servers |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for run in with {
+        for (i, v) in run.vms.iter().enumerate() {
+            let Some(n) = &v.netns else { continue };
+            let first = i == 0;
+            let pick = |x: String| if first { x } else { String::new() };
+            s += &format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {} |\n",
+                pick(run.scenario.clone()),
+                pick(run.policy.clone()),
+                v.name,
+                n.offered,
+                n.dropped_guest_kernel,
+                n.admitted_netfront,
+                n.dropped_netfront,
+                n.held_netfront,
+                n.dropped_backend,
+                n.dropped_backend_tap,
+                pick(run.nic_dropped_total.map_or("?".into(), |d| d.to_string())),
+                pick(run.netns.as_ref().and_then(|c| c.sink_rcvbuf_errors).map_or("?".into(), |d| d.to_string())),
+                n.delivered,
+                n.lost,
+                n.cpu_iperf3.user_s,
+                n.cpu_iperf3.sys_s,
+                n.cpu_netfront.user_s,
+                n.cpu_netfront.sys_s,
+                pick(run.netns.as_ref().map_or(String::new(), |c| format!(
+                    "{:.2} / {:.2} / {:.2}",
+                    run.backend_cpu_s,
+                    c.cpu_backend_control.total_s(),
+                    c.cpu_iperf3_servers.total_s()
+                ))),
+            );
+        }
+    }
+    s + "\n"
+}
+
 /// Renders `report.md`.
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
@@ -529,6 +636,7 @@ pub fn markdown(r: &Report) -> String {
             s += "\n";
         }
     }
+    s += &netns_accounting(&r.runs);
     if !r.period_sweep.is_empty() {
         s += "## Readjustment-period sweep (`dba-drop`)\n\n";
         s += "Paper (Fig. 7/8): the daemon costs as much CPU as native at a 0.9 s period, and fewer memory transactions than native above 0.3 s.\n\n";
@@ -609,6 +717,7 @@ mod tests {
             delay_cdf_us: vec![(0.5, 100.0)],
             budget_bps: Some(150_000_000),
             budget_pps: None,
+            netns: None,
         };
         let r = Report {
             quick: true,
@@ -647,6 +756,7 @@ mod tests {
                 timeline_bin_ms: 10.0,
                 timeline_mbps: vec![vec![1.0]],
                 spare: None,
+                netns: None,
             }],
             period_sweep: vec![SweepPoint {
                 period_ms: 10.0,
@@ -706,5 +816,28 @@ mod tests {
         assert!(p["ring_bytes_copied"].is_i64());
         // And markdown renders it.
         assert!(markdown(&r).contains("| native | VM1 |"));
+        assert!(!markdown(&r).contains("Where the frames went"));
+        let mut r2 = r.clone();
+        r2.runs[0].netns = Some(NetnsRun::default());
+        r2.runs[0].vms[0].netns = Some(NetnsVm {
+            offered: 1000,
+            dropped_guest_kernel: 10,
+            admitted_netfront: 500,
+            dropped_netfront: 490,
+            delivered: 480,
+            lost: 520,
+            ..NetnsVm::default()
+        });
+        let v: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&r2).unwrap()).unwrap();
+        assert_eq!(v["runs"][0]["vms"][0]["netns"]["dropped_netfront"], 490);
+        assert!(v["runs"][0]["netns"]["cpu_backend_control"]["sys_s"].is_number());
+        let md = markdown(&r2);
+        assert!(
+            md.contains(
+                "| 1500 | native | VM1 | 1000 | 10 | 500 | 490 | 0 | 0 | 0 | ? | ? | 480 | 520 |"
+            ),
+            "{md}"
+        );
     }
 }

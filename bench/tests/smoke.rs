@@ -167,5 +167,24 @@ fn netns_traffic_runs_or_says_why() {
             "{}: nothing crossed the ring",
             v.name
         );
+        // Every frame iperf3 sent is accounted for on the guest's side: dropped by its
+        // kernel before netfront, admitted to the ring, or dropped by netfront (plus a
+        // few frames of the guest's own: ARP, iperf3's control connection).
+        let n = v.netns.as_ref().expect("netns accounting");
+        let seen = n.dropped_guest_kernel + n.admitted_netfront + n.dropped_netfront;
+        assert!(
+            n.offered.abs_diff(seen) <= 200,
+            "{}: offered {} but kernel drops + admitted + netfront drops = {seen}: {n:?}",
+            v.name,
+            n.offered
+        );
+        assert!(n.delivered <= n.admitted_netfront, "{}: {n:?}", v.name);
+        // Each VM offers the whole line rate, above its budget: some is lost.
+        assert!(n.lost > 0, "{}: {n:?}", v.name);
+        assert!(n.cpu_iperf3.total_s() > 0.0, "{}: {n:?}", v.name);
     }
+    // VM1 offers 100 Mb/s against a 15 Mb/s budget: netfront drops the excess.
+    let vm1 = o.vms[0].netns.as_ref().unwrap();
+    assert!(vm1.dropped_netfront > 0, "{vm1:?}");
+    assert!(o.backend_cpu_s > 0.0);
 }

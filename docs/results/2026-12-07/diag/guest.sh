@@ -1,0 +1,44 @@
+# bench, guest side: the frontend dom0 names (stock xen-netfront, or our netfront), then
+# the measurements dom0 starts one by one (see dom0.sh).
+. /usr/lib/xenbed.sh
+. /scenario/net.sh
+set -u
+SECS=4
+front=$(bed_wait_signal front 60) || { bed_fail "dom0 named no frontend"; exit 1; }
+case $front in
+    stock) net_guest_kernel_netfront || exit 1 ;;
+    ours) net_guest_netfront || exit 1 ;;
+    *) bed_fail "unknown frontend '$front'"; exit 1 ;;
+esac
+ip addr add "$NET_GUEST_IP/24" dev eth0 && ip link set eth0 up || { bed_fail "cannot configure eth0"; exit 1; }
+bed_check "frontend state is 4 (Connected)" \
+    bed_retry 50 0.2 sh -c 'test "$(xenstore-read device/vif/0/state)" = 4'
+bed_check "guest -> dom0 ping" bed_ping "$NET_DOM0_IP" || exit 1
+# diag: CPU and event interrupts over 3 idle seconds, netfront's CPU ticks.
+cpu() { head -1 /proc/stat; }
+irq() { grep -E 'xen-dyn|xen-percpu' /proc/interrupts | awk '{s+=$2} END {print s}'; }
+nfp=$(pidof netfront || true)
+nft() { [ -n "$nfp" ] && awk '{print $14 + $15}' /proc/$nfp/stat || echo -; }
+c0=$(cpu); i0=$(irq); n0=$(nft); sleep 3; c1=$(cpu); i1=$(irq); n1=$(nft)
+bed_log "diag idle guest: /proc/stat before: $c0 after: $c1; xen irqs +$((i1 - i0)) in 3 s; netfront ticks $n0 -> $n1"
+bed_log "diag guest interrupts: $(grep -E 'xen' /proc/interrupts | tr -s ' ' | tr '\n' '|')"
+bed_publish ready 1
+
+bed_wait_signal go-tcp 120 >/dev/null || { bed_fail "no go-tcp from dom0"; exit 1; }
+bed_check "TCP send to dom0 for $SECS s" sh -c "bench bedperf tcp-send --to $NET_DOM0_IP:5001 --secs $SECS"
+bench bedperf tcp-recv --port 5002 >/tmp/tcp-rx.txt 2>&1 &
+rx=$!
+bed_retry 25 0.2 sh -c 'netstat -ltn | grep -q ":5002 "'
+bed_publish rx-ready 1
+bed_check "TCP receive from dom0" wait "$rx"
+bed_publish tcp-rx "$(cat /tmp/tcp-rx.txt)"
+
+bed_wait_signal go-udp 120 >/dev/null || { bed_fail "no go-udp from dom0"; exit 1; }
+bench bedperf udp-send --to "$NET_DOM0_IP:5003" --frame 64 --secs "$SECS" >/tmp/udp-tx.txt 2>&1
+bed_publish udp-tx "$(cat /tmp/udp-tx.txt)"
+bed_log "$(cat /tmp/udp-tx.txt)"
+# Stay up (and answering pings) until dom0 is done.
+bed_wait_signal done 120 >/dev/null
+bed_log "diag guest snmp: $(grep -E '^(Tcp|Udp):' /proc/net/snmp | tr '\n' ' ')"
+bed_log "diag guest eth0: $(ip -s link show eth0 | tr '\n' ' ')"
+[ -f /tmp/netfront.log ] && bed_log "diag netfront log tail: $(tail -n 5 /tmp/netfront.log | tr '\n' ' ')"
