@@ -8,13 +8,14 @@
 //! and watches xenstore; a change of the backend's state stops the queue threads, lets
 //! [`Netfront::maintain`] act on it, and starts them again once connected. Queue 0's
 //! thread reads the credit area (it lives in queue 0's TX ring page) and publishes the
-//! frontend counters, summed over the queues.
+//! frontend counters, summed over the queues. Every 5 s the control thread logs each
+//! queue's frame counts when they changed (`netfront: queue I: tx_packets=.. rx_packets=..`).
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hypervisor::clock::Clock;
 use hypervisor::evtchn::{EventChannels, Port as EvtPort};
@@ -35,6 +36,8 @@ type Shared<P> = <<P as hypervisor::platform::Platform>::Grants as GrantShare>::
 /// frontend block): written by the queue's own thread only.
 #[derive(Debug, Default)]
 pub struct QueueCounters {
+    tx_packets: AtomicU64,
+    rx_packets: AtomicU64,
     tx_wire_packets: AtomicU64,
     tx_wire_bytes: AtomicU64,
     dropped_wire_packets: AtomicU64,
@@ -67,6 +70,15 @@ impl QueueCounters {
         );
         add(&self.held, s.tx_held, last.tx_held);
         *last = *s;
+    }
+
+    /// Frames this queue put on its TX ring and received from its RX ring, as of its
+    /// thread's last loop, for the connection.
+    pub fn packets(&self) -> (u64, u64) {
+        (
+            self.tx_packets.load(Ordering::Relaxed),
+            self.rx_packets.load(Ordering::Relaxed),
+        )
     }
 
     fn sum(all: &[QueueCounters]) -> FrontStats {
@@ -114,6 +126,8 @@ pub struct Split<'a, P: FrontendPlatform> {
     pub xenstore: &'a P::Xenstore,
     /// Every event channel port with the queue it belongs to.
     pub ports: Vec<(EvtPort, usize)>,
+    /// Each queue's counters for the connection (live: updated by the queue threads).
+    pub counters: &'a [QueueCounters],
 }
 
 impl<'a, P: FrontendPlatform> Split<'a, P> {
@@ -153,6 +167,7 @@ impl<'a, P: FrontendPlatform> Split<'a, P> {
             evtchn,
             xenstore,
             ports,
+            counters,
         }
     }
 }
@@ -224,6 +239,8 @@ const K_EVTCHN: u64 = 0;
 const K_XS: u64 = 1;
 /// Frames moved per direction before looking at the other one.
 const BATCH: usize = 64;
+/// How often the control thread logs the queues' counters (when they changed).
+const LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// Why [`run`] returned.
 #[derive(Debug, thiserror::Error)]
@@ -299,7 +316,7 @@ fn serve_connected<F: FrontendPlatform, T: Port>(
     let ep = Epoll::new()?;
     ep.add(split.evtchn.as_fd(), K_EVTCHN)?;
     ep.add(split.xenstore.event_fd(), K_XS)?;
-    let (evtchn, port_map) = (split.evtchn, split.ports);
+    let (evtchn, port_map, counters) = (split.evtchn, split.ports, split.counters);
     let stats = std::thread::scope(|s| -> Result<Vec<FrontStats>, MqError> {
         let threads: Vec<_> = split
             .queues
@@ -317,7 +334,7 @@ fn serve_connected<F: FrontendPlatform, T: Port>(
                 })
             })
             .collect();
-        let res = control_loop(&ep, evtchn, &port_map, &wakes, &broken, stop);
+        let res = control_loop(&ep, evtchn, &port_map, &wakes, &broken, counters, stop);
         halt.store(true, Ordering::Release);
         for w in &wakes {
             let _ = (&*w).write(&[1]);
@@ -339,13 +356,20 @@ fn control_loop<E: EventChannels + ?Sized>(
     port_map: &[(EvtPort, usize)],
     wakes: &[UnixStream],
     broken: &AtomicBool,
+    counters: &[QueueCounters],
     stop: &mut impl FnMut() -> bool,
 ) -> Result<(), MqError> {
     let mut keys = [0u64; 4];
     let mut fired = [EvtPort(0); 64];
+    let mut logged = Instant::now();
+    let mut last: Vec<(u64, u64)> = counters.iter().map(QueueCounters::packets).collect();
     loop {
         if stop() || broken.load(Ordering::Acquire) {
             return Ok(());
+        }
+        if logged.elapsed() >= LOG_EVERY {
+            logged = Instant::now();
+            log_changed(counters, &mut last);
         }
         let n = ep.wait(&mut keys, Duration::from_millis(100))?;
         for &key in &keys[..n] {
@@ -359,6 +383,21 @@ fn control_loop<E: EventChannels + ?Sized>(
                 }
                 let _ = evtchn.unmask(*p);
             }
+        }
+    }
+}
+
+/// Logs each queue's frame counts when they changed since the last time.
+fn log_changed(counters: &[QueueCounters], last: &mut [(u64, u64)]) {
+    for (i, (c, l)) in counters.iter().zip(last.iter_mut()).enumerate() {
+        let now = c.packets();
+        if now != *l {
+            *l = now;
+            log::info!(
+                "netfront: queue {i}: tx_packets={} rx_packets={}",
+                now.0,
+                now.1
+            );
         }
     }
 }
