@@ -8,8 +8,12 @@
 //!   offered: 4 queues, keys in `queue-0..3` only, distinct rings, buffers and channels;
 //!   a frame sent on each queue arrives on that queue's TX ring, a frame put on each
 //!   queue's RX ring is received on that queue.
-//! * `without_multi_queue_the_keys_stay_flat`: a backend without the key (ours, stock
-//!   backends before 3.16) gets one queue with today's flat keys.
+//! * `without_multi_queue_the_keys_stay_flat`: a backend without the key (stock
+//!   backends before 3.16) gets one queue with today's flat keys;
+//!   `our_netback_gets_one_queue`: so does netback-rs (which does not offer multi-queue
+//!   yet), and frames go both ways; `our_netback_fails_a_frontend_asking_for_two_queues`:
+//!   a frontend writing `multi-queue-num-queues` = 2 anyway is failed, with the reason in
+//!   the vif's `error` node.
 //! * `queues_share_one_budget`: 4 queue threads flooding together get what one queue
 //!   gets from the same credits: the budget plus one burst, counted exactly.
 //! * `one_thread_per_queue_moves_each_ports_frames_on_its_own_queue`: `mq::run` with
@@ -443,4 +447,58 @@ fn one_thread_per_queue_moves_each_ports_frames_on_its_own_queue() {
         .collect();
     assert_eq!(counts, vec![(3, 0), (3, 1)], "per-queue counters");
     assert_eq!((nf.stats.tx_packets, nf.stats.rx_packets), (6, 1));
+}
+
+/// netback-rs does not offer `multi-queue-max-queues` (yet): a netfront asking for 4
+/// queues connects with one, flat keys, and frames go both ways.
+#[test]
+fn our_netback_gets_one_queue() {
+    use netback::NetbackConfig;
+    use testbed::BackendThread;
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let mut nf = connect_frontend(&host, 4, hypervisor::clock::system())
+        .join()
+        .unwrap();
+    nb.wait_connected(&[id], WAIT)
+        .expect("netback connects the vif");
+    assert_eq!(nf.num_queues(), 1);
+    let xs = &nf.platform().xenstore;
+    assert_eq!(read(xs, &format!("{FE}/multi-queue-num-queues")), None);
+    assert!(read(xs, &format!("{FE}/tx-ring-ref")).is_some());
+    let mut wire = nb.wire(id);
+    let sent = frame(9);
+    assert_eq!(nf.send(&sent, &FrameMeta::default()).unwrap(), Sent::Queued);
+    nf.flush().unwrap();
+    assert_eq!(testbed::recv_n(&mut wire, 1, WAIT), vec![sent.clone()]);
+    testbed::send_all(&mut wire, &frame(10));
+    let mut buf = vec![0u8; 65536];
+    let deadline = Instant::now() + WAIT;
+    let got = loop {
+        assert!(Instant::now() < deadline, "no frame from the wire");
+        nf.ack_events();
+        if let Some((len, _)) = nf.recv(&mut buf).unwrap() {
+            break buf[..len].to_vec();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert_eq!(got, frame(10));
+}
+
+/// A frontend asking netback-rs for 2 queues although it offered none is failed, the
+/// reason in the `error` node.
+#[test]
+fn our_netback_fails_a_frontend_asking_for_two_queues() {
+    use hypervisor::xenbus::XenbusState;
+    use netback::NetbackConfig;
+    use testbed::{BackendThread, RawConnect, RawFrontend};
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let _nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let mut raw = RawFrontend::new(&host, id).expect("raw frontend");
+    raw.write("multi-queue-num-queues", "2");
+    assert_eq!(raw.connect(&RawConnect::default()), XenbusState::Closing);
+    let err = raw.error();
+    assert!(err.contains("multi-queue"), "error node: {err:?}");
 }
