@@ -52,6 +52,8 @@ impl QueueCounters {
         let add = |a: &AtomicU64, now: u64, before: u64| {
             a.fetch_add(now - before, Ordering::Relaxed);
         };
+        add(&self.tx_packets, s.tx_packets, last.tx_packets);
+        add(&self.rx_packets, s.rx_packets, last.rx_packets);
         add(
             &self.tx_wire_packets,
             s.tx_wire_packets,

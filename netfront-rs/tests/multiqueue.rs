@@ -18,7 +18,7 @@
 //!   gets from the same credits: the budget plus one burst, counted exactly.
 //! * `one_thread_per_queue_moves_each_ports_frames_on_its_own_queue`: `mq::run` with
 //!   two ports: each port's frames on its own queue, an RX frame of queue 1 on port 1,
-//!   per-queue counters.
+//!   per-queue counters (logged live every 5 s, and returned).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -202,6 +202,34 @@ impl LinuxLikeBackend {
         self.dom0.evtchn.notify(*q.ports.last().unwrap()).unwrap();
     }
 }
+
+/// The log lines of this test binary (netfront's `log` records).
+struct Capture(std::sync::Mutex<Vec<String>>);
+
+impl Capture {
+    fn install(&'static self) {
+        let _ = log::set_logger(self);
+        log::set_max_level(log::LevelFilter::Info);
+    }
+
+    fn has(&self, line: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|l| l == line)
+    }
+}
+
+impl log::Log for Capture {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Info
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            self.0.lock().unwrap().push(r.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture(std::sync::Mutex::new(Vec::new()));
 
 fn frame(tag: u8) -> Vec<u8> {
     let mut f = vec![tag; 100];
@@ -398,6 +426,7 @@ fn one_thread_per_queue_moves_each_ports_frames_on_its_own_queue() {
     let fe = connect_frontend(&host, 2, hypervisor::clock::system());
     let queues = back.connect(2, None);
     let mut nf = fe.join().unwrap();
+    CAPTURE.install();
     let (g0, mut w0) = MemPort::pair(64, 2048).unwrap();
     let (g1, mut w1) = MemPort::pair(64, 2048).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -439,6 +468,20 @@ fn one_thread_per_queue_moves_each_ports_frames_on_its_own_queue() {
     };
     assert_eq!(got, frame(0x31));
     assert!(w0.recv(&mut buf).unwrap().is_none(), "nothing on port 0");
+    // The live per-queue counters the control thread logs every 5 s (what an operator,
+    // and the mq-front scenario, read while it runs).
+    let want = [
+        "netfront: queue 0: tx_packets=3 rx_packets=0",
+        "netfront: queue 1: tx_packets=3 rx_packets=1",
+    ];
+    let deadline = Instant::now() + WAIT;
+    while !want.iter().all(|w| CAPTURE.has(w)) {
+        assert!(
+            Instant::now() < deadline,
+            "per-queue counters not logged: {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     stop.store(true, Ordering::Relaxed);
     let (nf, per_queue) = guest.join().unwrap();
     let counts: Vec<_> = per_queue

@@ -3,6 +3,10 @@
 . /usr/lib/xenbed.sh
 . /scenario/net.sh
 set -u
+# Each queue grants ~514 pages (256 TX + 256 RX buffers, two rings): two queues exceed
+# xen-gntalloc's default limit of 1024, which deploy/modprobe.d/dba-netfront.conf raises.
+bed_check "raise xen-gntalloc's limit to 4096 (as dba-netfront.conf does)" \
+    sh -c 'echo 4096 >/sys/module/xen_gntalloc/parameters/limit' || exit 1
 net_guest_netfront --queues 2 || exit 1
 bed_check "2 vCPUs" test "$(grep -c ^processor /proc/cpuinfo)" = 2
 bed_check "netfront connected with 2 queues (credits off: stock backend)" \
