@@ -263,7 +263,9 @@ pub enum MqError {
 
 /// Moves frames between `ports[i]` and queue `i` of `nf`, one thread per queue, until
 /// `stop()` is true. Each queue's counters are added to `nf.stats`, and returned per
-/// queue.
+/// queue. A xenstore event (the backend's state changed) stops the queue threads while
+/// [`Netfront::maintain`] looks at it: a frame a queue had taken from its port but not
+/// yet put on its ring (held for credits, ring full) is dropped then.
 pub fn run<F: FrontendPlatform, T: Port>(
     nf: &mut Netfront<F>,
     ports: &mut [T],

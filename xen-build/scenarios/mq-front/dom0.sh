@@ -32,8 +32,12 @@ for q in 0 1; do
             for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) t += $i } END { print t + 0 }' /proc/interrupts)
     bed_log "dom0: $NET_VIF queue $q: $n event channel interrupts"
     f=/sys/kernel/debug/xen-netback/$NET_VIF/io_ring_q$q
-    if [ -r "$f" ]; then bed_log "dom0: $f: $(head -n 6 "$f" | tr '\n' ' ')"; fi
     bed_check "dom0: queue $q of $NET_VIF carried frames ($n interrupts)" test "$n" -gt 0
+    if [ -r "$f" ]; then
+        bed_log "dom0: $f: $(head -n 6 "$f" | tr '\n' ' ')"
+        reqs=$(sed -n 's/^req prod \([0-9]*\).*/\1/p' "$f" | head -n 1)
+        bed_check "dom0: queue $q's TX ring took requests (req prod ${reqs:-?})" test "${reqs:-0}" -gt 0
+    fi
 done
 bed_log "$(grep -E "$NET_VIF-q" /proc/interrupts | tr -s ' ' | head -n 4 | tr '\n' ';')"
 bed_check "no credits negotiated with the stock netback (no request-dba-credits)" \
