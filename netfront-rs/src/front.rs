@@ -15,25 +15,19 @@
 
 use std::time::{Duration, Instant};
 
-use crate::error::{BackendError, FrontError, HandshakeError};
-use crate::rx::{RxAssembler, RxEvent};
+use crate::error::{FrontError, HandshakeError};
+use crate::mq::{CreditsRef, QueueCounters, Split};
+use crate::queue::{Queue, TxPolicy};
 use hypervisor::evtchn::{EventChannels, Port as EvtPort};
-use hypervisor::grant::{Access, GrantShare, SharedPages};
+use hypervisor::grant::{GrantShare, SharedPages};
 use hypervisor::platform::{ring_mem, FrontendPlatform};
 use hypervisor::xenbus::{self, XenbusState};
-use netport::cost::frame_cost;
 use netport::negotiate::{Allowed, Offer};
-use netport::{csum, FrameMeta, GsoKind};
+use netport::FrameMeta;
 use shared_ring::credit::{
     CreditArea, CreditReader, CreditReaderState, FrontCounters, CREDIT_VERSION,
 };
-use shared_ring::netif::extra::{XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6};
-use shared_ring::netif::{
-    ExtraInfo, NetTxFlags, NetifExtraInfo, NetifRxFrontRing, NetifRxRequest, NetifRxResponse,
-    NetifTxFrontRing, NetifTxRequest, NetifTxResponse, XenNetifExtraFlags, NETIF_RSP_DROPPED,
-    NETIF_RSP_NULL, NETIF_RSP_OKAY,
-};
-use shared_ring::{Denied, DualTokenBucket, FrontIndices, Limit, XEN_PAGE_SIZE};
+use shared_ring::{Limit, SharedDualBucket, XEN_PAGE_SIZE};
 use xen_ids::DomId;
 use xenstore::{with_transaction, Xenstore, XsTx};
 
@@ -47,6 +41,8 @@ pub const RX_BUFS: usize = 256;
 /// Largest frame this frontend sends: `XEN_NETIF_MAX_TX_SIZE` (the first request's
 /// `size` is 16 bits).
 pub const MAX_TX_FRAME: usize = 65535;
+/// Most queues this frontend asks for (and most it believes a backend offers).
+pub const MAX_QUEUES: usize = 64;
 
 /// What to do with a frame that exceeds the credits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +76,10 @@ pub struct NetfrontConfig {
     /// Use split event channels (one for each ring) when the backend offers
     /// `feature-split-event-channels`.
     pub split_event_channels: bool,
+    /// Queues to ask for (`multi-queue-num-queues`), capped by the backend's
+    /// `multi-queue-max-queues`; 1 (flat keys, as a backend without multi-queue
+    /// expects) when the backend does not offer it.
+    pub queues: usize,
 }
 
 impl NetfrontConfig {
@@ -97,6 +97,7 @@ impl NetfrontConfig {
                 ..Offer::ALL
             },
             split_event_channels: true,
+            queues: 1,
         }
     }
 }
@@ -161,23 +162,15 @@ pub struct FrontStats {
 }
 
 struct Conn<S> {
-    tx_ring: S,
-    rx_ring: S,
-    tx_bufs: S,
-    rx_bufs: S,
-    /// Event channel of the TX ring, and of the RX ring (the same one unless split).
-    tx_evtchn: EvtPort,
-    rx_evtchn: EvtPort,
-    tx_idx: FrontIndices,
-    rx_idx: FrontIndices,
-    tx_free: Vec<u16>,
-    tx_in_flight: Vec<bool>,
+    /// The queues; queue 0's TX ring page holds the credit area.
+    queues: Vec<Queue<S>>,
     /// What may be sent to the backend (its feature keys).
     tx_allowed: Allowed,
     credits: Option<CreditReaderState>,
     applied_generation: u32,
-    unpushed: bool,
-    rx: RxAssembler,
+    /// Per-queue counters, summed into the credit area's frontend block
+    /// ([`crate::mq`]).
+    counters: Vec<QueueCounters>,
 }
 
 pub use hypervisor::clock::Clock;
@@ -192,12 +185,11 @@ pub struct Netfront<P: FrontendPlatform> {
     be_path: String,
     backend: DomId,
     conn: Option<Conn<<P::Grants as GrantShare>::Shared>>,
-    bucket: DualTokenBucket,
+    /// The per-vif credit bucket, shared by every queue.
+    bucket: SharedDualBucket,
     clock: Clock,
     /// When [`Netfront::maintain`] last restarted the handshake on its own (clock ns).
     last_restart_ns: Option<u64>,
-    /// A frame whose partial checksum is completed before it is sent.
-    tx_scratch: Vec<u8>,
     /// Counters.
     pub stats: FrontStats,
 }
@@ -232,10 +224,9 @@ impl<P: FrontendPlatform> Netfront<P> {
             be_path,
             backend,
             conn: None,
-            bucket: DualTokenBucket::unlimited(now),
+            bucket: SharedDualBucket::unlimited(now),
             clock,
             last_restart_ns: None,
-            tx_scratch: Vec::new(),
             stats: FrontStats::default(),
         };
         nf.handshake()?;
@@ -265,7 +256,7 @@ impl<P: FrontendPlatform> Netfront<P> {
 
     /// The current credit limits (bytes, packets).
     pub fn limits(&self) -> (Limit, Limit) {
-        (self.bucket.bytes.limit(), self.bucket.packets.limit())
+        self.bucket.limits()
     }
 
     fn backend_state(&self) -> Result<XenbusState, FrontError> {
@@ -315,8 +306,6 @@ impl<P: FrontendPlatform> Netfront<P> {
 
     /// The frontend half of the xenbus handshake (as Linux's `talk_to_netback`).
     fn handshake(&mut self) -> Result<(), FrontError> {
-        let grant = |what| move |source| HandshakeError::Grant { what, source };
-        let ring = |what| move |source| HandshakeError::Ring { what, source };
         self.set_state(XenbusState::Initialising)?;
         // Only InitWait is an answer to *this* handshake: a backend still `Connected` is
         // serving a previous instance of this frontend (one that died without closing);
@@ -335,70 +324,37 @@ impl<P: FrontendPlatform> Netfront<P> {
         let split = self.cfg.split_event_channels && feat("feature-split-event-channels")? == 1;
         let credits = self.cfg.request_credits && credits_offered >= 1;
 
-        let grants = self.platform.grants();
-        let peer = self.backend;
-        let tx_ring = grants
-            .share(peer, 1, Access::Writable)
-            .map_err(grant("TX ring"))?;
-        let rx_ring = grants
-            .share(peer, 1, Access::Writable)
-            .map_err(grant("RX ring"))?;
-        let tx_bufs = grants
-            .share(peer, TX_BUFS * TX_BUF / XEN_PAGE_SIZE, Access::ReadOnly)
-            .map_err(grant("TX buffers"))?;
-        let rx_bufs = grants
-            .share(peer, RX_BUFS, Access::Writable)
-            .map_err(grant("RX buffers"))?;
-        NetifTxFrontRing::init(ring_mem(tx_ring.mem())).map_err(ring("TX ring"))?;
-        let mut rx = NetifRxFrontRing::init(ring_mem(rx_ring.mem())).map_err(ring("RX ring"))?;
-        // Post every RX buffer at the slot of its own index.
-        for i in 0..RX_BUFS {
-            rx.put_request(&NetifRxRequest {
-                id: i as u16,
-                pad: 0,
-                gref: rx_bufs.grefs()[i].0,
-            })
-            .map_err(ring("post RX buffers"))?;
-        }
-        let rx_idx = rx.indices();
-        let alloc = || {
-            self.platform
-                .evtchn()
-                .alloc_unbound(peer)
-                .map_err(HandshakeError::EventChannel)
-        };
-        let tx_evtchn = alloc()?;
-        let rx_evtchn = if split {
-            match alloc() {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = self.platform.evtchn().unbind(tx_evtchn);
-                    return Err(e.into());
-                }
-            }
-        } else {
-            tx_evtchn
-        };
-        let tx_ref = tx_ring.grefs()[0].0;
-        let rx_ref = rx_ring.grefs()[0].0;
+        let max_queues = read_max_queues(xs, be)?;
+        let nq = self.cfg.queues.clamp(1, max_queues.unwrap_or(1));
+
+        let queues = self.setup_queues(nq, split)?;
         let fe = self.fe_path.clone();
         let offer = self.cfg.offer;
-        with_transaction(xs, |tx| {
+        let published = with_transaction(xs, |tx| {
             let w = |k: &str, v: String| xs.write(tx, &format!("{fe}/{k}"), v.as_bytes());
-            let rm = |k: &str| match xs.rm(tx, &format!("{fe}/{k}")) {
-                Err(e) if !e.is_enoent() => Err(e),
-                _ => Ok(()),
-            };
-            w("tx-ring-ref", tx_ref.to_string())?;
-            w("rx-ring-ref", rx_ref.to_string())?;
-            if split {
-                rm("event-channel")?;
-                w("event-channel-tx", tx_evtchn.0.to_string())?;
-                w("event-channel-rx", rx_evtchn.0.to_string())?;
+            let rm = |k: &str| remove(xs, tx, &format!("{fe}/{k}"));
+            // As Linux's netfront: the count only to a backend that offers multi-queue,
+            // a single queue's keys flat in the device directory, several queues' each
+            // in its `queue-N`. Keys of another layout left by an earlier connection go.
+            if max_queues.is_some() {
+                w("multi-queue-num-queues", nq.to_string())?;
             } else {
+                rm("multi-queue-num-queues")?;
+            }
+            if nq == 1 {
+                queues[0].write_keys(xs, tx, &fe)?;
+            } else {
+                for k in ["tx-ring-ref", "rx-ring-ref", "event-channel"] {
+                    rm(k)?;
+                }
                 rm("event-channel-tx")?;
                 rm("event-channel-rx")?;
-                w("event-channel", tx_evtchn.0.to_string())?;
+                for (i, q) in queues.iter().enumerate() {
+                    q.write_keys(xs, tx, &format!("{fe}/queue-{i}"))?;
+                }
+            }
+            for i in (if nq == 1 { 0 } else { nq })..max_queues.unwrap_or(0).max(nq) {
+                rm(&format!("queue-{i}"))?;
             }
             w("request-rx-copy", "1".into())?;
             w("feature-rx-notify", "1".into())?;
@@ -414,43 +370,35 @@ impl<P: FrontendPlatform> Netfront<P> {
                 rm("request-dba-credits")?;
             }
             w("state", XenbusState::Connected.as_str().into())
-        })
-        .map_err(|source| HandshakeError::Xenstore {
-            what: "publish ring details",
-            source,
-        })?;
+        });
+        if let Err(source) = published {
+            for q in queues {
+                q.release(self.platform.evtchn(), &self.fe_path);
+            }
+            return Err(HandshakeError::Xenstore {
+                what: "publish ring details",
+                source,
+            }
+            .into());
+        }
         let now = (self.clock)();
         self.conn = Some(Conn {
-            tx_ring,
-            rx_ring,
-            tx_bufs,
-            rx_bufs,
-            tx_evtchn,
-            rx_evtchn,
-            tx_idx: FrontIndices::default(),
-            rx_idx,
-            tx_free: (0..TX_BUFS as u16).rev().collect(),
-            tx_in_flight: vec![false; TX_BUFS],
+            queues,
             tx_allowed: Allowed::toward(&backend_offer),
             credits: credits.then(CreditReaderState::default),
             applied_generation: 0,
-            unpushed: false,
-            rx: RxAssembler::new(),
+            counters: (0..nq).map(|_| QueueCounters::default()).collect(),
         });
-        self.bucket = DualTokenBucket::unlimited(now);
+        self.bucket = SharedDualBucket::unlimited(now);
         self.wait_backend(&[XenbusState::Connected])?;
         // Publish the posted RX buffers and tell the backend.
-        {
-            let c = self.conn.as_mut().expect("just set");
-            let mut rx = NetifRxFrontRing::resume(ring_mem(c.rx_ring.mem()), c.rx_idx)
-                .map_err(ring("RX ring"))?;
-            if rx.push_requests_and_check_notify() {
-                let _ = self.platform.evtchn().notify(c.rx_evtchn);
-            }
+        let c = self.conn.as_mut().expect("just set");
+        for q in &mut c.queues {
+            q.publish_rx(self.platform.evtchn())?;
         }
         self.apply_credits();
         log::info!(
-            "netfront {}: connected to {} (credits {}, split event channels {split}, may send {:?})",
+            "netfront {}: connected to {} ({nq} queue(s), credits {}, split event channels {split}, may send {:?})",
             self.fe_path,
             self.be_path,
             if credits { "on" } else { "off" },
@@ -459,17 +407,38 @@ impl<P: FrontendPlatform> Netfront<P> {
         Ok(())
     }
 
-    /// Releases the rings, buffers and event channel (grants are revoked).
+    /// Grants and posts `n` queues; on failure, releases the ones already set up.
+    fn setup_queues(
+        &self,
+        n: usize,
+        split: bool,
+    ) -> Result<Vec<Queue<<P::Grants as GrantShare>::Shared>>, HandshakeError> {
+        let mut queues = Vec::with_capacity(n);
+        for _ in 0..n {
+            match Queue::setup(
+                self.platform.grants(),
+                self.platform.evtchn(),
+                self.backend,
+                split,
+            ) {
+                Ok(q) => queues.push(q),
+                Err(e) => {
+                    for q in queues {
+                        q.release(self.platform.evtchn(), &self.fe_path);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(queues)
+    }
+
+    /// Releases the rings, buffers and event channels of every queue (grants are
+    /// revoked).
     pub fn disconnect(&mut self) {
         if let Some(c) = self.conn.take() {
-            let _ = self.platform.evtchn().unbind(c.tx_evtchn);
-            if c.rx_evtchn != c.tx_evtchn {
-                let _ = self.platform.evtchn().unbind(c.rx_evtchn);
-            }
-            for s in [c.tx_ring, c.rx_ring, c.tx_bufs, c.rx_bufs] {
-                if let Err(e) = s.revoke() {
-                    log::warn!("netfront {}: revoke: {e}", self.fe_path);
-                }
+            for q in c.queues {
+                q.release(self.platform.evtchn(), &self.fe_path);
             }
         }
     }
@@ -537,38 +506,52 @@ impl<P: FrontendPlatform> Netfront<P> {
     /// Reads the credit area and applies a new generation, if any.
     pub fn apply_credits(&mut self) {
         let now = (self.clock)();
+        let counters = front_counters(&self.stats);
         let Some(c) = self.conn.as_mut() else { return };
-        let Some(state) = c.credits else { return };
-        let area = match CreditArea::in_tx_page(ring_mem(c.tx_ring.mem())) {
-            Ok(a) => a,
-            Err(_) => return,
+        let Some(state) = c.credits.as_mut() else {
+            return;
         };
-        let mut r = CreditReader::resume(area, state);
-        match r.poll() {
-            Ok(Some(snap)) => {
-                self.bucket
-                    .set_limits(snap.credits.bytes, snap.credits.packets, now);
-                c.applied_generation = snap.generation;
-                self.stats.credit_updates += 1;
-            }
-            Ok(None) => {}
-            Err(e) => log::debug!("netfront {}: credit area: {e}", self.fe_path),
+        if poll_credits(
+            &c.queues[0],
+            state,
+            &mut c.applied_generation,
+            &self.bucket,
+            now,
+            counters,
+            &self.fe_path,
+        ) {
+            self.stats.credit_updates += 1;
         }
-        // Publish our counters (hints for the backend's monitoring).
-        r.publish_counters(&FrontCounters {
-            front_version: CREDIT_VERSION as u32,
-            applied_generation: c.applied_generation,
-            tx_packets: self.stats.tx_wire_packets,
-            tx_bytes: self.stats.tx_wire_bytes,
-            dropped_packets: self.stats.tx_dropped_credit_wire_packets,
-            dropped_bytes: self.stats.tx_dropped_credit_wire_bytes,
-            held: self.stats.tx_held,
-        });
-        c.credits = Some(r.state());
     }
 
-    /// Offers one frame: charged to the credits, then copied into granted buffers and
-    /// put on the TX ring (published by [`Netfront::flush`]).
+    /// Lends the queues out, one [`crate::mq::QueueHandle`] each, to be driven by one
+    /// thread each ([`crate::mq::run`]); `None` when not connected.
+    pub fn split(&mut self) -> Option<Split<'_, P>> {
+        let c = self.conn.as_mut()?;
+        let policy = TxPolicy {
+            bucket: &self.bucket,
+            policy: self.cfg.policy,
+            enforce: self.cfg.enforce_credits,
+            allowed: c.tx_allowed,
+            name: &self.fe_path,
+        };
+        let credits = c.credits.as_mut().map(|state| CreditsRef {
+            state,
+            applied_generation: &mut c.applied_generation,
+        });
+        Some(Split::new(
+            self.platform.evtchn(),
+            self.platform.xenstore(),
+            &mut c.queues,
+            policy,
+            &self.clock,
+            credits,
+            &c.counters,
+        ))
+    }
+
+    /// Offers one frame on queue 0: charged to the credits, then copied into granted
+    /// buffers and put on the TX ring (published by [`Netfront::flush`]).
     pub fn send(&mut self, frame: &[u8], meta: &FrameMeta) -> Result<Sent, FrontError> {
         let now = (self.clock)();
         self.send_at(now, frame, meta)
@@ -581,274 +564,44 @@ impl<P: FrontendPlatform> Netfront<P> {
         frame: &[u8],
         meta: &FrameMeta,
     ) -> Result<Sent, FrontError> {
-        let Some(c) = self.conn.as_mut() else {
+        let Some(conn) = self.conn.as_mut() else {
             return Err(FrontError::NotConnected);
         };
-        if frame.is_empty() || frame.len() > MAX_TX_FRAME {
-            return Ok(Sent::TooBig);
-        }
-        // Only what the backend agreed to take.
-        let checked = match c.tx_allowed.check(frame, meta) {
-            Ok(checked) => checked,
-            Err(e) => {
-                log::debug!("netfront {}: frame not sent: {e}", self.fe_path);
-                self.stats.tx_refused_offload += 1;
-                return Ok(Sent::TooBig);
-            }
+        let p = TxPolicy {
+            bucket: &self.bucket,
+            policy: self.cfg.policy,
+            enforce: self.cfg.enforce_credits,
+            allowed: conn.tx_allowed,
+            name: &self.fe_path,
         };
-        let meta = &checked.meta;
-        let nbufs = frame.len().div_ceil(TX_BUF);
-        let gso = meta.gso;
-        let nslots = nbufs + gso.is_some() as usize;
-        let mut ring = NetifTxFrontRing::resume(ring_mem(c.tx_ring.mem()), c.tx_idx)
-            .map_err(BackendError::tx_ring)?;
-        if c.tx_free.len() < nbufs || (ring.free_requests() as usize) < nslots {
-            return Ok(Sent::RingFull);
-        }
-        let frame = if checked.csum_filled {
-            self.tx_scratch.clear();
-            self.tx_scratch.extend_from_slice(frame);
-            if let Err(e) = csum::fill_partial_checksum(&mut self.tx_scratch) {
-                log::debug!("netfront {}: frame not sent: {e}", self.fe_path);
-                self.stats.tx_refused_offload += 1;
-                return Ok(Sent::TooBig);
-            }
-            self.stats.tx_csum_filled += 1;
-            &self.tx_scratch[..]
-        } else {
-            frame
-        };
-        let cost = frame_cost(frame, meta);
-        match self.bucket.charge_wire(now, &cost) {
-            Ok(()) => {}
-            Err(_) if !self.cfg.enforce_credits => {}
-            Err(Denied::Wait { ns }) if self.cfg.policy == CreditPolicy::Hold => {
-                self.stats.tx_held += 1;
-                return Ok(Sent::Held(now.saturating_add(ns)));
-            }
-            Err(_) => {
-                self.stats.tx_dropped_credit += 1;
-                self.stats.tx_dropped_credit_bytes += frame.len() as u64;
-                self.stats.tx_dropped_credit_wire_packets += cost.packets;
-                self.stats.tx_dropped_credit_wire_bytes += cost.bytes;
-                return Ok(Sent::Dropped);
-            }
-        }
-        let grefs = c.tx_bufs.grefs();
-        let mut first_flags = NetTxFlags::empty();
-        if meta.csum_blank {
-            first_flags |= NetTxFlags::CSUM_BLANK | NetTxFlags::DATA_VALIDATED;
-        } else if meta.data_validated {
-            first_flags |= NetTxFlags::DATA_VALIDATED;
-        }
-        if gso.is_some() {
-            first_flags |= NetTxFlags::EXTRA_INFO;
-        }
-        for k in 0..nbufs {
-            let id = c.tx_free.pop().expect("counted above");
-            c.tx_in_flight[id as usize] = true;
-            let off = 0usize;
-            let chunk = &frame[k * TX_BUF..frame.len().min((k + 1) * TX_BUF)];
-            let page = id as usize;
-            c.tx_bufs
-                .mem()
-                .write(page * XEN_PAGE_SIZE + off, chunk)
-                .map_err(|source| BackendError::Buffer {
-                    which: "TX",
-                    source,
-                })?;
-            let mut flags = if k == 0 {
-                first_flags
-            } else {
-                NetTxFlags::empty()
-            };
-            if k + 1 < nbufs {
-                flags |= NetTxFlags::MORE_DATA;
-            }
-            let req = NetifTxRequest {
-                gref: grefs[page].0,
-                offset: off as u16,
-                flags: flags.bits(),
-                id,
-                size: if k == 0 {
-                    frame.len() as u16
-                } else {
-                    chunk.len() as u16
-                },
-            };
-            ring.put_request(&req).map_err(BackendError::tx_ring)?;
-            if k == 0 {
-                if let Some(g) = gso {
-                    let t = match g.kind {
-                        GsoKind::TcpV4 => XEN_NETIF_GSO_TYPE_TCPV4,
-                        GsoKind::TcpV6 => XEN_NETIF_GSO_TYPE_TCPV6,
-                    };
-                    let extra = NetifExtraInfo::new(
-                        &ExtraInfo::Gso {
-                            size: g.size,
-                            r#type: t,
-                            features: 0,
-                        },
-                        XenNetifExtraFlags::empty(),
-                    );
-                    ring.put_request_as(&extra).map_err(BackendError::tx_ring)?;
-                }
-            }
-        }
-        c.tx_idx = ring.indices();
-        c.unpushed = true;
-        self.stats.tx_packets += 1;
-        self.stats.tx_bytes += frame.len() as u64;
-        self.stats.tx_wire_packets += cost.packets;
-        self.stats.tx_wire_bytes += cost.bytes;
-        Ok(Sent::Queued)
+        conn.queues[0].send_at(&p, &mut self.stats, now, frame, meta)
     }
 
-    /// Publishes queued TX requests and notifies the backend if it asked to be.
+    /// Publishes queued TX requests of queue 0 and notifies the backend if it asked to
+    /// be.
     pub fn flush(&mut self) -> Result<(), FrontError> {
-        let Some(c) = self.conn.as_mut() else {
-            return Err(FrontError::NotConnected);
-        };
-        if !c.unpushed {
-            return Ok(());
-        }
-        let mut ring = NetifTxFrontRing::resume(ring_mem(c.tx_ring.mem()), c.tx_idx)
-            .map_err(BackendError::tx_ring)?;
-        c.unpushed = false;
-        if ring.push_requests_and_check_notify() {
-            let _ = self.platform.evtchn().notify(c.tx_evtchn);
-        }
-        Ok(())
+        let c = self.conn.as_mut().ok_or(FrontError::NotConnected)?;
+        c.queues[0].flush(self.platform.evtchn())
     }
 
-    /// Collects TX responses and frees their buffers; returns how many frames
+    /// Collects queue 0's TX responses and frees their buffers; returns how many frames
     /// completed. A backend that answers an id it was never given is disconnected.
     pub fn reap_tx(&mut self) -> Result<usize, FrontError> {
-        let Some(c) = self.conn.as_mut() else {
-            return Err(FrontError::NotConnected);
-        };
-        let mut ring = NetifTxFrontRing::resume(ring_mem(c.tx_ring.mem()), c.tx_idx)
-            .map_err(BackendError::tx_ring)?;
-        let mut done = 0;
-        loop {
-            let mut p = ring.responses().map_err(BackendError::tx_ring)?;
-            let n = p.len();
-            if n == 0 {
-                break;
-            }
-            for i in 0..n {
-                let r: NetifTxResponse = p.copy(i).expect("within the snapshot");
-                if r.status == NETIF_RSP_NULL {
-                    continue;
-                }
-                let id = r.id as usize;
-                if id >= TX_BUFS || !c.tx_in_flight[id] {
-                    c.tx_idx = ring.indices();
-                    return Err(BackendError::UnknownTxId(id).into());
-                }
-                c.tx_in_flight[id] = false;
-                c.tx_free.push(id as u16);
-                match r.status {
-                    NETIF_RSP_OKAY => {}
-                    NETIF_RSP_DROPPED => self.stats.tx_dropped_back += 1,
-                    _ => self.stats.tx_errors += 1,
-                }
-                done += 1;
-            }
-            p.consume(n);
-            if !ring
-                .final_check_for_responses()
-                .map_err(BackendError::tx_ring)?
-            {
-                break;
-            }
-        }
-        c.tx_idx = ring.indices();
-        Ok(done)
+        let c = self.conn.as_mut().ok_or(FrontError::NotConnected)?;
+        c.queues[0].reap_tx(&mut self.stats)
     }
 
-    /// Receives the next frame into `buf` (which must hold 64 KiB to be safe), reposting
-    /// the buffers it used. `Ok(None)` when no complete frame is waiting.
+    /// Receives the next frame of queue 0 into `buf` (which must hold 64 KiB to be
+    /// safe), reposting the buffers it used. `Ok(None)` when no complete frame is
+    /// waiting.
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<Option<(usize, FrameMeta)>, FrontError> {
-        let Some(c) = self.conn.as_mut() else {
-            return Err(FrontError::NotConnected);
-        };
-        let mut ring = NetifRxFrontRing::resume(ring_mem(c.rx_ring.mem()), c.rx_idx)
-            .map_err(BackendError::rx_ring)?;
-        let mut out: Option<(usize, FrameMeta)> = None;
-        let mut consumed = 0u32;
-        {
-            let mut p = ring.responses().map_err(BackendError::rx_ring)?;
-            let n = p.len();
-            let mut i = 0;
-            // Until a frame is complete and no extra-info slot of it is pending.
-            while i < n && (out.is_none() || c.rx.expects_extra()) {
-                let slot = p.cons().wrapping_add(i);
-                let ev = if c.rx.expects_extra() {
-                    let e: NetifExtraInfo = p.copy(i).expect("within the snapshot");
-                    i += 1;
-                    // GSO metadata of the frame already handed out in `out`.
-                    if let (Some(m), Some((_, ref mut meta))) = (c.rx.extra(&e), &mut out) {
-                        *meta = m;
-                    }
-                    RxEvent::Pending
-                } else {
-                    let r: NetifRxResponse = p.copy(i).expect("within the snapshot");
-                    i += 1;
-                    let page = (slot as usize) & (RX_BUFS - 1);
-                    let bufs = &c.rx_bufs;
-                    c.rx.response(&r, |offset, dst| {
-                        bufs.mem()
-                            .read(page * XEN_PAGE_SIZE + offset, dst)
-                            .map_err(|source| BackendError::Buffer {
-                                which: "RX",
-                                source,
-                            })
-                    })?
-                };
-                match ev {
-                    RxEvent::Pending => {}
-                    RxEvent::Dropped => self.stats.rx_errors += 1,
-                    RxEvent::Frame(meta) => {
-                        let frame = c.rx.frame();
-                        if frame.len() > buf.len() {
-                            self.stats.rx_errors += 1;
-                        } else {
-                            buf[..frame.len()].copy_from_slice(frame);
-                            self.stats.rx_packets += 1;
-                            self.stats.rx_bytes += frame.len() as u64;
-                            out = Some((frame.len(), meta));
-                        }
-                    }
-                }
-            }
-            consumed = consumed.wrapping_add(i);
-            p.consume(i);
-        }
-        // Repost the consumed buffers at their slots.
-        if consumed > 0 {
-            for _ in 0..consumed {
-                let idx = ring.req_prod_pvt();
-                let b = (idx as usize) & (RX_BUFS - 1);
-                ring.put_request(&NetifRxRequest {
-                    id: b as u16,
-                    pad: 0,
-                    gref: c.rx_bufs.grefs()[b].0,
-                })
-                .map_err(BackendError::rx_ring)?;
-            }
-            if ring.push_requests_and_check_notify() {
-                let _ = self.platform.evtchn().notify(c.rx_evtchn);
-            }
-        }
-        if out.is_none() {
-            // Nothing complete: ask to be notified of the next response.
-            let _ = ring
-                .final_check_for_responses()
-                .map_err(BackendError::rx_ring)?;
-        }
-        c.rx_idx = ring.indices();
-        Ok(out)
+        let c = self.conn.as_mut().ok_or(FrontError::NotConnected)?;
+        c.queues[0].recv(self.platform.evtchn(), &mut self.stats, buf)
+    }
+
+    /// The number of queues of the connection (0 when not connected).
+    pub fn num_queues(&self) -> usize {
+        self.conn.as_ref().map_or(0, |c| c.queues.len())
     }
 
     /// Acknowledges fired event channels (call when the event fd is readable).
@@ -880,8 +633,80 @@ impl<P: FrontendPlatform> Netfront<P> {
     pub fn split_event_channels(&self) -> bool {
         self.conn
             .as_ref()
-            .is_some_and(|c| c.tx_evtchn != c.rx_evtchn)
+            .is_some_and(|c| c.queues[0].tx_evtchn != c.queues[0].rx_evtchn)
     }
+}
+
+/// The backend's `multi-queue-max-queues`: `None` when it does not offer multi-queue;
+/// 0 counts as 1.
+fn read_max_queues<X: Xenstore + ?Sized>(
+    xs: &X,
+    be: &str,
+) -> Result<Option<usize>, HandshakeError> {
+    let path = format!("{be}/multi-queue-max-queues");
+    let present = xs
+        .try_read(XsTx::NONE, &path)
+        .map_err(|source| HandshakeError::Xenstore {
+            what: "read the backend's multi-queue-max-queues",
+            source,
+        })?
+        .is_some();
+    if !present {
+        return Ok(None);
+    }
+    let max = xenbus::read_u64_or(xs, XsTx::NONE, &path, MAX_QUEUES as u64, 1)?;
+    Ok(Some((max as usize).max(1)))
+}
+
+fn remove<X: Xenstore + ?Sized>(xs: &X, tx: XsTx, path: &str) -> Result<(), xenstore::XsError> {
+    match xs.rm(tx, path) {
+        Err(e) if !e.is_enoent() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The hints published in the credit area's frontend block.
+pub(crate) fn front_counters(s: &FrontStats) -> FrontCounters {
+    FrontCounters {
+        front_version: CREDIT_VERSION as u32,
+        applied_generation: 0,
+        tx_packets: s.tx_wire_packets,
+        tx_bytes: s.tx_wire_bytes,
+        dropped_packets: s.tx_dropped_credit_wire_packets,
+        dropped_bytes: s.tx_dropped_credit_wire_bytes,
+        held: s.tx_held,
+    }
+}
+
+/// Reads the credit area in queue 0's TX page, applies a new generation to the shared
+/// bucket (true when it did) and publishes `counters`.
+pub(crate) fn poll_credits<S: SharedPages>(
+    q0: &Queue<S>,
+    state: &mut CreditReaderState,
+    applied_generation: &mut u32,
+    bucket: &SharedDualBucket,
+    now: u64,
+    mut counters: FrontCounters,
+    name: &str,
+) -> bool {
+    let Ok(area) = CreditArea::in_tx_page(ring_mem(q0.tx_ring.mem())) else {
+        return false;
+    };
+    let mut r = CreditReader::resume(area, *state);
+    let mut applied = false;
+    match r.poll() {
+        Ok(Some(snap)) => {
+            bucket.set_limits(snap.credits.bytes, snap.credits.packets, now);
+            *applied_generation = snap.generation;
+            applied = true;
+        }
+        Ok(None) => {}
+        Err(e) => log::debug!("netfront {name}: credit area: {e}"),
+    }
+    counters.applied_generation = *applied_generation;
+    r.publish_counters(&counters);
+    *state = r.state();
+    applied
 }
 
 /// The backend's offload keys (`netif.h` defaults for absent keys).

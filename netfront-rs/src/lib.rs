@@ -5,6 +5,8 @@
 //!   costs anything, TX and RX ring paths;
 //! * [`error`]: why netfront failed (handshake, or a backend breaking the protocol);
 //! * [`rx`]: RX reassembly of responses into frames, a pure state machine;
+//! * `queue`: one queue's rings, buffers and event channels, and its TX/RX paths;
+//! * [`mq`]: the multi-queue event loop, one thread per queue;
 //! * [`pump`]: the event loop that moves frames between a [`netport::Port`] (the guest
 //!   kernel's TAP, or an in-memory channel) and the device;
 //! * [`ready`]: readiness notification to systemd (`Type=notify`) once the TAP serves.
@@ -13,7 +15,9 @@
 
 pub mod error;
 pub mod front;
+pub mod mq;
 pub mod pump;
+mod queue;
 pub mod ready;
 pub mod rx;
 

@@ -202,6 +202,38 @@ impl TapPort {
     /// Errors carry the step that failed (open, `TUNSETIFF`, `TUNSETVNETHDRSZ`,
     /// `TUNSETOFFLOAD`, MTU, MAC, up, bridge).
     pub fn open(cfg: &TapConfig) -> io::Result<TapPort> {
+        Self::open_queue(cfg, false, true)
+    }
+
+    /// Creates (or attaches to) a multi-queue TAP (`IFF_MULTI_QUEUE`) and opens `queues`
+    /// queues of it, one fd (one port) each: the kernel spreads the flows it sends out
+    /// of the interface across them (by flow hash), and frames written into any of them
+    /// are received by the interface. The link is configured once, as [`TapPort::open`]
+    /// does; every port has the same offloads. Dropping every port (unless persistent)
+    /// removes the interface.
+    pub fn open_queues(cfg: &TapConfig, queues: usize) -> io::Result<Vec<TapPort>> {
+        if queues == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a multi-queue TAP needs at least one queue",
+            ));
+        }
+        let first = Self::open_queue(cfg, true, true)?;
+        let mut rest = TapConfig {
+            name: first.name.clone(),
+            ..cfg.clone()
+        };
+        rest.persist = false;
+        let mut ports = vec![first];
+        for _ in 1..queues {
+            ports.push(Self::open_queue(&rest, true, false)?);
+        }
+        Ok(ports)
+    }
+
+    /// Opens one fd of the TAP (`multi_queue`: one queue of a multi-queue TAP) and, when
+    /// `configure`, sets up its link.
+    fn open_queue(cfg: &TapConfig, multi_queue: bool, configure: bool) -> io::Result<TapPort> {
         let template = if cfg.name.is_empty() {
             "tap%d"
         } else {
@@ -217,7 +249,11 @@ impl TapPort {
         let flags = OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let fd = rustix::fs::open("/dev/net/tun", flags, Mode::empty())
             .map_err(|e| ctx(e.into(), "open /dev/net/tun"))?;
-        req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as i16;
+        let mut flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
+        if multi_queue {
+            flags |= libc::IFF_MULTI_QUEUE;
+        }
+        req.ifr_ifru.ifru_flags = flags as i16;
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `req` is a live, fully
         // initialised ifreq and the fd is the tun control device we just opened.
         unsafe {
@@ -252,15 +288,17 @@ impl TapPort {
         }
         set_offload(&fd, flags).map_err(|e| ctx(e, "TUNSETOFFLOAD"))?;
 
-        if !attached {
+        if !attached && configure {
             configure_link(cfg, &name)?;
         }
-        if cfg.up {
+        if cfg.up && configure {
             link::set_up(&name, true)?;
         }
         let ifindex = link::index(&name)?;
         let mtu = link::mtu(&name)? as usize;
-        let max_frame = if cfg.offload.tso {
+        let max_frame = if cfg.offload.tso && !configure {
+            NETIF_MAX_FRAME.max(mtu + ETH_OVERHEAD)
+        } else if cfg.offload.tso {
             match link::set_gso_max_size(&name, (NETIF_MAX_FRAME - ETH_OVERHEAD) as u32) {
                 Ok(()) => NETIF_MAX_FRAME.max(mtu + ETH_OVERHEAD),
                 Err(e) => {

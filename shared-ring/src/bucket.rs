@@ -66,7 +66,7 @@ pub enum Denied {
 
 impl Denied {
     /// The later of two denials (a dual charge waits for the slower bucket).
-    fn max(self, other: Denied) -> Denied {
+    pub(crate) fn max(self, other: Denied) -> Denied {
         match (self, other) {
             (Denied::Never, _) | (_, Denied::Never) => Denied::Never,
             (Denied::Wait { ns: a }, Denied::Wait { ns: b }) => Denied::Wait { ns: a.max(b) },

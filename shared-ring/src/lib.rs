@@ -9,6 +9,8 @@
 //! * [`credit`]: the DBA-VM credit area in the unused tail of the TX ring page, a
 //!   seqlock-protected budget written by netback and read by netfront;
 //! * [`bucket`]: the dual (bytes + packets) token bucket that enforces those budgets;
+//! * [`shared_bucket`]: the same dual bucket shared, lock-free, by the queue threads of
+//!   a multi-queue frontend (one budget per vif);
 //! * [`wire`]: what a frame costs in those budgets (a GSO frame: its wire segments);
 //! * [`page`]: shared memory as atomic words — the only place raw pointers enter.
 //!
@@ -26,6 +28,7 @@ pub mod credit;
 pub mod netif;
 pub mod page;
 pub mod ring;
+pub mod shared_bucket;
 pub mod wire;
 
 pub use bucket::{Denied, DualTokenBucket, Limit, TokenBucket};
@@ -34,4 +37,5 @@ pub use page::{SharedMem, SharedPage, XEN_PAGE_SIZE};
 pub use ring::{
     BackIndices, BackRing, FrontIndices, FrontRing, RingEntry, RingError, RingIdx, Sring,
 };
+pub use shared_bucket::{SharedDualBucket, SharedTokenBucket};
 pub use wire::WireCost;
