@@ -184,6 +184,8 @@ pub struct Netfront<P: FrontendPlatform> {
     fe_path: String,
     be_path: String,
     backend: DomId,
+    /// The vif's MAC as the toolstack wrote it in the frontend directory (`mac`).
+    mac: Option<[u8; 6]>,
     conn: Option<Conn<<P::Grants as GrantShare>::Shared>>,
     /// The per-vif credit bucket, shared by every queue.
     bucket: SharedDualBucket,
@@ -211,6 +213,7 @@ impl<P: FrontendPlatform> Netfront<P> {
         let xs = platform.xenstore();
         let be_path = xenbus::read_str(xs, XsTx::NONE, &format!("{fe_path}/backend"), 256)?;
         let backend = xenbus::read_domid(xs, XsTx::NONE, &format!("{fe_path}/backend-id"))?;
+        let mac = read_toolstack_mac(xs, &fe_path);
         xs.watch(&format!("{be_path}/state"), TOKEN_BE_STATE)
             .map_err(|source| HandshakeError::Xenstore {
                 what: "watch the backend's state",
@@ -223,6 +226,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             fe_path,
             be_path,
             backend,
+            mac,
             conn: None,
             bucket: SharedDualBucket::unlimited(now),
             clock,
@@ -231,6 +235,13 @@ impl<P: FrontendPlatform> Netfront<P> {
         };
         nf.handshake()?;
         Ok(nf)
+    }
+
+    /// The vif's MAC address as the toolstack assigned it (the `mac` key of the frontend
+    /// directory, libxl's `mac=`), for the guest's interface; `None` when the key is
+    /// missing or malformed (logged).
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        self.mac
     }
 
     /// The platform.
@@ -726,4 +737,26 @@ fn read_offer<X: Xenstore + ?Sized>(xs: &X, be: &str) -> Result<Offer, Handshake
         return Err(e);
     }
     offer.map_err(HandshakeError::BadFeature)
+}
+
+/// Reads the toolstack's `mac` key of the frontend directory. A missing key is `None`; a
+/// malformed one is logged and `None` (the guest keeps a random address rather than not
+/// coming up at all).
+fn read_toolstack_mac<X: Xenstore + ?Sized>(xs: &X, fe_path: &str) -> Option<[u8; 6]> {
+    let path = format!("{fe_path}/mac");
+    let v = match xenbus::read_str(xs, XsTx::NONE, &path, 32) {
+        Ok(v) => v,
+        Err(xenbus::XenbusError::Xs { source, .. }) if source.is_enoent() => return None,
+        Err(e) => {
+            log::warn!("netfront: {e}; the interface keeps a random MAC");
+            return None;
+        }
+    };
+    let mac = xenbus::parse_mac(&v);
+    if mac.is_none() {
+        log::warn!(
+            "netfront: {path} = {v:?} is not a MAC address; the interface keeps a random MAC"
+        );
+    }
+    mac
 }

@@ -261,3 +261,25 @@ fn split_event_channels_can_be_turned_off_in_netfront() {
     let mut wire = nb.wire(id);
     roundtrip(&mut nf, &mut wire, 0, 100);
 }
+
+/// The guest's interface gets the toolstack's MAC (the frontend directory's `mac`, as
+/// libxl writes it and the kernel netfront uses it); a malformed value is not taken.
+#[test]
+fn netfront_takes_the_toolstack_mac_and_refuses_a_malformed_one() {
+    let host = LocalHost::new();
+    let _id = add_vif(&host, DomId(1), 0).expect("vif");
+    let _nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let nf = connect_with(&host, NetfrontConfig::new(0));
+    assert_eq!(nf.mac(), Some([0x00, 0x16, 0x3e, 0x00, 0x01, 0x00]));
+    drop(nf);
+
+    let host = LocalHost::new();
+    let _id = add_vif(&host, DomId(1), 0).expect("vif");
+    let dom0 = testbed::domain(&host, DomId(0)).expect("dom0");
+    dom0.xenstore
+        .write(XsTx::NONE, &format!("{FE}/mac"), b"00:16:3e:zz:01:00")
+        .expect("toolstack writes a bad mac");
+    let _nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let nf = connect_with(&host, NetfrontConfig::new(0));
+    assert_eq!(nf.mac(), None, "a malformed mac is not used");
+}

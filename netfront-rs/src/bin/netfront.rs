@@ -134,6 +134,12 @@ fn serve<P: FrontendPlatform>(p: P, cfg: NetfrontConfig, tcfg: &TapConfig) -> Re
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal: {e}"))?;
     }
     let mut nf = Netfront::connect(p, cfg, clock::system()).map_err(|e| e.to_string())?;
+    // The guest's interface carries the vif's MAC, as the kernel netfront's does.
+    let mut tcfg = tcfg.clone();
+    if tcfg.mac.is_none() {
+        tcfg.mac = nf.mac();
+    }
+    let tcfg = &tcfg;
     // The guest's stack hands the TAP only the offloads the backend agreed to take
     // (its feature keys): segmentation of each TCP version only when the backend takes
     // those GSO frames — then the guest's TCP hands over 64 KiB frames, one ring round
