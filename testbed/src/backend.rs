@@ -55,7 +55,8 @@ pub struct BackendExit {
     pub allocator_cost_ns: u64,
     /// The allocator's rounds.
     pub allocator_rounds: u64,
-    /// CPU time of the netback thread, ns.
+    /// CPU time of netback's manager thread (the one running the loop) and of its
+    /// data-path workers, ns.
     pub cpu_ns: u64,
     /// Longest gap between two loop iterations beyond the poll wait, ns: time the thread
     /// could not run.
@@ -112,7 +113,7 @@ impl BackendThread {
                     status: nb.status(),
                     allocator_cost_ns: cost,
                     allocator_rounds: rounds,
-                    cpu_ns: thread_cpu_ns() - cpu0,
+                    cpu_ns: netback_cpu_ns(&nb) - cpu0,
                     max_stall_ns,
                 })
             }
@@ -271,11 +272,17 @@ impl Drop for BackendThread {
     }
 }
 
+/// CPU time of netback so far, ns, read on its manager thread (the one running its
+/// loop): that thread's and its data-path workers'.
+pub fn netback_cpu_ns(nb: &LocalNetback) -> u64 {
+    thread_cpu_ns() + nb.worker_cpu_ns().iter().sum::<u64>()
+}
+
 /// Creates netback and enables the allocator (on the netback thread).
 fn start(
     dom0: LocalPlatform,
     cfg: NetbackConfig,
-    ports: Box<dyn PortFactory>,
+    ports: Box<dyn PortFactory + Send>,
     opts: BackendOptions,
 ) -> Result<LocalNetback, TestbedError> {
     let mut nb = Netback::new(dom0, cfg, ports, opts.clock).map_err(TestbedError::Netback)?;

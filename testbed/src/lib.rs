@@ -32,7 +32,9 @@ pub mod kernel;
 pub mod raw;
 pub mod spawn;
 
-pub use backend::{BackendExit, BackendOptions, BackendThread, LocalNetback, MemWires};
+pub use backend::{
+    netback_cpu_ns, BackendExit, BackendOptions, BackendThread, LocalNetback, MemWires,
+};
 pub use clock::SkewedClock;
 pub use error::TestbedError;
 pub use frames::{check_frame, count_until, flood, frame, recv_n, send_all, tcp_frame, TcpHeaders};
