@@ -378,7 +378,6 @@ impl<P: BackendPlatform + Sync> Workers<P> {
         }
         Ok(())
     }
-
 }
 
 impl<P: BackendPlatform> Workers<P> {
@@ -415,11 +414,23 @@ impl<P: BackendPlatform> Netback<P> {
 
     /// What the data-path workers did so far, all together.
     pub fn loop_stats(&self) -> LoopStats {
+        self.worker_stats()
+            .into_iter()
+            .fold(LoopStats::default(), |a, w| LoopStats {
+                iterations: a.iterations + w.iterations,
+                vif_polls: a.vif_polls + w.vif_polls,
+            })
+    }
+
+    /// What each data-path worker did so far.
+    pub fn worker_stats(&self) -> Vec<LoopStats> {
         let m = &self.workers.meters;
-        LoopStats {
-            iterations: m.iter().map(|m| WorkerMeters::load(&m.iterations)).sum(),
-            vif_polls: m.iter().map(|m| WorkerMeters::load(&m.vif_polls)).sum(),
-        }
+        m.iter()
+            .map(|m| LoopStats {
+                iterations: WorkerMeters::load(&m.iterations),
+                vif_polls: WorkerMeters::load(&m.vif_polls),
+            })
+            .collect()
     }
 
     /// CPU time of each data-path worker thread so far, ns (as of each worker's last
@@ -517,7 +528,10 @@ impl<P: BackendPlatform> Netback<P> {
 
     /// The SLAs a new connection's first budget comes from, for the workers.
     fn publish_initial(&self) {
-        let p = self.alloc.as_ref().map(|a| (a.keys.overlay(&a.base).0, a.period()));
+        let p = self
+            .alloc
+            .as_ref()
+            .map(|a| (a.keys.overlay(&a.base).0, a.period()));
         self.initial.set(p);
     }
 
@@ -548,7 +562,6 @@ impl<P: BackendPlatform> Netback<P> {
             })
             .unwrap_or(false)
     }
-
 }
 
 impl<P: BackendPlatform + Sync> Netback<P> {

@@ -31,7 +31,7 @@ use crate::vif::VifFatal;
 use crate::vifconfig::{RateCap, VifConfig};
 use shared_ring::credit::{Credits, CREDIT_VERSION};
 
-/// Most commands queued for the data thread; the control thread waits when it is full.
+/// Most commands queued for one thread; the sender waits when it is full.
 pub(crate) const COMMAND_QUEUE: usize = 64;
 
 /// What a frontend set up, as the control thread read and checked it from xenstore.
@@ -108,7 +108,7 @@ pub(crate) enum ManagerCommand {
     Lost(XsError),
 }
 
-/// What the data-path thread tells the control thread on its own.
+/// What a data-path worker tells the control thread on its own.
 #[derive(Debug)]
 pub(crate) enum Notice {
     /// Connection `created` of vif `id` broke the protocol on its rings and was
@@ -127,7 +127,7 @@ pub(crate) enum ConnectError {
     /// The device was removed meanwhile.
     #[error("no such device")]
     NoDevice,
-    /// The data-path thread is gone (netback is stopping).
+    /// The vif's worker is gone (netback is stopping).
     #[error("netback is stopping")]
     Stopping,
     /// A frontend key is missing or invalid.
@@ -273,7 +273,7 @@ pub(crate) fn link<C>(notices: &Notices) -> io::Result<(ControlEnd<C>, DataEnd<C
 }
 
 impl<C> ControlEnd<C> {
-    /// Queues `cmd` (waiting while the queue is full). False: the data thread is gone.
+    /// Queues `cmd` (waiting while the queue is full). False: the receiving thread is gone.
     pub(crate) fn send(&self, cmd: C) -> bool {
         let ok = self.commands.send(cmd).is_ok();
         self.data_bell.ring();
@@ -293,7 +293,7 @@ impl<C> ControlEnd<C> {
     }
 
     /// Sends the command `make` builds around a reply channel and waits for the reply.
-    /// `None`: the data thread is gone.
+    /// `None`: the receiving thread is gone.
     pub(crate) fn call<T>(&self, make: impl FnOnce(SyncSender<T>) -> C) -> Option<T> {
         let (tx, rx) = mpsc::sync_channel(1);
         if !self.send(make(tx)) {

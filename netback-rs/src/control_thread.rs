@@ -4,9 +4,9 @@
 //! It waits on the watch events of its xenstore connection (a handle on the platform's
 //! connection, [`xenstore::ShareConnection`]), turns them into paced, budgeted work
 //! ([`crate::control_work`]), reads and checks what the toolstack and the frontends
-//! wrote, writes the backend's `state`, `error` and feature keys, and orders the
-//! data-path thread about with [`Command`]s ([`crate::control_link`]). The data-path
-//! thread never waits for xenstore: a stalled xenstored, or a guest keeping the control
+//! wrote, writes the backend's `state`, `error` and feature keys, places each vif on a
+//! data-path worker and orders it about with [`Command`]s ([`crate::router`],
+//! [`crate::control_link`]). A worker never waits for xenstore: a stalled xenstored, or a guest keeping the control
 //! work busy, delays handshakes, not frames.
 //!
 //! Handshake (as Linux's `xen-netback/xenbus.c`, plus the credit feature of
@@ -161,7 +161,9 @@ impl<X: Xenstore> Control<X> {
                 .min(IDLE_WAIT);
             if let Err(e) = epoll.wait(&mut keys, wait) {
                 log::error!("netback control: epoll: {e}");
-                self.link.manager().send(ManagerCommand::Lost(XsError::Io(e)));
+                self.link
+                    .manager()
+                    .send(ManagerCommand::Lost(XsError::Io(e)));
                 return;
             }
             self.stop_bell.clear();
@@ -198,7 +200,7 @@ impl<X: Xenstore> Control<X> {
         }
     }
 
-    /// What the data-path thread decided alone: frontends that broke the protocol on
+    /// What the data-path workers decided alone: frontends that broke the protocol on
     /// their rings (already released there).
     fn take_notices(&mut self) {
         self.link.notices.bell.clear();
@@ -246,7 +248,7 @@ impl<X: Xenstore> Control<X> {
         Ok(())
     }
 
-    /// Reads vif `id`'s `dba-*` keys for the allocator (on the data-path thread).
+    /// Reads vif `id`'s `dba-*` keys for the allocator (on the manager).
     fn read_sla_keys(&self, id: VifId) {
         let be = format!("{}/{}/{}", self.root, id.domid.0, id.devid);
         let values = allocator::xenstore::KEYS
@@ -429,15 +431,17 @@ impl<X: Xenstore> Control<X> {
         Ok((stale_frontend, reattach))
     }
 
-    /// Records the backend state (and tells the data-path thread) without writing it.
+    /// Records the backend state (and tells the manager) without writing it.
     fn set_state(&mut self, id: VifId, state: XenbusState) {
         if let Some(d) = self.devices.get_mut(&id) {
             d.state = state;
-            self.link.manager().send(ManagerCommand::State { id, state });
+            self.link
+                .manager()
+                .send(ManagerCommand::State { id, state });
         }
     }
 
-    /// Writes the backend's state, then tells the data-path thread (whose status shows
+    /// Writes the backend's state, then tells the manager (whose status shows
     /// a device once its first state is written).
     fn switch_state(&mut self, id: VifId, state: XenbusState) {
         let Some(d) = self.devices.get(&id) else {
@@ -580,7 +584,7 @@ impl<X: Xenstore> Control<X> {
         let setup = self.frontend_setup(id);
         match self.connect(id, reattach) {
             // Frames that were already waiting in either direction are taken by the
-            // data-path thread as soon as it connected; a ring that breaks the protocol
+            // vif's worker as soon as it connected; a ring that breaks the protocol
             // at once leaves the device Closing (its notice is handled after this).
             Ok(()) => self.switch_state(id, Connected),
             // netback is stopping: the device is left as it is, for the next netback.
@@ -652,7 +656,7 @@ impl<X: Xenstore> Control<X> {
         .collect()
     }
 
-    /// Reads and checks the frontend's keys, then has the data-path thread map its
+    /// Reads and checks the frontend's keys, then has the vif's worker map its
     /// rings and bind its event channel. `reattach`: the rings are taken over from a
     /// previous netback (see [`Device::reattach`]); they must be the ones it recorded.
     fn connect(&mut self, id: VifId, reattach: bool) -> Result<(), ConnectError> {
@@ -703,7 +707,8 @@ impl<X: Xenstore> Control<X> {
     fn disconnect(&mut self, id: VifId) {
         if let Some(d) = self.devices.get_mut(&id) {
             d.connection = None;
-            self.link.call(id, |reply| Command::Disconnect { id, reply });
+            self.link
+                .call(id, |reply| Command::Disconnect { id, reply });
         }
     }
 
@@ -749,7 +754,7 @@ enum ProbeError {
     /// The device's port could not be opened or added to the event loop.
     #[error("port: {0}")]
     Port(#[source] io::Error),
-    /// The data-path thread is gone (netback is stopping).
+    /// The vif's worker is gone (netback is stopping).
     #[error("netback is stopping")]
     Stopping,
     /// A feature could not be advertised.

@@ -387,7 +387,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         // Listen to the port only while frames can go somewhere.
         let want = !conn.vif.rx_starved();
         dev.arm_port(&self.epoll, want);
-        if packets > 0 && !dev.board.try_publish(&dev.snapshot()) {
+        if !dev.board.try_publish(&dev.snapshot()) {
             self.unpublished.insert(id);
         }
         packets

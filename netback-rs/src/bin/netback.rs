@@ -444,11 +444,7 @@ fn usable_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-fn tap_factory(
-    template: String,
-    bridge: Option<String>,
-    mtu: u32,
-) -> Box<dyn PortFactory + Send> {
+fn tap_factory(template: String, bridge: Option<String>, mtu: u32) -> Box<dyn PortFactory + Send> {
     Box::new(TapFactory {
         template,
         bridge,
