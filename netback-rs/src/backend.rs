@@ -564,6 +564,15 @@ impl<P: BackendPlatform> Netback<P> {
     }
 }
 
+impl<P: BackendPlatform> Netback<P> {
+    /// Stops the data-path workers and waits for them: each publishes its vifs one last
+    /// time, so that [`Netback::status`] afterwards counts every frame they handled.
+    /// netback serves no frames after this; for a final report before it is dropped.
+    pub fn stop_workers(&mut self) {
+        self.workers.stop();
+    }
+}
+
 impl<P: BackendPlatform + Sync> Netback<P> {
     /// Runs until `stop` returns true, waiting at most `tick` between checks.
     pub fn run(

@@ -192,6 +192,10 @@ impl<P: BackendPlatform + Sync> Worker<P> {
                 break;
             }
         }
+        // The last word on every vif: what status shows from now on.
+        for d in self.devices.values() {
+            d.board.publish(&d.snapshot());
+        }
         // Dropping the devices releases their rings, channels and ports (the interfaces
         // stay, for the next netback).
         self.shared.meters.publish_cpu();

@@ -108,6 +108,8 @@ impl BackendThread {
                 };
                 let _ = ready_tx.send(Ok(()));
                 let max_stall_ns = serve(&mut nb, &shared, &queue, poll, status_every)?;
+                // The workers' last publication: the status counts every frame.
+                nb.stop_workers();
                 let (cost, rounds) = nb.allocator_report().map_or((0, 0), |(_, c, r)| (c, r));
                 Ok(BackendExit {
                     status: nb.status(),
@@ -214,8 +216,9 @@ impl BackendThread {
             .clone()
     }
 
-    /// Vif `id` now: read on the netback thread between two iterations, so it counts
-    /// every frame netback has already handed on (the snapshot of [`Self::status`] is
+    /// Vif `id` now: read on the netback thread between two iterations, from what the
+    /// vif's worker published at the end of its last poll (so it counts every frame
+    /// netback handed on before that poll ended; the snapshot of [`Self::status`] is
     /// refreshed only after an iteration, and a test can see a frame before it). The
     /// last snapshot when the thread does not answer within 10 s.
     pub fn vif_status(&self, id: VifId) -> Option<VifStatus> {

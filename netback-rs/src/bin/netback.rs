@@ -478,7 +478,9 @@ where
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
         .map_err(|e| format!("signal: {e}"))?;
+    let workers = cfg.workers;
     let mut nb = Netback::new(p, cfg, ports, clock::system()).map_err(|e| format!("start: {e}"))?;
+    log::info!("netback: {workers} data-path workers");
     if let Some((slas, lc)) = opts.alloc {
         nb.enable_allocator(slas, lc).map_err(|e| e.to_string())?;
         log::info!("netback: allocator on, period {:?}", lc.period);
