@@ -350,3 +350,64 @@ fn a_thousand_connect_cycles_over_two_workers_leak_nothing() {
         end.heap
     );
 }
+
+/// A port that panics when netback hands it a frame: a bug in the data path.
+struct PanickingPort(MemPort);
+
+impl Port for PanickingPort {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, netport::FrameMeta)>> {
+        self.0.recv(buf)
+    }
+
+    fn send(&mut self, _frame: &[u8], _meta: &netport::FrameMeta) -> io::Result<()> {
+        panic!("a data-path bug");
+    }
+
+    fn rx_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.rx_fd()
+    }
+
+    fn max_frame(&self) -> usize {
+        self.0.max_frame()
+    }
+}
+
+/// A worker that dies (a panic on the data path) stops netback's loop with the reason,
+/// for its supervisor to restart it, rather than leave that worker's vifs unserved.
+#[test]
+fn a_worker_that_dies_stops_netback() {
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).unwrap();
+    let wires: Arc<Mutex<Vec<MemPort>>> = Arc::default();
+    let factory = {
+        let wires = wires.clone();
+        move |_id: VifId, _mac: [u8; 6]| -> io::Result<Box<dyn Port>> {
+            let (port, wire) = MemPort::pair_with(MemPortConfig::new(16, 2048))?;
+            wires.lock().unwrap().push(wire);
+            Ok(Box::new(PanickingPort(port)))
+        }
+    };
+    let dom0 = domain(&host, DomId(0)).unwrap();
+    let opts = BackendOptions::default();
+    let mut nb = BackendThread::spawn(Spawner::Thread, dom0, workers(2), factory, opts).unwrap();
+    let mut raw = RawFrontend::new(&host, id).unwrap();
+    assert_eq!(raw.connect(&RawConnect::default()), XenbusState::Connected);
+    let g = raw.data_gref(0);
+    raw.push(&[tx_req(g, 0, 60, NetTxFlags::empty(), 1)], true)
+        .unwrap();
+    // The loop ends by itself: the thread stops answering.
+    let t0 = Instant::now();
+    while !matches!(
+        nb.call(|_| (), Duration::from_millis(200)),
+        Err(TestbedError::BackendGone)
+    ) {
+        assert!(t0.elapsed() < T, "netback kept running without its worker");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = match nb.stop() {
+        Err(TestbedError::Loop(e)) => e.to_string(),
+        other => panic!("netback's loop ended with {other:?}"),
+    };
+    assert!(err.contains("data-path worker"), "{err}");
+}
