@@ -1,44 +1,42 @@
-//! The netback daemon's data path: one event loop driving every connected vif's rings,
-//! event channels and port, with local work only (grant maps and copies, event-channel
-//! binds, ports). The xenbus backend state machine and every xenstore round trip run on
-//! netback's control thread ([`crate::control_thread`]), which orders this loop about
-//! through [`crate::control_link`]: the loop never waits for xenstore.
+//! The netback daemon: its threads, and the part that runs on the caller's thread.
 //!
-//! A frontend that breaks the protocol on its rings is disconnected here with one log
-//! line that says why, and the control thread writes the reason to its `error` node;
-//! only that vif is affected.
+//! [`Netback::new`] starts the **control thread** ([`crate::control_thread`]: the
+//! xenbus backend state machine, every xenstore round trip) and prepares
+//! [`NetbackConfig::workers`] **data-path workers** ([`crate::worker`]: each one
+//! thread, one epoll, its own event-channel handle, the vifs placed on it; started by
+//! the first [`Netback::run_once`]). The thread that runs [`Netback::run_once`] is the
+//! **manager**: it runs the DBA-VM allocator (it reads the meters the workers publish
+//! and sends each worker its vifs' budgets as commands) and keeps what
+//! [`Netback::status`] shows. No thread on the data path waits for xenstore, for the
+//! allocator or for another worker.
 
-mod commands;
-
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::TryRecvError;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hypervisor::evtchn::{EventChannels, Port as EvtPort};
-use hypervisor::grant::{GrantCopy, GrantMap};
 use hypervisor::platform::BackendPlatform;
 use hypervisor::poll::Epoll;
 use hypervisor::xenbus::XenbusState;
 use netport::Port;
 use shared_ring::credit::Credits;
 use shared_ring::Limit;
-use xen_ids::{DomId, VifId};
+use xen_ids::VifId;
 use xenstore::{ShareConnection, Xenstore, XsError};
 
 use crate::control::{credits_of, reading, Allocation};
-use crate::control_link::{self, DataEnd, Doorbell, Notice};
+use crate::control_link::{self, Command, ControlEnd, DataEnd, Doorbell, ManagerCommand, Notices};
 use crate::control_thread::{self, ControlSetup, TOKEN_BACKEND, TOKEN_RELEASE};
 use crate::control_work::ControlStats;
-use crate::emulation::EmulatedBackendRate;
-use crate::evtchn_backoff::SpuriousBackoff;
-use crate::features::BoundChannels;
 use crate::meter::VifCounters;
-use crate::vif::{BackstopPolicy, Poll, Vif, VifFatal, TX_BATCH};
+use crate::published::{InitialPolicy, VifBoard, WorkerMeters};
+use crate::router::Router;
+use crate::vif::BackstopPolicy;
 use crate::vifconfig::{RateCap, VifConfig};
+use crate::worker::{Worker, WorkerShared};
 
 /// Opens the port a vif's frames go to and come from (a TAP, a memory channel…).
 pub trait PortFactory {
@@ -82,6 +80,10 @@ pub struct NetbackConfig {
     /// as stalled and its port's carrier goes off (Linux's `rx_stall_timeout`; ns on
     /// netback's clock; `None`: never). Default [`crate::vif::RX_STALL_TIMEOUT_NS`].
     pub rx_stall_timeout_ns: Option<u64>,
+    /// Data-path worker threads (at least 1). Each has its own epoll and event-channel
+    /// handle and serves the vif queues placed on it (the least loaded at a vif's
+    /// probe, for the vif's life). `netback serve` defaults to the CPUs it may run on.
+    pub workers: usize,
 }
 
 impl Default for NetbackConfig {
@@ -97,6 +99,7 @@ impl Default for NetbackConfig {
             },
             emulated_backend_pps: None,
             rx_stall_timeout_ns: Some(crate::vif::RX_STALL_TIMEOUT_NS),
+            workers: 1,
         }
     }
 }
@@ -105,50 +108,12 @@ pub use hypervisor::clock::Clock;
 
 pub use hypervisor::clock::monotonic_ns;
 
-struct Connection<M> {
-    vif: Vif<M>,
-    /// The frontend's event channel(s), bound.
-    evtchn: BoundChannels,
-    /// Connection sequence number (meters restart with each connection).
-    created: u64,
-}
-
-struct Device<M> {
-    id: VifId,
-    /// The backend's xenbus state, as the control thread wrote it.
-    state: XenbusState,
-    port: Box<dyn Port>,
-    /// The toolstack's `rate`, as the control thread read it.
-    rate: Option<RateCap>,
-    /// Epoll key of the port's rx fd, and whether it is armed: only while frames can go
-    /// somewhere — a connection whose guest has RX buffers — so that a level-triggered
-    /// port does not spin the loop.
-    port_key: u64,
-    port_armed: bool,
-    conn: Option<Connection<M>>,
-    /// Counters of earlier connections of this device (kept across reconnects).
-    past: VifCounters,
-}
-
-impl<M> Device<M> {
-    /// Arms or disarms the port's rx fd in `epoll`.
-    fn arm_port(&mut self, epoll: &Epoll, want: bool) {
-        if want == self.port_armed {
-            return;
-        }
-        match epoll.set(self.port.rx_fd(), self.port_key, want) {
-            Ok(()) => self.port_armed = want,
-            Err(e) => log::warn!("{}: epoll: {e}", self.id),
-        }
-    }
-}
-
-/// What netback's event loop did since it started: counts that show whether it sleeps
-/// when there is nothing to do (a loop that spins shows here, whatever the machine's
-/// speed).
+/// What netback's data-path workers did since they started, all workers together:
+/// counts that show whether they sleep when there is nothing to do (a loop that spins
+/// shows here, whatever the machine's speed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoopStats {
-    /// Iterations of [`Netback::run_once`].
+    /// Iterations of the workers' event loops.
     pub iterations: u64,
     /// Polls of a connected vif's rings and port.
     pub vif_polls: u64,
@@ -170,6 +135,9 @@ pub enum RunError {
     /// The control thread is gone (it panicked): nobody follows the frontends.
     #[error("netback's control thread stopped")]
     ControlStopped,
+    /// A data-path worker is gone (it panicked): its vifs are not served.
+    #[error("netback's data-path worker {0} stopped")]
+    WorkerStopped(usize),
 }
 
 /// Snapshot of one vif for meters, the allocator and operators.
@@ -197,41 +165,40 @@ pub struct VifStatus {
 
 /// Epoll key of the doorbell the control thread rings with commands.
 const EV_COMMANDS: u64 = 0;
-const EV_EVTCHN: u64 = 1;
-const EV_PORT_BASE: u64 = 2;
+
+/// A vif as the manager knows it.
+struct ManagedVif {
+    /// The backend's xenbus state, as the control thread wrote it.
+    state: XenbusState,
+    /// What its worker publishes.
+    board: Arc<VifBoard>,
+}
+
+/// The data-path workers, as the manager sees them.
+struct Workers<P: BackendPlatform> {
+    /// Their command queues (for budgets).
+    queues: Vec<ControlEnd<Command>>,
+    meters: Vec<Arc<WorkerMeters>>,
+    /// Built by [`Netback::new`], started by the first [`Netback::run_once`].
+    unstarted: Vec<Worker<P>>,
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
 
 /// The netback daemon.
 pub struct Netback<P: BackendPlatform> {
-    platform: P,
-    cfg: NetbackConfig,
-    ports: Box<dyn PortFactory>,
+    platform: Arc<P>,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
-    devices: BTreeMap<VifId, Device<<P::Grants as GrantMap>::Mapping>>,
-    by_evtchn: HashMap<EvtPort, VifId>,
+    vifs: BTreeMap<VifId, ManagedVif>,
     epoll: Epoll,
-    port_keys: HashMap<u64, VifId>,
-    next_key: u64,
-    pending: Vec<EvtPort>,
-    next_created: u64,
     alloc: Option<Allocation>,
-    /// The emulated backend packet rate ([`NetbackConfig::emulated_backend_pps`]).
-    rate: Option<EmulatedBackendRate>,
-    rr: usize,
-    /// Vifs that still had work when `poll_vif` stopped after its round limit: they are
-    /// polled again in the next `run_once`, which then does not sleep. (Their rings were
-    /// not re-armed, so no notification would wake us for them.) Only vifs with work
-    /// they can do: one waiting for the rest of a packet or for RX buffers sleeps until
-    /// its event channel wakes it.
-    busy: BTreeSet<VifId>,
-    /// Ports kept masked a while after spurious events (event-channel storms).
-    backoff: SpuriousBackoff,
-    /// Scratch list of ports due to be unmasked.
-    due_ports: Vec<EvtPort>,
-    stats: LoopStats,
+    /// The SLAs a new connection's first budget comes from (shared with the workers).
+    initial: Arc<InitialPolicy>,
     /// The vifs' `dba-*` keys as the control thread last read them (`KEYS` order).
     sla_keys: BTreeMap<VifId, Vec<Option<String>>>,
-    /// This thread's end of the link to the control thread (`None` once stopping).
-    link: Option<DataEnd>,
+    /// This thread's end of the link from the control thread (`None` once stopping).
+    link: Option<DataEnd<ManagerCommand>>,
+    workers: Workers<P>,
     /// The control thread, its stop flag and bell.
     control: Option<JoinHandle<()>>,
     control_stop: Arc<AtomicBool>,
@@ -240,25 +207,27 @@ pub struct Netback<P: BackendPlatform> {
     control_stats: Arc<Mutex<ControlStats>>,
 }
 
-/// The allocator's view of netback's vifs for one round.
-struct Dp<'a, M> {
-    devices: &'a mut BTreeMap<VifId, Device<M>>,
-    now_ns: u64,
+/// The allocator's view of netback's vifs for one round: the meters the workers
+/// published, and their queues for the budgets.
+struct Dp<'a> {
+    vifs: &'a BTreeMap<VifId, ManagedVif>,
+    queues: &'a [ControlEnd<Command>],
     period: Duration,
 }
 
-impl<M: hypervisor::grant::GrantMapping> allocator::Datapath for Dp<'_, M> {
+impl allocator::Datapath for Dp<'_> {
     type Error = std::convert::Infallible;
 
     fn read_meters(&mut self, out: &mut Vec<allocator::VifReading>) -> Result<(), Self::Error> {
-        for d in self.devices.values() {
-            if let Some(c) = &d.conn {
+        for (id, v) in self.vifs {
+            let s = v.board.read();
+            if let Some(created) = s.created {
                 out.push(reading(
-                    d.id,
-                    c.created,
-                    c.vif.counters().tx_wire_bytes,
-                    c.vif.counters().tx_wire_packets,
-                    c.vif.front_counters(),
+                    *id,
+                    created,
+                    s.current.tx_wire_bytes,
+                    s.current.tx_wire_packets,
+                    s.front,
                 ));
             }
         }
@@ -266,27 +235,36 @@ impl<M: hypervisor::grant::GrantMapping> allocator::Datapath for Dp<'_, M> {
     }
 
     fn write_budgets(&mut self, budgets: &[(VifId, allocator::Budget)]) -> Result<(), Self::Error> {
-        for (v, b) in budgets {
-            if let Some(c) = self.devices.get_mut(v).and_then(|d| d.conn.as_mut()) {
-                c.vif
-                    .set_tx_budget(&credits_of(b, self.period), self.now_ns);
-            }
+        for (id, b) in budgets {
+            let Some(v) = self.vifs.get(id) else {
+                continue;
+            };
+            let Some(created) = v.board.read().created else {
+                continue;
+            };
+            // A worker whose queue is full gets this vif's budget at the next round.
+            self.queues[v.board.worker].try_send(Command::Budget {
+                id: *id,
+                created,
+                credits: credits_of(b, self.period),
+            });
         }
         Ok(())
     }
 }
 
-impl<P: BackendPlatform> Netback<P>
+impl<P: BackendPlatform + Sync> Netback<P>
 where
     P::Xenstore: ShareConnection,
 {
     /// Starts serving the backend directory of `platform`'s domain: sets the watches,
     /// starts the control thread (on a handle of the platform's xenstore connection),
-    /// which finds the devices already there.
+    /// which finds the devices already there, and prepares the data-path workers (they
+    /// start at the first [`Netback::run_once`]).
     pub fn new(
         platform: P,
         cfg: NetbackConfig,
-        ports: Box<dyn PortFactory>,
+        ports: Box<dyn PortFactory + Send>,
         clock: Clock,
     ) -> io::Result<Self> {
         let root = format!(
@@ -308,14 +286,15 @@ where
             log::warn!("watch @releaseDomain: {e}; dead frontends are noticed only when their devices are removed");
         }
         let ctl_xs = xs.share()?;
-        let (ctl_end, data_end) = control_link::link()?;
-        let epoll = Epoll::new()?;
-        epoll.add(&data_end.bell, EV_COMMANDS)?;
-        epoll.add(platform.evtchn().as_fd(), EV_EVTCHN)?;
+        let platform = Arc::new(platform);
         let clock: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::from(clock);
-        let rate = cfg
-            .emulated_backend_pps
-            .map(|pps| EmulatedBackendRate::new(pps, clock()));
+        let notices = Notices::new()?;
+        let (to_manager, manager_end) = control_link::link(&notices)?;
+        let initial = Arc::new(InitialPolicy::default());
+        let (workers, to_workers) =
+            Workers::new(&platform, &cfg, ports, &clock, &initial, &notices)?;
+        let epoll = Epoll::new()?;
+        epoll.add(&manager_end.bell, EV_COMMANDS)?;
         let control_stop = Arc::new(AtomicBool::new(false));
         let control_bell = Doorbell::new()?;
         let control_stats = Arc::new(Mutex::new(ControlStats::default()));
@@ -324,37 +303,101 @@ where
             root,
             credits: cfg.credits,
             clock: clock.clone(),
-            link: ctl_end,
+            link: Router::new(to_manager, to_workers, notices),
             stats: control_stats.clone(),
             stop: control_stop.clone(),
             stop_bell: control_bell.clone(),
         })?;
         Ok(Netback {
             platform,
-            cfg,
-            ports,
             clock,
-            devices: BTreeMap::new(),
-            by_evtchn: HashMap::new(),
+            vifs: BTreeMap::new(),
             epoll,
-            port_keys: HashMap::new(),
-            next_key: EV_PORT_BASE,
-            pending: vec![EvtPort(0); 64],
-            next_created: 1,
             alloc: None,
-            rate,
-            rr: 0,
-            busy: BTreeSet::new(),
-            backoff: SpuriousBackoff::new(),
-            due_ports: Vec::new(),
-            stats: LoopStats::default(),
+            initial,
             sla_keys: BTreeMap::new(),
-            link: Some(data_end),
+            link: Some(manager_end),
+            workers,
             control: Some(control),
             control_stop,
             control_bell,
             control_stats,
         })
+    }
+}
+
+impl<P: BackendPlatform + Sync> Workers<P> {
+    /// Builds `cfg.workers` workers (at least one); returns them and the control
+    /// thread's links to them.
+    fn new(
+        platform: &Arc<P>,
+        cfg: &NetbackConfig,
+        ports: Box<dyn PortFactory + Send>,
+        clock: &Arc<dyn Fn() -> u64 + Send + Sync>,
+        initial: &Arc<InitialPolicy>,
+        notices: &Notices,
+    ) -> io::Result<(Self, Vec<ControlEnd<Command>>)> {
+        let ports = Arc::new(Mutex::new(ports));
+        let next_created = Arc::new(AtomicU64::new(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut w = Workers {
+            queues: Vec::new(),
+            meters: Vec::new(),
+            unstarted: Vec::new(),
+            threads: Vec::new(),
+            stop: stop.clone(),
+        };
+        for _ in 0..cfg.workers.max(1) {
+            let (queue, end) = control_link::link(notices)?;
+            let meters = Arc::new(WorkerMeters::default());
+            let shared = WorkerShared {
+                ports: ports.clone(),
+                clock: clock.clone(),
+                next_created: next_created.clone(),
+                initial: initial.clone(),
+                meters: meters.clone(),
+                stop: stop.clone(),
+            };
+            w.unstarted
+                .push(Worker::new(platform.clone(), cfg.clone(), shared, end)?);
+            w.queues.push(queue);
+            w.meters.push(meters);
+        }
+        let to_workers = w.queues.clone();
+        Ok((w, to_workers))
+    }
+
+    /// Starts the workers not started yet.
+    fn start(&mut self) -> io::Result<()> {
+        for worker in self.unstarted.drain(..) {
+            let name = format!("netback-w{}", self.threads.len());
+            let h = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || worker.run())?;
+            self.threads.push(h);
+        }
+        Ok(())
+    }
+}
+
+impl<P: BackendPlatform> Workers<P> {
+    /// The first worker that stopped, if any.
+    fn stopped(&self) -> Option<usize> {
+        self.threads.iter().position(JoinHandle::is_finished)
+    }
+
+    /// Stops and joins them.
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.unstarted.clear();
+        for q in &self.queues {
+            q.ring();
+        }
+        for h in self.threads.drain(..) {
+            if h.join().is_err() {
+                log::error!("netback: a data-path worker panicked");
+            }
+        }
     }
 }
 
@@ -369,9 +412,43 @@ impl<P: BackendPlatform> Netback<P> {
         (self.clock)()
     }
 
-    /// What the event loop did so far.
+    /// What the data-path workers did so far, all together.
     pub fn loop_stats(&self) -> LoopStats {
-        self.stats
+        self.worker_stats()
+            .into_iter()
+            .fold(LoopStats::default(), |a, w| LoopStats {
+                iterations: a.iterations + w.iterations,
+                vif_polls: a.vif_polls + w.vif_polls,
+            })
+    }
+
+    /// What each data-path worker did so far.
+    pub fn worker_stats(&self) -> Vec<LoopStats> {
+        let m = &self.workers.meters;
+        m.iter()
+            .map(|m| LoopStats {
+                iterations: WorkerMeters::load(&m.iterations),
+                vif_polls: WorkerMeters::load(&m.vif_polls),
+            })
+            .collect()
+    }
+
+    /// CPU time of each data-path worker thread so far, ns (as of each worker's last
+    /// sleep, or at most 64 loop iterations ago).
+    pub fn worker_cpu_ns(&self) -> Vec<u64> {
+        let m = &self.workers.meters;
+        m.iter().map(|m| WorkerMeters::load(&m.cpu_ns)).collect()
+    }
+
+    /// Vif queues placed on each data-path worker.
+    pub fn worker_queues(&self) -> Vec<u64> {
+        let m = &self.workers.meters;
+        m.iter().map(|m| WorkerMeters::load(&m.queues)).collect()
+    }
+
+    /// The data-path worker serving vif `id` (index from 0), once it is placed.
+    pub fn vif_worker(&self, id: VifId) -> Option<usize> {
+        self.vifs.get(&id).map(|v| v.board.worker)
     }
 
     /// What the xenstore work for watch events cost so far.
@@ -382,26 +459,24 @@ impl<P: BackendPlatform> Netback<P> {
     /// Status of every vif the control thread has taken up.
     pub fn status(&self) -> Vec<VifStatus> {
         // A device shows once the control thread has taken it up (written its state).
-        self.devices
-            .values()
-            .filter(|d| d.state != XenbusState::Initialising)
-            .map(|d| VifStatus {
-                id: d.id,
-                state: d.state,
-                connected: d.conn.is_some(),
-                credits: d.conn.as_ref().is_some_and(|c| c.vif.has_credits()),
-                counters: d
-                    .conn
-                    .as_ref()
-                    .map_or(d.past, |c| d.past + c.vif.counters()),
-                budget: self.alloc.as_ref().and_then(|a| a.loop_.budget(d.id)),
-                front_dropped_packets: d
-                    .conn
-                    .as_ref()
-                    .and_then(|c| c.vif.front_counters())
-                    .filter(|f| f.front_version != 0)
-                    .map(|f| f.dropped_packets),
-                rate: d.rate,
+        self.vifs
+            .iter()
+            .filter(|(_, v)| v.state != XenbusState::Initialising)
+            .map(|(id, v)| {
+                let s = v.board.read();
+                VifStatus {
+                    id: *id,
+                    state: v.state,
+                    connected: s.created.is_some(),
+                    credits: s.credits,
+                    counters: s.past + s.current,
+                    budget: self.alloc.as_ref().and_then(|a| a.loop_.budget(*id)),
+                    front_dropped_packets: s
+                        .front
+                        .filter(|f| f.front_version != 0)
+                        .map(|f| f.dropped_packets),
+                    rate: s.rate,
+                }
             })
             .collect()
     }
@@ -419,6 +494,7 @@ impl<P: BackendPlatform> Netback<P> {
             apply_sla_keys(&mut a, *id, values);
         }
         self.alloc = Some(a);
+        self.publish_initial();
         Ok(())
     }
 
@@ -428,6 +504,7 @@ impl<P: BackendPlatform> Netback<P> {
         if let Some(a) = &mut self.alloc {
             a.base = base;
         }
+        self.publish_initial();
     }
 
     /// The allocator's last round and its cumulated cost (ns, rounds), if it runs.
@@ -449,49 +526,54 @@ impl<P: BackendPlatform> Netback<P> {
         )
     }
 
+    /// The SLAs a new connection's first budget comes from, for the workers.
+    fn publish_initial(&self) {
+        let p = self
+            .alloc
+            .as_ref()
+            .map(|a| (a.keys.overlay(&a.base).0, a.period()));
+        self.initial.set(p);
+    }
+
     fn allocator_round(&mut self) {
         let now = (self.clock)();
         if let Some(a) = &mut self.alloc {
             let period = a.period();
             let mut dp = Dp {
-                devices: &mut self.devices,
-                now_ns: now,
+                vifs: &self.vifs,
+                queues: &self.workers.queues,
                 period,
             };
             a.maybe_round(now, &mut dp);
         }
     }
 
-    /// The budget a vif starts with, published as its first credit generation: with
-    /// the allocator on, the most its SLA allows (B^max bounded by the link, its VM's
-    /// packets/s cap) until the next round counts it in — otherwise it would send
-    /// unlimited for up to a period; without, the configured initial budget.
-    fn initial_credits(&self, id: VifId) -> Credits {
-        let Some(a) = &self.alloc else {
-            return self.cfg.initial_budget;
-        };
-        let (slas, _) = a.keys.overlay(&a.base);
-        let sla = slas.vif(id);
-        let budget = allocator::Budget::with_bursts(
-            sla.max_bps_on(slas.link()),
-            slas.vm(id.domid).pps(),
-            a.period(),
-        );
-        credits_of(&budget, a.period())
-    }
-
-    /// Applies a TX budget to vif `id` (backstop and, if negotiated, its credit area).
+    /// Applies a TX budget to vif `id` (backstop and, if negotiated, its credit area),
+    /// on its worker; returns whether the vif is connected.
     pub fn set_tx_budget(&mut self, id: VifId, c: &Credits) -> bool {
-        let now = (self.clock)();
-        match self.devices.get_mut(&id).and_then(|d| d.conn.as_mut()) {
-            Some(conn) => {
-                conn.vif.set_tx_budget(c, now);
-                true
-            }
-            None => false,
-        }
+        let Some(v) = self.vifs.get(&id) else {
+            return false;
+        };
+        self.workers.queues[v.board.worker]
+            .call(|reply| Command::SetBudget {
+                id,
+                credits: *c,
+                reply,
+            })
+            .unwrap_or(false)
     }
+}
 
+impl<P: BackendPlatform> Netback<P> {
+    /// Stops the data-path workers and waits for them: each publishes its vifs one last
+    /// time, so that [`Netback::status`] afterwards counts every frame they handled.
+    /// netback serves no frames after this; for a final report before it is dropped.
+    pub fn stop_workers(&mut self) {
+        self.workers.stop();
+    }
+}
+
+impl<P: BackendPlatform + Sync> Netback<P> {
     /// Runs until `stop` returns true, waiting at most `tick` between checks.
     pub fn run(
         &mut self,
@@ -504,237 +586,80 @@ impl<P: BackendPlatform> Netback<P> {
         Ok(())
     }
 
-    /// Waits for events (at most `timeout`, less if a vif is held) and handles them.
-    /// Fails when waiting fails or the xenstore connection is lost.
+    /// Starts the workers the first time; waits for the control thread's commands (at
+    /// most `timeout`, less when an allocator round is due) and handles them; runs the
+    /// allocator's round when due. Fails when waiting fails, the xenstore connection is
+    /// lost, or a thread of netback stopped.
     pub fn run_once(&mut self, timeout: Duration) -> Result<(), RunError> {
-        self.stats.iterations += 1;
+        self.workers.start()?;
+        if let Some(w) = self.workers.stopped() {
+            return Err(RunError::WorkerStopped(w));
+        }
         let now = (self.clock)();
         let wait = self
-            .devices
-            .values()
-            .filter_map(|d| d.conn.as_ref()?.vif.wake_at())
+            .alloc
+            .as_ref()
+            .and_then(|a| a.next_due())
             .map(|t| Duration::from_nanos(t.saturating_sub(now)))
-            .fold(timeout, Duration::min);
-        let wait = [
-            self.alloc.as_ref().and_then(|a| a.next_due()),
-            self.backoff.next_due(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|t| Duration::from_nanos(t.saturating_sub(now)))
-        .fold(wait, Duration::min);
-        // Vifs left with work by the round limit are polled below: do not sleep.
-        let wait = if self.busy.is_empty() {
-            wait
-        } else {
-            Duration::ZERO
-        };
-        let mut events = [0u64; 32];
+            .map_or(timeout, |w| w.min(timeout));
+        let mut events = [0u64; 4];
         let n = self.epoll.wait(&mut events, wait)?;
-        for &key in &events[..n] {
-            match key {
-                EV_COMMANDS => self.take_commands()?,
-                EV_EVTCHN => self.handle_evtchn(),
-                k => {
-                    if let Some(&id) = self.port_keys.get(&k) {
-                        self.poll_vif(id);
-                    }
-                }
-            }
+        if events[..n].contains(&EV_COMMANDS) {
+            self.take_commands()?;
         }
-        // Vifs cut short by the round limit last time (and not polled above since).
-        for id in std::mem::take(&mut self.busy) {
-            self.poll_vif(id);
-        }
-        // Held vifs whose deficit has accrued, and incomplete packets' timeouts.
-        let now = (self.clock)();
-        let due: Vec<VifId> = self
-            .devices
-            .values()
-            .filter(|d| {
-                d.conn
-                    .as_ref()
-                    .and_then(|c| c.vif.wake_at())
-                    .is_some_and(|t| t <= now)
-            })
-            .map(|d| d.id)
-            .collect();
-        // Round robin over the held vifs: when they share a budget (the emulated backend
-        // packet rate), the first one polled would otherwise take every refill.
-        if !due.is_empty() {
-            self.rr = self.rr.wrapping_add(1);
-            let k = self.rr % due.len();
-            for id in due[k..].iter().chain(&due[..k]) {
-                self.poll_vif(*id);
-            }
-        }
-        self.unmask_due(now);
         self.allocator_round();
         Ok(())
     }
 
-    /// Unmasks the ports whose spurious-event delay has passed, and polls their vifs:
-    /// what the frontend published while its port was masked is taken now.
-    fn unmask_due(&mut self, now: u64) {
-        self.backoff.take_due(now, &mut self.due_ports);
-        let due = std::mem::take(&mut self.due_ports);
-        for &port in &due {
-            if let Err(e) = self.platform.evtchn().unmask(port) {
-                log::debug!("netback: unmask {port}: {e}");
-            }
-            if let Some(&id) = self.by_evtchn.get(&port) {
-                self.poll_vif(id);
+    /// Carries out the commands the control thread queued. Stops the loop when it
+    /// reports the xenstore connection lost, or is gone.
+    fn take_commands(&mut self) -> Result<(), RunError> {
+        let Some(link) = &self.link else {
+            return Ok(());
+        };
+        link.bell.clear();
+        loop {
+            let Some(link) = &self.link else {
+                return Ok(());
+            };
+            match link.next() {
+                Ok(ManagerCommand::Lost(e)) => return Err(RunError::XenstoreLost(e)),
+                Ok(cmd) => self.command(cmd),
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => return Err(RunError::ControlStopped),
             }
         }
-        self.due_ports = due;
-        self.due_ports.clear();
     }
 
-    fn handle_evtchn(&mut self) {
-        let n = match self.platform.evtchn().pending(&mut self.pending) {
-            Ok(n) => n,
-            Err(e) => {
-                log::warn!("netback: event channel pending: {e}");
-                return;
+    fn command(&mut self, cmd: ManagerCommand) {
+        match cmd {
+            ManagerCommand::Placed { id, board } => {
+                let state = XenbusState::Initialising;
+                self.vifs.insert(id, ManagedVif { state, board });
             }
-        };
-        for i in 0..n {
-            let port = self.pending[i];
-            if let Some(&id) = self.by_evtchn.get(&port) {
-                let worked = self.poll_vif_counted(id) > 0;
-                let producers = self.peer_producers(id);
-                let now = (self.clock)();
-                if let Some(at) = self.backoff.after_event(port, producers, worked, now) {
-                    log::debug!("{id}: spurious events: port masked until {at}");
-                    continue;
+            ManagerCommand::Removed { id } => {
+                self.vifs.remove(&id);
+                self.sla_keys.remove(&id);
+                if let Some(a) = &mut self.alloc {
+                    a.remove(id);
+                }
+                self.publish_initial();
+            }
+            ManagerCommand::State { id, state } => {
+                if let Some(v) = self.vifs.get_mut(&id) {
+                    v.state = state;
                 }
             }
-            if let Err(e) = self.platform.evtchn().unmask(port) {
-                log::debug!("netback: unmask {port}: {e}");
+            ManagerCommand::SlaKeys { id, values, reply } => {
+                if let Some(a) = &mut self.alloc {
+                    apply_sla_keys(a, id, &values);
+                }
+                self.sla_keys.insert(id, values);
+                self.publish_initial();
+                let _ = reply.send(());
             }
-            // Work that raced with the unmask is caught by the final checks in poll_vif.
-        }
-    }
-
-    /// The frontend's request producers (TX, RX) of vif `id`, as its pages hold them.
-    fn peer_producers(&self, id: VifId) -> (u32, u32) {
-        self.devices
-            .get(&id)
-            .and_then(|d| d.conn.as_ref())
-            .map_or((0, 0), |c| c.vif.peer_producers())
-    }
-
-    /// Polls one vif's TX and RX until it has no more work this round.
-    pub fn poll_vif(&mut self, id: VifId) {
-        self.poll_vif_counted(id);
-    }
-
-    /// [`Self::poll_vif`]; returns the packets taken (TX chains and RX frames).
-    fn poll_vif_counted(&mut self, id: VifId) -> usize {
-        let Some(dev) = self.devices.get_mut(&id) else {
-            return 0;
-        };
-        let Some(conn) = dev.conn.as_mut() else {
-            return 0;
-        };
-        self.stats.vif_polls += 1;
-        let grants = self.platform.grants();
-        let mut rounds = 0;
-        let mut packets = 0;
-        // Ok(true): stopped at the round limit with work left.
-        let result: Result<bool, VifFatal> = (|| loop {
-            rounds += 1;
-            let now = (self.clock)();
-            let port = dev.port.as_mut();
-            let tx: Poll = match self.rate.as_mut() {
-                Some(rate) => rate.tx_poll(&mut conn.vif, now, grants, port)?,
-                None => conn.vif.tx_poll(now, grants, port, TX_BATCH)?,
-            };
-            let rx: Poll = conn.vif.rx_poll(now, grants, dev.port.as_mut())?;
-            packets += tx.packets + rx.packets;
-            conn.evtchn
-                .notify(self.platform.evtchn(), id, tx.notify, rx.notify);
-            if !(tx.more || rx.more) {
-                return Ok(false);
-            }
-            if rounds >= 64 {
-                return Ok(true);
-            }
-        })();
-        let result = result.map(|more| {
-            if more {
-                self.busy.insert(id);
-            } else {
-                self.busy.remove(&id);
-            }
-        });
-        if let Err(why) = result {
-            log::warn!("{id}: disconnecting the frontend: {why}");
-            self.fail_device(id, &why.to_string());
-            return packets;
-        }
-        // Listen to the port only while frames can go somewhere.
-        let want = !conn.vif.rx_starved();
-        dev.arm_port(&self.epoll, want);
-        packets
-    }
-
-    /// Releases vif `id`'s connection (rings, event channels, grant-copy mappings of a
-    /// domain left without a connected vif); the device stays, waiting for a frontend.
-    fn disconnect(&mut self, id: VifId) {
-        let Some(d) = self.devices.get_mut(&id) else {
-            return;
-        };
-        // Without a connection the port's frames have nowhere to go: a level-triggered
-        // port left armed would wake the loop for them without end.
-        d.arm_port(&self.epoll, false);
-        self.busy.remove(&id);
-        if let Some(conn) = d.conn.take() {
-            // No guest behind the interface: no carrier (on again at the next connect).
-            if let Err(e) = d.port.set_carrier(false) {
-                log::warn!("{id}: port carrier: {e}");
-            }
-            for p in conn.evtchn.ports() {
-                self.by_evtchn.remove(&p);
-                self.backoff.forget(p);
-            }
-            conn.evtchn.unbind(self.platform.evtchn(), id);
-            d.past += conn.vif.counters();
-            // Dropping the mappings unmaps the rings.
-            drop(conn.vif.into_mappings());
-            log::info!("{id}: disconnected");
-        }
-        self.forget_unconnected_peer(id.domid);
-    }
-
-    /// Releases what the grant copies keep of `domid` once none of its vifs is connected
-    /// (its domain died or its last vif closed): a guest cannot leave mappings behind.
-    fn forget_unconnected_peer(&self, domid: DomId) {
-        let connected = self
-            .devices
-            .values()
-            .any(|d| d.id.domid == domid && d.conn.is_some());
-        if !connected {
-            self.platform.grants().forget_peer(domid);
-        }
-    }
-
-    /// Disconnects a frontend that broke the protocol on its rings: releases them here
-    /// and tells the control thread, which writes the reason in the backend's `error`
-    /// node, then `Closing` (xenbus_dev_fatal).
-    fn fail_device(&mut self, id: VifId, why: &str) {
-        let created = self
-            .devices
-            .get(&id)
-            .and_then(|d| d.conn.as_ref())
-            .map(|c| c.created);
-        self.disconnect(id);
-        if let (Some(created), Some(link)) = (created, &self.link) {
-            link.notify(Notice::Failed {
-                id,
-                created,
-                reason: why.to_string(),
-            });
+            // Handled by the caller.
+            ManagerCommand::Lost(_) => {}
         }
     }
 }
@@ -742,18 +667,20 @@ impl<P: BackendPlatform> Netback<P> {
 impl<P: BackendPlatform> Drop for Netback<P> {
     fn drop(&mut self) {
         // Commands still queued are dropped with their reply channels: a control thread
-        // waiting for one of them, or for room in the queue, stops waiting.
+        // waiting for one of them, or for room in the queue, stops waiting. The workers
+        // run until the control thread is gone (it may be waiting for one of them).
         self.control_stop.store(true, Ordering::Release);
         self.link = None;
         self.control_bell.ring();
+        self.workers.unstarted.clear();
         if let Some(h) = self.control.take() {
             if h.join().is_err() {
                 log::error!("netback: the control thread panicked");
             }
         }
+        self.workers.stop();
     }
 }
-
 /// Applies a vif's `dba-*` keys (as the control thread read them, in `KEYS` order) to
 /// the allocator's SLAs; a bad value keeps the previous SLA.
 fn apply_sla_keys(a: &mut Allocation, id: VifId, values: &[Option<String>]) {

@@ -1,14 +1,17 @@
-//! What netback's control thread and its data-path thread say to each other.
+//! What netback's threads say to each other.
 //!
 //! The control thread ([`crate::control_thread`]) does every xenstore round trip; the
-//! data-path thread ([`crate::backend::Netback`]) does only local work (grant maps,
-//! event-channel binds, ports, the rings). The control thread sends [`Command`]s over a
-//! bounded channel and rings the data thread's eventfd, which sits in its epoll; a
-//! command that needs an answer carries its own reply channel, on which only the
-//! control thread ever waits (it may block; the data thread never does). The data
-//! thread reports what it decides alone — a frontend that broke the protocol on its
-//! rings — as [`Notice`]s, one per failed connection at most, and rings the control
-//! thread's eventfd.
+//! data-path workers ([`crate::worker`]) do only local work (grant maps, event-channel
+//! binds, ports, the rings); the manager ([`crate::backend::Netback`], on the thread
+//! that runs its loop) runs the allocator and keeps the status. The control thread
+//! places each vif on a worker and sends it [`Command`]s, and sends the manager
+//! [`ManagerCommand`]s, each over a bounded channel whose eventfd sits in the receiving
+//! thread's epoll; the manager sends the allocator's budgets to the workers the same
+//! way (never waiting for room). A command that needs an answer carries its own reply
+//! channel, on which only the control thread (or the manager, for an operator's
+//! budget) ever waits; a worker never does. A worker reports what it decides alone — a
+//! frontend that broke the protocol on its rings — as [`Notice`]s, one per failed
+//! connection at most, and rings the control thread's eventfd.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -23,11 +26,12 @@ use xen_ids::VifId;
 use xenstore::XsError;
 
 use crate::features::{FeatureError, FrontendFeatures};
+use crate::published::VifBoard;
 use crate::vif::VifFatal;
 use crate::vifconfig::{RateCap, VifConfig};
-use shared_ring::credit::CREDIT_VERSION;
+use shared_ring::credit::{Credits, CREDIT_VERSION};
 
-/// Most commands queued for the data thread; the control thread waits when it is full.
+/// Most commands queued for one thread; the sender waits when it is full.
 pub(crate) const COMMAND_QUEUE: usize = 64;
 
 /// What a frontend set up, as the control thread read and checked it from xenstore.
@@ -45,12 +49,15 @@ pub(crate) struct FrontendSetup {
     pub reattach: bool,
 }
 
-/// An order from the control thread to the data-path thread.
+/// An order to a data-path worker, from the control thread (or, for budgets, from
+/// the manager).
 pub(crate) enum Command {
-    /// A device was probed: open its port (not armed until a frontend connects).
+    /// A device was probed and placed on this worker: open its port (not armed until a
+    /// frontend connects); the worker publishes the vif on `board`.
     Add {
         id: VifId,
         config: VifConfig,
+        board: Arc<VifBoard>,
         reply: SyncSender<Result<(), io::Error>>,
     },
     /// Map the frontend's rings and bind its event channel(s); replies the connection's
@@ -64,20 +71,44 @@ pub(crate) enum Command {
     Disconnect { id: VifId, reply: SyncSender<()> },
     /// The device is gone: release everything of it.
     Remove { id: VifId, reply: SyncSender<()> },
-    /// The backend's xenbus state, as written (for [`crate::VifStatus`]).
-    State { id: VifId, state: XenbusState },
     /// The toolstack's `rate` changed.
     Rate { id: VifId, rate: Option<RateCap> },
-    /// The vif's `dba-*` keys as read (in `allocator::xenstore::KEYS` order).
+    /// A TX budget for the vif's connection `created` (from the allocator's round; a
+    /// budget for an earlier connection is ignored).
+    Budget {
+        id: VifId,
+        created: u64,
+        credits: Credits,
+    },
+    /// A TX budget for the vif's current connection; replies whether it has one.
+    SetBudget {
+        id: VifId,
+        credits: Credits,
+        reply: SyncSender<bool>,
+    },
+}
+
+/// An order to the manager (the thread running [`crate::Netback::run_once`]: the
+/// allocator, status and metrics), from the control thread.
+pub(crate) enum ManagerCommand {
+    /// Vif `id` was placed on a worker, which publishes it on `board`.
+    Placed { id: VifId, board: Arc<VifBoard> },
+    /// The device is gone.
+    Removed { id: VifId },
+    /// The backend's xenbus state, as written (for [`crate::VifStatus`]).
+    State { id: VifId, state: XenbusState },
+    /// The vif's `dba-*` keys as read (in `allocator::xenstore::KEYS` order); the reply
+    /// says they are in force (for the budget a connection starts with).
     SlaKeys {
         id: VifId,
         values: Vec<Option<String>>,
+        reply: SyncSender<()>,
     },
-    /// The xenstore connection is gone: the data thread stops.
+    /// The xenstore connection is gone: netback stops.
     Lost(XsError),
 }
 
-/// What the data-path thread tells the control thread on its own.
+/// What a data-path worker tells the control thread on its own.
 #[derive(Debug)]
 pub(crate) enum Notice {
     /// Connection `created` of vif `id` broke the protocol on its rings and was
@@ -96,7 +127,7 @@ pub(crate) enum ConnectError {
     /// The device was removed meanwhile.
     #[error("no such device")]
     NoDevice,
-    /// The data-path thread is gone (netback is stopping).
+    /// The vif's worker is gone (netback is stopping).
     #[error("netback is stopping")]
     Stopping,
     /// A frontend key is missing or invalid.
@@ -180,55 +211,90 @@ impl AsFd for Doorbell {
     }
 }
 
-/// The control thread's end: commands out, notices in.
-pub(crate) struct ControlEnd {
-    commands: SyncSender<Command>,
-    data_bell: Doorbell,
-    pub(crate) notices: Receiver<Notice>,
+/// Where the data-path threads' [`Notice`]s arrive: the control thread's inbox and
+/// the bell that wakes it.
+pub(crate) struct Notices {
+    pub(crate) receiver: Receiver<Notice>,
     pub(crate) bell: Doorbell,
+    sender: Sender<Notice>,
 }
 
-/// The data thread's end: commands in, notices out.
-pub(crate) struct DataEnd {
-    commands: Receiver<Command>,
+impl Notices {
+    pub(crate) fn new() -> io::Result<Self> {
+        let (sender, receiver) = mpsc::channel();
+        Ok(Notices {
+            receiver,
+            bell: Doorbell::new()?,
+            sender,
+        })
+    }
+}
+
+/// The sending end of one thread's command queue (the control thread's, or the
+/// manager's for budgets): commands out.
+pub(crate) struct ControlEnd<C> {
+    commands: SyncSender<C>,
+    data_bell: Doorbell,
+}
+
+impl<C> Clone for ControlEnd<C> {
+    fn clone(&self) -> Self {
+        ControlEnd {
+            commands: self.commands.clone(),
+            data_bell: self.data_bell.clone(),
+        }
+    }
+}
+
+/// The receiving thread's end: commands in, notices out.
+pub(crate) struct DataEnd<C> {
+    commands: Receiver<C>,
     pub(crate) bell: Doorbell,
     notices: Sender<Notice>,
     control_bell: Doorbell,
 }
 
-/// A connected pair of ends.
-pub(crate) fn link() -> io::Result<(ControlEnd, DataEnd)> {
+/// A connected pair of ends; the data end's notices go to `notices`.
+pub(crate) fn link<C>(notices: &Notices) -> io::Result<(ControlEnd<C>, DataEnd<C>)> {
     let (ctx, crx) = mpsc::sync_channel(COMMAND_QUEUE);
-    let (ntx, nrx) = mpsc::channel();
     let data_bell = Doorbell::new()?;
-    let control_bell = Doorbell::new()?;
     Ok((
         ControlEnd {
             commands: ctx,
             data_bell: data_bell.clone(),
-            notices: nrx,
-            bell: control_bell.clone(),
         },
         DataEnd {
             commands: crx,
             bell: data_bell,
-            notices: ntx,
-            control_bell,
+            notices: notices.sender.clone(),
+            control_bell: notices.bell.clone(),
         },
     ))
 }
 
-impl ControlEnd {
-    /// Queues `cmd` (waiting while the queue is full). False: the data thread is gone.
-    pub(crate) fn send(&self, cmd: Command) -> bool {
+impl<C> ControlEnd<C> {
+    /// Queues `cmd` (waiting while the queue is full). False: the receiving thread is gone.
+    pub(crate) fn send(&self, cmd: C) -> bool {
         let ok = self.commands.send(cmd).is_ok();
         self.data_bell.ring();
         ok
     }
 
+    /// Wakes the receiving thread (to look at its stop flag).
+    pub(crate) fn ring(&self) {
+        self.data_bell.ring();
+    }
+
+    /// Queues `cmd` unless the queue is full (false then, or when the thread is gone).
+    pub(crate) fn try_send(&self, cmd: C) -> bool {
+        let ok = self.commands.try_send(cmd).is_ok();
+        self.data_bell.ring();
+        ok
+    }
+
     /// Sends the command `make` builds around a reply channel and waits for the reply.
-    /// `None`: the data thread is gone.
-    pub(crate) fn call<T>(&self, make: impl FnOnce(SyncSender<T>) -> Command) -> Option<T> {
+    /// `None`: the receiving thread is gone.
+    pub(crate) fn call<T>(&self, make: impl FnOnce(SyncSender<T>) -> C) -> Option<T> {
         let (tx, rx) = mpsc::sync_channel(1);
         if !self.send(make(tx)) {
             return None;
@@ -237,9 +303,9 @@ impl ControlEnd {
     }
 }
 
-impl DataEnd {
-    /// The next queued command; `Err(Disconnected)` once the control thread is gone.
-    pub(crate) fn next(&self) -> Result<Command, TryRecvError> {
+impl<C> DataEnd<C> {
+    /// The next queued command; `Err(Disconnected)` once every sender is gone.
+    pub(crate) fn next(&self) -> Result<C, TryRecvError> {
         self.commands.try_recv()
     }
 
@@ -263,7 +329,8 @@ mod tests {
 
     #[test]
     fn a_call_gets_the_data_thread_s_reply() {
-        let (ctl, data) = link().unwrap();
+        let notices = Notices::new().unwrap();
+        let (ctl, data) = link::<Command>(&notices).unwrap();
         let t =
             std::thread::spawn(move || ctl.call(|reply| Command::Disconnect { id: vif(), reply }));
         // The data thread is woken by its bell, then finds the command.
@@ -283,14 +350,15 @@ mod tests {
 
     #[test]
     fn a_call_returns_when_the_data_thread_goes_away() {
-        let (ctl, data) = link().unwrap();
+        let notices = Notices::new().unwrap();
+        let (ctl, data) = link::<Command>(&notices).unwrap();
         let t = std::thread::spawn(move || {
             // More commands than the queue holds: the sender would wait for room.
             let mut answered = 0;
             for _ in 0..COMMAND_QUEUE + 1 {
-                ctl.send(Command::State {
+                ctl.send(Command::Rate {
                     id: vif(),
-                    state: XenbusState::InitWait,
+                    rate: None,
                 });
             }
             if ctl
@@ -309,14 +377,15 @@ mod tests {
 
     #[test]
     fn notices_reach_the_control_thread_and_ring_its_bell() {
-        let (ctl, data) = link().unwrap();
+        let ctl = Notices::new().unwrap();
+        let (_to_data, data) = link::<Command>(&ctl).unwrap();
         data.notify(Notice::Failed {
             id: vif(),
             created: 7,
             reason: "bad ring".into(),
         });
         assert!(hypervisor::poll::readable(&ctl.bell, std::time::Duration::ZERO).unwrap());
-        match ctl.notices.try_recv() {
+        match ctl.receiver.try_recv() {
             Ok(Notice::Failed {
                 id,
                 created,

@@ -4,9 +4,9 @@
 //! It waits on the watch events of its xenstore connection (a handle on the platform's
 //! connection, [`xenstore::ShareConnection`]), turns them into paced, budgeted work
 //! ([`crate::control_work`]), reads and checks what the toolstack and the frontends
-//! wrote, writes the backend's `state`, `error` and feature keys, and orders the
-//! data-path thread about with [`Command`]s ([`crate::control_link`]). The data-path
-//! thread never waits for xenstore: a stalled xenstored, or a guest keeping the control
+//! wrote, writes the backend's `state`, `error` and feature keys, places each vif on a
+//! data-path worker and orders it about with [`Command`]s ([`crate::router`],
+//! [`crate::control_link`]). A worker never waits for xenstore: a stalled xenstored, or a guest keeping the control
 //! work busy, delays handshakes, not frames.
 //!
 //! Handshake (as Linux's `xen-netback/xenbus.c`, plus the credit feature of
@@ -39,9 +39,10 @@ use shared_ring::credit::CREDIT_VERSION;
 use xen_ids::{DomId, VifId};
 use xenstore::{with_transaction, Xenstore, XsError, XsTx};
 
-use crate::control_link::{Command, ConnectError, ControlEnd, Doorbell, FrontendSetup, Notice};
+use crate::control_link::{Command, ConnectError, Doorbell, FrontendSetup, ManagerCommand, Notice};
 use crate::control_work::{ControlStats, ControlWork, Work};
 use crate::features;
+use crate::router::Router;
 use crate::vifconfig::{self, VifConfig, VifConfigError};
 
 pub(crate) const TOKEN_BACKEND: &str = "be";
@@ -85,8 +86,8 @@ pub(crate) struct ControlSetup<X> {
     pub credits: bool,
     /// netback's clock.
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
-    /// Its end of the link to the data-path thread.
-    pub link: ControlEnd,
+    /// Its links to the manager and the data-path workers.
+    pub link: Router,
     /// Where it publishes what its work cost.
     pub stats: Arc<Mutex<ControlStats>>,
     /// Set (and the bell rung) when netback stops.
@@ -100,7 +101,7 @@ pub(crate) struct Control<X> {
     root: String,
     credits: bool,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
-    link: ControlEnd,
+    link: Router,
     stats: Arc<Mutex<ControlStats>>,
     stop: Arc<AtomicBool>,
     stop_bell: Doorbell,
@@ -118,7 +119,7 @@ pub(crate) fn spawn<X: Xenstore + 'static>(
 ) -> io::Result<std::thread::JoinHandle<()>> {
     let epoll = Epoll::new()?;
     epoll.add(s.xs.event_fd(), EV_XS)?;
-    epoll.add(&s.link.bell, EV_NOTICE)?;
+    epoll.add(&s.link.notices.bell, EV_NOTICE)?;
     epoll.add(&s.stop_bell, EV_STOP)?;
     let mut c = Control {
         xs: s.xs,
@@ -160,18 +161,20 @@ impl<X: Xenstore> Control<X> {
                 .min(IDLE_WAIT);
             if let Err(e) = epoll.wait(&mut keys, wait) {
                 log::error!("netback control: epoll: {e}");
-                self.link.send(Command::Lost(XsError::Io(e)));
+                self.link
+                    .manager()
+                    .send(ManagerCommand::Lost(XsError::Io(e)));
                 return;
             }
             self.stop_bell.clear();
             if let Err(e) = self.take_xenstore_events() {
                 log::error!("netback control: xenstore connection lost: {e}");
-                self.link.send(Command::Lost(e));
+                self.link.manager().send(ManagerCommand::Lost(e));
                 return;
             }
             self.take_notices();
             if let Err(e) = self.run_control_work() {
-                self.link.send(Command::Lost(e));
+                self.link.manager().send(ManagerCommand::Lost(e));
                 return;
             }
             *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.work.stats();
@@ -197,11 +200,11 @@ impl<X: Xenstore> Control<X> {
         }
     }
 
-    /// What the data-path thread decided alone: frontends that broke the protocol on
+    /// What the data-path workers decided alone: frontends that broke the protocol on
     /// their rings (already released there).
     fn take_notices(&mut self) {
-        self.link.bell.clear();
-        while let Ok(n) = self.link.notices.try_recv() {
+        self.link.notices.bell.clear();
+        while let Ok(n) = self.link.notices.receiver.try_recv() {
             match n {
                 Notice::Failed {
                     id,
@@ -245,7 +248,7 @@ impl<X: Xenstore> Control<X> {
         Ok(())
     }
 
-    /// Reads vif `id`'s `dba-*` keys for the allocator (on the data-path thread).
+    /// Reads vif `id`'s `dba-*` keys for the allocator (on the manager).
     fn read_sla_keys(&self, id: VifId) {
         let be = format!("{}/{}/{}", self.root, id.domid.0, id.devid);
         let values = allocator::xenstore::KEYS
@@ -257,7 +260,11 @@ impl<X: Xenstore> Control<X> {
                     .map(|v| String::from_utf8_lossy(&v[..v.len().min(64)]).into_owned())
             })
             .collect();
-        self.link.send(Command::SlaKeys { id, values });
+        // Waits until the manager has them in force: a connection that follows starts
+        // with the budget they allow.
+        self.link
+            .manager()
+            .call(|reply| ManagerCommand::SlaKeys { id, values, reply });
     }
 
     /// `@releaseDomain` fired: some domain died. Every connected device whose frontend
@@ -356,18 +363,14 @@ impl<X: Xenstore> Control<X> {
             }
         };
         self.link
-            .call(|reply| Command::Add {
-                id,
-                config: config.clone(),
-                reply,
-            })
+            .place(id, &config)
             .ok_or(ProbeError::Stopping)?
             .map_err(ProbeError::Port)?;
         let r = self.advertise(id, &be, &fe);
         let (stale_frontend, reattach) = match r {
             Ok(s) => s,
             Err(e) => {
-                self.link.call(|reply| Command::Remove { id, reply });
+                self.link.remove(id);
                 return Err(e);
             }
         };
@@ -428,15 +431,17 @@ impl<X: Xenstore> Control<X> {
         Ok((stale_frontend, reattach))
     }
 
-    /// Records the backend state (and tells the data-path thread) without writing it.
+    /// Records the backend state (and tells the manager) without writing it.
     fn set_state(&mut self, id: VifId, state: XenbusState) {
         if let Some(d) = self.devices.get_mut(&id) {
             d.state = state;
-            self.link.send(Command::State { id, state });
+            self.link
+                .manager()
+                .send(ManagerCommand::State { id, state });
         }
     }
 
-    /// Writes the backend's state, then tells the data-path thread (whose status shows
+    /// Writes the backend's state, then tells the manager (whose status shows
     /// a device once its first state is written).
     fn switch_state(&mut self, id: VifId, state: XenbusState) {
         let Some(d) = self.devices.get(&id) else {
@@ -499,7 +504,7 @@ impl<X: Xenstore> Control<X> {
             Ok(rate) if rate != d.config.rate => {
                 log::info!("{id}: rate {:?} -> {:?}", d.config.rate, rate);
                 d.config.rate = rate;
-                self.link.send(Command::Rate { id, rate });
+                self.link.send(id, Command::Rate { id, rate });
             }
             Ok(_) => {}
             Err(e) => log::warn!("{id}: {e}; keeping rate {:?}", d.config.rate),
@@ -579,7 +584,7 @@ impl<X: Xenstore> Control<X> {
         let setup = self.frontend_setup(id);
         match self.connect(id, reattach) {
             // Frames that were already waiting in either direction are taken by the
-            // data-path thread as soon as it connected; a ring that breaks the protocol
+            // vif's worker as soon as it connected; a ring that breaks the protocol
             // at once leaves the device Closing (its notice is handled after this).
             Ok(()) => self.switch_state(id, Connected),
             // netback is stopping: the device is left as it is, for the next netback.
@@ -651,7 +656,7 @@ impl<X: Xenstore> Control<X> {
         .collect()
     }
 
-    /// Reads and checks the frontend's keys, then has the data-path thread map its
+    /// Reads and checks the frontend's keys, then has the vif's worker map its
     /// rings and bind its event channel. `reattach`: the rings are taken over from a
     /// previous netback (see [`Device::reattach`]); they must be the ones it recorded.
     fn connect(&mut self, id: VifId, reattach: bool) -> Result<(), ConnectError> {
@@ -688,7 +693,7 @@ impl<X: Xenstore> Control<X> {
         };
         let created = self
             .link
-            .call(|reply| Command::Connect { id, setup, reply })
+            .call(id, |reply| Command::Connect { id, setup, reply })
             .ok_or(ConnectError::Stopping)??;
         if let Some(d) = self.devices.get_mut(&id) {
             d.connection = Some(created);
@@ -702,7 +707,8 @@ impl<X: Xenstore> Control<X> {
     fn disconnect(&mut self, id: VifId) {
         if let Some(d) = self.devices.get_mut(&id) {
             d.connection = None;
-            self.link.call(|reply| Command::Disconnect { id, reply });
+            self.link
+                .call(id, |reply| Command::Disconnect { id, reply });
         }
     }
 
@@ -719,7 +725,7 @@ impl<X: Xenstore> Control<X> {
 
     fn remove_device(&mut self, id: VifId) {
         self.work.forget(id);
-        self.link.call(|reply| Command::Remove { id, reply });
+        self.link.remove(id);
         if let Some(d) = self.devices.remove(&id) {
             let _ = self
                 .xs
@@ -748,7 +754,7 @@ enum ProbeError {
     /// The device's port could not be opened or added to the event loop.
     #[error("port: {0}")]
     Port(#[source] io::Error),
-    /// The data-path thread is gone (netback is stopping).
+    /// The vif's worker is gone (netback is stopping).
     #[error("netback is stopping")]
     Stopping,
     /// A feature could not be advertised.

@@ -6,10 +6,14 @@
 //! * [`vif`]: one connected vif — backstop policing before the grant copy, batched
 //!   grant copies, responses, RX into the guest's posted buffers;
 //! * [`meter`]: per-vif counters and per-period rates;
-//! * [`backend`]: the data-path event loop (rings, event channels, ports; no xenstore);
+//! * [`backend`]: the daemon — its threads, and the manager (allocator, status) on the
+//!   caller's thread;
+//! * [`worker`]: a data-path worker — one thread, one epoll, the vif queues placed on
+//!   it (rings, event channels, ports; no xenstore);
 //! * [`control_thread`]: the control thread — the xenbus backend state machine and every
-//!   xenstore round trip;
-//! * [`control_link`]: the commands and notices between the two threads;
+//!   xenstore round trip; [`router`] places vifs on workers and routes its commands;
+//! * [`control_link`]: the commands and notices between the threads; [`published`]:
+//!   what workers publish (meters, CPU) without locks between them;
 //! * [`evtchn_backoff`]: ports kept masked a while after events that bring no work
 //!   (event-channel storms, as Xen's lateeoi);
 //! * [`control_work`]: the xenstore work watch events call for — coalesced, paced
@@ -37,11 +41,14 @@ pub mod evtchn_backoff;
 pub mod features;
 pub mod meter;
 pub mod metrics;
+pub(crate) mod published;
+pub(crate) mod router;
 pub mod tapvif;
 pub mod toolstack;
 pub mod tx;
 pub mod vif;
 pub mod vifconfig;
+pub(crate) mod worker;
 
 pub use backend::{LoopStats, Netback, NetbackConfig, PortFactory, RunError, VifStatus};
 pub use control_work::ControlStats;

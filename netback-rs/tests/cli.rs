@@ -582,3 +582,27 @@ fn serve_exits_non_zero_when_its_xenstore_connection_is_lost() {
     let warnings = all.iter().filter(|l| l.contains("WARN")).count();
     assert!(warnings <= 5, "{warnings} warnings: {all:?}");
 }
+
+/// `netback serve` runs one data-path worker per CPU it may run on, or `--workers N`;
+/// 0 is refused.
+#[test]
+fn serve_runs_a_worker_per_usable_cpu_unless_told() {
+    let refused = netback(&["serve", "--workers", "0"]);
+    assert!(!refused.status.success(), "--workers 0 accepted");
+    let scratch = Scratch::new("workers");
+    let (_host, sock) = host_with_socket(&scratch.0);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    for (args, want) in [(vec![], cpus), (vec!["--workers", "3"], 3)] {
+        let mut all = vec!["--hv-socket", sock.to_str().unwrap()];
+        all.extend(args);
+        let (mut child, lines, reader) = spawn_serve(&all);
+        let line = wait_line(&lines, "data-path workers");
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = reader.join();
+        assert!(
+            line.contains(&format!("netback: {want} data-path workers")),
+            "{line}"
+        );
+    }
+}

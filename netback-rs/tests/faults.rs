@@ -4,15 +4,17 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allocator::sla_file::parse_sla_file;
 use allocator::LoopConfig;
 use hypervisor::xenbus::{read_state, XenbusState};
 use netback::toolstack::{create_vif, destroy_vif, VifSpec};
+use netback::PortFactory;
 use netback::{NetbackConfig, VifId};
 use netfront::{Netfront, NetfrontConfig};
-use netport::MemPort;
+use netport::{MemPort, MemPortConfig, Port};
 use testbed::*;
 use xen_ids::DomId;
 use xen_local::LocalHost;
@@ -437,9 +439,29 @@ fn allocator_sees_a_vif_vanish_and_reappear() {
 fn netfront_reconnects_over_a_stale_connected_backend() {
     let host = LocalHost::new();
     let victim = add_vif(&host, DomId(2), 0).expect("vif");
-    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    // The vif's port can hold netback's worker (see below).
+    let gate = Arc::new(Gate::default());
+    let wires = MemWires::new(MemPortConfig::new(1024, 65536));
+    let factory = {
+        let (gate, mut mem) = (gate.clone(), wires.factory());
+        move |id: VifId, mac: [u8; 6]| -> std::io::Result<Box<dyn Port>> {
+            let port = mem.open(id, mac)?;
+            Ok(Box::new(GatedPort::new(port, gate.clone())))
+        }
+    };
+    let dom0 = testbed::domain(&host, DomId(0)).expect("dom0");
+    let opts = BackendOptions::default();
+    let nb = BackendThread::spawn(
+        Spawner::Thread,
+        dom0,
+        NetbackConfig::default(),
+        factory,
+        opts,
+    )
+    .expect("netback");
+    let _open = OpenOnDrop(gate.clone());
     let mut first = Guest::start(&host, DomId(2), NetfrontConfig::new(0)).expect("guest");
-    let mut wire = nb.wire(victim);
+    let mut wire = wires.take(victim, Duration::from_secs(10)).expect("port");
     good_roundtrip(&mut first, &mut wire, 0);
     // The netfront dies without a clean disconnect while its domain lives on (another
     // connection of domain 2 keeps it: no @releaseDomain): the backend stays Connected.
@@ -448,14 +470,11 @@ fn netfront_reconnects_over_a_stale_connected_backend() {
     drop(first);
     assert!(nb.vif_status(victim).unwrap().connected);
 
-    // Pause netback, let the new netfront get as far as it goes on its own.
-    let (paused_tx, paused_rx) = std::sync::mpsc::channel();
-    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
-    nb.command(move |_| {
-        paused_tx.send(()).unwrap();
-        let _ = resume_rx.recv_timeout(Duration::from_secs(30));
-    });
-    paused_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // Pause netback: its worker waits in the vif's port as soon as it releases the
+    // stale rings (the port's carrier goes off), and the control thread waits for that
+    // worker's reply before it answers the new netfront. Let the new netfront get as
+    // far as it goes on its own.
+    gate.set(true);
     let h = std::thread::spawn({
         let host = host.clone();
         move || Guest::start(&host, DomId(2), NetfrontConfig::new(0)).expect("guest")
@@ -475,7 +494,7 @@ fn netfront_reconnects_over_a_stale_connected_backend() {
     }
     // The fixed contract: a new handshake waits for the backend's `InitWait`.
     let raced = fe_state() == Some(XenbusState::Connected);
-    resume_tx.send(()).unwrap();
+    gate.set(false);
     let mut second = h.join().unwrap();
     assert!(
         !raced,

@@ -91,7 +91,7 @@ impl Rig {
     fn sample(&self) -> (LoopStats, u64) {
         let t = Duration::from_secs(10);
         self.nb
-            .call(|nb| (nb.loop_stats(), thread_cpu_ns()), t)
+            .call(|nb| (nb.loop_stats(), netback_cpu_ns(nb)), t)
             .unwrap()
     }
 

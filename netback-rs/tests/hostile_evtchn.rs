@@ -21,7 +21,7 @@ const WINDOW: Duration = Duration::from_secs(2);
 
 fn sample(nb: &BackendThread) -> (LoopStats, u64) {
     nb.call(
-        |nb| (nb.loop_stats(), thread_cpu_ns()),
+        |nb| (nb.loop_stats(), netback_cpu_ns(nb)),
         Duration::from_secs(10),
     )
     .unwrap()

@@ -245,7 +245,7 @@ fn a_lost_xenstore_connection_stops_netback_and_a_restart_takes_over() {
         let mut it = 0u64;
         let error = loop {
             if since.is_none() && flag.load(Ordering::SeqCst) {
-                since = Some((it, thread_cpu_ns()));
+                since = Some((it, netback_cpu_ns(&nb)));
             }
             it += 1;
             if let Err(e) = nb.run_once(TICK) {
@@ -256,7 +256,7 @@ fn a_lost_xenstore_connection_stops_netback_and_a_restart_takes_over() {
         let _ = end_tx.send(LoopEnd {
             error,
             iterations: it - it0,
-            cpu_ns: thread_cpu_ns() - cpu0,
+            cpu_ns: netback_cpu_ns(&nb) - cpu0,
         });
     });
     let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).unwrap();

@@ -55,7 +55,8 @@ pub struct BackendExit {
     pub allocator_cost_ns: u64,
     /// The allocator's rounds.
     pub allocator_rounds: u64,
-    /// CPU time of the netback thread, ns.
+    /// CPU time of netback's manager thread (the one running the loop) and of its
+    /// data-path workers, ns.
     pub cpu_ns: u64,
     /// Longest gap between two loop iterations beyond the poll wait, ns: time the thread
     /// could not run.
@@ -107,12 +108,14 @@ impl BackendThread {
                 };
                 let _ = ready_tx.send(Ok(()));
                 let max_stall_ns = serve(&mut nb, &shared, &queue, poll, status_every)?;
+                // The workers' last publication: the status counts every frame.
+                nb.stop_workers();
                 let (cost, rounds) = nb.allocator_report().map_or((0, 0), |(_, c, r)| (c, r));
                 Ok(BackendExit {
                     status: nb.status(),
                     allocator_cost_ns: cost,
                     allocator_rounds: rounds,
-                    cpu_ns: thread_cpu_ns() - cpu0,
+                    cpu_ns: netback_cpu_ns(&nb) - cpu0,
                     max_stall_ns,
                 })
             }
@@ -213,8 +216,9 @@ impl BackendThread {
             .clone()
     }
 
-    /// Vif `id` now: read on the netback thread between two iterations, so it counts
-    /// every frame netback has already handed on (the snapshot of [`Self::status`] is
+    /// Vif `id` now: read on the netback thread between two iterations, from what the
+    /// vif's worker published at the end of its last poll (so it counts every frame
+    /// netback handed on before that poll ended; the snapshot of [`Self::status`] is
     /// refreshed only after an iteration, and a test can see a frame before it). The
     /// last snapshot when the thread does not answer within 10 s.
     pub fn vif_status(&self, id: VifId) -> Option<VifStatus> {
@@ -271,11 +275,17 @@ impl Drop for BackendThread {
     }
 }
 
+/// CPU time of netback so far, ns, read on its manager thread (the one running its
+/// loop): that thread's and its data-path workers'.
+pub fn netback_cpu_ns(nb: &LocalNetback) -> u64 {
+    thread_cpu_ns() + nb.worker_cpu_ns().iter().sum::<u64>()
+}
+
 /// Creates netback and enables the allocator (on the netback thread).
 fn start(
     dom0: LocalPlatform,
     cfg: NetbackConfig,
-    ports: Box<dyn PortFactory>,
+    ports: Box<dyn PortFactory + Send>,
     opts: BackendOptions,
 ) -> Result<LocalNetback, TestbedError> {
     let mut nb = Netback::new(dom0, cfg, ports, opts.clock).map_err(TestbedError::Netback)?;

@@ -27,15 +27,19 @@ pub mod backend;
 pub mod clock;
 pub mod error;
 pub mod frames;
+pub mod gate;
 pub mod guest;
 pub mod kernel;
 pub mod raw;
 pub mod spawn;
 
-pub use backend::{BackendExit, BackendOptions, BackendThread, LocalNetback, MemWires};
+pub use backend::{
+    netback_cpu_ns, BackendExit, BackendOptions, BackendThread, LocalNetback, MemWires,
+};
 pub use clock::SkewedClock;
 pub use error::TestbedError;
 pub use frames::{check_frame, count_until, flood, frame, recv_n, send_all, tcp_frame, TcpHeaders};
+pub use gate::{Gate, GatedPort, OpenOnDrop};
 pub use guest::{pump_until, Guest, GuestExit, GuestOptions, GuestThread, LocalNetfront};
 pub use kernel::{tap_config, wait_link};
 pub use raw::{tx_req, RawConn, RawConnect, RawFrontend, TxSlot};

@@ -119,6 +119,18 @@ impl AsFd for LocalEventChannels {
 }
 
 impl EventChannels for LocalEventChannels {
+    fn reopen(&self) -> Result<Self, EvtchnError> {
+        let epoll = epoll::create(CreateFlags::CLOEXEC).map_err(|e| EvtchnError::Io {
+            op: "epoll_create1",
+            source: e.into(),
+        })?;
+        Ok(LocalEventChannels {
+            conn: self.conn.clone(),
+            epoll,
+            ports: RwLock::new(HashMap::new()),
+        })
+    }
+
     fn alloc_unbound(&self, peer: DomId) -> Result<Port, EvtchnError> {
         let req = AllocUnbound { peer };
         let (reply, fds) = self.conn.call(req).map_err(call_err("alloc_unbound"))?;

@@ -85,4 +85,11 @@ pub trait EventChannels: AsFd + Send + Sync {
     /// Unmask `port` after processing it. If it was notified while masked it fires again
     /// at once.
     fn unmask(&self, port: Port) -> Result<(), EvtchnError>;
+
+    /// Another handle on this domain's event channels, with its own fd: the ports bound
+    /// through it fire there only (one handle per thread that waits for events, as a
+    /// process opens `/dev/xen/evtchn` once per thread).
+    fn reopen(&self) -> Result<Self, EvtchnError>
+    where
+        Self: Sized;
 }

@@ -49,6 +49,10 @@ impl AsFd for XenEventChannels {
 }
 
 impl EventChannels for XenEventChannels {
+    fn reopen(&self) -> Result<Self, EvtchnError> {
+        XenEventChannels::open()
+    }
+
     fn alloc_unbound(&self, peer: DomId) -> Result<Port, EvtchnError> {
         let mut arg = IoctlEvtchnBindUnboundPort {
             remote_domain: peer.0.into(),

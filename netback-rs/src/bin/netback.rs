@@ -192,6 +192,10 @@ enum Cmd {
         /// netback's `rx_stall_timeout`); `never`: a guest never counts as stalled.
         #[arg(long, default_value = "60s", value_parser = parse_stall_timeout)]
         rx_stall_timeout: StallTimeout,
+        /// Data-path worker threads (each with its own epoll, serving the vifs placed
+        /// on it). Default: the CPUs netback may run on (its affinity mask).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        workers: Option<u16>,
     },
     /// Set, show or remove a vif's SLA (its `dba-*` keys in xenstore; run as dom0).
     Sla {
@@ -378,6 +382,7 @@ fn run(cli: Cli) -> Result<(), String> {
             metrics,
             metrics_interval,
             rx_stall_timeout,
+            workers,
         } => {
             let alloc = match &sla {
                 Some(path) => Some((
@@ -395,6 +400,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
                 credits: !no_credits,
                 rx_stall_timeout_ns: rx_stall_timeout.0.map(|d| d.as_nanos() as u64),
+                workers: workers.map_or_else(usable_cpus, usize::from),
                 ..NetbackConfig::default()
             };
             let ports = tap_factory(tap_name, bridge, mtu);
@@ -432,7 +438,13 @@ fn parse_stall_timeout(text: &str) -> Result<StallTimeout, netback_ops::interval
     parse_interval(text).map(|d| StallTimeout(Some(d)))
 }
 
-fn tap_factory(template: String, bridge: Option<String>, mtu: u32) -> Box<dyn PortFactory> {
+/// The CPUs this process may run on (`sched_getaffinity`, as the standard library
+/// reads it, bounded by a cgroup CPU quota); 1 if unknown.
+fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn tap_factory(template: String, bridge: Option<String>, mtu: u32) -> Box<dyn PortFactory + Send> {
     Box::new(TapFactory {
         template,
         bridge,
@@ -450,10 +462,10 @@ struct ServeOpts {
     metrics_interval: Duration,
 }
 
-fn serve<P: BackendPlatform>(
+fn serve<P: BackendPlatform + Sync>(
     p: P,
     cfg: NetbackConfig,
-    ports: Box<dyn PortFactory>,
+    ports: Box<dyn PortFactory + Send>,
     opts: ServeOpts,
 ) -> Result<(), String>
 where
@@ -466,7 +478,9 @@ where
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
         .map_err(|e| format!("signal: {e}"))?;
+    let workers = cfg.workers;
     let mut nb = Netback::new(p, cfg, ports, clock::system()).map_err(|e| format!("start: {e}"))?;
+    log::info!("netback: {workers} data-path workers");
     if let Some((slas, lc)) = opts.alloc {
         nb.enable_allocator(slas, lc).map_err(|e| e.to_string())?;
         log::info!("netback: allocator on, period {:?}", lc.period);

@@ -1,36 +1,32 @@
-//! The data-path thread's side of the control link: the control thread's commands,
-//! carried out with local work only (ports, grant maps, event-channel binds).
+//! A worker's side of the control link: the control thread's commands (and the
+//! manager's budgets), carried out with local work only (ports, grant maps,
+//! event-channel binds).
 
 use std::sync::mpsc::TryRecvError;
+use std::sync::Arc;
 
 use hypervisor::grant::{Access, GrantMap, GrantRef};
 use hypervisor::platform::BackendPlatform;
 use xen_ids::VifId;
 
-use super::{apply_sla_keys, Connection, Device, Netback, RunError};
+use super::{Connection, Device, Worker};
 use crate::control_link::{Command, ConnectError, FrontendSetup};
 use crate::features::BoundChannels;
 use crate::meter::VifCounters;
+use crate::published::{VifBoard, WorkerMeters};
 use crate::vif::Vif;
 use crate::vifconfig::VifConfig;
 
-impl<P: BackendPlatform> Netback<P> {
-    /// Carries out the commands the control thread queued. Stops the loop when it
-    /// reports the xenstore connection lost, or is gone.
-    pub(super) fn take_commands(&mut self) -> Result<(), RunError> {
-        let Some(link) = &self.link else {
-            return Ok(());
-        };
-        link.bell.clear();
+impl<P: BackendPlatform + Sync> Worker<P> {
+    /// Carries out the queued commands.
+    pub(super) fn take_commands(&mut self) {
+        self.link.bell.clear();
         loop {
-            let Some(link) = &self.link else {
-                return Ok(());
-            };
-            match link.next() {
-                Ok(Command::Lost(e)) => return Err(RunError::XenstoreLost(e)),
+            match self.link.next() {
                 Ok(cmd) => self.command(cmd),
-                Err(TryRecvError::Empty) => return Ok(()),
-                Err(TryRecvError::Disconnected) => return Err(RunError::ControlStopped),
+                Err(TryRecvError::Empty) => return,
+                // netback is stopping (its stop flag ends the loop).
+                Err(TryRecvError::Disconnected) => return,
             }
         }
     }
@@ -38,8 +34,13 @@ impl<P: BackendPlatform> Netback<P> {
     fn command(&mut self, cmd: Command) {
         // A reply nobody waits for any more (the control thread stopping) is dropped.
         match cmd {
-            Command::Add { id, config, reply } => {
-                let _ = reply.send(self.add_device(id, &config));
+            Command::Add {
+                id,
+                config,
+                board,
+                reply,
+            } => {
+                let _ = reply.send(self.add_device(id, &config, board));
             }
             Command::Connect { id, setup, reply } => {
                 let r = self.connect(id, &setup);
@@ -58,37 +59,45 @@ impl<P: BackendPlatform> Netback<P> {
                 self.remove_device(id);
                 let _ = reply.send(());
             }
-            Command::State { id, state } => {
-                if let Some(d) = self.devices.get_mut(&id) {
-                    d.state = state;
-                }
-            }
             Command::Rate { id, rate } => {
-                let now = (self.clock)();
+                let now = self.now();
                 if let Some(d) = self.devices.get_mut(&id) {
                     d.rate = rate;
                     if let Some(c) = d.conn.as_mut() {
                         c.vif.set_rate_cap(rate, now);
                     }
                 }
+                self.publish(id);
             }
-            Command::SlaKeys { id, values } => {
-                if let Some(a) = &mut self.alloc {
-                    apply_sla_keys(a, id, &values);
-                }
-                self.sla_keys.insert(id, values);
+            Command::Budget {
+                id,
+                created,
+                credits,
+            } => {
+                self.set_tx_budget(id, Some(created), &credits);
             }
-            // Handled by the caller.
-            Command::Lost(_) => {}
+            Command::SetBudget { id, credits, reply } => {
+                let _ = reply.send(self.set_tx_budget(id, None, &credits));
+            }
         }
     }
 
     /// Opens the port of a probed device; it is armed once a frontend connects.
-    fn add_device(&mut self, id: VifId, config: &VifConfig) -> std::io::Result<()> {
+    fn add_device(
+        &mut self,
+        id: VifId,
+        config: &VifConfig,
+        board: Arc<VifBoard>,
+    ) -> std::io::Result<()> {
         if self.devices.contains_key(&id) {
             self.remove_device(id);
         }
-        let port = self.ports.open_vif(id, config)?;
+        let port = self
+            .shared
+            .ports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .open_vif(id, config)?;
         let key = self.next_key;
         self.next_key += 1;
         // Armed only once a frontend connects: until then its frames have nowhere to go.
@@ -100,15 +109,17 @@ impl<P: BackendPlatform> Netback<P> {
             id,
             Device {
                 id,
-                state: hypervisor::xenbus::XenbusState::Initialising,
                 port,
                 rate: config.rate,
                 port_key: key,
                 port_armed: false,
                 conn: None,
                 past: VifCounters::default(),
+                board,
             },
         );
+        WorkerMeters::add(&self.shared.meters.queues, 1);
+        self.publish(id);
         Ok(())
     }
 
@@ -131,11 +142,11 @@ impl<P: BackendPlatform> Netback<P> {
         let tx_map = map("tx-ring-ref", s.tx_ref)?;
         let rx_map = map("rx-ring-ref", s.rx_ref)?;
         let feat = s.features;
-        let evtchn = BoundChannels::bind(self.platform.evtchn(), id, feat.channels)
+        let evtchn = BoundChannels::bind(&self.evtchn, id, feat.channels)
             .map_err(|(port, source)| ConnectError::Bind { port, source })?;
-        let now = (self.clock)();
+        let now = self.now();
         // The first generation already carries the budget (what its SLA allows).
-        let initial = self.initial_credits(id);
+        let initial = self.shared.initial.credits(id, self.cfg.initial_budget);
         // The toolstack's `rate` holds under every budget, the first one included.
         let rate_cap = self.devices.get(&id).and_then(|d| d.rate);
         let vif = Vif::new(
@@ -149,7 +160,7 @@ impl<P: BackendPlatform> Netback<P> {
         let mut vif = match vif {
             Ok(vif) => vif,
             Err(e) => {
-                evtchn.unbind(self.platform.evtchn(), id);
+                evtchn.unbind(&self.evtchn, id);
                 return Err(ConnectError::Rings(e));
             }
         };
@@ -174,8 +185,10 @@ impl<P: BackendPlatform> Netback<P> {
         for p in evtchn.ports() {
             self.by_evtchn.insert(p, id);
         }
-        let created = self.next_created;
-        self.next_created += 1;
+        let created = self
+            .shared
+            .next_created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let d = self.devices.get_mut(&id).expect("checked above");
         d.conn = Some(Connection {
             vif,
@@ -186,8 +199,9 @@ impl<P: BackendPlatform> Netback<P> {
         d.arm_port(&self.epoll, true);
         if s.reattach {
             // Responses the previous netback pushed may never have been signalled.
-            evtchn.notify(self.platform.evtchn(), id, true, true);
+            evtchn.notify(&self.evtchn, id, true, true);
         }
+        self.publish(id);
         log::info!(
             "{id}: {} (tx-ring-ref {}, rx-ring-ref {}, event-channel {}, credits {}, {:?}, rx-notify {})",
             if s.reattach { "re-attached" } else { "connected" },
@@ -201,16 +215,17 @@ impl<P: BackendPlatform> Netback<P> {
         Ok(created)
     }
 
-    /// The device is gone: releases its rings, port and allocator state.
-    fn remove_device(&mut self, id: VifId) {
+    /// The device is gone: releases its rings and port.
+    pub(super) fn remove_device(&mut self, id: VifId) {
         self.disconnect(id);
-        if let Some(a) = &mut self.alloc {
-            a.remove(id);
-        }
-        self.sla_keys.remove(&id);
+        self.unpublished.remove(&id);
         if let Some(d) = self.devices.remove(&id) {
             let _ = self.epoll.del(d.port.rx_fd());
             self.port_keys.retain(|_, v| *v != id);
+            self.shared
+                .meters
+                .queues
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             // The vif is gone: its interface goes with the port.
             let mut port = d.port;
             if let Err(e) = port.set_persistent(false) {

@@ -1,0 +1,155 @@
+//! What netback's data-path workers publish for the rest of netback, and what they read
+//! of it: each vif's counters and connection ([`VifBoard`], one per vif, written by its
+//! one owning worker, read by the manager for [`crate::VifStatus`] and the allocator's
+//! meters), each worker's loop counters and CPU time ([`WorkerMeters`], atomics), and
+//! the budget a vif starts with ([`InitialPolicy`], written by the manager, read by a
+//! worker when it connects a vif).
+//!
+//! Nothing here is shared by two workers: a worker publishes a vif after polling it,
+//! with `try_lock` (it never waits for the manager; a publication it skipped is
+//! retried at its next loop iteration), so there is no lock between workers and no
+//! wait on the per-packet path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use shared_ring::credit::{Credits, FrontCounters};
+use xen_ids::VifId;
+
+use crate::control::credits_of;
+use crate::meter::VifCounters;
+use crate::vifconfig::RateCap;
+
+/// One vif as its worker last published it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct VifSnapshot {
+    /// The sequence number of the current connection (`None`: not connected).
+    pub created: Option<u64>,
+    /// Whether the current connection uses the credit area.
+    pub credits: bool,
+    /// Counters of the earlier connections.
+    pub past: VifCounters,
+    /// Counters of the current connection.
+    pub current: VifCounters,
+    /// The frontend's counters in its credit area (current connection).
+    pub front: Option<FrontCounters>,
+    /// The toolstack's `rate` in force.
+    pub rate: Option<RateCap>,
+}
+
+/// A vif's published snapshot, and the worker that owns the vif.
+#[derive(Debug)]
+pub(crate) struct VifBoard {
+    /// Index of the owning worker.
+    pub worker: usize,
+    snap: Mutex<VifSnapshot>,
+}
+
+impl VifBoard {
+    /// The board of a vif placed on `worker`.
+    pub(crate) fn new(worker: usize, rate: Option<RateCap>) -> Arc<Self> {
+        Arc::new(VifBoard {
+            worker,
+            snap: Mutex::new(VifSnapshot {
+                rate,
+                ..VifSnapshot::default()
+            }),
+        })
+    }
+
+    /// The last published snapshot.
+    pub(crate) fn read(&self) -> VifSnapshot {
+        *self.lock()
+    }
+
+    /// Publishes `s` unless the reader holds the board right now (false then: the
+    /// caller retries later).
+    pub(crate) fn try_publish(&self, s: &VifSnapshot) -> bool {
+        match self.snap.try_lock() {
+            Ok(mut g) => {
+                *g = *s;
+                true
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                *p.into_inner() = *s;
+                true
+            }
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        }
+    }
+
+    /// Publishes `s`, waiting for the reader (a few loads) if needed: for connection
+    /// changes, which must not be lost.
+    pub(crate) fn publish(&self, s: &VifSnapshot) {
+        *self.lock() = *s;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VifSnapshot> {
+        self.snap.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One worker's loop counters and CPU time (written by the worker, relaxed atomics).
+#[derive(Debug, Default)]
+pub(crate) struct WorkerMeters {
+    /// Loop iterations.
+    pub iterations: AtomicU64,
+    /// Polls of a connected vif.
+    pub vif_polls: AtomicU64,
+    /// The worker thread's CPU time, ns, as of its last publication (before it sleeps,
+    /// and at least every [`CPU_PUBLISH_EVERY`] iterations).
+    pub cpu_ns: AtomicU64,
+    /// Vif queues placed on this worker.
+    pub queues: AtomicU64,
+}
+
+/// A busy worker publishes its CPU time at least every this many iterations.
+pub(crate) const CPU_PUBLISH_EVERY: u64 = 64;
+
+impl WorkerMeters {
+    pub(crate) fn load(a: &AtomicU64) -> u64 {
+        a.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(a: &AtomicU64, n: u64) {
+        a.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Publishes the calling thread's CPU time.
+    pub(crate) fn publish_cpu(&self) {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        let ns = t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64;
+        self.cpu_ns.store(ns, Ordering::Relaxed);
+    }
+}
+
+/// What a vif's first credit generation is computed from: the SLAs in force (the base
+/// set overlaid with the vif keys) and the allocator's period, or `None` without the
+/// allocator (then the configured initial budget).
+#[derive(Debug, Default)]
+pub(crate) struct InitialPolicy(Mutex<Option<(allocator::SlaSet, Duration)>>);
+
+impl InitialPolicy {
+    /// Replaces the SLAs in force.
+    pub(crate) fn set(&self, p: Option<(allocator::SlaSet, Duration)>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = p;
+    }
+
+    /// The budget vif `id` starts with: with the allocator, the most its SLA allows (B^max
+    /// bounded by the link, its VM's packets/s cap) until the next round counts it in —
+    /// otherwise it would send unlimited for up to a period; without, `default`.
+    pub(crate) fn credits(&self, id: VifId, default: Credits) -> Credits {
+        let g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((slas, period)) = &*g else {
+            return default;
+        };
+        let sla = slas.vif(id);
+        let budget = allocator::Budget::with_bursts(
+            sla.max_bps_on(slas.link()),
+            slas.vm(id.domid).pps(),
+            *period,
+        );
+        credits_of(&budget, *period)
+    }
+}
