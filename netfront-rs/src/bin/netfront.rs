@@ -97,9 +97,11 @@ fn parse_offer(s: &str) -> Result<Offer, String> {
             "ipv6-csum" => &mut o.ipv6_csum,
             "gso-tcpv4" => &mut o.gso_tcpv4,
             "gso-tcpv6" => &mut o.gso_tcpv6,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown feature {other:?} (all, none, or sg,csum,ipv6-csum,gso-tcpv4,gso-tcpv6)"
-            )),
+            ))
+            }
         };
         if std::mem::replace(flag, true) {
             return Err(format!("feature {name:?} given twice"));
