@@ -18,11 +18,12 @@ rs_vif_ok() {
         test "$(cat "/sys/class/net/$1/address")" = fe:ff:ff:ff:ff:ff
 }
 
-# rs_ping_by IP DEADLINE: dom0's ping of IP is answered before bed_uptime passes
-# DEADLINE (one echo request at a time, each waiting up to 1 s).
+# rs_ping_by IP DEADLINE FILE: dom0's ping of IP is answered before bed_uptime passes
+# DEADLINE (one echo request at a time, each waiting up to 1 s); the time of the answer
+# (bed_uptime) goes to FILE.
 rs_ping_by() {
     while awk -v n="$(bed_uptime)" -v d="$2" 'BEGIN { exit !(n < d) }'; do
-        ping -c 1 -W 1 "$1" >/dev/null 2>&1 && return 0
+        ping -c 1 -W 1 "$1" >/dev/null 2>&1 && bed_uptime >"$3" && return 0
         sleep 0.1
     done
     return 1
@@ -42,14 +43,17 @@ net_restart() {
         bed_retry 100 0.1 net_log_has netback "$NET_VIF: re-attached"
     bed_check "the new netback re-attached $OURS_IF (our netfront, no new handshake)" \
         bed_retry 100 0.1 net_log_has netback "$OURS_IF: re-attached"
-    # Both pings by the same deadline: 5 s of dom0's clock after the new netback served.
+    # Both pings by the same deadline, 5 s of dom0's clock after the new netback served,
+    # tried at the same time (one slow guest must not use up the other's window).
     _nr_dl=$(echo "$_nr_t0" | awk '{ print $1 + 5 }')
+    rs_ping_by "$OURS_IP" "$_nr_dl" /tmp/ours-ping.t &
+    _nr_ours=$!
     bed_check "dom0 -> guest ping answers within 5 s of the restart (SIG$1, stock netfront)" \
-        rs_ping_by "$NET_GUEST_IP" "$_nr_dl"
-    bed_log "after SIG$1: stock guest's ping answered $(echo "$(bed_uptime) $_nr_t0" | awk '{printf "%.1f", $1 - $2}') s after the new netback served"
+        rs_ping_by "$NET_GUEST_IP" "$_nr_dl" /tmp/guest-ping.t &&
+        bed_log "after SIG$1: stock guest's ping answered $(awk -v t="$_nr_t0" '{printf "%.1f", $1 - t}' /tmp/guest-ping.t) s after the new netback served"
     bed_check "dom0 -> ours ping answers within 5 s of the restart (SIG$1, our netfront)" \
-        rs_ping_by "$OURS_IP" "$_nr_dl"
-    bed_log "after SIG$1: our netfront's ping answered $(echo "$(bed_uptime) $_nr_t0" | awk '{printf "%.1f", $1 - $2}') s after the new netback served"
+        wait "$_nr_ours" &&
+        bed_log "after SIG$1: our netfront's ping answered $(awk -v t="$_nr_t0" '{printf "%.1f", $1 - t}' /tmp/ours-ping.t) s after the new netback served"
     bed_log "$OURS_IF after SIG$1: mtu $(cat "/sys/class/net/$OURS_IF/mtu" 2>&1), address $(cat "/sys/class/net/$OURS_IF/address" 2>&1), bridged $(test -e "/sys/class/net/xenbr0/brif/$OURS_IF" && echo yes || echo no)"
     bed_check "$OURS_IF still on xenbr0 with MTU 1400 and fe:ff:ff:ff:ff:ff after SIG$1 (persistent TAP)" \
         rs_vif_ok "$OURS_IF"
