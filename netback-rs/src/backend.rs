@@ -152,6 +152,12 @@ pub struct LoopStats {
     pub iterations: u64,
     /// Polls of a connected vif's rings and port.
     pub vif_polls: u64,
+    /// Waits that ended at their timeout with nothing ready.
+    pub timeouts: u64,
+    /// Event-channel events taken (each fired port counts once).
+    pub events: u64,
+    /// Notifications sent to frontends (one per event channel notified).
+    pub notifies: u64,
 }
 
 /// Why netback's event loop stopped.
@@ -531,6 +537,9 @@ impl<P: BackendPlatform> Netback<P> {
         };
         let mut events = [0u64; 32];
         let n = self.epoll.wait(&mut events, wait)?;
+        if n == 0 && !wait.is_zero() {
+            self.stats.timeouts += 1;
+        }
         for &key in &events[..n] {
             match key {
                 EV_COMMANDS => self.take_commands()?,
@@ -598,6 +607,7 @@ impl<P: BackendPlatform> Netback<P> {
                 return;
             }
         };
+        self.stats.events += n as u64;
         for i in 0..n {
             let port = self.pending[i];
             if let Some(&id) = self.by_evtchn.get(&port) {
@@ -652,6 +662,7 @@ impl<P: BackendPlatform> Netback<P> {
             };
             let rx: Poll = conn.vif.rx_poll(now, grants, dev.port.as_mut())?;
             packets += tx.packets + rx.packets;
+            self.stats.notifies += conn.evtchn.count(tx.notify, rx.notify);
             conn.evtchn
                 .notify(self.platform.evtchn(), id, tx.notify, rx.notify);
             if !(tx.more || rx.more) {

@@ -44,6 +44,19 @@ pub const TX_BUF: usize = XEN_PAGE_SIZE;
 pub const TX_BUFS: usize = 256;
 /// RX buffers (= RX ring slots), one page each.
 pub const RX_BUFS: usize = 256;
+/// Looks at the RX ring one [`Netfront::recv`] makes at most when responses keep
+/// arriving as it asks to be notified of the next one.
+pub const RECV_PASSES: usize = 4;
+
+/// What one look at the RX ring found.
+enum RxPass {
+    /// A complete frame (its length in the caller's buffer, its metadata).
+    Frame((usize, FrameMeta)),
+    /// Nothing complete; the backend notifies at its next response.
+    Armed,
+    /// Nothing complete, and responses were published meanwhile.
+    Raced,
+}
 /// Largest frame this frontend sends: `XEN_NETIF_MAX_TX_SIZE` (the first request's
 /// `size` is 16 bits).
 pub const MAX_TX_FRAME: usize = 65535;
@@ -158,6 +171,22 @@ pub struct FrontStats {
     pub tx_csum_filled: u64,
     /// Credit generations applied.
     pub credit_updates: u64,
+    /// Notifications sent to the backend on the TX ring's event channel.
+    pub tx_notifies: u64,
+    /// Notifications sent to the backend on the RX ring's event channel (buffers
+    /// posted past the backend's `req_event`).
+    pub rx_notifies: u64,
+    /// Event-channel events taken (each fired port counts once).
+    pub events: u64,
+    /// Times [`Netfront::recv`], about to report an empty RX ring, found responses the
+    /// backend had published while this side asked for the next one (and took them).
+    pub rx_raced: u64,
+    /// Waits of the event loop that ended at their timeout with nothing ready.
+    pub timeouts: u64,
+    /// Of those, the ones after which responses were found waiting on a ring: a
+    /// notification the backend did not send (or this side did not ask for) and the
+    /// timeout stood in for.
+    pub late_wakeups: u64,
 }
 
 struct Conn<S> {
@@ -178,6 +207,8 @@ struct Conn<S> {
     applied_generation: u32,
     unpushed: bool,
     rx: RxAssembler,
+    /// The last [`Netfront::recv`] returned with responses it was not notified of.
+    rx_unarmed: bool,
 }
 
 pub use hypervisor::clock::Clock;
@@ -436,6 +467,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             applied_generation: 0,
             unpushed: false,
             rx: RxAssembler::new(),
+            rx_unarmed: false,
         });
         self.bucket = DualTokenBucket::unlimited(now);
         self.wait_backend(&[XenbusState::Connected])?;
@@ -716,6 +748,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             .map_err(BackendError::tx_ring)?;
         c.unpushed = false;
         if ring.push_requests_and_check_notify() {
+            self.stats.tx_notifies += 1;
             let _ = self.platform.evtchn().notify(c.tx_evtchn);
         }
         Ok(())
@@ -768,8 +801,35 @@ impl<P: FrontendPlatform> Netfront<P> {
     }
 
     /// Receives the next frame into `buf` (which must hold 64 KiB to be safe), reposting
-    /// the buffers it used. `Ok(None)` when no complete frame is waiting.
+    /// the buffers it used. `Ok(None)` when no complete frame is waiting; the backend
+    /// then notifies at its next response (`rsp_event`), unless
+    /// [`Netfront::rx_unarmed`] says responses kept arriving faster than this took them.
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<Option<(usize, FrameMeta)>, FrontError> {
+        for _ in 0..RECV_PASSES {
+            match self.recv_pass(buf)? {
+                RxPass::Frame(f) => return Ok(Some(f)),
+                RxPass::Armed => return Ok(None),
+                // Responses published while this side asked for the next one: the
+                // backend saw the old `rsp_event` and will not notify for them.
+                RxPass::Raced => self.stats.rx_raced += 1,
+            }
+        }
+        if let Some(c) = self.conn.as_mut() {
+            c.rx_unarmed = true;
+        }
+        Ok(None)
+    }
+
+    /// Whether responses are waiting on the RX ring that the backend will not notify
+    /// of: the last [`Netfront::recv`] gave up after [`RECV_PASSES`] checks that each
+    /// found more. The caller must call `recv` again without waiting for an event.
+    pub fn rx_unarmed(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.rx_unarmed)
+    }
+
+    /// One look at the RX ring: a frame, or none with the next response asked for
+    /// (`Armed`), or none and responses arrived meanwhile (`Raced`).
+    fn recv_pass(&mut self, buf: &mut [u8]) -> Result<RxPass, FrontError> {
         let Some(c) = self.conn.as_mut() else {
             return Err(FrontError::NotConnected);
         };
@@ -838,23 +898,31 @@ impl<P: FrontendPlatform> Netfront<P> {
                 .map_err(BackendError::rx_ring)?;
             }
             if ring.push_requests_and_check_notify() {
+                self.stats.rx_notifies += 1;
                 let _ = self.platform.evtchn().notify(c.rx_evtchn);
             }
         }
-        if out.is_none() {
+        c.rx_unarmed = false;
+        let pass = match out {
+            Some(f) => RxPass::Frame(f),
             // Nothing complete: ask to be notified of the next response.
-            let _ = ring
+            None if ring
                 .final_check_for_responses()
-                .map_err(BackendError::rx_ring)?;
-        }
+                .map_err(BackendError::rx_ring)? =>
+            {
+                RxPass::Raced
+            }
+            None => RxPass::Armed,
+        };
         c.rx_idx = ring.indices();
-        Ok(out)
+        Ok(pass)
     }
 
     /// Acknowledges fired event channels (call when the event fd is readable).
     pub fn ack_events(&mut self) {
         let mut ports = [EvtPort(0); 16];
         if let Ok(n) = self.platform.evtchn().pending(&mut ports) {
+            self.stats.events += n as u64;
             for p in &ports[..n] {
                 let _ = self.platform.evtchn().unmask(*p);
             }
