@@ -117,6 +117,12 @@ pub struct LoopStats {
     pub iterations: u64,
     /// Polls of a connected vif's rings and port.
     pub vif_polls: u64,
+    /// Waits that ended at their timeout with nothing ready.
+    pub timeouts: u64,
+    /// Event-channel ports found pending (each fired port counts once).
+    pub events: u64,
+    /// Notifications sent to frontends (one per ring's channel that asked for it).
+    pub notifies: u64,
 }
 
 /// Why netback's event loop stopped.
@@ -419,6 +425,9 @@ impl<P: BackendPlatform> Netback<P> {
             .fold(LoopStats::default(), |a, w| LoopStats {
                 iterations: a.iterations + w.iterations,
                 vif_polls: a.vif_polls + w.vif_polls,
+                timeouts: a.timeouts + w.timeouts,
+                events: a.events + w.events,
+                notifies: a.notifies + w.notifies,
             })
     }
 
@@ -429,6 +438,9 @@ impl<P: BackendPlatform> Netback<P> {
             .map(|m| LoopStats {
                 iterations: WorkerMeters::load(&m.iterations),
                 vif_polls: WorkerMeters::load(&m.vif_polls),
+                timeouts: WorkerMeters::load(&m.timeouts),
+                events: WorkerMeters::load(&m.events),
+                notifies: WorkerMeters::load(&m.notifies),
             })
             .collect()
     }

@@ -212,6 +212,15 @@ impl BoundChannels {
         std::iter::once(self.tx).chain(rx)
     }
 
+    /// How many notifications [`Self::notify`] sends for these requests.
+    pub fn count(&self, tx: bool, rx: bool) -> u64 {
+        if self.tx != self.rx {
+            u64::from(tx) + u64::from(rx)
+        } else {
+            u64::from(tx || rx)
+        }
+    }
+
     /// Notifies the channel of each ring that asked for it (once when not split).
     pub fn notify<E: EventChannels + ?Sized>(&self, evtchn: &E, id: VifId, tx: bool, rx: bool) {
         let split = self.tx != self.rx;

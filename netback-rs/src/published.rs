@@ -97,6 +97,12 @@ pub(crate) struct WorkerMeters {
     pub iterations: AtomicU64,
     /// Polls of a connected vif.
     pub vif_polls: AtomicU64,
+    /// Waits that ended at their timeout with nothing ready.
+    pub timeouts: AtomicU64,
+    /// Event-channel ports found pending.
+    pub events: AtomicU64,
+    /// Notifications sent to frontends.
+    pub notifies: AtomicU64,
     /// The worker thread's CPU time, ns, as of its last publication (before it sleeps,
     /// and at least every [`CPU_PUBLISH_EVERY`] iterations).
     pub cpu_ns: AtomicU64,

@@ -215,6 +215,9 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         }
         let mut events = [0u64; 32];
         let n = self.epoll.wait(&mut events, wait)?;
+        if n == 0 && !wait.is_zero() {
+            WorkerMeters::add(&meters.timeouts, 1);
+        }
         for &key in &events[..n] {
             match key {
                 EV_COMMANDS => self.take_commands(),
@@ -311,6 +314,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
                 return;
             }
         };
+        WorkerMeters::add(&self.shared.meters.events, n as u64);
         for i in 0..n {
             let port = self.pending[i];
             if let Some(&id) = self.by_evtchn.get(&port) {
@@ -354,6 +358,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let grants = self.platform.grants();
         let evtchn = &self.evtchn;
         let clock = &self.shared.clock;
+        let meters = &self.shared.meters;
         let mut rounds = 0;
         let mut packets = 0;
         // Ok(true): stopped at the round limit with work left.
@@ -367,6 +372,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             };
             let rx: Poll = conn.vif.rx_poll(now, grants, dev.port.as_mut())?;
             packets += tx.packets + rx.packets;
+            WorkerMeters::add(&meters.notifies, conn.evtchn.count(tx.notify, rx.notify));
             conn.evtchn.notify(evtchn, id, tx.notify, rx.notify);
             if !(tx.more || rx.more) {
                 return Ok(false);

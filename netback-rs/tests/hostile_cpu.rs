@@ -104,6 +104,9 @@ impl Rig {
         let d = LoopStats {
             iterations: s1.iterations - s0.iterations,
             vif_polls: s1.vif_polls - s0.vif_polls,
+            timeouts: s1.timeouts - s0.timeouts,
+            events: s1.events - s0.events,
+            notifies: s1.notifies - s0.notifies,
         };
         let cpu = cpu1 - cpu0;
         eprintln!("{what}: {d:?}, netback CPU {} ms", cpu / 1_000_000);

@@ -159,6 +159,22 @@ pub struct FrontStats {
     pub tx_csum_filled: u64,
     /// Credit generations applied.
     pub credit_updates: u64,
+    /// Notifications sent to the backend on the TX ring's event channel.
+    pub tx_notifies: u64,
+    /// Event-channel events taken (each fired port counts once).
+    pub events: u64,
+    /// Notifications sent to the backend on the RX ring's event channel (buffers
+    /// posted past the backend's `req_event`).
+    pub rx_notifies: u64,
+    /// Times a receive, about to report an empty RX ring, found responses the backend
+    /// had published while this side asked for the next one (and took them).
+    pub rx_raced: u64,
+    /// Waits of the event loop that ended at their timeout with nothing ready.
+    pub timeouts: u64,
+    /// Of those, the ones after which frames were found waiting on a ring: a
+    /// notification the backend did not send (or this side did not ask for) and the
+    /// timeout stood in for.
+    pub late_wakeups: u64,
 }
 
 struct Conn<S> {
@@ -592,7 +608,7 @@ impl<P: FrontendPlatform> Netfront<P> {
     /// be.
     pub fn flush(&mut self) -> Result<(), FrontError> {
         let c = self.conn.as_mut().ok_or(FrontError::NotConnected)?;
-        c.queues[0].flush(self.platform.evtchn())
+        c.queues[0].flush(self.platform.evtchn(), &mut self.stats)
     }
 
     /// Collects queue 0's TX responses and frees their buffers; returns how many frames
@@ -610,6 +626,13 @@ impl<P: FrontendPlatform> Netfront<P> {
         c.queues[0].recv(self.platform.evtchn(), &mut self.stats, buf)
     }
 
+    /// Whether responses are waiting on queue 0's RX ring that the backend will not
+    /// notify of (the last [`Netfront::recv`] gave up after `RECV_PASSES` looks that each
+    /// found more): the caller must call `recv` again without waiting for an event.
+    pub fn rx_unarmed(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.queues[0].rx_unarmed())
+    }
+
     /// The number of queues of the connection (0 when not connected).
     pub fn num_queues(&self) -> usize {
         self.conn.as_ref().map_or(0, |c| c.queues.len())
@@ -619,6 +642,7 @@ impl<P: FrontendPlatform> Netfront<P> {
     pub fn ack_events(&mut self) {
         let mut ports = [EvtPort(0); 16];
         if let Ok(n) = self.platform.evtchn().pending(&mut ports) {
+            self.stats.events += n as u64;
             for p in &ports[..n] {
                 let _ = self.platform.evtchn().unmask(*p);
             }

@@ -199,7 +199,7 @@ impl<P: FrontendPlatform> QueueHandle<'_, P> {
 
     /// Publishes this queue's TX requests (see [`Netfront::flush`]).
     pub fn flush(&mut self) -> Result<(), FrontError> {
-        self.queue.flush(self.evtchn)
+        self.queue.flush(self.evtchn, &mut self.stats)
     }
 
     /// Collects this queue's TX responses (see [`Netfront::reap_tx`]).
@@ -425,6 +425,8 @@ fn queue_loop<P: FrontendPlatform, T: Port>(
     while !halt.load(Ordering::Acquire) {
         let now = h.now();
         let timeout_ms: u64 = match st.hold_until {
+            // Responses the backend will not notify of are waiting (Queue::recv).
+            _ if h.queue.rx_unarmed() => 0,
             _ if st.rx_pending.is_some() => 1,
             Some(t) => t.saturating_sub(now).div_ceil(1_000_000).min(100),
             None => 100,

@@ -45,11 +45,18 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
     while !stop() {
         let now = nf.now();
         let timeout_ms: u16 = match hold_until {
+            _ if nf.rx_unarmed() => 0,
             _ if rx_pending.is_some() => 1,
             Some(t) => (t.saturating_sub(now).div_ceil(1_000_000)).min(100) as u16,
             None => 100,
         };
         let n = ep.wait(&mut keys, Duration::from_millis(timeout_ms.into()))?;
+        // Woken by the idle timeout alone: nothing should be waiting on the rings.
+        let idle_timeout = n == 0 && rx_pending.is_none() && hold_until.is_none();
+        if idle_timeout {
+            nf.stats.timeouts += 1;
+        }
+        let mut found = 0;
         for &key in &keys[..n] {
             match key {
                 K_EVTCHN => nf.ack_events(),
@@ -66,10 +73,13 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
             continue;
         }
         nf.apply_credits();
-        if let Err(e) = nf.reap_tx() {
-            log::warn!("netfront: {e}; disconnecting");
-            nf.disconnect();
-            continue;
+        match nf.reap_tx() {
+            Ok(n) => found += n,
+            Err(e) => {
+                log::warn!("netfront: {e}; disconnecting");
+                nf.disconnect();
+                continue;
+            }
         }
         // RX: ring → port. A full port stops RX (the frame is kept, the ring is not
         // read): backpressure reaches the backend as missing RX buffers.
@@ -85,7 +95,10 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
                 }
             }
             match nf.recv(&mut rx_buf) {
-                Ok(Some((len, meta))) => rx_pending = Some((len, meta)),
+                Ok(Some((len, meta))) => {
+                    found += 1;
+                    rx_pending = Some((len, meta));
+                }
                 Ok(None) => break,
                 Err(e) => {
                     log::warn!("netfront: {e}; disconnecting");
@@ -93,6 +106,9 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
                     break;
                 }
             }
+        }
+        if idle_timeout && found > 0 {
+            nf.stats.late_wakeups += 1;
         }
         // TX: port → ring, unless held.
         let now = nf.now();

@@ -57,6 +57,8 @@ pub(crate) struct Queue<S> {
     rx: RxAssembler,
     /// A frame whose partial checksum is completed before it is sent.
     tx_scratch: Vec<u8>,
+    /// The last [`Queue::recv`] returned with responses it was not notified of.
+    rx_unarmed: bool,
 }
 
 impl<S: SharedPages> Queue<S> {
@@ -121,6 +123,7 @@ impl<S: SharedPages> Queue<S> {
             rx_evtchn,
             tx_idx: FrontIndices::default(),
             rx_idx,
+            rx_unarmed: false,
             tx_free: (0..TX_BUFS as u16).rev().collect(),
             tx_in_flight: vec![false; TX_BUFS],
             unpushed: false,
@@ -329,7 +332,11 @@ impl<S: SharedPages> Queue<S> {
     }
 
     /// Publishes queued TX requests and notifies the backend if it asked to be.
-    pub fn flush<E: EventChannels + ?Sized>(&mut self, evtchn: &E) -> Result<(), FrontError> {
+    pub fn flush<E: EventChannels + ?Sized>(
+        &mut self,
+        evtchn: &E,
+        stats: &mut FrontStats,
+    ) -> Result<(), FrontError> {
         if !self.unpushed {
             return Ok(());
         }
@@ -337,6 +344,7 @@ impl<S: SharedPages> Queue<S> {
             .map_err(BackendError::tx_ring)?;
         self.unpushed = false;
         if ring.push_requests_and_check_notify() {
+            stats.tx_notifies += 1;
             let _ = evtchn.notify(self.tx_evtchn);
         }
         Ok(())
@@ -386,13 +394,44 @@ impl<S: SharedPages> Queue<S> {
     }
 
     /// Receives the next frame into `buf` (which must hold 64 KiB to be safe), reposting
-    /// the buffers it used. `Ok(None)` when no complete frame is waiting.
+    /// the buffers it used. `Ok(None)` when no complete frame is waiting; the backend
+    /// then notifies at its next response (`rsp_event`), unless [`Queue::rx_unarmed`]
+    /// says responses kept arriving faster than this took them.
     pub fn recv<E: EventChannels + ?Sized>(
         &mut self,
         evtchn: &E,
         stats: &mut FrontStats,
         buf: &mut [u8],
     ) -> Result<Option<(usize, FrameMeta)>, FrontError> {
+        self.rx_unarmed = false;
+        for _ in 0..RECV_PASSES {
+            match self.recv_pass(evtchn, stats, buf)? {
+                RxPass::Frame(f) => return Ok(Some(f)),
+                RxPass::Armed => return Ok(None),
+                // Responses published while this side asked for the next one: the
+                // backend saw the old `rsp_event` and will not notify for them.
+                RxPass::Raced => stats.rx_raced += 1,
+            }
+        }
+        self.rx_unarmed = true;
+        Ok(None)
+    }
+
+    /// Whether responses are waiting on the RX ring that the backend will not notify
+    /// of: the last [`Queue::recv`] gave up after [`RECV_PASSES`] checks that each found
+    /// more. The caller must call `recv` again without waiting for an event.
+    pub fn rx_unarmed(&self) -> bool {
+        self.rx_unarmed
+    }
+
+    /// One look at the RX ring: a frame, or none with the next response asked for
+    /// (`Armed`), or none and responses arrived meanwhile (`Raced`).
+    fn recv_pass<E: EventChannels + ?Sized>(
+        &mut self,
+        evtchn: &E,
+        stats: &mut FrontStats,
+        buf: &mut [u8],
+    ) -> Result<RxPass, FrontError> {
         let mut ring = NetifRxFrontRing::resume(ring_mem(self.rx_ring.mem()), self.rx_idx)
             .map_err(BackendError::rx_ring)?;
         let mut out: Option<(usize, FrameMeta)> = None;
@@ -458,17 +497,24 @@ impl<S: SharedPages> Queue<S> {
                 .map_err(BackendError::rx_ring)?;
             }
             if ring.push_requests_and_check_notify() {
+                stats.rx_notifies += 1;
                 let _ = evtchn.notify(self.rx_evtchn);
             }
         }
-        if out.is_none() {
-            // Nothing complete: ask to be notified of the next response.
-            let _ = ring
+        let pass = match out {
+            Some(f) => RxPass::Frame(f),
+            // Nothing complete: ask to be notified of the next response; responses that
+            // arrived meanwhile were not notified (RING_FINAL_CHECK_FOR_RESPONSES).
+            None if ring
                 .final_check_for_responses()
-                .map_err(BackendError::rx_ring)?;
-        }
+                .map_err(BackendError::rx_ring)? =>
+            {
+                RxPass::Raced
+            }
+            None => RxPass::Armed,
+        };
         self.rx_idx = ring.indices();
-        Ok(out)
+        Ok(pass)
     }
 }
 
@@ -477,4 +523,18 @@ fn remove<X: Xenstore + ?Sized>(xs: &X, tx: XsTx, path: &str) -> Result<(), XsEr
         Err(e) if !e.is_enoent() => Err(e),
         _ => Ok(()),
     }
+}
+
+/// Looks at the RX ring one [`Queue::recv`] makes at most when responses keep arriving
+/// as it asks to be notified of the next one.
+pub const RECV_PASSES: usize = 4;
+
+/// What one look at the RX ring found.
+enum RxPass {
+    /// A complete frame (its length in the caller's buffer, its metadata).
+    Frame((usize, FrameMeta)),
+    /// Nothing complete; the backend notifies at its next response.
+    Armed,
+    /// Nothing complete, and responses were published meanwhile.
+    Raced,
 }

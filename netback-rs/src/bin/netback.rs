@@ -510,7 +510,7 @@ where
         stop.load(Ordering::Relaxed)
     })
     .map_err(|e| e.to_string())?;
-    log::info!("netback: stopping");
+    log::info!("netback: stopping; {:?}", nb.loop_stats());
     Ok(())
 }
 

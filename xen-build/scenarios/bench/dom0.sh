@@ -98,6 +98,8 @@ one() {
         bed_check "xl destroy $_g" bed_guest_destroy "$_g"
     fi
     back_down "$_back"
+    # Our netback's loop counters (wake-ups, events taken, notifications sent).
+    [ "$_back" = stock ] || bed_log "bench $_g netback: $(grep -a 'stopping;' /tmp/netback.log | tail -n 1)"
 }
 
 r=1

@@ -31,3 +31,9 @@ bed_publish udp-tx "$(cat /tmp/udp-tx.txt)"
 bed_log "$(cat /tmp/udp-tx.txt)"
 # Stay up (and answering pings) until dom0 is done.
 bed_wait_signal done 120 >/dev/null
+# Our netfront's counters (notifications sent, events taken, idle timeouts, late wake-ups).
+if [ "$front" = ours ]; then
+    kill "$(pidof netfront)" 2>/dev/null
+    bed_retry 25 0.2 sh -c 'grep -aq "stopped;" /tmp/netfront.log'
+    bed_log "bench netfront: $(grep -a 'stopped;' /tmp/netfront.log | tail -n 1)"
+fi
