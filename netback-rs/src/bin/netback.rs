@@ -245,6 +245,12 @@ enum SlaField {
     MaxBps,
     /// `dba-vm-pps`.
     VmPps,
+    /// `dba-rx-min-bps`.
+    RxMinBps,
+    /// `dba-rx-max-bps`.
+    RxMaxBps,
+    /// `dba-rx-vm-pps`.
+    RxVmPps,
 }
 
 impl From<SlaField> for sla::SlaField {
@@ -254,6 +260,9 @@ impl From<SlaField> for sla::SlaField {
             SlaField::MinBps => sla::SlaField::MinBps,
             SlaField::MaxBps => sla::SlaField::MaxBps,
             SlaField::VmPps => sla::SlaField::VmPps,
+            SlaField::RxMinBps => sla::SlaField::RxMinBps,
+            SlaField::RxMaxBps => sla::SlaField::RxMaxBps,
+            SlaField::RxVmPps => sla::SlaField::RxVmPps,
         }
     }
 }
@@ -278,6 +287,15 @@ enum SlaCmd {
         /// Packets/s cap of the vif's VM (e.g. 20k); write the same on every vif of the VM.
         #[arg(long, value_name = "PPS", allow_hyphen_values = true)]
         vm_pps: Option<String>,
+        /// Guaranteed receive minimum, bits/s of L2 frames delivered to the guest.
+        #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
+        rx_min_bps: Option<String>,
+        /// Receive maximum, bits/s of L2 frames delivered to the guest.
+        #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
+        rx_max_bps: Option<String>,
+        /// Receive packets/s cap of the vif's VM; write the same on every vif of the VM.
+        #[arg(long, value_name = "PPS", allow_hyphen_values = true)]
+        rx_vm_pps: Option<String>,
     },
     /// Print the SLA keys of vifs and, if the metrics endpoint answers, the live budget.
     Show {
@@ -540,12 +558,18 @@ fn sla_cmd(cmd: SlaCmd) -> Result<(), String> {
             min_bps,
             max_bps,
             vm_pps,
+            rx_min_bps,
+            rx_max_bps,
+            rx_vm_pps,
         } => {
             let update = SlaUpdate {
                 priority,
                 min_bps,
                 max_bps,
                 vm_pps,
+                rx_min_bps,
+                rx_max_bps,
+                rx_vm_pps,
             };
             let fail = |e: sla::SlaError| format!("sla set: {e}");
             // Before connecting: a bad value is reported as such wherever this runs.
