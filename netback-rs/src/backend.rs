@@ -29,7 +29,7 @@ use shared_ring::Limit;
 use xen_ids::{DomId, VifId};
 use xenstore::{ShareConnection, Xenstore, XsError};
 
-use crate::control::{credits_of, reading, Allocation};
+use crate::control::{credits_of, reading, rx_reading, Allocation, RxDatapath};
 use crate::control_link::{self, DataEnd, Doorbell, Notice};
 use crate::control_thread::{self, ControlSetup, TOKEN_BACKEND, TOKEN_RELEASE};
 use crate::control_work::ControlStats;
@@ -69,6 +69,12 @@ pub struct NetbackConfig {
     pub backend_type: String,
     /// What the backstop does with excess TX frames.
     pub tx_policy: BackstopPolicy,
+    /// What the RX budget does with frames over it: drop them (counted, never copied)
+    /// or hold the vif's port until tokens return.
+    pub rx_policy: BackstopPolicy,
+    /// The RX budget a vif starts with when the allocator is off (a static receive SLA);
+    /// unlimited by default. With the allocator on, the most its RX SLA allows.
+    pub initial_rx_budget: Credits,
     /// Advertise `feature-dba-credits`.
     pub credits: bool,
     /// The budget a vif starts with when the allocator is off. With the allocator on, a
@@ -89,6 +95,8 @@ impl Default for NetbackConfig {
         NetbackConfig {
             backend_type: "vif".into(),
             tx_policy: BackstopPolicy::Drop,
+            rx_policy: BackstopPolicy::Drop,
+            initial_rx_budget: crate::control::UNLIMITED,
             credits: true,
             initial_budget: Credits {
                 bytes: Limit::Unlimited,
@@ -273,6 +281,32 @@ impl<M: hypervisor::grant::GrantMapping> allocator::Datapath for Dp<'_, M> {
             }
         }
         Ok(())
+    }
+}
+
+impl<M: hypervisor::grant::GrantMapping> RxDatapath for Dp<'_, M> {
+    fn read_rx_meters(&mut self, out: &mut Vec<allocator::VifReading>) {
+        for d in self.devices.values() {
+            if let Some(c) = &d.conn {
+                let k = c.vif.counters();
+                out.push(rx_reading(
+                    d.id,
+                    c.created,
+                    (k.rx_wire_bytes, k.rx_wire_packets),
+                    (k.rx_police_wire_bytes, k.rx_police_wire_packets),
+                ));
+            }
+        }
+    }
+
+    fn write_rx_budgets(&mut self, budgets: &[(VifId, Option<Credits>)]) {
+        for (v, b) in budgets {
+            if let Some(c) = self.devices.get_mut(v).and_then(|d| d.conn.as_mut()) {
+                let unlimited = crate::control::UNLIMITED;
+                c.vif
+                    .set_rx_budget(b.as_ref().unwrap_or(&unlimited), self.now_ns);
+            }
+        }
     }
 }
 
@@ -478,6 +512,17 @@ impl<P: BackendPlatform> Netback<P> {
             a.period(),
         );
         credits_of(&budget, a.period())
+    }
+
+    /// The RX budget a vif starts with: with the allocator on, the most its RX SLA
+    /// allows (unlimited when nothing limits it on RX); without, the configured one.
+    fn initial_rx_credits(&self, id: VifId) -> Credits {
+        match &self.alloc {
+            Some(a) => a
+                .initial_rx_credits(id)
+                .unwrap_or(crate::control::UNLIMITED),
+            None => self.cfg.initial_rx_budget,
+        }
     }
 
     /// Applies a TX budget to vif `id` (backstop and, if negotiated, its credit area).

@@ -53,6 +53,20 @@ pub struct VifCounters {
     pub rx_dropped_stalled: u64,
     /// Times the frontend stalled (its port's carrier turned off).
     pub rx_stalls: u64,
+    /// Wire packets of the frames dropped for the RX budget (`rx_dropped_police`): with
+    /// the delivered ones, what was offered to the vif (the RX demand).
+    pub rx_police_wire_packets: u64,
+    /// Their wire bytes.
+    pub rx_police_wire_bytes: u64,
+    /// Times the port was left unread until the RX budget's deficit accrued (policy
+    /// `hold`).
+    pub rx_held: u64,
+    /// Frames held or dropped because of the RX bits/s budget (what the guest is told).
+    pub rx_shaped_bps_frames: u64,
+    /// Their wire bytes.
+    pub rx_shaped_bps_bytes: u64,
+    /// Frames held or dropped because of the RX packets/s budget alone.
+    pub rx_shaped_pps_frames: u64,
 }
 
 /// Counters of successive connections of one device add up (netback keeps the total
@@ -82,6 +96,12 @@ impl core::ops::AddAssign for VifCounters {
             rx_csum_filled,
             rx_dropped_stalled,
             rx_stalls,
+            rx_police_wire_packets,
+            rx_police_wire_bytes,
+            rx_held,
+            rx_shaped_bps_frames,
+            rx_shaped_bps_bytes,
+            rx_shaped_pps_frames,
         } = b; // exhaustive: a new counter must be added here
         self.tx_packets += tx_packets;
         self.tx_bytes += tx_bytes;
@@ -105,6 +125,12 @@ impl core::ops::AddAssign for VifCounters {
         self.rx_csum_filled += rx_csum_filled;
         self.rx_dropped_stalled += rx_dropped_stalled;
         self.rx_stalls += rx_stalls;
+        self.rx_police_wire_packets += rx_police_wire_packets;
+        self.rx_police_wire_bytes += rx_police_wire_bytes;
+        self.rx_held += rx_held;
+        self.rx_shaped_bps_frames += rx_shaped_bps_frames;
+        self.rx_shaped_bps_bytes += rx_shaped_bps_bytes;
+        self.rx_shaped_pps_frames += rx_shaped_pps_frames;
     }
 }
 

@@ -154,6 +154,8 @@ impl<P: BackendPlatform> Netback<P> {
             }
         };
         vif.set_tx_policy(self.cfg.tx_policy);
+        vif.set_rx_policy(self.cfg.rx_policy);
+        vif.set_rx_budget(&self.initial_rx_credits(id), now);
         // Only what the frontend agreed to take goes on its RX ring (every frame is
         // checked); the port is asked for no other offloads, to spare the fallback.
         let allowed = feat.allowed();

@@ -61,6 +61,15 @@ enum Policy {
     Hold,
 }
 
+impl From<Policy> for BackstopPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Drop => BackstopPolicy::Drop,
+            Policy::Hold => BackstopPolicy::Hold,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct PlatformArgs {
     /// Which hypervisor interface to use.
@@ -161,6 +170,10 @@ enum Cmd {
         /// What the backstop does with excess guest frames.
         #[arg(long, value_enum, default_value = "drop")]
         policy: Policy,
+        /// What the RX budget does with frames over it: `drop` (counted, never copied
+        /// into the guest) or `hold` (the vif's TAP is not read until tokens return).
+        #[arg(long, value_enum, default_value = "drop")]
+        rx_policy: Policy,
         /// Do not offer the credit area (`feature-dba-credits`).
         #[arg(long)]
         no_credits: bool,
@@ -387,6 +400,7 @@ fn run(cli: Cli) -> Result<(), String> {
             platform,
             backend_type,
             policy,
+            rx_policy,
             no_credits,
             tap_name,
             bridge,
@@ -407,10 +421,8 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let cfg = NetbackConfig {
                 backend_type,
-                tx_policy: match policy {
-                    Policy::Drop => BackstopPolicy::Drop,
-                    Policy::Hold => BackstopPolicy::Hold,
-                },
+                tx_policy: policy.into(),
+                rx_policy: rx_policy.into(),
                 credits: !no_credits,
                 rx_stall_timeout_ns: rx_stall_timeout.0.map(|d| d.as_nanos() as u64),
                 ..NetbackConfig::default()

@@ -284,6 +284,19 @@ impl<M: GrantMapping> Vif<M> {
         self.rx.backstop.set_limits(bytes, packets, now_ns);
     }
 
+    /// Applies an RX budget (the allocator's, or a static one): port → guest frames are
+    /// charged against exactly these rates and bursts before they are copied into the
+    /// guest (`rx_path.rs`; here the bucket is the enforcement, not a backstop behind
+    /// the frontend's own, so it has no slack).
+    pub fn set_rx_budget(&mut self, c: &Credits, now_ns: u64) {
+        self.set_rx_limits(c.bytes, c.packets, now_ns);
+    }
+
+    /// What the RX budget does with a frame over it: drop it, or hold the port.
+    pub fn set_rx_policy(&mut self, policy: BackstopPolicy) {
+        self.rx.policy = policy;
+    }
+
     /// What may be delivered to the frontend ([`Allowed::toward`] its feature keys):
     /// every frame is checked against it before it costs a buffer.
     pub fn set_rx_allowed(&mut self, allowed: Allowed) {
@@ -343,13 +356,15 @@ impl<M: GrantMapping> Vif<M> {
     }
 
     /// When this vif must be polled even if nothing wakes it (ns): TX held
-    /// ([`Vif::hold_until`]), a TX packet left incomplete reaching its timeout, or a frame
-    /// waiting for RX buffers reaching the stall timeout.
+    /// ([`Vif::hold_until`]), a TX packet left incomplete reaching its timeout, a frame
+    /// waiting for RX buffers reaching the stall timeout, or a frame held for the RX
+    /// budget whose deficit has accrued.
     pub fn wake_at(&self) -> Option<u64> {
         [
             self.tx.hold_until,
             self.tx.incomplete_deadline(),
             self.rx.stall.deadline(),
+            self.rx.held_until(),
         ]
         .into_iter()
         .flatten()
@@ -374,7 +389,8 @@ impl<M: GrantMapping> Vif<M> {
         self.tx.hold_until = Some(until);
     }
 
-    /// True when a frame waits for RX buffers from the guest.
+    /// True when a frame waits: for RX buffers from the guest, or for the RX budget
+    /// (policy hold). Either way the port need not be read until it goes.
     pub fn rx_starved(&self) -> bool {
         self.rx.starved()
     }
