@@ -77,6 +77,10 @@ pub struct NetbackConfig {
     pub initial_rx_budget: Credits,
     /// Advertise `feature-dba-credits`.
     pub credits: bool,
+    /// The credit-area layout version advertised (default
+    /// [`shared_ring::credit::CREDIT_VERSION`]; 1 behaves as a version-1 backend: no RX
+    /// budget or counters in the area).
+    pub credit_version: u16,
     /// The budget a vif starts with when the allocator is off. With the allocator on, a
     /// vif starts with the most its SLA allows until the next round counts it in.
     pub initial_budget: Credits,
@@ -98,6 +102,7 @@ impl Default for NetbackConfig {
             rx_policy: BackstopPolicy::Drop,
             initial_rx_budget: crate::control::UNLIMITED,
             credits: true,
+            credit_version: shared_ring::credit::CREDIT_VERSION,
             initial_budget: Credits {
                 bytes: Limit::Unlimited,
                 packets: Limit::Unlimited,
@@ -357,6 +362,9 @@ where
             xs: ctl_xs,
             root,
             credits: cfg.credits,
+            credit_version: cfg
+                .credit_version
+                .clamp(1, shared_ring::credit::CREDIT_VERSION),
             clock: clock.clone(),
             link: ctl_end,
             stats: control_stats.clone(),

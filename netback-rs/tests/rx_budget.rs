@@ -195,3 +195,78 @@ fn a_held_vif_leaves_frames_in_the_port_without_spinning() {
         c.rx_held
     );
 }
+
+/// One guest of credit-area version `front` against a netback advertising `back`,
+/// flooded on RX above its 2 Mb/s budget: returns what netback counted and what the
+/// guest was told.
+fn told(front: u16, back: u16) -> (netback::meter::VifCounters, netfront::Allowance) {
+    let host = LocalHost::new();
+    add_vif(&host, DomId(1), 0).expect("vif");
+    let cfg = NetbackConfig {
+        credit_version: back,
+        ..NetbackConfig::default()
+    };
+    let nb = BackendThread::start(&host, cfg).expect("netback");
+    nb.command(|nb| {
+        nb.enable_allocator(
+            parse_sla_file(SLAS).unwrap(),
+            LoopConfig::with_period(Duration::from_millis(10)),
+        )
+        .unwrap();
+    });
+    let fcfg = NetfrontConfig {
+        credit_version: front,
+        ..NetfrontConfig::new(0)
+    };
+    let mut g = Guest::start(&host, DomId(1), fcfg).expect("guest");
+    nb.wait_connected(&[vif(1)], Duration::from_secs(10))
+        .expect("connected");
+    let mut w = nb.wire(vif(1));
+    flood(&mut w, FRAME, Duration::from_millis(300));
+    // The port drains (dropped or delivered) within a few periods.
+    std::thread::sleep(Duration::from_millis(200));
+    let c = nb.vif_status(vif(1)).unwrap().counters;
+    g.stop().expect("guest stop");
+    let nf = g.stopped_netfront().unwrap();
+    nf.apply_credits();
+    (c, nf.allowance)
+}
+
+fn per_sec(l: shared_ring::Limit) -> Option<u64> {
+    match l {
+        shared_ring::Limit::Rate { per_sec, .. } => Some(per_sec),
+        shared_ring::Limit::Unlimited => None,
+    }
+}
+
+#[test]
+fn the_guest_is_told_its_rx_budget_and_what_netback_dropped() {
+    let (c, a) = told(2, 2);
+    assert_eq!(a.version, 2);
+    assert!(c.rx_dropped_police > 0);
+    let shaped = a.shaped.expect("version 2 carries the counters");
+    assert_eq!(shaped.rx_shaped_bps_frames, c.rx_dropped_police);
+    assert_eq!(shaped.rx_shaped_bps_bytes, c.rx_police_wire_bytes);
+    assert_eq!(shaped.rx_shaped_pps_frames, 0);
+    assert_eq!(shaped, c.shaped());
+    // Its RX budget: 2 Mb/s (250 kB/s); its TX budget from the TX SLA (50 Mb/s).
+    let rx = a.rx.expect("RX budget");
+    assert_eq!(per_sec(rx.bytes), Some(RX_BPS / 8));
+    assert_eq!(per_sec(a.tx.unwrap().bytes), Some(50_000_000 / 8));
+}
+
+#[test]
+fn old_and_new_peers_still_get_tx_credits() {
+    for (front, back) in [(1, 2), (2, 1), (1, 1)] {
+        let (c, a) = told(front, back);
+        assert_eq!(a.version, 1, "front {front}, back {back}");
+        assert_eq!(
+            per_sec(a.tx.unwrap().bytes),
+            Some(50_000_000 / 8),
+            "front {front}, back {back}: TX credits"
+        );
+        assert_eq!((a.rx, a.shaped), (None, None));
+        // RX is still enforced by netback.
+        assert!(c.rx_dropped_police > 0);
+    }
+}

@@ -25,7 +25,8 @@ use netport::cost::frame_cost;
 use netport::negotiate::{Allowed, Offer};
 use netport::{csum, FrameMeta, GsoKind};
 use shared_ring::credit::{
-    CreditArea, CreditReader, CreditReaderState, FrontCounters, CREDIT_VERSION,
+    BackCounters, CreditArea, CreditReader, CreditReaderState, Credits, FrontCounters,
+    CREDIT_VERSION,
 };
 use shared_ring::netif::extra::{XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6};
 use shared_ring::netif::{
@@ -80,6 +81,10 @@ pub struct NetfrontConfig {
     /// Use split event channels (one for each ring) when the backend offers
     /// `feature-split-event-channels`.
     pub split_event_channels: bool,
+    /// The highest credit-area layout version to request (`request-dba-credits` is the
+    /// smaller of it and the backend's `feature-dba-credits`). Default
+    /// [`CREDIT_VERSION`]; 1 behaves as a version-1 frontend.
+    pub credit_version: u16,
 }
 
 impl NetfrontConfig {
@@ -97,6 +102,7 @@ impl NetfrontConfig {
                 ..Offer::ALL
             },
             split_event_channels: true,
+            credit_version: CREDIT_VERSION,
         }
     }
 }
@@ -160,6 +166,21 @@ pub struct FrontStats {
     pub credit_updates: u64,
 }
 
+/// What the backend told this frontend about its allowance (the credit area): the
+/// budgets in force and, with layout version 2, the RX budget and the backend's shaping
+/// counters (`netfront stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowance {
+    /// The negotiated credit-area version (0: no credit area).
+    pub version: u16,
+    /// The TX budget last applied.
+    pub tx: Option<Credits>,
+    /// The RX budget netback enforces before it copies into this guest (version 2).
+    pub rx: Option<Credits>,
+    /// Frames (and bytes) netback held or dropped, per direction and budget (version 2).
+    pub shaped: Option<BackCounters>,
+}
+
 struct Conn<S> {
     tx_ring: S,
     rx_ring: S,
@@ -175,6 +196,8 @@ struct Conn<S> {
     /// What may be sent to the backend (its feature keys).
     tx_allowed: Allowed,
     credits: Option<CreditReaderState>,
+    /// The negotiated credit-area version (meaningful with `credits`).
+    credit_version: u16,
     applied_generation: u32,
     unpushed: bool,
     rx: RxAssembler,
@@ -200,6 +223,8 @@ pub struct Netfront<P: FrontendPlatform> {
     tx_scratch: Vec<u8>,
     /// Counters.
     pub stats: FrontStats,
+    /// The allowance the backend published.
+    pub allowance: Allowance,
 }
 
 const TOKEN_BE_STATE: &str = "netfront-be-state";
@@ -237,6 +262,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             last_restart_ns: None,
             tx_scratch: Vec::new(),
             stats: FrontStats::default(),
+            allowance: Allowance::default(),
         };
         nf.handshake()?;
         Ok(nf)
@@ -334,6 +360,10 @@ impl<P: FrontendPlatform> Netfront<P> {
         let backend_offer = read_offer(xs, be)?;
         let split = self.cfg.split_event_channels && feat("feature-split-event-channels")? == 1;
         let credits = self.cfg.request_credits && credits_offered >= 1;
+        let credit_version = CREDIT_VERSION
+            .min(self.cfg.credit_version)
+            .min(credits_offered.min(u16::MAX as u64) as u16)
+            .max(1);
 
         let grants = self.platform.grants();
         let peer = self.backend;
@@ -406,10 +436,7 @@ impl<P: FrontendPlatform> Netfront<P> {
                 w(k, v.into())?;
             }
             if credits {
-                w(
-                    "request-dba-credits",
-                    CREDIT_VERSION.min(credits_offered as u16).to_string(),
-                )?;
+                w("request-dba-credits", credit_version.to_string())?;
             } else {
                 rm("request-dba-credits")?;
             }
@@ -433,6 +460,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             tx_in_flight: vec![false; TX_BUFS],
             tx_allowed: Allowed::toward(&backend_offer),
             credits: credits.then(CreditReaderState::default),
+            credit_version,
             applied_generation: 0,
             unpushed: false,
             rx: RxAssembler::new(),
@@ -539,7 +567,8 @@ impl<P: FrontendPlatform> Netfront<P> {
         let now = (self.clock)();
         let Some(c) = self.conn.as_mut() else { return };
         let Some(state) = c.credits else { return };
-        let area = match CreditArea::in_tx_page(ring_mem(c.tx_ring.mem())) {
+        let page = ring_mem(c.tx_ring.mem());
+        let area = match CreditArea::in_tx_page_version(page, c.credit_version) {
             Ok(a) => a,
             Err(_) => return,
         };
@@ -550,13 +579,19 @@ impl<P: FrontendPlatform> Netfront<P> {
                     .set_limits(snap.credits.bytes, snap.credits.packets, now);
                 c.applied_generation = snap.generation;
                 self.stats.credit_updates += 1;
+                self.allowance.version = c.credit_version;
+                self.allowance.tx = Some(snap.credits);
+                self.allowance.rx = snap.rx;
             }
             Ok(None) => {}
             Err(e) => log::debug!("netfront {}: credit area: {e}", self.fe_path),
         }
+        if let Ok(Some(b)) = r.back_counters() {
+            self.allowance.shaped = Some(b);
+        }
         // Publish our counters (hints for the backend's monitoring).
         r.publish_counters(&FrontCounters {
-            front_version: CREDIT_VERSION as u32,
+            front_version: c.credit_version as u32,
             applied_generation: c.applied_generation,
             tx_packets: self.stats.tx_wire_packets,
             tx_bytes: self.stats.tx_wire_bytes,

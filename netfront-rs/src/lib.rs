@@ -16,4 +16,4 @@ pub mod pump;
 pub mod rx;
 
 pub use error::{BackendError, FrontError, HandshakeError};
-pub use front::{CreditPolicy, FrontStats, Netfront, NetfrontConfig, Sent};
+pub use front::{Allowance, CreditPolicy, FrontStats, Netfront, NetfrontConfig, Sent};

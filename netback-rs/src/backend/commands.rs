@@ -11,7 +11,7 @@ use super::{apply_sla_keys, Connection, Device, Netback, RunError};
 use crate::control_link::{Command, ConnectError, FrontendSetup};
 use crate::features::BoundChannels;
 use crate::meter::VifCounters;
-use crate::vif::Vif;
+use crate::vif::{FirstCredits, Vif};
 use crate::vifconfig::VifConfig;
 
 impl<P: BackendPlatform> Netback<P> {
@@ -138,14 +138,13 @@ impl<P: BackendPlatform> Netback<P> {
         let initial = self.initial_credits(id);
         // The toolstack's `rate` holds under every budget, the first one included.
         let rate_cap = self.devices.get(&id).and_then(|d| d.rate);
-        let vif = Vif::new(
-            id,
-            tx_map,
-            rx_map,
-            s.credits.then_some(&initial),
-            rate_cap,
-            now,
-        );
+        let initial_rx = self.initial_rx_credits(id);
+        let first = s.credits.then_some(FirstCredits {
+            version: s.credit_version,
+            tx: initial,
+            rx: initial_rx,
+        });
+        let vif = Vif::with_credits(id, tx_map, rx_map, first, rate_cap, now);
         let mut vif = match vif {
             Ok(vif) => vif,
             Err(e) => {
@@ -155,7 +154,7 @@ impl<P: BackendPlatform> Netback<P> {
         };
         vif.set_tx_policy(self.cfg.tx_policy);
         vif.set_rx_policy(self.cfg.rx_policy);
-        vif.set_rx_budget(&self.initial_rx_credits(id), now);
+        vif.set_rx_budget(&initial_rx, now);
         // Only what the frontend agreed to take goes on its RX ring (every frame is
         // checked); the port is asked for no other offloads, to spare the fallback.
         let allowed = feat.allowed();
