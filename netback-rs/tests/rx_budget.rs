@@ -253,6 +253,14 @@ fn the_guest_is_told_its_rx_budget_and_what_netback_dropped() {
     let rx = a.rx.expect("RX budget");
     assert_eq!(per_sec(rx.bytes), Some(RX_BPS / 8));
     assert_eq!(per_sec(a.tx.unwrap().bytes), Some(50_000_000 / 8));
+    // The line netfront logs says it, with the numbers netback counted.
+    let line = a.to_string();
+    assert!(line.contains("RX 250000 B/s"), "{line}");
+    let dropped = format!(
+        "RX {} frames / {} B for bits/s",
+        c.rx_dropped_police, c.rx_police_wire_bytes
+    );
+    assert!(line.contains(&dropped), "{line}");
 }
 
 #[test]

@@ -122,6 +122,44 @@ pub enum Sent {
     TooBig,
 }
 
+impl core::fmt::Display for Allowance {
+    /// One line: the budgets and what netback shaped, per direction.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        fn limit(l: Limit, unit: &str) -> String {
+            match l {
+                Limit::Unlimited => "unlimited".into(),
+                Limit::Rate { per_sec, burst } => format!("{per_sec} {unit}/s (burst {burst})"),
+            }
+        }
+        fn budget(c: Option<Credits>) -> String {
+            c.map_or("unknown".into(), |c| {
+                format!("{}, {}", limit(c.bytes, "B"), limit(c.packets, "pkt"))
+            })
+        }
+        write!(
+            f,
+            "allowance (credit area v{}): TX {}; RX {}",
+            self.version,
+            budget(self.tx),
+            budget(self.rx)
+        )?;
+        if let Some(s) = self.shaped {
+            write!(
+                f,
+                "; shaped by netback: TX {} frames / {} B for bits/s, {} frames for packets/s; \
+                 RX {} frames / {} B for bits/s, {} frames for packets/s",
+                s.tx_shaped_bps_frames,
+                s.tx_shaped_bps_bytes,
+                s.tx_shaped_pps_frames,
+                s.rx_shaped_bps_frames,
+                s.rx_shaped_bps_bytes,
+                s.rx_shaped_pps_frames
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Counters of the frontend (published to the backend as hints when credits are on).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FrontStats {

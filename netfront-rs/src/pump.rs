@@ -23,7 +23,12 @@ const K_XS: u64 = 2;
 /// Frames moved per direction before looking at the other one.
 const BATCH: usize = 64;
 
-/// Moves frames between `port` and `nf` until `stop()` is true.
+/// Least time between two log lines of the allowance ([`crate::Allowance`]), ns: its
+/// changes (a new budget, frames shaped) are logged at most this often.
+pub const ALLOWANCE_LOG_NS: u64 = 10_000_000_000;
+
+/// Moves frames between `port` and `nf` until `stop()` is true; logs the allowance the
+/// backend publishes when it changes (at most every [`ALLOWANCE_LOG_NS`]).
 pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
     nf: &mut Netfront<F>,
     port: &mut P,
@@ -42,6 +47,8 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
     // A received frame the port could not take yet (in `rx_buf`).
     let mut rx_pending: Option<(usize, FrameMeta)> = None;
     let mut keys = [0u64; 8];
+    // The allowance last logged, and when.
+    let mut told = (crate::Allowance::default(), 0u64);
     while !stop() {
         let now = nf.now();
         let timeout_ms: u16 = match hold_until {
@@ -66,6 +73,10 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
             continue;
         }
         nf.apply_credits();
+        if nf.allowance != told.0 && now.saturating_sub(told.1) >= ALLOWANCE_LOG_NS {
+            log::info!("netfront: {}", nf.allowance);
+            told = (nf.allowance, now);
+        }
         if let Err(e) = nf.reap_tx() {
             log::warn!("netfront: {e}; disconnecting");
             nf.disconnect();

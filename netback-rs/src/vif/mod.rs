@@ -470,6 +470,16 @@ impl<M: GrantMapping> Vif<M> {
     }
 }
 
+/// Whether a frame of `cost` that `bucket` just refused lacked byte tokens (then it is
+/// counted against the bits/s budget; else against the packets/s budget).
+fn short_of_bytes(
+    bucket: &mut shared_ring::DualTokenBucket,
+    now_ns: u64,
+    cost: &shared_ring::WireCost,
+) -> bool {
+    bucket.bytes.available(now_ns) < cost.bytes
+}
+
 /// One batched grant copy between `arena` and the peer's grants. A call that fails as a
 /// whole fails every segment, so each packet is then answered as a failed copy.
 fn grant_copy<G: GrantCopy + ?Sized>(

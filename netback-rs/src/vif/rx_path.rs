@@ -314,7 +314,7 @@ impl RxPath {
     /// Counts a frame of `cost` refused by the budget, for the guest: against the
     /// bits/s budget when the byte bucket lacked the tokens, else the packets/s budget.
     fn shaped(&mut self, now_ns: u64, cost: &WireCost) {
-        if self.backstop.bytes.available(now_ns) < cost.bytes {
+        if super::short_of_bytes(&mut self.backstop, now_ns, cost) {
             self.counters.rx_shaped_bps_frames += 1;
             self.counters.rx_shaped_bps_bytes += cost.bytes;
         } else {
