@@ -89,5 +89,5 @@ pub use control::{
     ControlLoop, Datapath, LoopConfig, LoopError, OfferedTotals, RoundReport, VifReading,
 };
 pub use demand::{Measurement, Offered};
-pub use sla::{DomId, Link, Priority, SlaError, SlaSet, VifId, VifSla, VmSla};
+pub use sla::{Direction, DomId, Link, Priority, SlaError, SlaSet, VifId, VifSla, VmSla};
 pub use step1::UNBOUNDED;

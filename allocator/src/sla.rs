@@ -173,26 +173,84 @@ pub mod field {
     /// The link's egress buffer in packets (`txqueuelen`; bounds the sum of the packet
     /// bursts).
     pub const BUFFER_PACKETS: &str = "buffer-packets";
+    /// Receive B_i^min in bits/s.
+    pub const RX_MIN_BPS: &str = "rx-min-bps";
+    /// Receive B_i^max in bits/s.
+    pub const RX_MAX_BPS: &str = "rx-max-bps";
+    /// Receive pps^VM_j in packets/s.
+    pub const RX_PPS: &str = "rx-pps";
+    /// The link's receive capacity in bits/s (what the host can deliver to its guests).
+    pub const RX_CAPACITY_BPS: &str = "rx-capacity-bps";
+    /// The receive buffer in bytes (bounds the sum of the receive bursts).
+    pub const RX_BUFFER_BYTES: &str = "rx-buffer-bytes";
+    /// The receive buffer in packets.
+    pub const RX_BUFFER_PACKETS: &str = "rx-buffer-packets";
 }
 
-/// One vif's SLA: its class C_i, guaranteed minimum B_i^min and maximum B_i^max.
+/// A direction of traffic, seen from the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// What the guest sends (guest TX, netback's TX ring).
+    Tx,
+    /// What the guest receives (guest RX, netback's RX ring).
+    Rx,
+}
+
+/// One vif's SLA: its class C_i, guaranteed minimum B_i^min and maximum B_i^max for what
+/// it sends (TX), and the same minimum and maximum for what it receives (RX). The class
+/// is the vif's in both directions.
 ///
-/// Invariants (checked by [`VifSla::new`]): `min_bps ≤ max_bps`, both ≤ [`MAX_BPS`].
-/// `max_bps == None` means "no maximum other than the link". A maximum of `0` blocks
-/// the vif.
+/// Invariants (checked by [`VifSla::new`] and [`VifSla::with_rx`]): `min_bps ≤ max_bps`,
+/// `rx_min_bps ≤ rx_max_bps`, all ≤ [`MAX_BPS`]. A maximum of `None` means "no maximum
+/// other than the link". A maximum of `0` blocks the vif in that direction. An SLA made
+/// by [`VifSla::new`] alone names only TX: no receive minimum, no receive maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VifSla {
     priority: Priority,
     min_bps: u64,
     max_bps: Option<u64>,
+    rx_min_bps: u64,
+    rx_max_bps: Option<u64>,
+}
+
+/// Checks a (minimum, maximum) pair of `subject`: both ≤ [`MAX_BPS`], minimum ≤ maximum.
+fn check_min_max(
+    subject: &Subject,
+    (min_field, min): (&str, u64),
+    (max_field, max): (&str, Option<u64>),
+) -> Result<(), SlaError> {
+    let too_large = |field: &str, v: u64| {
+        SlaError::new(
+            subject.clone(),
+            field,
+            Problem::TooLarge {
+                value: v,
+                limit: MAX_BPS,
+            },
+        )
+    };
+    if min > MAX_BPS {
+        return Err(too_large(min_field, min));
+    }
+    match max {
+        Some(m) if m > MAX_BPS => Err(too_large(max_field, m)),
+        Some(m) if min > m => Err(SlaError::new(
+            subject.clone(),
+            min_field,
+            Problem::MinAboveMax { min, max: m },
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl VifSla {
-    /// Best effort: lowest class, no minimum, no maximum.
+    /// Best effort: lowest class, no minimum, no maximum, in either direction.
     pub const BEST_EFFORT: VifSla = VifSla {
         priority: Priority::LOWEST,
         min_bps: 0,
         max_bps: None,
+        rx_min_bps: 0,
+        rx_max_bps: None,
     };
 
     /// A validated SLA. `subject` names the vif (or the defaults) in errors.
@@ -202,36 +260,65 @@ impl VifSla {
         min_bps: u64,
         max_bps: Option<u64>,
     ) -> Result<VifSla, SlaError> {
-        let check = |field: &str, v: u64| {
-            if v > MAX_BPS {
-                Err(SlaError::new(
-                    subject.clone(),
-                    field,
-                    Problem::TooLarge {
-                        value: v,
-                        limit: MAX_BPS,
-                    },
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        check(field::MIN_BPS, min_bps)?;
-        if let Some(max) = max_bps {
-            check(field::MAX_BPS, max)?;
-            if min_bps > max {
-                return Err(SlaError::new(
-                    subject,
-                    field::MIN_BPS,
-                    Problem::MinAboveMax { min: min_bps, max },
-                ));
-            }
-        }
+        check_min_max(
+            &subject,
+            (field::MIN_BPS, min_bps),
+            (field::MAX_BPS, max_bps),
+        )?;
         Ok(VifSla {
             priority,
             min_bps,
             max_bps,
+            ..VifSla::BEST_EFFORT
         })
+    }
+
+    /// This SLA with a receive minimum and maximum (validated like the TX pair; errors
+    /// name `rx-min-bps` / `rx-max-bps`).
+    pub fn with_rx(
+        self,
+        subject: Subject,
+        rx_min_bps: u64,
+        rx_max_bps: Option<u64>,
+    ) -> Result<VifSla, SlaError> {
+        check_min_max(
+            &subject,
+            (field::RX_MIN_BPS, rx_min_bps),
+            (field::RX_MAX_BPS, rx_max_bps),
+        )?;
+        Ok(VifSla {
+            rx_min_bps,
+            rx_max_bps,
+            ..self
+        })
+    }
+
+    /// Receive B_i^min, bits/s.
+    pub fn rx_min_bps(&self) -> u64 {
+        self.rx_min_bps
+    }
+
+    /// Receive B_i^max, bits/s; `None` = limited by the receive link only.
+    pub fn rx_max_bps(&self) -> Option<u64> {
+        self.rx_max_bps
+    }
+
+    /// The SLA of one direction, in the TX fields (what steps 1 and 2 read): the
+    /// allocator runs the same steps on each direction's projection.
+    pub fn in_direction(&self, dir: Direction) -> VifSla {
+        match dir {
+            Direction::Tx => VifSla {
+                rx_min_bps: 0,
+                rx_max_bps: None,
+                ..*self
+            },
+            Direction::Rx => VifSla {
+                priority: self.priority,
+                min_bps: self.rx_min_bps,
+                max_bps: self.rx_max_bps,
+                ..VifSla::BEST_EFFORT
+            },
+        }
     }
 
     /// C_i.
@@ -256,36 +343,71 @@ impl VifSla {
     }
 }
 
-/// A VM's SLA: its packets/s cap pps^VM_j, shared by its vifs (step 2).
+/// A VM's SLA: its packets/s caps pps^VM_j for what it sends and for what it receives,
+/// each shared by its vifs (step 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct VmSla {
     pps: Option<u64>,
+    rx_pps: Option<u64>,
+}
+
+/// `pps` of `field` if it is ≤ [`MAX_PPS`].
+fn checked_pps(subject: Subject, field: &str, pps: Option<u64>) -> Result<Option<u64>, SlaError> {
+    match pps {
+        Some(p) if p > MAX_PPS => Err(SlaError::new(
+            subject,
+            field,
+            Problem::TooLarge {
+                value: p,
+                limit: MAX_PPS,
+            },
+        )),
+        _ => Ok(pps),
+    }
 }
 
 impl VmSla {
     /// No packets/s cap.
-    pub const UNCAPPED: VmSla = VmSla { pps: None };
+    pub const UNCAPPED: VmSla = VmSla {
+        pps: None,
+        rx_pps: None,
+    };
 
-    /// A validated VM SLA (`pps ≤` [`MAX_PPS`]). A cap of `0` blocks the VM.
+    /// A validated VM SLA (`pps ≤` [`MAX_PPS`]) for TX; no receive cap. A cap of `0`
+    /// blocks the VM.
     pub fn new(domid: DomId, pps: Option<u64>) -> Result<VmSla, SlaError> {
-        if let Some(p) = pps {
-            if p > MAX_PPS {
-                return Err(SlaError::new(
-                    Subject::Vm(domid),
-                    field::PPS,
-                    Problem::TooLarge {
-                        value: p,
-                        limit: MAX_PPS,
-                    },
-                ));
-            }
-        }
-        Ok(VmSla { pps })
+        let pps = checked_pps(Subject::Vm(domid), field::PPS, pps)?;
+        Ok(VmSla { pps, rx_pps: None })
+    }
+
+    /// This SLA with a receive packets/s cap (`≤` [`MAX_PPS`]; errors name `rx-pps`).
+    pub fn with_rx_pps(self, domid: DomId, rx_pps: Option<u64>) -> Result<VmSla, SlaError> {
+        let rx_pps = checked_pps(Subject::Vm(domid), field::RX_PPS, rx_pps)?;
+        Ok(VmSla { rx_pps, ..self })
     }
 
     /// pps^VM_j, packets/s; `None` = no cap.
     pub fn pps(&self) -> Option<u64> {
         self.pps
+    }
+
+    /// Receive pps^VM_j, packets/s; `None` = no cap.
+    pub fn rx_pps(&self) -> Option<u64> {
+        self.rx_pps
+    }
+
+    /// The SLA of one direction, in the TX field (what step 2 reads).
+    pub fn in_direction(&self, dir: Direction) -> VmSla {
+        match dir {
+            Direction::Tx => VmSla {
+                pps: self.pps,
+                rx_pps: None,
+            },
+            Direction::Rx => VmSla {
+                pps: self.rx_pps,
+                rx_pps: None,
+            },
+        }
     }
 }
 
@@ -294,10 +416,17 @@ impl VmSla {
 /// in front of it (the NIC queue: `txqueuelen` × frame size), which bounds the sum of
 /// the vifs' bursts (`docs/allocator.md` §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// The receive direction (what the host delivers to its guests) has its own capacity and
+/// buffer ([`Link::with_rx_capacity`], [`Link::with_rx_buffer`]); without a receive
+/// capacity only the vifs' receive maximums and the VMs' receive caps limit it.
 pub struct Link {
     capacity_bps: u64,
     buffer_bytes: Option<u64>,
     buffer_packets: Option<u64>,
+    rx_capacity_bps: Option<u64>,
+    rx_buffer_bytes: Option<u64>,
+    rx_buffer_packets: Option<u64>,
 }
 
 /// The largest link buffer accepted, bytes (1 GiB: far above any NIC queue).
@@ -320,30 +449,83 @@ fn checked_buffer(field: &str, value: u64, limit: u64) -> Result<u64, SlaError> 
 pub const ETHERNET_OVERHEAD_BYTES: u64 = 24;
 
 impl Link {
-    /// A link of capacity B_p bits/s (`0 < B_p ≤` [`MAX_BPS`]).
+    /// A link of capacity B_p bits/s (`0 < B_p ≤` [`MAX_BPS`]), transmit direction; the
+    /// receive direction unconfigured.
     pub fn new(capacity_bps: u64) -> Result<Link, SlaError> {
-        if capacity_bps == 0 {
-            return Err(SlaError::new(
-                Subject::Link,
-                field::CAPACITY_BPS,
-                Problem::Zero,
-            ));
-        }
-        if capacity_bps > MAX_BPS {
-            return Err(SlaError::new(
-                Subject::Link,
-                field::CAPACITY_BPS,
-                Problem::TooLarge {
-                    value: capacity_bps,
-                    limit: MAX_BPS,
-                },
-            ));
-        }
+        let capacity_bps = checked_buffer(field::CAPACITY_BPS, capacity_bps, MAX_BPS)?;
         Ok(Link {
             capacity_bps,
             buffer_bytes: None,
             buffer_packets: None,
+            rx_capacity_bps: None,
+            rx_buffer_bytes: None,
+            rx_buffer_packets: None,
         })
+    }
+
+    /// This link with a receive capacity (`0 <` bits/s `≤` [`MAX_BPS`]): what the host
+    /// can deliver to its guests, shared by the receive allocation.
+    pub fn with_rx_capacity(self, bps: u64) -> Result<Link, SlaError> {
+        let b = checked_buffer(field::RX_CAPACITY_BPS, bps, MAX_BPS)?;
+        Ok(Link {
+            rx_capacity_bps: Some(b),
+            ..self
+        })
+    }
+
+    /// This link with a receive buffer of `bytes` (bounds the sum of the receive bursts,
+    /// as [`Link::with_buffer`] does for TX).
+    pub fn with_rx_buffer(self, bytes: u64) -> Result<Link, SlaError> {
+        let b = checked_buffer(field::RX_BUFFER_BYTES, bytes, MAX_BUFFER_BYTES)?;
+        Ok(Link {
+            rx_buffer_bytes: Some(b),
+            ..self
+        })
+    }
+
+    /// This link with a receive buffer of `packets`.
+    pub fn with_rx_buffer_packets(self, packets: u64) -> Result<Link, SlaError> {
+        let n = checked_buffer(field::RX_BUFFER_PACKETS, packets, MAX_BUFFER_PACKETS)?;
+        Ok(Link {
+            rx_buffer_packets: Some(n),
+            ..self
+        })
+    }
+
+    /// The receive capacity, bits/s; `None` = not configured.
+    pub fn rx_capacity_bps(&self) -> Option<u64> {
+        self.rx_capacity_bps
+    }
+
+    /// The receive buffer, bytes; `None` = not configured.
+    pub fn rx_buffer_bytes(&self) -> Option<u64> {
+        self.rx_buffer_bytes
+    }
+
+    /// The receive buffer, packets; `None` = not configured.
+    pub fn rx_buffer_packets(&self) -> Option<u64> {
+        self.rx_buffer_packets
+    }
+
+    /// The link of one direction, in the TX fields (what the allocation reads). An
+    /// unconfigured receive capacity is [`MAX_BPS`]: only maximums and caps bind.
+    pub fn in_direction(&self, dir: Direction) -> Link {
+        match dir {
+            Direction::Tx => Link {
+                rx_capacity_bps: None,
+                rx_buffer_bytes: None,
+                rx_buffer_packets: None,
+                ..*self
+            },
+            Direction::Rx => Link {
+                capacity_bps: self.rx_capacity_bps.unwrap_or(MAX_BPS),
+                buffer_bytes: self.rx_buffer_bytes,
+                buffer_packets: self.rx_buffer_packets,
+                rx_capacity_bps: None,
+                rx_buffer_bytes: None,
+                rx_buffer_packets: None,
+            },
+        }
     }
 
     /// This link with an egress buffer of `buffer_bytes` (`0 < buffer_bytes ≤`
@@ -512,6 +694,48 @@ impl SlaSet {
     pub fn sum_min_bps(&self) -> u128 {
         self.vifs.values().map(|s| s.min_bps as u128).sum()
     }
+
+    /// The set of one direction: link, defaults, vifs and VMs projected with their
+    /// `in_direction` (the receive values in the TX fields for [`Direction::Rx`]), so
+    /// that one allocation serves both directions.
+    pub fn in_direction(&self, dir: Direction) -> SlaSet {
+        SlaSet {
+            link: self.link.in_direction(dir),
+            default_vif: self.default_vif.in_direction(dir),
+            default_vm: self.default_vm.in_direction(dir),
+            vifs: self
+                .vifs
+                .iter()
+                .map(|(k, v)| (*k, v.in_direction(dir)))
+                .collect(),
+            vms: self
+                .vms
+                .iter()
+                .map(|(k, v)| (*k, v.in_direction(dir)))
+                .collect(),
+        }
+    }
+
+    /// Whether anything limits what `vif` receives: a receive capacity, a receive
+    /// maximum in its SLA or a receive cap on its VM. When nothing does, its receive
+    /// budget is unlimited (an SLA naming only TX keeps RX unlimited).
+    pub fn rx_limited(&self, vif: VifId) -> bool {
+        self.link.rx_capacity_bps.is_some()
+            || self.vif(vif).rx_max_bps.is_some()
+            || self.vm(vif.domid).rx_pps.is_some()
+    }
+
+    /// Whether any receive setting exists (capacity, a receive maximum or minimum of a
+    /// vif or the defaults, a VM's receive cap): when none does, no receive round is
+    /// needed.
+    pub fn rx_configured(&self) -> bool {
+        let vif_rx = |s: &VifSla| s.rx_min_bps > 0 || s.rx_max_bps.is_some();
+        self.link.rx_capacity_bps.is_some()
+            || vif_rx(&self.default_vif)
+            || self.default_vm.rx_pps.is_some()
+            || self.vifs.values().any(vif_rx)
+            || self.vms.values().any(|v| v.rx_pps.is_some())
+    }
 }
 
 #[cfg(test)]
@@ -542,6 +766,66 @@ mod tests {
         assert!(VmSla::new(xen_ids::DomId(4), Some(MAX_PPS + 1)).is_err());
         assert!(Link::new(0).is_err());
         assert!(Link::new(MAX_BPS + 1).is_err());
+    }
+
+    #[test]
+    fn receive_values_are_checked_and_projected() {
+        let v = VifId::new(xen_ids::DomId(3), 1);
+        let tx = VifSla::new(Subject::Vif(v), Priority::HIGHEST, 5, Some(9)).unwrap();
+        assert_eq!((tx.rx_min_bps(), tx.rx_max_bps()), (0, None));
+        let e = tx.with_rx(Subject::Vif(v), 20, Some(10)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "vif3.1: field `rx-min-bps`: minimum 20 b/s is above the maximum 10 b/s"
+        );
+        let e = tx
+            .with_rx(Subject::Vif(v), 0, Some(MAX_BPS + 1))
+            .unwrap_err();
+        assert_eq!(e.field, "rx-max-bps");
+        let both = tx.with_rx(Subject::Vif(v), 7, Some(8)).unwrap();
+        let rx = both.in_direction(Direction::Rx);
+        assert_eq!(
+            (rx.priority(), rx.min_bps(), rx.max_bps()),
+            (Priority::HIGHEST, 7, Some(8))
+        );
+        assert_eq!(both.in_direction(Direction::Tx), tx);
+        let e = VmSla::new(xen_ids::DomId(3), Some(1))
+            .unwrap()
+            .with_rx_pps(xen_ids::DomId(3), Some(MAX_PPS + 1))
+            .unwrap_err();
+        assert_eq!(e.field, "rx-pps");
+        let link = Link::new(1000).unwrap();
+        assert_eq!(link.in_direction(Direction::Rx).capacity_bps(), MAX_BPS);
+        let e = link.with_rx_capacity(0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "link: field `rx-capacity-bps`: must be greater than zero"
+        );
+        let link = link
+            .with_rx_capacity(500)
+            .unwrap()
+            .with_rx_buffer(64)
+            .unwrap();
+        let rx = link.in_direction(Direction::Rx);
+        assert_eq!((rx.capacity_bps(), rx.buffer_bytes()), (500, Some(64)));
+        assert_eq!(link.in_direction(Direction::Tx).capacity_bps(), 1000);
+    }
+
+    #[test]
+    fn tx_only_slas_leave_receive_unlimited() {
+        let mut s = SlaSet::new(Link::new(1_000_000_000).unwrap());
+        let v = VifId::new(xen_ids::DomId(1), 0);
+        s.set_vif(
+            v,
+            VifSla::new(Subject::Vif(v), Priority::HIGHEST, 1, Some(2)).unwrap(),
+        );
+        s.set_vm(v.domid, VmSla::new(v.domid, Some(10)).unwrap());
+        assert!(!s.rx_configured());
+        assert!(!s.rx_limited(v));
+        let sla = s.vif(v).with_rx(Subject::Vif(v), 0, Some(5)).unwrap();
+        s.set_vif(v, sla);
+        assert!(s.rx_configured() && s.rx_limited(v));
+        assert!(!s.rx_limited(VifId::new(xen_ids::DomId(2), 0)));
     }
 
     #[test]

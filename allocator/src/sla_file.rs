@@ -9,24 +9,36 @@
 //! buffer-bytes = "1.5M"      # the NIC's egress queue in bytes (txqueuelen × frame size);
 //!                            # default: none. Bursts are sized so that Σ burst ≤ half of it
 //! buffer-packets = 1000      # the same in packets (txqueuelen); default: none
+//! rx-capacity-bps = "1G"     # what the host can deliver to its guests; default: none
+//!                            # (only rx maximums and rx caps limit the receive side)
+//! rx-buffer-bytes = "1.5M"   # bounds Σ receive bursts as buffer-bytes does; default: none
+//! rx-buffer-packets = 1000   # the same in packets; default: none
 //!
 //! [defaults]                 # for vifs / VMs without their own entry
 //! priority = 7               # class 0 (highest) ..= 7 (lowest); default 7
 //! min-bps = 0                # B^min; default 0
 //! max-bps = "1G"             # B^max; default: none (the link)
 //! pps = "100k"               # pps^VM for VMs without a [[vm]] entry; default: none
+//! rx-min-bps = 0             # receive B^min; default 0
+//! rx-max-bps = "1G"          # receive B^max; default: none (receive unlimited)
+//! rx-pps = "100k"            # receive pps^VM; default: none
 //!
 //! [[vm]]                     # one per VM with a packets/s cap
 //! domid = 1                  # required
 //! pps = "20k"                # pps^VM_j
+//! rx-pps = "20k"             # receive pps^VM_j
 //!
 //! [[vif]]                    # one per vif with its own SLA
 //! domid = 1                  # required
 //! devid = 0                  # default 0
-//! priority = 1               # default: [defaults]
+//! priority = 1               # default: [defaults] (both directions)
 //! min-bps = "150M"           # default: [defaults]
 //! max-bps = "150M"           # default: [defaults]
+//! rx-min-bps = "100M"        # default: [defaults]
+//! rx-max-bps = "300M"        # default: [defaults]
 //! ```
+//!
+//! An SLA naming only TX fields leaves the receive side unlimited.
 //!
 //! Rates are TOML integers or strings in the form of [`crate::rate`] (`"150M"`,
 //! `"20k"`). Errors name the vif (or VM, link, defaults) and the field; TOML syntax and
@@ -84,6 +96,9 @@ struct RawLink {
     capacity_bps: toml::Value,
     buffer_bytes: Option<toml::Value>,
     buffer_packets: Option<toml::Value>,
+    rx_capacity_bps: Option<toml::Value>,
+    rx_buffer_bytes: Option<toml::Value>,
+    rx_buffer_packets: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -93,6 +108,9 @@ struct RawDefaults {
     min_bps: Option<toml::Value>,
     max_bps: Option<toml::Value>,
     pps: Option<toml::Value>,
+    rx_min_bps: Option<toml::Value>,
+    rx_max_bps: Option<toml::Value>,
+    rx_pps: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +118,7 @@ struct RawDefaults {
 struct RawVm {
     domid: i64,
     pps: Option<toml::Value>,
+    rx_pps: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +130,30 @@ struct RawVif {
     priority: Option<toml::Value>,
     min_bps: Option<toml::Value>,
     max_bps: Option<toml::Value>,
+    rx_min_bps: Option<toml::Value>,
+    rx_max_bps: Option<toml::Value>,
+}
+
+/// An optional bits/s field.
+fn opt_bps(
+    subject: &Subject,
+    name: &str,
+    v: &Option<toml::Value>,
+) -> Result<Option<u64>, SlaError> {
+    v.as_ref()
+        .map(|x| number(subject, name, x, MAX_BPS))
+        .transpose()
+}
+
+/// An optional packets/s field.
+fn opt_pps(
+    subject: &Subject,
+    name: &str,
+    v: &Option<toml::Value>,
+) -> Result<Option<u64>, SlaError> {
+    v.as_ref()
+        .map(|x| number(subject, name, x, MAX_PPS))
+        .transpose()
 }
 
 fn number(subject: &Subject, name: &str, v: &toml::Value, limit: u64) -> Result<u64, SlaError> {
@@ -176,6 +219,7 @@ pub fn parse_sla_file(text: &str) -> Result<SlaSet, SlaFileError> {
         let n = number(&Subject::Link, field::BUFFER_PACKETS, v, MAX_BUFFER_PACKETS)?;
         link = link.with_buffer_packets(n)?;
     }
+    link = rx_link(link, &raw.link)?;
     let mut set = SlaSet::new(link);
 
     let d = &raw.defaults;
@@ -197,14 +241,19 @@ pub fn parse_sla_file(text: &str) -> Result<SlaSet, SlaFileError> {
         .as_ref()
         .map(|v| number(&s, field::MAX_BPS, v, MAX_BPS))
         .transpose()?;
-    let defaults = VifSla::new(s.clone(), def_priority, def_min, def_max)?;
+    let def_rx_min = opt_bps(&s, field::RX_MIN_BPS, &d.rx_min_bps)?.unwrap_or(0);
+    let def_rx_max = opt_bps(&s, field::RX_MAX_BPS, &d.rx_max_bps)?;
+    let defaults = VifSla::new(s.clone(), def_priority, def_min, def_max)?.with_rx(
+        s.clone(),
+        def_rx_min,
+        def_rx_max,
+    )?;
     set.set_default_vif(defaults);
-    let def_pps = d
-        .pps
-        .as_ref()
-        .map(|v| number(&s, field::PPS, v, MAX_PPS))
-        .transpose()?;
-    set.set_default_vm(VmSla::new(xen_ids::DomId(0), def_pps)?);
+    let def_pps = opt_pps(&s, field::PPS, &d.pps)?;
+    let def_rx_pps = opt_pps(&s, field::RX_PPS, &d.rx_pps)?;
+    set.set_default_vm(
+        VmSla::new(xen_ids::DomId(0), def_pps)?.with_rx_pps(xen_ids::DomId(0), def_rx_pps)?,
+    );
 
     let mut seen_vms = BTreeSet::new();
     for (k, vm) in raw.vm.iter().enumerate() {
@@ -213,12 +262,9 @@ pub fn parse_sla_file(text: &str) -> Result<SlaSet, SlaFileError> {
         if !seen_vms.insert(domid) {
             return Err(SlaError::new(s, "domid", Problem::Duplicate).into());
         }
-        let pps = vm
-            .pps
-            .as_ref()
-            .map(|v| number(&s, field::PPS, v, MAX_PPS))
-            .transpose()?;
-        set.set_vm(domid, VmSla::new(domid, pps)?);
+        let pps = opt_pps(&s, field::PPS, &vm.pps)?;
+        let rx_pps = opt_pps(&s, field::RX_PPS, &vm.rx_pps)?;
+        set.set_vm(domid, VmSla::new(domid, pps)?.with_rx_pps(domid, rx_pps)?);
     }
 
     for (k, v) in raw.vif.iter().enumerate() {
@@ -262,9 +308,32 @@ pub fn parse_sla_file(text: &str) -> Result<SlaSet, SlaFileError> {
             Some(x) => Some(number(&s, field::MAX_BPS, x, MAX_BPS)?),
             None => defaults.max_bps(),
         };
-        set.set_vif(id, VifSla::new(s, p, min, max)?);
+        let rx_min =
+            opt_bps(&s, field::RX_MIN_BPS, &v.rx_min_bps)?.unwrap_or(defaults.rx_min_bps());
+        let rx_max = match opt_bps(&s, field::RX_MAX_BPS, &v.rx_max_bps)? {
+            Some(x) => Some(x),
+            None => defaults.rx_max_bps(),
+        };
+        let sla = VifSla::new(s.clone(), p, min, max)?.with_rx(s, rx_min, rx_max)?;
+        set.set_vif(id, sla);
     }
     Ok(set)
+}
+
+/// `link` with the receive settings of `raw`.
+fn rx_link(mut link: Link, raw: &RawLink) -> Result<Link, SlaError> {
+    let s = Subject::Link;
+    if let Some(b) = opt_bps(&s, field::RX_CAPACITY_BPS, &raw.rx_capacity_bps)? {
+        link = link.with_rx_capacity(b)?;
+    }
+    if let Some(v) = &raw.rx_buffer_bytes {
+        link = link.with_rx_buffer(number(&s, field::RX_BUFFER_BYTES, v, MAX_BUFFER_BYTES)?)?;
+    }
+    if let Some(v) = &raw.rx_buffer_packets {
+        let n = number(&s, field::RX_BUFFER_PACKETS, v, MAX_BUFFER_PACKETS)?;
+        link = link.with_rx_buffer_packets(n)?;
+    }
+    Ok(link)
 }
 
 /// Reads and parses an SLA file.
@@ -323,6 +392,83 @@ mod tests {
 
     fn err(text: &str) -> String {
         parse_sla_file(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn receive_fields() {
+        let s = parse_sla_file(
+            r#"
+            [link]
+            capacity-bps = "1G"
+            rx-capacity-bps = "2G"
+            rx-buffer-bytes = "1M"
+            rx-buffer-packets = 700
+            [defaults]
+            rx-max-bps = "500M"
+            rx-pps = "90k"
+            [[vm]]
+            domid = 1
+            rx-pps = "20k"
+            [[vif]]
+            domid = 1
+            rx-min-bps = "100M"
+            rx-max-bps = "300M"
+            [[vif]]
+            domid = 2
+            max-bps = "10M"
+            "#,
+        )
+        .unwrap();
+        let l = s.link();
+        assert_eq!(
+            (
+                l.rx_capacity_bps(),
+                l.rx_buffer_bytes(),
+                l.rx_buffer_packets()
+            ),
+            (Some(2_000_000_000), Some(1_000_000), Some(700))
+        );
+        let v1 = s.vif(VifId::new(xen_ids::DomId(1), 0));
+        assert_eq!(
+            (v1.rx_min_bps(), v1.rx_max_bps()),
+            (100_000_000, Some(300_000_000))
+        );
+        assert_eq!((v1.min_bps(), v1.max_bps()), (0, None));
+        let v2 = s.vif(VifId::new(xen_ids::DomId(2), 0));
+        assert_eq!((v2.rx_min_bps(), v2.rx_max_bps()), (0, Some(500_000_000)));
+        assert_eq!(s.vm(xen_ids::DomId(1)).rx_pps(), Some(20_000));
+        assert_eq!(s.vm(xen_ids::DomId(1)).pps(), None);
+        assert_eq!(s.vm(xen_ids::DomId(5)).rx_pps(), Some(90_000));
+        // A TX-only SLA: nothing on the receive side.
+        let tx = parse_sla_file(PAPER).unwrap();
+        assert!(!tx.rx_configured());
+        let v = tx.vif(VifId::new(xen_ids::DomId(1), 0));
+        assert_eq!((v.rx_min_bps(), v.rx_max_bps()), (0, None));
+    }
+
+    #[test]
+    fn receive_errors_name_vif_and_field() {
+        let base = "[link]\ncapacity-bps = \"1G\"\n";
+        assert_eq!(
+            err(&format!(
+                "{base}[[vif]]\ndomid = 3\nrx-min-bps = \"900M\"\nrx-max-bps = \"700M\"\n"
+            )),
+            "SLA file: vif3.0: field `rx-min-bps`: minimum 900M b/s is above the maximum 700M b/s"
+        );
+        assert_eq!(
+            err(&format!("{base}[[vif]]\ndomid = 3\nrx-max-bps = -1\n")),
+            "SLA file: vif3.0: field `rx-max-bps`: -1 is negative"
+        );
+        assert!(err(&format!("{base}[[vm]]\ndomid = 4\nrx-pps = \"99G\"\n"))
+            .contains("VM (domain 4): field `rx-pps`"));
+        assert!(err("[link]\ncapacity-bps = 1\nrx-capacity-bps = 0\n")
+            .contains("link: field `rx-capacity-bps`: must be greater than zero"));
+        assert!(err("[link]\ncapacity-bps = 1\nrx-buffer-packets = 0\n")
+            .contains("link: field `rx-buffer-packets`"));
+        assert!(err(&format!(
+            "{base}[defaults]\nrx-min-bps = \"2G\"\nrx-max-bps = \"1G\"\n"
+        ))
+        .contains("default SLA: field `rx-min-bps`"));
     }
 
     #[test]

@@ -10,7 +10,13 @@
 //!     dba-min-bps  = "150M"     B_i^min, bits/s of L2 frame bytes
 //!     dba-max-bps  = "150M"     B_i^max, bits/s of L2 frame bytes
 //!     dba-vm-pps   = "20k"      pps^VM_j of the vif's VM (domain), packets/s
+//!     dba-rx-min-bps = "100M"   receive B_i^min
+//!     dba-rx-max-bps = "300M"   receive B_i^max
+//!     dba-rx-vm-pps  = "20k"    receive pps^VM_j of the vif's VM
 //! ```
+//!
+//! A vif whose keys name only TX receives without limit (unless the link has a receive
+//! capacity configured).
 //!
 //! Values use the text form of [`crate::rate`] (a decimal integer with an optional
 //! `k`/`M`/`G`/`T`), priorities a decimal class number. A vif with none of the keys has
@@ -37,8 +43,22 @@ pub const KEY_MIN_BPS: &str = "dba-min-bps";
 pub const KEY_MAX_BPS: &str = "dba-max-bps";
 /// `dba-vm-pps`: the packets/s cap of the vif's VM.
 pub const KEY_VM_PPS: &str = "dba-vm-pps";
+/// `dba-rx-min-bps`: receive B_i^min.
+pub const KEY_RX_MIN_BPS: &str = "dba-rx-min-bps";
+/// `dba-rx-max-bps`: receive B_i^max.
+pub const KEY_RX_MAX_BPS: &str = "dba-rx-max-bps";
+/// `dba-rx-vm-pps`: the receive packets/s cap of the vif's VM.
+pub const KEY_RX_VM_PPS: &str = "dba-rx-vm-pps";
 /// All SLA keys, in the order above.
-pub const KEYS: [&str; 4] = [KEY_PRIORITY, KEY_MIN_BPS, KEY_MAX_BPS, KEY_VM_PPS];
+pub const KEYS: [&str; 7] = [
+    KEY_PRIORITY,
+    KEY_MIN_BPS,
+    KEY_MAX_BPS,
+    KEY_VM_PPS,
+    KEY_RX_MIN_BPS,
+    KEY_RX_MAX_BPS,
+    KEY_RX_VM_PPS,
+];
 
 /// The vif's backend directory, `/local/domain/<backend>/backend/vif/<domid>/<devid>`.
 pub fn vif_backend_dir(backend_domid: DomId, vif: VifId) -> String {
@@ -59,6 +79,12 @@ pub struct VifKeyValues<'a> {
     pub max_bps: Option<&'a str>,
     /// `dba-vm-pps`.
     pub vm_pps: Option<&'a str>,
+    /// `dba-rx-min-bps`.
+    pub rx_min_bps: Option<&'a str>,
+    /// `dba-rx-max-bps`.
+    pub rx_max_bps: Option<&'a str>,
+    /// `dba-rx-vm-pps`.
+    pub rx_vm_pps: Option<&'a str>,
 }
 
 impl<'a> VifKeyValues<'a> {
@@ -70,15 +96,25 @@ impl<'a> VifKeyValues<'a> {
             min_bps: read(KEY_MIN_BPS),
             max_bps: read(KEY_MAX_BPS),
             vm_pps: read(KEY_VM_PPS),
+            rx_min_bps: read(KEY_RX_MIN_BPS),
+            rx_max_bps: read(KEY_RX_MAX_BPS),
+            rx_vm_pps: read(KEY_RX_VM_PPS),
         }
     }
 
     /// None of the keys is present.
     pub fn is_empty(&self) -> bool {
-        self.priority.is_none()
-            && self.min_bps.is_none()
-            && self.max_bps.is_none()
-            && self.vm_pps.is_none()
+        [
+            self.priority,
+            self.min_bps,
+            self.max_bps,
+            self.vm_pps,
+            self.rx_min_bps,
+            self.rx_max_bps,
+            self.rx_vm_pps,
+        ]
+        .iter()
+        .all(Option::is_none)
     }
 }
 
@@ -89,6 +125,8 @@ pub struct VifKeys {
     pub sla: Option<VifSla>,
     /// The VM cap written on this vif (`None`: key absent).
     pub vm_pps: Option<u64>,
+    /// The VM's receive cap written on this vif (`None`: key absent).
+    pub rx_vm_pps: Option<u64>,
 }
 
 /// Parses a vif's key values. Missing fields take `defaults`' values. Errors name the vif
@@ -115,7 +153,15 @@ pub fn parse_vif_keys(
         .vm_pps
         .map(|t| parse_pps(&s, KEY_VM_PPS, t))
         .transpose()?;
-    let sla = if priority.is_none() && min.is_none() && max.is_none() {
+    let bps = |key, v: Option<&str>| v.map(|t| parse_bps(&s, key, t)).transpose();
+    let rx_min = bps(KEY_RX_MIN_BPS, values.rx_min_bps)?;
+    let rx_max = bps(KEY_RX_MAX_BPS, values.rx_max_bps)?;
+    let rx_vm_pps = values
+        .rx_vm_pps
+        .map(|t| parse_pps(&s, KEY_RX_VM_PPS, t))
+        .transpose()?;
+    let named = [priority.map(|_| 0), min, max, rx_min, rx_max];
+    let sla = if named.iter().all(Option::is_none) {
         None
     } else {
         let sla = VifSla::new(
@@ -124,18 +170,31 @@ pub fn parse_vif_keys(
             min.unwrap_or(defaults.min_bps()),
             max.or(defaults.max_bps()),
         )
+        .and_then(|v| {
+            v.with_rx(
+                s.clone(),
+                rx_min.unwrap_or(defaults.rx_min_bps()),
+                rx_max.or(defaults.rx_max_bps()),
+            )
+        })
         .map_err(|mut e| {
             // Name the xenstore key, not the file field.
             e.field = match e.field.as_str() {
                 field::MIN_BPS => KEY_MIN_BPS.to_string(),
                 field::MAX_BPS => KEY_MAX_BPS.to_string(),
+                field::RX_MIN_BPS => KEY_RX_MIN_BPS.to_string(),
+                field::RX_MAX_BPS => KEY_RX_MAX_BPS.to_string(),
                 other => other.to_string(),
             };
             e
         })?;
         Some(sla)
     };
-    Ok(VifKeys { sla, vm_pps })
+    Ok(VifKeys {
+        sla,
+        vm_pps,
+        rx_vm_pps,
+    })
 }
 
 /// The SLAs a netback has read from xenstore, with last-good semantics per vif.
@@ -179,16 +238,43 @@ impl XenstoreSlas {
     /// update; a removed key reverts the field to `base`.
     pub fn overlay(&self, base: &SlaSet) -> (SlaSet, Vec<SlaError>) {
         let mut set = base.clone();
-        let mut caps: BTreeMap<DomId, Vec<(VifId, u64)>> = BTreeMap::new();
         for (vif, keys) in &self.vifs {
             if let Some(sla) = keys.sla {
                 set.set_vif(*vif, sla);
             }
-            if let Some(p) = keys.vm_pps {
+        }
+        let mut conflicts = Vec::new();
+        let tx = self.vm_caps(KEY_VM_PPS, |k| k.vm_pps, &mut conflicts);
+        let rx = self.vm_caps(KEY_RX_VM_PPS, |k| k.rx_vm_pps, &mut conflicts);
+        let domids: std::collections::BTreeSet<DomId> =
+            tx.keys().chain(rx.keys()).copied().collect();
+        for domid in domids {
+            let own = set.vm(domid);
+            let pps = tx.get(&domid).copied().or(own.pps());
+            let rx_pps = rx.get(&domid).copied().or(own.rx_pps());
+            // The caps passed the per-vif validation, so they are in range.
+            if let Ok(vm) = VmSla::new(domid, pps).and_then(|v| v.with_rx_pps(domid, rx_pps)) {
+                set.set_vm(domid, vm);
+            }
+        }
+        (set, conflicts)
+    }
+
+    /// Per VM, the smallest cap `cap` written on its vifs under `key`; a VM whose vifs
+    /// disagree is reported in `conflicts`.
+    fn vm_caps(
+        &self,
+        key: &str,
+        cap: impl Fn(&VifKeys) -> Option<u64>,
+        conflicts: &mut Vec<SlaError>,
+    ) -> BTreeMap<DomId, u64> {
+        let mut caps: BTreeMap<DomId, Vec<(VifId, u64)>> = BTreeMap::new();
+        for (vif, keys) in &self.vifs {
+            if let Some(p) = cap(keys) {
                 caps.entry(vif.domid).or_default().push((*vif, p));
             }
         }
-        let mut conflicts = Vec::new();
+        let mut out = BTreeMap::new();
         for (domid, list) in caps {
             let min = list.iter().map(|(_, p)| *p).min().unwrap_or(0);
             if list.iter().any(|(_, p)| *p != min) {
@@ -199,18 +285,15 @@ impl XenstoreSlas {
                     .join(", ");
                 conflicts.push(SlaError::new(
                     Subject::Vm(domid),
-                    KEY_VM_PPS,
+                    key,
                     crate::sla::Problem::Conflict(format!(
                         "its vifs disagree ({detail}); using the smallest, {min}"
                     )),
                 ));
             }
-            // `min` passed the per-vif validation, so it is in range.
-            if let Ok(vm) = VmSla::new(domid, Some(min)) {
-                set.set_vm(domid, vm);
-            }
+            out.insert(domid, min);
         }
-        (set, conflicts)
+        out
     }
 }
 
@@ -230,7 +313,74 @@ mod tests {
             min_bps: min,
             max_bps: max,
             vm_pps: pps,
+            ..VifKeyValues::default()
         }
+    }
+
+    fn rx_vals<'a>(
+        min: Option<&'a str>,
+        max: Option<&'a str>,
+        pps: Option<&'a str>,
+    ) -> VifKeyValues<'a> {
+        VifKeyValues {
+            rx_min_bps: min,
+            rx_max_bps: max,
+            rx_vm_pps: pps,
+            ..VifKeyValues::default()
+        }
+    }
+
+    #[test]
+    fn receive_keys() {
+        let vif = VifId::new(xen_ids::DomId(2), 3);
+        let k = parse_vif_keys(
+            vif,
+            &rx_vals(Some("1M"), Some("2M"), Some("3k")),
+            VifSla::BEST_EFFORT,
+        )
+        .unwrap();
+        let sla = k.sla.unwrap();
+        assert_eq!(
+            (sla.rx_min_bps(), sla.rx_max_bps()),
+            (1_000_000, Some(2_000_000))
+        );
+        assert_eq!((sla.min_bps(), sla.max_bps()), (0, None));
+        assert_eq!((k.vm_pps, k.rx_vm_pps), (None, Some(3000)));
+        let e = |v: VifKeyValues<'_>| parse_vif_keys(vif, &v, VifSla::BEST_EFFORT).unwrap_err();
+        assert_eq!(
+            e(rx_vals(Some("3M"), Some("2M"), None)).to_string(),
+            "vif2.3: field `dba-rx-min-bps`: minimum 3M b/s is above the maximum 2M b/s"
+        );
+        assert!(e(rx_vals(None, Some("x"), None))
+            .to_string()
+            .starts_with("vif2.3: field `dba-rx-max-bps`"));
+        assert!(e(rx_vals(None, None, Some("20000000000")))
+            .to_string()
+            .starts_with("vif2.3: field `dba-rx-vm-pps`"));
+        // The keys of both directions, last-good, and the VM's receive cap.
+        let mut x = XenstoreSlas::new();
+        let a = VifId::new(xen_ids::DomId(1), 0);
+        let b = VifId::new(xen_ids::DomId(1), 1);
+        let both = VifKeyValues {
+            vm_pps: Some("10k"),
+            ..rx_vals(None, Some("5M"), Some("4k"))
+        };
+        x.update_vif(a, &both, VifSla::BEST_EFFORT).unwrap();
+        x.update_vif(b, &rx_vals(None, None, Some("6k")), VifSla::BEST_EFFORT)
+            .unwrap();
+        assert!(x
+            .update_vif(
+                a,
+                &rx_vals(Some("9M"), Some("5M"), None),
+                VifSla::BEST_EFFORT
+            )
+            .is_err());
+        let (set, conflicts) = x.overlay(&SlaSet::new(Link::new(1_000_000_000).unwrap()));
+        assert_eq!(set.vif(a).rx_max_bps(), Some(5_000_000));
+        let vm = set.vm(xen_ids::DomId(1));
+        assert_eq!((vm.pps(), vm.rx_pps()), (Some(10_000), Some(4_000)));
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].field, "dba-rx-vm-pps");
     }
 
     #[test]

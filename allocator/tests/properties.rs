@@ -200,3 +200,72 @@ proptest! {
         prop_assert_eq!(allocate(&s, &demands(&c), Duration::from_millis(20)), a);
     }
 }
+
+/// The case's SLAs as RECEIVE SLAs (TX best effort on a 1 Gb/s link, no TX caps), the
+/// receive capacity the case's capacity.
+fn rx_slas(c: &Case) -> SlaSet {
+    let link = Link::new(1_000_000_000)
+        .unwrap()
+        .with_rx_capacity(c.capacity)
+        .unwrap();
+    let mut s = SlaSet::new(link);
+    for v in &c.vifs {
+        let tx = VifSla::new(Subject::Defaults, v.sla.priority(), 0, None).unwrap();
+        let sla = tx
+            .with_rx(Subject::Defaults, v.sla.min_bps(), v.sla.max_bps())
+            .unwrap();
+        s.set_vif(v.vif, sla);
+    }
+    for (d, p) in &c.caps {
+        let domid = xen_ids::DomId(*d);
+        let vm = VmSla::new(domid, None)
+            .unwrap()
+            .with_rx_pps(domid, *p)
+            .unwrap();
+        s.set_vm(domid, vm);
+    }
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// The receive direction runs the same two steps on its own SLAs: its allocation is
+    /// the one the TX properties above check for the same values, and a receive SLA
+    /// changes nothing on TX.
+    #[test]
+    fn rx_direction_invariants(c in case()) {
+        let both = rx_slas(&c);
+        let d = demands(&c);
+        let w = Duration::from_millis(20);
+        let rx = allocate(&both.in_direction(allocator::Direction::Rx), &d, w);
+        prop_assert_eq!(&rx, &allocate(&slas(&c), &d, w));
+        let link = Link::new(c.capacity).unwrap();
+        let sum: u128 = rx.vifs.iter().map(|v| v.budget.bps as u128).sum();
+        prop_assert!(sum <= c.capacity as u128);
+        let mut per_vm: BTreeMap<u16, u64> = BTreeMap::new();
+        for (v, a) in c.vifs.iter().zip(&rx.vifs) {
+            let sla = both.vif(v.vif);
+            prop_assert!(a.budget.bps <= sla.rx_max_bps().unwrap_or(u64::MAX));
+            prop_assert!(a.budget.bps <= link.capacity_bps());
+            if let Some(p) = a.budget.pps {
+                *per_vm.entry(v.vif.domid.0).or_default() += p;
+            }
+            prop_assert!(both.rx_limited(v.vif));
+        }
+        for (dom, sum) in per_vm {
+            prop_assert_eq!(Some(sum), both.vm(xen_ids::DomId(dom)).rx_pps());
+        }
+        // TX: as if no receive SLA existed.
+        let mut tx_only = SlaSet::new(Link::new(1_000_000_000).unwrap());
+        for v in &c.vifs {
+            let sla = VifSla::new(Subject::Defaults, v.sla.priority(), 0, None).unwrap();
+            tx_only.set_vif(v.vif, sla);
+        }
+        for d in c.caps.keys() {
+            let domid = xen_ids::DomId(*d);
+            tx_only.set_vm(domid, VmSla::new(domid, None).unwrap());
+        }
+        prop_assert_eq!(allocate(&both, &d, w), allocate(&tx_only, &d, w));
+    }
+}

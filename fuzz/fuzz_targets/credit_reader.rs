@@ -15,7 +15,7 @@
 
 use dba_vm_fuzz::FuzzPage;
 use libfuzzer_sys::fuzz_target;
-use shared_ring::credit::{CREDIT_AREA_BYTES, CREDIT_AREA_OFFSET, CREDIT_MAGIC, CREDIT_VERSION};
+use shared_ring::credit::{CREDIT_AREA_BYTES, CREDIT_AREA_OFFSET, CREDIT_MAGIC};
 use shared_ring::{
     CreditArea, CreditError, CreditPublisher, CreditReader, Denied, DualTokenBucket,
 };
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(page.mem().load(CREDIT_AREA_OFFSET), CREDIT_MAGIC);
             assert_eq!(
                 page.mem().load(CREDIT_AREA_OFFSET + 4) as u16,
-                CREDIT_VERSION
+                area.version()
             );
             assert_eq!(reader.poll(), Ok(None), "unchanged area polled as new");
             assert_eq!(reader.snapshot(), Ok(s));

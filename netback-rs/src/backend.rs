@@ -27,7 +27,7 @@ use shared_ring::Limit;
 use xen_ids::VifId;
 use xenstore::{ShareConnection, Xenstore, XsError};
 
-use crate::control::{credits_of, reading, Allocation};
+use crate::control::{credits_of, reading, rx_reading, Allocation, RxDatapath};
 use crate::control_link::{self, Command, ControlEnd, DataEnd, Doorbell, ManagerCommand, Notices};
 use crate::control_thread::{self, ControlSetup, TOKEN_BACKEND, TOKEN_RELEASE};
 use crate::control_work::ControlStats;
@@ -67,8 +67,18 @@ pub struct NetbackConfig {
     pub backend_type: String,
     /// What the backstop does with excess TX frames.
     pub tx_policy: BackstopPolicy,
+    /// What the RX budget does with frames over it: drop them (counted, never copied)
+    /// or hold the vif's port until tokens return.
+    pub rx_policy: BackstopPolicy,
+    /// The RX budget a vif starts with when the allocator is off (a static receive SLA);
+    /// unlimited by default. With the allocator on, the most its RX SLA allows.
+    pub initial_rx_budget: Credits,
     /// Advertise `feature-dba-credits`.
     pub credits: bool,
+    /// The credit-area layout version advertised (default
+    /// [`shared_ring::credit::CREDIT_VERSION`]; 1 behaves as a version-1 backend: no RX
+    /// budget or counters in the area).
+    pub credit_version: u16,
     /// The budget a vif starts with when the allocator is off. With the allocator on, a
     /// vif starts with the most its SLA allows until the next round counts it in.
     pub initial_budget: Credits,
@@ -91,7 +101,10 @@ impl Default for NetbackConfig {
         NetbackConfig {
             backend_type: "vif".into(),
             tx_policy: BackstopPolicy::Drop,
+            rx_policy: BackstopPolicy::Drop,
+            initial_rx_budget: crate::control::UNLIMITED,
             credits: true,
+            credit_version: shared_ring::credit::CREDIT_VERSION,
             initial_budget: Credits {
                 bytes: Limit::Unlimited,
                 packets: Limit::Unlimited,
@@ -259,6 +272,40 @@ impl allocator::Datapath for Dp<'_> {
     }
 }
 
+impl RxDatapath for Dp<'_> {
+    fn read_rx_meters(&mut self, out: &mut Vec<allocator::VifReading>) {
+        for (id, v) in self.vifs {
+            let s = v.board.read();
+            if let Some(created) = s.created {
+                let k = &s.current;
+                out.push(rx_reading(
+                    *id,
+                    created,
+                    (k.rx_wire_bytes, k.rx_wire_packets),
+                    (k.rx_police_wire_bytes, k.rx_police_wire_packets),
+                ));
+            }
+        }
+    }
+
+    fn write_rx_budgets(&mut self, budgets: &[(VifId, Option<Credits>)]) {
+        for (id, b) in budgets {
+            let Some(v) = self.vifs.get(id) else {
+                continue;
+            };
+            let Some(created) = v.board.read().created else {
+                continue;
+            };
+            // A worker whose queue is full gets this vif's budget at the next round.
+            self.queues[v.board.worker].try_send(Command::RxBudget {
+                id: *id,
+                created,
+                credits: b.unwrap_or(crate::control::UNLIMITED),
+            });
+        }
+    }
+}
+
 impl<P: BackendPlatform + Sync> Netback<P>
 where
     P::Xenstore: ShareConnection,
@@ -308,6 +355,9 @@ where
             xs: ctl_xs,
             root,
             credits: cfg.credits,
+            credit_version: cfg
+                .credit_version
+                .clamp(1, shared_ring::credit::CREDIT_VERSION),
             clock: clock.clone(),
             link: Router::new(to_manager, to_workers, notices),
             stats: control_stats.clone(),

@@ -45,6 +45,8 @@ pub(crate) struct FrontendSetup {
     pub features: FrontendFeatures,
     /// Whether the credit area is used (offered and requested).
     pub credits: bool,
+    /// The credit-area version requested (meaningful with `credits`).
+    pub credit_version: u16,
     /// The rings are taken over from a previous netback (no handshake).
     pub reattach: bool,
 }
@@ -76,6 +78,13 @@ pub(crate) enum Command {
     /// A TX budget for the vif's connection `created` (from the allocator's round; a
     /// budget for an earlier connection is ignored).
     Budget {
+        id: VifId,
+        created: u64,
+        credits: Credits,
+    },
+    /// An RX budget for the vif's connection `created` (from the allocator's RX round;
+    /// a budget for an earlier connection is ignored).
+    RxBudget {
         id: VifId,
         created: u64,
         credits: Credits,
@@ -140,7 +149,7 @@ pub(crate) enum ConnectError {
     #[error(transparent)]
     Features(#[from] FeatureError),
     /// `request-dba-credits` asks for a version above the one advertised.
-    #[error("request-dba-credits {0} is above the advertised {CREDIT_VERSION}")]
+    #[error("request-dba-credits {0} is above the advertised version (at most {CREDIT_VERSION})")]
     CreditVersion(u64),
     /// A ring grant could not be mapped.
     #[error("map {key} {gref}: {source}")]

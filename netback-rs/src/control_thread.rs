@@ -84,6 +84,8 @@ pub(crate) struct ControlSetup<X> {
     pub root: String,
     /// Advertise `feature-dba-credits`.
     pub credits: bool,
+    /// The credit-area version advertised (1..=`CREDIT_VERSION`).
+    pub credit_version: u16,
     /// netback's clock.
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Its links to the manager and the data-path workers.
@@ -100,6 +102,7 @@ pub(crate) struct Control<X> {
     xs: X,
     root: String,
     credits: bool,
+    credit_version: u16,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     link: Router,
     stats: Arc<Mutex<ControlStats>>,
@@ -125,6 +128,7 @@ pub(crate) fn spawn<X: Xenstore + 'static>(
         xs: s.xs,
         root: s.root,
         credits: s.credits,
+        credit_version: s.credit_version,
         clock: s.clock,
         link: s.link,
         stats: s.stats,
@@ -402,7 +406,7 @@ impl<X: Xenstore> Control<X> {
     /// Returns (stale frontend, re-attach).
     fn advertise(&self, id: VifId, be: &str, fe: &str) -> Result<(bool, bool), ProbeError> {
         let xs = &self.xs;
-        let features = features::backend_keys(self.credits.then_some(CREDIT_VERSION));
+        let features = features::backend_keys(self.credits.then_some(self.credit_version));
         for (k, v) in &features {
             xs.write(XsTx::NONE, &format!("{be}/{k}"), v.as_bytes())
                 .map_err(|source| ProbeError::Write { key: k, source })?;
@@ -676,7 +680,7 @@ impl<X: Xenstore> Control<X> {
         let ev = feat.channels.record();
         let credits_req = rd_or("request-dba-credits", u16::MAX as u64, 0)?;
         let credits = self.credits && credits_req >= 1;
-        if credits_req > CREDIT_VERSION as u64 && self.credits {
+        if credits_req > self.credit_version as u64 && self.credits {
             return Err(ConnectError::CreditVersion(credits_req));
         }
         let rings = format!("{tx_ref} {rx_ref} {ev}");
@@ -689,6 +693,7 @@ impl<X: Xenstore> Control<X> {
             rx_ref,
             features: feat,
             credits,
+            credit_version: credits_req.clamp(1, CREDIT_VERSION as u64) as u16,
             reattach,
         };
         let created = self

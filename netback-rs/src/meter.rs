@@ -53,6 +53,27 @@ pub struct VifCounters {
     pub rx_dropped_stalled: u64,
     /// Times the frontend stalled (its port's carrier turned off).
     pub rx_stalls: u64,
+    /// Wire packets of the frames dropped for the RX budget (`rx_dropped_police`): with
+    /// the delivered ones, what was offered to the vif (the RX demand).
+    pub rx_police_wire_packets: u64,
+    /// Their wire bytes.
+    pub rx_police_wire_bytes: u64,
+    /// Times the port was left unread until the RX budget's deficit accrued (policy
+    /// `hold`).
+    pub rx_held: u64,
+    /// TX frames the backstop held or dropped because of the bits/s budget (what the
+    /// guest is told; a frame held twice counts twice).
+    pub tx_shaped_bps_frames: u64,
+    /// Their wire bytes (as charged: the bound of a GSO frame's cost).
+    pub tx_shaped_bps_bytes: u64,
+    /// TX frames held or dropped because of the packets/s budget alone.
+    pub tx_shaped_pps_frames: u64,
+    /// Frames held or dropped because of the RX bits/s budget (what the guest is told).
+    pub rx_shaped_bps_frames: u64,
+    /// Their wire bytes.
+    pub rx_shaped_bps_bytes: u64,
+    /// Frames held or dropped because of the RX packets/s budget alone.
+    pub rx_shaped_pps_frames: u64,
 }
 
 /// Counters of successive connections of one device add up (netback keeps the total
@@ -82,6 +103,15 @@ impl core::ops::AddAssign for VifCounters {
             rx_csum_filled,
             rx_dropped_stalled,
             rx_stalls,
+            rx_police_wire_packets,
+            rx_police_wire_bytes,
+            rx_held,
+            tx_shaped_bps_frames,
+            tx_shaped_bps_bytes,
+            tx_shaped_pps_frames,
+            rx_shaped_bps_frames,
+            rx_shaped_bps_bytes,
+            rx_shaped_pps_frames,
         } = b; // exhaustive: a new counter must be added here
         self.tx_packets += tx_packets;
         self.tx_bytes += tx_bytes;
@@ -105,6 +135,15 @@ impl core::ops::AddAssign for VifCounters {
         self.rx_csum_filled += rx_csum_filled;
         self.rx_dropped_stalled += rx_dropped_stalled;
         self.rx_stalls += rx_stalls;
+        self.rx_police_wire_packets += rx_police_wire_packets;
+        self.rx_police_wire_bytes += rx_police_wire_bytes;
+        self.rx_held += rx_held;
+        self.tx_shaped_bps_frames += tx_shaped_bps_frames;
+        self.tx_shaped_bps_bytes += tx_shaped_bps_bytes;
+        self.tx_shaped_pps_frames += tx_shaped_pps_frames;
+        self.rx_shaped_bps_frames += rx_shaped_bps_frames;
+        self.rx_shaped_bps_bytes += rx_shaped_bps_bytes;
+        self.rx_shaped_pps_frames += rx_shaped_pps_frames;
     }
 }
 
@@ -117,6 +156,18 @@ impl core::ops::Add for VifCounters {
 }
 
 impl VifCounters {
+    /// The shaping counters the guest is told (credit area, version 2).
+    pub fn shaped(&self) -> shared_ring::credit::BackCounters {
+        shared_ring::credit::BackCounters {
+            tx_shaped_bps_frames: self.tx_shaped_bps_frames,
+            tx_shaped_bps_bytes: self.tx_shaped_bps_bytes,
+            tx_shaped_pps_frames: self.tx_shaped_pps_frames,
+            rx_shaped_bps_frames: self.rx_shaped_bps_frames,
+            rx_shaped_bps_bytes: self.rx_shaped_bps_bytes,
+            rx_shaped_pps_frames: self.rx_shaped_pps_frames,
+        }
+    }
+
     /// Frames dropped in the backend, whatever the reason, guest → port.
     pub fn tx_dropped(&self) -> u64 {
         self.tx_dropped_police + self.tx_dropped_error + self.tx_copy_errors + self.tx_dropped_port

@@ -17,7 +17,7 @@ use std::time::Duration;
 use shared_ring::credit::{Credits, FrontCounters};
 use xen_ids::VifId;
 
-use crate::control::credits_of;
+use crate::control::{credits_of, initial_rx_of, UNLIMITED};
 use crate::meter::VifCounters;
 use crate::vifconfig::RateCap;
 
@@ -157,5 +157,15 @@ impl InitialPolicy {
             *period,
         );
         credits_of(&budget, *period)
+    }
+
+    /// The RX budget vif `id` starts with: with the allocator, the most its RX SLA
+    /// allows (unlimited when nothing limits it on RX); without, `default`.
+    pub(crate) fn rx_credits(&self, id: VifId, default: Credits) -> Credits {
+        let g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &*g {
+            Some((slas, period)) => initial_rx_of(slas, id, *period).unwrap_or(UNLIMITED),
+            None => default,
+        }
     }
 }

@@ -483,4 +483,14 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             _ => false,
         }
     }
+
+    /// Applies an RX budget to vif `id`'s connection `created` (ignored for another one).
+    fn set_rx_budget(&mut self, id: VifId, created: u64, c: &Credits) {
+        let now = self.now();
+        if let Some(conn) = self.devices.get_mut(&id).and_then(|d| d.conn.as_mut()) {
+            if conn.created == created {
+                conn.vif.set_rx_budget(c, now);
+            }
+        }
+    }
 }

@@ -99,7 +99,8 @@ fn the_first_generation_a_frontend_reads_is_its_sla_budget() {
     w("state", "4");
 
     let read = || -> Option<CreditSnapshot> {
-        let area = CreditArea::in_tx_page(ring_mem(tx.mem())).ok()?;
+        // The version requested: netback writes that layout.
+        let area = CreditArea::in_tx_page_version(ring_mem(tx.mem()), CREDIT_VERSION).ok()?;
         CreditReader::new(area).snapshot().ok()
     };
     // Every generation seen on the way, then the one seen at Connected.

@@ -25,7 +25,8 @@ use hypervisor::xenbus::{self, XenbusState};
 use netport::negotiate::{Allowed, Offer};
 use netport::FrameMeta;
 use shared_ring::credit::{
-    CreditArea, CreditReader, CreditReaderState, FrontCounters, CREDIT_VERSION,
+    BackCounters, CreditArea, CreditReader, CreditReaderState, Credits, FrontCounters,
+    CREDIT_VERSION,
 };
 use shared_ring::{Limit, SharedDualBucket, XEN_PAGE_SIZE};
 use xen_ids::DomId;
@@ -80,6 +81,10 @@ pub struct NetfrontConfig {
     /// `multi-queue-max-queues`; 1 (flat keys, as a backend without multi-queue
     /// expects) when the backend does not offer it.
     pub queues: usize,
+    /// The highest credit-area layout version to request (`request-dba-credits` is the
+    /// smaller of it and the backend's `feature-dba-credits`). Default
+    /// [`CREDIT_VERSION`]; 1 behaves as a version-1 frontend.
+    pub credit_version: u16,
 }
 
 impl NetfrontConfig {
@@ -98,6 +103,7 @@ impl NetfrontConfig {
             },
             split_event_channels: true,
             queues: 1,
+            credit_version: CREDIT_VERSION,
         }
     }
 }
@@ -115,6 +121,44 @@ pub enum Sent {
     RingFull,
     /// Larger than [`MAX_TX_FRAME`] or empty: dropped.
     TooBig,
+}
+
+impl core::fmt::Display for Allowance {
+    /// One line: the budgets and what netback shaped, per direction.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        fn limit(l: Limit, unit: &str) -> String {
+            match l {
+                Limit::Unlimited => "unlimited".into(),
+                Limit::Rate { per_sec, burst } => format!("{per_sec} {unit}/s (burst {burst})"),
+            }
+        }
+        fn budget(c: Option<Credits>) -> String {
+            c.map_or("unknown".into(), |c| {
+                format!("{}, {}", limit(c.bytes, "B"), limit(c.packets, "pkt"))
+            })
+        }
+        write!(
+            f,
+            "allowance (credit area v{}): TX {}; RX {}",
+            self.version,
+            budget(self.tx),
+            budget(self.rx)
+        )?;
+        if let Some(s) = self.shaped {
+            write!(
+                f,
+                "; shaped by netback: TX {} frames / {} B for bits/s, {} frames for packets/s; \
+                 RX {} frames / {} B for bits/s, {} frames for packets/s",
+                s.tx_shaped_bps_frames,
+                s.tx_shaped_bps_bytes,
+                s.tx_shaped_pps_frames,
+                s.rx_shaped_bps_frames,
+                s.rx_shaped_bps_bytes,
+                s.rx_shaped_pps_frames
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Counters of the frontend (published to the backend as hints when credits are on).
@@ -177,12 +221,29 @@ pub struct FrontStats {
     pub late_wakeups: u64,
 }
 
+/// What the backend told this frontend about its allowance (the credit area): the
+/// budgets in force and, with layout version 2, the RX budget and the backend's shaping
+/// counters (`netfront stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowance {
+    /// The negotiated credit-area version (0: no credit area).
+    pub version: u16,
+    /// The TX budget last applied.
+    pub tx: Option<Credits>,
+    /// The RX budget netback enforces before it copies into this guest (version 2).
+    pub rx: Option<Credits>,
+    /// Frames (and bytes) netback held or dropped, per direction and budget (version 2).
+    pub shaped: Option<BackCounters>,
+}
+
 struct Conn<S> {
     /// The queues; queue 0's TX ring page holds the credit area.
     queues: Vec<Queue<S>>,
     /// What may be sent to the backend (its feature keys).
     tx_allowed: Allowed,
     credits: Option<CreditReaderState>,
+    /// The negotiated credit-area version (meaningful with `credits`).
+    credit_version: u16,
     applied_generation: u32,
     /// Per-queue counters, summed into the credit area's frontend block
     /// ([`crate::mq`]).
@@ -210,6 +271,8 @@ pub struct Netfront<P: FrontendPlatform> {
     last_restart_ns: Option<u64>,
     /// Counters.
     pub stats: FrontStats,
+    /// The allowance the backend published.
+    pub allowance: Allowance,
 }
 
 const TOKEN_BE_STATE: &str = "netfront-be-state";
@@ -248,6 +311,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             clock,
             last_restart_ns: None,
             stats: FrontStats::default(),
+            allowance: Allowance::default(),
         };
         nf.handshake()?;
         Ok(nf)
@@ -350,6 +414,10 @@ impl<P: FrontendPlatform> Netfront<P> {
         let backend_offer = read_offer(xs, be)?;
         let split = self.cfg.split_event_channels && feat("feature-split-event-channels")? == 1;
         let credits = self.cfg.request_credits && credits_offered >= 1;
+        let credit_version = CREDIT_VERSION
+            .min(self.cfg.credit_version)
+            .min(credits_offered.min(u16::MAX as u64) as u16)
+            .max(1);
 
         let max_queues = read_max_queues(xs, be)?;
         let nq = self.cfg.queues.clamp(1, max_queues.unwrap_or(1));
@@ -389,10 +457,7 @@ impl<P: FrontendPlatform> Netfront<P> {
                 w(k, v.into())?;
             }
             if credits {
-                w(
-                    "request-dba-credits",
-                    CREDIT_VERSION.min(credits_offered as u16).to_string(),
-                )?;
+                w("request-dba-credits", credit_version.to_string())?;
             } else {
                 rm("request-dba-credits")?;
             }
@@ -413,6 +478,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             queues,
             tx_allowed: Allowed::toward(&backend_offer),
             credits: credits.then(CreditReaderState::default),
+            credit_version,
             applied_generation: 0,
             counters: (0..nq).map(|_| QueueCounters::default()).collect(),
         });
@@ -538,10 +604,16 @@ impl<P: FrontendPlatform> Netfront<P> {
         let Some(state) = c.credits.as_mut() else {
             return;
         };
+        let mut credits = CreditsRef {
+            state,
+            applied_generation: &mut c.applied_generation,
+            version: c.credit_version,
+            allowance: &mut self.allowance,
+            told: Default::default(),
+        };
         if poll_credits(
             &c.queues[0],
-            state,
-            &mut c.applied_generation,
+            &mut credits,
             &self.bucket,
             now,
             counters,
@@ -565,6 +637,9 @@ impl<P: FrontendPlatform> Netfront<P> {
         let credits = c.credits.as_mut().map(|state| CreditsRef {
             state,
             applied_generation: &mut c.applied_generation,
+            version: c.credit_version,
+            allowance: &mut self.allowance,
+            told: Default::default(),
         });
         Some(Split::new(
             self.platform.evtchn(),
@@ -713,34 +788,42 @@ pub(crate) fn front_counters(s: &FrontStats) -> FrontCounters {
     }
 }
 
-/// Reads the credit area in queue 0's TX page, applies a new generation to the shared
-/// bucket (true when it did) and publishes `counters`.
+/// Reads the credit area in queue 0's TX page (layout `c.version`), applies a new
+/// generation to the shared bucket (true when it did), keeps what the backend tells in
+/// `c.allowance` and publishes `counters`.
 pub(crate) fn poll_credits<S: SharedPages>(
     q0: &Queue<S>,
-    state: &mut CreditReaderState,
-    applied_generation: &mut u32,
+    c: &mut CreditsRef<'_>,
     bucket: &SharedDualBucket,
     now: u64,
     mut counters: FrontCounters,
     name: &str,
 ) -> bool {
-    let Ok(area) = CreditArea::in_tx_page(ring_mem(q0.tx_ring.mem())) else {
+    let page = ring_mem(q0.tx_ring.mem());
+    let Ok(area) = CreditArea::in_tx_page_version(page, c.version) else {
         return false;
     };
-    let mut r = CreditReader::resume(area, *state);
+    let mut r = CreditReader::resume(area, *c.state);
     let mut applied = false;
     match r.poll() {
         Ok(Some(snap)) => {
             bucket.set_limits(snap.credits.bytes, snap.credits.packets, now);
-            *applied_generation = snap.generation;
+            *c.applied_generation = snap.generation;
+            c.allowance.version = c.version;
+            c.allowance.tx = Some(snap.credits);
+            c.allowance.rx = snap.rx;
             applied = true;
         }
         Ok(None) => {}
         Err(e) => log::debug!("netfront {name}: credit area: {e}"),
     }
-    counters.applied_generation = *applied_generation;
+    if let Ok(Some(b)) = r.back_counters() {
+        c.allowance.shaped = Some(b);
+    }
+    counters.front_version = c.version as u32;
+    counters.applied_generation = *c.applied_generation;
     r.publish_counters(&counters);
-    *state = r.state();
+    *c.state = r.state();
     applied
 }
 

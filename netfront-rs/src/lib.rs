@@ -22,4 +22,4 @@ pub mod ready;
 pub mod rx;
 
 pub use error::{BackendError, FrontError, HandshakeError};
-pub use front::{CreditPolicy, FrontStats, Netfront, NetfrontConfig, Sent};
+pub use front::{Allowance, CreditPolicy, FrontStats, Netfront, NetfrontConfig, Sent};

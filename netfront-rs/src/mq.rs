@@ -100,6 +100,12 @@ impl QueueCounters {
 pub(crate) struct CreditsRef<'a> {
     pub state: &'a mut CreditReaderState,
     pub applied_generation: &'a mut u32,
+    /// The negotiated credit-area layout version.
+    pub version: u16,
+    /// What the backend told about the allowance ([`Netfront::allowance`]).
+    pub allowance: &'a mut crate::front::Allowance,
+    /// The allowance as last logged.
+    pub told: crate::pump::AllowanceLog,
 }
 
 /// One queue lent out by [`Netfront::split`], to be driven by one thread.
@@ -223,8 +229,7 @@ impl<P: FrontendPlatform> QueueHandle<'_, P> {
         let sum = front_counters(&QueueCounters::sum(self.counters));
         if poll_credits(
             self.queue,
-            c.state,
-            c.applied_generation,
+            c,
             self.policy.bucket,
             now,
             sum,
@@ -232,6 +237,7 @@ impl<P: FrontendPlatform> QueueHandle<'_, P> {
         ) {
             self.stats.credit_updates += 1;
         }
+        c.told.note(c.allowance, now);
     }
 }
 

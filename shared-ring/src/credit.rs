@@ -31,6 +31,23 @@
 //! 104  u64 dropped_bytes    their wire bytes
 //! 112  u64 held             times the frontend stopped taking frames (policy hold)
 //! 120  u64 reserved
+//!  version 2 only (negotiated; a version-1 peer never reads or writes past byte 127)
+//!  backend RX block (written by netback, under `seq` with the TX budget)
+//! 128  u64 rx_bytes_per_sec RX budget, wire bytes/s (u64::MAX = unlimited, 0 = closed)
+//! 136  u64 rx_bytes_burst
+//! 144  u64 rx_packets_per_sec
+//! 152  u64 rx_packets_burst
+//! 160  .. 192               reserved, 0
+//!  backend counters block (written by netback only; own seqlock)
+//! 192  u32 back_seq         seqlock of this block
+//! 196  u32 reserved
+//! 200  u64 tx_shaped_bps_frames  TX frames held or dropped for the bits/s budget
+//! 208  u64 tx_shaped_bps_bytes   their wire bytes
+//! 216  u64 tx_shaped_pps_frames  TX frames held or dropped for the packets/s budget
+//! 224  u64 rx_shaped_bps_frames  the same for RX
+//! 232  u64 rx_shaped_bps_bytes
+//! 240  u64 rx_shaped_pps_frames
+//! 248  u64 reserved
 //! ```
 //!
 //! Seqlock: the writer stores `seq + 1` (odd), a release fence, the fields, then
@@ -51,17 +68,30 @@ use crate::page::SharedMem;
 pub const CREDIT_AREA_OFFSET: usize = NET_TX_RING_END;
 /// Bytes of the version-1 credit area.
 pub const CREDIT_AREA_BYTES: usize = 128;
+/// Bytes of the version-2 credit area (the version-1 area, then the RX budget and the
+/// backend's counters).
+pub const CREDIT_AREA_BYTES_V2: usize = 256;
 /// `magic`: "DBAV" in little-endian byte order.
 pub const CREDIT_MAGIC: u32 = u32::from_le_bytes(*b"DBAV");
-/// The layout version this crate writes and reads.
-pub const CREDIT_VERSION: u16 = 1;
+/// The highest layout version this crate writes and reads (it speaks every version from
+/// 1 up to this one; the peers negotiate which, `docs/protocol.md` §2.5).
+pub const CREDIT_VERSION: u16 = 2;
 /// Attempts a reader makes before giving up on a seqlock held by the writer.
 pub const SEQLOCK_RETRIES: u32 = 64;
 /// The rate value that means "unlimited" on the wire.
 pub const RATE_UNLIMITED: u64 = u64::MAX;
 
 const _: () = assert!(CREDIT_AREA_OFFSET == 3136);
-const _: () = assert!(CREDIT_AREA_OFFSET + CREDIT_AREA_BYTES <= 4096);
+const _: () = assert!(CREDIT_AREA_OFFSET + CREDIT_AREA_BYTES_V2 <= 4096);
+
+/// The bytes of the area of layout `version` (1 or 2).
+pub const fn area_bytes(version: u16) -> usize {
+    if version >= 2 {
+        CREDIT_AREA_BYTES_V2
+    } else {
+        CREDIT_AREA_BYTES
+    }
+}
 
 /// Field offsets inside the area.
 pub mod offsets {
@@ -99,6 +129,28 @@ pub mod offsets {
     pub const DROPPED_BYTES: usize = 104;
     /// `held`.
     pub const HELD: usize = 112;
+    /// `rx_bytes_per_sec` (version 2).
+    pub const RX_BYTES_PER_SEC: usize = 128;
+    /// `rx_bytes_burst` (version 2).
+    pub const RX_BYTES_BURST: usize = 136;
+    /// `rx_packets_per_sec` (version 2).
+    pub const RX_PACKETS_PER_SEC: usize = 144;
+    /// `rx_packets_burst` (version 2).
+    pub const RX_PACKETS_BURST: usize = 152;
+    /// `back_seq` (version 2).
+    pub const BACK_SEQ: usize = 192;
+    /// `tx_shaped_bps_frames` (version 2); the five other counters follow, 8 bytes apart.
+    pub const TX_SHAPED_BPS_FRAMES: usize = 200;
+    /// `tx_shaped_bps_bytes`.
+    pub const TX_SHAPED_BPS_BYTES: usize = 208;
+    /// `tx_shaped_pps_frames`.
+    pub const TX_SHAPED_PPS_FRAMES: usize = 216;
+    /// `rx_shaped_bps_frames`.
+    pub const RX_SHAPED_BPS_FRAMES: usize = 224;
+    /// `rx_shaped_bps_bytes`.
+    pub const RX_SHAPED_BPS_BYTES: usize = 232;
+    /// `rx_shaped_pps_frames`.
+    pub const RX_SHAPED_PPS_FRAMES: usize = 240;
 }
 use offsets as off;
 
@@ -147,8 +199,32 @@ pub struct Credits {
 pub struct CreditSnapshot {
     /// Number of updates published so far (`seq / 2`).
     pub generation: u32,
-    /// The budgets.
+    /// The layout version the backend wrote.
+    pub version: u16,
+    /// The TX budgets.
     pub credits: Credits,
+    /// The RX budgets (version 2; `None` in a version-1 area). Informational for the
+    /// frontend: netback enforces them before it copies into the guest.
+    pub rx: Option<Credits>,
+}
+
+/// The counters netback maintains per direction (version 2): frames held or dropped
+/// because of the bits/s budget (and their wire bytes), frames because of the packets/s
+/// budget — what a guest is told about being shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct BackCounters {
+    /// TX frames held or dropped by the backend for the bits/s budget.
+    pub tx_shaped_bps_frames: u64,
+    /// Their wire bytes.
+    pub tx_shaped_bps_bytes: u64,
+    /// TX frames held or dropped for the packets/s budget.
+    pub tx_shaped_pps_frames: u64,
+    /// RX frames held or dropped for the bits/s budget.
+    pub rx_shaped_bps_frames: u64,
+    /// Their wire bytes.
+    pub rx_shaped_bps_bytes: u64,
+    /// RX frames held or dropped for the packets/s budget.
+    pub rx_shaped_pps_frames: u64,
 }
 
 /// What the frontend reports about its own sending (untrusted by the backend).
@@ -171,27 +247,46 @@ pub struct FrontCounters {
     pub held: u64,
 }
 
-/// The credit area inside a TX ring page.
+/// The credit area inside a TX ring page, of one negotiated layout version.
 #[derive(Debug, Clone, Copy)]
 pub struct CreditArea<'a> {
     mem: SharedMem<'a>,
+    version: u16,
 }
 
 impl<'a> CreditArea<'a> {
-    /// The area of a 4 KiB TX ring page (`page` is the whole page).
+    /// The version-1 area of a 4 KiB TX ring page (`page` is the whole page).
     pub fn in_tx_page(page: SharedMem<'a>) -> Result<Self, CreditError> {
-        Self::new(
-            page.slice(CREDIT_AREA_OFFSET, CREDIT_AREA_BYTES)
-                .ok_or(CreditError::BadRegion)?,
-        )
+        Self::in_tx_page_version(page, 1)
     }
 
-    /// An area in `mem`, which must be at least [`CREDIT_AREA_BYTES`] long.
-    pub fn new(mem: SharedMem<'a>) -> Result<Self, CreditError> {
-        let mem = mem
-            .slice(0, CREDIT_AREA_BYTES)
+    /// The area of `version` (1 or 2: what the peers negotiated) in a TX ring page.
+    pub fn in_tx_page_version(page: SharedMem<'a>, version: u16) -> Result<Self, CreditError> {
+        let mem = page
+            .slice(CREDIT_AREA_OFFSET, area_bytes(version))
             .ok_or(CreditError::BadRegion)?;
-        Ok(CreditArea { mem })
+        Self::with_version(mem, version)
+    }
+
+    /// A version-1 area in `mem`, which must be at least [`CREDIT_AREA_BYTES`] long.
+    pub fn new(mem: SharedMem<'a>) -> Result<Self, CreditError> {
+        Self::with_version(mem, 1)
+    }
+
+    /// An area of `version` in `mem` (at least [`area_bytes`]`(version)` long).
+    pub fn with_version(mem: SharedMem<'a>, version: u16) -> Result<Self, CreditError> {
+        if !(1..=CREDIT_VERSION).contains(&version) {
+            return Err(CreditError::UnsupportedVersion(version));
+        }
+        let mem = mem
+            .slice(0, area_bytes(version))
+            .ok_or(CreditError::BadRegion)?;
+        Ok(CreditArea { mem, version })
+    }
+
+    /// The layout version this area is used with.
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     /// The underlying memory.
@@ -276,22 +371,52 @@ impl<'a> CreditPublisher<'a> {
         }
     }
 
-    /// Publishes new budgets as one consistent update.
+    /// Publishes new TX budgets as one consistent update (RX unlimited in a version-2
+    /// area).
     pub fn publish(&mut self, c: &Credits) {
-        let (bps, bb) = limit_to_wire(c.bytes);
-        let (pps, pb) = limit_to_wire(c.packets);
+        self.publish_both(c, &Credits::UNLIMITED);
+    }
+
+    /// Publishes new TX and RX budgets as one consistent update (one generation). A
+    /// version-1 area carries only the TX budget: nothing is written past byte 127.
+    pub fn publish_both(&mut self, tx: &Credits, rx: &Credits) {
+        let (bps, bb) = limit_to_wire(tx.bytes);
+        let (pps, pb) = limit_to_wire(tx.packets);
+        let (rbps, rbb) = limit_to_wire(rx.bytes);
+        let (rpps, rpb) = limit_to_wire(rx.packets);
+        let version = self.area.version;
         self.area.seq_write(off::SEQ, &mut self.seq, |a| {
             a.mem.store(off::MAGIC, CREDIT_MAGIC);
             a.mem.store(
                 off::VERSION_AREA_BYTES,
-                CREDIT_VERSION as u32 | (CREDIT_AREA_BYTES as u32) << 16,
+                version as u32 | (area_bytes(version) as u32) << 16,
             );
             a.mem.store(off::FLAGS, 0);
             a.store64(off::BYTES_PER_SEC, bps);
             a.store64(off::BYTES_BURST, bb);
             a.store64(off::PACKETS_PER_SEC, pps);
             a.store64(off::PACKETS_BURST, pb);
-            a.mem.store(off::PERIOD_US, c.period_us);
+            a.mem.store(off::PERIOD_US, tx.period_us);
+            if version >= 2 {
+                a.store64(off::RX_BYTES_PER_SEC, rbps);
+                a.store64(off::RX_BYTES_BURST, rbb);
+                a.store64(off::RX_PACKETS_PER_SEC, rpps);
+                a.store64(off::RX_PACKETS_BURST, rpb);
+            }
+        });
+    }
+
+    /// Publishes the backend's shaping counters (version 2; nothing in a version-1
+    /// area). `seq` is the writer's private copy of the block's seqlock word (start at
+    /// 0; never read back from shared memory).
+    pub fn publish_counters(&self, seq: &mut u32, c: &BackCounters) {
+        if self.area.version < 2 {
+            return;
+        }
+        self.area.seq_write(off::BACK_SEQ, seq, |a| {
+            for (o, v) in c.fields() {
+                a.store64(o, v);
+            }
         });
     }
 
@@ -314,6 +439,29 @@ impl<'a> CreditPublisher<'a> {
                 held: a.load64(off::HELD),
             })
             .map(|(_, c)| c)
+    }
+}
+
+impl Credits {
+    /// No limit in either unit.
+    pub const UNLIMITED: Credits = Credits {
+        bytes: Limit::Unlimited,
+        packets: Limit::Unlimited,
+        period_us: 0,
+    };
+}
+
+impl BackCounters {
+    /// (offset, value) of every counter.
+    fn fields(&self) -> [(usize, u64); 6] {
+        [
+            (off::TX_SHAPED_BPS_FRAMES, self.tx_shaped_bps_frames),
+            (off::TX_SHAPED_BPS_BYTES, self.tx_shaped_bps_bytes),
+            (off::TX_SHAPED_PPS_FRAMES, self.tx_shaped_pps_frames),
+            (off::RX_SHAPED_BPS_FRAMES, self.rx_shaped_bps_frames),
+            (off::RX_SHAPED_BPS_BYTES, self.rx_shaped_bps_bytes),
+            (off::RX_SHAPED_PPS_FRAMES, self.rx_shaped_pps_frames),
+        ]
     }
 }
 
@@ -355,9 +503,13 @@ impl<'a> CreditReader<'a> {
         }
     }
 
-    /// A consistent copy of the current budgets.
+    /// A consistent copy of the current budgets. The backend writes the version the
+    /// peers negotiated; a snapshot of any version from 1 up to this area's is accepted
+    /// (a version-1 snapshot has no RX budget).
     pub fn snapshot(&self) -> Result<CreditSnapshot, CreditError> {
+        let v2 = self.area.version >= 2;
         let (seq, (magic, ver, w)) = self.area.seq_read(off::SEQ, |a| {
+            let rx = |o| if v2 { a.load64(o) } else { 0 };
             (
                 a.mem.load(off::MAGIC),
                 a.mem.load(off::VERSION_AREA_BYTES) as u16,
@@ -367,6 +519,10 @@ impl<'a> CreditReader<'a> {
                     a.load64(off::PACKETS_PER_SEC),
                     a.load64(off::PACKETS_BURST),
                     a.mem.load(off::PERIOD_US) as u64,
+                    rx(off::RX_BYTES_PER_SEC),
+                    rx(off::RX_BYTES_BURST),
+                    rx(off::RX_PACKETS_PER_SEC),
+                    rx(off::RX_PACKETS_BURST),
                 ],
             )
         })?;
@@ -376,17 +532,41 @@ impl<'a> CreditReader<'a> {
         if magic != CREDIT_MAGIC {
             return Err(CreditError::BadMagic(magic));
         }
-        if ver != CREDIT_VERSION {
+        if ver == 0 || ver > self.area.version {
             return Err(CreditError::UnsupportedVersion(ver));
         }
         Ok(CreditSnapshot {
             generation: seq / 2,
+            version: ver,
             credits: Credits {
                 bytes: limit_from_wire(w[0], w[1]),
                 packets: limit_from_wire(w[2], w[3]),
                 period_us: w[4] as u32,
             },
+            rx: (ver >= 2).then(|| Credits {
+                bytes: limit_from_wire(w[5], w[6]),
+                packets: limit_from_wire(w[7], w[8]),
+                period_us: w[4] as u32,
+            }),
         })
+    }
+
+    /// The backend's shaping counters (version 2; `None` in a version-1 area).
+    pub fn back_counters(&self) -> Result<Option<BackCounters>, CreditError> {
+        if self.area.version < 2 {
+            return Ok(None);
+        }
+        let (_, w) = self.area.seq_read(off::BACK_SEQ, |a| {
+            BackCounters::default().fields().map(|(o, _)| a.load64(o))
+        })?;
+        Ok(Some(BackCounters {
+            tx_shaped_bps_frames: w[0],
+            tx_shaped_bps_bytes: w[1],
+            tx_shaped_pps_frames: w[2],
+            rx_shaped_bps_frames: w[3],
+            rx_shaped_bps_bytes: w[4],
+            rx_shaped_pps_frames: w[5],
+        }))
     }
 
     /// The budgets if they changed since the last successful `poll` (one word read when
@@ -402,11 +582,12 @@ impl<'a> CreditReader<'a> {
         Ok(Some(snap))
     }
 
-    /// Publishes the frontend's counters (announcing [`CREDIT_VERSION`]).
+    /// Publishes the frontend's counters (announcing the area's version).
     pub fn publish_counters(&mut self, c: &FrontCounters) {
+        let version = self.area.version;
         self.area
             .seq_write(off::FRONT_SEQ, &mut self.front_seq, |a| {
-                a.mem.store(off::FRONT_VERSION, CREDIT_VERSION as u32);
+                a.mem.store(off::FRONT_VERSION, version as u32);
                 a.mem.store(off::APPLIED_GENERATION, c.applied_generation);
                 a.store64(off::TX_PACKETS, c.tx_packets);
                 a.store64(off::TX_BYTES, c.tx_bytes);
@@ -503,7 +684,7 @@ mod tests {
         let p = CreditPublisher::new(area);
         let mut r = CreditReader::new(area);
         let c = FrontCounters {
-            front_version: CREDIT_VERSION as u32,
+            front_version: 1,
             applied_generation: 4,
             tx_packets: u64::MAX,
             tx_bytes: 1 << 40,
@@ -513,6 +694,61 @@ mod tests {
         };
         r.publish_counters(&c);
         assert_eq!(p.front_counters(), Ok(c));
+    }
+
+    #[test]
+    fn version_2_carries_rx_budgets_and_counters_past_byte_127() {
+        let page = SharedPage::new();
+        let v2 = CreditArea::in_tx_page_version(page.mem(), 2).unwrap();
+        let mut p = CreditPublisher::new(v2);
+        p.publish_both(&credits(3), &credits(5));
+        assert_eq!(page.mem().load(3136 + 4), 2 | 256 << 16);
+        assert_eq!(page.mem().load(3136 + 128), 5000);
+        let s = CreditReader::new(v2).snapshot().unwrap();
+        // One period for both directions: the TX one.
+        let rx = Credits {
+            period_us: 3,
+            ..credits(5)
+        };
+        assert_eq!((s.version, s.credits, s.rx), (2, credits(3), Some(rx)));
+        let c = BackCounters {
+            tx_shaped_bps_frames: 1,
+            tx_shaped_bps_bytes: 2,
+            tx_shaped_pps_frames: 3,
+            rx_shaped_bps_frames: 4,
+            rx_shaped_bps_bytes: 1 << 40,
+            rx_shaped_pps_frames: 6,
+        };
+        let mut seq = 0;
+        p.publish_counters(&mut seq, &c);
+        assert_eq!(seq, 2);
+        assert_eq!(CreditReader::new(v2).back_counters(), Ok(Some(c)));
+        // A version-1 reader (an old frontend) cannot read a version-2 area...
+        let v1 = CreditArea::in_tx_page(page.mem()).unwrap();
+        assert_eq!(
+            CreditReader::new(v1).snapshot(),
+            Err(CreditError::UnsupportedVersion(2))
+        );
+        // ...which is why the backend writes the negotiated version: version 1 leaves
+        // everything past byte 127 alone.
+        let page = SharedPage::new();
+        let mut p = CreditPublisher::new(CreditArea::in_tx_page(page.mem()).unwrap());
+        p.publish_both(&credits(3), &credits(5));
+        p.publish_counters(&mut seq, &c);
+        for o in (3136 + 128..4096).step_by(4) {
+            assert_eq!(page.mem().load(o), 0, "byte {o}");
+        }
+        // A version-2 reader (a new frontend on an old backend) reads version 1.
+        let s = CreditReader::new(v2_of(&page)).snapshot().unwrap();
+        assert_eq!((s.version, s.credits, s.rx), (1, credits(3), None));
+        assert_eq!(
+            CreditArea::with_version(page.mem(), 3).err(),
+            Some(CreditError::UnsupportedVersion(3))
+        );
+    }
+
+    fn v2_of(page: &SharedPage) -> CreditArea<'_> {
+        CreditArea::in_tx_page_version(page.mem(), 2).unwrap()
     }
 
     #[test]

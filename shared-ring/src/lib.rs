@@ -32,7 +32,9 @@ pub mod shared_bucket;
 pub mod wire;
 
 pub use bucket::{Denied, DualTokenBucket, Limit, TokenBucket};
-pub use credit::{CreditArea, CreditError, CreditPublisher, CreditReader, CreditSnapshot, Credits};
+pub use credit::{
+    BackCounters, CreditArea, CreditError, CreditPublisher, CreditReader, CreditSnapshot, Credits,
+};
 pub use page::{SharedMem, SharedPage, XEN_PAGE_SIZE};
 pub use ring::{
     BackIndices, BackRing, FrontIndices, FrontRing, RingEntry, RingError, RingIdx, Sring,

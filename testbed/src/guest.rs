@@ -207,6 +207,13 @@ impl Guest {
     }
 }
 
+impl Guest {
+    /// The netfront, once [`Guest::stop`] stopped its loop (still connected).
+    pub fn stopped_netfront(&mut self) -> Option<&mut LocalNetfront> {
+        self.stopped.as_mut()
+    }
+}
+
 impl Drop for Guest {
     /// Stops a guest [`Guest::stop`] was not called on; an event loop that failed fails
     /// the test (unless it is already failing).

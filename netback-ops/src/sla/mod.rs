@@ -1,5 +1,6 @@
 //! A vif's SLA keys in xenstore (`dba-priority`, `dba-min-bps`, `dba-max-bps`,
-//! `dba-vm-pps`, `docs/allocator.md` §10.2), administered as the toolstack domain:
+//! `dba-vm-pps` and the receive side's `dba-rx-min-bps`, `dba-rx-max-bps`,
+//! `dba-rx-vm-pps`, `docs/allocator.md` §10.2), administered as the toolstack domain:
 //!
 //! * [`set`]: validate the values given, alone and merged with the keys already there,
 //!   then write them in one transaction; report the VM's other vifs whose VM cap differs;
@@ -19,7 +20,8 @@ mod tests;
 use std::fmt;
 
 use allocator::xenstore::{
-    parse_vif_keys, VifKeyValues, KEYS, KEY_MAX_BPS, KEY_MIN_BPS, KEY_PRIORITY, KEY_VM_PPS,
+    parse_vif_keys, VifKeyValues, KEYS, KEY_MAX_BPS, KEY_MIN_BPS, KEY_PRIORITY, KEY_RX_MAX_BPS,
+    KEY_RX_MIN_BPS, KEY_RX_VM_PPS, KEY_VM_PPS,
 };
 use allocator::VifSla;
 use xen_ids::{DomId, VifId};
@@ -38,15 +40,24 @@ pub enum SlaField {
     MaxBps,
     /// `dba-vm-pps`: packets/s cap of the vif's VM.
     VmPps,
+    /// `dba-rx-min-bps`: guaranteed receive minimum, bits/s.
+    RxMinBps,
+    /// `dba-rx-max-bps`: receive maximum, bits/s.
+    RxMaxBps,
+    /// `dba-rx-vm-pps`: receive packets/s cap of the vif's VM.
+    RxVmPps,
 }
 
 impl SlaField {
     /// Every field, in the order of [`KEYS`].
-    pub const ALL: [SlaField; 4] = [
+    pub const ALL: [SlaField; 7] = [
         SlaField::Priority,
         SlaField::MinBps,
         SlaField::MaxBps,
         SlaField::VmPps,
+        SlaField::RxMinBps,
+        SlaField::RxMaxBps,
+        SlaField::RxVmPps,
     ];
 
     /// The xenstore key.
@@ -56,6 +67,9 @@ impl SlaField {
             SlaField::MinBps => KEY_MIN_BPS,
             SlaField::MaxBps => KEY_MAX_BPS,
             SlaField::VmPps => KEY_VM_PPS,
+            SlaField::RxMinBps => KEY_RX_MIN_BPS,
+            SlaField::RxMaxBps => KEY_RX_MAX_BPS,
+            SlaField::RxVmPps => KEY_RX_VM_PPS,
         }
     }
 }
@@ -108,6 +122,12 @@ pub struct SlaUpdate {
     pub max_bps: Option<String>,
     /// `dba-vm-pps`.
     pub vm_pps: Option<String>,
+    /// `dba-rx-min-bps`.
+    pub rx_min_bps: Option<String>,
+    /// `dba-rx-max-bps`.
+    pub rx_max_bps: Option<String>,
+    /// `dba-rx-vm-pps`.
+    pub rx_vm_pps: Option<String>,
 }
 
 impl SlaUpdate {
@@ -118,6 +138,9 @@ impl SlaUpdate {
             (KEY_MIN_BPS, &self.min_bps),
             (KEY_MAX_BPS, &self.max_bps),
             (KEY_VM_PPS, &self.vm_pps),
+            (KEY_RX_MIN_BPS, &self.rx_min_bps),
+            (KEY_RX_MAX_BPS, &self.rx_max_bps),
+            (KEY_RX_VM_PPS, &self.rx_vm_pps),
         ]
         .into_iter()
         .filter_map(|(k, v)| Some((k, v.as_deref()?.trim().to_string())))
@@ -162,7 +185,10 @@ impl fmt::Display for XsOp {
 #[derive(Debug, thiserror::Error)]
 pub enum SlaError {
     /// `set` without any value.
-    #[error("give at least one of --priority, --min-bps, --max-bps, --vm-pps")]
+    #[error(
+        "give at least one of --priority, --min-bps, --max-bps, --vm-pps, --rx-min-bps, \
+         --rx-max-bps, --rx-vm-pps"
+    )]
     NothingToSet,
     /// A value given does not parse, or the values given contradict each other.
     #[error("{0}; nothing written")]
@@ -261,13 +287,16 @@ fn no_vif(at: &VifDir) -> SlaError {
     }
 }
 
-/// Another vif of the same VM whose `dba-vm-pps` differs from the one just written (the
-/// cap is per VM but written per vif; the daemon applies the smallest).
+/// Another vif of the same VM whose `dba-vm-pps` (or `dba-rx-vm-pps`) differs from the
+/// one just written (the cap is per VM but written per vif; the daemon applies the
+/// smallest).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmCapMismatch {
     /// The other vif.
     pub vif: VifId,
-    /// Its `dba-vm-pps` (`None`: absent).
+    /// The key compared: `dba-vm-pps` or `dba-rx-vm-pps`.
+    pub key: &'static str,
+    /// Its value of that key (`None`: absent).
     pub value: Option<String>,
 }
 
@@ -275,9 +304,10 @@ impl fmt::Display for VmCapMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} has {KEY_VM_PPS} = {}; a VM's cap should be the same on all its vifs \
+            "{} has {} = {}; a VM's cap should be the same on all its vifs \
              (the smallest applies)",
             self.vif,
+            self.key,
             self.value.as_deref().unwrap_or("(absent)")
         )
     }
@@ -290,7 +320,8 @@ pub struct SetReport {
     pub dir: String,
     /// The keys written, with their values.
     pub written: Vec<(&'static str, String)>,
-    /// When `dba-vm-pps` was written: the VM's other vifs with a different cap.
+    /// When `dba-vm-pps` or `dba-rx-vm-pps` was written: the VM's other vifs with a
+    /// different cap.
     pub vm_cap_mismatches: Vec<VmCapMismatch>,
 }
 
@@ -319,10 +350,11 @@ pub fn set<X: Xenstore + ?Sized>(
         Ok(Ok(dir))
     })
     .map_err(xs_err(XsOp::Update, &path))??;
-    let vm_cap_mismatches = match new.iter().find(|(k, _)| *k == KEY_VM_PPS) {
-        Some((_, pps)) => vm_cap_mismatches(xs, at, pps),
-        None => Vec::new(),
-    };
+    let vm_cap_mismatches = new
+        .iter()
+        .filter(|(k, _)| [KEY_VM_PPS, KEY_RX_VM_PPS].contains(k))
+        .flat_map(|(k, pps)| vm_cap_mismatches(xs, at, k, pps))
+        .collect();
     Ok(SetReport {
         dir,
         written: new,
@@ -330,12 +362,13 @@ pub fn set<X: Xenstore + ?Sized>(
     })
 }
 
-/// The vifs of `at`'s domain (same backend and type) other than `at` whose `dba-vm-pps`
-/// differs from `pps` (compared as parsed rates: `20k` equals `20000`). Best effort:
-/// nodes that cannot be read are skipped.
+/// The vifs of `at`'s domain (same backend and type) other than `at` whose VM cap `key`
+/// (`dba-vm-pps` or `dba-rx-vm-pps`) differs from `pps` (compared as parsed rates: `20k`
+/// equals `20000`). Best effort: nodes that cannot be read are skipped.
 pub fn vm_cap_mismatches<X: Xenstore + ?Sized>(
     xs: &X,
     at: &VifDir,
+    key: &'static str,
     pps: &str,
 ) -> Vec<VmCapMismatch> {
     let parse = |v: &str| allocator::rate::parse_rate(v, allocator::rate::MAX_PPS).ok();
@@ -353,13 +386,14 @@ pub fn vm_cap_mismatches<X: Xenstore + ?Sized>(
         if devid == at.vif.devid {
             continue;
         }
-        let value = match xs.try_read(XsTx::NONE, &format!("{parent}/{devid}/{KEY_VM_PPS}")) {
+        let value = match xs.try_read(XsTx::NONE, &format!("{parent}/{devid}/{key}")) {
             Ok(v) => v.map(|v| String::from_utf8_lossy(&v).into_owned()),
             Err(_) => continue,
         };
         if value.as_deref().and_then(parse) != ours {
             out.push(VmCapMismatch {
                 vif: VifId::new(at.vif.domid, devid),
+                key,
                 value,
             });
         }

@@ -49,7 +49,7 @@ fn update(priority: Option<&str>, min: Option<&str>, max: Option<&str>) -> SlaUp
         priority: priority.map(Into::into),
         min_bps: min.map(Into::into),
         max_bps: max.map(Into::into),
-        vm_pps: None,
+        ..SlaUpdate::default()
     }
 }
 
@@ -66,6 +66,7 @@ fn set_then_show_round_trip() {
             min_bps: Some("150M".into()),
             max_bps: Some("150M ".into()),
             vm_pps: Some("20k".into()),
+            ..SlaUpdate::default()
         },
     )
     .unwrap();
@@ -207,10 +208,12 @@ fn vm_cap_differences_on_sibling_vifs_are_reported() {
         [
             VmCapMismatch {
                 vif: absent.vif,
+                key: "dba-vm-pps",
                 value: None
             },
             VmCapMismatch {
                 vif: other.vif,
+                key: "dba-vm-pps",
                 value: Some("30k".into())
             },
         ],
@@ -373,4 +376,55 @@ fn show_lists_the_toolstack_rate_key() {
             .contains("  rate          6250,50000 (toolstack cap"),
         "{v}"
     );
+}
+
+#[test]
+fn receive_keys_set_checked_and_removed() {
+    let Store(_d, xs) = store();
+    let at = add_vif(&xs, "vif", 1, 0);
+    let sibling = add_vif(&xs, "vif", 1, 1);
+    let rx = |min: Option<&str>, max: Option<&str>, pps: Option<&str>| SlaUpdate {
+        rx_min_bps: min.map(Into::into),
+        rx_max_bps: max.map(Into::into),
+        rx_vm_pps: pps.map(Into::into),
+        ..SlaUpdate::default()
+    };
+    // TX only: no receive key appears.
+    set(&xs, &at, &update(None, None, Some("100M"))).unwrap();
+    assert_eq!(key(&xs, "dba-rx-max-bps"), None);
+    let r = set(&xs, &at, &rx(Some("10M"), Some("50M"), Some("8k"))).unwrap();
+    assert_eq!(
+        r.written,
+        [
+            ("dba-rx-min-bps", "10M".to_string()),
+            ("dba-rx-max-bps", "50M".to_string()),
+            ("dba-rx-vm-pps", "8k".to_string()),
+        ]
+    );
+    assert_eq!(
+        r.vm_cap_mismatches,
+        [VmCapMismatch {
+            vif: sibling.vif,
+            key: "dba-rx-vm-pps",
+            value: None
+        }]
+    );
+    let before = dump(&xs, DIR);
+    // Contradicting the receive minimum already there: names the vif and the key.
+    let e = set(&xs, &at, &rx(None, Some("5M"), None)).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "vif1.0: field `dba-rx-min-bps`: minimum 10M b/s is above the maximum 5M b/s"
+        ),
+        "{e}"
+    );
+    let e = set(&xs, &at, &rx(None, None, Some("lots"))).unwrap_err();
+    assert!(e.to_string().contains("field `dba-rx-vm-pps`"), "{e}");
+    assert_eq!(dump(&xs, DIR), before, "a refused value wrote something");
+    let v = show(&xs, &at, None).unwrap();
+    assert!(v.to_string().contains("dba-rx-max-bps 50M"), "{v}");
+    let removed = remove(&xs, &at, &[SlaField::RxMaxBps, SlaField::RxVmPps]).unwrap();
+    assert_eq!(removed.len(), 2);
+    assert_eq!(key(&xs, "dba-rx-min-bps").as_deref(), Some("10M"));
+    assert_eq!(key(&xs, "dba-max-bps").as_deref(), Some("100M"));
 }

@@ -61,6 +61,15 @@ enum Policy {
     Hold,
 }
 
+impl From<Policy> for BackstopPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Drop => BackstopPolicy::Drop,
+            Policy::Hold => BackstopPolicy::Hold,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct PlatformArgs {
     /// Which hypervisor interface to use.
@@ -161,6 +170,10 @@ enum Cmd {
         /// What the backstop does with excess guest frames.
         #[arg(long, value_enum, default_value = "drop")]
         policy: Policy,
+        /// What the RX budget does with frames over it: `drop` (counted, never copied
+        /// into the guest) or `hold` (the vif's TAP is not read until tokens return).
+        #[arg(long, value_enum, default_value = "drop")]
+        rx_policy: Policy,
         /// Do not offer the credit area (`feature-dba-credits`).
         #[arg(long)]
         no_credits: bool,
@@ -249,6 +262,12 @@ enum SlaField {
     MaxBps,
     /// `dba-vm-pps`.
     VmPps,
+    /// `dba-rx-min-bps`.
+    RxMinBps,
+    /// `dba-rx-max-bps`.
+    RxMaxBps,
+    /// `dba-rx-vm-pps`.
+    RxVmPps,
 }
 
 impl From<SlaField> for sla::SlaField {
@@ -258,6 +277,9 @@ impl From<SlaField> for sla::SlaField {
             SlaField::MinBps => sla::SlaField::MinBps,
             SlaField::MaxBps => sla::SlaField::MaxBps,
             SlaField::VmPps => sla::SlaField::VmPps,
+            SlaField::RxMinBps => sla::SlaField::RxMinBps,
+            SlaField::RxMaxBps => sla::SlaField::RxMaxBps,
+            SlaField::RxVmPps => sla::SlaField::RxVmPps,
         }
     }
 }
@@ -282,6 +304,15 @@ enum SlaCmd {
         /// Packets/s cap of the vif's VM (e.g. 20k); write the same on every vif of the VM.
         #[arg(long, value_name = "PPS", allow_hyphen_values = true)]
         vm_pps: Option<String>,
+        /// Guaranteed receive minimum, bits/s of L2 frames delivered to the guest.
+        #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
+        rx_min_bps: Option<String>,
+        /// Receive maximum, bits/s of L2 frames delivered to the guest.
+        #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
+        rx_max_bps: Option<String>,
+        /// Receive packets/s cap of the vif's VM; write the same on every vif of the VM.
+        #[arg(long, value_name = "PPS", allow_hyphen_values = true)]
+        rx_vm_pps: Option<String>,
     },
     /// Print the SLA keys of vifs and, if the metrics endpoint answers, the live budget.
     Show {
@@ -373,6 +404,7 @@ fn run(cli: Cli) -> Result<(), String> {
             platform,
             backend_type,
             policy,
+            rx_policy,
             no_credits,
             tap_name,
             bridge,
@@ -394,10 +426,8 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let cfg = NetbackConfig {
                 backend_type,
-                tx_policy: match policy {
-                    Policy::Drop => BackstopPolicy::Drop,
-                    Policy::Hold => BackstopPolicy::Hold,
-                },
+                tx_policy: policy.into(),
+                rx_policy: rx_policy.into(),
                 credits: !no_credits,
                 rx_stall_timeout_ns: rx_stall_timeout.0.map(|d| d.as_nanos() as u64),
                 workers: workers.map_or_else(usable_cpus, usize::from),
@@ -554,12 +584,18 @@ fn sla_cmd(cmd: SlaCmd) -> Result<(), String> {
             min_bps,
             max_bps,
             vm_pps,
+            rx_min_bps,
+            rx_max_bps,
+            rx_vm_pps,
         } => {
             let update = SlaUpdate {
                 priority,
                 min_bps,
                 max_bps,
                 vm_pps,
+                rx_min_bps,
+                rx_max_bps,
+                rx_vm_pps,
             };
             let fail = |e: sla::SlaError| format!("sla set: {e}");
             // Before connecting: a bad value is reported as such wherever this runs.

@@ -175,6 +175,9 @@ families! {
     VIF_TX_HELD: "dbavm_vif_tx_held_total", Counter,
         Read::Vif(|v| Some(v.status.counters.tx_held as f64)),
         "Times the hold policy stopped reading the vif's TX ring until tokens returned.";
+    VIF_RX_HELD: "dbavm_vif_rx_held_total", Counter,
+        Read::Vif(|v| Some(v.status.counters.rx_held as f64)),
+        "Times the RX hold policy stopped reading the vif's port until tokens returned.";
     VIF_RX_DROPPED: "dbavm_vif_rx_dropped_packets_total", Counter,
         Read::VifByReason(RX_DROPS),
         "Port to guest frames dropped in the backend, by reason.";

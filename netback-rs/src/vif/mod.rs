@@ -27,7 +27,9 @@ use hypervisor::grant::{CopySegment, GntStatus, GrantCopy, GrantMapping};
 use hypervisor::platform::ring_mem;
 use netport::negotiate::Allowed;
 use netport::Port;
-use shared_ring::credit::{CreditArea, CreditPublisher, CreditReader, Credits};
+use shared_ring::credit::{
+    BackCounters, CreditArea, CreditPublisher, CreditReader, Credits, CREDIT_VERSION,
+};
 use shared_ring::netif::{NetifRxBackRing, NetifTxBackRing};
 use shared_ring::ring::layout;
 use shared_ring::{Limit, RingError};
@@ -131,6 +133,17 @@ impl Poll {
     }
 }
 
+/// What a vif's first credit generation carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstCredits {
+    /// The credit-area layout version the frontend requested (1 or 2).
+    pub version: u16,
+    /// The TX budget.
+    pub tx: Credits,
+    /// The RX budget (published with version 2).
+    pub rx: Credits,
+}
+
 /// A connected vif. `M` is the grant mapping type of the platform.
 pub struct Vif<M> {
     id: VifId,
@@ -141,6 +154,14 @@ pub struct Vif<M> {
     budget: Credits,
     /// The toolstack's static TX cap (`rate`), if any.
     rate_cap: Option<RateCap>,
+    /// The credit-area layout version the frontend requested (1 until told otherwise).
+    credit_version: u16,
+    /// The RX budget last applied ([`Vif::set_rx_budget`]), published with version 2.
+    rx_budget: Credits,
+    /// The shaping counters last published (version 2) and the private copy of their
+    /// seqlock word.
+    shaped_published: BackCounters,
+    shaped_seq: u32,
     tx: TxPath,
     rx: RxPath,
 }
@@ -164,6 +185,26 @@ impl<M: GrantMapping> Vif<M> {
         rate_cap: Option<RateCap>,
         now_ns: u64,
     ) -> Result<Self, VifFatal> {
+        let first = credits.map(|c| FirstCredits {
+            version: 1,
+            tx: *c,
+            rx: UNLIMITED,
+        });
+        Self::with_credits(id, tx_map, rx_map, first, rate_cap, now_ns)
+    }
+
+    /// [`Vif::new`] with the credit-area version the frontend requested and the first
+    /// RX budget: the first generation is already in that layout and carries both
+    /// budgets (netback writes only the negotiated layout, so a version-1 frontend never
+    /// sees one it cannot read).
+    pub fn with_credits(
+        id: VifId,
+        tx_map: M,
+        rx_map: M,
+        first: Option<FirstCredits>,
+        rate_cap: Option<RateCap>,
+        now_ns: u64,
+    ) -> Result<Self, VifFatal> {
         let tx_idx = NetifTxBackRing::attach_shared(ring_mem(tx_map.mem()))
             .map_err(VifFatal::tx_ring)?
             .indices();
@@ -177,12 +218,18 @@ impl<M: GrantMapping> Vif<M> {
             credits_generation: None,
             budget: UNLIMITED,
             rate_cap,
+            credit_version: 1,
+            rx_budget: UNLIMITED,
+            shaped_published: BackCounters::default(),
+            shaped_seq: 0,
             tx: TxPath::new(id, tx_idx, now_ns),
             rx: RxPath::new(id, rx_idx, now_ns),
         };
-        if let Some(c) = credits {
+        if let Some(f) = first {
+            v.credit_version = f.version.clamp(1, CREDIT_VERSION);
+            v.set_rx_budget(&f.rx, now_ns);
             v.credits_generation = Some(v.published_generation());
-            v.set_tx_budget(c, now_ns);
+            v.set_tx_budget(&f.tx, now_ns);
         }
         Ok(v)
     }
@@ -192,7 +239,8 @@ impl<M: GrantMapping> Vif<M> {
     /// publication is a generation the frontend has not applied yet. Read once, from
     /// the frontend's page: a value it forged only confuses its own reader.
     fn published_generation(&self) -> u32 {
-        CreditArea::in_tx_page(ring_mem(self.tx_map.mem()))
+        // Read as the highest version: a snapshot of any version is accepted.
+        CreditArea::in_tx_page_version(ring_mem(self.tx_map.mem()), CREDIT_VERSION)
             .ok()
             .and_then(|area| CreditReader::new(area).snapshot().ok())
             .map_or(0, |s| s.generation)
@@ -257,11 +305,27 @@ impl<M: GrantMapping> Vif<M> {
         );
         if let Some(generation) = self.credits_generation {
             let mem = ring_mem(self.tx_map.mem());
-            if let Ok(area) = CreditArea::in_tx_page(mem) {
+            if let Ok(area) = CreditArea::in_tx_page_version(mem, self.credit_version) {
                 let mut p = CreditPublisher::resume(area, generation);
-                p.publish(c);
+                p.publish_both(c, &self.rx_budget);
                 self.credits_generation = Some(p.generation());
             }
+        }
+    }
+
+    /// Publishes the shaping counters in a version-2 credit area when they changed.
+    fn publish_shaped(&mut self) {
+        if self.credits_generation.is_none() || self.credit_version < 2 {
+            return;
+        }
+        let now = self.counters().shaped();
+        if now == self.shaped_published {
+            return;
+        }
+        let mem = ring_mem(self.tx_map.mem());
+        if let Ok(area) = CreditArea::in_tx_page_version(mem, self.credit_version) {
+            CreditPublisher::new(area).publish_counters(&mut self.shaped_seq, &now);
+            self.shaped_published = now;
         }
     }
 
@@ -282,6 +346,25 @@ impl<M: GrantMapping> Vif<M> {
     /// until set.
     pub fn set_rx_limits(&mut self, bytes: Limit, packets: Limit, now_ns: u64) {
         self.rx.backstop.set_limits(bytes, packets, now_ns);
+    }
+
+    /// Applies an RX budget (the allocator's, or a static one): port → guest frames are
+    /// charged against exactly these rates and bursts before they are copied into the
+    /// guest (`rx_path.rs`; here the bucket is the enforcement, not a backstop behind
+    /// the frontend's own, so it has no slack).
+    pub fn set_rx_budget(&mut self, c: &Credits, now_ns: u64) {
+        self.set_rx_limits(c.bytes, c.packets, now_ns);
+        let changed = self.rx_budget != *c;
+        self.rx_budget = *c;
+        if changed && self.credit_version >= 2 && self.credits_generation.is_some() {
+            let budget = self.budget;
+            self.set_tx_budget(&budget, now_ns);
+        }
+    }
+
+    /// What the RX budget does with a frame over it: drop it, or hold the port.
+    pub fn set_rx_policy(&mut self, policy: BackstopPolicy) {
+        self.rx.policy = policy;
     }
 
     /// What may be delivered to the frontend ([`Allowed::toward`] its feature keys):
@@ -322,7 +405,9 @@ impl<M: GrantMapping> Vif<M> {
         budget: usize,
     ) -> Result<Poll, VifFatal> {
         let page = ring_mem(self.tx_map.mem());
-        self.tx.poll(page, now_ns, grants, port, budget)
+        let poll = self.tx.poll(page, now_ns, grants, port, budget);
+        self.publish_shaped();
+        poll
     }
 
     /// Port → guest: moves frames from the port into the guest's posted RX buffers.
@@ -333,7 +418,9 @@ impl<M: GrantMapping> Vif<M> {
         port: &mut P,
     ) -> Result<Poll, VifFatal> {
         let page = ring_mem(self.rx_map.mem());
-        self.rx.poll(page, now_ns, grants, port)
+        let poll = self.rx.poll(page, now_ns, grants, port);
+        self.publish_shaped();
+        poll
     }
 
     /// When TX is held (by the backstop, a full port or [`Vif::hold_tx`]), the time (ns)
@@ -343,13 +430,15 @@ impl<M: GrantMapping> Vif<M> {
     }
 
     /// When this vif must be polled even if nothing wakes it (ns): TX held
-    /// ([`Vif::hold_until`]), a TX packet left incomplete reaching its timeout, or a frame
-    /// waiting for RX buffers reaching the stall timeout.
+    /// ([`Vif::hold_until`]), a TX packet left incomplete reaching its timeout, a frame
+    /// waiting for RX buffers reaching the stall timeout, or a frame held for the RX
+    /// budget whose deficit has accrued.
     pub fn wake_at(&self) -> Option<u64> {
         [
             self.tx.hold_until,
             self.tx.incomplete_deadline(),
             self.rx.stall.deadline(),
+            self.rx.held_until(),
         ]
         .into_iter()
         .flatten()
@@ -374,10 +463,21 @@ impl<M: GrantMapping> Vif<M> {
         self.tx.hold_until = Some(until);
     }
 
-    /// True when a frame waits for RX buffers from the guest.
+    /// True when a frame waits: for RX buffers from the guest, or for the RX budget
+    /// (policy hold). Either way the port need not be read until it goes.
     pub fn rx_starved(&self) -> bool {
         self.rx.starved()
     }
+}
+
+/// Whether a frame of `cost` that `bucket` just refused lacked byte tokens (then it is
+/// counted against the bits/s budget; else against the packets/s budget).
+fn short_of_bytes(
+    bucket: &mut shared_ring::DualTokenBucket,
+    now_ns: u64,
+    cost: &shared_ring::WireCost,
+) -> bool {
+    bucket.bytes.available(now_ns) < cost.bytes
 }
 
 /// One batched grant copy between `arena` and the peer's grants. A call that fails as a

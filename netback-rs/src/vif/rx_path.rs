@@ -12,6 +12,15 @@
 //! A frame that finds too few posted buffers waits in the stash (one frame) and the
 //! frontend is asked to notify when it posts more; one that waits too long stalls the
 //! frontend ([`super::stall`]).
+//!
+//! The vif's RX budget is charged before a frame is placed, so a frame over it is never
+//! grant-copied. Policy `drop`: it is counted and dropped. Policy `hold`: it waits in the
+//! stash and the port is not read until the exact deficit has accrued
+//! ([`RxPath::held_until`]; netback disarms the port's readiness meanwhile), so dom0's
+//! queueing discipline holds and drops, and local senders see backpressure. A budget of
+//! zero drops under either policy (nothing would ever return). Each refusal is counted
+//! for the guest: for the bits/s budget (frames, wire bytes) when the byte bucket lacked
+//! tokens, else for the packets/s budget.
 
 use core::ops::{ControlFlow, Range};
 
@@ -29,8 +38,9 @@ use shared_ring::{BackIndices, DualTokenBucket, SharedMem, WireCost, XEN_PAGE_SI
 use xen_ids::VifId;
 
 use super::stall::{RxStall, RX_STALL_TIMEOUT_NS};
-use super::{grant_copy, Poll, VifFatal, MAX_RX_SLOTS, RX_BATCH};
+use super::{grant_copy, BackstopPolicy, Poll, VifFatal, MAX_RX_SLOTS, RX_BATCH};
 use crate::meter::VifCounters;
+use shared_ring::Denied;
 
 /// Bytes one batch may copy into the guest: the batch's frames, and room for one more
 /// of the largest.
@@ -61,6 +71,8 @@ enum BuildEnd {
     PortEmpty,
     /// The next frame waits for posted buffers: this many are posted, too few for it.
     Starved(u32),
+    /// The next frame waits for the RX budget (policy hold, [`RxPath::held_until`]).
+    Held,
 }
 
 /// The RX half of a vif.
@@ -90,6 +102,11 @@ pub(super) struct RxPath {
     stash_buf: Vec<u8>,
     /// Whether the frontend has stalled (carrier off), and since when a frame waits.
     pub(super) stall: RxStall,
+    /// What a frame over the budget meets: dropped, or held in the stash.
+    pub(super) policy: BackstopPolicy,
+    /// The stashed frame waits for the budget until this time (ns); the port is not
+    /// read before.
+    held_until: Option<u64>,
 }
 
 impl RxPath {
@@ -110,12 +127,20 @@ impl RxPath {
             stash: None,
             stash_buf: vec![0; MAX_RX_FRAME],
             stall: RxStall::new(Some(RX_STALL_TIMEOUT_NS)),
+            policy: BackstopPolicy::Drop,
+            held_until: None,
         }
     }
 
-    /// True when a frame waits for RX buffers from the guest.
+    /// True when a frame waits in the stash: for RX buffers from the guest, or for the
+    /// budget (policy hold). The port need not be read meanwhile.
     pub(super) fn starved(&self) -> bool {
         self.stash.is_some()
+    }
+
+    /// When a frame held for the budget may go (ns): poll the vif then.
+    pub(super) fn held_until(&self) -> Option<u64> {
+        self.held_until
     }
 
     /// One batch into the RX ring in `page`: build → copy → respond.
@@ -126,6 +151,12 @@ impl RxPath {
         grants: &G,
         port: &mut P,
     ) -> Result<Poll, VifFatal> {
+        if let Some(t) = self.held_until {
+            if now_ns < t {
+                return Ok(Poll::default());
+            }
+            self.held_until = None;
+        }
         let mut ring = NetifRxBackRing::resume(page, self.idx).map_err(VifFatal::rx_ring)?;
         if let Some(poll) = self.poll_stalled(&mut ring, port)? {
             return Ok(poll);
@@ -145,9 +176,11 @@ impl RxPath {
                     .map_err(VifFatal::rx_ring)?
             }
             BuildEnd::Limit => true,
-            BuildEnd::PortEmpty => false,
+            BuildEnd::PortEmpty | BuildEnd::Held => false,
         };
-        self.stall.note(self.stash.is_some(), now_ns);
+        // A frame held for the budget is not waiting for the guest's buffers.
+        self.stall
+            .note(self.stash.is_some() && self.held_until.is_none(), now_ns);
         self.idx = ring.indices();
         Ok(Poll {
             notify,
@@ -244,20 +277,49 @@ impl RxPath {
             }
             if p.len() - taken < slots {
                 // Not enough posted buffers: keep the frame for the next poll.
-                self.stash_buf[..len].copy_from_slice(&self.arena[self.used..self.used + len]);
-                self.stash = Some((len, meta));
+                self.stash_frame(len, meta);
                 break BuildEnd::Starved(p.len() - taken);
             }
             let cost = frame_cost(&self.arena[self.used..self.used + len], &meta);
-            if self.backstop.charge_wire(now_ns, &cost).is_err() {
-                self.counters.rx_dropped_police += 1;
-                continue;
+            if let Err(denied) = self.backstop.charge_wire(now_ns, &cost) {
+                self.shaped(now_ns, &cost);
+                match denied {
+                    Denied::Wait { ns } if self.policy == BackstopPolicy::Hold => {
+                        self.stash_frame(len, meta);
+                        self.held_until = Some(now_ns.saturating_add(ns));
+                        self.counters.rx_held += 1;
+                        break BuildEnd::Held;
+                    }
+                    _ => {
+                        self.counters.rx_dropped_police += 1;
+                        self.counters.rx_police_wire_packets += cost.packets;
+                        self.counters.rx_police_wire_bytes += cost.bytes;
+                        continue;
+                    }
+                }
             }
             self.place(&p, taken, (len, cost), &meta, extra);
             taken += slots;
         };
         p.consume(taken);
         Ok(end)
+    }
+
+    /// Keeps the frame at `arena[used..used + len]` for the next poll.
+    fn stash_frame(&mut self, len: usize, meta: FrameMeta) {
+        self.stash_buf[..len].copy_from_slice(&self.arena[self.used..self.used + len]);
+        self.stash = Some((len, meta));
+    }
+
+    /// Counts a frame of `cost` refused by the budget, for the guest: against the
+    /// bits/s budget when the byte bucket lacked the tokens, else the packets/s budget.
+    fn shaped(&mut self, now_ns: u64, cost: &WireCost) {
+        if super::short_of_bytes(&mut self.backstop, now_ns, cost) {
+            self.counters.rx_shaped_bps_frames += 1;
+            self.counters.rx_shaped_bps_bytes += cost.bytes;
+        } else {
+            self.counters.rx_shaped_pps_frames += 1;
+        }
     }
 
     /// The next frame, read into the arena after the batch's frames: the one stashed

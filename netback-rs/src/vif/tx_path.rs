@@ -294,7 +294,11 @@ impl TxPath {
         let slots = pkt.ring_slots;
         // The headers are not read yet: charge the bound, settled after the copy.
         let bound = WireCost::of(u64::from(pkt.size), pkt.gso.map(|g| g.size), None);
-        match self.backstop.charge_wire(now_ns, &bound) {
+        let charged = self.backstop.charge_wire(now_ns, &bound);
+        if charged.is_err() {
+            self.shaped(now_ns, &bound);
+        }
+        match charged {
             Ok(()) => self.batch.copy(pkt, bound, self.id.domid),
             Err(Denied::Wait { ns }) if self.policy == BackstopPolicy::Hold => {
                 self.hold_until = Some(now_ns.saturating_add(ns));
@@ -323,6 +327,17 @@ impl TxPath {
             }
         }
         Ok(Take::Took(slots))
+    }
+
+    /// Counts a frame of `cost` the backstop refused, for the guest: against the
+    /// bits/s budget when the byte bucket lacked the tokens, else the packets/s budget.
+    fn shaped(&mut self, now_ns: u64, cost: &WireCost) {
+        if super::short_of_bytes(&mut self.backstop, now_ns, cost) {
+            self.counters.tx_shaped_bps_frames += 1;
+            self.counters.tx_shaped_bps_bytes += cost.bytes;
+        } else {
+            self.counters.tx_shaped_pps_frames += 1;
+        }
     }
 
     /// Copy: one batched grant copy of every admitted packet into the arena.

@@ -14,7 +14,7 @@ use crate::control_link::{Command, ConnectError, FrontendSetup};
 use crate::features::BoundChannels;
 use crate::meter::VifCounters;
 use crate::published::{VifBoard, WorkerMeters};
-use crate::vif::Vif;
+use crate::vif::{FirstCredits, Vif};
 use crate::vifconfig::VifConfig;
 
 impl<P: BackendPlatform + Sync> Worker<P> {
@@ -75,6 +75,13 @@ impl<P: BackendPlatform + Sync> Worker<P> {
                 credits,
             } => {
                 self.set_tx_budget(id, Some(created), &credits);
+            }
+            Command::RxBudget {
+                id,
+                created,
+                credits,
+            } => {
+                self.set_rx_budget(id, created, &credits);
             }
             Command::SetBudget { id, credits, reply } => {
                 let _ = reply.send(self.set_tx_budget(id, None, &credits));
@@ -149,14 +156,16 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let initial = self.shared.initial.credits(id, self.cfg.initial_budget);
         // The toolstack's `rate` holds under every budget, the first one included.
         let rate_cap = self.devices.get(&id).and_then(|d| d.rate);
-        let vif = Vif::new(
-            id,
-            tx_map,
-            rx_map,
-            s.credits.then_some(&initial),
-            rate_cap,
-            now,
-        );
+        let initial_rx = self
+            .shared
+            .initial
+            .rx_credits(id, self.cfg.initial_rx_budget);
+        let first = s.credits.then_some(FirstCredits {
+            version: s.credit_version,
+            tx: initial,
+            rx: initial_rx,
+        });
+        let vif = Vif::with_credits(id, tx_map, rx_map, first, rate_cap, now);
         let mut vif = match vif {
             Ok(vif) => vif,
             Err(e) => {
@@ -165,6 +174,8 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             }
         };
         vif.set_tx_policy(self.cfg.tx_policy);
+        vif.set_rx_policy(self.cfg.rx_policy);
+        vif.set_rx_budget(&initial_rx, now);
         // Only what the frontend agreed to take goes on its RX ring (every frame is
         // checked); the port is asked for no other offloads, to spare the fallback.
         let allowed = feat.allowed();
