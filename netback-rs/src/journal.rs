@@ -329,3 +329,134 @@ impl Responder {
         notify
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared_ring::netif::{NetifTxBackRing, NetifTxFrontRing, NetifTxRequest, NetifTxResponse};
+    use shared_ring::SharedPage;
+    use xen_ids::DomId;
+
+    const REF: u32 = 77;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("nb-journal-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn id() -> VifId {
+        VifId::new(DomId(3), 1)
+    }
+
+    /// A TX ring with `posted` requests (id = gref = n) and a journal reset at its start.
+    fn ring_with_requests(page: &SharedPage, j: &VifJournal, posted: u16) {
+        let mut f = NetifTxFrontRing::init(page.mem()).unwrap();
+        for n in 0..posted {
+            let q = NetifTxRequest {
+                gref: 1000 + u32::from(n),
+                id: n,
+                size: 60,
+                ..Default::default()
+            };
+            f.put_request(&q).unwrap();
+        }
+        f.push_requests();
+        j.reset(Ring::Tx, REF, 0);
+    }
+
+    /// A backend that takes every request and writes `answered` responses, then dies
+    /// before publishing them (the responder is dropped, nothing pushed).
+    fn answer_without_publishing(page: &SharedPage, j: &VifJournal, answered: u16) {
+        let mut b = NetifTxBackRing::attach_shared(page.mem()).unwrap();
+        while b.take_request().unwrap().is_some() {}
+        let mut r = Responder::default();
+        r.set_log(Some(j.log(Ring::Tx)));
+        for n in 0..answered {
+            r.put(&mut b, &NetifTxResponse { id: n, status: 0 });
+        }
+    }
+
+    fn replay(page: &SharedPage, j: &VifJournal) -> Result<u32, JournalError> {
+        j.replay::<NetifTxRequest, NetifTxResponse>(Ring::Tx, page.mem(), REF)
+    }
+
+    #[test]
+    fn an_unpublished_batch_is_published_once_and_the_rest_read_as_requests() {
+        let d = dir("once");
+        let j = VifJournal::open(&d, id()).unwrap();
+        let page = SharedPage::new();
+        ring_with_requests(&page, &j, 20);
+        answer_without_publishing(&page, &j, 7);
+        // The next netback (a new mapping of the same file).
+        let j2 = VifJournal::open(&d, id()).unwrap();
+        assert_eq!(replay(&page, &j2).unwrap(), 7);
+        assert_eq!(replay(&page, &j2).unwrap(), 0, "never published twice");
+        let at = shared_ring::ring::FrontIndices {
+            req_prod_pvt: 20,
+            rsp_cons: 0,
+        };
+        let mut f = NetifTxFrontRing::resume(page.mem(), at).unwrap();
+        let mut ids = Vec::new();
+        while let Some(r) = f.take_response().unwrap() {
+            ids.push(r.id);
+        }
+        assert_eq!(ids, (0..7).collect::<Vec<_>>());
+        let mut b = NetifTxBackRing::attach_shared(page.mem()).unwrap();
+        let mut grefs = Vec::new();
+        while let Some(q) = b.take_request().unwrap() {
+            grefs.push(q.gref);
+        }
+        assert_eq!(grefs, (1007..1020).collect::<Vec<_>>());
+        remove_journal(&d, id()).unwrap();
+        assert!(!journal_path(&d, id()).exists());
+        remove_journal(&d, id()).unwrap();
+    }
+
+    #[test]
+    fn a_published_batch_or_another_ring_s_is_left_alone() {
+        let d = dir("left");
+        let j = VifJournal::open(&d, id()).unwrap();
+        let page = SharedPage::new();
+        ring_with_requests(&page, &j, 10);
+        answer_without_publishing(&page, &j, 4);
+        // Another ring (the frontend ran a handshake since): nothing written to it.
+        let other = j.replay::<NetifTxRequest, NetifTxResponse>(Ring::Tx, page.mem(), REF + 1);
+        assert_eq!(other.unwrap(), 0);
+        assert_eq!(page.mem().load(shared_ring::ring::layout::RSP_PROD), 0);
+        // Published by the killed netback just before it died.
+        ring_with_requests(&page, &j, 10);
+        answer_without_publishing(&page, &j, 4);
+        page.mem().store(shared_ring::ring::layout::RSP_PROD, 4);
+        assert_eq!(replay(&page, &j).unwrap(), 0);
+        assert_eq!(page.mem().load(shared_ring::ring::layout::RSP_PROD), 4);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_corrupt_journal_is_refused_and_the_ring_left_as_it_is() {
+        let d = dir("corrupt");
+        let j = VifJournal::open(&d, id()).unwrap();
+        let page = SharedPage::new();
+        ring_with_requests(&page, &j, 5);
+        // More responses than requests posted.
+        ring_mem(&j.map).store(H_REF, REF);
+        ring_mem(&j.map).store(H_COUNT, 6);
+        assert!(matches!(
+            replay(&page, &j),
+            Err(JournalError::Invalid("TX", _))
+        ));
+        // Not a journal at all.
+        std::fs::write(journal_path(&d, id()), vec![0xa5; 2 * RING_BYTES]).unwrap();
+        let j = VifJournal::open(&d, id()).unwrap();
+        assert!(matches!(replay(&page, &j), Err(JournalError::Invalid(..))));
+        assert_eq!(page.mem().load(shared_ring::ring::layout::RSP_PROD), 0);
+        // Set aside: it records from the shared index again.
+        assert_eq!(replay(&page, &j).unwrap(), 0);
+        // A file of the wrong size is resized.
+        std::fs::write(journal_path(&d, id()), b"short").unwrap();
+        let j = VifJournal::open(&d, id()).unwrap();
+        assert!(replay(&page, &j).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

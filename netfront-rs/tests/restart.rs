@@ -338,6 +338,20 @@ fn a_backend_killed_mid_tx_batch_strands_nothing() {
     expect_rx(&mut nf, &mut wire, 300..340);
     same_connection(&mut nf, &rings);
     assert!(nb.vif_status(id).is_some_and(|s| s.connected));
+    // The toolstack removes the vif: its journal goes with it.
+    let journal = dir.join("1.0.journal");
+    assert!(journal.exists(), "{}", journal.display());
+    let dom0 = host.domain(DomId(0)).unwrap();
+    let spec = netback::toolstack::VifSpec::new(DomId(0), DomId(1), 0);
+    netback::toolstack::destroy_vif(&dom0.xenstore, &spec).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while nb.vif_status(id).is_some() || journal.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed vif's journal stays"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
