@@ -135,11 +135,13 @@ EOF
     tail -f "$_gc_log" >"$_gc_fifo" &
     echo $! >"$BED_STATE/$_gc_name.tail"
     bed_log "xl create $_gc_name $*"
-    if xl create "$_gc_cfg" "$@" >"$BED_STATE/$_gc_name.xl.log" 2>&1; then
+    # (The status is taken right after xl: after an `if` whose branch did not run, $? is 0.)
+    xl create "$_gc_cfg" "$@" >"$BED_STATE/$_gc_name.xl.log" 2>&1
+    _gc_rc=$?
+    if [ "$_gc_rc" = 0 ]; then
         bed_log "guest $_gc_name created, domid $(bed_guest_domid "$_gc_name")"
         return 0
     fi
-    _gc_rc=$?
     bed_log "xl create $_gc_name failed (status $_gc_rc):"
     tail -n 15 "$BED_STATE/$_gc_name.xl.log"
     return "$_gc_rc"

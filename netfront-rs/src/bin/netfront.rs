@@ -4,13 +4,18 @@
 //! ```text
 //! netfront [--platform local --hv-socket PATH --domid N | --platform xen] [--devid N]
 //!          [--tap NAME] [--policy drop|hold] [--no-credits] [--no-split-event-channels]
-//!          [--queues N]
+//!          [--queues N] [--offer all|none|sg,csum,ipv6-csum,gso-tcpv4,gso-tcpv6]
 //! ```
 //!
 //! With `--queues N` (N > 1) and a backend offering `multi-queue-max-queues`, the vif
 //! gets min(N, that) queues, the TAP as many queues (`IFF_MULTI_QUEUE`, the kernel
 //! spreads flows over them), and one thread moves frames for each; at exit each queue's
 //! counters are logged (`netfront: queue I: ...`).
+//!
+//! `--offer` chooses the offloads this frontend offers (its feature keys, what the
+//! backend may send it) and also uses toward the backend (the TAP's offloads): a
+//! frontend that offers no SG or no checksum offload neither takes nor sends such
+//! frames, as stock frontends with fewer features (older Linux, FreeBSD, Windows PV).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -22,6 +27,7 @@ use clap::{Parser, ValueEnum};
 use hypervisor::clock;
 use hypervisor::platform::{FrontendPlatform, Services};
 use netfront::{CreditPolicy, Netfront, NetfrontConfig};
+use netport::negotiate::{Allowed, Offer};
 use netport::{Port, TapConfig, TapOffload, TapPort};
 use xen_ids::DomId;
 
@@ -79,6 +85,50 @@ struct Cli {
     /// does not offer multi-queue).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     queues: u16,
+    /// The offloads offered and used: `all`, `none`, or a comma-separated list of
+    /// `sg`, `csum` (IPv4 checksum offload), `ipv6-csum`, `gso-tcpv4`, `gso-tcpv6`.
+    #[arg(long, default_value = "all", value_parser = parse_offer)]
+    offer: Offer,
+}
+
+/// Parses `--offer`: `all`, `none`, or a list of feature names (each at most once).
+fn parse_offer(s: &str) -> Result<Offer, String> {
+    match s {
+        "all" => return Ok(Offer::ALL),
+        "none" => return Ok(Offer::NOTHING),
+        _ => {}
+    }
+    let mut o = Offer::NOTHING;
+    for name in s.split(',') {
+        let flag = match name.trim() {
+            "sg" => &mut o.sg,
+            "csum" => &mut o.ipv4_csum,
+            "ipv6-csum" => &mut o.ipv6_csum,
+            "gso-tcpv4" => &mut o.gso_tcpv4,
+            "gso-tcpv6" => &mut o.gso_tcpv6,
+            other => {
+                return Err(format!(
+                "unknown feature {other:?} (all, none, or sg,csum,ipv6-csum,gso-tcpv4,gso-tcpv6)"
+            ))
+            }
+        };
+        if std::mem::replace(flag, true) {
+            return Err(format!("feature {name:?} given twice"));
+        }
+    }
+    Ok(o)
+}
+
+/// What the TAP may hand netfront: what the backend takes and this frontend uses.
+fn tap_offloads(backend: &Allowed, own: &Offer) -> Allowed {
+    let own = Allowed::toward(own);
+    Allowed {
+        multi_slot: backend.multi_slot && own.multi_slot,
+        csum_v4: backend.csum_v4 && own.csum_v4,
+        csum_v6: backend.csum_v6 && own.csum_v6,
+        gso_v4: backend.gso_v4 && own.gso_v4,
+        gso_v6: backend.gso_v6 && own.gso_v6,
+    }
 }
 
 fn main() -> ExitCode {
@@ -101,9 +151,9 @@ fn run(cli: Cli) -> Result<(), String> {
     cfg.request_credits = !cli.no_credits;
     cfg.split_event_channels = !cli.no_split_event_channels;
     cfg.queues = cli.queues.into();
-    // The TAP takes GSO frames through its virtio-net header.
-    cfg.offer.gso_tcpv4 = true;
-    cfg.offer.gso_tcpv6 = true;
+    // The TAP takes GSO frames through its virtio-net header, so everything can be
+    // offered (the default); `--offer` narrows it.
+    cfg.offer = cli.offer;
     let mut tcfg = TapConfig::new(&cli.tap);
     tcfg.mtu = Some(cli.mtu);
     tcfg.offload = TapOffload {
@@ -129,6 +179,7 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn serve<P: FrontendPlatform>(p: P, cfg: NetfrontConfig, tcfg: &TapConfig) -> Result<(), String> {
+    let offer = cfg.offer;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal: {e}"))?;
@@ -144,12 +195,15 @@ fn serve<P: FrontendPlatform>(p: P, cfg: NetfrontConfig, tcfg: &TapConfig) -> Re
     // (its feature keys): segmentation of each TCP version only when the backend takes
     // those GSO frames — then the guest's TCP hands over 64 KiB frames, one ring round
     // trip and one system call each instead of ~45 — and partial checksums (any other
-    // frame is completed or refused by netfront itself).
+    // frame is completed or refused by netfront itself) — and of those only what this
+    // frontend offers itself (`--offer`).
     if nf.num_queues() > 1 {
-        return serve_queues(nf, tcfg, &stop);
+        return serve_queues(nf, tcfg, &stop, &offer);
     }
     let mut tap = TapPort::open(tcfg).map_err(|e| format!("TAP {}: {e}", tcfg.name))?;
     if let Some(allowed) = nf.tx_allowed() {
+        let allowed = tap_offloads(&allowed, &offer);
+        log::info!("netfront: TAP offloads {allowed:?}");
         tap.set_offloads(&allowed)
             .map_err(|e| format!("TAP {} offloads: {e}", tcfg.name))?;
     }
@@ -170,11 +224,14 @@ fn serve_queues<P: FrontendPlatform>(
     mut nf: Netfront<P>,
     tcfg: &TapConfig,
     stop: &AtomicBool,
+    offer: &Offer,
 ) -> Result<(), String> {
     let n = nf.num_queues();
     let mut taps = TapPort::open_queues(tcfg, n)
         .map_err(|e| format!("TAP {} ({n} queues): {e}", tcfg.name))?;
     if let Some(allowed) = nf.tx_allowed() {
+        let allowed = tap_offloads(&allowed, offer);
+        log::info!("netfront: TAP offloads {allowed:?}");
         for tap in &mut taps {
             tap.set_offloads(&allowed)
                 .map_err(|e| format!("TAP {} offloads: {e}", tcfg.name))?;
@@ -230,5 +287,40 @@ mod tests {
         assert!(matches!(cli.platform, PlatformKind::Xen));
         assert_eq!(cli.devid, 0);
         assert_eq!(cli.tap, "eth0");
+    }
+
+    #[test]
+    fn offer_names_map_to_the_feature_keys() {
+        assert_eq!(parse_offer("all"), Ok(Offer::ALL));
+        assert_eq!(parse_offer("none"), Ok(Offer::NOTHING));
+        let o = parse_offer("sg,csum,gso-tcpv6").unwrap();
+        let keys = o.keys();
+        assert_eq!(
+            keys,
+            [
+                ("feature-sg", "1"),
+                ("feature-no-csum-offload", "0"),
+                ("feature-ipv6-csum-offload", "0"),
+                ("feature-gso-tcpv4", "0"),
+                ("feature-gso-tcpv6", "1"),
+            ]
+        );
+        assert!(parse_offer("sg,tso").is_err());
+        assert!(parse_offer("sg,sg").is_err());
+        assert!(parse_offer("").is_err());
+    }
+
+    #[test]
+    fn the_tap_uses_only_what_both_sides_agree_to() {
+        let backend = Allowed::toward(&Offer::ALL);
+        let own = parse_offer("sg,csum,gso-tcpv4,gso-tcpv6").unwrap();
+        let a = tap_offloads(&backend, &own);
+        // GSO for TCPv6 needs IPv6 checksum offload, which this frontend does not use.
+        assert!(a.multi_slot && a.csum_v4 && a.gso_v4);
+        assert!(!a.csum_v6 && !a.gso_v6);
+        // A backend without SG limits a frontend offering everything.
+        let narrow = Allowed::toward(&Offer::DEFAULTS);
+        assert_eq!(tap_offloads(&narrow, &Offer::ALL), narrow);
+        assert_eq!(tap_offloads(&backend, &Offer::ALL), backend);
     }
 }
