@@ -94,6 +94,16 @@ pub struct NetbackConfig {
     /// handle and serves the vif queues placed on it (the least loaded at a vif's
     /// probe, for the vif's life). `netback serve` defaults to the CPUs it may run on.
     pub workers: usize,
+    /// Where each vif's response journal lives (`<domid>.<devid>.journal`, see
+    /// [`crate::journal`]): a netback killed in the middle of a batch leaves there what
+    /// the next one needs to take the rings over. `netback serve`: `/run/netback`.
+    /// `None`: no journal (a netback killed mid-batch may strand its guests).
+    pub journal_dir: Option<std::path::PathBuf>,
+    /// Fault injection for tests: each vif's netback process exits, as if killed, after
+    /// writing this many TX responses (before the next, mid-batch). `None` in production.
+    pub exit_after_tx_responses: Option<u64>,
+    /// The same for RX responses.
+    pub exit_after_rx_responses: Option<u64>,
 }
 
 impl Default for NetbackConfig {
@@ -113,6 +123,9 @@ impl Default for NetbackConfig {
             emulated_backend_pps: None,
             rx_stall_timeout_ns: Some(crate::vif::RX_STALL_TIMEOUT_NS),
             workers: 1,
+            journal_dir: None,
+            exit_after_tx_responses: None,
+            exit_after_rx_responses: None,
         }
     }
 }

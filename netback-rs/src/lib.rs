@@ -39,6 +39,7 @@ pub mod control_work;
 pub mod emulation;
 pub mod evtchn_backoff;
 pub mod features;
+pub mod journal;
 pub mod meter;
 pub mod metrics;
 pub(crate) mod published;

@@ -25,6 +25,14 @@ use xenstore::{Xenstore, XsTx};
 
 /// Environment variable that marks the child process.
 const CHILD_ENV: &str = "DBA_RESTART_CHILD";
+/// The child netback's journal directory (none without).
+const CHILD_JOURNAL: &str = "DBA_RESTART_JOURNAL";
+/// The child netback exits, as if killed, after writing this many TX responses.
+const CHILD_EXIT_TX: &str = "DBA_RESTART_EXIT_TX";
+/// The same for RX responses.
+const CHILD_EXIT_RX: &str = "DBA_RESTART_EXIT_RX";
+/// The child netback puts frames 0..n on its port for the guest.
+const CHILD_RX_FRAMES: &str = "DBA_RESTART_RX_FRAMES";
 const FE: &str = "/local/domain/1/device/vif/0";
 const BE: &str = "/local/domain/0/backend/vif/1/0";
 
@@ -102,9 +110,18 @@ fn child_netback() {
     let dom = xen_local::Domain::from_env().expect("hypervisor connection from env");
     let platform = xen_local::host::platform_of(dom).expect("platform");
     let wires = MemWires::new(MemPortConfig::new(1024, 65536));
+    let env = |k: &str| std::env::var(k).ok();
+    let num = |k: &str| env(k).map(|v| v.parse::<u64>().expect(k));
+    let cfg = NetbackConfig {
+        journal_dir: env(CHILD_JOURNAL).map(Into::into),
+        exit_after_tx_responses: num(CHILD_EXIT_TX),
+        exit_after_rx_responses: num(CHILD_EXIT_RX),
+        ..NetbackConfig::default()
+    };
+    let rx_frames = num(CHILD_RX_FRAMES).unwrap_or(0) as u32;
     let mut nb = Netback::new(
         platform,
-        NetbackConfig::default(),
+        cfg,
         Box::new(wires.factory()),
         hypervisor::clock::system(),
     )
@@ -112,6 +129,9 @@ fn child_netback() {
     let id = VifId::new(DomId(1), 0);
     std::thread::spawn(move || {
         let mut wire = wires.take(id, WAIT).expect("netback opens the port");
+        for seq in 0..rx_frames {
+            send_all(&mut wire, &frame(seq, len_of(seq)));
+        }
         let mut out = std::io::stdout();
         loop {
             for f in recv_n(&mut wire, usize::MAX, Duration::from_millis(5)) {
@@ -137,7 +157,16 @@ impl Drop for NetbackProcess {
 
 /// Starts [`child_netback`] as dom0; the frames it sends to the port, as (seq, len).
 fn spawn_child_netback(host: &LocalHost) -> (NetbackProcess, mpsc::Receiver<(u32, usize)>) {
+    spawn_child_netback_with(host, &[])
+}
+
+/// [`spawn_child_netback`] with extra environment variables.
+fn spawn_child_netback_with(
+    host: &LocalHost,
+    env: &[(&str, String)],
+) -> (NetbackProcess, mpsc::Receiver<(u32, usize)>) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.args([
         "--ignored",
         "--exact",
@@ -248,4 +277,129 @@ fn rings_changed_without_a_handshake_are_refused() {
         "{error}"
     );
     assert!(nb.vif_status(id).is_some_and(|s| !s.connected));
+}
+
+/// A fresh directory for the journals of one test.
+fn journal_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("netback-journal-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Waits until the child process exits by itself (its fault hook).
+fn exited(child: &mut NetbackProcess) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while child.0.try_wait().expect("wait").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the netback process did not reach its fault point"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The responses a netback wrote into the ring before it was killed (`kill -9` in the
+/// middle of a batch: written, not published) do not strand the guest: the next netback
+/// publishes them from its journal and reads none of those slots as a request. Every
+/// TX request is answered exactly once and its frame goes out exactly once.
+#[test]
+fn a_backend_killed_mid_tx_batch_strands_nothing() {
+    const K: u32 = 10;
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let dir = journal_dir("tx");
+    let env = [
+        (CHILD_JOURNAL, dir.display().to_string()),
+        (CHILD_EXIT_TX, K.to_string()),
+    ];
+    let (mut child, _sent) = spawn_child_netback_with(&host, &env);
+    let mut nf = connect(&host, DomId(1));
+    let rings = tx_ring_ref(&nf);
+    // Frames 0..=K reach the child's port; it writes K responses, records the next
+    // and is killed before writing it and before publishing any.
+    let reaped = send_frames(&mut nf, 0..40);
+    exited(&mut child);
+    drop(child);
+    let cfg = NetbackConfig {
+        journal_dir: Some(dir.clone()),
+        ..NetbackConfig::default()
+    };
+    let nb = BackendThread::start(&host, cfg).expect("netback");
+    nb.wait_connected(&[id], WAIT)
+        .expect("netback takes the rings over");
+    let mut wire = nb.wire(id);
+    expect_exactly(&mut wire, K + 1..40);
+    reap_all(&mut nf, reaped, 40);
+    std::thread::sleep(Duration::from_millis(100));
+    nf.ack_events();
+    assert_eq!(nf.reap_tx().expect("reap"), 0, "a request answered twice");
+    assert_eq!(nf.stats.tx_errors + nf.stats.tx_dropped_back, 0);
+    assert_eq!(nf.stats.tx_packets, 40);
+    expect_rx(&mut nf, &mut wire, 300..340);
+    same_connection(&mut nf, &rings);
+    assert!(nb.vif_status(id).is_some_and(|s| s.connected));
+    // The toolstack removes the vif: its journal goes with it.
+    let journal = dir.join("1.0.journal");
+    assert!(journal.exists(), "{}", journal.display());
+    let dom0 = host.domain(DomId(0)).unwrap();
+    let spec = netback::toolstack::VifSpec::new(DomId(0), DomId(1), 0);
+    netback::toolstack::destroy_vif(&dom0.xenstore, &spec).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while nb.vif_status(id).is_some() || journal.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed vif's journal stays"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same on the RX ring: the frames a killed netback placed in the guest's buffers
+/// and answered without publishing reach the guest once, intact; the buffers it did
+/// not use are used by the next netback.
+#[test]
+fn a_backend_killed_mid_rx_batch_strands_nothing() {
+    const K: u32 = 10;
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let dir = journal_dir("rx");
+    let env = [
+        (CHILD_JOURNAL, dir.display().to_string()),
+        (CHILD_EXIT_RX, K.to_string()),
+        (CHILD_RX_FRAMES, "40".to_string()),
+    ];
+    let (mut child, _sent) = spawn_child_netback_with(&host, &env);
+    let mut nf = connect(&host, DomId(1));
+    let rings = tx_ring_ref(&nf);
+    // The child answers K RX requests, records the next and is killed.
+    let deadline = std::time::Instant::now() + WAIT;
+    while child.0.try_wait().expect("wait").is_none() {
+        assert!(std::time::Instant::now() < deadline, "no fault point");
+        nf.maintain();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(child);
+    let cfg = NetbackConfig {
+        journal_dir: Some(dir.clone()),
+        ..NetbackConfig::default()
+    };
+    let nb = BackendThread::start(&host, cfg).expect("netback");
+    nb.wait_connected(&[id], WAIT)
+        .expect("netback takes the rings over");
+    let mut wire = nb.wire(id);
+    let got: Vec<u32> = recv_frames(&mut nf, K as usize + 1)
+        .iter()
+        .map(|f| check_frame(f))
+        .collect();
+    assert_eq!(
+        got,
+        (0..=K).collect::<Vec<_>>(),
+        "the killed netback's frames"
+    );
+    expect_rx(&mut nf, &mut wire, 300..340);
+    same_connection(&mut nf, &rings);
+    assert_eq!(nf.stats.rx_packets, u64::from(K) + 41);
+    assert!(nb.vif_status(id).is_some_and(|s| s.connected));
+    let _ = std::fs::remove_dir_all(&dir);
 }

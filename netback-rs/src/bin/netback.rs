@@ -209,6 +209,11 @@ enum Cmd {
         /// on it). Default: the CPUs netback may run on (its affinity mask).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
+        /// Directory of the vifs' response journals (one small file per vif, kept in
+        /// memory: use a tmpfs such as /run): what a netback killed in the middle of a
+        /// batch leaves for the next one to take its guests over.
+        #[arg(long, value_name = "DIR", default_value = "/run/netback")]
+        journal_dir: PathBuf,
     },
     /// Set, show or remove a vif's SLA (its `dba-*` keys in xenstore; run as dom0).
     Sla {
@@ -415,6 +420,7 @@ fn run(cli: Cli) -> Result<(), String> {
             metrics_interval,
             rx_stall_timeout,
             workers,
+            journal_dir,
         } => {
             let alloc = match &sla {
                 Some(path) => Some((
@@ -431,6 +437,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 credits: !no_credits,
                 rx_stall_timeout_ns: rx_stall_timeout.0.map(|d| d.as_nanos() as u64),
                 workers: workers.map_or_else(usable_cpus, usize::from),
+                journal_dir: Some(journal_dir),
                 ..NetbackConfig::default()
             };
             let ports = tap_factory(tap_name, bridge, mtu);

@@ -30,11 +30,15 @@ use netport::Port;
 use shared_ring::credit::{
     BackCounters, CreditArea, CreditPublisher, CreditReader, Credits, CREDIT_VERSION,
 };
-use shared_ring::netif::{NetifRxBackRing, NetifTxBackRing};
+use shared_ring::netif::{
+    NetifRxBackRing, NetifRxRequest, NetifRxResponse, NetifTxBackRing, NetifTxRequest,
+    NetifTxResponse,
+};
 use shared_ring::ring::layout;
 use shared_ring::{Limit, RingError};
 use xen_ids::VifId;
 
+use crate::journal::{Ring, VifJournal};
 use crate::meter::VifCounters;
 use crate::tx::FatalReason;
 use crate::vifconfig::{capped, RateCap};
@@ -387,6 +391,60 @@ impl<M: GrantMapping> Vif<M> {
         CreditPublisher::resume(area, generation)
             .front_counters()
             .ok()
+    }
+
+    /// Records every response in `journal` before writing it into its slot, from now
+    /// on (see [`crate::journal`]). On a take-over (`takeover`: rings a previous netback
+    /// served), first writes back and publishes the batch the previous netback recorded
+    /// there and did not publish; a journal that cannot be used is logged and set
+    /// aside (the rings are then taken as they are). On a new connection the journal
+    /// starts over. `refs`: the TX and RX ring references. Call before the first poll.
+    pub fn set_journal(
+        &mut self,
+        journal: &VifJournal,
+        takeover: bool,
+        refs: (u32, u32),
+    ) -> Result<(), VifFatal> {
+        let (tx_page, rx_page) = (ring_mem(self.tx_map.mem()), ring_mem(self.rx_map.mem()));
+        if takeover {
+            let tx = journal.replay::<NetifTxRequest, NetifTxResponse>(Ring::Tx, tx_page, refs.0);
+            let rx = journal.replay::<NetifRxRequest, NetifRxResponse>(Ring::Rx, rx_page, refs.1);
+            for (ring, r) in [("TX", tx), ("RX", rx)] {
+                match r {
+                    Ok(0) => {}
+                    Ok(n) => log::info!(
+                        "{}: published {n} {ring} responses a previous netback wrote and did not publish (journal)",
+                        self.id
+                    ),
+                    Err(e) => log::error!(
+                        "{}: {e}; ignored: the ring is taken as it is",
+                        self.id
+                    ),
+                }
+            }
+        } else {
+            let tx = NetifTxBackRing::attach_shared(tx_page).map_err(VifFatal::tx_ring)?;
+            let rx = NetifRxBackRing::attach_shared(rx_page).map_err(VifFatal::rx_ring)?;
+            journal.reset(Ring::Tx, refs.0, tx.rsp_prod_pvt());
+            journal.reset(Ring::Rx, refs.1, rx.rsp_prod_pvt());
+        }
+        self.tx.idx = NetifTxBackRing::attach_shared(tx_page)
+            .map_err(VifFatal::tx_ring)?
+            .indices();
+        self.rx.idx = NetifRxBackRing::attach_shared(rx_page)
+            .map_err(VifFatal::rx_ring)?
+            .indices();
+        self.tx.responder.set_log(Some(journal.log(Ring::Tx)));
+        self.rx.responder.set_log(Some(journal.log(Ring::Rx)));
+        Ok(())
+    }
+
+    /// Fault injection for tests: the process exits (as if killed with `kill -9`)
+    /// right before writing the TX response that follows `tx` more, or the RX one
+    /// that follows `rx` more: in the middle of a batch, before it is published.
+    pub fn exit_after_responses(&mut self, tx: Option<u64>, rx: Option<u64>) {
+        self.tx.responder.exit_after(tx);
+        self.rx.responder.exit_after(rx);
     }
 
     /// Releases the mappings.

@@ -39,6 +39,7 @@ use xen_ids::VifId;
 
 use super::stall::{RxStall, RX_STALL_TIMEOUT_NS};
 use super::{grant_copy, BackstopPolicy, Poll, VifFatal, MAX_RX_SLOTS, RX_BATCH};
+use crate::journal::Responder;
 use crate::meter::VifCounters;
 use shared_ring::Denied;
 
@@ -78,7 +79,9 @@ enum BuildEnd {
 /// The RX half of a vif.
 pub(super) struct RxPath {
     id: VifId,
-    idx: BackIndices,
+    pub(super) idx: BackIndices,
+    /// Writes the responses (recorded in the vif's journal first).
+    pub(super) responder: Responder,
     /// Port → guest policing (before the grant copy into the guest).
     pub(super) backstop: DualTokenBucket,
     /// What the frontend agreed to take (its feature keys): GSO types, partial
@@ -115,6 +118,7 @@ impl RxPath {
         RxPath {
             id,
             idx,
+            responder: Responder::default(),
             backstop: DualTokenBucket::unlimited(now_ns),
             allowed: Allowed::toward(&Offer::DEFAULTS),
             rx_notify: true,
@@ -454,14 +458,13 @@ impl RxPath {
                 self.counters.rx_copy_errors += 1;
             }
             for (k, &r) in self.rsps[f.slots.clone()].iter().enumerate() {
-                // Cannot fail: every consumed request is answered exactly once.
-                let _ = ring.put_response(&if ok { r } else { failed(r) });
+                self.responder.put(ring, &if ok { r } else { failed(r) });
                 if let (0, Some(x)) = (k, &f.extra) {
-                    let _ = ring.put_response_as(x);
+                    self.responder.put(ring, x);
                 }
             }
         }
-        !self.frames.is_empty() && ring.push_responses_and_check_notify()
+        !self.frames.is_empty() && self.responder.push(ring)
     }
 }
 

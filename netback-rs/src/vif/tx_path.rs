@@ -37,6 +37,7 @@ use xen_ids::{DomId, VifId};
 use super::{
     grant_copy, BackstopPolicy, Poll, VifFatal, INCOMPLETE_TIMEOUT_NS, PORT_RETRY_NS, TX_BATCH,
 };
+use crate::journal::Responder;
 use crate::meter::VifCounters;
 use crate::tx::{drop_responses, parse_packet, TxError, TxPacket};
 
@@ -151,7 +152,9 @@ impl TxBatch {
 /// The TX half of a vif.
 pub(super) struct TxPath {
     id: VifId,
-    idx: BackIndices,
+    pub(super) idx: BackIndices,
+    /// Writes the responses (recorded in the vif's journal first).
+    pub(super) responder: Responder,
     /// Guest → port backstop (charged before the grant copy).
     pub(super) backstop: DualTokenBucket,
     /// What the backstop does with excess frames.
@@ -182,6 +185,7 @@ impl TxPath {
         TxPath {
             id,
             idx,
+            responder: Responder::default(),
             backstop: DualTokenBucket::unlimited(now_ns),
             policy: BackstopPolicy::Drop,
             hold_until: None,
@@ -361,10 +365,9 @@ impl TxPath {
         now_ns: u64,
         port: &mut P,
     ) -> bool {
-        // Cannot fail: every consumed slot is answered exactly once.
-        let mut put = |r: &NetifTxResponse| {
-            let _ = ring.put_response(r);
-        };
+        // Taken out for the loop, as the items below.
+        let mut responder = core::mem::take(&mut self.responder);
+        let mut put = |r: &NetifTxResponse| responder.put(ring, r);
         // Taken out for the loop (and put back: the batch's buffers are reused).
         let items = core::mem::take(&mut self.batch.items);
         for item in &items {
@@ -387,7 +390,8 @@ impl TxPath {
             }
         }
         self.batch.items = items;
-        !self.batch.items.is_empty() && ring.push_responses_and_check_notify()
+        self.responder = responder;
+        !self.batch.items.is_empty() && self.responder.push(ring)
     }
 
     /// One admitted packet after the copy: its charge settled to the exact wire cost,

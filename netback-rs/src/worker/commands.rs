@@ -9,9 +9,10 @@ use hypervisor::grant::{Access, GrantMap, GrantRef};
 use hypervisor::platform::BackendPlatform;
 use xen_ids::VifId;
 
-use super::{Connection, Device, Worker};
+use super::{Connection, Device, Mapping, Worker};
 use crate::control_link::{Command, ConnectError, FrontendSetup};
 use crate::features::BoundChannels;
+use crate::journal::{remove_journal, VifJournal};
 use crate::meter::VifCounters;
 use crate::published::{VifBoard, WorkerMeters};
 use crate::vif::{FirstCredits, Vif};
@@ -173,6 +174,10 @@ impl<P: BackendPlatform + Sync> Worker<P> {
                 return Err(ConnectError::Rings(e));
             }
         };
+        if let Err(e) = self.use_journal(&mut vif, id, s) {
+            evtchn.unbind(&self.evtchn, id);
+            return Err(ConnectError::Rings(e));
+        }
         vif.set_tx_policy(self.cfg.tx_policy);
         vif.set_rx_policy(self.cfg.rx_policy);
         vif.set_rx_budget(&initial_rx, now);
@@ -226,8 +231,38 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         Ok(created)
     }
 
+    /// Records `vif`'s responses in its journal, if netback keeps journals, after
+    /// publishing what a killed predecessor left there (on a take-over). A journal that
+    /// cannot be opened is logged; the vif goes on without one.
+    fn use_journal(
+        &self,
+        vif: &mut Vif<Mapping<P>>,
+        id: VifId,
+        s: &FrontendSetup,
+    ) -> Result<(), crate::vif::VifFatal> {
+        vif.exit_after_responses(
+            self.cfg.exit_after_tx_responses,
+            self.cfg.exit_after_rx_responses,
+        );
+        let Some(dir) = &self.cfg.journal_dir else {
+            return Ok(());
+        };
+        match VifJournal::open(dir, id) {
+            Ok(j) => vif.set_journal(&j, s.reattach, (s.tx_ref, s.rx_ref)),
+            Err(e) => {
+                log::error!("{id}: {e}; no journal: a netback killed mid-batch may strand it");
+                Ok(())
+            }
+        }
+    }
+
     /// The device is gone: releases its rings and port.
     pub(super) fn remove_device(&mut self, id: VifId) {
+        if let Some(dir) = &self.cfg.journal_dir {
+            if let Err(e) = remove_journal(dir, id) {
+                log::warn!("{id}: journal: {e}");
+            }
+        }
         self.disconnect(id);
         self.unpublished.remove(&id);
         if let Some(d) = self.devices.remove(&id) {
