@@ -199,9 +199,17 @@ fn restart_keeps_the_tap(process: bool) {
     );
 
     first.stop();
-    let down = link(&ns).expect("the TAP stays while no netback runs");
+    // Nothing behind it meanwhile: the kernel says so (the bridge forwards nothing to it)
+    // once the last descriptor of the old netback is closed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let down = loop {
+        let down = link(&ns).expect("the TAP stays while no netback runs");
+        if down.contains("NO-CARRIER") || Instant::now() > deadline {
+            break down;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(ifindex(&down), ifindex(&before));
-    // Nothing behind it meanwhile: the kernel says so (the bridge forwards nothing to it).
     assert!(down.contains("NO-CARRIER"), "{down}");
 
     let mut nb = backend(&ns, &host);
