@@ -17,10 +17,10 @@ net_netback_start --sla /scenario/sla.toml --metrics 127.0.0.1:9101 || exit 1
 bed_check "xl create guest with a vif served by netback (vif-userspace hotplug)" \
     bed_guest_create guest "$NET_VIF_USERSPACE" || exit 1
 net_dom0_transfer guest
-bed_check "backend offers the credit area (feature-dba-credits = 1)" \
-    test "$(xenstore-read "$NET_BE/feature-dba-credits")" = 1
-bed_check "frontend requested it (request-dba-credits = 1)" \
-    test "$(xenstore-read "$NET_FE/request-dba-credits" 2>/dev/null)" = 1
+bed_check "backend offers the credit area, layout version 2 (feature-dba-credits = 2)" \
+    test "$(xenstore-read "$NET_BE/feature-dba-credits")" = 2
+bed_check "frontend requested version 2 (request-dba-credits = 2)" \
+    test "$(xenstore-read "$NET_FE/request-dba-credits" 2>/dev/null)" = 2
 bed_check "netback connected the vif with credits on" \
     net_log_has netback "$NET_VIF: connected \(.*credits on[,)]"
 
