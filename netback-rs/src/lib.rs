@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod config;
 pub mod control;
 pub(crate) mod control_link;
 pub(crate) mod control_thread;

@@ -28,7 +28,7 @@ use netport::Port;
 use shared_ring::credit::Credits;
 use xen_ids::{DomId, VifId};
 
-use crate::backend::{NetbackConfig, PortFactory};
+use crate::config::{NetbackConfig, PortFactory};
 use crate::control_link::{Command, DataEnd, Notice};
 use crate::emulation::EmulatedBackendRate;
 use crate::evtchn_backoff::SpuriousBackoff;

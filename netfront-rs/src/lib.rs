@@ -15,11 +15,11 @@
 
 pub mod error;
 pub mod front;
-pub mod mq;
 pub mod pump;
-mod queue;
 pub mod ready;
 pub mod rx;
 
 pub use error::{BackendError, FrontError, HandshakeError};
+pub use front::mq;
+use front::queue;
 pub use front::{Allowance, CreditPolicy, FrontStats, Netfront, NetfrontConfig, Sent};

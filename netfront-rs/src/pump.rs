@@ -23,28 +23,7 @@ const K_XS: u64 = 2;
 /// Frames moved per direction before looking at the other one.
 const BATCH: usize = 64;
 
-/// Least time between two log lines of the allowance ([`crate::Allowance`]), ns: its
-/// changes (a new budget, frames shaped) are logged at most this often.
-pub const ALLOWANCE_LOG_NS: u64 = 10_000_000_000;
-
-/// The allowance last logged, and when: logs a changed one at most every
-/// [`ALLOWANCE_LOG_NS`] (the single-queue loop and multi-queue's queue 0).
-#[derive(Debug, Default)]
-pub(crate) struct AllowanceLog {
-    told: crate::Allowance,
-    at: u64,
-}
-
-impl AllowanceLog {
-    /// Logs `a` if it changed since the last line and that line is old enough.
-    pub(crate) fn note(&mut self, a: &crate::Allowance, now: u64) {
-        if *a != self.told && now.saturating_sub(self.at) >= ALLOWANCE_LOG_NS {
-            log::info!("netfront: {a}");
-            self.told = *a;
-            self.at = now;
-        }
-    }
-}
+pub use crate::mq::ALLOWANCE_LOG_NS;
 
 /// Moves frames between `port` and `nf` until `stop()` is true; logs the allowance the
 /// backend publishes when it changes (at most every [`ALLOWANCE_LOG_NS`]).
@@ -66,7 +45,7 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
     // A received frame the port could not take yet (in `rx_buf`).
     let mut rx_pending: Option<(usize, FrameMeta)> = None;
     let mut keys = [0u64; 8];
-    let mut told = AllowanceLog::default();
+    let mut told = crate::mq::AllowanceLog::default();
     while !stop() {
         let now = nf.now();
         let timeout_ms: u16 = match hold_until {

@@ -105,7 +105,7 @@ pub(crate) struct CreditsRef<'a> {
     /// What the backend told about the allowance ([`Netfront::allowance`]).
     pub allowance: &'a mut crate::front::Allowance,
     /// The allowance as last logged.
-    pub told: crate::pump::AllowanceLog,
+    pub told: AllowanceLog,
 }
 
 /// One queue lent out by [`Netfront::split`], to be driven by one thread.
@@ -567,3 +567,26 @@ pub fn add_stats(total: &mut FrontStats, s: &FrontStats) {
     total.tx_csum_filled += s.tx_csum_filled;
     total.credit_updates += s.credit_updates;
 }
+
+/// The allowance last logged, and when: logs a changed one at most every
+/// [`ALLOWANCE_LOG_NS`] (the single-queue loop and multi-queue's queue 0).
+#[derive(Debug, Default)]
+pub(crate) struct AllowanceLog {
+    told: crate::Allowance,
+    at: u64,
+}
+
+impl AllowanceLog {
+    /// Logs `a` if it changed since the last line and that line is old enough.
+    pub(crate) fn note(&mut self, a: &crate::Allowance, now: u64) {
+        if *a != self.told && now.saturating_sub(self.at) >= ALLOWANCE_LOG_NS {
+            log::info!("netfront: {a}");
+            self.told = *a;
+            self.at = now;
+        }
+    }
+}
+
+/// Least time between two log lines of the allowance ([`crate::Allowance`]), ns: its
+/// changes (a new budget, frames shaped) are logged at most this often.
+pub const ALLOWANCE_LOG_NS: u64 = 10_000_000_000;

@@ -13,6 +13,9 @@
 //! `drop` (the paper) discards it and counts it; policy `hold` refuses it with the exact
 //! time at which tokens will be there, so the caller stops taking frames until then.
 
+pub mod mq;
+pub(crate) mod queue;
+
 use std::time::{Duration, Instant};
 
 use crate::error::{FrontError, HandshakeError};
