@@ -36,6 +36,9 @@ fuzz_target!(|data: &[u8]| {
             min_bps: next(),
             max_bps: next(),
             vm_pps: next(),
+            rx_min_bps: next(),
+            rx_max_bps: next(),
+            rx_vm_pps: next(),
         };
         let before = slas.vif(vif).copied();
         match slas.update_vif(vif, &values, VifSla::BEST_EFFORT) {
