@@ -147,12 +147,9 @@ fn scraped_figures_follow_the_traffic() {
     let (wid, mut wire) = d.wires.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(wid, id);
 
-    // netfront publishes its block of the credit area once it applied the first
-    // generation, a moment after the vif is connected.
     let s = scrape_until(&url, "vif1.0 connected with a budget", |s| {
         value(s, name::VIF_CONNECTED, VIF) == Some(1.0)
             && value(s, name::VIF_BUDGET_BPS, VIF).is_some()
-            && value(s, name::VIF_FRONT_DROPPED, VIF).is_some()
     });
     assert_eq!(value(&s, name::VIFS, &[]), Some(1.0));
     assert_eq!(value(&s, name::VIF_XENBUS_STATE, VIF), Some(4.0));
