@@ -60,14 +60,7 @@ fn flood_both(policy: BackstopPolicy, dur: Duration) -> Run {
         rx_policy: policy,
         ..NetbackConfig::default()
     };
-    let nb = BackendThread::start(&host, cfg).expect("netback");
-    nb.command(|nb| {
-        nb.enable_allocator(
-            parse_sla_file(SLAS).unwrap(),
-            LoopConfig::with_period(Duration::from_millis(10)),
-        )
-        .unwrap();
-    });
+    let nb = start_with_slas(&host, cfg);
     let mut guests: Vec<Guest> = (1..=2)
         .map(|d| Guest::start(&host, DomId(d), NetfrontConfig::new(0)).expect("guest"))
         .collect();
@@ -206,14 +199,7 @@ fn told(front: u16, back: u16) -> (netback::meter::VifCounters, netfront::Allowa
         credit_version: back,
         ..NetbackConfig::default()
     };
-    let nb = BackendThread::start(&host, cfg).expect("netback");
-    nb.command(|nb| {
-        nb.enable_allocator(
-            parse_sla_file(SLAS).unwrap(),
-            LoopConfig::with_period(Duration::from_millis(10)),
-        )
-        .unwrap();
-    });
+    let nb = start_with_slas(&host, cfg);
     let fcfg = NetfrontConfig {
         credit_version: front,
         ..NetfrontConfig::new(0)
@@ -277,4 +263,17 @@ fn old_and_new_peers_still_get_tx_credits() {
         // RX is still enforced by netback.
         assert!(c.rx_dropped_police > 0);
     }
+}
+
+/// netback with `cfg` and the allocator on [`SLAS`], readjusting every 10 ms.
+fn start_with_slas(host: &LocalHost, cfg: NetbackConfig) -> BackendThread {
+    let nb = BackendThread::start(host, cfg).expect("netback");
+    nb.command(|nb| {
+        nb.enable_allocator(
+            parse_sla_file(SLAS).unwrap(),
+            LoopConfig::with_period(Duration::from_millis(10)),
+        )
+        .unwrap();
+    });
+    nb
 }
