@@ -29,13 +29,13 @@ impl EmulatedBackendRate {
         }
     }
 
-    /// [`Vif::tx_poll`] with the budget this backend has left at `now_ns`. When the vif
-    /// has more work but the budget is spent, the vif is held until the next token
+    /// [`Vif::tx_poll`] with the budget this backend has left now (`clock`). When the
+    /// vif has more work but the budget is spent, the vif is held until the next token
     /// ([`Vif::hold_tx`]) instead of being polled again.
     pub fn tx_poll<M, G, P>(
         &mut self,
         vif: &mut Vif<M>,
-        now_ns: u64,
+        clock: &dyn Fn() -> u64,
         grants: &G,
         port: &mut P,
     ) -> Result<Poll, VifFatal>
@@ -44,8 +44,9 @@ impl EmulatedBackendRate {
         G: GrantCopy + ?Sized,
         P: Port + ?Sized,
     {
+        let now_ns = clock();
         let budget = self.work.available(now_ns).min(TX_BATCH as u64) as usize;
-        let mut poll = vif.tx_poll(now_ns, grants, port, budget)?;
+        let mut poll = vif.tx_poll(clock, grants, port, budget)?;
         // Within what was available at this same instant: cannot be refused.
         let _ = self.work.charge(now_ns, poll.packets as u64);
         if poll.more && self.work.available(now_ns) == 0 {

@@ -367,8 +367,8 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             let now = clock();
             let port = dev.port.as_mut();
             let tx: Poll = match self.rate.as_mut() {
-                Some(rate) => rate.tx_poll(&mut conn.vif, now, grants, port)?,
-                None => conn.vif.tx_poll(now, grants, port, TX_BATCH)?,
+                Some(rate) => rate.tx_poll(&mut conn.vif, &**clock, grants, port)?,
+                None => conn.vif.tx_poll(&**clock, grants, port, TX_BATCH)?,
             };
             let rx: Poll = conn.vif.rx_poll(now, grants, dev.port.as_mut())?;
             packets += tx.packets + rx.packets;

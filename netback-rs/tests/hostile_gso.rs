@@ -269,7 +269,7 @@ fn run(a: &mut Attack) -> Run {
         loop {
             let p = a
                 .vif
-                .tx_poll(now, &a.back.grants, &mut a.port, usize::MAX)
+                .tx_poll(&|| now, &a.back.grants, &mut a.port, usize::MAX)
                 .expect("the vif stays up: a GSO flood is not a protocol violation");
             let (s, b) = a.drain_wire();
             pkts += s;

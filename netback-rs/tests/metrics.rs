@@ -147,9 +147,12 @@ fn scraped_figures_follow_the_traffic() {
     let (wid, mut wire) = d.wires.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(wid, id);
 
+    // netfront publishes its counters in the credit area once connected; netback's
+    // status shows them after its next allocator round at the latest.
     let s = scrape_until(&url, "vif1.0 connected with a budget", |s| {
         value(s, name::VIF_CONNECTED, VIF) == Some(1.0)
             && value(s, name::VIF_BUDGET_BPS, VIF).is_some()
+            && value(s, name::VIF_FRONT_DROPPED, VIF).is_some()
     });
     assert_eq!(value(&s, name::VIFS, &[]), Some(1.0));
     assert_eq!(value(&s, name::VIF_XENBUS_STATE, VIF), Some(4.0));

@@ -8,6 +8,7 @@
 //! agreed to, so nothing is dropped for an unagreed offload.
 //! Needs root and /dev/net/tun: skips with the reason elsewhere.
 
+use std::io::{BufRead, Read};
 use std::time::Duration;
 
 use netback::{NetbackConfig, VifId};
@@ -69,7 +70,7 @@ fn transfer(srv: &NetNs, cli: &NetNs, ip: &str, port: u16, len: usize, what: &st
     } else {
         "AF_INET"
     };
-    let server = srv
+    let mut server = srv
         .spawn(
             "python3",
             &[
@@ -77,7 +78,8 @@ fn transfer(srv: &NetNs, cli: &NetNs, ip: &str, port: u16, len: usize, what: &st
                 &format!(
                     "import socket,hashlib\n\
                      s=socket.socket(socket.{family}); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-                     s.bind(('{ip}',{port})); s.listen(1); s.settimeout(30); c,_=s.accept(); c.settimeout(30)\n\
+                     s.bind(('{ip}',{port})); s.listen(1); print('listening', flush=True)\n\
+                     s.settimeout(30); c,_=s.accept(); c.settimeout(30)\n\
                      h=hashlib.sha256(); n=0\n\
                      while True:\n  d=c.recv(65536)\n  if not d: break\n  h.update(d); n+=len(d)\n\
                      print(n, h.hexdigest())"
@@ -85,7 +87,11 @@ fn transfer(srv: &NetNs, cli: &NetNs, ip: &str, port: u16, len: usize, what: &st
             ],
         )
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The client connects once the server listens (however slow the machine).
+    let mut out = std::io::BufReader::new(server.stdout.take().expect("server stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "listening", "{what}: the server did not start");
     let client = cli
         .command(
             "python3",
@@ -101,16 +107,15 @@ fn transfer(srv: &NetNs, cli: &NetNs, ip: &str, port: u16, len: usize, what: &st
         )
         .output()
         .unwrap();
+    let mut got = String::new();
+    out.read_to_string(&mut got).unwrap();
     let server = server.wait_with_output().unwrap();
     assert!(
         client.status.success(),
         "{what}: client: {}",
         String::from_utf8_lossy(&client.stderr)
     );
-    let (sent, got) = (
-        String::from_utf8_lossy(&client.stdout),
-        String::from_utf8_lossy(&server.stdout),
-    );
+    let (sent, got) = (String::from_utf8_lossy(&client.stdout), got);
     assert_eq!(
         sent.trim(),
         got.trim(),

@@ -111,12 +111,12 @@ impl Rig {
 
     fn poll(&mut self, now: u64, budget: usize) -> Poll {
         self.vif
-            .tx_poll(now, &self.back.grants, &mut self.port, budget)
+            .tx_poll(&|| now, &self.back.grants, &mut self.port, budget)
             .unwrap()
     }
 
     fn poll_rated(&mut self, rate: &mut EmulatedBackendRate, now: u64) -> Poll {
-        rate.tx_poll(&mut self.vif, now, &self.back.grants, &mut self.port)
+        rate.tx_poll(&mut self.vif, &|| now, &self.back.grants, &mut self.port)
             .unwrap()
     }
 }

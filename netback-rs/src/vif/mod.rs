@@ -455,15 +455,18 @@ impl<M: GrantMapping> Vif<M> {
     /// Guest → port: takes at most `budget` request chains (and at most [`TX_BATCH`])
     /// from the TX ring, as Linux's `xenvif_tx_action(queue, budget)`. Chains left on
     /// the ring because the budget ran out are reported as [`Poll::more`].
+    ///
+    /// `clock` is netback's clock: it is read after the ring's snapshot, so that the
+    /// backstop charges every request at a time after the frontend admitted it.
     pub fn tx_poll<G: GrantCopy + ?Sized, P: Port + ?Sized>(
         &mut self,
-        now_ns: u64,
+        clock: &dyn Fn() -> u64,
         grants: &G,
         port: &mut P,
         budget: usize,
     ) -> Result<Poll, VifFatal> {
         let page = ring_mem(self.tx_map.mem());
-        let poll = self.tx.poll(page, now_ns, grants, port, budget);
+        let poll = self.tx.poll(page, clock, grants, port, budget);
         self.publish_shaped();
         poll
     }

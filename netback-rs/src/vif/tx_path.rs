@@ -211,16 +211,16 @@ impl TxPath {
     pub(super) fn poll<G: GrantCopy + ?Sized, P: Port + ?Sized>(
         &mut self,
         page: SharedMem<'_>,
-        now_ns: u64,
+        clock: &dyn Fn() -> u64,
         grants: &G,
         port: &mut P,
         budget: usize,
     ) -> Result<Poll, VifFatal> {
-        if let Some(t) = self.blocked(now_ns, port) {
+        if let Some(t) = self.blocked(clock(), port) {
             return Ok(Poll::held(t));
         }
         let mut ring = NetifTxBackRing::resume(page, self.idx).map_err(VifFatal::tx_ring)?;
-        let end = self.build(&mut ring, now_ns, budget)?;
+        let (end, now_ns) = self.build(&mut ring, clock, budget)?;
         self.copy(grants);
         let notify = self.submit(&mut ring, now_ns, port);
         let out = self.next_step(&mut ring, now_ns, end)?;
@@ -249,16 +249,21 @@ impl TxPath {
     }
 
     /// Build: plans up to `budget` (at most [`TX_BATCH`]) chains of one snapshot of the
-    /// ring, and consumes them.
+    /// ring, and consumes them. Returns how it ended and the time it charged at.
     fn build(
         &mut self,
         ring: &mut NetifTxBackRing<'_>,
-        now_ns: u64,
+        clock: &dyn Fn() -> u64,
         budget: usize,
-    ) -> Result<BuildEnd, VifFatal> {
+    ) -> Result<(BuildEnd, u64), VifFatal> {
         self.batch.clear();
         let limit = budget.min(TX_BATCH);
         let mut p = ring.requests().map_err(VifFatal::tx_ring)?;
+        // The clock is read after the snapshot: a frontend that honours its credits
+        // charged every request in it before this instant, so the backstop (the same
+        // rates, deeper) has the tokens for them however long this thread was
+        // descheduled between an earlier clock read and the snapshot.
+        let now_ns = clock();
         let mut at = 0u32;
         let end = loop {
             if at >= p.len() {
@@ -273,7 +278,7 @@ impl TxPath {
             }
         };
         p.consume(at);
-        Ok(end)
+        Ok((end, now_ns))
     }
 
     /// Plans the chain at entry `at` of the snapshot: parsed, checked against the

@@ -76,6 +76,9 @@ impl<P: BackendPlatform + Sync> Worker<P> {
                 credits,
             } => {
                 self.set_tx_budget(id, Some(created), &credits);
+                // Once per allocator round: an idle vif's status (the frontend's
+                // counters in its credit area among it) is never older than a period.
+                self.publish(id);
             }
             Command::RxBudget {
                 id,
