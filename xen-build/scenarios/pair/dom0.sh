@@ -1,6 +1,7 @@
 # pair, dom0 side: our netback (credits offered, allocator on with /scenario/sla.toml)
 # serves the guest's vif; the guest runs our netfront. After ping and TCP both ways, the
-# guest floods UDP and dom0 counts what reaches its end of the vif.
+# guest floods UDP and dom0 counts what reaches its end of the vif; then dom0 floods the
+# guest and the guest counts what netfront delivers (the receive cap).
 . /usr/lib/xenbed.sh
 . /scenario/net.sh
 set -u
@@ -8,11 +9,14 @@ set -u
 NET_PPS=200
 # Seconds counted in dom0, starting 2 s into the guest's 14 s flood.
 NET_WINDOW=6
+# The VM's receive packets/s cap (rx-pps under [defaults]); the guest counts that flood.
+NET_RX_PPS=150
 
 bed_check "modprobe tun bridge" modprobe -a tun bridge || exit 1
 net_bridge_up || exit 1
 net_tcp_listen
 bed_check "sla.toml caps VMs at $NET_PPS packets/s" grep -qx "pps = $NET_PPS" /scenario/sla.toml
+bed_check "sla.toml caps what VMs receive at $NET_RX_PPS packets/s" grep -qx "rx-pps = $NET_RX_PPS" /scenario/sla.toml
 net_netback_start --sla /scenario/sla.toml --metrics 127.0.0.1:9101 || exit 1
 bed_check "xl create guest with a vif served by netback (vif-userspace hotplug)" \
     bed_guest_create guest "$NET_VIF_USERSPACE" || exit 1
@@ -51,6 +55,33 @@ if bed_check "guest started its UDP flood" bed_retry 600 0.2 net_guest_has guest
         bed_check "the guest offered more than the limit ($offered > $max packets/s; else the cap check proves nothing)" \
             test "$offered" -gt "$max"
     fi
+fi
+
+# ---- the receive flood: dom0 floods the guest with UDP (busybox syslogd forwarding each
+# message as a datagram to the guest's discard port); the guest counts what netfront
+# delivers (guest.sh) against NET_RX_PPS; dom0 counts what it offered to netback.
+if bed_check "guest is ready for the receive flood" bed_retry 600 0.2 net_guest_has guest rx-flood-ready; then
+    syslogd -n -R "$NET_GUEST_IP:9" -O /dev/null &
+    syslogd_pid=$!
+    if bed_check "dom0 syslogd made /dev/log" bed_retry 25 0.2 test -S /dev/log; then
+        tx_packets() { cat "/sys/class/net/$NET_VIF/statistics/tx_packets"; }
+        c0=$(tx_packets) t0=$(bed_uptime)
+        bed_guest_signal guest rx-flood-start 1
+        timeout 14 sh -c 'yes "dba-vm pair scenario: a UDP flood into the guest" | logger -t rxflood'
+        c1=$(tx_packets) t1=$(bed_uptime)
+        offered=$(echo "$c0 $c1 $t0 $t1" | awk '{printf "%d", ($2 - $1) / ($4 - $3)}')
+        bed_log "receive flood: dom0 offered $((c1 - c0)) frames to netback in $(echo "$t1 $t0" | awk '{printf "%.2f", $1 - $2}') s = $offered packets/s"
+        max=$((NET_RX_PPS * 5 / 4 + 10))
+        bed_check "dom0 offered more than the guest's receive limit ($offered > $max packets/s; else the cap check proves nothing)" \
+            test "$offered" -gt "$max"
+        wget -q -O /tmp/metrics.txt http://127.0.0.1:9101/metrics
+        police=$(awk -v vif="vif=\"$NET_VIF\"" \
+            '$1 ~ /^dbavm_vif_rx_dropped_packets_total[{]/ && index($1, vif) && index($1, "reason=\"police\"") { n = $NF }
+             END { printf "%d", n }' /tmp/metrics.txt)
+        bed_log "receive flood: netback dropped $police frames for the receive budget before copying them"
+        bed_check "netback refused the excess before the copy (police drops $police > 0)" test "$police" -gt 0
+    fi
+    kill "$syslogd_pid" 2>/dev/null
 fi
 
 net_dom0_verify guest

@@ -25,3 +25,25 @@ kill "$syslogd_pid"
 offered=$(echo "$c0 $c1 $t0 $t1" | awk '{printf "%d", ($2 - $1) / ($4 - $3)}')
 bed_log "UDP flood: $((c1 - c0)) frames offered in $(echo "$t1 $t0" | awk '{printf "%.2f", $1 - $2}') s = $offered packets/s"
 bed_publish flood-offered "$offered"
+
+# ---- the receive flood (dom0.sh): count what netfront delivers to eth0 over a window
+# starting 2 s into dom0's 14 s flood; the VM's receive cap is 150 packets/s (sla.toml).
+RX_PPS=150
+rx_packets() { cat /sys/class/net/eth0/statistics/rx_packets; }
+bed_publish rx-flood-ready 1
+if bed_check "dom0 started the receive flood" bed_wait_signal rx-flood-start 120 >/dev/null; then
+    sleep 2
+    c0=$(rx_packets) t0=$(bed_uptime)
+    sleep 6
+    c1=$(rx_packets) t1=$(bed_uptime)
+    got=$(echo "$c0 $c1 $t0 $t1" | awk '{printf "%d", ($2 - $1) / ($4 - $3)}')
+    # The cap with 25 % margin plus a burst and the odd ARP frame, as for transmit.
+    max=$((RX_PPS * 5 / 4 + 10))
+    bed_log "receive flood: netfront delivered $((c1 - c0)) frames in $(echo "$t1 $t0" | awk '{printf "%.2f", $1 - $2}') s = $got packets/s (cap $RX_PPS, limit $max)"
+    bed_check "what the guest receives stays under its receive cap ($got <= $max packets/s)" test "$got" -le "$max"
+    bed_check "the receive flood is shaped, not cut off ($got >= $((RX_PPS / 4)) packets/s)" test "$got" -ge $((RX_PPS / 4))
+    # netfront logs the allowance netback keeps in the credit area (at most every 10 s).
+    bed_check "netfront tells the guest netback shaped what it receives (frames for packets/s)" \
+        bed_retry 125 0.2 grep -qE 'RX [0-9]+ frames / [0-9]+ B for bits/s, [1-9][0-9]* frames for packets/s' /tmp/netfront.log
+    grep 'allowance' /tmp/netfront.log | tail -n 1 | sed 's/^/[netfront] /'
+fi
