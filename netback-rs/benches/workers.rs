@@ -1,0 +1,287 @@
+//! netback's data-path workers (issue 14, item 7) on the local platform: guest → port
+//! traffic on one or two busy vifs, served by one or two workers. For each case and
+//! frame size (64 B, 1500 B) it reports
+//!
+//! * **netback CPU per packet**: the workers' thread CPU time (their own
+//!   `CLOCK_THREAD_CPUTIME_ID` meters) over the packets forwarded — policing, the grant
+//!   copy and the ring work included, the frontends' threads excluded; with two workers
+//!   it should stay within 10 % of one worker (no contention between workers);
+//! * **aggregate packets/s** of the busy vifs together (wall time);
+//!
+//! beside the cross-core bound measured in the same run: frames through an in-memory
+//! SPSC channel between two threads (`netport::MemPort`) — one pair per busy vif, at
+//! once. Each frontend runs on its own thread (`Netfront::send_at`), so with two vifs
+//! two frontend threads and up to two workers share the machine's cores: on a 2-core
+//! machine the aggregate figures measure contention as much as netback.
+//!
+//! Fixed workloads (criterion's adaptive iteration counts overshoot when the machine is
+//! loaded, as in `datapath`): N frames per vif and run, 5 runs, median and spread.
+
+use std::hint::black_box;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use netback::backend::monotonic_ns;
+use netback::toolstack::{create_vif, VifSpec};
+use netback::{Netback, NetbackConfig, VifId};
+use netfront::{Netfront, NetfrontConfig, Sent};
+use netport::{FrameMeta, MemPort, Port};
+use xen_ids::DomId;
+use xen_local::LocalHost;
+
+/// A port that counts frames and drops them (the wire is infinitely fast).
+struct CountPort {
+    frames: Arc<AtomicU64>,
+    fd: OwnedFd,
+}
+
+impl Port for CountPort {
+    fn recv(&mut self, _buf: &mut [u8]) -> io::Result<Option<(usize, FrameMeta)>> {
+        Ok(None)
+    }
+    fn send(&mut self, frame: &[u8], _meta: &FrameMeta) -> io::Result<()> {
+        black_box(frame);
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    fn rx_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+    fn max_frame(&self) -> usize {
+        65536
+    }
+}
+
+/// netback with `workers` workers on its own thread, and `vifs` connected frontends.
+struct Rig {
+    fronts: Vec<Netfront<xen_local::LocalPlatform>>,
+    /// Frames each vif's port received.
+    forwarded: Vec<Arc<AtomicU64>>,
+    /// The workers' CPU time (ns), as netback last published it.
+    worker_cpu: Arc<Mutex<Vec<u64>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _host: LocalHost,
+}
+
+impl Rig {
+    fn new(workers: usize, vifs: u16) -> Rig {
+        let host = LocalHost::new();
+        let dom0 = host.domain(DomId(0)).unwrap();
+        let forwarded: Vec<Arc<AtomicU64>> = (0..vifs).map(|_| Arc::default()).collect();
+        for d in 1..=vifs {
+            create_vif(&dom0.xenstore, &VifSpec::new(DomId(0), DomId(d), 0)).unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker_cpu = Arc::new(Mutex::new(Vec::new()));
+        let thread = std::thread::spawn({
+            let (forwarded, stop, worker_cpu) =
+                (forwarded.clone(), stop.clone(), worker_cpu.clone());
+            move || {
+                let factory = move |id: VifId, _mac: [u8; 6]| -> io::Result<Box<dyn Port>> {
+                    // An eventfd that never fires: this port never has frames to receive.
+                    let fd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)?;
+                    Ok(Box::new(CountPort {
+                        frames: forwarded[usize::from(id.domid.0) - 1].clone(),
+                        fd,
+                    }))
+                };
+                let cfg = NetbackConfig {
+                    workers,
+                    ..NetbackConfig::default()
+                };
+                let mut nb =
+                    Netback::new(dom0, cfg, Box::new(factory), Box::new(monotonic_ns)).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    nb.run_once(Duration::from_millis(1)).unwrap();
+                    *worker_cpu.lock().unwrap() = nb.worker_cpu_ns();
+                }
+            }
+        });
+        let fronts = (1..=vifs)
+            .map(|d| {
+                Netfront::connect(
+                    host.domain(DomId(d)).unwrap(),
+                    NetfrontConfig::new(0),
+                    Box::new(netfront::front::monotonic_ns),
+                )
+                .unwrap()
+            })
+            .collect();
+        Rig {
+            fronts,
+            forwarded,
+            worker_cpu,
+            stop,
+            thread: Some(thread),
+            _host: host,
+        }
+    }
+
+    fn worker_cpu_ns(&self) -> u64 {
+        self.worker_cpu.lock().unwrap().iter().sum()
+    }
+
+    /// Every frontend sends `n` frames (each from its own thread) until netback has
+    /// forwarded all of them. Returns the wall time and the workers' CPU time (ns).
+    fn run(&mut self, frame: &[u8], n: u64) -> (Duration, u64) {
+        // The workers publish their CPU time when they go idle (at the latest after
+        // their 100 ms tick): wait for the figure of the previous run to settle.
+        std::thread::sleep(Duration::from_millis(150));
+        let cpu0 = self.worker_cpu_ns();
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            for (nf, fwd) in self.fronts.iter_mut().zip(&self.forwarded) {
+                s.spawn(move || send_and_wait(nf, fwd, frame, n));
+            }
+        });
+        let wall = t0.elapsed();
+        std::thread::sleep(Duration::from_millis(150));
+        (wall, self.worker_cpu_ns() - cpu0)
+    }
+}
+
+/// One frontend's share of a run: `n` frames, then until its port counted them all.
+fn send_and_wait(
+    nf: &mut Netfront<xen_local::LocalPlatform>,
+    forwarded: &AtomicU64,
+    frame: &[u8],
+    n: u64,
+) {
+    let meta = FrameMeta::default();
+    let start = forwarded.load(Ordering::Relaxed);
+    let mut sent = 0;
+    while sent < n {
+        let now = monotonic_ns();
+        let mut batch = 0;
+        while sent < n && batch < 64 {
+            match nf.send_at(now, frame, &meta).unwrap() {
+                Sent::Queued => {
+                    sent += 1;
+                    batch += 1;
+                }
+                Sent::RingFull => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        nf.flush().unwrap();
+        if batch == 0 {
+            nf.ack_events();
+            nf.reap_tx().unwrap();
+            std::thread::yield_now();
+        }
+    }
+    while forwarded.load(Ordering::Relaxed) < start + n {
+        nf.reap_tx().unwrap();
+        std::thread::yield_now();
+    }
+    nf.ack_events();
+    nf.reap_tx().unwrap();
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn frame(len: usize) -> Vec<u8> {
+    (0..len).map(|i| i as u8).collect()
+}
+
+/// `pairs` SPSC channels, each between two threads, `n` frames each, all at once.
+fn spsc(frame: &[u8], n: u64, pairs: usize) -> Duration {
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..pairs {
+            let (mut tx, mut rx) = MemPort::pair(1024, 2048).unwrap();
+            s.spawn(move || {
+                let mut buf = vec![0u8; 2048];
+                let mut got = 0;
+                while got < n {
+                    if rx.recv(&mut buf).unwrap().is_some() {
+                        got += 1;
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            });
+            s.spawn(move || {
+                let meta = FrameMeta::default();
+                let mut sent = 0;
+                while sent < n {
+                    if tx.send(frame, &meta).is_ok() {
+                        sent += 1;
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            });
+        }
+    });
+    t0.elapsed()
+}
+
+/// Median, minimum and maximum.
+fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn main() {
+    // `cargo test --benches` runs bench binaries with `--test`: do one tiny run.
+    let quick = std::env::args().any(|a| a == "--test");
+    let n: u64 = if quick { 1000 } else { 100_000 };
+    let runs = if quick { 1 } else { 5 };
+    println!(
+        "workers: {n} frames per busy vif and run, {runs} runs, median [min, max]; \
+         netback CPU = its workers' thread CPU time / packets forwarded"
+    );
+    println!(
+        "{:<34} {:>5} {:>26} {:>26}",
+        "case", "bytes", "netback CPU ns/packet", "aggregate Mpps"
+    );
+    let cases: [(&str, usize, u16); 3] = [
+        ("1 vif, 1 worker", 1, 1),
+        ("2 busy vifs, 1 worker", 1, 2),
+        ("2 busy vifs, 2 workers", 2, 2),
+    ];
+    for len in [64usize, 1500] {
+        let f = frame(len);
+        for (name, workers, vifs) in cases {
+            let mut rig = Rig::new(workers, vifs);
+            let total = n * u64::from(vifs);
+            let (mut cpu, mut mpps) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                let (wall, ns) = rig.run(&f, n);
+                cpu.push(ns as f64 / total as f64);
+                mpps.push(total as f64 / wall.as_secs_f64() / 1e6);
+            }
+            let (c, c0, c1) = spread(cpu);
+            let (m, m0, m1) = spread(mpps);
+            println!(
+                "{name:<34} {len:>5} {:>26} {:>26}",
+                format!("{c:.0} [{c0:.0}, {c1:.0}]"),
+                format!("{m:.3} [{m0:.3}, {m1:.3}]")
+            );
+        }
+        for pairs in [1usize, 2] {
+            let mpps: Vec<f64> = (0..runs)
+                .map(|_| (n * pairs as u64) as f64 / spsc(&f, n, pairs).as_secs_f64() / 1e6)
+                .collect();
+            let (m, m0, m1) = spread(mpps);
+            println!(
+                "{:<34} {len:>5} {:>26} {:>26}",
+                format!("spsc bound, {pairs} pair(s) at once"),
+                "-",
+                format!("{m:.3} [{m0:.3}, {m1:.3}]")
+            );
+        }
+    }
+}
