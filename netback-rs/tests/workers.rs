@@ -306,8 +306,8 @@ fn usage(host: &LocalHost) -> Usage {
 
 /// 1 000 connect / traffic / disconnect cycles, half on each of two vifs placed on two
 /// workers (two frontends cycling at once): afterwards netback holds the same threads,
-/// descriptors, grants, event channels and memory mappings, and its heap grew by less
-/// than 1 MiB.
+/// descriptors, grants and event channels, at most a few more memory mappings (not one
+/// per cycle), and its heap grew by less than 1 MiB.
 #[test]
 fn a_thousand_connect_cycles_over_two_workers_leak_nothing() {
     let _one = one_at_a_time();
@@ -362,7 +362,12 @@ fn a_thousand_connect_cycles_over_two_workers_leak_nothing() {
     assert!(end.fds <= base.fds, "descriptors {base:?} -> {end:?}");
     assert_eq!(end.grants, base.grants, "grants");
     assert_eq!(end.ports, base.ports, "event channels");
-    assert!(end.maps <= base.maps, "memory mappings {base:?} -> {end:?}");
+    // A leaked connection would leave its two rings' mappings per cycle (hundreds);
+    // a few may come from the allocator's arenas of the harness's threads.
+    assert!(
+        end.maps <= base.maps + 8,
+        "memory mappings {base:?} -> {end:?}"
+    );
     assert!(
         end.heap < base.heap + (1 << 20),
         "heap {} -> {}",
