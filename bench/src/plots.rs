@@ -94,7 +94,7 @@ macro_rules! plot_both {
 pub fn write_all(r: &Report, out: &Path) -> R<Vec<PathBuf>> {
     register_font()?;
     let mut files = Vec::new();
-    for sc in Scenario::ALL {
+    for sc in Scenario::EVERY {
         let runs: Vec<&RunReport> = r.runs.iter().filter(|x| x.scenario == sc.name()).collect();
         if runs.is_empty() {
             continue;
