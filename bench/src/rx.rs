@@ -1,9 +1,9 @@
 //! The receive scenarios (`rx-1500`, `rx-mixed`): the paper's set-up mirrored, with the
 //! three VMs receiving instead of sending.
 //!
-//! The NIC model's receive side has one sender per VM (the remote hosts), each offering
-//! frames back to back at line rate ([`crate::pace`]), timestamped like the guests' TX
-//! frames. Each flow goes into its vif's queue in dom0 (a bounded queue of
+//! The NIC model's receive side has one flow per VM (from the remote hosts), each
+//! offering frames back to back at line rate ([`crate::pace`]), timestamped like the
+//! guests' TX frames; one sender thread at netback's priority drives the three flows. Each flow goes into its vif's queue in dom0 (a bounded queue of
 //! [`RunSpec::nic_queue_frames`], tail drop: the NIC's receive ring and the bridge port's
 //! queue in one), which netback reads; netback grant-copies what it admits into the
 //! guest's posted buffers, and the guest (a real netfront on its own thread) receives it,
@@ -219,7 +219,6 @@ fn connect_receivers(
 
 /// Starts the guests' counting and the senders together, reports progress, and once
 /// the senders are done and the queues drained, stops the guests.
-#[allow(clippy::type_complexity)]
 fn drive(
     spec: &RunSpec,
     guests: Vec<(mpsc::Sender<Times>, Receiver)>,
@@ -234,76 +233,108 @@ fn drive(
         t0,
         window: (w0, end),
     };
-    let mut threads = Vec::new();
-    for (vm, ((start, _), wire)) in guests.iter().zip(ends).enumerate() {
+    for (start, _) in &guests {
         let _ = start.send(times);
-        let (len, line, nice) = (
-            spec.scenario.packet_bytes(vm),
-            spec.line_bps(),
-            spec.guest_nice,
-        );
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("nic-rx-vm{}", vm + 1))
-                .spawn(move || send_flow(wire, vm, len, line, (t0, end), nice))
-                .map_err(|e| format!("sender thread: {e}"))?,
-        );
     }
+    let flows: Vec<Flow> = ends
+        .into_iter()
+        .enumerate()
+        .map(|(vm, wire)| {
+            Flow::new(
+                wire,
+                vm,
+                spec.scenario.packet_bytes(vm),
+                spec.line_bps(),
+                t0,
+            )
+        })
+        .collect();
+    let sender = std::thread::Builder::new()
+        .name("nic-rx".into())
+        .spawn(move || send_flows(flows, t0, end))
+        .map_err(|e| format!("sender thread: {e}"))?;
     let read = || [0, 1, 2].map(|i| live[i].load(Ordering::Relaxed));
     show_progress(&read, t0, end, progress);
-    let mut offered = Vec::new();
-    let mut wires = Vec::new();
-    for t in threads {
-        let (o, w) = t
-            .join()
-            .map_err(|_| "a sender thread panicked".to_string())??;
-        offered.push(o);
-        wires.push(w);
-    }
+    let flows = sender
+        .join()
+        .map_err(|_| "the sender thread panicked".to_string())??;
     std::thread::sleep(DRAIN);
     let mut received = Vec::new();
     for (_, g) in guests {
         let exit = g.finish().map_err(|e| e.to_string())?;
         received.push((exit.value?, exit.cpu_ns, exit.netfront.stats));
     }
-    drop(wires);
+    let offered = flows.into_iter().map(Flow::finish).collect();
     Ok((offered, received, end - w0))
 }
 
-/// One VM's sender: `len`-byte frames back to back at `line_bps` from `t0` to `end`
-/// into the vif's queue. Returns what it offered, and its end of the queue (kept open
-/// until the guests stopped counting).
-fn send_flow(
-    mut wire: MemPort,
-    vm: usize,
-    len: usize,
-    line_bps: u64,
-    (t0, end): (u64, u64),
-    nice: i32,
-) -> Result<(Offered, MemPort), String> {
-    if nice != 0 {
-        crate::guest::set_thread_nice(nice);
+/// One VM's flow from the NIC model: frames of one length back to back at line rate
+/// into the vif's queue.
+struct Flow {
+    wire: MemPort,
+    vm: u8,
+    frame: Vec<u8>,
+    pacer: Pacer,
+    offered: Offered,
+}
+
+impl Flow {
+    fn new(wire: MemPort, vm: usize, len: usize, line_bps: u64, t0: u64) -> Flow {
+        Flow {
+            wire,
+            vm: vm as u8,
+            frame: frame::template(vm as u8, len),
+            pacer: Pacer::new(t0, len, line_bps),
+            offered: Offered::default(),
+        }
     }
-    let mut f = frame::template(vm as u8, len);
-    let meta = FrameMeta::default();
-    let mut o = Offered::default();
-    let mut pacer = Pacer::new(t0, len, line_bps);
+
+    /// Sends the frames due at `now` (timestamped `now`).
+    fn send_due(&mut self, t0: u64, now: u64) -> Result<(), String> {
+        let due = self.pacer.due(now);
+        let meta = FrameMeta::default();
+        for _ in 0..due {
+            frame::encode(&mut self.frame, self.vm, self.offered.frames, now);
+            self.wire
+                .send(&self.frame, &meta)
+                .map_err(|e| format!("VM{}: NIC queue: {e}", self.vm + 1))?;
+            self.offered.frames += 1;
+        }
+        self.offered.bytes += due * self.frame.len() as u64;
+        add_to_bin(&mut self.offered.bins, t0, now, BIN_NS, due);
+        Ok(())
+    }
+
+    /// What the flow offered; its end of the queue closes.
+    fn finish(self) -> Offered {
+        let mut o = self.offered;
+        o.skipped = self.pacer.skipped;
+        o.dropped_queue = self.wire.stats().dropped_full;
+        o
+    }
+}
+
+/// The NIC model's senders, one thread for the three flows, from `t0` to `end`. It
+/// runs at netback's priority, not the guests' (the senders stand for remote hosts,
+/// which do not share this machine's cores; one thread rather than three keeps them
+/// from being descheduled, each on its own, while netback runs). Returns the flows,
+/// whose ends of the queues stay open until the guests stopped counting.
+fn send_flows(mut flows: Vec<Flow>, t0: u64, end: u64) -> Result<Vec<Flow>, String> {
     sleep_until(t0);
     loop {
         let now = monotonic_ns();
         if now >= end {
             break;
         }
-        let due = pacer.due(now);
-        for _ in 0..due {
-            frame::encode(&mut f, vm as u8, o.frames, now);
-            wire.send(&f, &meta)
-                .map_err(|e| format!("VM{}: NIC queue: {e}", vm + 1))?;
-            o.frames += 1;
+        for f in &mut flows {
+            f.send_due(t0, now)?;
         }
-        o.bytes += due * len as u64;
-        add_to_bin(&mut o.bins, t0, now, BIN_NS, due);
-        let next = pacer.next_ns().min(end);
+        let next = flows
+            .iter()
+            .map(|f| f.pacer.next_ns())
+            .min()
+            .unwrap_or(end)
+            .min(end);
         let now = monotonic_ns();
         if next > now + 20_000 {
             sleep_until(next.min(now + 1_000_000));
@@ -311,9 +342,7 @@ fn send_flow(
             std::thread::yield_now();
         }
     }
-    o.skipped = pacer.skipped;
-    o.dropped_queue = wire.stats().dropped_full;
-    Ok((o, wire))
+    Ok(flows)
 }
 
 /// The guest: receives every frame netfront hands over, passes it through the policer
