@@ -513,60 +513,67 @@ pub fn checks(runs: &[RunReport]) -> Vec<Check> {
     out
 }
 
+/// One number of a VM's report.
+type Metric = fn(&VmReport) -> f64;
+
 /// The receive scenarios' checks (issue 15): `dba-drop` holds VM1 and VM3 to their
 /// receive caps (bits/s in `rx-1500`, packets/s in `rx-mixed`, + 1 %) and gives VM2
 /// ≥ 98 % of its minimum, copying nothing it drops; `tc` copies what it then drops.
 pub fn rx_checks(runs: &[RunReport]) -> Vec<Check> {
     let find = |sc: &str, p: &str| runs.iter().find(|r| r.scenario == sc && r.policy == p);
     let mut out = Vec::new();
-    if let Some(r) = find("rx-1500", "dba-drop") {
+    let caps = [
+        ("rx-1500", false, "≤ 101 % of their caps (151.5 Mb/s)"),
+        ("rx-mixed", true, "≤ their Kp/s caps + 1 % (20.2, 60.6)"),
+    ];
+    for (sc, kpps, caps) in caps {
+        let Some(r) = find(sc, "dba-drop") else {
+            continue;
+        };
         let v = &r.vms;
+        let (unit, got, cap): (_, Metric, Metric) = if kpps {
+            ("Kp/s", |x| x.delivered_kpps, |x| x.sla_kpps)
+        } else {
+            ("Mb/s", |x| x.delivered_mbps, |x| x.sla_mbps)
+        };
         out.push(Check {
-            what: "dba-drop, rx-1500: VM1 and VM3 receive ≤ 101 % of their caps (151.5 Mb/s), VM2 ≥ 98 % of its minimum (686 Mb/s)".into(),
-            holds: v[0].delivered_mbps <= 1.01 * v[0].sla_mbps
-                && v[2].delivered_mbps <= 1.01 * v[2].sla_mbps
+            what: format!(
+                "dba-drop, {sc}: VM1 and VM3 receive {caps}, VM2 ≥ 98 % of its minimum (686 Mb/s)"
+            ),
+            holds: got(&v[0]) <= 1.01 * cap(&v[0])
+                && got(&v[2]) <= 1.01 * cap(&v[2])
                 && v[1].delivered_mbps >= 0.98 * v[1].sla_mbps,
             measured: format!(
-                "VM1 {:.1}, VM2 {:.1}, VM3 {:.1} Mb/s",
-                v[0].delivered_mbps, v[1].delivered_mbps, v[2].delivered_mbps
+                "VM1 {:.2} {unit}, VM3 {:.2} {unit}, VM2 {:.1} Mb/s",
+                got(&v[0]),
+                got(&v[2]),
+                v[1].delivered_mbps
             ),
         });
     }
-    if let Some(r) = find("rx-mixed", "dba-drop") {
-        let v = &r.vms;
-        out.push(Check {
-            what: "dba-drop, rx-mixed: VM1 and VM3 receive ≤ their Kp/s caps + 1 % (20.2, 60.6), VM2 ≥ 98 % of its minimum".into(),
-            holds: v[0].delivered_kpps <= 1.01 * v[0].sla_kpps
-                && v[2].delivered_kpps <= 1.01 * v[2].sla_kpps
-                && v[1].delivered_mbps >= 0.98 * v[1].sla_mbps,
-            measured: format!(
-                "VM1 {:.2} Kp/s, VM3 {:.2} Kp/s, VM2 {:.1} Mb/s",
-                v[0].delivered_kpps, v[2].delivered_kpps, v[1].delivered_mbps
-            ),
-        });
-    }
+    let copies = [
+        (
+            "dba-drop",
+            "netback dropped frames over the RX budget, 0 bytes copied for them",
+            "frames dropped by netback",
+        ),
+        (
+            "tc",
+            "the policer after the copy dropped frames, all copied first (bytes copied > bytes delivered)",
+            "frames policed",
+        ),
+    ];
     for sc in ["rx-1500", "rx-mixed"] {
-        let sum = |r: &RunReport, f: fn(&VmReport) -> i64| r.vms.iter().map(f).sum::<i64>();
-        if let Some(r) = find(sc, "dba-drop") {
-            let b = sum(r, |x| x.copied_then_dropped_bytes);
-            let dropped = sum(r, |x| x.dropped_back);
+        for (p, what, dropped_by) in copies {
+            let Some(r) = find(sc, p) else {
+                continue;
+            };
+            let b: i64 = r.vms.iter().map(|x| x.copied_then_dropped_bytes).sum();
+            let dropped: i64 = r.vms.iter().map(|x| x.dropped_back).sum();
             out.push(Check {
-                what: format!(
-                    "dba-drop, {sc}: netback dropped frames over the RX budget, 0 bytes copied for them"
-                ),
-                holds: dropped > 0 && b == 0,
-                measured: format!("{dropped} frames dropped by netback, {b} bytes copied then dropped"),
-            });
-        }
-        if let Some(r) = find(sc, "tc") {
-            let b = sum(r, |x| x.copied_then_dropped_bytes);
-            let dropped = sum(r, |x| x.dropped_back);
-            out.push(Check {
-                what: format!(
-                    "tc, {sc}: the policer after the copy dropped frames, all copied first (bytes copied > bytes delivered)"
-                ),
-                holds: dropped > 0 && b > 0,
-                measured: format!("{dropped} frames policed, {b} bytes copied then dropped"),
+                what: format!("{p}, {sc}: {what}"),
+                holds: dropped > 0 && (b > 0) == (p == "tc"),
+                measured: format!("{dropped} {dropped_by}, {b} bytes copied then dropped"),
             });
         }
     }
