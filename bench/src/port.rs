@@ -1,6 +1,7 @@
 //! The backend side of the wire: a [`netport::Port`] per vif onto the one shared
 //! [`Nic`], optionally behind a `tc`-like policer, and the [`PortFactory`] that hands
-//! them to netback.
+//! them to netback. In the receive scenarios each port also reads the frames the NIC
+//! model's sender queued for its VM ([`RxWires`]).
 //!
 //! Netback grant-copies a frame out of the guest and then sends it to its vif's port; so
 //! the policer here drops **after** the copy, exactly where `tc` in dom0 acts.
