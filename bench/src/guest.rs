@@ -18,11 +18,10 @@ use xen_local::LocalPlatform;
 
 use crate::clock::sleep_until;
 use crate::frame;
-use crate::nic::wire_time_ps;
+use crate::pace::{add_to_bin, Pacer};
 use crate::scenario::BIN_NS;
 
-/// How far the generator may fall behind its schedule before it skips frames.
-pub const MAX_LAG_NS: u64 = 2_000_000;
+pub use crate::pace::MAX_LAG_NS;
 
 /// One guest's traffic.
 #[derive(Debug, Clone)]
@@ -62,6 +61,9 @@ pub struct GuestResult {
     pub cpu_ns: u64,
     /// Offered frames per bin (same bins as the NIC's).
     pub offered_bins: Vec<u64>,
+    /// Receive scenarios: the RX budget netback told the guest (credit area version 2)
+    /// at the end of the run; `None` on TX or without a credit area.
+    pub rx_budget: Option<shared_ring::credit::Credits>,
 }
 
 /// A running guest thread.
@@ -111,7 +113,7 @@ impl Guest {
 /// Sets the calling thread's nice value (Linux: per thread). Raising it needs no
 /// privilege; a failure (e.g. a negative value without CAP_SYS_NICE) is reported and the
 /// run goes on at the inherited priority.
-fn set_thread_nice(nice: i32) {
+pub(crate) fn set_thread_nice(nice: i32) {
     let tid = rustix::thread::gettid();
     if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
         eprintln!("bench: cannot set the guest threads' nice to {nice}: {e}");
@@ -126,7 +128,6 @@ fn generate(
 ) -> Result<GuestResult, String> {
     let cpu0 = thread_cpu_ns();
     let active_abs: Vec<(u64, u64)> = spec.active.iter().map(|&(a, b)| (t0 + a, t0 + b)).collect();
-    let interval_ps = wire_time_ps(spec.frame_len as u64, spec.offered_line_bps).max(1);
     let mut r = GuestResult::default();
     let mut q: VecDeque<u64> = VecDeque::with_capacity(spec.queue_frames);
     let mut buf = frame::template(spec.vm as u8, spec.frame_len);
@@ -134,7 +135,7 @@ fn generate(
     let vm = spec.vm as u8;
     let mut seq = 0u64;
     sleep_until(t0);
-    let mut next_ps = t0 as u128 * 1000;
+    let mut pacer = Pacer::new(t0, spec.frame_len, spec.offered_line_bps);
     let mut hold_until: Option<u64> = None;
     let mut iter = 0u64;
     loop {
@@ -150,18 +151,11 @@ fn generate(
         nf.apply_credits();
         nf.reap_tx().map_err(|e| format!("VM{}: {e}", vm + 1))?;
         // Offer what is due.
-        let now_ps = now as u128 * 1000;
         let active = active_abs.iter().any(|&(a, b)| now >= a && now < b);
+        let due = if active { pacer.due(now) } else { 0 };
         if !active {
-            next_ps = now_ps;
-        } else if next_ps <= now_ps {
-            let lag = now_ps - next_ps;
-            if lag > MAX_LAG_NS as u128 * 1000 {
-                let skip = (lag - MAX_LAG_NS as u128 * 1000) / interval_ps as u128;
-                r.skipped_frames += skip as u64;
-                next_ps += skip * interval_ps as u128;
-            }
-            let due = ((now_ps - next_ps) / interval_ps as u128 + 1) as u64;
+            pacer.pause(now);
+        } else if due > 0 {
             let room = (spec.queue_frames - q.len()) as u64;
             let take = due.min(room);
             // Timestamped when generated (like iperf's send time): time spent behind
@@ -172,14 +166,7 @@ fn generate(
             r.dropped_queue += due - take;
             r.offered_frames += due;
             r.offered_bytes += due * spec.frame_len as u64;
-            let bin = (now.saturating_sub(t0) / BIN_NS) as usize;
-            if bin < 100_000 {
-                if r.offered_bins.len() <= bin {
-                    r.offered_bins.resize(bin + 1, 0);
-                }
-                r.offered_bins[bin] += due;
-            }
-            next_ps += due as u128 * interval_ps as u128;
+            add_to_bin(&mut r.offered_bins, t0, now, BIN_NS, due);
         }
         // Queue → ring.
         let mut ring_full = false;
@@ -221,7 +208,7 @@ fn generate(
         let now = monotonic_ns();
         let mut wake = end;
         if active {
-            wake = wake.min((next_ps / 1000) as u64);
+            wake = wake.min(pacer.next_ns());
         } else if let Some(&(a, _)) = active_abs.iter().find(|&&(a, _)| a > now) {
             wake = wake.min(a);
         }
@@ -237,6 +224,7 @@ fn generate(
             std::thread::yield_now();
         }
     }
+    r.skipped_frames = pacer.skipped;
     r.left_in_queue = q.len() as u64;
     r.front = nf.stats;
     r.cpu_ns = thread_cpu_ns() - cpu0;

@@ -487,6 +487,7 @@ pub fn netns_report(spec: &RunSpec, o: NetnsOutcome) -> RunReport {
     let d = spec.duration.as_secs_f64();
     RunReport {
         scenario: spec.scenario.name().into(),
+        direction: "tx".into(),
         policy: spec.policy.name().into(),
         period_ms: spec
             .policy

@@ -7,6 +7,7 @@
 //! ([`nic`], [`port`]) whose sink timestamps departures. [`run`] does one experiment,
 //! [`kernel_traffic`] the same with kernel stacks and iperf3 (`--traffic netns`), both on
 //! the harness of the `testbed` crate set up by [`bed`] from a [`scenario`];
+//! [`rx`] the receive scenarios (the NIC model's senders → netback → the guests),
 //! [`paper`] the whole comparison, [`report`] and [`plots`] write the outputs.
 //! See `docs/reproduction.md`.
 
@@ -20,10 +21,12 @@ pub mod guest;
 pub mod hostile;
 pub mod kernel_traffic;
 pub mod nic;
+pub mod pace;
 pub mod paper;
 pub mod plots;
 pub mod port;
 pub mod proc_cpu;
 pub mod report;
 pub mod run;
+pub mod rx;
 pub mod scenario;

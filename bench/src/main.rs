@@ -38,7 +38,9 @@ enum Cmd {
         /// Divide every rate (NIC, offered load, SLAs, caps) by this, for slow machines.
         #[arg(long, default_value_t = 1)]
         scale: u64,
-        /// Comma-separated scenarios (1500, mixed, spare).
+        /// Comma-separated scenarios: 1500, mixed, spare (the default: all three), and the
+        /// receive scenarios rx-1500, rx-mixed (run only when named; policies native, tc
+        /// and dba-drop).
         #[arg(long, value_delimiter = ',')]
         scenarios: Option<Vec<String>>,
         /// Comma-separated policies (native, netback-rate, tc, dba-drop, dba-hold).

@@ -89,7 +89,8 @@ pub struct VmSink {
 }
 
 impl VmSink {
-    fn new() -> VmSink {
+    /// An empty sink.
+    pub fn new() -> VmSink {
         VmSink {
             frames: 0,
             bytes: 0,
@@ -107,6 +108,47 @@ impl VmSink {
         }
     }
 
+    /// Counts `frame`, arrived (departed from the NIC, or received by the guest) at
+    /// `at_ns`: in its bin of `bin_ns` since `t0_ns`, and, inside `window`, in the window
+    /// counts and its one-way delay since the time its header carries.
+    pub fn record(
+        &mut self,
+        at_ns: u64,
+        frame: &[u8],
+        t0_ns: u64,
+        window: (u64, u64),
+        bin_ns: u64,
+    ) {
+        self.frames += 1;
+        self.bytes += frame.len() as u64;
+        let bin = (at_ns.saturating_sub(t0_ns) / bin_ns.max(1)) as usize;
+        if bin < 100_000 {
+            if self.bins_bytes.len() <= bin {
+                self.bins_bytes.resize(bin + 1, 0);
+                self.bins_frames.resize(bin + 1, 0);
+            }
+            self.bins_bytes[bin] += frame.len() as u64;
+            self.bins_frames[bin] += 1;
+        }
+        if at_ns < window.0 || at_ns >= window.1 {
+            return;
+        }
+        self.window_frames += 1;
+        self.window_bytes += frame.len() as u64;
+        match crate::frame::decode(frame) {
+            Some(h) => {
+                let delay = at_ns.saturating_sub(h.sent_ns);
+                self.delay_us.saturating_record((delay / 1000).max(1));
+                if let Some(prev) = self.last_delay_ns {
+                    self.ipdv_sum_ns += prev.abs_diff(delay) as u128;
+                    self.ipdv_n += 1;
+                }
+                self.last_delay_ns = Some(delay);
+            }
+            None => self.foreign += 1,
+        }
+    }
+
     /// Mean absolute difference of consecutive one-way delays (IPDV, RFC 5481), µs.
     pub fn jitter_us(&self) -> f64 {
         if self.ipdv_n == 0 {
@@ -114,6 +156,12 @@ impl VmSink {
         } else {
             self.ipdv_sum_ns as f64 / self.ipdv_n as f64 / 1000.0
         }
+    }
+}
+
+impl Default for VmSink {
+    fn default() -> VmSink {
+        VmSink::new()
     }
 }
 
@@ -175,36 +223,9 @@ impl Nic {
         self.busy_until_ps = dep_ps;
         self.backlog.push_back(dep_ps);
         let dep_ns = dep_ps / 1000;
-        let (w0, w1) = self.window;
-        let bin = (dep_ns.saturating_sub(self.t0_ns) / self.cfg.bin_ns.max(1)) as usize;
-        let Some(s) = self.sinks.get_mut(vm) else {
-            return Some(dep_ns);
-        };
-        s.frames += 1;
-        s.bytes += frame.len() as u64;
-        if bin < 100_000 {
-            if s.bins_bytes.len() <= bin {
-                s.bins_bytes.resize(bin + 1, 0);
-                s.bins_frames.resize(bin + 1, 0);
-            }
-            s.bins_bytes[bin] += frame.len() as u64;
-            s.bins_frames[bin] += 1;
-        }
-        if dep_ns >= w0 && dep_ns < w1 {
-            s.window_frames += 1;
-            s.window_bytes += frame.len() as u64;
-            match crate::frame::decode(frame) {
-                Some(h) => {
-                    let delay = dep_ns.saturating_sub(h.sent_ns);
-                    s.delay_us.saturating_record((delay / 1000).max(1));
-                    if let Some(prev) = s.last_delay_ns {
-                        s.ipdv_sum_ns += prev.abs_diff(delay) as u128;
-                        s.ipdv_n += 1;
-                    }
-                    s.last_delay_ns = Some(delay);
-                }
-                None => s.foreign += 1,
-            }
+        let (t0, window, bin_ns) = (self.t0_ns, self.window, self.cfg.bin_ns);
+        if let Some(s) = self.sinks.get_mut(vm) {
+            s.record(dep_ns, frame, t0, window, bin_ns);
         }
         Some(dep_ns)
     }

@@ -130,45 +130,57 @@ pub fn paper(opts: &PaperOptions, out: &Path) -> Result<Report, String> {
         if let Some(why) = crate::kernel_traffic::unavailable() {
             return Err(format!("--traffic netns cannot run here: {why}"));
         }
+        if let Some(sc) = opts.scenarios.iter().find(|s| s.is_rx()) {
+            return Err(format!(
+                "scenario {sc}: the receive scenarios run with in-process traffic only (drop --traffic netns)"
+            ));
+        }
     }
-    let total = opts.scenarios.len() * opts.policies.len() + opts.sweep.len();
+    let pairs: Vec<(Scenario, Policy)> = opts
+        .scenarios
+        .iter()
+        .flat_map(|&sc| opts.policies.iter().map(move |&p| (sc, p)))
+        .filter(|&(sc, p)| p.applies_to(sc))
+        .collect();
+    if pairs.is_empty() && !opts.scenarios.is_empty() && !opts.policies.is_empty() {
+        return Err("no policy of --policies applies to --scenarios (the receive scenarios compare native, tc and dba-drop)".into());
+    }
+    let total = pairs.len() + opts.sweep.len();
     let mut k = 0;
     let mut runs = Vec::new();
-    for &sc in &opts.scenarios {
-        for &p in &opts.policies {
-            k += 1;
-            let spec = opts.spec(sc, p);
-            eprintln!(
-                "[{k}/{total}] scenario {sc}, policy {p}{} ({:.1} s)",
-                spec.period
-                    .map_or(String::new(), |d| format!(", period {} ms", d.as_millis())),
-                spec.duration.as_secs_f64()
-            );
-            let r = if opts.netns {
-                let o = crate::kernel_traffic::run_netns(&spec)
-                    .map_err(|e| format!("scenario {sc}, policy {p}: {e}"))?;
-                crate::kernel_traffic::netns_report(&spec, o)
+    for &(sc, p) in &pairs {
+        k += 1;
+        let spec = opts.spec(sc, p);
+        eprintln!(
+            "[{k}/{total}] scenario {sc}, policy {p}{} ({:.1} s)",
+            spec.period
+                .map_or(String::new(), |d| format!(", period {} ms", d.as_millis())),
+            spec.duration.as_secs_f64()
+        );
+        let r = if opts.netns {
+            let o = crate::kernel_traffic::run_netns(&spec)
+                .map_err(|e| format!("scenario {sc}, policy {p}: {e}"))?;
+            crate::kernel_traffic::netns_report(&spec, o)
+        } else {
+            let o = run(&spec, &mut |l| eprintln!("    {l}"))
+                .map_err(|e| format!("scenario {sc}, policy {p}: {e}"))?;
+            run_report(&o)
+        };
+        for v in &r.vms {
+            let delay = if r.delay_measured {
+                format!(
+                    "delay p50 {:.0} µs p99 {:.0} µs",
+                    v.delay_p50_us, v.delay_p99_us
+                )
             } else {
-                let o = run(&spec, &mut |l| eprintln!("    {l}"))
-                    .map_err(|e| format!("scenario {sc}, policy {p}: {e}"))?;
-                run_report(&o)
+                format!("jitter {:.0} µs (iperf3)", v.jitter_us)
             };
-            for v in &r.vms {
-                let delay = if r.delay_measured {
-                    format!(
-                        "delay p50 {:.0} µs p99 {:.0} µs",
-                        v.delay_p50_us, v.delay_p99_us
-                    )
-                } else {
-                    format!("jitter {:.0} µs (iperf3)", v.jitter_us)
-                };
-                eprintln!(
-                    "    {}: {:.1} Mb/s {:.2} Kp/s, {delay}, loss {:.1} %",
-                    v.name, v.delivered_mbps, v.delivered_kpps, v.loss_pct
-                );
-            }
-            runs.push(r);
+            eprintln!(
+                "    {}: {:.1} Mb/s {:.2} Kp/s, {delay}, loss {:.1} %",
+                v.name, v.delivered_mbps, v.delivered_kpps, v.loss_pct
+            );
         }
+        runs.push(r);
     }
     let mut sweep = Vec::new();
     if opts.netns && !opts.sweep.is_empty() {

@@ -94,7 +94,7 @@ macro_rules! plot_both {
 pub fn write_all(r: &Report, out: &Path) -> R<Vec<PathBuf>> {
     register_font()?;
     let mut files = Vec::new();
-    for sc in Scenario::ALL {
+    for sc in Scenario::EVERY {
         let runs: Vec<&RunReport> = r.runs.iter().filter(|x| x.scenario == sc.name()).collect();
         if runs.is_empty() {
             continue;
@@ -162,7 +162,11 @@ fn bars<DB: DrawingBackend>(
     };
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("Delivered {unit} per VM, scenario {scenario} (cf. paper {fig})"),
+            if scenario.starts_with("rx-") {
+                format!("Received {unit} per VM, scenario {scenario} (receive: no paper figure)")
+            } else {
+                format!("Delivered {unit} per VM, scenario {scenario} (cf. paper {fig})")
+            },
             ("sans-serif", 20),
         )
         .margin(10)
@@ -271,7 +275,13 @@ fn cdfs<DB: DrawingBackend>(
     let (title, body) = root.split_vertically(35);
     title
         .titled(
-            &format!("One-way delay CDF per VM and policy, scenario {scenario} (cf. paper Fig. 6)"),
+            &if scenario.starts_with("rx-") {
+                format!("One-way delay CDF per VM and policy, scenario {scenario} (sender → guest)")
+            } else {
+                format!(
+                    "One-way delay CDF per VM and policy, scenario {scenario} (cf. paper Fig. 6)"
+                )
+            },
             ("sans-serif", 18),
         )
         .map_err(e)?;

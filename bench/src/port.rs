@@ -1,6 +1,7 @@
 //! The backend side of the wire: a [`netport::Port`] per vif onto the one shared
 //! [`Nic`], optionally behind a `tc`-like policer, and the [`PortFactory`] that hands
-//! them to netback.
+//! them to netback. In the receive scenarios each port also reads the frames the NIC
+//! model's sender queued for its VM ([`RxWires`]).
 //!
 //! Netback grant-copies a frame out of the guest and then sends it to its vif's port; so
 //! the policer here drops **after** the copy, exactly where `tc` in dom0 acts.
@@ -10,9 +11,10 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use netback::{PortFactory, VifId};
-use netport::{FrameMeta, Port};
+use netport::{FrameMeta, MemPort, Port};
 
 use crate::nic::Nic;
+use crate::rx::RxWires;
 use hypervisor::clock::monotonic_ns;
 
 /// A bytes-only token bucket like `tc ... police rate R burst B drop`.
@@ -58,6 +60,8 @@ pub struct NicPort {
     nic: Arc<Mutex<Nic>>,
     vm: usize,
     police: Option<Police>,
+    /// Receive scenarios: the vif's queue of frames from the NIC model ([`crate::rx`]).
+    rx: Option<MemPort>,
     /// Never readable: nothing comes back from the sink.
     idle_fd: OwnedFd,
 }
@@ -71,14 +75,24 @@ impl NicPort {
             nic,
             vm,
             police,
+            rx: None,
             idle_fd,
         })
+    }
+
+    /// Frames from the NIC model to the guest come from `queue` (receive scenarios).
+    pub fn with_rx(mut self, queue: MemPort) -> NicPort {
+        self.rx = Some(queue);
+        self
     }
 }
 
 impl Port for NicPort {
-    fn recv(&mut self, _buf: &mut [u8]) -> io::Result<Option<(usize, FrameMeta)>> {
-        Ok(None)
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, FrameMeta)>> {
+        match &mut self.rx {
+            Some(q) => q.recv(buf),
+            None => Ok(None),
+        }
     }
 
     fn send(&mut self, frame: &[u8], _meta: &FrameMeta) -> io::Result<()> {
@@ -98,7 +112,10 @@ impl Port for NicPort {
     }
 
     fn rx_fd(&self) -> BorrowedFd<'_> {
-        self.idle_fd.as_fd()
+        match &self.rx {
+            Some(q) => q.rx_fd(),
+            None => self.idle_fd.as_fd(),
+        }
     }
 
     fn max_frame(&self) -> usize {
@@ -112,6 +129,8 @@ pub struct NicFactory {
     pub nic: Arc<Mutex<Nic>>,
     /// Per VM (index): the policer to put in front of the NIC, if any (`tc`).
     pub police: Vec<Option<Police>>,
+    /// Receive scenarios: each port reads its frames from a new queue of these.
+    pub rx: Option<RxWires>,
 }
 
 impl PortFactory for NicFactory {
@@ -120,7 +139,11 @@ impl PortFactory for NicFactory {
             io::Error::new(io::ErrorKind::InvalidInput, format!("{id}: not a guest"))
         })?;
         let police = self.police.get(vm).cloned().flatten();
-        Ok(Box::new(NicPort::new(self.nic.clone(), vm, police)?))
+        let port = NicPort::new(self.nic.clone(), vm, police)?;
+        Ok(Box::new(match &self.rx {
+            Some(w) => port.with_rx(w.open(vm)?),
+            None => port,
+        }))
     }
 }
 

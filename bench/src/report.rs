@@ -49,8 +49,13 @@ pub struct Machine {
 /// One run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
-    /// `1500`, `mixed` or `spare`.
+    /// `1500`, `mixed`, `spare`, `rx-1500` or `rx-mixed`.
     pub scenario: String,
+    /// `tx` (the guests send; the NIC model is behind netback) or `rx` (the guests
+    /// receive from the NIC model's senders, [`crate::rx`]). Reports written before the
+    /// receive scenarios have none: `tx`.
+    #[serde(default = "tx")]
+    pub direction: String,
     /// `native`, `netback-rate`, `tc`, `dba-drop` or `dba-hold`.
     pub policy: String,
     /// Allocator period (dba only), ms.
@@ -117,9 +122,11 @@ pub struct VmReport {
     pub sla_mbps: f64,
     /// SLA packets/s cap, Kp/s.
     pub sla_kpps: f64,
-    /// Offered load (frames generated), Mb/s of frame bytes, over the whole run.
+    /// Offered load (frames generated), Mb/s of frame bytes, over the whole run. On RX:
+    /// what the NIC model's sender offered to this VM.
     pub offered_mbps: f64,
-    /// Delivered by the NIC in the window, Mb/s of frame bytes.
+    /// Delivered by the NIC in the window, Mb/s of frame bytes. On RX: received by the
+    /// guest's application (after a `tc` policer, if any).
     pub delivered_mbps: f64,
     /// Delivered, Kp/s.
     pub delivered_kpps: f64,
@@ -131,21 +138,25 @@ pub struct VmReport {
     pub jitter_us: f64,
     /// Frames offered but not delivered, % (whole run).
     pub loss_pct: f64,
-    /// Bytes grant-copied across the ring (whole run).
+    /// Bytes grant-copied across the ring (whole run): on TX out of the guest, on RX
+    /// into it.
     pub ring_bytes_copied: i64,
-    /// Of those, bytes copied for frames that were then dropped (tc, NIC queue).
+    /// Of those, bytes copied for frames that were then dropped (TX: tc, NIC queue; RX:
+    /// the `tc` policer after the copy).
     pub copied_then_dropped_bytes: i64,
-    /// Dropped in the guest: queue overflow + netfront over budget.
+    /// Dropped in the guest: queue overflow + netfront over budget (TX only).
     pub dropped_front: i64,
-    /// Dropped in the backend: backstop + port + `tc` policer.
+    /// Dropped in the backend: backstop + port + `tc` policer (RX: netback's RX drops,
+    /// its budget's among them, + the `tc` policer).
     pub dropped_back: i64,
-    /// Dropped at the NIC queue.
+    /// Dropped at the NIC queue (RX: the vif's receive queue in dom0, full).
     pub dropped_nic: i64,
     /// Frames the generator could not produce in time (machine too slow).
     pub generator_skipped: i64,
     /// Delay CDF: (quantile, µs) pairs.
     pub delay_cdf_us: Vec<(f64, f64)>,
-    /// The allocator's last budget for this vif, bits/s (dba only).
+    /// The allocator's last budget for this vif, bits/s (dba only; on RX the receive
+    /// budget netback told the guest).
     pub budget_bps: Option<u64>,
     /// The allocator's last packets/s budget (dba only).
     pub budget_pps: Option<u64>,
@@ -236,6 +247,41 @@ pub const CDF_QUANTILES: [f64; 16] = [
     0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0,
 ];
 
+fn tx() -> String {
+    "tx".into()
+}
+
+/// A per-second rate of a limit, if it has one.
+fn per_sec(l: shared_ring::Limit) -> Option<u64> {
+    match l {
+        shared_ring::Limit::Rate { per_sec, .. } => Some(per_sec),
+        shared_ring::Limit::Unlimited => None,
+    }
+}
+
+/// What netback did for one VM in the run's direction: bytes copied across the ring,
+/// frames it dropped, and the allocator's last budget (bits/s, packets/s).
+fn backend_side(o: &RunOutcome, vm: usize) -> (u64, u64, Option<(u64, Option<u64>)>) {
+    let st = o
+        .backend
+        .status
+        .iter()
+        .find(|v| v.id.domid.0 as usize == vm + 1);
+    let Some(v) = st else {
+        return (0, 0, None);
+    };
+    if o.spec.scenario.is_rx() {
+        let budget = o.guests[vm].rx_budget.and_then(|c| {
+            let bps = per_sec(c.bytes)? * 8;
+            Some((bps, per_sec(c.packets)))
+        });
+        (v.counters.rx_bytes, v.counters.rx_dropped(), budget)
+    } else {
+        let budget = v.budget.map(|b| (b.bps, b.pps));
+        (v.counters.tx_bytes_copied, v.counters.tx_dropped(), budget)
+    }
+}
+
 fn mbps(bytes: u64, s: f64) -> f64 {
     if s > 0.0 {
         bytes as f64 * 8.0 / s / 1e6
@@ -252,20 +298,7 @@ pub fn run_report(o: &RunOutcome) -> RunReport {
     for vm in 0..3 {
         let g = &o.guests[vm];
         let s = &o.nic.sinks[vm];
-        let st = o
-            .backend
-            .status
-            .iter()
-            .find(|v| v.id.domid.0 as usize == vm + 1);
-        let (copied, back, budget) = st
-            .map(|v| {
-                (
-                    v.counters.tx_bytes_copied,
-                    v.counters.tx_dropped(),
-                    v.budget,
-                )
-            })
-            .unwrap_or((0, 0, None));
+        let (copied, back, budget) = backend_side(o, vm);
         let delivered_frames_total = s.frames;
         let offered = g.offered_frames;
         let loss = if offered > 0 {
@@ -299,8 +332,8 @@ pub fn run_report(o: &RunOutcome) -> RunReport {
             dropped_nic: s.dropped_nic as i64,
             generator_skipped: g.skipped_frames as i64,
             delay_cdf_us: CDF_QUANTILES.iter().map(|&p| (p, q(p))).collect(),
-            budget_bps: budget.map(|b| b.bps),
-            budget_pps: budget.and_then(|b| b.pps),
+            budget_bps: budget.map(|b| b.0),
+            budget_pps: budget.and_then(|b| b.1),
             netns: None,
         });
     }
@@ -319,6 +352,7 @@ pub fn run_report(o: &RunOutcome) -> RunReport {
     let spare = (spec.scenario == Scenario::Spare).then(|| spare_report(o, &timeline_mbps));
     RunReport {
         scenario: spec.scenario.name().into(),
+        direction: if spec.scenario.is_rx() { "rx" } else { "tx" }.into(),
         policy: spec.policy.name().into(),
         period_ms: spec
             .policy
@@ -475,6 +509,74 @@ pub fn checks(runs: &[RunReport]) -> Vec<Check> {
             });
         }
     }
+    out.extend(rx_checks(runs));
+    out
+}
+
+/// One number of a VM's report.
+type Metric = fn(&VmReport) -> f64;
+
+/// The receive scenarios' checks (issue 15): `dba-drop` holds VM1 and VM3 to their
+/// receive caps (bits/s in `rx-1500`, packets/s in `rx-mixed`, + 1 %) and gives VM2
+/// ≥ 98 % of its minimum, copying nothing it drops; `tc` copies what it then drops.
+pub fn rx_checks(runs: &[RunReport]) -> Vec<Check> {
+    let find = |sc: &str, p: &str| runs.iter().find(|r| r.scenario == sc && r.policy == p);
+    let mut out = Vec::new();
+    let caps = [
+        ("rx-1500", false, "≤ 101 % of their caps (151.5 Mb/s)"),
+        ("rx-mixed", true, "≤ their Kp/s caps + 1 % (20.2, 60.6)"),
+    ];
+    for (sc, kpps, caps) in caps {
+        let Some(r) = find(sc, "dba-drop") else {
+            continue;
+        };
+        let v = &r.vms;
+        let (unit, got, cap): (_, Metric, Metric) = if kpps {
+            ("Kp/s", |x| x.delivered_kpps, |x| x.sla_kpps)
+        } else {
+            ("Mb/s", |x| x.delivered_mbps, |x| x.sla_mbps)
+        };
+        out.push(Check {
+            what: format!(
+                "dba-drop, {sc}: VM1 and VM3 receive {caps}, VM2 ≥ 98 % of its minimum (686 Mb/s)"
+            ),
+            holds: got(&v[0]) <= 1.01 * cap(&v[0])
+                && got(&v[2]) <= 1.01 * cap(&v[2])
+                && v[1].delivered_mbps >= 0.98 * v[1].sla_mbps,
+            measured: format!(
+                "VM1 {:.2} {unit}, VM3 {:.2} {unit}, VM2 {:.1} Mb/s",
+                got(&v[0]),
+                got(&v[2]),
+                v[1].delivered_mbps
+            ),
+        });
+    }
+    let copies = [
+        (
+            "dba-drop",
+            "netback dropped frames over the RX budget, 0 bytes copied for them",
+            "frames dropped by netback",
+        ),
+        (
+            "tc",
+            "the policer after the copy dropped frames, all copied first (bytes copied > bytes delivered)",
+            "frames policed",
+        ),
+    ];
+    for sc in ["rx-1500", "rx-mixed"] {
+        for (p, what, dropped_by) in copies {
+            let Some(r) = find(sc, p) else {
+                continue;
+            };
+            let b: i64 = r.vms.iter().map(|x| x.copied_then_dropped_bytes).sum();
+            let dropped: i64 = r.vms.iter().map(|x| x.dropped_back).sum();
+            out.push(Check {
+                what: format!("{p}, {sc}: {what}"),
+                holds: dropped > 0 && (b > 0) == (p == "tc"),
+                measured: format!("{dropped} {dropped_by}, {b} bytes copied then dropped"),
+            });
+        }
+    }
     out
 }
 
@@ -534,6 +636,15 @@ fn netns_accounting(runs: &[RunReport]) -> String {
     s + "\n"
 }
 
+/// The receive scenarios' reading guide in `report.md`.
+const RX_NOTE: &str = "Receive direction: the NIC model's sender offers each VM frames at \
+     line rate into its vif's queue in dom0 (tail drop: `drops … NIC`); netback copies them \
+     into the guest, which counts what it received (delay: sender → guest). The same SLAs \
+     as on TX, on what each VM receives. `tc`: a policer after the copy (the guest got the \
+     frame, then it is dropped: `copied then dropped`); `dba-drop`: netback's RX budget \
+     from the allocator, charged before the copy (`drops back`, never copied). The paper \
+     has no receive experiment: no paper values.\n\n";
+
 /// Renders `report.md`.
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
@@ -572,12 +683,15 @@ pub fn markdown(r: &Report) -> String {
     s += "Rates are bits/s of frame bytes (dest MAC .. payload, `docs/protocol.md` §2.6), \
           delivered by the 1 Gb/s NIC model in the measurement window. Paper values are \
           those stated in its text (§III-C, §V); “—” = the paper gives no number.\n\n";
-    for sc in Scenario::ALL {
+    for sc in Scenario::EVERY {
         let runs: Vec<&RunReport> = r.runs.iter().filter(|x| x.scenario == sc.name()).collect();
         if runs.is_empty() {
             continue;
         }
         s += &format!("## Scenario `{}`\n\n", sc.name());
+        if sc.is_rx() {
+            s += RX_NOTE;
+        }
         s += "| policy | VM | bytes | Mb/s | paper Mb/s | Kp/s | paper Kp/s | delay p50 / p99 µs | paper delay | jitter µs | loss % | copied MB | copied then dropped MB | drops front / back / NIC | CPU back / front s |\n";
         s += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for run in &runs {
@@ -676,7 +790,7 @@ pub fn markdown(r: &Report) -> String {
         }
         s += "\n";
     }
-    s += "## What must hold (issue 7), measured\n\n| check | holds | measured |\n|---|---|---|\n";
+    s += "## What must hold (issues 7 and 15), measured\n\n| check | holds | measured |\n|---|---|---|\n";
     for c in &r.checks {
         s += &format!(
             "| {} | {} | {} |\n",
@@ -738,6 +852,7 @@ mod tests {
             guest_nice: 5,
             runs: vec![RunReport {
                 scenario: "1500".into(),
+                direction: "tx".into(),
                 policy: "native".into(),
                 period_ms: None,
                 duration_s: 1.0,

@@ -39,8 +39,12 @@ struct Traffic {
     window_ns: u64,
 }
 
-/// Runs one experiment. `progress` receives one line every half second.
+/// Runs one experiment (a receive scenario: [`crate::rx::run_rx`]). `progress` receives
+/// one line every half second.
 pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(&str)) -> Result<RunOutcome, String> {
+    if spec.scenario.is_rx() {
+        return crate::rx::run_rx(spec, progress);
+    }
     let host = LocalHost::new();
     bed::add_vifs(&host)?;
     let nic = Arc::new(Mutex::new(Nic::new(
@@ -54,6 +58,7 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(&str)) -> Result<RunOutcome,
     let factory = NicFactory {
         nic: nic.clone(),
         police: (0..3).map(|vm| tc_police(spec, vm)).collect(),
+        rx: None,
     };
     let mut backend = bed::start_backend(spec, &host, Spawner::Thread, factory)?;
     let traffic = (|| {
@@ -120,7 +125,11 @@ fn drive(
     for g in &guests {
         g.start(t0, end);
     }
-    show_progress(nic, t0, end, progress);
+    let read = || {
+        let n = nic.lock().unwrap();
+        [n.sinks[0].bytes, n.sinks[1].bytes, n.sinks[2].bytes]
+    };
+    show_progress(&read, t0, end, progress);
     let mut results = Vec::new();
     let mut fronts = Vec::new();
     let mut err = None;
@@ -145,17 +154,20 @@ fn drive(
     }
 }
 
-/// Every half second from `t0` to `end`: each VM's delivered Mb/s since the last line.
-fn show_progress(nic: &Mutex<Nic>, t0: u64, end: u64, progress: &mut dyn FnMut(&str)) {
+/// Every half second from `t0` to `end`: each VM's delivered Mb/s since the last line,
+/// from the delivered byte counts `read` returns.
+pub(crate) fn show_progress(
+    read: &dyn Fn() -> [u64; 3],
+    t0: u64,
+    end: u64,
+    progress: &mut dyn FnMut(&str),
+) {
     sleep_until(t0);
     let mut last = (t0, [0u64; 3]);
     while monotonic_ns() < end {
         sleep_until((monotonic_ns() + 500_000_000).min(end));
         let now = monotonic_ns();
-        let bytes: [u64; 3] = {
-            let n = nic.lock().unwrap();
-            [n.sinks[0].bytes, n.sinks[1].bytes, n.sinks[2].bytes]
-        };
+        let bytes = read();
         let dt = (now - last.0) as f64 / 1e9;
         let rates: Vec<String> = (0..3)
             .map(|i| {

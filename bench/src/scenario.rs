@@ -37,11 +37,27 @@ pub enum Scenario {
     /// 1500-byte frames; VM2 is idle during the middle third of the run, and VM1/VM3 have
     /// no SLA maximum, so a work-conserving policy lets them take the spare capacity.
     Spare,
+    /// Receive direction ([`crate::rx`]): `1500` mirrored, every VM receives 1500-byte
+    /// frames from the NIC model at line rate, the SLAs on what each VM receives.
+    Rx1500,
+    /// Receive direction: `mixed` mirrored (VM1 and VM3 receive 64-byte frames, VM2
+    /// 1500-byte frames).
+    RxMixed,
 }
 
 impl Scenario {
-    /// All scenarios, in report order.
+    /// The transmit scenarios of the paper, in report order (the default of `bench paper`).
     pub const ALL: [Scenario; 3] = [Scenario::S1500, Scenario::Mixed, Scenario::Spare];
+    /// The receive scenarios (`--scenarios rx-1500,rx-mixed`).
+    pub const RX: [Scenario; 2] = [Scenario::Rx1500, Scenario::RxMixed];
+    /// Every scenario, in report order.
+    pub const EVERY: [Scenario; 5] = [
+        Scenario::S1500,
+        Scenario::Mixed,
+        Scenario::Spare,
+        Scenario::Rx1500,
+        Scenario::RxMixed,
+    ];
 
     /// The name used in reports and on the command line.
     pub fn name(self) -> &'static str {
@@ -49,21 +65,31 @@ impl Scenario {
             Scenario::S1500 => "1500",
             Scenario::Mixed => "mixed",
             Scenario::Spare => "spare",
+            Scenario::Rx1500 => "rx-1500",
+            Scenario::RxMixed => "rx-mixed",
         }
     }
 
     /// Parses [`Scenario::name`].
     pub fn parse(s: &str) -> Result<Scenario, String> {
-        Scenario::ALL
+        Scenario::EVERY
             .into_iter()
             .find(|x| x.name() == s)
-            .ok_or_else(|| format!("unknown scenario {s:?} (expected 1500, mixed or spare)"))
+            .ok_or_else(|| {
+                format!("unknown scenario {s:?} (expected 1500, mixed, spare, rx-1500 or rx-mixed)")
+            })
     }
 
-    /// Frame length (dest MAC .. payload) VM `vm` sends.
+    /// Whether the VMs receive (traffic from the NIC model to the guests) instead of
+    /// sending.
+    pub fn is_rx(self) -> bool {
+        matches!(self, Scenario::Rx1500 | Scenario::RxMixed)
+    }
+
+    /// Frame length (dest MAC .. payload) VM `vm` sends (or, on RX, receives).
     pub fn packet_bytes(self, vm: usize) -> usize {
         match (self, vm) {
-            (Scenario::Mixed, 0 | 2) => 64,
+            (Scenario::Mixed | Scenario::RxMixed, 0 | 2) => 64,
             _ => 1500,
         }
     }
@@ -139,6 +165,13 @@ impl Policy {
     pub fn is_dba(self) -> bool {
         matches!(self, Policy::DbaDrop | Policy::DbaHold)
     }
+
+    /// Whether the policy is compared in `scenario`: every policy on TX; on RX
+    /// `native`, `tc` (a policer after the copy into the guest) and `dba-drop`
+    /// (netback's RX budget, drop before the copy).
+    pub fn applies_to(self, scenario: Scenario) -> bool {
+        !scenario.is_rx() || matches!(self, Policy::Native | Policy::Tc | Policy::DbaDrop)
+    }
 }
 
 impl fmt::Display for Policy {
@@ -168,38 +201,55 @@ pub const FULL_FRAME_BYTES: u64 = 1500;
 
 /// The SLA file (`allocator/src/sla_file.rs` syntax) for a scenario, rates divided by
 /// `scale`; the link capacity B_p is `capacity_bps` (already scaled), its buffer
-/// `buffer` (bytes, packets).
+/// `buffer` (bytes, packets). A receive scenario gets the same SLAs on the receive
+/// direction too (`rx-*` keys, `docs/allocator.md` §15).
 pub fn sla_file(
     scenario: Scenario,
     capacity_bps: u64,
     buffer: Option<LinkBuffer>,
     scale: u64,
 ) -> String {
+    let rx = scenario.is_rx();
     let mut s = format!("[link]\ncapacity-bps = {capacity_bps}\n");
+    if rx {
+        s += &format!("rx-capacity-bps = {capacity_bps}\n");
+    }
     if let Some(b) = buffer {
         s += &format!(
             "buffer-bytes = {}\nbuffer-packets = {}\n",
             b.bytes, b.packets
         );
+        if rx {
+            s += &format!(
+                "rx-buffer-bytes = {}\nrx-buffer-packets = {}\n",
+                b.bytes, b.packets
+            );
+        }
     }
     s += "[defaults]\npriority = 7\nmin-bps = 0\n";
     #[allow(clippy::needless_range_loop)] // vm indexes several parallel tables
     for vm in 0..3 {
-        s += &format!(
-            "[[vm]]\ndomid = {}\npps = {}\n",
-            vm + 1,
-            (SLA_PPS[vm] / scale).max(1)
-        );
+        let pps = (SLA_PPS[vm] / scale).max(1);
+        s += &format!("[[vm]]\ndomid = {}\npps = {pps}\n", vm + 1);
+        if rx {
+            s += &format!("rx-pps = {pps}\n");
+        }
     }
     for vm in 0..3 {
+        let min = SLA_BPS[vm] / scale;
         s += &format!(
-            "[[vif]]\ndomid = {}\ndevid = 0\npriority = {}\nmin-bps = {}\n",
+            "[[vif]]\ndomid = {}\ndevid = 0\npriority = {}\nmin-bps = {min}\n",
             vm + 1,
             SLA_PRIORITY[vm],
-            SLA_BPS[vm] / scale
         );
+        if rx {
+            s += &format!("rx-min-bps = {min}\n");
+        }
         if let Some(m) = scenario.sla_max_bps(vm, scale) {
             s += &format!("max-bps = {m}\n");
+            if rx {
+                s += &format!("rx-max-bps = {m}\n");
+            }
         }
     }
     s
@@ -317,7 +367,7 @@ mod tests {
 
     #[test]
     fn sla_file_parses_and_matches_the_paper() {
-        for sc in Scenario::ALL {
+        for sc in Scenario::EVERY {
             let text = sla_file(
                 sc,
                 allocator_capacity_bps(LINE_BPS),
@@ -331,6 +381,15 @@ mod tests {
             assert_eq!(set.link().capacity_bps(), 984_251_968);
             assert_eq!(set.link().buffer_bytes(), Some(1_500_000));
             assert_eq!(set.link().buffer_packets(), Some(1000));
+            // A receive scenario has the same SLAs on RX; a TX scenario none there.
+            let rx = set.in_direction(allocator::Direction::Rx);
+            assert_eq!(rx.link().capacity_bps() == 984_251_968, sc.is_rx(), "{sc}");
+            assert_eq!(rx.link().buffer_packets(), sc.is_rx().then_some(1000));
+            let vm2 = rx.vif(vif_id(1));
+            let want = sc.is_rx().then_some(700_000_000);
+            assert_eq!(vm2.max_bps(), want, "{sc}");
+            assert_eq!(vm2.min_bps(), want.unwrap_or(0), "{sc}");
+            assert_eq!(rx.vm(domid(0)).pps(), sc.is_rx().then_some(20_000));
             let text = sla_file(sc, allocator_capacity_bps(LINE_BPS), None, 1);
             let set = allocator::sla_file::parse_sla_file(&text).expect("valid SLA file");
             assert_eq!(set.link().buffer_bytes(), None);
@@ -369,9 +428,14 @@ mod tests {
         for p in Policy::ALL {
             assert_eq!(Policy::parse(p.name()), Ok(p));
         }
-        for s in Scenario::ALL {
+        for s in Scenario::EVERY {
             assert_eq!(Scenario::parse(s.name()), Ok(s));
+            assert_eq!(s.is_rx(), s.name().starts_with("rx-"));
         }
+        assert!(Scenario::ALL.iter().all(|s| !s.is_rx()));
+        assert!(!Policy::DbaHold.applies_to(Scenario::Rx1500));
+        assert!(Policy::Tc.applies_to(Scenario::RxMixed));
+        assert!(Policy::ALL.iter().all(|p| p.applies_to(Scenario::Mixed)));
         assert!(Policy::parse("nope").is_err());
     }
 }
