@@ -21,6 +21,7 @@ pub mod guest;
 pub mod hostile;
 pub mod kernel_traffic;
 pub mod nic;
+pub mod outcome;
 pub mod pace;
 pub mod paper;
 pub mod plots;

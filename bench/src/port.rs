@@ -10,11 +10,12 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
+use std::time::{Duration, Instant};
+
 use netback::{PortFactory, VifId};
-use netport::{FrameMeta, MemPort, Port};
+use netport::{FrameMeta, FullPolicy, MemPort, MemPortConfig, Port};
 
 use crate::nic::Nic;
-use crate::rx::RxWires;
 use hypervisor::clock::monotonic_ns;
 
 /// A bytes-only token bucket like `tc ... police rate R burst B drop`.
@@ -208,5 +209,54 @@ mod tests {
             }
         }
         assert!((666..=668).contains(&passed), "{passed}");
+    }
+}
+
+/// Largest frame of the receive queues (the scenarios' frames are at most 1500 bytes).
+const RX_MAX_FRAME: usize = 2048;
+
+/// The vifs' receive queues in dom0: netback's port reads one end, the NIC model's
+/// sender for that VM writes the other.
+#[derive(Clone)]
+pub struct RxWires {
+    nic_ends: Arc<Mutex<Vec<Option<MemPort>>>>,
+    cfg: MemPortConfig,
+}
+
+impl RxWires {
+    /// Queues of `queue_frames` frames (rounded up to a power of two), dropping what
+    /// arrives when full.
+    pub fn new(queue_frames: usize) -> RxWires {
+        let mut cfg = MemPortConfig::new(queue_frames, RX_MAX_FRAME);
+        cfg.full_policy = FullPolicy::Drop;
+        RxWires {
+            nic_ends: Arc::new(Mutex::new((0..3).map(|_| None).collect())),
+            cfg,
+        }
+    }
+
+    /// A new queue for VM `vm`: returns netback's end, keeps the NIC's.
+    pub fn open(&self, vm: usize) -> io::Result<MemPort> {
+        let (nic, port) = MemPort::pair_with(self.cfg)?;
+        let mut ends = self.nic_ends.lock().unwrap_or_else(|e| e.into_inner());
+        match ends.get_mut(vm) {
+            Some(slot) => *slot = Some(nic),
+            None => return Err(io::Error::other(format!("VM{}: no such VM", vm + 1))),
+        }
+        Ok(port)
+    }
+
+    /// The NIC's end of VM `vm`'s queue, once netback opened it (within `timeout`).
+    pub(crate) fn take(&self, vm: usize, timeout: Duration) -> Result<MemPort, String> {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some(w) = self.nic_ends.lock().unwrap_or_else(|e| e.into_inner())[vm].take() {
+                return Ok(w);
+            }
+            if Instant::now() > until {
+                return Err(format!("VM{}: netback never opened its port", vm + 1));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }

@@ -24,14 +24,13 @@
 //! The frames a guest received are the ones netback copied minus the ones a policer
 //! dropped after the copy; what netback copied is its `rx_bytes` counter.
 
-use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hypervisor::clock::monotonic_ns;
-use netport::{FrameMeta, FullPolicy, MemPort, MemPortConfig, Port};
+use netport::{FrameMeta, MemPort, Port};
 use shared_ring::credit::Credits;
 use testbed::{GuestOptions, GuestThread, LocalNetfront, Spawner};
 use xen_local::LocalHost;
@@ -41,62 +40,14 @@ use crate::clock::sleep_until;
 use crate::frame;
 use crate::guest::GuestResult;
 use crate::nic::{Nic, NicConfig, VmSink};
+use crate::outcome::{show_progress, RunOutcome};
 use crate::pace::{add_to_bin, Pacer};
-use crate::port::{NicFactory, Police};
-use crate::run::{show_progress, RunOutcome};
+use crate::port::{NicFactory, Police, RxWires};
 use crate::scenario::{domid, tc_police, RunSpec, BIN_NS};
 
-/// Largest frame of the receive queues (the scenarios' frames are at most 1500 bytes).
-const RX_MAX_FRAME: usize = 2048;
 /// How long the queues get to drain after the senders stop, before the guests stop
 /// counting.
 const DRAIN: Duration = Duration::from_millis(200);
-
-/// The vifs' receive queues in dom0: netback's port reads one end, the NIC model's
-/// sender for that VM writes the other.
-#[derive(Clone)]
-pub struct RxWires {
-    nic_ends: Arc<Mutex<Vec<Option<MemPort>>>>,
-    cfg: MemPortConfig,
-}
-
-impl RxWires {
-    /// Queues of `queue_frames` frames (rounded up to a power of two), dropping what
-    /// arrives when full.
-    pub fn new(queue_frames: usize) -> RxWires {
-        let mut cfg = MemPortConfig::new(queue_frames, RX_MAX_FRAME);
-        cfg.full_policy = FullPolicy::Drop;
-        RxWires {
-            nic_ends: Arc::new(Mutex::new((0..3).map(|_| None).collect())),
-            cfg,
-        }
-    }
-
-    /// A new queue for VM `vm`: returns netback's end, keeps the NIC's.
-    pub fn open(&self, vm: usize) -> io::Result<MemPort> {
-        let (nic, port) = MemPort::pair_with(self.cfg)?;
-        let mut ends = self.nic_ends.lock().unwrap_or_else(|e| e.into_inner());
-        match ends.get_mut(vm) {
-            Some(slot) => *slot = Some(nic),
-            None => return Err(io::Error::other(format!("VM{}: no such VM", vm + 1))),
-        }
-        Ok(port)
-    }
-
-    /// The NIC's end of VM `vm`'s queue, once netback opened it (within `timeout`).
-    fn take(&self, vm: usize, timeout: Duration) -> Result<MemPort, String> {
-        let until = Instant::now() + timeout;
-        loop {
-            if let Some(w) = self.nic_ends.lock().unwrap_or_else(|e| e.into_inner())[vm].take() {
-                return Ok(w);
-            }
-            if Instant::now() > until {
-                return Err(format!("VM{}: netback never opened its port", vm + 1));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
 
 /// What one VM's sender offered.
 #[derive(Debug, Default)]
