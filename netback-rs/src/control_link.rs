@@ -27,6 +27,7 @@ use xenstore::XsError;
 
 use crate::features::{FeatureError, FrontendFeatures};
 use crate::published::VifBoard;
+use crate::queues::QueueError;
 use crate::vif::VifFatal;
 use crate::vifconfig::{RateCap, VifConfig};
 use shared_ring::credit::{Credits, CREDIT_VERSION};
@@ -142,9 +143,9 @@ pub(crate) enum ConnectError {
     /// A frontend key is missing or invalid.
     #[error(transparent)]
     Xenbus(#[from] XenbusError),
-    /// The frontend asks for more than one queue.
-    #[error("multi-queue is not supported")]
-    MultiQueue,
+    /// The frontend's queue keys are refused (count, missing keys, shared rings).
+    #[error(transparent)]
+    Queues(#[from] QueueError),
     /// The frontend's feature keys are refused (page flipping, broken values).
     #[error(transparent)]
     Features(#[from] FeatureError),

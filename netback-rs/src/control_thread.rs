@@ -42,6 +42,7 @@ use xenstore::{with_transaction, Xenstore, XsError, XsTx};
 use crate::control_link::{Command, ConnectError, Doorbell, FrontendSetup, ManagerCommand, Notice};
 use crate::control_work::{ControlStats, ControlWork, Work};
 use crate::features;
+use crate::queues;
 use crate::router::Router;
 use crate::vifconfig::{self, VifConfig, VifConfigError};
 
@@ -667,23 +668,20 @@ impl<X: Xenstore> Control<X> {
         let d = self.devices.get(&id).ok_or(ConnectError::NoDevice)?;
         let xs = &self.xs;
         let fe = d.frontend_path.clone();
-        let rd = |k: &str, max: u64| xenbus::read_u64(xs, XsTx::NONE, &format!("{fe}/{k}"), max);
         let rd_or = |k: &str, max: u64, def: u64| {
             xenbus::read_u64_or(xs, XsTx::NONE, &format!("{fe}/{k}"), max, def)
         };
-        if rd_or("multi-queue-num-queues", 1, 1)? != 1 {
-            return Err(ConnectError::MultiQueue);
-        }
-        let feat = features::read_frontend(xs, &fe)?;
-        let tx_ref = rd("tx-ring-ref", u32::MAX as u64)? as u32;
-        let rx_ref = rd("rx-ring-ref", u32::MAX as u64)? as u32;
-        let ev = feat.channels.record();
+        // netback serves one queue per vif (it offers no `multi-queue-max-queues`).
+        let count = queues::read_count(xs, &fe, queues::MAX_QUEUES_SERVED)?;
+        let q0 = queues::read_queues(xs, &fe, count)?[0];
+        let feat = features::read_frontend_with(xs, &fe, q0.channels)?;
+        let (tx_ref, rx_ref) = (q0.tx_ref, q0.rx_ref);
         let credits_req = rd_or("request-dba-credits", u16::MAX as u64, 0)?;
         let credits = self.credits && credits_req >= 1;
         if credits_req > self.credit_version as u64 && self.credits {
             return Err(ConnectError::CreditVersion(credits_req));
         }
-        let rings = format!("{tx_ref} {rx_ref} {ev}");
+        let rings = queues::record(&[q0]);
         let record = format!("{}/{RINGS_KEY}", d.backend_path);
         if reattach {
             check_recorded_rings(xs, &record, &rings)?;

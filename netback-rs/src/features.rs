@@ -116,6 +116,32 @@ pub fn read_frontend<X: Xenstore + ?Sized>(
     xs: &X,
     fe: &str,
 ) -> Result<FrontendFeatures, FeatureError> {
+    let (offer, rx_notify) = read_offer(xs, fe)?;
+    let channels = read_channels(xs, fe)?;
+    Ok(FrontendFeatures {
+        offer,
+        rx_notify,
+        channels,
+    })
+}
+
+/// [`read_frontend`] with the event channels already read (those of queue 0, which
+/// [`crate::queues::read_queues`] read where the frontend's queue count puts them).
+pub fn read_frontend_with<X: Xenstore + ?Sized>(
+    xs: &X,
+    fe: &str,
+    channels: ChannelKeys,
+) -> Result<FrontendFeatures, FeatureError> {
+    let (offer, rx_notify) = read_offer(xs, fe)?;
+    Ok(FrontendFeatures {
+        offer,
+        rx_notify,
+        channels,
+    })
+}
+
+/// The frontend's offload offer and `feature-rx-notify`; `request-rx-copy` must be 1.
+fn read_offer<X: Xenstore + ?Sized>(xs: &X, fe: &str) -> Result<(Offer, bool), FeatureError> {
     let raw = |k: &str| {
         let path = format!("{fe}/{k}");
         xs.try_read(XsTx::NONE, &path)
@@ -138,31 +164,38 @@ pub fn read_frontend<X: Xenstore + ?Sized>(
         return Err(FeatureError::NoRxCopy);
     }
     let rx_notify = num("feature-rx-notify", 1, 0)? == 1;
+    Ok((offer, rx_notify))
+}
+
+/// Reads the event channel(s) written in directory `dir` (the frontend's, or one of its
+/// `queue-N/` directories): `event-channel-tx` and `event-channel-rx`, or else
+/// `event-channel`.
+pub fn read_channels<X: Xenstore + ?Sized>(xs: &X, dir: &str) -> Result<ChannelKeys, FeatureError> {
     let port = |k: &str| -> Result<Option<u32>, FeatureError> {
-        match raw(k)? {
+        let path = format!("{dir}/{k}");
+        match xs
+            .try_read(XsTx::NONE, &path)
+            .map_err(|source| FeatureError::Read { path, source })?
+        {
             None => Ok(None),
             Some(_) => {
                 Ok(Some(
-                    xenbus::read_u64(xs, XsTx::NONE, &format!("{fe}/{k}"), u32::MAX as u64)? as u32,
+                    xenbus::read_u64(xs, XsTx::NONE, &format!("{dir}/{k}"), u32::MAX as u64)?
+                        as u32,
                 ))
             }
         }
     };
-    let channels = match (port("event-channel-tx")?, port("event-channel-rx")?) {
-        (Some(tx), Some(rx)) => ChannelKeys::Split { tx, rx },
-        (None, None) => ChannelKeys::Single(xenbus::read_u64(
+    match (port("event-channel-tx")?, port("event-channel-rx")?) {
+        (Some(tx), Some(rx)) => Ok(ChannelKeys::Split { tx, rx }),
+        (None, None) => Ok(ChannelKeys::Single(xenbus::read_u64(
             xs,
             XsTx::NONE,
-            &format!("{fe}/event-channel"),
+            &format!("{dir}/event-channel"),
             u32::MAX as u64,
-        )? as u32),
-        _ => return Err(FeatureError::HalfSplit),
-    };
-    Ok(FrontendFeatures {
-        offer,
-        rx_notify,
-        channels,
-    })
+        )? as u32)),
+        _ => Err(FeatureError::HalfSplit),
+    }
 }
 
 /// The local ports bound to a frontend's event channel(s): the same port twice when

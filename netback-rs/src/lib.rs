@@ -44,6 +44,7 @@ pub mod journal;
 pub mod meter;
 pub mod metrics;
 pub(crate) mod published;
+pub mod queues;
 pub(crate) mod router;
 pub mod tapvif;
 pub mod toolstack;

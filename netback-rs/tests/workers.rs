@@ -193,17 +193,7 @@ fn threads() -> usize {
         "two_hundred_fifty_six_idle_vifs_cost_no_cpu",
         "a_thousand_connect_cycles_over_two_workers_leak_nothing",
     ];
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|comm| {
-            let comm = comm.trim_end();
-            // The kernel keeps the first 15 bytes of a thread's name.
-            !TESTS
-                .iter()
-                .any(|t| t.starts_with(comm) && comm.len() >= 15)
-        })
-        .count()
+    common::threads_except(&TESTS)
 }
 
 /// 256 vifs connected at once (32 guests with 8 vifs each: a domain's grants stay

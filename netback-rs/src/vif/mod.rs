@@ -35,7 +35,9 @@ use shared_ring::netif::{
     NetifTxResponse,
 };
 use shared_ring::ring::layout;
+use shared_ring::shared_bucket::SharedDualBucket;
 use shared_ring::{Limit, RingError};
+use std::sync::Arc;
 use xen_ids::VifId;
 
 use crate::journal::{Ring, VifJournal};
@@ -137,6 +139,26 @@ impl Poll {
     }
 }
 
+/// A vif's backstop buckets, one per vif whatever its number of queues: its queues
+/// (each a [`Vif`], possibly served by different worker threads) charge them lock-free.
+#[derive(Debug, Clone)]
+pub struct Backstops {
+    /// Guest → port (TX), charged before the grant copy.
+    pub tx: Arc<SharedDualBucket>,
+    /// Port → guest (RX): the RX budget, charged before the copy into the guest.
+    pub rx: Arc<SharedDualBucket>,
+}
+
+impl Backstops {
+    /// Both unlimited (until a budget is set).
+    pub fn unlimited(now_ns: u64) -> Self {
+        Backstops {
+            tx: Arc::new(SharedDualBucket::unlimited(now_ns)),
+            rx: Arc::new(SharedDualBucket::unlimited(now_ns)),
+        }
+    }
+}
+
 /// What a vif's first credit generation carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FirstCredits {
@@ -209,13 +231,42 @@ impl<M: GrantMapping> Vif<M> {
         rate_cap: Option<RateCap>,
         now_ns: u64,
     ) -> Result<Self, VifFatal> {
+        let mut v = Self::queue(
+            id,
+            tx_map,
+            rx_map,
+            &Backstops::unlimited(now_ns),
+            rate_cap,
+            now_ns,
+        )?;
+        if let Some(f) = first {
+            v.credit_version = f.version.clamp(1, CREDIT_VERSION);
+            v.set_rx_budget(&f.rx, now_ns);
+            v.credits_generation = Some(v.published_generation());
+            v.set_tx_budget(&f.tx, now_ns);
+        }
+        Ok(v)
+    }
+
+    /// One more queue of a vif (`docs/protocol.md` §2.7) over its own mapped rings,
+    /// attached as [`Vif::new`] does: it polices with the vif's `backstops` (those of
+    /// its first queue, [`Vif::backstops`]), so all the vif's queues together get no
+    /// more than one vif's budget and burst. Its TX page has no credit area.
+    pub fn queue(
+        id: VifId,
+        tx_map: M,
+        rx_map: M,
+        backstops: &Backstops,
+        rate_cap: Option<RateCap>,
+        now_ns: u64,
+    ) -> Result<Self, VifFatal> {
         let tx_idx = NetifTxBackRing::attach_shared(ring_mem(tx_map.mem()))
             .map_err(VifFatal::tx_ring)?
             .indices();
         let rx_idx = NetifRxBackRing::attach_shared(ring_mem(rx_map.mem()))
             .map_err(VifFatal::rx_ring)?
             .indices();
-        let mut v = Vif {
+        Ok(Vif {
             id,
             tx_map,
             rx_map,
@@ -226,16 +277,17 @@ impl<M: GrantMapping> Vif<M> {
             rx_budget: UNLIMITED,
             shaped_published: BackCounters::default(),
             shaped_seq: 0,
-            tx: TxPath::new(id, tx_idx, now_ns),
-            rx: RxPath::new(id, rx_idx, now_ns),
-        };
-        if let Some(f) = first {
-            v.credit_version = f.version.clamp(1, CREDIT_VERSION);
-            v.set_rx_budget(&f.rx, now_ns);
-            v.credits_generation = Some(v.published_generation());
-            v.set_tx_budget(&f.tx, now_ns);
+            tx: TxPath::new(id, tx_idx, backstops.tx.clone(), now_ns),
+            rx: RxPath::new(id, rx_idx, backstops.rx.clone()),
+        })
+    }
+
+    /// The vif's backstop buckets, for its other queues ([`Vif::queue`]).
+    pub fn backstops(&self) -> Backstops {
+        Backstops {
+            tx: self.tx.backstop.clone(),
+            rx: self.rx.backstop.clone(),
         }
-        Ok(v)
     }
 
     /// The generation a previous netback last published in the credit area (0 on a
@@ -533,12 +585,14 @@ impl<M: GrantMapping> Vif<M> {
 
 /// Whether a frame of `cost` that `bucket` just refused lacked byte tokens (then it is
 /// counted against the bits/s budget; else against the packets/s budget).
-fn short_of_bytes(
-    bucket: &mut shared_ring::DualTokenBucket,
-    now_ns: u64,
-    cost: &shared_ring::WireCost,
-) -> bool {
+fn short_of_bytes(bucket: &SharedDualBucket, now_ns: u64, cost: &shared_ring::WireCost) -> bool {
     bucket.bytes.available(now_ns) < cost.bytes
+}
+
+/// Gives back to `bucket` a part of an earlier charge.
+fn refund(bucket: &SharedDualBucket, cost: &shared_ring::WireCost) {
+    bucket.bytes.refund(cost.bytes);
+    bucket.packets.refund(cost.packets);
 }
 
 /// One batched grant copy between `arena` and the peer's grants. A call that fails as a

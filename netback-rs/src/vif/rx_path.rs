@@ -23,6 +23,7 @@
 //! tokens, else for the packets/s budget.
 
 use core::ops::{ControlFlow, Range};
+use std::sync::Arc;
 
 use hypervisor::grant::{CopySegment, GrantCopy, GrantRef};
 use netport::cost::frame_cost;
@@ -34,7 +35,8 @@ use shared_ring::netif::{
     XenNetifExtraFlags, NETIF_RSP_ERROR,
 };
 use shared_ring::ring::Pending;
-use shared_ring::{BackIndices, DualTokenBucket, SharedMem, WireCost, XEN_PAGE_SIZE};
+use shared_ring::shared_bucket::SharedDualBucket;
+use shared_ring::{BackIndices, SharedMem, WireCost, XEN_PAGE_SIZE};
 use xen_ids::VifId;
 
 use super::stall::{RxStall, RX_STALL_TIMEOUT_NS};
@@ -83,7 +85,7 @@ pub(super) struct RxPath {
     /// Writes the responses (recorded in the vif's journal first).
     pub(super) responder: Responder,
     /// Port → guest policing (before the grant copy into the guest).
-    pub(super) backstop: DualTokenBucket,
+    pub(super) backstop: Arc<SharedDualBucket>,
     /// What the frontend agreed to take (its feature keys): GSO types, partial
     /// checksums, multi-slot frames.
     pub(super) allowed: Allowed,
@@ -114,12 +116,12 @@ pub(super) struct RxPath {
 
 impl RxPath {
     /// The path of a ring attached at `idx` ([`shared_ring::BackRing::attach_shared`]).
-    pub(super) fn new(id: VifId, idx: BackIndices, now_ns: u64) -> Self {
+    pub(super) fn new(id: VifId, idx: BackIndices, backstop: Arc<SharedDualBucket>) -> Self {
         RxPath {
             id,
             idx,
             responder: Responder::default(),
-            backstop: DualTokenBucket::unlimited(now_ns),
+            backstop,
             allowed: Allowed::toward(&Offer::DEFAULTS),
             rx_notify: true,
             counters: VifCounters::default(),
@@ -318,7 +320,7 @@ impl RxPath {
     /// Counts a frame of `cost` refused by the budget, for the guest: against the
     /// bits/s budget when the byte bucket lacked the tokens, else the packets/s budget.
     fn shaped(&mut self, now_ns: u64, cost: &WireCost) {
-        if super::short_of_bytes(&mut self.backstop, now_ns, cost) {
+        if super::short_of_bytes(&self.backstop, now_ns, cost) {
             self.counters.rx_shaped_bps_frames += 1;
             self.counters.rx_shaped_bps_bytes += cost.bytes;
         } else {

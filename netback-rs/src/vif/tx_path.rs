@@ -19,6 +19,7 @@
 //! the port has taken them: backpressure reaches the guest as a full TX ring.
 
 use core::ops::Range;
+use std::sync::Arc;
 
 use hypervisor::grant::{CopySegment, GrantCopy, GrantRef};
 use netport::cost::frame_cost;
@@ -29,9 +30,8 @@ use shared_ring::netif::{
     NETIF_RSP_ERROR, NETIF_RSP_OKAY,
 };
 use shared_ring::ring::Pending;
-use shared_ring::{
-    BackIndices, Denied, DualTokenBucket, Limit, RingIdx, SharedMem, TokenBucket, WireCost,
-};
+use shared_ring::shared_bucket::SharedDualBucket;
+use shared_ring::{BackIndices, Denied, Limit, RingIdx, SharedMem, TokenBucket, WireCost};
 use xen_ids::{DomId, VifId};
 
 use super::{
@@ -156,7 +156,7 @@ pub(super) struct TxPath {
     /// Writes the responses (recorded in the vif's journal first).
     pub(super) responder: Responder,
     /// Guest → port backstop (charged before the grant copy).
-    pub(super) backstop: DualTokenBucket,
+    pub(super) backstop: Arc<SharedDualBucket>,
     /// What the backstop does with excess frames.
     pub(super) policy: BackstopPolicy,
     /// The ring is not read before this time (ns).
@@ -181,12 +181,17 @@ pub(super) struct TxPath {
 
 impl TxPath {
     /// The path of a ring attached at `idx` ([`shared_ring::BackRing::attach_shared`]).
-    pub(super) fn new(id: VifId, idx: BackIndices, now_ns: u64) -> Self {
+    pub(super) fn new(
+        id: VifId,
+        idx: BackIndices,
+        backstop: Arc<SharedDualBucket>,
+        now_ns: u64,
+    ) -> Self {
         TxPath {
             id,
             idx,
             responder: Responder::default(),
-            backstop: DualTokenBucket::unlimited(now_ns),
+            backstop,
             policy: BackstopPolicy::Drop,
             hold_until: None,
             counters: VifCounters::default(),
@@ -341,7 +346,7 @@ impl TxPath {
     /// Counts a frame of `cost` the backstop refused, for the guest: against the
     /// bits/s budget when the byte bucket lacked the tokens, else the packets/s budget.
     fn shaped(&mut self, now_ns: u64, cost: &WireCost) {
-        if super::short_of_bytes(&mut self.backstop, now_ns, cost) {
+        if super::short_of_bytes(&self.backstop, now_ns, cost) {
             self.counters.tx_shaped_bps_frames += 1;
             self.counters.tx_shaped_bps_bytes += cost.bytes;
         } else {
@@ -543,14 +548,14 @@ struct Copied {
 /// (longer headers) is charged too. Returns the exact cost, or `None` when the excess is
 /// refused: the frame must be dropped (no part of it reaches the wire uncharged).
 fn settle(
-    backstop: &mut DualTokenBucket,
+    backstop: &SharedDualBucket,
     now_ns: u64,
     charged: &WireCost,
     frame: &[u8],
     meta: &FrameMeta,
 ) -> Option<WireCost> {
     let exact = frame_cost(frame, meta);
-    backstop.refund(&charged.excess_over(&exact));
+    super::refund(backstop, &charged.excess_over(&exact));
     let more = exact.excess_over(charged);
     if !more.is_zero() && backstop.charge_wire(now_ns, &more).is_err() {
         return None;

@@ -1,0 +1,220 @@
+//! A frontend's queue keys as a hostile guest writes them (issue 14, "Bad input"),
+//! against netback-rs, which serves one queue per vif and offers no
+//! `multi-queue-max-queues`: more queues than offered, no queue at all, a garbage
+//! count, one grant for both rings. Each time that vif alone fails, the reason in its
+//! `error` node, and a well-behaved guest on the same netback keeps its traffic; the
+//! hostile guest connects afterwards when it writes honest keys. 200 such refusals,
+//! each followed by an honest connection with traffic, over two workers, leave no
+//! thread, descriptor, grant, event channel or mapping behind.
+
+mod common;
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use hypervisor::xenbus::XenbusState;
+use netback::NetbackConfig;
+use netfront::NetfrontConfig;
+use netport::{MemPort, MemPortConfig};
+use shared_ring::netif::NetTxFlags;
+use testbed::*;
+use xen_ids::{DomId, VifId};
+use xen_local::LocalHost;
+
+fn good_roundtrip(guest: &mut Guest, wire: &mut MemPort, base: u32) {
+    for s in 0..20 {
+        send_all(&mut guest.app, &frame(base + s, 300));
+    }
+    let got = recv_n(wire, 20, Duration::from_secs(10));
+    assert_eq!(got.len(), 20, "the well-behaved vif lost traffic");
+    for (i, f) in got.iter().enumerate() {
+        assert_eq!(check_frame(f), base + i as u32);
+    }
+}
+
+/// The hostile guest writes `keys`, then runs the handshake with `how`: refused, with
+/// an `error` node containing each of `want`.
+fn refused(raw: &mut RawFrontend, keys: &[(&str, &str)], how: &RawConnect, want: &[&str]) {
+    for (k, v) in keys {
+        raw.write(k, v);
+    }
+    assert_eq!(raw.connect(how), XenbusState::Closing, "keys {keys:?}");
+    let err = raw.error();
+    for w in want {
+        assert!(
+            err.contains(w),
+            "keys {keys:?}: error node {err:?} lacks {w:?}"
+        );
+    }
+    raw.close();
+}
+
+/// The tests of this file run one at a time (one of them counts the process's threads).
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::new(());
+    ONE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[test]
+fn bad_queue_keys_fail_only_their_vif() {
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let good = add_vif(&host, DomId(1), 0).expect("vif");
+    let bad: VifId = add_vif(&host, DomId(2), 0).expect("vif");
+    let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
+    let mut guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
+    let mut wire = nb.wire(good);
+    good_roundtrip(&mut guest, &mut wire, 0);
+
+    let mut raw = RawFrontend::new(&host, bad).expect("raw frontend");
+    let dflt = RawConnect::default();
+    // Linux's netfront with 8 vCPUs would ask for 8 (it asks for none when nothing is
+    // offered, but a hostile one asks anyway).
+    refused(
+        &mut raw,
+        &[("multi-queue-num-queues", "8")],
+        &dflt,
+        &["multi-queue-num-queues 8", "1 offered"],
+    );
+    good_roundtrip(&mut guest, &mut wire, 100);
+    refused(
+        &mut raw,
+        &[("multi-queue-num-queues", "0")],
+        &dflt,
+        &["at least one queue"],
+    );
+    good_roundtrip(&mut guest, &mut wire, 200);
+    refused(
+        &mut raw,
+        &[("multi-queue-num-queues", "1x")],
+        &dflt,
+        &["multi-queue-num-queues"],
+    );
+    // One page for both rings: refused before anything is mapped.
+    raw.write("multi-queue-num-queues", "1");
+    let shared = RawConnect {
+        refs: Some(("9".into(), "9".into())),
+        ..RawConnect::default()
+    };
+    refused(&mut raw, &[], &shared, &["rx-ring-ref 9", "own page"]);
+    good_roundtrip(&mut guest, &mut wire, 300);
+
+    // Honest keys (one queue, said explicitly): the hostile guest is served again.
+    assert_eq!(
+        raw.connect(&dflt),
+        XenbusState::Connected,
+        "{}",
+        raw.error()
+    );
+    good_roundtrip(&mut guest, &mut wire, 400);
+    let st = nb.vif_status(good).unwrap();
+    assert!(st.connected);
+    assert_eq!(st.counters.tx_dropped(), 0);
+}
+
+/// The process's threads, less the test harness's.
+fn threads() -> usize {
+    common::threads_except(&[
+        "bad_queue_keys_fail_only_their_vif",
+        "refused_queue_keys_leak_nothing",
+    ])
+}
+
+/// What a leak would grow: threads, descriptors, grants, event channels, mappings.
+fn usage(host: &LocalHost) -> [usize; 5] {
+    let s = host.hypervisor.stats();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    [
+        threads(),
+        xen_local::open_fd_count().unwrap(),
+        s.grants,
+        s.ports,
+        maps.lines().count(),
+    ]
+}
+
+/// Each of the bad key sets in turn, then an honest connection carrying one frame.
+fn refusal_cycles(raw: &mut RawFrontend, wire: &mut MemPort, n: usize) {
+    let bad: [(&str, Option<(&str, &str)>); 4] = [
+        ("8", None),
+        ("0", None),
+        ("two", None),
+        ("1", Some(("9", "9"))),
+    ];
+    for i in 0..n {
+        let (count, refs) = bad[i % bad.len()];
+        raw.write("multi-queue-num-queues", count);
+        let how = RawConnect {
+            refs: refs.map(|(t, r)| (t.to_string(), r.to_string())),
+            ..RawConnect::default()
+        };
+        assert_eq!(raw.connect(&how), XenbusState::Closing, "cycle {i}");
+        raw.close();
+        raw.write("multi-queue-num-queues", "1");
+        assert_eq!(raw.connect(&RawConnect::default()), XenbusState::Connected);
+        let g = raw.data_gref(0);
+        raw.push(&[tx_req(g, 0, 60, NetTxFlags::empty(), i as u16)], true)
+            .unwrap();
+        assert_eq!(
+            recv_n(wire, 1, Duration::from_secs(10)).len(),
+            1,
+            "cycle {i}"
+        );
+        raw.close();
+    }
+}
+
+#[test]
+fn refused_queue_keys_leak_nothing() {
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let ids = [
+        add_vif(&host, DomId(1), 0).unwrap(),
+        add_vif(&host, DomId(2), 0).unwrap(),
+    ];
+    let cfg = NetbackConfig {
+        workers: 2,
+        ..NetbackConfig::default()
+    };
+    let ports = MemPortConfig {
+        prefault: true,
+        ..MemPortConfig::new(64, 4096)
+    };
+    let nb = BackendThread::start_with_ports(&host, cfg, ports).unwrap();
+    let mut raws: Vec<(RawFrontend, MemPort)> = ids
+        .iter()
+        .map(|id| (RawFrontend::new(&host, *id).unwrap(), nb.wire(*id)))
+        .collect();
+    let run = |raws: &mut Vec<(RawFrontend, MemPort)>, n: usize| {
+        std::thread::scope(|s| {
+            for (raw, wire) in raws.iter_mut() {
+                s.spawn(move || refusal_cycles(raw, wire, n));
+            }
+        });
+    };
+    run(&mut raws, 8);
+    let base = usage(&host);
+    let heap = common::heap_in_use();
+    run(&mut raws, 100);
+    let end = usage(&host);
+    let heap_end = common::heap_in_use();
+    eprintln!("200 refusals + 200 connections: {base:?} -> {end:?}, heap {heap} -> {heap_end}");
+    let names = [
+        "threads",
+        "descriptors",
+        "grants",
+        "event channels",
+        "mappings",
+    ];
+    for k in 0..5 {
+        assert!(end[k] <= base[k], "{}: {} -> {}", names[k], base[k], end[k]);
+    }
+    assert!(heap_end < heap + (1 << 20), "heap {heap} -> {heap_end}");
+    let placed = nb
+        .call(
+            move |nb| (nb.vif_worker(ids[0]), nb.vif_worker(ids[1])),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_ne!(placed.0, placed.1, "the two vifs are on both workers");
+}
