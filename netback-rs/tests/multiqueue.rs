@@ -206,8 +206,17 @@ fn refused_queue_keys_leak_nothing() {
         "event channels",
         "mappings",
     ];
+    // A leak grows these per cycle (hundreds); a few mappings may come from the
+    // allocator's arenas of the test harness's threads.
+    let slack = [0, 0, 0, 0, 8];
     for k in 0..5 {
-        assert!(end[k] <= base[k], "{}: {} -> {}", names[k], base[k], end[k]);
+        assert!(
+            end[k] <= base[k] + slack[k],
+            "{}: {} -> {}",
+            names[k],
+            base[k],
+            end[k]
+        );
     }
     assert!(heap_end < heap + (1 << 20), "heap {heap} -> {heap_end}");
     let placed = nb
