@@ -279,6 +279,10 @@ pub fn run<F: FrontendPlatform, T: Port>(
 ) -> Result<Vec<FrontStats>, MqError> {
     let mut per_queue = vec![FrontStats::default(); ports.len()];
     while !stop() {
+        // Multi-queue: the counters reach `nf` when the queue threads stop, so the
+        // state file is refreshed at connection changes only.
+        let now = nf.now();
+        nf.note_stats(now);
         if !nf.is_connected() {
             if !nf.maintain() {
                 std::thread::sleep(Duration::from_millis(10));
