@@ -44,14 +44,19 @@ fn stats_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// Runs `netfront stats eth0 --stats-dir dir [--json]` as the admin would.
-fn netfront_stats(dir: &Path, json: bool) -> (String, String) {
+/// Runs `netfront stats IFACE --stats-dir dir [--json]` as the admin would.
+fn run_stats(dir: &Path, iface: &str, json: bool) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_netfront"));
-    cmd.args(["stats", "eth0", "--stats-dir"]).arg(dir);
+    cmd.args(["stats", iface, "--stats-dir"]).arg(dir);
     if json {
         cmd.arg("--json");
     }
-    let out = cmd.output().expect("run netfront stats");
+    cmd.output().expect("run netfront stats")
+}
+
+/// `netfront stats eth0`, which must succeed: (stdout, stderr).
+fn netfront_stats(dir: &Path, json: bool) -> (String, String) {
+    let out = run_stats(dir, "eth0", json);
     let (stdout, stderr) = (
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
@@ -219,11 +224,7 @@ fn a_frontend_that_does_not_enforce_sees_netback_shape_its_tx() {
 #[test]
 fn stats_for_an_interface_netfront_does_not_serve_is_a_clear_error() {
     let dir = stats_dir("none");
-    let out = Command::new(env!("CARGO_BIN_EXE_netfront"))
-        .args(["stats", "eth7", "--stats-dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = run_stats(&dir, "eth7", false);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -233,11 +234,7 @@ fn stats_for_an_interface_netfront_does_not_serve_is_a_clear_error() {
     // A truncated file (a disk full while writing it): an error naming the problem.
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("eth7.stats"), "format 1\niface eth7\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_netfront"))
-        .args(["stats", "eth7", "--stats-dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = run_stats(&dir, "eth7", false);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("missing"), "{err}");
