@@ -625,6 +625,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             version: c.credit_version,
             allowance: &mut self.allowance,
             told: Default::default(),
+            stats_file: None,
         };
         if poll_credits(
             &c.queues[0],
@@ -655,6 +656,12 @@ impl<P: FrontendPlatform> Netfront<P> {
             version: c.credit_version,
             allowance: &mut self.allowance,
             told: Default::default(),
+            stats_file: self.stats_file.as_mut().map(|f| {
+                (
+                    f,
+                    crate::mq::QueueCounters::before(&self.stats, &c.counters),
+                )
+            }),
         });
         Some(Split::new(
             self.platform.evtchn(),
