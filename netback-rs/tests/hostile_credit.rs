@@ -194,8 +194,9 @@ fn a_guest_scribbling_on_its_credit_area_stays_held_to_its_budgets() {
             app2.send(&f, &FrameMeta::default()).unwrap();
             std::thread::sleep(Duration::from_millis(12));
         }
-        let got_in = count_until(&mut app2, drain_end);
-        let got_out = count_until(&mut wire2, drain_end + Duration::from_millis(10));
+        // Within a generous deadline (a loaded machine delays, never loses them).
+        let got_in = recv_n(&mut app2, 100, Duration::from_secs(10)).len();
+        let got_out = recv_n(&mut wire2, 100, Duration::from_secs(10)).len();
         (got_in, got_out, app2)
     });
     let (rounds, rx_got) = attack(&mut rf, dur);
@@ -221,7 +222,7 @@ fn a_guest_scribbling_on_its_credit_area_stays_held_to_its_budgets() {
         c.tx_wire_bytes,
         c.tx_dropped_police
     );
-    assert!(a.rounds > 1000, "the area was rewritten {} times", a.rounds);
+    assert!(a.rounds > 100, "the area was rewritten {} times", a.rounds);
     // RX: netback charged every frame against its own budget before the copy.
     let rx_bound = RATE_BYTES as f64 * a.secs + MIN_BURST_BYTES as f64;
     assert!(
@@ -257,7 +258,7 @@ fn a_guest_scribbling_on_its_credit_area_stays_held_to_its_budgets() {
     assert_eq!(rf.error(), "");
     // The neighbour: everything through both ways, nothing shaped, and the allowance it
     // reads in its own area is its budget.
-    assert_eq!((got_in.0, got_out.0), (100, 100), "{:?}", s2.counters);
+    assert_eq!((got_in, got_out), (100, 100), "{:?}", s2.counters);
     let c2 = s2.counters;
     assert_eq!(
         (c2.rx_dropped_police, c2.tx_dropped_police, c2.shaped()),
