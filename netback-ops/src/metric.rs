@@ -24,6 +24,28 @@ pub const VIF_BUDGET_PPS: &str = "dbavm_vif_budget_packets_per_second";
 pub const VIF_BUDGET_BURST_BYTES: &str = "dbavm_vif_budget_burst_bytes";
 /// Budget, packet bucket depth.
 pub const VIF_BUDGET_BURST_PACKETS: &str = "dbavm_vif_budget_burst_packets";
+/// Receive budget, bits/s (absent: unlimited).
+pub const VIF_RX_BUDGET_BPS: &str = "dbavm_vif_rx_budget_bits_per_second";
+/// Receive budget, packets/s.
+pub const VIF_RX_BUDGET_PPS: &str = "dbavm_vif_rx_budget_packets_per_second";
+/// Receive budget, byte bucket depth.
+pub const VIF_RX_BUDGET_BURST_BYTES: &str = "dbavm_vif_rx_budget_burst_bytes";
+/// Receive budget, packet bucket depth.
+pub const VIF_RX_BUDGET_BURST_PACKETS: &str = "dbavm_vif_rx_budget_burst_packets";
+/// Guest → port frames shaped by netback, one sample per budget (`reason` `bps`/`pps`).
+pub const VIF_TX_SHAPED_FRAMES: &str = "dbavm_vif_tx_shaped_frames_total";
+/// Their wire bits (bits/s budget).
+pub const VIF_TX_SHAPED_BITS: &str = "dbavm_vif_tx_shaped_bits_total";
+/// Port → guest frames shaped by netback, one sample per budget.
+pub const VIF_RX_SHAPED_FRAMES: &str = "dbavm_vif_rx_shaped_frames_total";
+/// Their wire bits (receive bits/s budget).
+pub const VIF_RX_SHAPED_BITS: &str = "dbavm_vif_rx_shaped_bits_total";
+/// SLA in force: receive minimum bits/s.
+pub const VIF_SLA_RX_MIN_BPS: &str = "dbavm_vif_sla_rx_min_bits_per_second";
+/// SLA in force: receive maximum bits/s.
+pub const VIF_SLA_RX_MAX_BPS: &str = "dbavm_vif_sla_rx_max_bits_per_second";
+/// Label naming the budget of a shaped-frames sample (`bps` or `pps`).
+pub const LABEL_REASON: &str = "reason";
 /// The toolstack's static TX cap (backend key `rate`), bits/s.
 pub const VIF_RATE_CAP_BPS: &str = "dbavm_vif_rate_cap_bits_per_second";
 /// That cap's byte bucket depth.
@@ -68,6 +90,16 @@ pub const READ_PER_VIF: &[&str] = &[
     VIF_SLA_PRIORITY,
     VIF_SLA_MIN_BPS,
     VIF_SLA_MAX_BPS,
+    VIF_RX_BUDGET_BPS,
+    VIF_RX_BUDGET_PPS,
+    VIF_RX_BUDGET_BURST_BYTES,
+    VIF_RX_BUDGET_BURST_PACKETS,
+    VIF_TX_SHAPED_FRAMES,
+    VIF_TX_SHAPED_BITS,
+    VIF_RX_SHAPED_FRAMES,
+    VIF_RX_SHAPED_BITS,
+    VIF_SLA_RX_MIN_BPS,
+    VIF_SLA_RX_MAX_BPS,
 ];
 
 /// The daemon-wide names above (unlabelled samples).
@@ -83,5 +115,22 @@ pub fn vif_value(samples: &[crate::Sample], metric: &str, vif: &str) -> Option<f
     samples
         .iter()
         .find(|s| s.name == metric && s.label(LABEL_VIF) == Some(vif))
+        .map(|s| s.value)
+}
+
+/// The value of `metric` for vif `vif` and `reason` in a scrape.
+pub fn vif_reason_value(
+    samples: &[crate::Sample],
+    metric: &str,
+    vif: &str,
+    reason: &str,
+) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == metric
+                && s.label(LABEL_VIF) == Some(vif)
+                && s.label(LABEL_REASON) == Some(reason)
+        })
         .map(|s| s.value)
 }

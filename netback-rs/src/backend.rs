@@ -94,6 +94,9 @@ pub struct VifStatus {
     pub counters: VifCounters,
     /// The allocator's budget in force, if the allocator runs.
     pub budget: Option<allocator::Budget>,
+    /// The allocator's RX budget in force, when something limits what the vif receives
+    /// (`None`: unlimited, or the allocator does not run).
+    pub rx_budget: Option<allocator::Budget>,
     /// Frames the frontend says it dropped for lack of tokens, in the current connection
     /// (from its credit area). An **untrusted hint** written by the guest: for operators'
     /// eyes only, never for accounting or policing. `None` when not published.
@@ -441,6 +444,10 @@ impl<P: BackendPlatform> Netback<P> {
     /// Status of every vif the control thread has taken up.
     pub fn status(&self) -> Vec<VifStatus> {
         // A device shows once the control thread has taken it up (written its state).
+        let rx = self
+            .alloc
+            .as_ref()
+            .map(crate::control::Allocation::rx_budgets);
         self.vifs
             .iter()
             .filter(|(_, v)| v.state != XenbusState::Initialising)
@@ -453,6 +460,7 @@ impl<P: BackendPlatform> Netback<P> {
                     credits: s.credits,
                     counters: s.past + s.current,
                     budget: self.alloc.as_ref().and_then(|a| a.loop_.budget(*id)),
+                    rx_budget: rx.as_ref().and_then(|r| r.get(*id)),
                     front_dropped_packets: s
                         .front
                         .filter(|f| f.front_version != 0)

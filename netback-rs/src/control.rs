@@ -179,6 +179,12 @@ impl Allocation {
         self.keys.remove_vif(id);
     }
 
+    /// The RX budgets in force, for status and metrics (one overlay of the SLAs).
+    pub fn rx_budgets(&self) -> RxBudgets<'_> {
+        let slas = self.rx_active.then(|| self.keys.overlay(&self.base).0);
+        RxBudgets { alloc: self, slas }
+    }
+
     /// The RX budget a vif starts with: the most its SLA allows on RX when something
     /// limits it there, else `None` (unlimited).
     pub fn initial_rx_credits(&self, id: VifId) -> Option<Credits> {
@@ -228,6 +234,25 @@ impl Allocation {
         {
             log::warn!("allocator: RX round failed, previous budgets stay: {e}");
         }
+    }
+}
+
+/// The RX budgets of an [`Allocation`] ([`Allocation::rx_budgets`]).
+pub struct RxBudgets<'a> {
+    alloc: &'a Allocation,
+    /// The SLAs in force while the RX round runs (`None`: every RX budget unlimited).
+    slas: Option<SlaSet>,
+}
+
+impl RxBudgets<'_> {
+    /// The RX budget of vif `id` when something limits what it receives (the RX
+    /// round's last budget for it), else `None`: unlimited (what netback applies).
+    pub fn get(&self, id: VifId) -> Option<Budget> {
+        let slas = self.slas.as_ref()?;
+        if !slas.rx_limited(id) {
+            return None;
+        }
+        self.alloc.rx_loop.budget(id)
     }
 }
 

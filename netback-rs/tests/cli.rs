@@ -308,6 +308,7 @@ fn status(domid: u16, tx_bytes: u64) -> VifStatus {
             Some(20_000),
             Duration::from_millis(20),
         )),
+        rx_budget: None,
         front_dropped_packets: Some(11),
         rate: None,
     }

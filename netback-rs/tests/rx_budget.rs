@@ -277,3 +277,89 @@ fn start_with_slas(host: &LocalHost, cfg: NetbackConfig) -> BackendThread {
     });
     nb
 }
+
+/// The operator's view of a vif flooded on RX above its 2 Mb/s budget: the metrics
+/// exposition (rendered from a sampler snapshot, as the endpoint does) and `sla show`'s
+/// live block show the RX budget and RX shaping counters beside the TX ones, equal to
+/// what netback counted; a vif whose SLA names only TX shows an unlimited RX budget.
+#[test]
+fn operators_see_the_rx_budget_and_rx_shaping_in_metrics_and_sla_show() {
+    use netback::metrics::{name, render, Sampler};
+    use netback_ops::sla::Live;
+    let host = LocalHost::new();
+    for d in 1..=2 {
+        add_vif(&host, DomId(d), 0).expect("vif");
+    }
+    let nb = start_with_slas(&host, NetbackConfig::default());
+    let _guests: Vec<Guest> = (1..=2)
+        .map(|d| Guest::start(&host, DomId(d), NetfrontConfig::new(0)).expect("guest"))
+        .collect();
+    nb.wait_connected(&[vif(1), vif(2)], Duration::from_secs(10))
+        .expect("connected");
+    let mut w = nb.wire(vif(1));
+    flood(&mut w, FRAME, Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(200));
+    let (text, status) = nb
+        .call(
+            |nb| {
+                let now = nb.now();
+                let snap = Sampler::new(Duration::from_secs(1))
+                    .observe(nb, now)
+                    .expect("first observation samples");
+                (render(&snap), nb.status())
+            },
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let c = status.iter().find(|s| s.id == vif(1)).unwrap().counters;
+    assert!(c.rx_dropped_police > 0, "the flood exceeded the budget");
+    let samples = netback_ops::parse_exposition(&text).expect("parses");
+    let get = |n: &str, v: &str, reason: Option<&str>| {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == n
+                    && s.label("vif") == Some(v)
+                    && reason.is_none_or(|r| s.label("reason") == Some(r))
+            })
+            .map(|s| s.value)
+    };
+    assert_eq!(
+        get(name::VIF_RX_BUDGET_BPS, "vif1.0", None),
+        Some(RX_BPS as f64)
+    );
+    assert_eq!(get(name::VIF_RX_BUDGET_BPS, "vif2.0", None), None, "{text}");
+    assert_eq!(
+        get(name::VIF_RX_SHAPED_FRAMES, "vif1.0", Some("bps")),
+        Some(c.rx_shaped_bps_frames as f64)
+    );
+    assert_eq!(c.rx_shaped_bps_frames, c.rx_dropped_police);
+    assert_eq!(
+        get(name::VIF_RX_SHAPED_BITS, "vif1.0", None),
+        Some(c.rx_police_wire_bytes as f64 * 8.0)
+    );
+    assert_eq!(
+        get(name::VIF_RX_SHAPED_FRAMES, "vif1.0", Some("pps")),
+        Some(0.0)
+    );
+    assert_eq!(
+        get(name::VIF_RX_SHAPED_FRAMES, "vif2.0", Some("bps")),
+        Some(0.0)
+    );
+    assert_eq!(
+        get(name::VIF_SLA_RX_MAX_BPS, "vif1.0", None),
+        Some(RX_BPS as f64)
+    );
+    // TX beside it: vif1's TX budget from its TX SLA.
+    assert_eq!(get(name::VIF_BUDGET_BPS, "vif1.0", None), Some(50e6));
+    // `sla show`'s live block, from the same scrape.
+    let live = Live::of(&samples, vif(1)).to_string();
+    assert!(live.contains("  live RX budget: 2M b/s"), "{live}");
+    let shaped = format!(
+        "  shaped RX: {} frames ({} B) for bits/s, 0 for packets/s",
+        c.rx_dropped_police, c.rx_police_wire_bytes
+    );
+    assert!(live.contains(&shaped), "{live}");
+    let live2 = Live::of(&samples, vif(2)).to_string();
+    assert!(live2.contains("  live RX budget: unlimited"), "{live2}");
+}

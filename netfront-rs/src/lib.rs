@@ -9,6 +9,7 @@
 //! * [`mq`]: the multi-queue event loop, one thread per queue;
 //! * [`pump`]: the event loop that moves frames between a [`netport::Port`] (the guest
 //!   kernel's TAP, or an in-memory channel) and the device;
+//! * [`stats`]: the state file a running netfront rewrites for `netfront stats`;
 //! * [`ready`]: readiness notification to systemd (`Type=notify`) once the TAP serves.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -18,6 +19,7 @@ pub mod front;
 pub mod pump;
 pub mod ready;
 pub mod rx;
+pub mod stats;
 
 pub use error::{BackendError, FrontError, HandshakeError};
 pub use front::mq;

@@ -48,6 +48,7 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
     let mut told = crate::mq::AllowanceLog::default();
     while !stop() {
         let now = nf.now();
+        nf.note_stats(now);
         let timeout_ms: u16 = match hold_until {
             _ if nf.rx_unarmed() => 0,
             _ if rx_pending.is_some() => 1,

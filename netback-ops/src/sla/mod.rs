@@ -27,7 +27,7 @@ use allocator::VifSla;
 use xen_ids::{DomId, VifId};
 use xenstore::{with_transaction, Xenstore, XsError, XsTx};
 
-pub use show::{show, Live, SlaView};
+pub use show::{show, Live, RxBudget, Shaped, SlaView};
 
 /// One of a vif's SLA keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

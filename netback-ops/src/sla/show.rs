@@ -8,7 +8,7 @@ use xen_ids::VifId;
 use xenstore::{Xenstore, XsTx};
 
 use super::{existing_dir, no_vif, read_keys, validate, xs_err, SlaError, VifDir, XsOp};
-use crate::metric::{self as m, vif_value};
+use crate::metric::{self as m, vif_reason_value, vif_value};
 use crate::Sample;
 
 /// A vif's figures in a scrape (`None`: absent from it).
@@ -34,6 +34,41 @@ pub struct Live {
     pub sla_min_bps: Option<f64>,
     /// SLA in force: maximum bits/s.
     pub sla_max_bps: Option<f64>,
+    /// The receive budget (absent: unlimited).
+    pub rx: RxBudget,
+    /// SLA in force: receive minimum bits/s.
+    pub sla_rx_min_bps: Option<f64>,
+    /// SLA in force: receive maximum bits/s.
+    pub sla_rx_max_bps: Option<f64>,
+    /// Frames netback held or dropped for the budgets, guest → port.
+    pub tx_shaped: Shaped,
+    /// The same, port → guest.
+    pub rx_shaped: Shaped,
+}
+
+/// A vif's receive budget in a scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RxBudget {
+    /// Bits/s.
+    pub bps: Option<f64>,
+    /// Packets/s.
+    pub pps: Option<f64>,
+    /// Byte bucket depth.
+    pub burst_bytes: Option<f64>,
+    /// Packet bucket depth.
+    pub burst_packets: Option<f64>,
+}
+
+/// One direction's shaping counters in a scrape (what the guest reads in its credit
+/// area).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Shaped {
+    /// Frames held or dropped for the bits/s budget.
+    pub bps_frames: Option<f64>,
+    /// Their wire bits.
+    pub bps_bits: Option<f64>,
+    /// Frames held or dropped for the packets/s budget.
+    pub pps_frames: Option<f64>,
 }
 
 impl Live {
@@ -52,7 +87,51 @@ impl Live {
             sla_priority: get(m::VIF_SLA_PRIORITY),
             sla_min_bps: get(m::VIF_SLA_MIN_BPS),
             sla_max_bps: get(m::VIF_SLA_MAX_BPS),
+            rx: RxBudget {
+                bps: get(m::VIF_RX_BUDGET_BPS),
+                pps: get(m::VIF_RX_BUDGET_PPS),
+                burst_bytes: get(m::VIF_RX_BUDGET_BURST_BYTES),
+                burst_packets: get(m::VIF_RX_BUDGET_BURST_PACKETS),
+            },
+            sla_rx_min_bps: get(m::VIF_SLA_RX_MIN_BPS),
+            sla_rx_max_bps: get(m::VIF_SLA_RX_MAX_BPS),
+            tx_shaped: Shaped::of(
+                samples,
+                &name,
+                m::VIF_TX_SHAPED_FRAMES,
+                m::VIF_TX_SHAPED_BITS,
+            ),
+            rx_shaped: Shaped::of(
+                samples,
+                &name,
+                m::VIF_RX_SHAPED_FRAMES,
+                m::VIF_RX_SHAPED_BITS,
+            ),
         }
+    }
+}
+
+impl Shaped {
+    fn of(samples: &[Sample], vif: &str, frames: &str, bits: &str) -> Shaped {
+        Shaped {
+            bps_frames: vif_reason_value(samples, frames, vif, "bps"),
+            bps_bits: vif_value(samples, bits, vif),
+            pps_frames: vif_reason_value(samples, frames, vif, "pps"),
+        }
+    }
+}
+
+impl fmt::Display for Shaped {
+    /// `12 frames (13000 B) for bits/s, 14 for packets/s`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = |x: Option<f64>| x.unwrap_or(0.0);
+        write!(
+            f,
+            "{} frames ({} B) for bits/s, {} for packets/s",
+            n(self.bps_frames),
+            n(self.bps_bits) / 8.0,
+            n(self.pps_frames)
+        )
     }
 }
 
@@ -161,6 +240,25 @@ impl fmt::Display for Live {
                     .map_or("unlimited".into(), |x| x.to_string()),
             )?;
         }
+        if self.connected.is_some() {
+            match self.rx.bps {
+                Some(bps) => writeln!(
+                    f,
+                    "  live RX budget: {}, {} (burst {} B, {} packets)",
+                    rate(Some(bps), " b/s"),
+                    rate(self.rx.pps, " p/s"),
+                    self.rx.burst_bytes.unwrap_or(0.0),
+                    self.rx
+                        .burst_packets
+                        .map_or("unlimited".into(), |x| x.to_string()),
+                )?,
+                None => writeln!(f, "  live RX budget: unlimited")?,
+            }
+        }
+        if self.tx_shaped.bps_frames.is_some() || self.rx_shaped.bps_frames.is_some() {
+            writeln!(f, "  shaped TX: {}", self.tx_shaped)?;
+            writeln!(f, "  shaped RX: {}", self.rx_shaped)?;
+        }
         if let Some(cap) = self.rate_cap_bps {
             writeln!(
                 f,
@@ -172,9 +270,11 @@ impl fmt::Display for Live {
         if let Some(p) = self.sla_priority {
             writeln!(
                 f,
-                "  SLA in force: class {p}, min {}, max {}",
+                "  SLA in force: class {p}, min {}, max {}; RX min {}, max {}",
                 rate(self.sla_min_bps, " b/s"),
                 rate(self.sla_max_bps, " b/s"),
+                rate(Some(self.sla_rx_min_bps.unwrap_or(0.0)), " b/s"),
+                rate(self.sla_rx_max_bps, " b/s"),
             )?;
         }
         Ok(())

@@ -333,6 +333,18 @@ fn show_reports_what_the_daemon_applies() {
          dbavm_vif_rate_cap_burst_bytes{vif=\"vif1.0\"} 131072\n\
          dbavm_vif_sla_priority{vif=\"vif1.0\"} 1\n\
          dbavm_vif_sla_min_bits_per_second{vif=\"vif1.0\"} 150000000\n\
+         dbavm_vif_rx_budget_bits_per_second{vif=\"vif1.0\"} 300000000\n\
+         dbavm_vif_rx_budget_packets_per_second{vif=\"vif1.0\"} 40000\n\
+         dbavm_vif_rx_budget_burst_bytes{vif=\"vif1.0\"} 750000\n\
+         dbavm_vif_rx_budget_burst_packets{vif=\"vif1.0\"} 800\n\
+         dbavm_vif_tx_shaped_frames_total{vif=\"vif1.0\",reason=\"bps\"} 12\n\
+         dbavm_vif_tx_shaped_frames_total{vif=\"vif1.0\",reason=\"pps\"} 14\n\
+         dbavm_vif_tx_shaped_bits_total{vif=\"vif1.0\"} 104000\n\
+         dbavm_vif_rx_shaped_frames_total{vif=\"vif1.0\",reason=\"bps\"} 15\n\
+         dbavm_vif_rx_shaped_frames_total{vif=\"vif1.0\",reason=\"pps\"} 17\n\
+         dbavm_vif_rx_shaped_bits_total{vif=\"vif1.0\"} 128000\n\
+         dbavm_vif_sla_rx_min_bits_per_second{vif=\"vif1.0\"} 50000000\n\
+         dbavm_vif_sla_rx_max_bits_per_second{vif=\"vif1.0\"} 300000000\n\
          dbavm_vif_connected{vif=\"vif1.1\"} 0\n\
          dbavm_vif_sla_priority{vif=\"vif1.1\"} 7\n\
          dbavm_vif_sla_min_bits_per_second{vif=\"vif1.1\"} 0\n",
@@ -343,8 +355,11 @@ fn show_reports_what_the_daemon_applies() {
         text.lines().skip(2).collect::<Vec<_>>(),
         [
             "  live budget: 150M b/s, 20k p/s (burst 375000 B, 400 packets)",
+            "  live RX budget: 300M b/s, 40k p/s (burst 750000 B, 800 packets)",
+            "  shaped TX: 12 frames (13000 B) for bits/s, 14 for packets/s",
+            "  shaped RX: 15 frames (16000 B) for bits/s, 17 for packets/s",
             "  live rate cap: 1M b/s (burst 131072 B)",
-            "  SLA in force: class 1, min 150M b/s, max unlimited",
+            "  SLA in force: class 1, min 150M b/s, max unlimited; RX min 50M b/s, max 300M b/s",
         ],
         "{text}"
     );
@@ -352,7 +367,8 @@ fn show_reports_what_the_daemon_applies() {
     let text = show(&xs, &waiting, Some(&scrape)).unwrap().to_string();
     assert!(text.contains(
         "  live: no budget (allocator off, or the vif is not connected yet)\n  \
-         SLA in force: class 7, min 0 b/s, max unlimited\n"
+         live RX budget: unlimited\n  \
+         SLA in force: class 7, min 0 b/s, max unlimited; RX min 0 b/s, max unlimited\n"
     ));
     let unknown = add_vif(&xs, "vif", 1, 2);
     let v = show(&xs, &unknown, Some(&scrape)).unwrap();

@@ -99,6 +99,18 @@ const RX_DROPS: &[Reason] = &[
     ("stalled", |c| c.rx_dropped_stalled),
 ];
 
+/// Guest → port frames the backend held or dropped, by the budget that shaped them.
+const TX_SHAPED: &[Reason] = &[
+    ("bps", |c| c.tx_shaped_bps_frames),
+    ("pps", |c| c.tx_shaped_pps_frames),
+];
+
+/// Port → guest frames the backend held or dropped, by the budget that shaped them.
+const RX_SHAPED: &[Reason] = &[
+    ("bps", |c| c.rx_shaped_bps_frames),
+    ("pps", |c| c.rx_shaped_pps_frames),
+];
+
 families! {
     VIFS: "dbavm_vifs", Gauge,
         Read::Daemon(|s| Some(s.vifs.len() as f64)),
@@ -163,6 +175,19 @@ families! {
     VIF_BUDGET_BURST_PACKETS: "dbavm_vif_budget_burst_packets", Gauge,
         Read::Vif(|v| v.status.budget.and_then(|b| b.burst_packets).map(|p| p as f64)),
         "Packet bucket depth of the vif's budget.";
+    VIF_RX_BUDGET_BPS: "dbavm_vif_rx_budget_bits_per_second", Gauge,
+        Read::Vif(|v| v.status.rx_budget.map(|b| b.bps as f64)),
+        "The allocator's receive bits/s budget for the vif, charged before the copy into \
+         the guest (absent: unlimited).";
+    VIF_RX_BUDGET_PPS: "dbavm_vif_rx_budget_packets_per_second", Gauge,
+        Read::Vif(|v| v.status.rx_budget.and_then(|b| b.pps).map(|p| p as f64)),
+        "The allocator's receive packets/s budget for the vif (absent: no packets/s limit).";
+    VIF_RX_BUDGET_BURST_BYTES: "dbavm_vif_rx_budget_burst_bytes", Gauge,
+        Read::Vif(|v| v.status.rx_budget.map(|b| b.burst_bytes as f64)),
+        "Byte bucket depth of the vif's receive budget.";
+    VIF_RX_BUDGET_BURST_PACKETS: "dbavm_vif_rx_budget_burst_packets", Gauge,
+        Read::Vif(|v| v.status.rx_budget.and_then(|b| b.burst_packets).map(|p| p as f64)),
+        "Packet bucket depth of the vif's receive budget.";
     VIF_RATE_CAP_BPS: "dbavm_vif_rate_cap_bits_per_second", Gauge,
         Read::Vif(|v| v.status.rate.map(|r| r.bytes_per_sec() as f64 * 8.0)),
         "The toolstack's static TX cap (backend key rate) for the vif (absent: none).";
@@ -181,6 +206,21 @@ families! {
     VIF_RX_DROPPED: "dbavm_vif_rx_dropped_packets_total", Counter,
         Read::VifByReason(RX_DROPS),
         "Port to guest frames dropped in the backend, by reason.";
+    VIF_TX_SHAPED_FRAMES: "dbavm_vif_tx_shaped_frames_total", Counter,
+        Read::VifByReason(TX_SHAPED),
+        "Guest to port frames the backend held or dropped for the vif's budget, by \
+         budget (bps: bits/s, pps: packets/s), as told to the guest in its credit area.";
+    VIF_TX_SHAPED_BITS: "dbavm_vif_tx_shaped_bits_total", Counter,
+        Read::Vif(|v| Some(v.status.counters.tx_shaped_bps_bytes as f64 * 8.0)),
+        "Wire bits of the guest to port frames held or dropped for the bits/s budget.";
+    VIF_RX_SHAPED_FRAMES: "dbavm_vif_rx_shaped_frames_total", Counter,
+        Read::VifByReason(RX_SHAPED),
+        "Port to guest frames the backend held or dropped for the vif's receive budget \
+         (never copied), by budget (bps: bits/s, pps: packets/s), as told to the guest.";
+    VIF_RX_SHAPED_BITS: "dbavm_vif_rx_shaped_bits_total", Counter,
+        Read::Vif(|v| Some(v.status.counters.rx_shaped_bps_bytes as f64 * 8.0)),
+        "Wire bits of the port to guest frames held or dropped for the receive bits/s \
+         budget.";
     VIF_RX_STALLS: "dbavm_vif_rx_stalls_total", Counter,
         Read::Vif(|v| Some(v.status.counters.rx_stalls as f64)),
         "Times the frontend stalled: left a frame without RX buffers for the stall \
@@ -198,6 +238,12 @@ families! {
     VIF_SLA_MAX_BPS: "dbavm_vif_sla_max_bits_per_second", Gauge,
         Read::Vif(|v| v.sla.and_then(|s| s.max_bps()).map(|m| m as f64)),
         "SLA in force: maximum bits/s (absent: unlimited).";
+    VIF_SLA_RX_MIN_BPS: "dbavm_vif_sla_rx_min_bits_per_second", Gauge,
+        Read::Vif(|v| v.sla.map(|s| s.rx_min_bps() as f64)),
+        "SLA in force: guaranteed minimum receive bits/s.";
+    VIF_SLA_RX_MAX_BPS: "dbavm_vif_sla_rx_max_bits_per_second", Gauge,
+        Read::Vif(|v| v.sla.and_then(|s| s.rx_max_bps()).map(|m| m as f64)),
+        "SLA in force: maximum receive bits/s (absent: limited by the receive link only).";
     ALLOC_ROUNDS: "dbavm_allocator_rounds_total", Counter,
         Read::Daemon(|s| s.allocator.map(|a| a.rounds as f64)),
         "Allocation rounds completed.";

@@ -186,6 +186,7 @@ mod tests {
                 Some(1000),
                 Duration::from_millis(20),
             )),
+            rx_budget: None,
             front_dropped_packets: Some(7),
             rate: None,
         }

@@ -44,6 +44,12 @@ fn fixture() -> Snapshot {
         rx_copy_errors: 8,
         rx_dropped_offload: 9,
         rx_dropped_no_buffers: 10,
+        tx_shaped_bps_frames: 12,
+        tx_shaped_bps_bytes: 13_000,
+        tx_shaped_pps_frames: 14,
+        rx_shaped_bps_frames: 15,
+        rx_shaped_bps_bytes: 16_000,
+        rx_shaped_pps_frames: 17,
         ..VifCounters::default()
     };
     let connected = VifSample {
@@ -56,6 +62,11 @@ fn fixture() -> Snapshot {
             budget: Some(allocator::Budget::with_bursts(
                 150_000_000,
                 Some(20_000),
+                Duration::from_millis(20),
+            )),
+            rx_budget: Some(allocator::Budget::with_bursts(
+                300_000_000,
+                Some(40_000),
                 Duration::from_millis(20),
             )),
             front_dropped_packets: Some(11),
@@ -74,6 +85,13 @@ fn fixture() -> Snapshot {
                 150_000_000,
                 Some(700_000_000),
             )
+            .and_then(|s| {
+                s.with_rx(
+                    allocator::sla::Subject::Defaults,
+                    50_000_000,
+                    Some(300_000_000),
+                )
+            })
             .unwrap(),
         ),
     };
@@ -89,6 +107,7 @@ fn fixture() -> Snapshot {
                 None,
                 Duration::from_millis(20),
             )),
+            rx_budget: None,
             front_dropped_packets: None,
             rate: None,
         },
@@ -103,6 +122,7 @@ fn fixture() -> Snapshot {
             credits: false,
             counters: VifCounters::default(),
             budget: None,
+            rx_budget: None,
             front_dropped_packets: None,
             rate: None,
         },

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use hypervisor::clock;
 use hypervisor::platform::{FrontendPlatform, Services};
 use netfront::{CreditPolicy, Netfront, NetfrontConfig};
@@ -50,9 +50,13 @@ enum Policy {
 #[derive(Parser)]
 #[command(
     version,
-    about = "DBA-VM netfront: Xen netif frontend enforcing per-VM credits"
+    about = "DBA-VM netfront: Xen netif frontend enforcing per-VM credits",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    /// Without a command: serve the vif.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Which hypervisor interface to use.
     #[arg(long, value_enum, default_value = "local")]
     platform: PlatformKind,
@@ -89,6 +93,44 @@ struct Cli {
     /// `sg`, `csum` (IPv4 checksum offload), `ipv6-csum`, `gso-tcpv4`, `gso-tcpv6`.
     #[arg(long, default_value = "all", value_parser = parse_offer)]
     offer: Offer,
+    /// Where to keep the state file `<tap>.stats` that `netfront stats` reads.
+    #[arg(long, default_value = netfront::stats::DEFAULT_STATS_DIR)]
+    stats_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a running netfront's shaping figures: its budgets, its own TX drops for
+    /// credit, and what netback held or dropped for the budgets (per direction).
+    Stats {
+        /// The guest interface netfront serves (its `--tap`).
+        #[arg(default_value = "eth0")]
+        iface: String,
+        /// The directory of the state files (netfront's `--stats-dir`).
+        #[arg(long, default_value = netfront::stats::DEFAULT_STATS_DIR)]
+        stats_dir: PathBuf,
+        /// One JSON object instead of the human format.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `netfront stats`: the state file of `iface`, printed.
+fn stats(iface: &str, dir: &std::path::Path, json: bool) -> Result<(), String> {
+    let path = netfront::stats::stats_path(dir, iface);
+    let r = netfront::stats::StatsReport::read(&path).map_err(|e| e.to_string())?;
+    if json {
+        println!("{}", r.to_json());
+    } else {
+        print!("{r}");
+    }
+    if !std::path::Path::new(&format!("/proc/{}", r.pid)).exists() {
+        eprintln!(
+            "netfront stats: pid {} is not running: these are its last figures",
+            r.pid
+        );
+    }
+    Ok(())
 }
 
 /// Parses `--offer`: `all`, `none`, or a list of feature names (each at most once).
@@ -143,6 +185,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    if let Some(Command::Stats {
+        iface,
+        stats_dir,
+        json,
+    }) = &cli.command
+    {
+        return stats(iface, stats_dir, *json);
+    }
     let mut cfg = NetfrontConfig::new(cli.devid);
     cfg.policy = match cli.policy {
         Policy::Drop => CreditPolicy::Drop,
@@ -165,7 +215,7 @@ fn run(cli: Cli) -> Result<(), String> {
         PlatformKind::Local => {
             let p = xen_local::attach(&cli.hv_socket, cli.domid)
                 .map_err(|e| format!("attach to {}: {e}", cli.hv_socket.display()))?;
-            serve(p, cfg, &tcfg)
+            serve(p, cfg, &tcfg, &cli.stats_dir)
         }
         #[cfg(not(feature = "local"))]
         PlatformKind::Local => Err("this netfront was built without the local platform \
@@ -173,12 +223,17 @@ fn run(cli: Cli) -> Result<(), String> {
             .into()),
         PlatformKind::Xen => {
             let p = Services::xen_frontend().map_err(|e| e.to_string())?;
-            serve(p, cfg, &tcfg)
+            serve(p, cfg, &tcfg, &cli.stats_dir)
         }
     }
 }
 
-fn serve<P: FrontendPlatform>(p: P, cfg: NetfrontConfig, tcfg: &TapConfig) -> Result<(), String> {
+fn serve<P: FrontendPlatform>(
+    p: P,
+    cfg: NetfrontConfig,
+    tcfg: &TapConfig,
+    stats_dir: &std::path::Path,
+) -> Result<(), String> {
     let offer = cfg.offer;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -191,6 +246,7 @@ fn serve<P: FrontendPlatform>(p: P, cfg: NetfrontConfig, tcfg: &TapConfig) -> Re
         tcfg.mac = nf.mac();
     }
     let tcfg = &tcfg;
+    nf.stats_file = Some(netfront::stats::StatsFile::new(stats_dir, &tcfg.name));
     // The guest's stack hands the TAP only the offloads the backend agreed to take
     // (its feature keys): segmentation of each TCP version only when the backend takes
     // those GSO frames — then the guest's TCP hands over 64 KiB frames, one ring round
@@ -215,8 +271,18 @@ fn serve<P: FrontendPlatform>(p: P, cfg: NetfrontConfig, tcfg: &TapConfig) -> Re
     netfront::pump::run(&mut nf, &mut tap, || stop.load(Ordering::Relaxed))
         .map_err(|e| format!("event loop: {e}"))?;
     nf.disconnect();
+    final_stats(&mut nf);
     log::info!("netfront: stopped; {:?}", nf.stats);
     Ok(())
+}
+
+/// Writes the last figures to the state file (disconnected, final counters).
+fn final_stats<P: FrontendPlatform>(nf: &mut Netfront<P>) {
+    if let Some(f) = nf.stats_file.as_mut() {
+        f.due_now();
+    }
+    let now = nf.now();
+    nf.note_stats(now);
 }
 
 /// Several queues: a multi-queue TAP with one queue per ring queue, one thread each.
@@ -244,6 +310,7 @@ fn serve_queues<P: FrontendPlatform>(
     let per_queue = netfront::mq::run(&mut nf, &mut taps, || stop.load(Ordering::Relaxed))
         .map_err(|e| format!("event loop: {e}"))?;
     nf.disconnect();
+    final_stats(&mut nf);
     for (i, s) in per_queue.iter().enumerate() {
         log::info!(
             "netfront: queue {i}: tx_packets={} tx_bytes={} rx_packets={} rx_bytes={} tx_dropped_credit={}",

@@ -276,6 +276,9 @@ pub struct Netfront<P: FrontendPlatform> {
     pub stats: FrontStats,
     /// The allowance the backend published.
     pub allowance: Allowance,
+    /// The state file for `netfront stats`, when set: the event loops rewrite it
+    /// ([`crate::stats::StatsFile::maybe_write`]).
+    pub stats_file: Option<crate::stats::StatsFile>,
 }
 
 const TOKEN_BE_STATE: &str = "netfront-be-state";
@@ -285,6 +288,14 @@ const TOKEN_BE_STATE: &str = "netfront-be-state";
 pub const RESTART_INTERVAL_NS: u64 = 200_000_000;
 
 impl<P: FrontendPlatform> Netfront<P> {
+    /// Rewrites the state file for `netfront stats`, if set and due (O(1) otherwise).
+    pub fn note_stats(&mut self, now: u64) {
+        let connected = self.is_connected();
+        if let Some(f) = self.stats_file.as_mut() {
+            f.maybe_write(now, connected, &self.stats, &self.allowance);
+        }
+    }
+
     /// Finds device `cfg.devid` of this domain in xenstore and connects to its backend.
     pub fn connect(platform: P, cfg: NetfrontConfig, clock: Clock) -> Result<Self, FrontError> {
         let fe_path = format!(
@@ -315,6 +326,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             last_restart_ns: None,
             stats: FrontStats::default(),
             allowance: Allowance::default(),
+            stats_file: None,
         };
         nf.handshake()?;
         Ok(nf)
@@ -613,6 +625,7 @@ impl<P: FrontendPlatform> Netfront<P> {
             version: c.credit_version,
             allowance: &mut self.allowance,
             told: Default::default(),
+            stats_file: None,
         };
         if poll_credits(
             &c.queues[0],
@@ -643,6 +656,12 @@ impl<P: FrontendPlatform> Netfront<P> {
             version: c.credit_version,
             allowance: &mut self.allowance,
             told: Default::default(),
+            stats_file: self.stats_file.as_mut().map(|f| {
+                (
+                    f,
+                    crate::mq::QueueCounters::before(&self.stats, &c.counters),
+                )
+            }),
         });
         Some(Split::new(
             self.platform.evtchn(),

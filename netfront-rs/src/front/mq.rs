@@ -40,6 +40,7 @@ pub struct QueueCounters {
     rx_packets: AtomicU64,
     tx_wire_packets: AtomicU64,
     tx_wire_bytes: AtomicU64,
+    dropped_frames: AtomicU64,
     dropped_wire_packets: AtomicU64,
     dropped_wire_bytes: AtomicU64,
     held: AtomicU64,
@@ -60,6 +61,11 @@ impl QueueCounters {
             last.tx_wire_packets,
         );
         add(&self.tx_wire_bytes, s.tx_wire_bytes, last.tx_wire_bytes);
+        add(
+            &self.dropped_frames,
+            s.tx_dropped_credit,
+            last.tx_dropped_credit,
+        );
         add(
             &self.dropped_wire_packets,
             s.tx_dropped_credit_wire_packets,
@@ -83,11 +89,31 @@ impl QueueCounters {
         )
     }
 
+    /// `stats` (a netfront's cumulated counters) without what `all` counted so far in
+    /// this connection: adding [`QueueCounters::sum`] later counts nothing twice.
+    pub(crate) fn before(stats: &FrontStats, all: &[QueueCounters]) -> FrontStats {
+        let c = Self::sum(all);
+        FrontStats {
+            tx_wire_packets: stats.tx_wire_packets.saturating_sub(c.tx_wire_packets),
+            tx_wire_bytes: stats.tx_wire_bytes.saturating_sub(c.tx_wire_bytes),
+            tx_dropped_credit: stats.tx_dropped_credit.saturating_sub(c.tx_dropped_credit),
+            tx_dropped_credit_wire_packets: stats
+                .tx_dropped_credit_wire_packets
+                .saturating_sub(c.tx_dropped_credit_wire_packets),
+            tx_dropped_credit_wire_bytes: stats
+                .tx_dropped_credit_wire_bytes
+                .saturating_sub(c.tx_dropped_credit_wire_bytes),
+            tx_held: stats.tx_held.saturating_sub(c.tx_held),
+            ..*stats
+        }
+    }
+
     fn sum(all: &[QueueCounters]) -> FrontStats {
         let mut s = FrontStats::default();
         for c in all {
             s.tx_wire_packets += c.tx_wire_packets.load(Ordering::Relaxed);
             s.tx_wire_bytes += c.tx_wire_bytes.load(Ordering::Relaxed);
+            s.tx_dropped_credit += c.dropped_frames.load(Ordering::Relaxed);
             s.tx_dropped_credit_wire_packets += c.dropped_wire_packets.load(Ordering::Relaxed);
             s.tx_dropped_credit_wire_bytes += c.dropped_wire_bytes.load(Ordering::Relaxed);
             s.tx_held += c.held.load(Ordering::Relaxed);
@@ -106,6 +132,9 @@ pub(crate) struct CreditsRef<'a> {
     pub allowance: &'a mut crate::front::Allowance,
     /// The allowance as last logged.
     pub told: AllowanceLog,
+    /// The state file for `netfront stats` (multi-queue: queue 0 rewrites it) and the
+    /// counters not in the queues' [`QueueCounters`] ([`QueueCounters::before`]).
+    pub stats_file: Option<(&'a mut crate::stats::StatsFile, FrontStats)>,
 }
 
 /// One queue lent out by [`Netfront::split`], to be driven by one thread.
@@ -226,7 +255,8 @@ impl<P: FrontendPlatform> QueueHandle<'_, P> {
             return;
         };
         let now = (self.clock)();
-        let sum = front_counters(&QueueCounters::sum(self.counters));
+        let current = QueueCounters::sum(self.counters);
+        let sum = front_counters(&current);
         if poll_credits(
             self.queue,
             c,
@@ -238,6 +268,11 @@ impl<P: FrontendPlatform> QueueHandle<'_, P> {
             self.stats.credit_updates += 1;
         }
         c.told.note(c.allowance, now);
+        if let Some((file, before)) = c.stats_file.as_mut() {
+            let mut total = *before;
+            add_stats(&mut total, &current);
+            file.maybe_write(now, true, &total, c.allowance);
+        }
     }
 }
 
@@ -279,6 +314,10 @@ pub fn run<F: FrontendPlatform, T: Port>(
 ) -> Result<Vec<FrontStats>, MqError> {
     let mut per_queue = vec![FrontStats::default(); ports.len()];
     while !stop() {
+        // The state file at connection changes (while connected with a credit area,
+        // queue 0 rewrites it: `QueueHandle::apply_credits`).
+        let now = nf.now();
+        nf.note_stats(now);
         if !nf.is_connected() {
             if !nf.maintain() {
                 std::thread::sleep(Duration::from_millis(10));

@@ -377,3 +377,76 @@ mod imp {
     ring_kind!(tx, netif_tx, NetifTxRequest, NetifTxResponse);
     ring_kind!(rx, netif_rx, NetifRxRequest, NetifRxResponse);
 }
+
+/// The DBA-VM credit area as `c/dba_credit.h` declares it (written from
+/// `docs/protocol.md` §2.2, not from the Rust crate): offsets and sizes the C compiler
+/// computed, and a reader through the C struct. Always available (no Xen header needed).
+pub mod credit {
+    use core::ffi::{c_char, CStr};
+
+    extern "C" {
+        fn credit_oracle_nfields() -> usize;
+        fn credit_oracle_field(i: usize, offset: *mut usize, size: *mut usize) -> *const c_char;
+        fn credit_oracle_v1_size() -> usize;
+        fn credit_oracle_v2_size() -> usize;
+        fn credit_oracle_area_offset() -> usize;
+        fn credit_oracle_magic() -> u32;
+        fn credit_oracle_read_v2(page: *const u8, out: *mut u64);
+    }
+
+    /// One field of the C structs: name, byte offset in the area, size in bytes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Field {
+        /// The field's name in `dba_credit.h`.
+        pub name: &'static str,
+        /// Its offset from the start of the area.
+        pub offset: usize,
+        /// Its size in bytes.
+        pub size: usize,
+    }
+
+    /// Every named field of the version-2 area (the version-1 ones first), in the
+    /// order [`read_v2`] returns their values.
+    pub fn fields() -> Vec<Field> {
+        // SAFETY: a constant count.
+        let n = unsafe { credit_oracle_nfields() };
+        (0..n)
+            .map(|i| {
+                let (mut offset, mut size) = (0, 0);
+                // SAFETY: i < n; the out-pointers are valid; the name is a static C
+                // string literal of the table in credit.c.
+                let name = unsafe {
+                    let p = credit_oracle_field(i, &mut offset, &mut size);
+                    CStr::from_ptr(p).to_str().expect("ASCII field name")
+                };
+                Field { name, offset, size }
+            })
+            .collect()
+    }
+
+    /// `sizeof(struct dba_credit_area_v1)` and `sizeof(struct dba_credit_area_v2)`.
+    pub fn sizes() -> (usize, usize) {
+        // SAFETY: constants.
+        unsafe { (credit_oracle_v1_size(), credit_oracle_v2_size()) }
+    }
+
+    /// `DBA_CREDIT_AREA_OFFSET` and `DBA_CREDIT_MAGIC`.
+    pub fn area_offset_and_magic() -> (usize, u32) {
+        // SAFETY: constants.
+        unsafe { (credit_oracle_area_offset(), credit_oracle_magic()) }
+    }
+
+    #[repr(C, align(8))]
+    struct Aligned([u8; 4096]);
+
+    /// Every field of [`fields`] read through the C struct from a copy of a whole TX
+    /// ring page.
+    pub fn read_v2(page: &[u8; 4096]) -> Vec<u64> {
+        let copy = Aligned(*page);
+        let mut out = vec![0u64; fields().len()];
+        // SAFETY: `copy` is 4096 readable, 8-aligned bytes this function owns (the C
+        // struct's u64 fields are then aligned); `out` holds one slot per field.
+        unsafe { credit_oracle_read_v2(copy.0.as_ptr(), out.as_mut_ptr()) };
+        out
+    }
+}
