@@ -19,9 +19,9 @@ pub mod front;
 pub mod pump;
 pub mod ready;
 pub mod rx;
-pub mod stats;
 
 pub use error::{BackendError, FrontError, HandshakeError};
 pub use front::mq;
 use front::queue;
+pub use front::stats;
 pub use front::{Allowance, CreditPolicy, FrontStats, Netfront, NetfrontConfig, Sent};

@@ -15,6 +15,7 @@
 
 pub mod mq;
 pub(crate) mod queue;
+pub mod stats;
 
 use std::time::{Duration, Instant};
 
@@ -277,8 +278,8 @@ pub struct Netfront<P: FrontendPlatform> {
     /// The allowance the backend published.
     pub allowance: Allowance,
     /// The state file for `netfront stats`, when set: the event loops rewrite it
-    /// ([`crate::stats::StatsFile::maybe_write`]).
-    pub stats_file: Option<crate::stats::StatsFile>,
+    /// ([`stats::StatsFile::maybe_write`]).
+    pub stats_file: Option<stats::StatsFile>,
 }
 
 const TOKEN_BE_STATE: &str = "netfront-be-state";

@@ -134,7 +134,7 @@ pub(crate) struct CreditsRef<'a> {
     pub told: AllowanceLog,
     /// The state file for `netfront stats` (multi-queue: queue 0 rewrites it) and the
     /// counters not in the queues' [`QueueCounters`] ([`QueueCounters::before`]).
-    pub stats_file: Option<(&'a mut crate::stats::StatsFile, FrontStats)>,
+    pub stats_file: Option<(&'a mut super::stats::StatsFile, FrontStats)>,
 }
 
 /// One queue lent out by [`Netfront::split`], to be driven by one thread.

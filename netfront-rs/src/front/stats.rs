@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use shared_ring::credit::{BackCounters, Credits};
 use shared_ring::Limit;
 
-use crate::front::{Allowance, FrontStats};
+use super::{Allowance, FrontStats};
 
 /// Least time between two writes of the state file, ns.
 pub const STATS_EVERY_NS: u64 = 1_000_000_000;
