@@ -46,7 +46,15 @@ bed_check "the port carries the VM's MAC and name (external-ids)" sh -c \
 bed_check "$NET_VIF is up" sh -c "ip link show $NET_VIF | grep -q ',UP'"
 
 bed_check "guest's checks (ping dom0, TCP to dom0)" bed_guest_result guest 180
-bed_check "dom0 -> guest ping through ovsbr0" bed_ping "$NET_GUEST_IP"
+bed_check "dom0 -> guest ping through ovsbr0" bed_ping "$NET_GUEST_IP" || {
+    # Where the frames stopped (a CI run once saw no ping either way after the vif
+    # connected; it passed on re-runs): the TAP's counters, OVS's ports and MAC table.
+    ip -s link show "$NET_VIF" 2>&1 | sed 's/^/[diag] /'
+    ovs-ofctl dump-ports ovsbr0 2>&1 | sed 's/^/[diag] /'
+    ovs-appctl fdb/show ovsbr0 2>&1 | sed 's/^/[diag] /'
+    ovs-ofctl dump-flows ovsbr0 2>&1 | sed 's/^/[diag] /'
+    tail -n 20 /var/log/openvswitch/ovs-vswitchd.log 2>&1 | sed 's/^/[diag] /'
+}
 bed_check "TCP receiver (guest -> dom0) finished" bed_wait_file /tmp/rx.done 30
 _want=$(bed_guest_read guest tx-sha256)
 _got=$(sha256sum /tmp/rx.bin | cut -d' ' -f1)
