@@ -20,6 +20,7 @@ use shared_ring::netif::NetTxFlags;
 use testbed::*;
 use xen_ids::{DomId, VifId};
 use xen_local::LocalHost;
+use xenstore::Xenstore;
 
 fn good_roundtrip(guest: &mut Guest, wire: &mut MemPort, base: u32) {
     for s in 0..20 {
@@ -217,4 +218,127 @@ fn refused_queue_keys_leak_nothing() {
         )
         .unwrap();
     assert_ne!(placed.0, placed.1, "the two vifs are on both workers");
+}
+
+/// netback offering `queues` queues over `workers` workers, on memory ports.
+fn mq_netback(host: &LocalHost, workers: usize, queues: u32) -> BackendThread {
+    let cfg = NetbackConfig {
+        workers,
+        max_queues: Some(queues),
+        ..NetbackConfig::default()
+    };
+    BackendThread::start(host, cfg).expect("netback")
+}
+
+/// Our netfront for domain `dom` asking for `queues` queues, connected.
+fn mq_netfront(host: &LocalHost, dom: DomId, queues: usize) -> testbed::LocalNetfront {
+    let platform = testbed::domain(host, dom).expect("domain");
+    let mut cfg = NetfrontConfig::new(0);
+    cfg.queues = queues;
+    netfront::Netfront::connect(platform, cfg, hypervisor::clock::system())
+        .expect("netfront connects")
+}
+
+/// A connected multi-queue guest: its netfront runs `mq::run` on its own threads
+/// over one memory port per queue, whose other ends (`apps`) the test drives.
+struct MqGuest {
+    apps: Vec<MemPort>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<netfront::FrontStats>>>,
+}
+
+impl MqGuest {
+    fn start(host: &LocalHost, dom: DomId, queues: usize) -> MqGuest {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut nf = mq_netfront(host, dom, queues);
+        assert_eq!(nf.num_queues(), queues, "queues negotiated");
+        let (mut ports, apps): (Vec<MemPort>, Vec<MemPort>) = (0..queues)
+            .map(|_| MemPort::pair(256, 4096).expect("pair"))
+            .unzip();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let stats = netfront::mq::run(&mut nf, &mut ports, || flag.load(Ordering::Relaxed))
+                .expect("mq::run");
+            nf.disconnect();
+            stats
+        });
+        MqGuest {
+            apps,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the queue threads, closes the frontend; its per-queue counters.
+    fn stop(mut self) -> Vec<netfront::FrontStats> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().expect("guest thread")
+    }
+}
+
+/// Sends `n` frames (sequence `base + k·1000 + i`) on each of `from`, and checks that
+/// each port of `to` receives exactly its own queue's, intact and in order.
+fn each_queue_carries(from: &mut [MemPort], to: &mut [MemPort], base: u32, n: u32) {
+    for (k, p) in from.iter_mut().enumerate() {
+        for i in 0..n {
+            send_all(p, &frame(base + k as u32 * 1000 + i, 200 + 60 * k));
+        }
+    }
+    for (k, p) in to.iter_mut().enumerate() {
+        let got = recv_n(p, n as usize, Duration::from_secs(10));
+        let seqs: Vec<u32> = got.iter().map(|f| check_frame(f)).collect();
+        let want: Vec<u32> = (0..n).map(|i| base + k as u32 * 1000 + i).collect();
+        assert_eq!(seqs, want, "queue {k}: frames of its own queue, in order");
+        for f in &got {
+            assert_eq!(f.len(), 200 + 60 * k, "queue {k}: frame length");
+        }
+    }
+}
+
+/// The wire ends of the `queues` ports netback opened for vif `id`.
+fn wires(nb: &BackendThread, id: VifId, queues: u32) -> Vec<MemPort> {
+    std::iter::once(nb.wire(id))
+        .chain((1..queues).map(|k| nb.wire_queue(id, k)))
+        .collect()
+}
+
+#[test]
+fn four_queues_carry_frames_both_ways_each_on_its_own_queue() {
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let nb = mq_netback(&host, 2, 4);
+    let xs = &host.domain(DomId(0)).expect("dom0").xenstore;
+    let be = "/local/domain/0/backend/vif/1/0";
+    let mut guest = MqGuest::start(&host, DomId(1), 4);
+    let offered = xs
+        .try_read(
+            xenstore::XsTx::NONE,
+            &format!("{be}/multi-queue-max-queues"),
+        )
+        .unwrap();
+    assert_eq!(
+        offered.as_deref(),
+        Some(&b"4"[..]),
+        "offered as Linux writes it"
+    );
+    let mut wire = wires(&nb, id, 4);
+    // Guest → netback: the frames of netfront's queue k leave on netback's port k.
+    each_queue_carries(&mut guest.apps, &mut wire, 0, 25);
+    // netback → guest: a frame on port k (TAP queue k) reaches the guest on queue k.
+    each_queue_carries(&mut wire, &mut guest.apps, 50_000, 25);
+    let st = nb.vif_status(id).expect("status");
+    assert!(st.connected);
+    let stats = guest.stop();
+    for (k, s) in stats.iter().enumerate() {
+        assert_eq!(
+            (s.tx_packets, s.rx_packets),
+            (25, 25),
+            "queue {k}'s counters"
+        );
+    }
+    // netback's counters are the vif's, every queue summed.
+    assert_eq!(st.counters.tx_packets, 100, "{:?}", st.counters);
+    assert_eq!(st.counters.rx_packets, 100, "{:?}", st.counters);
 }
