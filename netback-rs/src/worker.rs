@@ -421,10 +421,14 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let mut packets = 0;
         // Ok(true): stopped at the round limit with work left.
         let ports = &mut dev.ports;
+        let several = conn.queues.len() > 1;
+        // The failing queue's number is in the reason when the vif has several.
+        let mut at = 0;
         let result: Result<bool, VifFatal> = (|| loop {
             rounds += 1;
             let mut more = false;
-            for (q, slot) in conn.queues.iter_mut().zip(ports.iter_mut()) {
+            for (k, (q, slot)) in conn.queues.iter_mut().zip(ports.iter_mut()).enumerate() {
+                at = k;
                 let now = clock();
                 let port = slot.port.as_mut();
                 let tx: Poll = match self.rate.as_mut() {
@@ -447,8 +451,13 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let more = match result {
             Ok(more) => more,
             Err(why) => {
+                let why = if several {
+                    format!("queue {at}: {why}")
+                } else {
+                    why.to_string()
+                };
                 log::warn!("{id}: disconnecting the frontend: {why}");
-                self.fail_device(id, &why.to_string());
+                self.fail_device(id, &why);
                 return packets;
             }
         };
