@@ -467,3 +467,33 @@ fn four_queue_connections_leak_nothing() {
     }
     assert!(heap_end < heap + (1 << 20), "heap {heap} -> {heap_end}");
 }
+
+#[test]
+fn a_multi_queue_frontend_runs_a_new_handshake_after_a_restart() {
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let mut nb = mq_netback(&host, 2, 4);
+    let mut guest = MqGuest::start(&host, DomId(1), 4);
+    let mut wire = wires(&nb, id, 4);
+    each_queue_carries(&mut guest.apps, &mut wire, 0, 3);
+    // netback stops (SIGTERM): its nodes keep saying Connected, the guest's queues too.
+    nb.stop().expect("netback");
+    drop((nb, wire));
+    let nb = mq_netback(&host, 2, 4);
+    // The journal is per vif: the 4 queues are not taken over; the vif is failed with
+    // the reason, and the frontend (Linux's as ours) starts over.
+    let err = wait_key(&host, "/local/domain/0/backend/vif/1/0/error", |e| {
+        !e.is_empty()
+    });
+    assert!(
+        err.contains("netback restart") && err.contains("4 queues"),
+        "error node: {err:?}"
+    );
+    nb.wait_connected(&[id], Duration::from_secs(10))
+        .expect("the frontend connects again");
+    let mut wire = wires(&nb, id, 4);
+    each_queue_carries(&mut guest.apps, &mut wire, 100, 3);
+    each_queue_carries(&mut wire, &mut guest.apps, 200, 3);
+    let _ = guest.stop();
+}
