@@ -1,5 +1,5 @@
 //! A netback data-path worker: one thread, one epoll, its own event-channel handle,
-//! and the vif queues placed on it (today one queue per vif), driven with local work
+//! and the vifs placed on it (every queue of each), driven with local work
 //! only (grant maps and copies, event-channel binds, ports). netback runs
 //! [`NetbackConfig::workers`] of them; the control thread places each vif on the
 //! least-loaded one for the vif's life and sends its commands there
