@@ -351,8 +351,11 @@ pub(crate) fn timeout_err(what: &str, timeout: Duration) -> TestbedError {
 pub struct MemWires {
     config: MemPortConfig,
     /// The wire ends not taken yet, by vif and queue.
-    ends: Arc<Mutex<Vec<((VifId, u32), MemPort)>>>,
+    ends: Arc<Mutex<Vec<(QueueOf, MemPort)>>>,
 }
+
+/// A vif and one of its queues.
+type QueueOf = (VifId, u32);
 
 /// The factory of [`MemWires`]: a pair per vif, and per other queue of a multi-queue
 /// vif.
