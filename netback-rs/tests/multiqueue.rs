@@ -1,11 +1,22 @@
-//! A frontend's queue keys as a hostile guest writes them (issue 14, "Bad input"),
-//! against netback-rs, which serves one queue per vif and offers no
-//! `multi-queue-max-queues`: more queues than offered, no queue at all, a garbage
-//! count, one grant for both rings. Each time that vif alone fails, the reason in its
-//! `error` node, and a well-behaved guest on the same netback keeps its traffic; the
-//! hostile guest connects afterwards when it writes honest keys. 200 such refusals,
-//! each followed by an honest connection with traffic, over two workers, leave no
-//! thread, descriptor, grant, event channel or mapping behind.
+//! Multi-queue vifs through a running netback-rs (issue 14).
+//!
+//! A frontend's queue keys as a hostile guest writes them ("Bad input"), against
+//! netback-rs offering one queue (its default with one worker): more queues than
+//! offered, no queue at all, a garbage count, one grant for both rings. Each time that
+//! vif alone fails, the reason in its `error` node, and a well-behaved guest on the same
+//! netback keeps its traffic; the hostile guest connects afterwards when it writes
+//! honest keys. 200 such refusals, each followed by an honest connection with traffic,
+//! over two workers, leave no thread, descriptor, grant, event channel or mapping behind.
+//!
+//! netback offering 4 queues (2 workers) to our netfront asking for 4: frames of each
+//! queue go out on that queue's port and come back on it, intact and in order
+//! (`four_queues_carry_frames_both_ways_each_on_its_own_queue`); with TAPs, the vif
+//! gets 4 queues of one `IFF_MULTI_QUEUE` TAP
+//! (`a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap`); one corrupted queue
+//! fails its vif alone, the queue named (`one_corrupted_queue_fails_its_vif_only`);
+//! 200 connections of a 4-queue vif leak nothing
+//! (`four_queue_connections_leak_nothing`); a restarted netback makes a 4-queue frontend
+//! run a new handshake (`a_multi_queue_frontend_runs_a_new_handshake_after_a_restart`).
 
 mod common;
 
@@ -496,4 +507,74 @@ fn a_multi_queue_frontend_runs_a_new_handshake_after_a_restart() {
     each_queue_carries(&mut guest.apps, &mut wire, 100, 3);
     each_queue_carries(&mut wire, &mut guest.apps, 200, 3);
     let _ = guest.stop();
+}
+
+/// The RX packet count of interface `ifname` in `ns` (frames written into the TAP).
+fn link_rx_packets(ns: &netport::netns::NetNs, ifname: &str) -> u64 {
+    let out = ns
+        .exec("ip", &["-s", "-o", "link", "show", ifname])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // "... RX: bytes packets errors ... \    <bytes> <packets> ..."
+    let rx = text.split("RX:").nth(1).expect("RX counters");
+    let line = rx.split('\\').nth(1).expect("RX values");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("RX packets in {text:?}"))
+}
+
+#[test]
+fn a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap() {
+    use netback::tapvif::TapFactory;
+    use netport::netns::{skip_unless_root_with_tun, NetNs};
+    if skip_unless_root_with_tun("a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let ns = NetNs::new("mqt").unwrap();
+    let factory = TapFactory {
+        multi_queue: true,
+        ..TapFactory::default()
+    };
+    let cfg = NetbackConfig {
+        workers: 2,
+        max_queues: Some(4),
+        ..NetbackConfig::default()
+    };
+    let dom0 = host.domain(DomId(0)).unwrap();
+    let nb = BackendThread::spawn(
+        Spawner::Netns(&ns),
+        dom0,
+        cfg,
+        factory,
+        BackendOptions::default(),
+    )
+    .unwrap();
+    wait_link(&ns, "vif1.0", Duration::from_secs(10)).unwrap();
+    // Connecting means netback attached 3 more queues to the TAP (a refusal fails the vif).
+    let mut guest = MqGuest::start(&host, DomId(1), 4);
+    let before = link_rx_packets(&ns, "vif1.0");
+    for (k, app) in guest.apps.iter_mut().enumerate() {
+        for i in 0..5 {
+            send_all(app, &frame(k as u32 * 100 + i, 300));
+        }
+    }
+    // Every queue's frames reach the interface (written into its TAP queue's fd).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut got = 0;
+    while got < before + 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        got = link_rx_packets(&ns, "vif1.0");
+    }
+    assert_eq!(got - before, 20, "frames of the 4 queues on the interface");
+    let st = nb.vif_status(id).expect("status");
+    assert!(st.connected, "{st:?}");
+    assert_eq!(st.counters.tx_packets, 20, "netback's sum over the queues");
+    let stats = guest.stop();
+    for (k, s) in stats.iter().enumerate() {
+        assert_eq!(s.tx_packets, 5, "queue {k}");
+    }
 }
