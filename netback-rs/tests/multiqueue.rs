@@ -16,7 +16,9 @@
 //! fails its vif alone, the queue named (`one_corrupted_queue_fails_its_vif_only`);
 //! 200 connections of a 4-queue vif leak nothing
 //! (`four_queue_connections_leak_nothing`); a restarted netback makes a 4-queue frontend
-//! run a new handshake (`a_multi_queue_frontend_runs_a_new_handshake_after_a_restart`).
+//! run a new handshake (`a_multi_queue_frontend_runs_a_new_handshake_after_a_restart`);
+//! a guest that polices nothing flooding its 4 queues gets at most rate × t + one
+//! backstop burst in total (`four_flooded_queues_get_one_budget_and_one_backstop_burst`).
 
 mod common;
 
@@ -242,10 +244,16 @@ fn mq_netback(host: &LocalHost, workers: usize, queues: u32) -> BackendThread {
 }
 
 /// Our netfront for domain `dom` asking for `queues` queues, connected.
-fn mq_netfront(host: &LocalHost, dom: DomId, queues: usize) -> testbed::LocalNetfront {
+fn mq_netfront(
+    host: &LocalHost,
+    dom: DomId,
+    queues: usize,
+    credits: bool,
+) -> testbed::LocalNetfront {
     let platform = testbed::domain(host, dom).expect("domain");
     let mut cfg = NetfrontConfig::new(0);
     cfg.queues = queues;
+    cfg.request_credits = credits;
     netfront::Netfront::connect(platform, cfg, hypervisor::clock::system())
         .expect("netfront connects")
 }
@@ -260,8 +268,14 @@ struct MqGuest {
 
 impl MqGuest {
     fn start(host: &LocalHost, dom: DomId, queues: usize) -> MqGuest {
+        Self::start_with(host, dom, queues, true)
+    }
+
+    /// `credits`: whether its netfront asks for the credit area (without it, it polices
+    /// nothing itself: only netback's backstop holds it to its budget).
+    fn start_with(host: &LocalHost, dom: DomId, queues: usize, credits: bool) -> MqGuest {
         use std::sync::atomic::{AtomicBool, Ordering};
-        let mut nf = mq_netfront(host, dom, queues);
+        let mut nf = mq_netfront(host, dom, queues, credits);
         assert_eq!(nf.num_queues(), queues, "queues negotiated");
         let (mut ports, apps): (Vec<MemPort>, Vec<MemPort>) = (0..queues)
             .map(|_| MemPort::pair(256, 4096).expect("pair"))
@@ -577,4 +591,63 @@ fn a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap() {
     for (k, s) in stats.iter().enumerate() {
         assert_eq!(s.tx_packets, 5, "queue {k}");
     }
+}
+
+#[test]
+fn four_flooded_queues_get_one_budget_and_one_backstop_burst() {
+    use shared_ring::credit::Credits;
+    use shared_ring::Limit;
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let (rate, burst) = (2000u64, 50u64);
+    let cfg = NetbackConfig {
+        workers: 2,
+        max_queues: Some(4),
+        initial_budget: Credits {
+            bytes: Limit::Unlimited,
+            packets: Limit::Rate {
+                per_sec: rate,
+                burst,
+            },
+            period_us: 0,
+        },
+        ..NetbackConfig::default()
+    };
+    let nb = BackendThread::start(&host, cfg).expect("netback");
+    // A guest that polices nothing (no credit area) floods its 4 queues at once.
+    let mut guest = MqGuest::start_with(&host, DomId(1), 4, false);
+    let mut wire = wires(&nb, id, 4);
+    let t0 = std::time::Instant::now();
+    let flood_for = Duration::from_millis(600);
+    let until = t0 + flood_for + Duration::from_millis(300);
+    let per_queue: Vec<u64> = std::thread::scope(|s| {
+        for app in guest.apps.iter_mut() {
+            s.spawn(move || flood(app, 100, flood_for));
+        }
+        let counters: Vec<_> = wire
+            .iter_mut()
+            .map(|w| s.spawn(move || count_until(w, until).0))
+            .collect();
+        counters.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let t = t0.elapsed();
+    let total: u64 = per_queue.iter().sum();
+    // The backstop: the budget's rate, twice its burst (at least 64 packets).
+    let backstop_burst = (2 * burst).max(netback::vif::BACKSTOP_MIN_PACKETS);
+    let bound = rate * t.as_millis() as u64 / 1000 + backstop_burst;
+    eprintln!("4 queues flooded {t:?}: {per_queue:?} = {total} (bound {bound})");
+    assert!(
+        total <= bound,
+        "{total} > rate × t + one backstop burst = {bound}"
+    );
+    // And the budget is served (half of it at least, for a loaded machine).
+    let floor = rate * flood_for.as_millis() as u64 / 2000;
+    assert!(total >= floor, "{total} < {floor}");
+    for (k, n) in per_queue.iter().enumerate() {
+        assert!(*n > 0, "queue {k} carried nothing: {per_queue:?}");
+    }
+    let st = nb.vif_status(id).expect("status");
+    assert_eq!(st.counters.tx_packets, total, "{:?}", st.counters);
+    let _ = guest.stop();
 }
