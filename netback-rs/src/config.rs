@@ -23,11 +23,19 @@ pub trait PortFactory {
         self.open(id, cfg.mac.unwrap_or(DEFAULT_GUEST_MAC))
     }
 
+    /// The most queues vif `id`'s port (opened) can have: netback offers that vif no
+    /// more (`multi-queue-max-queues`). By default 1, as [`PortFactory::open_queue`]
+    /// refuses.
+    fn queues(&self, id: VifId) -> u32 {
+        let _ = id;
+        1
+    }
+
     /// The port of queue `queue` (1 or more) of vif `id`, opened when a frontend
     /// connects with several queues (queue 0's is the one [`PortFactory::open_vif`]
     /// opened at probe; for a TAP, another queue of the same multi-queue interface).
-    /// By default refused: such a factory serves one queue per vif, and a frontend
-    /// asking for more fails its connection with this error.
+    /// By default refused: such a factory serves one queue per vif
+    /// ([`PortFactory::queues`]), so netback offers no more.
     fn open_queue(&mut self, id: VifId, queue: u32) -> io::Result<Box<dyn Port>> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,

@@ -60,7 +60,8 @@ pub(crate) enum Command {
         id: VifId,
         config: VifConfig,
         board: Arc<VifBoard>,
-        reply: SyncSender<Result<(), io::Error>>,
+        /// The most queues its port can have ([`crate::PortFactory::queues`]).
+        reply: SyncSender<Result<u32, io::Error>>,
     },
     /// Map the frontend's rings and bind its event channel(s); replies the connection's
     /// sequence number.

@@ -75,6 +75,9 @@ struct Device {
     /// without closing. Its rings are taken over as they are, without a handshake (a
     /// Linux netfront never runs one again). Cleared at the first look at the frontend.
     reattach: bool,
+    /// The `multi-queue-max-queues` written for it (netback's, at most what its port
+    /// can have).
+    max_queues: u32,
 }
 
 /// What the control thread is started with.
@@ -371,11 +374,15 @@ impl<X: Xenstore> Control<X> {
                 return Err(ProbeError::Config(e));
             }
         };
-        self.link
+        let port_queues = self
+            .link
             .place(id, &config)
             .ok_or(ProbeError::Stopping)?
             .map_err(ProbeError::Port)?;
-        let r = self.advertise(id, &be, &fe);
+        // No more queues than the vif's port can have (a TAP an earlier netback created
+        // without IFF_MULTI_QUEUE: one).
+        let max_queues = self.max_queues.min(port_queues.max(1));
+        let r = self.advertise(id, &be, &fe, max_queues);
         let (stale_frontend, reattach) = match r {
             Ok(s) => s,
             Err(e) => {
@@ -393,6 +400,7 @@ impl<X: Xenstore> Control<X> {
                 connection: None,
                 stale_frontend,
                 reattach,
+                max_queues,
             },
         );
         self.read_sla_keys(id);
@@ -409,11 +417,17 @@ impl<X: Xenstore> Control<X> {
 
     /// Writes the features, looks at both states and sets the device's watches.
     /// Returns (stale frontend, re-attach).
-    fn advertise(&self, id: VifId, be: &str, fe: &str) -> Result<(bool, bool), ProbeError> {
+    fn advertise(
+        &self,
+        id: VifId,
+        be: &str,
+        fe: &str,
+        max_queues: u32,
+    ) -> Result<(bool, bool), ProbeError> {
         let xs = &self.xs;
         let mut features = features::backend_keys(self.credits.then_some(self.credit_version));
         // Written for every vif, as Linux's netback does (1: single queue only).
-        features.push((queues::MAX_QUEUES_KEY, self.max_queues.to_string()));
+        features.push((queues::MAX_QUEUES_KEY, max_queues.to_string()));
         for (k, v) in &features {
             xs.write(XsTx::NONE, &format!("{be}/{k}"), v.as_bytes())
                 .map_err(|source| ProbeError::Write { key: k, source })?;
@@ -677,7 +691,7 @@ impl<X: Xenstore> Control<X> {
         let rd_or = |k: &str, max: u64, def: u64| {
             xenbus::read_u64_or(xs, XsTx::NONE, &format!("{fe}/{k}"), max, def)
         };
-        let count = queues::read_count(xs, &fe, self.max_queues)?;
+        let count = queues::read_count(xs, &fe, d.max_queues)?;
         let queues = queues::read_queues(xs, &fe, count)?;
         if reattach && queues.len() > 1 {
             return Err(ConnectError::MultiQueueTakeOver(queues.len()));

@@ -55,8 +55,9 @@ impl Router {
             .unwrap_or(0)
     }
 
-    /// Places vif `id` on a worker, which opens its port. `None`: netback is stopping.
-    pub(crate) fn place(&mut self, id: VifId, config: &VifConfig) -> Option<io::Result<()>> {
+    /// Places vif `id` on a worker, which opens its port; the most queues that port
+    /// can have. `None`: netback is stopping.
+    pub(crate) fn place(&mut self, id: VifId, config: &VifConfig) -> Option<io::Result<u32>> {
         if self.owner.contains_key(&id) {
             self.remove(id);
         }

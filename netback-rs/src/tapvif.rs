@@ -156,6 +156,15 @@ impl PortFactory for TapFactory {
         Ok(Box::new(tap))
     }
 
+    /// Any number for a multi-queue TAP (the kernel's limit applies), else 1.
+    fn queues(&self, id: VifId) -> u32 {
+        if self.opened.0.contains_key(&id) {
+            u32::MAX
+        } else {
+            1
+        }
+    }
+
     fn open_queue(&mut self, id: VifId, queue: u32) -> io::Result<Box<dyn Port>> {
         let Some(&(ifindex, offload)) = self.opened.0.get(&id) else {
             return Err(io::Error::new(

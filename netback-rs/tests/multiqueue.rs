@@ -18,7 +18,9 @@
 //! (`four_queue_connections_leak_nothing`); a restarted netback makes a 4-queue frontend
 //! run a new handshake (`a_multi_queue_frontend_runs_a_new_handshake_after_a_restart`);
 //! a guest that polices nothing flooding its 4 queues gets at most rate × t + one
-//! backstop burst in total (`four_flooded_queues_get_one_budget_and_one_backstop_burst`).
+//! backstop burst in total (`four_flooded_queues_get_one_budget_and_one_backstop_burst`);
+//! a persistent TAP created without `IFF_MULTI_QUEUE` gets its vif offered one queue
+//! (`a_tap_created_without_multi_queue_offers_its_vif_one_queue`).
 
 mod common;
 
@@ -650,4 +652,54 @@ fn four_flooded_queues_get_one_budget_and_one_backstop_burst() {
     let st = nb.vif_status(id).expect("status");
     assert_eq!(st.counters.tx_packets, total, "{:?}", st.counters);
     let _ = guest.stop();
+}
+
+#[test]
+fn a_tap_created_without_multi_queue_offers_its_vif_one_queue() {
+    use netback::tapvif::TapFactory;
+    use netport::netns::{skip_unless_root_with_tun, NetNs};
+    if skip_unless_root_with_tun("a_tap_created_without_multi_queue_offers_its_vif_one_queue") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let old = add_vif(&host, DomId(1), 0).expect("vif");
+    let new = add_vif(&host, DomId(2), 0).expect("vif");
+    let ns = NetNs::new("mq1").unwrap();
+    // An earlier netback's persistent interface, single-queue.
+    ns.ip(&["tuntap", "add", "dev", "vif1.0", "mode", "tap", "vnet_hdr"])
+        .unwrap();
+    let factory = TapFactory {
+        multi_queue: true,
+        ..TapFactory::default()
+    };
+    let cfg = NetbackConfig {
+        max_queues: Some(4),
+        ..NetbackConfig::default()
+    };
+    let dom0 = host.domain(DomId(0)).unwrap();
+    let nb = BackendThread::spawn(
+        Spawner::Netns(&ns),
+        dom0,
+        cfg,
+        factory,
+        BackendOptions::default(),
+    )
+    .unwrap();
+    let offered = |d: u16| {
+        wait_key(
+            &host,
+            &format!("/local/domain/0/backend/vif/{d}/0/multi-queue-max-queues"),
+            |v| !v.is_empty(),
+        )
+    };
+    assert_eq!(offered(1), "1", "its TAP takes no second queue");
+    assert_eq!(offered(2), "4");
+    // The guest asking for 4 connects with the one offered; the other gets 4.
+    let nf = mq_netfront(&host, DomId(1), 4, true);
+    assert_eq!(nf.num_queues(), 1);
+    let nf2 = mq_netfront(&host, DomId(2), 4, true);
+    assert_eq!(nf2.num_queues(), 4);
+    nb.wait_connected(&[old, new], Duration::from_secs(10))
+        .expect("both connected");
 }

@@ -379,6 +379,10 @@ impl PortFactory for MemWiresFactory {
         self.0.open(id, 0)
     }
 
+    fn queues(&self, _id: VifId) -> u32 {
+        u32::MAX
+    }
+
     fn open_queue(&mut self, id: VifId, queue: u32) -> std::io::Result<Box<dyn Port>> {
         self.0.open(id, queue)
     }

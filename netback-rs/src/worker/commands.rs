@@ -101,16 +101,15 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         id: VifId,
         config: &VifConfig,
         board: Arc<VifBoard>,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<u32> {
         if self.devices.contains_key(&id) {
             self.remove_device(id);
         }
-        let port = self
-            .shared
-            .ports
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .open_vif(id, config)?;
+        let (port, queues) = {
+            let mut ports = self.shared.ports.lock().unwrap_or_else(|p| p.into_inner());
+            let port = ports.open_vif(id, config)?;
+            (port, ports.queues(id))
+        };
         let slot = self.add_port(id, port)?;
         self.devices.insert(
             id,
@@ -125,7 +124,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         );
         WorkerMeters::add(&self.shared.meters.queues, 1);
         self.publish(id);
-        Ok(())
+        Ok(queues)
     }
 
     /// Puts vif `id`'s `port` in the epoll, not armed: until a frontend connects its
