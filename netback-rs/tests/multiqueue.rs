@@ -130,10 +130,31 @@ fn bad_queue_keys_fail_only_their_vif() {
 
 /// The process's threads, less the test harness's.
 fn threads() -> usize {
+    // The tests of this file (libtest names each one's thread after it): one that
+    // starts while another counts waits in `one_at_a_time`.
     common::threads_except(&[
         "bad_queue_keys_fail_only_their_vif",
         "refused_queue_keys_leak_nothing",
+        "four_queues_carry_frames_both_ways_each_on_its_own_queue",
+        "one_corrupted_queue_fails_its_vif_only",
+        "four_queue_connections_leak_nothing",
+        "a_multi_queue_frontend_runs_a_new_handshake_after_a_restart",
+        "a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap",
+        "four_flooded_queues_get_one_budget_and_one_backstop_burst",
+        "a_tap_created_without_multi_queue_offers_its_vif_one_queue",
     ])
+}
+
+/// What [`usage`] item `k` may grow by without a leak: none, but for mappings a few
+/// (the allocator maps a new arena or heap segment when a thread of a test running
+/// beside this one first allocates; bounded, where a leak of one mapping per
+/// connection would add hundreds).
+fn slack(k: usize) -> usize {
+    if k == 4 {
+        8
+    } else {
+        0
+    }
 }
 
 /// What a leak would grow: threads, descriptors, grants, event channels, mappings.
@@ -223,7 +244,13 @@ fn refused_queue_keys_leak_nothing() {
         "mappings",
     ];
     for k in 0..5 {
-        assert!(end[k] <= base[k], "{}: {} -> {}", names[k], base[k], end[k]);
+        assert!(
+            end[k] <= base[k] + slack(k),
+            "{}: {} -> {}",
+            names[k],
+            base[k],
+            end[k]
+        );
     }
     assert!(heap_end < heap + (1 << 20), "heap {heap} -> {heap_end}");
     let placed = nb
@@ -490,7 +517,13 @@ fn four_queue_connections_leak_nothing() {
         "mappings",
     ];
     for k in 0..5 {
-        assert!(end[k] <= base[k], "{}: {} -> {}", names[k], base[k], end[k]);
+        assert!(
+            end[k] <= base[k] + slack(k),
+            "{}: {} -> {}",
+            names[k],
+            base[k],
+            end[k]
+        );
     }
     assert!(heap_end < heap + (1 << 20), "heap {heap} -> {heap_end}");
 }
