@@ -278,6 +278,7 @@ where
             xs: ctl_xs,
             root,
             credits: cfg.credits,
+            max_queues: cfg.offered_queues(),
             credit_version: cfg
                 .credit_version
                 .clamp(1, shared_ring::credit::CREDIT_VERSION),

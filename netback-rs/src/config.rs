@@ -22,6 +22,26 @@ pub trait PortFactory {
     fn open_vif(&mut self, id: VifId, cfg: &VifConfig) -> io::Result<Box<dyn Port>> {
         self.open(id, cfg.mac.unwrap_or(DEFAULT_GUEST_MAC))
     }
+
+    /// The most queues vif `id`'s port (opened) can have: netback offers that vif no
+    /// more (`multi-queue-max-queues`). By default 1, as [`PortFactory::open_queue`]
+    /// refuses.
+    fn queues(&self, id: VifId) -> u32 {
+        let _ = id;
+        1
+    }
+
+    /// The port of queue `queue` (1 or more) of vif `id`, opened when a frontend
+    /// connects with several queues (queue 0's is the one [`PortFactory::open_vif`]
+    /// opened at probe; for a TAP, another queue of the same multi-queue interface).
+    /// By default refused: such a factory serves one queue per vif
+    /// ([`PortFactory::queues`]), so netback offers no more.
+    fn open_queue(&mut self, id: VifId, queue: u32) -> io::Result<Box<dyn Port>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{id}: this port factory opens one port per vif, not queue {queue}"),
+        ))
+    }
 }
 
 /// The guest MAC a port is opened with when the toolstack wrote no `mac`.
@@ -67,6 +87,11 @@ pub struct NetbackConfig {
     /// handle and serves the vif queues placed on it (the least loaded at a vif's
     /// probe, for the vif's life). `netback serve` defaults to the CPUs it may run on.
     pub workers: usize,
+    /// The most queues a vif may have (`multi-queue-max-queues`, written for every vif
+    /// as Linux's netback does; 1: single-queue frontends only). `None`: as many as
+    /// [`NetbackConfig::workers`] (Linux offers as many as the driver domain's CPUs).
+    /// All the queues of a vif are served by the vif's worker.
+    pub max_queues: Option<u32>,
     /// Where each vif's response journal lives (`<domid>.<devid>.journal`, see
     /// [`crate::journal`]): a netback killed in the middle of a batch leaves there what
     /// the next one needs to take the rings over. `netback serve`: `/run/netback`.
@@ -77,6 +102,15 @@ pub struct NetbackConfig {
     pub exit_after_tx_responses: Option<u64>,
     /// The same for RX responses.
     pub exit_after_rx_responses: Option<u64>,
+}
+
+impl NetbackConfig {
+    /// The `multi-queue-max-queues` offered (at least 1).
+    pub fn offered_queues(&self) -> u32 {
+        self.max_queues
+            .unwrap_or(self.workers.try_into().unwrap_or(u32::MAX))
+            .max(1)
+    }
 }
 
 impl Default for NetbackConfig {
@@ -96,6 +130,7 @@ impl Default for NetbackConfig {
             emulated_backend_pps: None,
             rx_stall_timeout_ns: Some(crate::vif::RX_STALL_TIMEOUT_NS),
             workers: 1,
+            max_queues: None,
             journal_dir: None,
             exit_after_tx_responses: None,
             exit_after_rx_responses: None,

@@ -36,13 +36,12 @@ use shared_ring::credit::{Credits, CREDIT_VERSION};
 pub(crate) const COMMAND_QUEUE: usize = 64;
 
 /// What a frontend set up, as the control thread read and checked it from xenstore.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct FrontendSetup {
-    /// `tx-ring-ref`.
-    pub tx_ref: u32,
-    /// `rx-ring-ref`.
-    pub rx_ref: u32,
-    /// Negotiated features, event channel keys included.
+    /// Each queue's ring references and event channel(s) (queue 0 first; one entry
+    /// for a single-queue frontend).
+    pub queues: Vec<crate::queues::QueueKeys>,
+    /// Negotiated features, queue 0's event channel keys included.
     pub features: FrontendFeatures,
     /// Whether the credit area is used (offered and requested).
     pub credits: bool,
@@ -61,7 +60,8 @@ pub(crate) enum Command {
         id: VifId,
         config: VifConfig,
         board: Arc<VifBoard>,
-        reply: SyncSender<Result<(), io::Error>>,
+        /// The most queues its port can have ([`crate::PortFactory::queues`]).
+        reply: SyncSender<Result<u32, io::Error>>,
     },
     /// Map the frontend's rings and bind its event channel(s); replies the connection's
     /// sequence number.
@@ -181,6 +181,19 @@ pub(crate) enum ConnectError {
         was: String,
         /// What the frontend names now.
         now: String,
+    },
+    /// A multi-queue frontend still `Connected` across a netback restart: its rings are
+    /// not taken over (the response journal is per vif, not per queue); it is failed so
+    /// that it runs a new handshake.
+    #[error("{0} queues: a restarted netback takes over the rings of single-queue frontends only; reconnect")]
+    MultiQueueTakeOver(usize),
+    /// A queue's port could not be opened.
+    #[error("queue {queue}: port: {source}")]
+    QueuePort {
+        /// The queue.
+        queue: u32,
+        /// The failure.
+        source: io::Error,
     },
     /// The record of the previous netback's rings could not be read.
     #[error("read {path}: {source}")]

@@ -75,6 +75,9 @@ struct Device {
     /// without closing. Its rings are taken over as they are, without a handshake (a
     /// Linux netfront never runs one again). Cleared at the first look at the frontend.
     reattach: bool,
+    /// The `multi-queue-max-queues` written for it (netback's, at most what its port
+    /// can have).
+    max_queues: u32,
 }
 
 /// What the control thread is started with.
@@ -85,6 +88,8 @@ pub(crate) struct ControlSetup<X> {
     pub root: String,
     /// Advertise `feature-dba-credits`.
     pub credits: bool,
+    /// The `multi-queue-max-queues` offered (at least 1).
+    pub max_queues: u32,
     /// The credit-area version advertised (1..=`CREDIT_VERSION`).
     pub credit_version: u16,
     /// netback's clock.
@@ -103,6 +108,7 @@ pub(crate) struct Control<X> {
     xs: X,
     root: String,
     credits: bool,
+    max_queues: u32,
     credit_version: u16,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     link: Router,
@@ -129,6 +135,7 @@ pub(crate) fn spawn<X: Xenstore + 'static>(
         xs: s.xs,
         root: s.root,
         credits: s.credits,
+        max_queues: s.max_queues,
         credit_version: s.credit_version,
         clock: s.clock,
         link: s.link,
@@ -367,11 +374,15 @@ impl<X: Xenstore> Control<X> {
                 return Err(ProbeError::Config(e));
             }
         };
-        self.link
+        let port_queues = self
+            .link
             .place(id, &config)
             .ok_or(ProbeError::Stopping)?
             .map_err(ProbeError::Port)?;
-        let r = self.advertise(id, &be, &fe);
+        // No more queues than the vif's port can have (a TAP an earlier netback created
+        // without IFF_MULTI_QUEUE: one).
+        let max_queues = self.max_queues.min(port_queues.max(1));
+        let r = self.advertise(id, &be, &fe, max_queues);
         let (stale_frontend, reattach) = match r {
             Ok(s) => s,
             Err(e) => {
@@ -389,6 +400,7 @@ impl<X: Xenstore> Control<X> {
                 connection: None,
                 stale_frontend,
                 reattach,
+                max_queues,
             },
         );
         self.read_sla_keys(id);
@@ -405,9 +417,17 @@ impl<X: Xenstore> Control<X> {
 
     /// Writes the features, looks at both states and sets the device's watches.
     /// Returns (stale frontend, re-attach).
-    fn advertise(&self, id: VifId, be: &str, fe: &str) -> Result<(bool, bool), ProbeError> {
+    fn advertise(
+        &self,
+        id: VifId,
+        be: &str,
+        fe: &str,
+        max_queues: u32,
+    ) -> Result<(bool, bool), ProbeError> {
         let xs = &self.xs;
-        let features = features::backend_keys(self.credits.then_some(self.credit_version));
+        let mut features = features::backend_keys(self.credits.then_some(self.credit_version));
+        // Written for every vif, as Linux's netback does (1: single queue only).
+        features.push((queues::MAX_QUEUES_KEY, max_queues.to_string()));
         for (k, v) in &features {
             xs.write(XsTx::NONE, &format!("{be}/{k}"), v.as_bytes())
                 .map_err(|source| ProbeError::Write { key: k, source })?;
@@ -671,24 +691,24 @@ impl<X: Xenstore> Control<X> {
         let rd_or = |k: &str, max: u64, def: u64| {
             xenbus::read_u64_or(xs, XsTx::NONE, &format!("{fe}/{k}"), max, def)
         };
-        // netback serves one queue per vif (it offers no `multi-queue-max-queues`).
-        let count = queues::read_count(xs, &fe, queues::MAX_QUEUES_SERVED)?;
-        let q0 = queues::read_queues(xs, &fe, count)?[0];
-        let feat = features::read_frontend_with(xs, &fe, q0.channels)?;
-        let (tx_ref, rx_ref) = (q0.tx_ref, q0.rx_ref);
+        let count = queues::read_count(xs, &fe, d.max_queues)?;
+        let queues = queues::read_queues(xs, &fe, count)?;
+        if reattach && queues.len() > 1 {
+            return Err(ConnectError::MultiQueueTakeOver(queues.len()));
+        }
+        let feat = features::read_frontend_with(xs, &fe, queues[0].channels)?;
         let credits_req = rd_or("request-dba-credits", u16::MAX as u64, 0)?;
         let credits = self.credits && credits_req >= 1;
         if credits_req > self.credit_version as u64 && self.credits {
             return Err(ConnectError::CreditVersion(credits_req));
         }
-        let rings = queues::record(&[q0]);
+        let rings = queues::record(&queues);
         let record = format!("{}/{RINGS_KEY}", d.backend_path);
         if reattach {
             check_recorded_rings(xs, &record, &rings)?;
         }
         let setup = FrontendSetup {
-            tx_ref,
-            rx_ref,
+            queues,
             features: feat,
             credits,
             credit_version: credits_req.clamp(1, CREDIT_VERSION as u64) as u16,

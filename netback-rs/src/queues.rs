@@ -18,12 +18,8 @@ use xenstore::{Xenstore, XsTx};
 
 use crate::features::{read_channels, ChannelKeys, FeatureError};
 
-/// The most queues netback-rs serves per vif: one. Its data path (`crate::vif`, one
-/// ring pair per vif) has no per-queue form yet, so it offers no [`MAX_QUEUES_KEY`] and
-/// a frontend asking for more queues is failed ([`QueueError::TooMany`]).
-pub const MAX_QUEUES_SERVED: u32 = 1;
-
-/// The backend key offering queues (the most a vif may have).
+/// The backend key offering queues (the most a vif may have; netback writes
+/// [`crate::NetbackConfig::offered_queues`]).
 pub const MAX_QUEUES_KEY: &str = "multi-queue-max-queues";
 /// The frontend key with the number of queues it set up (absent: 1).
 pub const NUM_QUEUES_KEY: &str = "multi-queue-num-queues";

@@ -13,7 +13,9 @@ use crate::control_link::{Command, ControlEnd, ManagerCommand, Notices};
 use crate::published::VifBoard;
 use crate::vifconfig::VifConfig;
 
-/// Queues of a vif (one until multi-queue).
+/// Load a vif adds to its worker: a vif is placed at probe, before its frontend says
+/// how many queues it has, and all its queues run on its worker (spreading them over
+/// workers is to come, `docs/design.md`), so the load counts vifs.
 const QUEUES_PER_VIF: usize = 1;
 
 /// The control thread's links to the manager and the workers.
@@ -53,8 +55,9 @@ impl Router {
             .unwrap_or(0)
     }
 
-    /// Places vif `id` on a worker, which opens its port. `None`: netback is stopping.
-    pub(crate) fn place(&mut self, id: VifId, config: &VifConfig) -> Option<io::Result<()>> {
+    /// Places vif `id` on a worker, which opens its port; the most queues that port
+    /// can have. `None`: netback is stopping.
+    pub(crate) fn place(&mut self, id: VifId, config: &VifConfig) -> Option<io::Result<u32>> {
         if self.owner.contains_key(&id) {
             self.remove(id);
         }

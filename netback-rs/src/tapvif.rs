@@ -19,6 +19,7 @@
 //! down), then plugs it in and raises it. An interface already named `vifname` (netback
 //! restarted) is taken as it is.
 
+use std::collections::HashMap;
 use std::io;
 
 use netport::{Port, TapConfig, TapOffload, TapPort};
@@ -38,7 +39,19 @@ pub struct TapFactory {
     pub mtu: u32,
     /// Make the TAPs persistent (module docs).
     pub persist: bool,
+    /// Create the TAPs `IFF_MULTI_QUEUE` (netback offers more than one queue), so that
+    /// a vif whose frontend connects with several queues gets one TAP queue per ring
+    /// queue ([`PortFactory::open_queue`]). A persistent TAP an earlier netback created
+    /// without the flag is opened as it is: its frontends get one queue.
+    pub multi_queue: bool,
+    /// The multi-queue TAPs it opened (kept by the factory; start with the default).
+    pub opened: OpenedTaps,
 }
+
+/// The interface index and offloads of each multi-queue TAP a [`TapFactory`] opened,
+/// for opening its other queues.
+#[derive(Debug, Clone, Default)]
+pub struct OpenedTaps(HashMap<VifId, (u32, TapOffload)>);
 
 impl Default for TapFactory {
     /// `vif{domid}.{devid}`, no bridge, MTU 1500, persistent.
@@ -48,6 +61,8 @@ impl Default for TapFactory {
             bridge: None,
             mtu: 1500,
             persist: true,
+            multi_queue: false,
+            opened: OpenedTaps::default(),
         }
     }
 }
@@ -89,6 +104,26 @@ impl TapFactory {
     }
 }
 
+impl TapFactory {
+    /// Opens vif `id`'s TAP, multi-queue when asked and possible.
+    fn open_tap(&mut self, id: VifId, cfg: &TapConfig) -> io::Result<TapPort> {
+        self.opened.0.remove(&id);
+        if !self.multi_queue {
+            return TapPort::open(cfg);
+        }
+        match TapPort::open_multi_queue(cfg) {
+            Ok(tap) => {
+                self.opened.0.insert(id, (tap.ifindex(), cfg.offload));
+                Ok(tap)
+            }
+            Err(e) => {
+                log::warn!("{id}: {e}; opened with one queue (an interface created without IFF_MULTI_QUEUE?): its frontend can connect with one queue only");
+                TapPort::open(cfg)
+            }
+        }
+    }
+}
+
 impl PortFactory for TapFactory {
     fn open(&mut self, id: VifId, mac: [u8; 6]) -> io::Result<Box<dyn Port>> {
         let vif = VifConfig {
@@ -103,7 +138,8 @@ impl PortFactory for TapFactory {
             .vifname
             .as_deref()
             .is_some_and(|n| netport::link::index(n).is_ok());
-        let mut tap = TapPort::open(&self.config_for_script(id, vif, exists))?;
+        let cfg = self.config_for_script(id, vif, exists);
+        let mut tap = self.open_tap(id, &cfg)?;
         if tap.attached() {
             log::info!(
                 "{id}: port {} (attached to the existing interface)",
@@ -117,6 +153,27 @@ impl PortFactory for TapFactory {
         if let Err(e) = tap.set_carrier(false) {
             log::debug!("{id}: {e}");
         }
+        Ok(Box::new(tap))
+    }
+
+    /// Any number for a multi-queue TAP (the kernel's limit applies), else 1.
+    fn queues(&self, id: VifId) -> u32 {
+        if self.opened.0.contains_key(&id) {
+            u32::MAX
+        } else {
+            1
+        }
+    }
+
+    fn open_queue(&mut self, id: VifId, queue: u32) -> io::Result<Box<dyn Port>> {
+        let Some(&(ifindex, offload)) = self.opened.0.get(&id) else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{id}: its TAP has one queue (not IFF_MULTI_QUEUE), not queue {queue}"),
+            ));
+        };
+        let tap = TapPort::attach_queue(ifindex, offload)?;
+        log::info!("{id}: queue {queue} on port {}", tap.name());
         Ok(Box::new(tap))
     }
 }

@@ -1,5 +1,5 @@
 //! A netback data-path worker: one thread, one epoll, its own event-channel handle,
-//! and the vif queues placed on it (today one queue per vif), driven with local work
+//! and the vifs placed on it (every queue of each), driven with local work
 //! only (grant maps and copies, event-channel binds, ports). netback runs
 //! [`NetbackConfig::workers`] of them; the control thread places each vif on the
 //! least-loaded one for the vif's life and sends its commands there
@@ -40,24 +40,72 @@ use crate::vifconfig::RateCap;
 
 type Mapping<P> = <<P as hypervisor::platform::Platform>::Grants as GrantMap>::Mapping;
 
-struct Connection<M> {
+/// One queue of a connection: its rings (a [`Vif`]) and event channel(s).
+struct Queue<M> {
     vif: Vif<M>,
-    /// The frontend's event channel(s), bound.
+    /// The frontend's event channel(s) of this queue, bound.
     evtchn: BoundChannels,
+}
+
+struct Connection<M> {
+    /// The vif's queues, queue 0 first (it holds the credit area and the vif's
+    /// backstops, which the others charge: `Vif::queue`). Queue k moves frames between
+    /// ring pair k and port k ([`Device::ports`]).
+    queues: Vec<Queue<M>>,
     /// Connection sequence number (meters restart with each connection).
     created: u64,
 }
 
-struct Device<M> {
-    id: VifId,
+impl<M: hypervisor::grant::GrantMapping> Connection<M> {
+    /// Queue 0 (the credit area, the budgets).
+    fn first(&self) -> &Vif<M> {
+        &self.queues[0].vif
+    }
+
+    /// The counters of all its queues, summed.
+    fn counters(&self) -> VifCounters {
+        self.queues.iter().fold(VifCounters::default(), |mut t, q| {
+            t += q.vif.counters();
+            t
+        })
+    }
+
+    /// The earliest time one of its queues wants to be polled.
+    fn wake_at(&self) -> Option<u64> {
+        self.queues.iter().filter_map(|q| q.vif.wake_at()).min()
+    }
+}
+
+/// A port of a vif (one per queue) and its place in the worker's epoll.
+struct PortSlot {
     port: Box<dyn Port>,
-    /// The toolstack's `rate`, as the control thread read it.
-    rate: Option<RateCap>,
     /// Epoll key of the port's rx fd, and whether it is armed: only while frames can go
     /// somewhere — a connection whose guest has RX buffers — so that a level-triggered
     /// port does not spin the loop.
-    port_key: u64,
-    port_armed: bool,
+    key: u64,
+    armed: bool,
+}
+
+impl PortSlot {
+    /// Arms or disarms the port's rx fd in `epoll`.
+    fn arm(&mut self, epoll: &Epoll, want: bool, id: VifId) {
+        if want == self.armed {
+            return;
+        }
+        match epoll.set(self.port.rx_fd(), self.key, want) {
+            Ok(()) => self.armed = want,
+            Err(e) => log::warn!("{id}: epoll: {e}"),
+        }
+    }
+}
+
+struct Device<M> {
+    id: VifId,
+    /// Its ports: queue 0's, opened at probe, then those of the other queues of the
+    /// current connection (opened at connect, closed at disconnect).
+    ports: Vec<PortSlot>,
+    /// The toolstack's `rate`, as the control thread read it.
+    rate: Option<RateCap>,
     conn: Option<Connection<M>>,
     /// Counters of earlier connections of this device (kept across reconnects).
     past: VifCounters,
@@ -66,14 +114,19 @@ struct Device<M> {
 }
 
 impl<M: hypervisor::grant::GrantMapping> Device<M> {
-    /// Arms or disarms the port's rx fd in `epoll`.
-    fn arm_port(&mut self, epoll: &Epoll, want: bool) {
-        if want == self.port_armed {
-            return;
+    /// Arms or disarms every port's rx fd in `epoll`.
+    fn arm_ports(&mut self, epoll: &Epoll, want: bool) {
+        for slot in &mut self.ports {
+            slot.arm(epoll, want, self.id);
         }
-        match epoll.set(self.port.rx_fd(), self.port_key, want) {
-            Ok(()) => self.port_armed = want,
-            Err(e) => log::warn!("{}: epoll: {e}", self.id),
+    }
+
+    /// Turns every port's carrier on or off.
+    fn set_carrier(&mut self, on: bool) {
+        for slot in &mut self.ports {
+            if let Err(e) = slot.port.set_carrier(on) {
+                log::warn!("{}: port carrier: {e}", self.id);
+            }
         }
     }
 
@@ -81,10 +134,10 @@ impl<M: hypervisor::grant::GrantMapping> Device<M> {
         let c = self.conn.as_ref();
         VifSnapshot {
             created: c.map(|c| c.created),
-            credits: c.is_some_and(|c| c.vif.has_credits()),
+            credits: c.is_some_and(|c| c.first().has_credits()),
             past: self.past,
-            current: c.map(|c| c.vif.counters()).unwrap_or_default(),
-            front: c.and_then(|c| c.vif.front_counters()),
+            current: c.map(Connection::counters).unwrap_or_default(),
+            front: c.and_then(|c| c.first().front_counters()),
             rate: self.rate,
         }
     }
@@ -253,7 +306,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let wait = self
             .devices
             .values()
-            .filter_map(|d| d.conn.as_ref()?.vif.wake_at())
+            .filter_map(|d| d.conn.as_ref()?.wake_at())
             .chain(self.backoff.next_due())
             .map(until)
             .fold(timeout, Duration::min);
@@ -273,7 +326,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             .filter(|d| {
                 d.conn
                     .as_ref()
-                    .and_then(|c| c.vif.wake_at())
+                    .and_then(Connection::wake_at)
                     .is_some_and(|t| t <= now)
             })
             .map(|d| d.id)
@@ -333,15 +386,20 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         }
     }
 
-    /// The frontend's request producers (TX, RX) of vif `id`, as its pages hold them.
+    /// The frontend's request producers (TX, RX) of vif `id`, as its pages hold them
+    /// (summed over its queues: a hint that any of them moved).
     fn peer_producers(&self, id: VifId) -> (u32, u32) {
-        self.devices
-            .get(&id)
-            .and_then(|d| d.conn.as_ref())
-            .map_or((0, 0), |c| c.vif.peer_producers())
+        let Some(c) = self.devices.get(&id).and_then(|d| d.conn.as_ref()) else {
+            return (0, 0);
+        };
+        c.queues.iter().fold((0, 0), |(t, r), q| {
+            let (qt, qr) = q.vif.peer_producers();
+            (t.wrapping_add(qt), r.wrapping_add(qr))
+        })
     }
 
-    /// Polls one vif's TX and RX until it has no more work this round.
+    /// Polls one vif's TX and RX, every queue of it, until it has no more work this
+    /// round.
     fn poll_vif(&mut self, id: VifId) {
         self.poll_vif_counted(id);
     }
@@ -362,19 +420,28 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let mut rounds = 0;
         let mut packets = 0;
         // Ok(true): stopped at the round limit with work left.
+        let ports = &mut dev.ports;
+        let several = conn.queues.len() > 1;
+        // The failing queue's number is in the reason when the vif has several.
+        let mut at = 0;
         let result: Result<bool, VifFatal> = (|| loop {
             rounds += 1;
-            let now = clock();
-            let port = dev.port.as_mut();
-            let tx: Poll = match self.rate.as_mut() {
-                Some(rate) => rate.tx_poll(&mut conn.vif, &**clock, grants, port)?,
-                None => conn.vif.tx_poll(&**clock, grants, port, TX_BATCH)?,
-            };
-            let rx: Poll = conn.vif.rx_poll(now, grants, dev.port.as_mut())?;
-            packets += tx.packets + rx.packets;
-            WorkerMeters::add(&meters.notifies, conn.evtchn.count(tx.notify, rx.notify));
-            conn.evtchn.notify(evtchn, id, tx.notify, rx.notify);
-            if !(tx.more || rx.more) {
+            let mut more = false;
+            for (k, (q, slot)) in conn.queues.iter_mut().zip(ports.iter_mut()).enumerate() {
+                at = k;
+                let now = clock();
+                let port = slot.port.as_mut();
+                let tx: Poll = match self.rate.as_mut() {
+                    Some(rate) => rate.tx_poll(&mut q.vif, &**clock, grants, port)?,
+                    None => q.vif.tx_poll(&**clock, grants, port, TX_BATCH)?,
+                };
+                let rx: Poll = q.vif.rx_poll(now, grants, slot.port.as_mut())?;
+                packets += tx.packets + rx.packets;
+                WorkerMeters::add(&meters.notifies, q.evtchn.count(tx.notify, rx.notify));
+                q.evtchn.notify(evtchn, id, tx.notify, rx.notify);
+                more |= tx.more || rx.more;
+            }
+            if !more {
                 return Ok(false);
             }
             if rounds >= 64 {
@@ -384,8 +451,13 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let more = match result {
             Ok(more) => more,
             Err(why) => {
+                let why = if several {
+                    format!("queue {at}: {why}")
+                } else {
+                    why.to_string()
+                };
                 log::warn!("{id}: disconnecting the frontend: {why}");
-                self.fail_device(id, &why.to_string());
+                self.fail_device(id, &why);
                 return packets;
             }
         };
@@ -394,9 +466,10 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         } else {
             self.busy.remove(&id);
         }
-        // Listen to the port only while frames can go somewhere.
-        let want = !conn.vif.rx_starved();
-        dev.arm_port(&self.epoll, want);
+        // Listen to a queue's port only while its frames can go somewhere.
+        for (q, slot) in conn.queues.iter().zip(dev.ports.iter_mut()) {
+            slot.arm(&self.epoll, !q.vif.rx_starved(), id);
+        }
         if !dev.board.try_publish(&dev.snapshot()) {
             self.unpublished.insert(id);
         }
@@ -418,21 +491,26 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         };
         // Without a connection the port's frames have nowhere to go: a level-triggered
         // port left armed would wake the loop for them without end.
-        d.arm_port(&self.epoll, false);
+        d.arm_ports(&self.epoll, false);
         self.busy.remove(&id);
         if let Some(conn) = d.conn.take() {
             // No guest behind the interface: no carrier (on again at the next connect).
-            if let Err(e) = d.port.set_carrier(false) {
-                log::warn!("{id}: port carrier: {e}");
+            d.set_carrier(false);
+            d.past += conn.counters();
+            for q in conn.queues {
+                for p in q.evtchn.ports() {
+                    self.by_evtchn.remove(&p);
+                    self.backoff.forget(p);
+                }
+                q.evtchn.unbind(&self.evtchn, id);
+                // Dropping the mappings unmaps the rings.
+                drop(q.vif.into_mappings());
             }
-            for p in conn.evtchn.ports() {
-                self.by_evtchn.remove(&p);
-                self.backoff.forget(p);
+            // The other queues' ports were the connection's.
+            for slot in d.ports.drain(1..) {
+                let _ = self.epoll.del(slot.port.rx_fd());
+                self.port_keys.remove(&slot.key);
             }
-            conn.evtchn.unbind(&self.evtchn, id);
-            d.past += conn.vif.counters();
-            // Dropping the mappings unmaps the rings.
-            drop(conn.vif.into_mappings());
             log::info!("{id}: disconnected");
         }
         self.publish(id);
@@ -477,7 +555,8 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let now = self.now();
         match self.devices.get_mut(&id).and_then(|d| d.conn.as_mut()) {
             Some(conn) if created.is_none_or(|k| k == conn.created) => {
-                conn.vif.set_tx_budget(c, now);
+                // Queue 0 publishes it and sets the backstop all the queues charge.
+                conn.queues[0].vif.set_tx_budget(c, now);
                 true
             }
             _ => false,
@@ -489,7 +568,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let now = self.now();
         if let Some(conn) = self.devices.get_mut(&id).and_then(|d| d.conn.as_mut()) {
             if conn.created == created {
-                conn.vif.set_rx_budget(c, now);
+                conn.queues[0].vif.set_rx_budget(c, now);
             }
         }
     }

@@ -1,11 +1,26 @@
-//! A frontend's queue keys as a hostile guest writes them (issue 14, "Bad input"),
-//! against netback-rs, which serves one queue per vif and offers no
-//! `multi-queue-max-queues`: more queues than offered, no queue at all, a garbage
-//! count, one grant for both rings. Each time that vif alone fails, the reason in its
-//! `error` node, and a well-behaved guest on the same netback keeps its traffic; the
-//! hostile guest connects afterwards when it writes honest keys. 200 such refusals,
-//! each followed by an honest connection with traffic, over two workers, leave no
-//! thread, descriptor, grant, event channel or mapping behind.
+//! Multi-queue vifs through a running netback-rs (issue 14).
+//!
+//! A frontend's queue keys as a hostile guest writes them ("Bad input"), against
+//! netback-rs offering one queue (its default with one worker): more queues than
+//! offered, no queue at all, a garbage count, one grant for both rings. Each time that
+//! vif alone fails, the reason in its `error` node, and a well-behaved guest on the same
+//! netback keeps its traffic; the hostile guest connects afterwards when it writes
+//! honest keys. 200 such refusals, each followed by an honest connection with traffic,
+//! over two workers, leave no thread, descriptor, grant, event channel or mapping behind.
+//!
+//! netback offering 4 queues (2 workers) to our netfront asking for 4: frames of each
+//! queue go out on that queue's port and come back on it, intact and in order
+//! (`four_queues_carry_frames_both_ways_each_on_its_own_queue`); with TAPs, the vif
+//! gets 4 queues of one `IFF_MULTI_QUEUE` TAP
+//! (`a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap`); one corrupted queue
+//! fails its vif alone, the queue named (`one_corrupted_queue_fails_its_vif_only`);
+//! 200 connections of a 4-queue vif leak nothing
+//! (`four_queue_connections_leak_nothing`); a restarted netback makes a 4-queue frontend
+//! run a new handshake (`a_multi_queue_frontend_runs_a_new_handshake_after_a_restart`);
+//! a guest that polices nothing flooding its 4 queues gets at most rate × t + one
+//! backstop burst in total (`four_flooded_queues_get_one_budget_and_one_backstop_burst`);
+//! a persistent TAP created without `IFF_MULTI_QUEUE` gets its vif offered one queue
+//! (`a_tap_created_without_multi_queue_offers_its_vif_one_queue`).
 
 mod common;
 
@@ -20,6 +35,7 @@ use shared_ring::netif::NetTxFlags;
 use testbed::*;
 use xen_ids::{DomId, VifId};
 use xen_local::LocalHost;
+use xenstore::Xenstore;
 
 fn good_roundtrip(guest: &mut Guest, wire: &mut MemPort, base: u32) {
     for s in 0..20 {
@@ -114,10 +130,31 @@ fn bad_queue_keys_fail_only_their_vif() {
 
 /// The process's threads, less the test harness's.
 fn threads() -> usize {
+    // The tests of this file (libtest names each one's thread after it): one that
+    // starts while another counts waits in `one_at_a_time`.
     common::threads_except(&[
         "bad_queue_keys_fail_only_their_vif",
         "refused_queue_keys_leak_nothing",
+        "four_queues_carry_frames_both_ways_each_on_its_own_queue",
+        "one_corrupted_queue_fails_its_vif_only",
+        "four_queue_connections_leak_nothing",
+        "a_multi_queue_frontend_runs_a_new_handshake_after_a_restart",
+        "a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap",
+        "four_flooded_queues_get_one_budget_and_one_backstop_burst",
+        "a_tap_created_without_multi_queue_offers_its_vif_one_queue",
     ])
+}
+
+/// What [`usage`] item `k` may grow by without a leak: none, but for mappings a few
+/// (the allocator maps a new arena or heap segment when a thread of a test running
+/// beside this one first allocates; bounded, where a leak of one mapping per
+/// connection would add hundreds).
+fn slack(k: usize) -> usize {
+    if k == 4 {
+        8
+    } else {
+        0
+    }
 }
 
 /// What a leak would grow: threads, descriptors, grants, event channels, mappings.
@@ -206,12 +243,9 @@ fn refused_queue_keys_leak_nothing() {
         "event channels",
         "mappings",
     ];
-    // A leak grows these per cycle (hundreds); a few mappings may come from the
-    // allocator's arenas of the test harness's threads.
-    let slack = [0, 0, 0, 0, 8];
     for k in 0..5 {
         assert!(
-            end[k] <= base[k] + slack[k],
+            end[k] <= base[k] + slack(k),
             "{}: {} -> {}",
             names[k],
             base[k],
@@ -226,4 +260,479 @@ fn refused_queue_keys_leak_nothing() {
         )
         .unwrap();
     assert_ne!(placed.0, placed.1, "the two vifs are on both workers");
+}
+
+/// netback offering `queues` queues over `workers` workers, on memory ports.
+fn mq_netback(host: &LocalHost, workers: usize, queues: u32) -> BackendThread {
+    let cfg = NetbackConfig {
+        workers,
+        max_queues: Some(queues),
+        ..NetbackConfig::default()
+    };
+    BackendThread::start(host, cfg).expect("netback")
+}
+
+/// Our netfront for domain `dom` asking for `queues` queues, connected.
+fn mq_netfront(
+    host: &LocalHost,
+    dom: DomId,
+    queues: usize,
+    credits: bool,
+) -> testbed::LocalNetfront {
+    let platform = testbed::domain(host, dom).expect("domain");
+    let mut cfg = NetfrontConfig::new(0);
+    cfg.queues = queues;
+    cfg.request_credits = credits;
+    netfront::Netfront::connect(platform, cfg, hypervisor::clock::system())
+        .expect("netfront connects")
+}
+
+/// A connected multi-queue guest: its netfront runs `mq::run` on its own threads
+/// over one memory port per queue, whose other ends (`apps`) the test drives.
+struct MqGuest {
+    apps: Vec<MemPort>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<netfront::FrontStats>>>,
+}
+
+impl MqGuest {
+    fn start(host: &LocalHost, dom: DomId, queues: usize) -> MqGuest {
+        Self::start_with(host, dom, queues, true)
+    }
+
+    /// `credits`: whether its netfront asks for the credit area (without it, it polices
+    /// nothing itself: only netback's backstop holds it to its budget).
+    fn start_with(host: &LocalHost, dom: DomId, queues: usize, credits: bool) -> MqGuest {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut nf = mq_netfront(host, dom, queues, credits);
+        assert_eq!(nf.num_queues(), queues, "queues negotiated");
+        let (mut ports, apps): (Vec<MemPort>, Vec<MemPort>) = (0..queues)
+            .map(|_| MemPort::pair(256, 4096).expect("pair"))
+            .unzip();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let stats = netfront::mq::run(&mut nf, &mut ports, || flag.load(Ordering::Relaxed))
+                .expect("mq::run");
+            nf.disconnect();
+            stats
+        });
+        MqGuest {
+            apps,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the queue threads, closes the frontend; its per-queue counters.
+    fn stop(mut self) -> Vec<netfront::FrontStats> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().expect("guest thread")
+    }
+}
+
+/// Sends `n` frames (sequence `base + k·1000 + i`) on each of `from`, and checks that
+/// each port of `to` receives exactly its own queue's, intact and in order.
+fn each_queue_carries(from: &mut [MemPort], to: &mut [MemPort], base: u32, n: u32) {
+    for (k, p) in from.iter_mut().enumerate() {
+        for i in 0..n {
+            send_all(p, &frame(base + k as u32 * 1000 + i, 200 + 60 * k));
+        }
+    }
+    for (k, p) in to.iter_mut().enumerate() {
+        let got = recv_n(p, n as usize, Duration::from_secs(10));
+        let seqs: Vec<u32> = got.iter().map(|f| check_frame(f)).collect();
+        let want: Vec<u32> = (0..n).map(|i| base + k as u32 * 1000 + i).collect();
+        assert_eq!(seqs, want, "queue {k}: frames of its own queue, in order");
+        for f in &got {
+            assert_eq!(f.len(), 200 + 60 * k, "queue {k}: frame length");
+        }
+    }
+}
+
+/// The wire ends of the `queues` ports netback opened for vif `id`.
+fn wires(nb: &BackendThread, id: VifId, queues: u32) -> Vec<MemPort> {
+    std::iter::once(nb.wire(id))
+        .chain((1..queues).map(|k| nb.wire_queue(id, k)))
+        .collect()
+}
+
+#[test]
+fn four_queues_carry_frames_both_ways_each_on_its_own_queue() {
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let nb = mq_netback(&host, 2, 4);
+    let xs = &host.domain(DomId(0)).expect("dom0").xenstore;
+    let be = "/local/domain/0/backend/vif/1/0";
+    let mut guest = MqGuest::start(&host, DomId(1), 4);
+    let offered = xs
+        .try_read(
+            xenstore::XsTx::NONE,
+            &format!("{be}/multi-queue-max-queues"),
+        )
+        .unwrap();
+    assert_eq!(
+        offered.as_deref(),
+        Some(&b"4"[..]),
+        "offered as Linux writes it"
+    );
+    let mut wire = wires(&nb, id, 4);
+    // Guest → netback: the frames of netfront's queue k leave on netback's port k.
+    each_queue_carries(&mut guest.apps, &mut wire, 0, 25);
+    // netback → guest: a frame on port k (TAP queue k) reaches the guest on queue k.
+    each_queue_carries(&mut wire, &mut guest.apps, 50_000, 25);
+    let st = nb.vif_status(id).expect("status");
+    assert!(st.connected);
+    let stats = guest.stop();
+    for (k, s) in stats.iter().enumerate() {
+        assert_eq!(
+            (s.tx_packets, s.rx_packets),
+            (25, 25),
+            "queue {k}'s counters"
+        );
+    }
+    // netback's counters are the vif's, every queue summed.
+    assert_eq!(st.counters.tx_packets, 100, "{:?}", st.counters);
+    assert_eq!(st.counters.rx_packets, 100, "{:?}", st.counters);
+}
+
+/// Reads `path` (empty if absent) as dom0.
+fn read_key(host: &LocalHost, path: &str) -> String {
+    let xs = &host.domain(DomId(0)).expect("dom0").xenstore;
+    xs.try_read(xenstore::XsTx::NONE, path)
+        .unwrap()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default()
+}
+
+/// Waits until `path` satisfies `ok` (10 s at most); its last value.
+fn wait_key(host: &LocalHost, path: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = read_key(host, path);
+        if ok(&v) || std::time::Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The guest closes its vif as a frontend does (its rings already released):
+/// `Closed`, and netback follows.
+fn close_frontend(host: &LocalHost, dom: DomId) {
+    let xs = &host.domain(DomId(0)).expect("dom0").xenstore;
+    let fe = format!("/local/domain/{}/device/vif/0", dom.0);
+    xs.write(xenstore::XsTx::NONE, &format!("{fe}/state"), b"6")
+        .unwrap();
+    let be = format!("/local/domain/0/backend/vif/{}/0/state", dom.0);
+    let st = wait_key(host, &be, |s| s == "6");
+    assert_eq!(st, "6", "netback follows the frontend to Closed");
+}
+
+#[test]
+fn one_corrupted_queue_fails_its_vif_only() {
+    use hypervisor::grant::{Access, GrantMap, GrantMapping, GrantRef};
+    use hypervisor::platform::{ring_mem, Platform};
+    use shared_ring::ring::layout;
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let hostile = add_vif(&host, DomId(1), 0).expect("vif");
+    let good = add_vif(&host, DomId(2), 0).expect("vif");
+    let nb = mq_netback(&host, 2, 4);
+    let mut neighbour = Guest::start(&host, DomId(2), NetfrontConfig::new(0)).expect("guest");
+    let mut good_wire = nb.wire(good);
+    good_roundtrip(&mut neighbour, &mut good_wire, 0);
+    let mut guest = MqGuest::start(&host, DomId(1), 4);
+    let mut wire = wires(&nb, hostile, 4);
+    each_queue_carries(&mut guest.apps, &mut wire, 0, 5);
+    // The guest writes a request producer far past anything queue 2's TX ring can
+    // hold (as the kernel it controls can), then sends a frame on queue 0.
+    let fe = "/local/domain/1/device/vif/0";
+    let gref: u32 = read_key(&host, &format!("{fe}/queue-2/tx-ring-ref"))
+        .parse()
+        .expect("queue-2/tx-ring-ref");
+    let dom0 = testbed::domain(&host, DomId(0)).expect("dom0");
+    let page = dom0
+        .grants()
+        .map(DomId(1), &[GrantRef(gref)], Access::Writable)
+        .expect("map queue 2's TX ring");
+    ring_mem(page.mem()).store(layout::REQ_PROD, 100_000);
+    send_all(&mut guest.apps[0], &frame(77, 100));
+    let be = "/local/domain/0/backend/vif/1/0";
+    let err = wait_key(&host, &format!("{be}/error"), |e| !e.is_empty());
+    eprintln!("error node: {err}");
+    assert!(
+        err.contains("queue 2: TX ring") && err.contains("100000"),
+        "the reason, and which queue: {err:?}"
+    );
+    drop(page);
+    // The neighbour's traffic goes on, on the same netback.
+    good_roundtrip(&mut neighbour, &mut good_wire, 100);
+    let st = nb.vif_status(good).expect("status");
+    assert!(st.connected && st.state == XenbusState::Connected);
+    let _ = guest.stop();
+}
+
+#[test]
+fn four_queue_connections_leak_nothing() {
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let nb = mq_netback(&host, 2, 4);
+    let mut w0 = Some(nb.wire(id));
+    let mut cycle = |i: u32| {
+        let mut guest = MqGuest::start(&host, DomId(1), 4);
+        let mut wire: Vec<MemPort> = w0.take().into_iter().collect();
+        wire.extend((1..4).map(|k| nb.wire_queue(id, k)));
+        each_queue_carries(&mut guest.apps, &mut wire, i * 10_000, 1);
+        each_queue_carries(&mut wire, &mut guest.apps, i * 10_000 + 5000, 1);
+        let _ = guest.stop();
+        close_frontend(&host, DomId(1));
+        w0 = Some(wire.swap_remove(0));
+    };
+    for i in 0..5 {
+        cycle(i);
+    }
+    let base = usage(&host);
+    let heap = common::heap_in_use();
+    for i in 5..205 {
+        cycle(i);
+    }
+    // The last guest's xenstore connection and threads end asynchronously (a leak
+    // does not go away with waiting).
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut end = usage(&host);
+    while (0..5).any(|k| end[k] > base[k]) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        end = usage(&host);
+    }
+    let heap_end = common::heap_in_use();
+    eprintln!("200 4-queue connections: {base:?} -> {end:?}, heap {heap} -> {heap_end}");
+    let names = [
+        "threads",
+        "descriptors",
+        "grants",
+        "event channels",
+        "mappings",
+    ];
+    for k in 0..5 {
+        assert!(
+            end[k] <= base[k] + slack(k),
+            "{}: {} -> {}",
+            names[k],
+            base[k],
+            end[k]
+        );
+    }
+    assert!(heap_end < heap + (1 << 20), "heap {heap} -> {heap_end}");
+}
+
+#[test]
+fn a_multi_queue_frontend_runs_a_new_handshake_after_a_restart() {
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let mut nb = mq_netback(&host, 2, 4);
+    let mut guest = MqGuest::start(&host, DomId(1), 4);
+    let mut wire = wires(&nb, id, 4);
+    each_queue_carries(&mut guest.apps, &mut wire, 0, 3);
+    // netback stops (SIGTERM): its nodes keep saying Connected, the guest's queues too.
+    nb.stop().expect("netback");
+    drop((nb, wire));
+    let nb = mq_netback(&host, 2, 4);
+    // The journal is per vif: the 4 queues are not taken over; the vif is failed with
+    // the reason, and the frontend (Linux's as ours) starts over.
+    let err = wait_key(&host, "/local/domain/0/backend/vif/1/0/error", |e| {
+        !e.is_empty()
+    });
+    assert!(
+        err.contains("netback restart") && err.contains("4 queues"),
+        "error node: {err:?}"
+    );
+    nb.wait_connected(&[id], Duration::from_secs(10))
+        .expect("the frontend connects again");
+    let mut wire = wires(&nb, id, 4);
+    each_queue_carries(&mut guest.apps, &mut wire, 100, 3);
+    each_queue_carries(&mut wire, &mut guest.apps, 200, 3);
+    let _ = guest.stop();
+}
+
+/// The RX packet count of interface `ifname` in `ns` (frames written into the TAP).
+fn link_rx_packets(ns: &netport::netns::NetNs, ifname: &str) -> u64 {
+    let out = ns
+        .exec("ip", &["-s", "-o", "link", "show", ifname])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // "... RX: bytes packets errors ... \    <bytes> <packets> ..."
+    let rx = text.split("RX:").nth(1).expect("RX counters");
+    let line = rx.split('\\').nth(1).expect("RX values");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("RX packets in {text:?}"))
+}
+
+#[test]
+fn a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap() {
+    use netback::tapvif::TapFactory;
+    use netport::netns::{skip_unless_root_with_tun, NetNs};
+    if skip_unless_root_with_tun("a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let ns = NetNs::new("mqt").unwrap();
+    let factory = TapFactory {
+        multi_queue: true,
+        ..TapFactory::default()
+    };
+    let cfg = NetbackConfig {
+        workers: 2,
+        max_queues: Some(4),
+        ..NetbackConfig::default()
+    };
+    let dom0 = host.domain(DomId(0)).unwrap();
+    let nb = BackendThread::spawn(
+        Spawner::Netns(&ns),
+        dom0,
+        cfg,
+        factory,
+        BackendOptions::default(),
+    )
+    .unwrap();
+    wait_link(&ns, "vif1.0", Duration::from_secs(10)).unwrap();
+    // Connecting means netback attached 3 more queues to the TAP (a refusal fails the vif).
+    let mut guest = MqGuest::start(&host, DomId(1), 4);
+    let before = link_rx_packets(&ns, "vif1.0");
+    for (k, app) in guest.apps.iter_mut().enumerate() {
+        for i in 0..5 {
+            send_all(app, &frame(k as u32 * 100 + i, 300));
+        }
+    }
+    // Every queue's frames reach the interface (written into its TAP queue's fd).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut got = 0;
+    while got < before + 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        got = link_rx_packets(&ns, "vif1.0");
+    }
+    assert_eq!(got - before, 20, "frames of the 4 queues on the interface");
+    let st = nb.vif_status(id).expect("status");
+    assert!(st.connected, "{st:?}");
+    assert_eq!(st.counters.tx_packets, 20, "netback's sum over the queues");
+    let stats = guest.stop();
+    for (k, s) in stats.iter().enumerate() {
+        assert_eq!(s.tx_packets, 5, "queue {k}");
+    }
+}
+
+#[test]
+fn four_flooded_queues_get_one_budget_and_one_backstop_burst() {
+    use shared_ring::credit::Credits;
+    use shared_ring::Limit;
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let (rate, burst) = (2000u64, 50u64);
+    let cfg = NetbackConfig {
+        workers: 2,
+        max_queues: Some(4),
+        initial_budget: Credits {
+            bytes: Limit::Unlimited,
+            packets: Limit::Rate {
+                per_sec: rate,
+                burst,
+            },
+            period_us: 0,
+        },
+        ..NetbackConfig::default()
+    };
+    let nb = BackendThread::start(&host, cfg).expect("netback");
+    // A guest that polices nothing (no credit area) floods its 4 queues at once.
+    let mut guest = MqGuest::start_with(&host, DomId(1), 4, false);
+    let mut wire = wires(&nb, id, 4);
+    let t0 = std::time::Instant::now();
+    let flood_for = Duration::from_millis(600);
+    let until = t0 + flood_for + Duration::from_millis(300);
+    let per_queue: Vec<u64> = std::thread::scope(|s| {
+        for app in guest.apps.iter_mut() {
+            s.spawn(move || flood(app, 100, flood_for));
+        }
+        let counters: Vec<_> = wire
+            .iter_mut()
+            .map(|w| s.spawn(move || count_until(w, until).0))
+            .collect();
+        counters.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let t = t0.elapsed();
+    let total: u64 = per_queue.iter().sum();
+    // The backstop: the budget's rate, twice its burst (at least 64 packets).
+    let backstop_burst = (2 * burst).max(netback::vif::BACKSTOP_MIN_PACKETS);
+    let bound = rate * t.as_millis() as u64 / 1000 + backstop_burst;
+    eprintln!("4 queues flooded {t:?}: {per_queue:?} = {total} (bound {bound})");
+    assert!(
+        total <= bound,
+        "{total} > rate × t + one backstop burst = {bound}"
+    );
+    // And the budget is served (half of it at least, for a loaded machine).
+    let floor = rate * flood_for.as_millis() as u64 / 2000;
+    assert!(total >= floor, "{total} < {floor}");
+    for (k, n) in per_queue.iter().enumerate() {
+        assert!(*n > 0, "queue {k} carried nothing: {per_queue:?}");
+    }
+    let st = nb.vif_status(id).expect("status");
+    assert_eq!(st.counters.tx_packets, total, "{:?}", st.counters);
+    let _ = guest.stop();
+}
+
+#[test]
+fn a_tap_created_without_multi_queue_offers_its_vif_one_queue() {
+    use netback::tapvif::TapFactory;
+    use netport::netns::{skip_unless_root_with_tun, NetNs};
+    if skip_unless_root_with_tun("a_tap_created_without_multi_queue_offers_its_vif_one_queue") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let old = add_vif(&host, DomId(1), 0).expect("vif");
+    let new = add_vif(&host, DomId(2), 0).expect("vif");
+    let ns = NetNs::new("mq1").unwrap();
+    // An earlier netback's persistent interface, single-queue.
+    ns.ip(&["tuntap", "add", "dev", "vif1.0", "mode", "tap", "vnet_hdr"])
+        .unwrap();
+    let factory = TapFactory {
+        multi_queue: true,
+        ..TapFactory::default()
+    };
+    let cfg = NetbackConfig {
+        max_queues: Some(4),
+        ..NetbackConfig::default()
+    };
+    let dom0 = host.domain(DomId(0)).unwrap();
+    let nb = BackendThread::spawn(
+        Spawner::Netns(&ns),
+        dom0,
+        cfg,
+        factory,
+        BackendOptions::default(),
+    )
+    .unwrap();
+    let offered = |d: u16| {
+        wait_key(
+            &host,
+            &format!("/local/domain/0/backend/vif/{d}/0/multi-queue-max-queues"),
+            |v| !v.is_empty(),
+        )
+    };
+    assert_eq!(offered(1), "1", "its TAP takes no second queue");
+    assert_eq!(offered(2), "4");
+    // The guest asking for 4 connects with the one offered; the other gets 4.
+    let nf = mq_netfront(&host, DomId(1), 4, true);
+    assert_eq!(nf.num_queues(), 1);
+    let nf2 = mq_netfront(&host, DomId(2), 4, true);
+    assert_eq!(nf2.num_queues(), 4);
+    nb.wait_connected(&[old, new], Duration::from_secs(10))
+        .expect("both connected");
 }

@@ -10,10 +10,10 @@
 //!   queue's RX ring is received on that queue.
 //! * `without_multi_queue_the_keys_stay_flat`: a backend without the key (stock
 //!   backends before 3.16) gets one queue with today's flat keys;
-//!   `our_netback_gets_one_queue`: so does netback-rs (which does not offer multi-queue
-//!   yet), and frames go both ways; `our_netback_fails_a_frontend_asking_for_two_queues`:
+//!   `our_netback_gets_one_queue`: so does netback-rs offering one queue (one worker),
+//!   and frames go both ways; `our_netback_fails_a_frontend_asking_for_two_queues`:
 //!   a frontend writing `multi-queue-num-queues` = 2 anyway is failed, with the reason in
-//!   the vif's `error` node.
+//!   the vif's `error` node. (netback-rs serving 4 queues: `netback-rs/tests/multiqueue.rs`.)
 //! * `queues_share_one_budget`: 4 queue threads flooding together get what one queue
 //!   gets from the same credits: the budget plus one burst, counted exactly.
 //! * `one_thread_per_queue_moves_each_ports_frames_on_its_own_queue`: `mq::run` with
@@ -492,8 +492,9 @@ fn one_thread_per_queue_moves_each_ports_frames_on_its_own_queue() {
     assert_eq!((nf.stats.tx_packets, nf.stats.rx_packets), (6, 1));
 }
 
-/// netback-rs does not offer `multi-queue-max-queues` (yet): a netfront asking for 4
-/// queues connects with one, flat keys, and frames go both ways.
+/// netback-rs with one worker offers one queue (`multi-queue-max-queues` = 1, its
+/// default: as many as its workers): a netfront asking for 4 queues connects with one,
+/// flat keys, and frames go both ways.
 #[test]
 fn our_netback_gets_one_queue() {
     use netback::NetbackConfig;
@@ -508,7 +509,14 @@ fn our_netback_gets_one_queue() {
         .expect("netback connects the vif");
     assert_eq!(nf.num_queues(), 1);
     let xs = &nf.platform().xenstore;
-    assert_eq!(read(xs, &format!("{FE}/multi-queue-num-queues")), None);
+    assert_eq!(
+        read(xs, &format!("{BE}/multi-queue-max-queues")).as_deref(),
+        Some("1")
+    );
+    assert!(matches!(
+        read(xs, &format!("{FE}/multi-queue-num-queues")).as_deref(),
+        None | Some("1")
+    ));
     assert!(read(xs, &format!("{FE}/tx-ring-ref")).is_some());
     let mut wire = nb.wire(id);
     let sent = frame(9);
@@ -529,7 +537,7 @@ fn our_netback_gets_one_queue() {
     assert_eq!(got, frame(10));
 }
 
-/// A frontend asking netback-rs for 2 queues although it offered none is failed, the
+/// A frontend asking netback-rs for 2 queues although it offered one is failed, the
 /// reason in the `error` node.
 #[test]
 fn our_netback_fails_a_frontend_asking_for_two_queues() {

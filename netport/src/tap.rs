@@ -205,6 +205,26 @@ impl TapPort {
         Self::open_queue(cfg, false, true)
     }
 
+    /// [`TapPort::open`] with `IFF_MULTI_QUEUE`: the first queue of a multi-queue TAP,
+    /// to which [`TapPort::attach_queue`] adds more later. (A persistent TAP created
+    /// without the flag cannot be opened so: `TUNSETIFF` refuses.)
+    pub fn open_multi_queue(cfg: &TapConfig) -> io::Result<TapPort> {
+        Self::open_queue(cfg, true, true)
+    }
+
+    /// Opens one more queue of the multi-queue TAP with interface index `ifindex`
+    /// ([`TapPort::open_multi_queue`]; found by index, so a hotplug script may have
+    /// renamed it): another fd of the same interface, its link not configured again,
+    /// with `offload` (its own `TUNSETOFFLOAD`).
+    pub fn attach_queue(ifindex: u32, offload: TapOffload) -> io::Result<TapPort> {
+        let cfg = TapConfig {
+            offload,
+            persist: false,
+            ..TapConfig::new(&link::name(ifindex)?)
+        };
+        Self::open_queue(&cfg, true, false)
+    }
+
     /// Creates (or attaches to) a multi-queue TAP (`IFF_MULTI_QUEUE`) and opens `queues`
     /// queues of it, one fd (one port) each: the kernel spreads the flows it sends out
     /// of the interface across them (by flow hash), and frames written into any of them

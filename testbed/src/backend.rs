@@ -183,6 +183,19 @@ impl BackendThread {
             .unwrap_or_else(|| panic!("netback never opened a port for {id}"))
     }
 
+    /// The wire end of the memory port of queue `queue` (1 or more) of vif `id`,
+    /// opened when its frontend connected with several queues (waits up to 10 s).
+    ///
+    /// # Panics
+    /// As [`BackendThread::wire`].
+    pub fn wire_queue(&self, id: VifId, queue: u32) -> MemPort {
+        self.wires
+            .as_ref()
+            .expect("BackendThread::wire_queue needs memory ports (BackendThread::start)")
+            .take_queue(id, queue, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("netback never opened a port for {id} queue {queue}"))
+    }
+
     /// Runs `f` on the netback thread, between two loop iterations (dropped if the thread
     /// is gone).
     pub fn command(&self, f: impl FnOnce(&mut LocalNetback) + Send + 'static) {
@@ -337,7 +350,42 @@ pub(crate) fn timeout_err(what: &str, timeout: Duration) -> TestbedError {
 #[derive(Clone)]
 pub struct MemWires {
     config: MemPortConfig,
-    ends: Arc<Mutex<Vec<(VifId, MemPort)>>>,
+    /// The wire ends not taken yet, by vif and queue.
+    ends: Arc<Mutex<Vec<(QueueOf, MemPort)>>>,
+}
+
+/// A vif and one of its queues.
+type QueueOf = (VifId, u32);
+
+/// The factory of [`MemWires`]: a pair per vif, and per other queue of a multi-queue
+/// vif.
+struct MemWiresFactory(MemWires);
+
+impl MemWires {
+    /// A new pair for queue `queue` of vif `id`: its wire end is kept (replacing one
+    /// of an earlier connection not taken).
+    fn open(&self, id: VifId, queue: u32) -> std::io::Result<Box<dyn Port>> {
+        let (a, b) = MemPort::pair_with(self.config)?;
+        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        // The end of an earlier connection's port for that queue, not taken: stale.
+        ends.retain(|(k, _)| *k != (id, queue));
+        ends.push(((id, queue), b));
+        Ok(Box::new(a))
+    }
+}
+
+impl PortFactory for MemWiresFactory {
+    fn open(&mut self, id: VifId, _mac: [u8; 6]) -> std::io::Result<Box<dyn Port>> {
+        self.0.open(id, 0)
+    }
+
+    fn queues(&self, _id: VifId) -> u32 {
+        u32::MAX
+    }
+
+    fn open_queue(&mut self, id: VifId, queue: u32) -> std::io::Result<Box<dyn Port>> {
+        self.0.open(id, queue)
+    }
 }
 
 impl MemWires {
@@ -351,26 +399,23 @@ impl MemWires {
 
     /// The port factory to give netback.
     pub fn factory(&self) -> impl PortFactory + Send + 'static {
-        let wires = self.clone();
-        move |id: VifId, _mac: [u8; 6]| -> std::io::Result<Box<dyn Port>> {
-            let (a, b) = MemPort::pair_with(wires.config)?;
-            wires
-                .ends
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((id, b));
-            Ok(Box::new(a))
-        }
+        MemWiresFactory(self.clone())
     }
 
     /// Takes the wire end of vif `id`'s port, waiting at most `timeout` for netback to
     /// open it.
     pub fn take(&self, id: VifId, timeout: Duration) -> Option<MemPort> {
+        self.take_queue(id, 0, timeout)
+    }
+
+    /// Takes the wire end of the port of queue `queue` of vif `id` (0: the one opened
+    /// at probe), waiting at most `timeout` for netback to open it.
+    pub fn take_queue(&self, id: VifId, queue: u32, timeout: Duration) -> Option<MemPort> {
         let deadline = Instant::now() + timeout;
         loop {
             {
                 let mut w = self.ends.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(i) = w.iter().position(|(v, _)| *v == id) {
+                if let Some(i) = w.iter().position(|(k, _)| *k == (id, queue)) {
                     return Some(w.remove(i).1);
                 }
             }

@@ -209,6 +209,11 @@ enum Cmd {
         /// on it). Default: the CPUs netback may run on (its affinity mask).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
+        /// The most queues a guest's vif may have (`multi-queue-max-queues`, written for
+        /// every vif; 1: one queue per vif). All the queues of a vif are served by the
+        /// vif's worker. Default: the number of workers.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_queues: Option<u32>,
         /// Directory of the vifs' response journals (one small file per vif, kept in
         /// memory: use a tmpfs such as /run): what a netback killed in the middle of a
         /// batch leaves for the next one to take its guests over.
@@ -420,6 +425,7 @@ fn run(cli: Cli) -> Result<(), String> {
             metrics_interval,
             rx_stall_timeout,
             workers,
+            max_queues,
             journal_dir,
         } => {
             let alloc = match &sla {
@@ -437,10 +443,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 credits: !no_credits,
                 rx_stall_timeout_ns: rx_stall_timeout.0.map(|d| d.as_nanos() as u64),
                 workers: workers.map_or_else(usable_cpus, usize::from),
+                max_queues,
                 journal_dir: Some(journal_dir),
                 ..NetbackConfig::default()
             };
-            let ports = tap_factory(tap_name, bridge, mtu);
+            let ports = tap_factory(tap_name, bridge, mtu, cfg.offered_queues() > 1);
             let opts = ServeOpts {
                 alloc,
                 sla_path: sla,
@@ -481,12 +488,18 @@ fn usable_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-fn tap_factory(template: String, bridge: Option<String>, mtu: u32) -> Box<dyn PortFactory + Send> {
+fn tap_factory(
+    template: String,
+    bridge: Option<String>,
+    mtu: u32,
+    multi_queue: bool,
+) -> Box<dyn PortFactory + Send> {
     Box::new(TapFactory {
         template,
         bridge,
         mtu,
-        persist: true,
+        multi_queue,
+        ..TapFactory::default()
     })
 }
 
