@@ -53,6 +53,24 @@ pub struct TapFactory {
 #[derive(Debug, Clone, Default)]
 pub struct OpenedTaps(HashMap<VifId, (u32, TapOffload)>);
 
+impl OpenedTaps {
+    /// Forgets the TAPs whose interface is gone (the vif was removed and its interface
+    /// deleted), so the record does not grow with every vif the host ever had.
+    fn forget_gone(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+            return;
+        };
+        let live: std::collections::HashSet<u32> = dir
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("ifindex")).ok())
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        self.0.retain(|_, (ifindex, _)| live.contains(ifindex));
+    }
+}
+
 impl Default for TapFactory {
     /// `vif{domid}.{devid}`, no bridge, MTU 1500, persistent.
     fn default() -> Self {
@@ -108,6 +126,7 @@ impl TapFactory {
     /// Opens vif `id`'s TAP, multi-queue when asked and possible.
     fn open_tap(&mut self, id: VifId, cfg: &TapConfig) -> io::Result<TapPort> {
         self.opened.0.remove(&id);
+        self.opened.forget_gone();
         if !self.multi_queue {
             return TapPort::open(cfg);
         }

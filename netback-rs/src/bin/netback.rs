@@ -211,7 +211,9 @@ enum Cmd {
         workers: Option<u16>,
         /// The most queues a guest's vif may have (`multi-queue-max-queues`, written for
         /// every vif; 1: one queue per vif). All the queues of a vif are served by the
-        /// vif's worker. Default: the number of workers.
+        /// vif's worker. Default 1: a restarted netback takes over single-queue vifs
+        /// only — a multi-queue frontend is failed and must reconnect, which the stock
+        /// Linux netfront does not do by itself.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         max_queues: Option<u32>,
         /// Directory of the vifs' response journals (one small file per vif, kept in
@@ -443,7 +445,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 credits: !no_credits,
                 rx_stall_timeout_ns: rx_stall_timeout.0.map(|d| d.as_nanos() as u64),
                 workers: workers.map_or_else(usable_cpus, usize::from),
-                max_queues,
+                max_queues: Some(max_queues.unwrap_or(1)),
                 journal_dir: Some(journal_dir),
                 ..NetbackConfig::default()
             };
