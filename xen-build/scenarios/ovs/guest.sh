@@ -8,7 +8,9 @@ ip addr add "$NET_GUEST_IP/24" dev eth0 && ip link set eth0 up || {
     exit 1
 }
 bed_check "guest -> dom0 ping through ovsbr0" bed_ping "$NET_DOM0_IP" || {
-    ip -s link show eth0 2>&1 | sed 's/^/[diag] /'
+    for c in rx_packets tx_packets rx_dropped tx_dropped; do
+        echo "[diag] eth0 $c $(cat "/sys/class/net/eth0/statistics/$c" 2>&1)"
+    done
     ip neigh 2>&1 | sed 's/^/[diag] /'
     exit 1
 }
