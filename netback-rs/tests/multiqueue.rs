@@ -157,6 +157,28 @@ fn slack(k: usize) -> usize {
     }
 }
 
+/// Fails unless `end` (see [`usage`]) is within [`slack`] of `base` and the heap grew by
+/// less than 1 MiB.
+fn assert_no_growth(base: &[usize], end: &[usize], heap: u64, heap_end: u64) {
+    let names = [
+        "threads",
+        "descriptors",
+        "grants",
+        "event channels",
+        "mappings",
+    ];
+    for k in 0..5 {
+        assert!(
+            end[k] <= base[k] + slack(k),
+            "{}: {} -> {}",
+            names[k],
+            base[k],
+            end[k]
+        );
+    }
+    assert!(heap_end < heap + (1 << 20), "heap {heap} -> {heap_end}");
+}
+
 /// What a leak would grow: threads, descriptors, grants, event channels, mappings.
 fn usage(host: &LocalHost) -> [usize; 5] {
     let s = host.hypervisor.stats();
@@ -236,23 +258,7 @@ fn refused_queue_keys_leak_nothing() {
     let end = usage(&host);
     let heap_end = common::heap_in_use();
     eprintln!("200 refusals + 200 connections: {base:?} -> {end:?}, heap {heap} -> {heap_end}");
-    let names = [
-        "threads",
-        "descriptors",
-        "grants",
-        "event channels",
-        "mappings",
-    ];
-    for k in 0..5 {
-        assert!(
-            end[k] <= base[k] + slack(k),
-            "{}: {} -> {}",
-            names[k],
-            base[k],
-            end[k]
-        );
-    }
-    assert!(heap_end < heap + (1 << 20), "heap {heap} -> {heap_end}");
+    assert_no_growth(&base, &end, heap, heap_end);
     let placed = nb
         .call(
             move |nb| (nb.vif_worker(ids[0]), nb.vif_worker(ids[1])),
@@ -509,23 +515,7 @@ fn four_queue_connections_leak_nothing() {
     }
     let heap_end = common::heap_in_use();
     eprintln!("200 4-queue connections: {base:?} -> {end:?}, heap {heap} -> {heap_end}");
-    let names = [
-        "threads",
-        "descriptors",
-        "grants",
-        "event channels",
-        "mappings",
-    ];
-    for k in 0..5 {
-        assert!(
-            end[k] <= base[k] + slack(k),
-            "{}: {} -> {}",
-            names[k],
-            base[k],
-            end[k]
-        );
-    }
-    assert!(heap_end < heap + (1 << 20), "heap {heap} -> {heap_end}");
+    assert_no_growth(&base, &end, heap, heap_end);
 }
 
 #[test]
