@@ -8,41 +8,20 @@
 
 use std::hint::black_box;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{frame, send_and_wait, CountPort};
 use netback::backend::monotonic_ns;
 use netback::toolstack::{create_vif, VifSpec};
 use netback::{Netback, NetbackConfig, VifId};
-use netfront::{Netfront, NetfrontConfig, Sent};
+use netfront::{Netfront, NetfrontConfig};
 use netport::{FrameMeta, MemPort, Port};
 use xen_ids::DomId;
 use xen_local::LocalHost;
-
-/// A port that counts frames and drops them (the wire is infinitely fast).
-struct CountPort {
-    frames: Arc<AtomicU64>,
-    fd: OwnedFd,
-}
-
-impl Port for CountPort {
-    fn recv(&mut self, _buf: &mut [u8]) -> io::Result<Option<(usize, FrameMeta)>> {
-        Ok(None)
-    }
-    fn send(&mut self, frame: &[u8], _meta: &FrameMeta) -> io::Result<()> {
-        black_box(frame);
-        self.frames.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-    fn rx_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-    fn max_frame(&self) -> usize {
-        65536
-    }
-}
 
 struct Rig {
     nf: Netfront<xen_local::LocalPlatform>,
@@ -99,38 +78,9 @@ impl Rig {
 
     /// Sends `n` frames and waits until netback has forwarded all of them.
     fn run(&mut self, frame: &[u8], n: u64) -> Duration {
-        let meta = FrameMeta::default();
-        let start_count = self.forwarded.load(Ordering::Relaxed);
         let t0 = Instant::now();
-        let mut sent = 0;
-        while sent < n {
-            let now = monotonic_ns();
-            let mut batch = 0;
-            while sent < n && batch < 64 {
-                match self.nf.send_at(now, frame, &meta).unwrap() {
-                    Sent::Queued => {
-                        sent += 1;
-                        batch += 1;
-                    }
-                    Sent::RingFull => break,
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
-            self.nf.flush().unwrap();
-            if batch == 0 {
-                self.nf.ack_events();
-                self.nf.reap_tx().unwrap();
-                std::thread::yield_now();
-            }
-        }
-        while self.forwarded.load(Ordering::Relaxed) < start_count + n {
-            self.nf.reap_tx().unwrap();
-            std::thread::yield_now();
-        }
-        let e = t0.elapsed();
-        self.nf.ack_events();
-        self.nf.reap_tx().unwrap();
-        e
+        send_and_wait(&mut self.nf, &self.forwarded, frame, n);
+        t0.elapsed()
     }
 }
 
@@ -141,10 +91,6 @@ impl Drop for Rig {
             let _ = t.join();
         }
     }
-}
-
-fn frame(len: usize) -> Vec<u8> {
-    (0..len).map(|i| i as u8).collect()
 }
 
 /// Wall time of `n` frames through `f`, best and median of `runs` runs.

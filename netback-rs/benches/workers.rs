@@ -17,43 +17,21 @@
 //! Fixed workloads (criterion's adaptive iteration counts overshoot when the machine is
 //! loaded, as in `datapath`): N frames per vif and run, 5 runs, median and spread.
 
-use std::hint::black_box;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{frame, send_and_wait, CountPort};
 use netback::backend::monotonic_ns;
 use netback::toolstack::{create_vif, VifSpec};
 use netback::{Netback, NetbackConfig, VifId};
-use netfront::{Netfront, NetfrontConfig, Sent};
+use netfront::{Netfront, NetfrontConfig};
 use netport::{FrameMeta, MemPort, Port};
 use xen_ids::DomId;
 use xen_local::LocalHost;
-
-/// A port that counts frames and drops them (the wire is infinitely fast).
-struct CountPort {
-    frames: Arc<AtomicU64>,
-    fd: OwnedFd,
-}
-
-impl Port for CountPort {
-    fn recv(&mut self, _buf: &mut [u8]) -> io::Result<Option<(usize, FrameMeta)>> {
-        Ok(None)
-    }
-    fn send(&mut self, frame: &[u8], _meta: &FrameMeta) -> io::Result<()> {
-        black_box(frame);
-        self.frames.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-    fn rx_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-    fn max_frame(&self) -> usize {
-        65536
-    }
-}
 
 /// netback with `workers` workers on its own thread, and `vifs` connected frontends.
 struct Rig {
@@ -144,44 +122,6 @@ impl Rig {
     }
 }
 
-/// One frontend's share of a run: `n` frames, then until its port counted them all.
-fn send_and_wait(
-    nf: &mut Netfront<xen_local::LocalPlatform>,
-    forwarded: &AtomicU64,
-    frame: &[u8],
-    n: u64,
-) {
-    let meta = FrameMeta::default();
-    let start = forwarded.load(Ordering::Relaxed);
-    let mut sent = 0;
-    while sent < n {
-        let now = monotonic_ns();
-        let mut batch = 0;
-        while sent < n && batch < 64 {
-            match nf.send_at(now, frame, &meta).unwrap() {
-                Sent::Queued => {
-                    sent += 1;
-                    batch += 1;
-                }
-                Sent::RingFull => break,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        nf.flush().unwrap();
-        if batch == 0 {
-            nf.ack_events();
-            nf.reap_tx().unwrap();
-            std::thread::yield_now();
-        }
-    }
-    while forwarded.load(Ordering::Relaxed) < start + n {
-        nf.reap_tx().unwrap();
-        std::thread::yield_now();
-    }
-    nf.ack_events();
-    nf.reap_tx().unwrap();
-}
-
 impl Drop for Rig {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -189,10 +129,6 @@ impl Drop for Rig {
             let _ = t.join();
         }
     }
-}
-
-fn frame(len: usize) -> Vec<u8> {
-    (0..len).map(|i| i as u8).collect()
 }
 
 /// `pairs` SPSC channels, each between two threads, `n` frames each, all at once.
