@@ -714,9 +714,10 @@ impl<X: Xenstore> Control<X> {
             credit_version: credits_req.clamp(1, CREDIT_VERSION as u64) as u16,
             reattach,
         };
+        let rate = d.config.rate;
         let created = self
             .link
-            .call(id, |reply| Command::Connect { id, setup, reply })
+            .connect(id, setup, rate)
             .ok_or(ConnectError::Stopping)??;
         if let Some(d) = self.devices.get_mut(&id) {
             d.connection = Some(created);
@@ -730,8 +731,7 @@ impl<X: Xenstore> Control<X> {
     fn disconnect(&mut self, id: VifId) {
         if let Some(d) = self.devices.get_mut(&id) {
             d.connection = None;
-            self.link
-                .call(id, |reply| Command::Disconnect { id, reply });
+            self.link.disconnect(id);
         }
     }
 
