@@ -210,8 +210,8 @@ enum Cmd {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
         /// The most queues a guest's vif may have (`multi-queue-max-queues`, written for
-        /// every vif; 1: one queue per vif). All the queues of a vif are served by the
-        /// vif's worker. Default 1: a restarted netback takes over single-queue vifs
+        /// every vif; 1: one queue per vif). Queue k of a vif is served by worker
+        /// (w0 + k) mod --workers, w0 the vif's. Default 1: a restarted netback takes over single-queue vifs
         /// only — a multi-queue frontend is failed and must reconnect, which the stock
         /// Linux netfront does not do by itself.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
