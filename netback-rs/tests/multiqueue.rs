@@ -776,21 +776,28 @@ fn a_four_queue_vif_runs_on_both_workers_each_queue_polled_alone() {
     assert_eq!(queues, vec![2, 2], "queues per worker");
 
     // The vif floods its 4 queues both ways: each worker carries its two.
-    let before = worker_stats(&nb);
+    let cpu = |nb: &BackendThread| {
+        nb.call(|nb| nb.worker_cpu_ns(), Duration::from_secs(10))
+            .unwrap()
+    };
+    let (before, cpu0) = (worker_stats(&nb), cpu(&nb));
     for round in 0..8 {
         each_queue_carries(&mut guest.apps, &mut wire, round * 100, 25);
         each_queue_carries(&mut wire, &mut guest.apps, 50_000 + round * 100, 25);
     }
-    let after = worker_stats(&nb);
+    // A worker publishes its CPU time before it sleeps: the last of the traffic is in.
+    std::thread::sleep(Duration::from_millis(200));
+    let (after, cpu1) = (worker_stats(&nb), cpu(&nb));
     for w in 0..2 {
         let (polls, events) = (
             after[w].vif_polls - before[w].vif_polls,
             after[w].events - before[w].events,
         );
-        eprintln!("worker {w}: {polls} queue polls, {events} events");
+        let us = (cpu1[w] - cpu0[w]) / 1000;
+        eprintln!("worker {w}: {polls} queue polls, {events} events, {us} µs of CPU");
         assert!(
-            polls > 0 && events > 0,
-            "worker {w} idle: {before:?} -> {after:?}"
+            polls > 0 && events > 0 && us > 0,
+            "worker {w} idle: {before:?} -> {after:?}, CPU {cpu0:?} -> {cpu1:?}"
         );
     }
     let st = nb.vif_status(id).expect("status");
