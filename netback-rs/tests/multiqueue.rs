@@ -21,6 +21,16 @@
 //! backstop burst in total (`four_flooded_queues_get_one_budget_and_one_backstop_burst`);
 //! a persistent TAP created without `IFF_MULTI_QUEUE` gets its vif offered one queue
 //! (`a_tap_created_without_multi_queue_offers_its_vif_one_queue`).
+//!
+//! The queues of one vif spread over the workers (queue k on worker (w0 + k) mod W):
+//! both workers poll and spend CPU while one 4-queue vif floods, none while it is idle,
+//! and the queues are released on both when it closes
+//! (`a_four_queue_vif_runs_on_both_workers_each_queue_polled_alone`); a budget set
+//! while connected holds the queues on the other worker too
+//! (`a_budget_set_while_connected_holds_the_queues_on_every_worker`); a queue whose
+//! ring cannot be mapped fails its vif with the queue named, after every worker
+//! released what it had connected, 150 times without a leak
+//! (`a_queue_that_cannot_be_mapped_fails_its_vif_on_every_worker_and_leaks_nothing`).
 
 mod common;
 
@@ -144,6 +154,7 @@ fn threads() -> usize {
         "a_tap_created_without_multi_queue_offers_its_vif_one_queue",
         "a_four_queue_vif_runs_on_both_workers_each_queue_polled_alone",
         "a_queue_that_cannot_be_mapped_fails_its_vif_on_every_worker_and_leaks_nothing",
+        "a_budget_set_while_connected_holds_the_queues_on_every_worker",
     ])
 }
 
@@ -656,11 +667,19 @@ fn four_flooded_queues_get_one_budget_and_one_backstop_burst() {
     };
     let nb = BackendThread::start(&host, cfg).expect("netback");
     // A guest that polices nothing (no credit area) floods its 4 queues at once.
-    let mut guest = MqGuest::start_with(&host, DomId(1), 4, false);
-    let mut wire = wires(&nb, id, 4);
+    let guest = MqGuest::start_with(&host, DomId(1), 4, false);
+    flood_within_budget(&nb, id, guest, rate, burst);
+}
+
+/// `guest` (4 queues, no credit area) floods every queue for 600 ms: in total at most
+/// `rate` × t + one backstop burst (from `burst`) leave, at least half the rate, and
+/// every queue carries some.
+fn flood_within_budget(nb: &BackendThread, id: VifId, mut guest: MqGuest, rate: u64, burst: u64) {
+    let mut wire = wires(nb, id, 4);
     let t0 = std::time::Instant::now();
     let flood_for = Duration::from_millis(600);
     let until = t0 + flood_for + Duration::from_millis(300);
+    let before = nb.vif_status(id).expect("status").counters.tx_packets;
     let per_queue: Vec<u64> = std::thread::scope(|s| {
         for app in guest.apps.iter_mut() {
             s.spawn(move || flood(app, 100, flood_for));
@@ -688,8 +707,45 @@ fn four_flooded_queues_get_one_budget_and_one_backstop_burst() {
         assert!(*n > 0, "queue {k} carried nothing: {per_queue:?}");
     }
     let st = nb.vif_status(id).expect("status");
-    assert_eq!(st.counters.tx_packets, total, "{:?}", st.counters);
+    assert_eq!(st.counters.tx_packets - before, total, "{:?}", st.counters);
     let _ = guest.stop();
+}
+
+#[test]
+fn a_budget_set_while_connected_holds_the_queues_on_every_worker() {
+    use shared_ring::credit::Credits;
+    use shared_ring::Limit;
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    // No budget at connect: the backstops start unlimited.
+    let nb = mq_netback(&host, 2, 4);
+    let guest = MqGuest::start_with(&host, DomId(1), 4, false);
+    nb.wait_connected(&[id], Duration::from_secs(10)).unwrap();
+    let on = nb
+        .call(move |nb| nb.vif_queue_workers(id), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(on.len(), 4);
+    assert!(on.contains(&0) && on.contains(&1), "queues on {on:?}");
+    // The operator's (or the allocator's) budget reaches the vif's worker, queue 0,
+    // which sets the backstops every queue charges, on either worker.
+    let (rate, burst) = (2000u64, 50u64);
+    let budget = Credits {
+        bytes: Limit::Unlimited,
+        packets: Limit::Rate {
+            per_sec: rate,
+            burst,
+        },
+        period_us: 0,
+    };
+    let applied = nb
+        .call(
+            move |nb| nb.set_tx_budget(id, &budget),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert!(applied);
+    flood_within_budget(&nb, id, guest, rate, burst);
 }
 
 #[test]
