@@ -187,6 +187,9 @@ impl Router {
                 }
             }
         }
+        if let Some(p) = self.owner.get(&id).filter(|p| !p.queues.is_empty()) {
+            log::info!("{id}: queue 0 on worker {w0}, queues 1.. on {:?}", p.queues);
+        }
         Some(Ok(c.created))
     }
 

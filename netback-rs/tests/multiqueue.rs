@@ -12,8 +12,9 @@
 //! queue go out on that queue's port and come back on it, intact and in order
 //! (`four_queues_carry_frames_both_ways_each_on_its_own_queue`); with TAPs, the vif
 //! gets 4 queues of one `IFF_MULTI_QUEUE` TAP
-//! (`a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap`); one corrupted queue
-//! fails its vif alone, the queue named (`one_corrupted_queue_fails_its_vif_only`);
+//! (`a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap`); one corrupted queue,
+//! on the other worker than the vif's, fails its vif alone, the queue named, every
+//! queue released on both workers (`one_corrupted_queue_fails_its_vif_only`);
 //! 200 connections of a 4-queue vif leak nothing
 //! (`four_queue_connections_leak_nothing`); a restarted netback makes a 4-queue frontend
 //! run a new handshake (`a_multi_queue_frontend_runs_a_new_handshake_after_a_restart`);
@@ -465,26 +466,34 @@ fn one_corrupted_queue_fails_its_vif_only() {
     let mut guest = MqGuest::start(&host, DomId(1), 4);
     let mut wire = wires(&nb, hostile, 4);
     each_queue_carries(&mut guest.apps, &mut wire, 0, 5);
-    // The guest writes a request producer far past anything queue 2's TX ring can
+    // Queue 3 runs on the other worker than queue 0 (the vif's).
+    let on = nb
+        .call(
+            move |nb| nb.vif_queue_workers(hostile),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_ne!(on[3], on[0], "queues on {on:?}");
+    // The guest writes a request producer far past anything queue 3's TX ring can
     // hold (as the kernel it controls can), then sends a frame on queue 0.
     let fe = "/local/domain/1/device/vif/0";
-    let gref: u32 = read_key(&host, &format!("{fe}/queue-2/tx-ring-ref"))
+    let gref: u32 = read_key(&host, &format!("{fe}/queue-3/tx-ring-ref"))
         .parse()
-        .expect("queue-2/tx-ring-ref");
+        .expect("queue-3/tx-ring-ref");
     let dom0 = testbed::domain(&host, DomId(0)).expect("dom0");
     let page = dom0
         .grants()
         .map(DomId(1), &[GrantRef(gref)], Access::Writable)
-        .expect("map queue 2's TX ring");
+        .expect("map queue 3's TX ring");
     ring_mem(page.mem()).store(layout::REQ_PROD, 100_000);
-    // A frame for the guest arrives on queue 2 (its TAP queue): netback polls that
+    // A frame for the guest arrives on queue 3 (its TAP queue): netback polls that
     // queue, both rings (an event on another queue polls only that one).
-    send_all(&mut wire[2], &frame(77, 100));
+    send_all(&mut wire[3], &frame(77, 100));
     let be = "/local/domain/0/backend/vif/1/0";
     let err = wait_key(&host, &format!("{be}/error"), |e| !e.is_empty());
     eprintln!("error node: {err}");
     assert!(
-        err.contains("queue 2: TX ring") && err.contains("100000"),
+        err.contains("queue 3: TX ring") && err.contains("100000"),
         "the reason, and which queue: {err:?}"
     );
     drop(page);
