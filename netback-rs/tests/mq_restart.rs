@@ -38,6 +38,9 @@ const CHILD_EXIT_TX: &str = "DBA_MQ_RESTART_EXIT_TX";
 const CHILD_EXIT_RX: &str = "DBA_MQ_RESTART_EXIT_RX";
 /// `"<queue> <n>"`: the child puts frames 0..n on that queue's port for the guest.
 const CHILD_RX_FRAMES: &str = "DBA_MQ_RESTART_RX_FRAMES";
+/// The child serves multi-queue TAPs (in the network namespace it runs in), not memory
+/// ports.
+const CHILD_TAP: &str = "DBA_MQ_RESTART_TAP";
 const FE: &str = "/local/domain/1/device/vif/0";
 const BE: &str = "/local/domain/0/backend/vif/1/0";
 /// Frames each queue carries both ways before the kill.
@@ -75,6 +78,17 @@ fn child_netback() {
         exit_after_rx_responses: num(CHILD_EXIT_RX),
         ..NetbackConfig::default()
     };
+    if env(CHILD_TAP).is_some() {
+        let taps = netback::tapvif::TapFactory {
+            multi_queue: true,
+            ..Default::default()
+        };
+        let clock = hypervisor::clock::system();
+        let mut nb = Netback::new(platform, cfg, Box::new(taps), clock).expect("netback");
+        loop {
+            nb.run_once(Duration::from_millis(5)).expect("netback");
+        }
+    }
     let rx: Option<(u32, u32)> = env(CHILD_RX_FRAMES).map(|v| {
         let mut w = v.split(' ').map(|x| x.parse().expect(CHILD_RX_FRAMES));
         (w.next().unwrap(), w.next().unwrap())
@@ -140,7 +154,24 @@ fn spawn_child(
     host: &LocalHost,
     env: &[(&str, String)],
 ) -> (NetbackProcess, mpsc::Receiver<(usize, u32, usize)>) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    spawn_child_in(host, None, env)
+}
+
+/// [`spawn_child`], in network namespace `ns` if given.
+fn spawn_child_in(
+    host: &LocalHost,
+    ns: Option<&netport::netns::NetNs>,
+    env: &[(&str, String)],
+) -> (NetbackProcess, mpsc::Receiver<(usize, u32, usize)>) {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match ns {
+        None => Command::new(exe),
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns.name()]).arg(exe);
+            c
+        }
+    };
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.args([
         "--ignored",
@@ -552,4 +583,175 @@ fn bad_journals_of_some_queues_are_ignored_safely() {
     // Killed in queue 0's TX batch: its journal (the file name of single-queue
     // netbacks) is replayed, queue 1's and 2's are set aside.
     killed_mid_batch("bad4", 4, Fault::Tx(0, 10), &bad_journals);
+}
+
+/// The names of the files in `dir`, sorted.
+fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The frontend closes (its rings released) and netback follows it to `Closed`.
+fn close(host: &LocalHost, mut nf: LocalNetfront) {
+    nf.disconnect();
+    let xs = &host.domain(DomId(0)).unwrap().xenstore;
+    xs.write(XsTx::NONE, &format!("{FE}/state"), b"6").unwrap();
+    let deadline = Instant::now() + WAIT;
+    while read_state(xs, &format!("{BE}/state")).ok() != Some(XenbusState::Closed) {
+        assert!(
+            Instant::now() < deadline,
+            "netback did not follow to Closed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A vif's journals follow its queues: one per queue while connected with 4; connected
+/// again with 2, the journals of queues 2 and 3 are gone; the vif removed, all are.
+#[test]
+fn a_vif_s_journals_follow_its_queues() {
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let dir = journal_dir("follow");
+    let cfg = NetbackConfig {
+        workers: 2,
+        max_queues: Some(4),
+        journal_dir: Some(dir.clone()),
+        ..NetbackConfig::default()
+    };
+    let nb = BackendThread::start(&host, cfg).expect("netback");
+    let nf = connect(&host, 4);
+    nb.wait_connected(&[id], WAIT).expect("connected");
+    assert_eq!(
+        files(&dir),
+        [
+            "1.0.journal",
+            "1.0.q1.journal",
+            "1.0.q2.journal",
+            "1.0.q3.journal"
+        ]
+    );
+    let mut wires: Vec<MemPort> = std::iter::once(nb.wire(id))
+        .chain((1..4).map(|k| nb.wire_queue(id, k)))
+        .collect();
+    close(&host, nf);
+    let mut nf = connect(&host, 2);
+    nb.wait_connected(&[id], WAIT).expect("connected again");
+    assert_eq!(
+        files(&dir),
+        ["1.0.journal", "1.0.q1.journal"],
+        "stale journals"
+    );
+    wires.truncate(1);
+    wires.push(nb.wire_queue(id, 1));
+    every_queue_both_ways(&mut nf, &mut wires, 0, 5);
+    let dom0 = host.domain(DomId(0)).unwrap();
+    let spec = netback::toolstack::VifSpec::new(DomId(0), DomId(1), 0);
+    netback::toolstack::destroy_vif(&dom0.xenstore, &spec).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while nb.vif_status(id).is_some() || !files(&dir).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "journals of the removed vif: {:?}",
+            files(&dir)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Frames the kernel received from netback on interface `vif1.0` of `ns` (all of its
+/// TAP queues together).
+fn tap_rx_packets(ns: &netport::netns::NetNs) -> u64 {
+    let out = ns
+        .exec("cat", &["/sys/class/net/vif1.0/statistics/rx_packets"])
+        .expect("vif1.0's counters");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Waits until `tap_rx_packets` is `want`; fails if it is not, or goes past it.
+fn wait_tap_rx(ns: &netport::netns::NetNs, want: u64) {
+    let deadline = Instant::now() + WAIT;
+    let mut got = tap_rx_packets(ns);
+    while got < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        got = tap_rx_packets(ns);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(tap_rx_packets(ns), want, "frames on the interface");
+}
+
+/// netback with persistent multi-queue TAPs killed (SIGKILL) under a 4-queue guest that
+/// stays connected: the next netback re-attaches the 4 queues of the same interface
+/// (ifindex), the frames queued meanwhile on every queue reach it once, and every queue
+/// carries frames to it afterwards.
+#[test]
+fn a_killed_netback_s_successor_re_attaches_the_4_queues_of_the_tap() {
+    use netport::netns::{skip_unless_root_with_tun, NetNs};
+    if skip_unless_root_with_tun("a_killed_netback_s_successor_re_attaches_the_4_queues_of_the_tap")
+    {
+        return;
+    }
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let ns = NetNs::new("mqk").unwrap();
+    let dir = journal_dir("tap");
+    let env = [
+        (CHILD_QUEUES, "4".to_string()),
+        (CHILD_JOURNAL, dir.display().to_string()),
+        (CHILD_TAP, "1".to_string()),
+    ];
+    let (child, _) = spawn_child_in(&host, Some(&ns), &env);
+    let mut nf = connect(&host, 4);
+    testbed::wait_link(&ns, "vif1.0", WAIT).unwrap();
+    let link = || {
+        let out = ns.exec("ip", &["-o", "link", "show", "vif1.0"]).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ifindex = |l: String| l.split(':').next().unwrap().trim().to_string();
+    let index = ifindex(link());
+    let base = tap_rx_packets(&ns);
+    let reaped: Vec<usize> = (0..4).map(|q| send_on(&mut nf, q, 0..5)).collect();
+    wait_tap_rx(&ns, base + 20);
+    for (q, r) in reaped.into_iter().enumerate() {
+        reap_on(&mut nf, q, r, 5);
+    }
+    drop(child); // kill -9
+    let reaped: Vec<usize> = (0..4).map(|q| send_on(&mut nf, q, QUEUED)).collect();
+    let cfg = NetbackConfig {
+        workers: 2,
+        max_queues: Some(4),
+        journal_dir: Some(dir.clone()),
+        ..NetbackConfig::default()
+    };
+    let taps = netback::tapvif::TapFactory {
+        multi_queue: true,
+        ..Default::default()
+    };
+    let dom0 = host.domain(DomId(0)).unwrap();
+    let opts = testbed::BackendOptions::default();
+    let nb = BackendThread::spawn(testbed::Spawner::Netns(&ns), dom0, cfg, taps, opts).unwrap();
+    nb.wait_connected(&[id], WAIT)
+        .expect("netback takes the 4 queues over");
+    assert_eq!(be_error(&host), "");
+    wait_tap_rx(&ns, base + 20 + 4 * QUEUED.len() as u64);
+    for (q, r) in reaped.into_iter().enumerate() {
+        reap_on(&mut nf, q, r, QUEUED.len());
+    }
+    let reaped: Vec<usize> = (0..4).map(|q| send_on(&mut nf, q, 200..205)).collect();
+    wait_tap_rx(&ns, base + 40 + 4 * QUEUED.len() as u64);
+    for (q, r) in reaped.into_iter().enumerate() {
+        reap_on(&mut nf, q, r, 5);
+    }
+    assert_eq!(ifindex(link()), index, "the same interface");
+    let st = nb.vif_status(id).expect("status");
+    assert!(st.connected, "{st:?}");
+    assert_eq!(st.counters.tx_packets, 4 * (QUEUED.len() as u64 + 5));
+    let _ = std::fs::remove_dir_all(&dir);
 }
