@@ -215,7 +215,7 @@ enum Cmd {
         /// restarted netback takes every queue of a still-connected frontend over.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         max_queues: Option<u32>,
-        /// Directory of the vifs' response journals (one small file per vif, kept in
+        /// Directory of the vifs' response journals (one small file per queue, kept in
         /// memory: use a tmpfs such as /run): what a netback killed in the middle of a
         /// batch leaves for the next one to take its guests over.
         #[arg(long, value_name = "DIR", default_value = "/run/netback")]
