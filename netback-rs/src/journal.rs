@@ -398,12 +398,19 @@ mod tests {
         VifId::new(DomId(3), 1)
     }
 
-    /// A TX ring with `posted` requests (id = gref = n) and a journal reset at its start.
+    /// A TX ring with `posted` requests (id n, gref 1000 + n) and a journal reset at its
+    /// start.
     fn ring_with_requests(page: &SharedPage, j: &VifJournal, posted: u16) {
+        ring_of_queue(page, j, 0, posted);
+    }
+
+    /// [`ring_with_requests`] for queue `k`: ring reference `REF + k`, grefs
+    /// `1000·(k+1) + n`.
+    fn ring_of_queue(page: &SharedPage, j: &VifJournal, k: u32, posted: u16) {
         let mut f = NetifTxFrontRing::init(page.mem()).unwrap();
         for n in 0..posted {
             let q = NetifTxRequest {
-                gref: 1000 + u32::from(n),
+                gref: 1000 * (k + 1) + u32::from(n),
                 id: n,
                 size: 60,
                 ..Default::default()
@@ -411,7 +418,7 @@ mod tests {
             f.put_request(&q).unwrap();
         }
         f.push_requests();
-        j.reset(Ring::Tx, REF, 0);
+        j.reset(Ring::Tx, REF + k, 0);
     }
 
     /// A backend that takes every request and writes `answered` responses, then dies
@@ -509,30 +516,13 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
-    /// A TX ring page of queue `k` with `posted` requests (grefs `1000·(k+1) + n`) and
-    /// `answered` of them answered, unpublished, in queue `k`'s journal (ring `REF + k`).
+    /// A TX ring page of queue `k` with `posted` requests ([`ring_of_queue`]) and
+    /// `answered` of them answered, unpublished, in queue `k`'s journal.
     fn queue_killed_mid_batch(d: &Path, k: u32, posted: u16, answered: u16) -> SharedPage {
         let page = SharedPage::new();
         let j = VifJournal::open(d, id(), k).unwrap();
-        let mut f = NetifTxFrontRing::init(page.mem()).unwrap();
-        for n in 0..posted {
-            let q = NetifTxRequest {
-                gref: 1000 * (k + 1) + u32::from(n),
-                id: n,
-                size: 60,
-                ..Default::default()
-            };
-            f.put_request(&q).unwrap();
-        }
-        f.push_requests();
-        j.reset(Ring::Tx, REF + k, 0);
-        let mut b = NetifTxBackRing::attach_shared(page.mem()).unwrap();
-        while b.take_request().unwrap().is_some() {}
-        let mut r = Responder::default();
-        r.set_log(Some(j.log(Ring::Tx)));
-        for n in 0..answered {
-            r.put(&mut b, &NetifTxResponse { id: n, status: 0 });
-        }
+        ring_of_queue(&page, &j, k, posted);
+        answer_without_publishing(&page, &j, answered);
         page
     }
 

@@ -12,9 +12,13 @@
 //! carries frames both ways. With 2 queues (TX batch of queue 1), 4 queues (TX batch of
 //! queue 3; RX batch of queue 2), and 4 queues whose queue 1 and 2 journals are bad (not
 //! a journal; another ring's): ignored, nothing written into those rings from them.
+//!
+//! Also: a vif's journals follow its queues (stale ones go at a reconnection with fewer,
+//! all with the vif); a persistent 4-queue TAP is re-attached by the successor of a
+//! netback killed with SIGKILL; a frontend that changed one queue's ring while no
+//! netback ran is failed, not followed.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +27,8 @@ use netback::{Netback, NetbackConfig};
 use netfront::{Netfront, NetfrontConfig, Sent};
 use netport::{FrameMeta, MemPort, MemPortConfig};
 use testbed::{
-    add_vif, check_frame, frame, recv_n, send_all, BackendThread, LocalNetfront, MemWires,
+    add_vif, check_frame, frame, recv_n, send_all, BackendThread, ChildSpec, LocalNetfront,
+    MemWires, TestChild,
 };
 use xen_ids::{DomId, VifId};
 use xen_local::LocalHost;
@@ -124,70 +129,31 @@ fn child_netback() {
     }
 }
 
-/// The netback process, killed (SIGKILL) and reaped when dropped.
-struct NetbackProcess(Child);
-
-impl Drop for NetbackProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl NetbackProcess {
-    /// Waits until it exits by itself (its fault hook: "killed" mid-batch).
-    fn killed(mut self) {
-        let deadline = Instant::now() + WAIT;
-        while self.0.try_wait().expect("wait").is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "the netback process did not reach its fault point"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
 /// Starts [`child_netback`] as dom0 with `env`; the frames it sends to its ports, as
 /// (queue, seq, len).
 fn spawn_child(
     host: &LocalHost,
     env: &[(&str, String)],
-) -> (NetbackProcess, mpsc::Receiver<(usize, u32, usize)>) {
+) -> (TestChild, mpsc::Receiver<(usize, u32, usize)>) {
     spawn_child_in(host, None, env)
 }
 
 /// [`spawn_child`], in network namespace `ns` if given.
 fn spawn_child_in(
     host: &LocalHost,
-    ns: Option<&netport::netns::NetNs>,
+    netns: Option<&netport::netns::NetNs>,
     env: &[(&str, String)],
-) -> (NetbackProcess, mpsc::Receiver<(usize, u32, usize)>) {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = match ns {
-        None => Command::new(exe),
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns.name()]).arg(exe);
-            c
-        }
+) -> (TestChild, mpsc::Receiver<(usize, u32, usize)>) {
+    let mut env = env.to_vec();
+    env.push((CHILD_ENV, "1".to_string()));
+    let spec = ChildSpec {
+        test: "child_netback",
+        env,
+        netns,
+        stdout: true,
     };
-    cmd.envs(env.iter().map(|(k, v)| (k, v)));
-    cmd.args([
-        "--ignored",
-        "--exact",
-        "child_netback",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_ENV, "1")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    let mut child = host
-        .hypervisor
-        .spawn_domain(DomId(0), &mut cmd)
-        .expect("spawn the netback process");
-    let stdout = child.stdout.take().unwrap();
+    let mut child = TestChild::spawn(host, DomId(0), &spec).expect("the netback process");
+    let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -204,7 +170,7 @@ fn spawn_child_in(
             }
         }
     });
-    (NetbackProcess(child), rx)
+    (child, rx)
 }
 
 /// Our netfront asking for `queues` queues, driven by hand from the test: it never
@@ -405,7 +371,7 @@ fn killed_mid_batch(name: &str, queues: usize, fault: Fault, tamper: Tamper<'_>)
             env.push((CHILD_RX_FRAMES, format!("{q} 40")));
         }
     }
-    let (child, sent) = spawn_child(&host, &env);
+    let (mut child, sent) = spawn_child(&host, &env);
     let mut nf = connect(&host, queues);
     let keys = frontend_keys(&host, queues);
     let refs = keys.iter().filter(|(p, _)| p.ends_with("-ring-ref"));
@@ -433,7 +399,9 @@ fn killed_mid_batch(name: &str, queues: usize, fault: Fault, tamper: Tamper<'_>)
         Fault::Tx(q, _) => (q, send_on(&mut nf, q, WARM..WARM + 40)),
         Fault::Rx(q, _) => (q, 0),
     };
-    child.killed();
+    child
+        .wait_exit(WAIT)
+        .expect("the netback process reaches its fault point");
     // No netback: the guest queues frames on every queue (it does not know).
     let reaped: Vec<usize> = (0..queues).map(|q| send_on(&mut nf, q, QUEUED)).collect();
     tamper(&host, &dir);
@@ -536,16 +504,19 @@ fn a_4_queue_vif_survives_a_kill_in_the_middle_of_an_rx_batch() {
 /// reference, batch start, count, then from byte 32 two words per response.
 const J_MAGIC: u32 = 0x314a_424e;
 
+/// Queue `q`'s `tx-ring-ref`, as the frontend wrote it.
+fn tx_ring_ref(host: &LocalHost, q: usize) -> u32 {
+    let xs = &host.domain(DomId(0)).unwrap().xenstore;
+    let key = format!("{FE}/queue-{q}/tx-ring-ref");
+    let v = hypervisor::xenbus::read_str(xs, XsTx::NONE, &key, 16).unwrap();
+    v.parse().unwrap()
+}
+
 /// The TX ring's `rsp_prod` of queue `q`, read through a dom0 mapping.
 fn tx_rsp_prod(host: &LocalHost, q: usize) -> u32 {
     use hypervisor::grant::{Access, GrantMap, GrantMapping, GrantRef};
     use hypervisor::platform::{ring_mem, Platform};
-    let xs = &host.domain(DomId(0)).unwrap().xenstore;
-    let gref: u32 =
-        hypervisor::xenbus::read_str(xs, XsTx::NONE, &format!("{FE}/queue-{q}/tx-ring-ref"), 16)
-            .unwrap()
-            .parse()
-            .unwrap();
+    let gref = tx_ring_ref(host, q);
     let dom0 = testbed::domain(host, DomId(0)).unwrap();
     let page = dom0
         .grants()
@@ -560,12 +531,7 @@ fn tx_rsp_prod(host: &LocalHost, q: usize) -> u32 {
 /// answer them without their frames ever going out.
 fn bad_journals(host: &LocalHost, dir: &std::path::Path) {
     std::fs::write(dir.join("1.0.q1.journal"), vec![0xa5u8; 8192]).unwrap();
-    let xs = &host.domain(DomId(0)).unwrap().xenstore;
-    let other: u32 =
-        hypervisor::xenbus::read_str(xs, XsTx::NONE, &format!("{FE}/queue-3/tx-ring-ref"), 16)
-            .unwrap()
-            .parse()
-            .unwrap();
+    let other = tx_ring_ref(host, 3);
     let mut page = vec![0u8; 8192];
     let mut put = |at: usize, w: u32| page[at..at + 4].copy_from_slice(&w.to_ne_bytes());
     put(0, J_MAGIC);
@@ -754,4 +720,41 @@ fn a_killed_netback_s_successor_re_attaches_the_4_queues_of_the_tap() {
     assert!(st.connected, "{st:?}");
     assert_eq!(st.counters.tx_packets, 4 * (QUEUED.len() as u64 + 5));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A 4-queue frontend that names another ring for one queue while no netback runs,
+/// without a handshake, is not followed into it: the vif fails with the reason in its
+/// `error` node, nothing of it taken over.
+#[test]
+fn one_queue_s_ring_changed_without_a_handshake_is_refused() {
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let cfg = NetbackConfig {
+        workers: 2,
+        max_queues: Some(4),
+        ..NetbackConfig::default()
+    };
+    let mut nb = BackendThread::start(&host, cfg.clone()).expect("netback");
+    let _nf = connect(&host, 4);
+    nb.wait_connected(&[id], WAIT).expect("connected");
+    nb.stop().expect("netback");
+    drop(nb);
+    let xs = &host.domain(DomId(0)).unwrap().xenstore;
+    let key = format!("{FE}/queue-2/tx-ring-ref");
+    let gref = tx_ring_ref(&host, 2);
+    xs.write(XsTx::NONE, &key, (gref + 1000).to_string().as_bytes())
+        .unwrap();
+    let nb = BackendThread::start(&host, cfg).expect("netback");
+    let deadline = Instant::now() + WAIT;
+    while read_state(xs, &format!("{BE}/state")).ok() != Some(XenbusState::Closing) {
+        assert!(Instant::now() < deadline, "the vif was not failed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let error = be_error(&host);
+    assert!(
+        error.contains("changed its rings without a new handshake")
+            && error.contains(&(gref + 1000).to_string()),
+        "{error}"
+    );
+    assert!(nb.vif_status(id).is_some_and(|s| !s.connected));
 }
