@@ -12,7 +12,7 @@ use xen_ids::VifId;
 use super::{Connection, Device, Mapping, PortSlot, Queue, Worker};
 use crate::control_link::{Command, ConnectError, FrontendSetup};
 use crate::features::BoundChannels;
-use crate::journal::{remove_journal, VifJournal};
+use crate::journal::{remove_journal, remove_stale_journals, VifJournal};
 use crate::meter::VifCounters;
 use crate::published::{VifBoard, WorkerMeters};
 use crate::queues::QueueKeys;
@@ -268,7 +268,9 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             rx: initial_rx,
         });
         let mut queues = self.connect_queues(id, s, first, rate_cap)?;
-        if let Err(e) = self.use_journal(&mut queues[0].vif, id, s) {
+        let journals = (queues.iter_mut().enumerate())
+            .try_for_each(|(k, q)| self.use_journal(&mut q.vif, id, k as u32, s));
+        if let Err(e) = journals {
             self.release_queues(id, queues);
             return Err(ConnectError::Rings(e));
         }
@@ -334,13 +336,16 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         );
         Ok(created)
     }
-    /// Records `vif`'s responses in its journal, if netback keeps journals, after
-    /// publishing what a killed predecessor left there (on a take-over). A journal that
-    /// cannot be opened is logged; the vif goes on without one.
+    /// Records the responses of `vif`, queue `queue` of vif `id`, in the queue's own
+    /// journal, if netback keeps journals, after publishing what a killed predecessor
+    /// left there (on a take-over). Queue 0 also deletes the journals of queues the vif
+    /// no longer has. A journal that cannot be opened is logged; the queue goes on
+    /// without one.
     fn use_journal(
         &self,
         vif: &mut Vif<Mapping<P>>,
         id: VifId,
+        queue: u32,
         s: &FrontendSetup,
     ) -> Result<(), crate::vif::VifFatal> {
         vif.exit_after_responses(
@@ -350,16 +355,18 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let Some(dir) = &self.cfg.journal_dir else {
             return Ok(());
         };
-        if s.queues.len() > 1 {
-            // The journal is per vif: a multi-queue vif is not taken over after a
-            // restart (the control thread has it run a new handshake), so it keeps none.
-            return Ok(());
+        if queue == 0 {
+            if let Err(e) = remove_stale_journals(dir, id, s.queues.len() as u32) {
+                log::warn!("{id}: stale journals in {}: {e}", dir.display());
+            }
         }
-        let q0 = &s.queues[0];
-        match VifJournal::open(dir, id) {
-            Ok(j) => vif.set_journal(&j, s.reattach, (q0.tx_ref, q0.rx_ref)),
+        let keys = &s.queues[queue as usize];
+        match VifJournal::open(dir, id, queue) {
+            Ok(j) => vif.set_journal(&j, s.reattach, (keys.tx_ref, keys.rx_ref)),
             Err(e) => {
-                log::error!("{id}: {e}; no journal: a netback killed mid-batch may strand it");
+                log::error!(
+                    "{id}: queue {queue}: {e}; no journal: a netback killed mid-batch may strand it"
+                );
                 Ok(())
             }
         }
