@@ -93,13 +93,15 @@ pub struct NetbackConfig {
     /// Queue k of a vif is served by worker (w₀ + k) mod [`NetbackConfig::workers`],
     /// w₀ the vif's ([`crate::router`]).
     pub max_queues: Option<u32>,
-    /// Where each vif's response journal lives (`<domid>.<devid>.journal`, see
-    /// [`crate::journal`]): a netback killed in the middle of a batch leaves there what
-    /// the next one needs to take the rings over. `netback serve`: `/run/netback`.
-    /// `None`: no journal (a netback killed mid-batch may strand its guests).
+    /// Where each vif queue's response journal lives (`<domid>.<devid>.journal` for
+    /// queue 0, `<domid>.<devid>.q<k>.journal` for queue k, see [`crate::journal`]): a
+    /// netback killed in the middle of a batch leaves there what the next one needs to
+    /// take the rings over. `netback serve`: `/run/netback`. `None`: no journal (a
+    /// netback killed mid-batch may strand its guests).
     pub journal_dir: Option<std::path::PathBuf>,
-    /// Fault injection for tests: each vif's netback process exits, as if killed, after
-    /// writing this many TX responses (before the next, mid-batch). `None` in production.
+    /// Fault injection for tests: the netback process exits, as if killed, when one
+    /// queue of a vif has written this many TX responses (before the next, mid-batch;
+    /// each queue counts its own). `None` in production.
     pub exit_after_tx_responses: Option<u64>,
     /// The same for RX responses.
     pub exit_after_rx_responses: Option<u64>,

@@ -222,11 +222,6 @@ pub(crate) enum ConnectError {
         /// What the frontend names now.
         now: String,
     },
-    /// A multi-queue frontend still `Connected` across a netback restart: its rings are
-    /// not taken over (the response journal is per vif, not per queue); it is failed so
-    /// that it runs a new handshake.
-    #[error("{0} queues: a restarted netback takes over the rings of single-queue frontends only; reconnect")]
-    MultiQueueTakeOver(usize),
     /// Queue `queue` (1 or more) could not be connected.
     #[error("queue {queue}: {source}")]
     Queue {

@@ -23,9 +23,9 @@
 //!    `Closed`; a frontend that comes back (`Initialising`) gets `InitWait` again.
 //!
 //! A device found with both its frontend and backend nodes `Connected` (a previous
-//! netback stopped without closing) skips step 1's `InitWait`: the rings are taken over
-//! at their shared indices if they are the ones recorded in `netback-rings`, or the
-//! device fails with the reason.
+//! netback stopped without closing) skips step 1's `InitWait`: the rings of every queue
+//! are taken over at their shared indices if they are the ones recorded in
+//! `netback-rings`, or the device fails with the reason.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -658,27 +658,34 @@ impl<X: Xenstore> Control<X> {
     }
 
     /// The frontend keys a connection is made from, as they are now (absent keys as
-    /// `None`): compared before and after a failed connect.
+    /// `None`): compared before and after a failed connect. With several queues, each
+    /// `queue-N/` directory's keys too (as many queues as `multi-queue-num-queues` says,
+    /// at most the number offered).
     fn frontend_setup(&self, id: VifId) -> Vec<Option<Vec<u8>>> {
         let Some(d) = self.devices.get(&id) else {
             return Vec::new();
         };
-        [
-            "state",
-            "tx-ring-ref",
-            "rx-ring-ref",
-            "event-channel",
-            "event-channel-tx",
-            "event-channel-rx",
-        ]
-        .iter()
-        .map(|k| {
-            self.xs
-                .try_read(XsTx::NONE, &format!("{}/{k}", d.frontend_path))
-                .ok()
-                .flatten()
-        })
-        .collect()
+        let read = |path: String| self.xs.try_read(XsTx::NONE, &path).ok().flatten();
+        let fe = &d.frontend_path;
+        let mut keys: Vec<Option<Vec<u8>>> = ["state", queues::NUM_QUEUES_KEY]
+            .iter()
+            .map(|k| read(format!("{fe}/{k}")))
+            .collect();
+        let count = keys[1]
+            .as_deref()
+            .and_then(|v| xenbus::parse_u64(v, u64::from(d.max_queues)))
+            .unwrap_or(1);
+        let dirs: Vec<String> = if count <= 1 {
+            vec![fe.clone()]
+        } else {
+            (0..count as u32)
+                .map(|q| queues::queue_dir(fe, count as u32, q))
+                .collect()
+        };
+        for dir in dirs {
+            keys.extend(RING_KEYS.iter().map(|k| read(format!("{dir}/{k}"))));
+        }
+        keys
     }
 
     /// Reads and checks the frontend's keys, then has the vif's worker map its
@@ -693,9 +700,6 @@ impl<X: Xenstore> Control<X> {
         };
         let count = queues::read_count(xs, &fe, d.max_queues)?;
         let queues = queues::read_queues(xs, &fe, count)?;
-        if reattach && queues.len() > 1 {
-            return Err(ConnectError::MultiQueueTakeOver(queues.len()));
-        }
         let feat = features::read_frontend_with(xs, &fe, queues[0].channels)?;
         let credits_req = rd_or("request-dba-credits", u16::MAX as u64, 0)?;
         let credits = self.credits && credits_req >= 1;
@@ -798,8 +802,19 @@ enum ProbeError {
     },
 }
 
+/// The keys of one queue's rings and event channel(s), compared by
+/// [`Control::frontend_setup`].
+const RING_KEYS: [&str; 5] = [
+    "tx-ring-ref",
+    "rx-ring-ref",
+    "event-channel",
+    "event-channel-tx",
+    "event-channel-rx",
+];
+
 /// The backend-directory key where netback records the rings it attached to
-/// (`"<tx-ring-ref> <rx-ring-ref> <event-channel>"`), for a restarted netback to check.
+/// (`"<tx-ring-ref> <rx-ring-ref> <event-channel>"`, every queue's, `", "` between
+/// queues: [`queues::record`]), for a restarted netback to check.
 const RINGS_KEY: &str = "netback-rings";
 
 /// A restarted netback takes over only the rings the previous one served: the frontend

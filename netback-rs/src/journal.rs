@@ -7,9 +7,13 @@
 //! netback, attaching at `rsp_prod`, would read them as requests (a TX response's
 //! id/status lands on the request's `gref`; an RX response overwrites the whole request).
 //!
-//! So every response is first recorded here: one small file per vif in netback's
-//! runtime directory (`<dir>/<domid>.<devid>.journal`), mapped `MAP_SHARED`, whose
-//! page-cache pages outlive the process. Each ring has a page: the ring reference it
+//! So every response is first recorded here: one small file per queue of a vif in
+//! netback's runtime directory (`<dir>/<domid>.<devid>.journal` for queue 0, as before
+//! multi-queue, so that a netback upgraded from one that kept one journal per vif still
+//! takes its single-queue vifs over; `<dir>/<domid>.<devid>.q<k>.journal` for queue
+//! k ≥ 1), mapped `MAP_SHARED`, whose page-cache pages outlive the process. Each queue
+//! has its own file and mapping, written by the one thread that serves the queue:
+//! queues share nothing here. Each ring of a queue has a page: the ring reference it
 //! belongs to, the batch's start (the `rsp_prod` published before it), how many
 //! responses of the batch are recorded, and those responses. A response is recorded
 //! before its slot is written; once `rsp_prod` is published the batch is closed (count
@@ -76,7 +80,7 @@ pub enum JournalError {
     Invalid(&'static str, &'static str),
 }
 
-/// A vif's journal file, mapped.
+/// The journal file of one queue of a vif, mapped.
 #[derive(Clone)]
 pub struct VifJournal {
     map: Arc<SharedMem>,
@@ -88,24 +92,69 @@ impl std::fmt::Debug for VifJournal {
     }
 }
 
-/// The journal file of `id` in `dir`.
-pub fn journal_path(dir: &Path, id: VifId) -> PathBuf {
-    dir.join(format!("{}.{}.journal", id.domid.0, id.devid))
+/// The journal file of queue `queue` of vif `id` in `dir`.
+pub fn journal_path(dir: &Path, id: VifId, queue: u32) -> PathBuf {
+    match queue {
+        0 => dir.join(format!("{}.{}.journal", id.domid.0, id.devid)),
+        k => dir.join(format!("{}.{}.q{k}.journal", id.domid.0, id.devid)),
+    }
 }
 
-/// Deletes the journal of `id` in `dir` (the vif is gone); a missing file is fine.
-pub fn remove_journal(dir: &Path, id: VifId) -> io::Result<()> {
-    match std::fs::remove_file(journal_path(dir, id)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+/// The queue whose journal file of vif `id` is named `name` (`None`: not one of its
+/// journals).
+fn queue_of(id: VifId, name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(&format!("{}.{}.", id.domid.0, id.devid))?;
+    if rest == "journal" {
+        return Some(0);
     }
+    let k = rest.strip_prefix('q')?.strip_suffix(".journal")?;
+    // Only as `journal_path` writes it (no sign, no leading zero).
+    if k.starts_with('0') || !k.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    k.parse().ok().filter(|k| *k >= 1)
+}
+
+/// Deletes the journals of vif `id`'s queues from `first` on; a missing file or
+/// directory is fine.
+fn remove_from(dir: &Path, id: VifId, first: u32) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        r => r?,
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(k) = name.to_str().and_then(|n| queue_of(id, n)) else {
+            continue;
+        };
+        if k >= first {
+            match std::fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every journal of vif `id` in `dir` (the vif is gone); missing files are fine.
+pub fn remove_journal(dir: &Path, id: VifId) -> io::Result<()> {
+    remove_from(dir, id, 0)
+}
+
+/// Deletes the journals of vif `id`'s queues `queues` and above: the vif connected with
+/// `queues` queues, and what an earlier connection with more left there is stale.
+pub fn remove_stale_journals(dir: &Path, id: VifId, queues: u32) -> io::Result<()> {
+    remove_from(dir, id, queues.max(1))
 }
 
 impl VifJournal {
     /// Opens (creating `dir` and the file if needed, mode 0600) and maps the journal of
-    /// `id`. Its content is left as it is, for [`VifJournal::replay`].
-    pub fn open(dir: &Path, id: VifId) -> Result<Self, JournalError> {
-        let path = journal_path(dir, id);
+    /// queue `queue` of vif `id`. Its content is left as it is, for
+    /// [`VifJournal::replay`].
+    pub fn open(dir: &Path, id: VifId, queue: u32) -> Result<Self, JournalError> {
+        let path = journal_path(dir, id, queue);
         let io_err = |source| JournalError::Io {
             path: path.clone(),
             source,
@@ -349,12 +398,19 @@ mod tests {
         VifId::new(DomId(3), 1)
     }
 
-    /// A TX ring with `posted` requests (id = gref = n) and a journal reset at its start.
+    /// A TX ring with `posted` requests (id n, gref 1000 + n) and a journal reset at its
+    /// start.
     fn ring_with_requests(page: &SharedPage, j: &VifJournal, posted: u16) {
+        ring_of_queue(page, j, 0, posted);
+    }
+
+    /// [`ring_with_requests`] for queue `k`: ring reference `REF + k`, grefs
+    /// `1000·(k+1) + n`.
+    fn ring_of_queue(page: &SharedPage, j: &VifJournal, k: u32, posted: u16) {
         let mut f = NetifTxFrontRing::init(page.mem()).unwrap();
         for n in 0..posted {
             let q = NetifTxRequest {
-                gref: 1000 + u32::from(n),
+                gref: 1000 * (k + 1) + u32::from(n),
                 id: n,
                 size: 60,
                 ..Default::default()
@@ -362,7 +418,7 @@ mod tests {
             f.put_request(&q).unwrap();
         }
         f.push_requests();
-        j.reset(Ring::Tx, REF, 0);
+        j.reset(Ring::Tx, REF + k, 0);
     }
 
     /// A backend that takes every request and writes `answered` responses, then dies
@@ -384,12 +440,12 @@ mod tests {
     #[test]
     fn an_unpublished_batch_is_published_once_and_the_rest_read_as_requests() {
         let d = dir("once");
-        let j = VifJournal::open(&d, id()).unwrap();
+        let j = VifJournal::open(&d, id(), 0).unwrap();
         let page = SharedPage::new();
         ring_with_requests(&page, &j, 20);
         answer_without_publishing(&page, &j, 7);
         // The next netback (a new mapping of the same file).
-        let j2 = VifJournal::open(&d, id()).unwrap();
+        let j2 = VifJournal::open(&d, id(), 0).unwrap();
         assert_eq!(replay(&page, &j2).unwrap(), 7);
         assert_eq!(replay(&page, &j2).unwrap(), 0, "never published twice");
         let at = shared_ring::ring::FrontIndices {
@@ -409,14 +465,14 @@ mod tests {
         }
         assert_eq!(grefs, (1007..1020).collect::<Vec<_>>());
         remove_journal(&d, id()).unwrap();
-        assert!(!journal_path(&d, id()).exists());
+        assert!(!journal_path(&d, id(), 0).exists());
         remove_journal(&d, id()).unwrap();
     }
 
     #[test]
     fn a_published_batch_or_another_ring_s_is_left_alone() {
         let d = dir("left");
-        let j = VifJournal::open(&d, id()).unwrap();
+        let j = VifJournal::open(&d, id(), 0).unwrap();
         let page = SharedPage::new();
         ring_with_requests(&page, &j, 10);
         answer_without_publishing(&page, &j, 4);
@@ -436,7 +492,7 @@ mod tests {
     #[test]
     fn a_corrupt_journal_is_refused_and_the_ring_left_as_it_is() {
         let d = dir("corrupt");
-        let j = VifJournal::open(&d, id()).unwrap();
+        let j = VifJournal::open(&d, id(), 0).unwrap();
         let page = SharedPage::new();
         ring_with_requests(&page, &j, 5);
         // More responses than requests posted.
@@ -447,16 +503,139 @@ mod tests {
             Err(JournalError::Invalid("TX", _))
         ));
         // Not a journal at all.
-        std::fs::write(journal_path(&d, id()), vec![0xa5; 2 * RING_BYTES]).unwrap();
-        let j = VifJournal::open(&d, id()).unwrap();
+        std::fs::write(journal_path(&d, id(), 0), vec![0xa5; 2 * RING_BYTES]).unwrap();
+        let j = VifJournal::open(&d, id(), 0).unwrap();
         assert!(matches!(replay(&page, &j), Err(JournalError::Invalid(..))));
         assert_eq!(page.mem().load(shared_ring::ring::layout::RSP_PROD), 0);
         // Set aside: it records from the shared index again.
         assert_eq!(replay(&page, &j).unwrap(), 0);
         // A file of the wrong size is resized.
-        std::fs::write(journal_path(&d, id()), b"short").unwrap();
-        let j = VifJournal::open(&d, id()).unwrap();
+        std::fs::write(journal_path(&d, id(), 0), b"short").unwrap();
+        let j = VifJournal::open(&d, id(), 0).unwrap();
         assert!(replay(&page, &j).is_err());
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A TX ring page of queue `k` with `posted` requests ([`ring_of_queue`]) and
+    /// `answered` of them answered, unpublished, in queue `k`'s journal.
+    fn queue_killed_mid_batch(d: &Path, k: u32, posted: u16, answered: u16) -> SharedPage {
+        let page = SharedPage::new();
+        let j = VifJournal::open(d, id(), k).unwrap();
+        ring_of_queue(&page, &j, k, posted);
+        answer_without_publishing(&page, &j, answered);
+        page
+    }
+
+    fn rsp_prod(page: &SharedPage) -> u32 {
+        page.mem().load(shared_ring::ring::layout::RSP_PROD)
+    }
+
+    #[test]
+    fn each_queue_has_its_own_file_and_replays_its_own_batch() {
+        let d = dir("queues");
+        let pages: Vec<SharedPage> = (0..4)
+            .map(|k| queue_killed_mid_batch(&d, k, 20, 3 + k as u16))
+            .collect();
+        let mut names: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "3.1.journal",
+                "3.1.q1.journal",
+                "3.1.q2.journal",
+                "3.1.q3.journal"
+            ]
+        );
+        // The next netback, queues in another order (each on whichever worker).
+        for k in [2u32, 0, 3, 1] {
+            let j = VifJournal::open(&d, id(), k).unwrap();
+            let page = &pages[k as usize];
+            let r = j.replay::<NetifTxRequest, NetifTxResponse>(Ring::Tx, page.mem(), REF + k);
+            assert_eq!(r.unwrap(), 3 + k, "queue {k}: its own batch");
+            assert_eq!(rsp_prod(page), 3 + k);
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_bad_journal_of_one_queue_is_ignored_and_the_others_replayed() {
+        let d = dir("badq");
+        let pages: Vec<SharedPage> = (0..3)
+            .map(|k| queue_killed_mid_batch(&d, k, 10, 4))
+            .collect();
+        // Queue 1's file holds queue 2's journal (another ring's reference, a batch that
+        // would fit queue 1's ring); queue 2's is not a journal at all.
+        let q2 = std::fs::read(journal_path(&d, id(), 2)).unwrap();
+        std::fs::write(journal_path(&d, id(), 1), &q2).unwrap();
+        std::fs::write(journal_path(&d, id(), 2), vec![0x5a; 2 * RING_BYTES]).unwrap();
+        let replay = |k: u32| {
+            VifJournal::open(&d, id(), k)
+                .unwrap()
+                .replay::<NetifTxRequest, NetifTxResponse>(
+                    Ring::Tx,
+                    pages[k as usize].mem(),
+                    REF + k,
+                )
+        };
+        assert_eq!(replay(1).unwrap(), 0, "another ring's journal");
+        assert!(matches!(replay(2), Err(JournalError::Invalid("TX", _))));
+        assert_eq!(replay(0).unwrap(), 4, "queue 0's own");
+        assert_eq!(
+            (
+                rsp_prod(&pages[0]),
+                rsp_prod(&pages[1]),
+                rsp_prod(&pages[2])
+            ),
+            (4, 0, 0),
+            "nothing written into the rings of the bad journals"
+        );
+        // Set aside, they record from the shared index again.
+        assert_eq!(replay(1).unwrap(), 0);
+        assert_eq!(replay(2).unwrap(), 0);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn removal_takes_every_queue_s_journal_and_stale_ones_go() {
+        let d = dir("remove");
+        for k in 0..4 {
+            VifJournal::open(&d, id(), k).unwrap();
+        }
+        // Other vifs' journals and files that only look alike stay.
+        let others = [
+            "3.10.journal",
+            "3.1.q1.journal.bak",
+            "3.1.q01.journal",
+            "3.1.q.journal",
+            "3.1.qx.journal",
+            "13.1.q2.journal",
+            "3.1.journal~",
+        ];
+        for o in others {
+            std::fs::write(d.join(o), b"x").unwrap();
+        }
+        VifJournal::open(&d, VifId::new(DomId(3), 2), 1).unwrap();
+        let exists = |k: u32| journal_path(&d, id(), k).exists();
+        // The vif reconnected with 2 queues: queues 2 and 3's journals are stale.
+        remove_stale_journals(&d, id(), 2).unwrap();
+        assert_eq!(
+            (0..4).map(exists).collect::<Vec<_>>(),
+            [true, true, false, false]
+        );
+        remove_stale_journals(&d, id(), 0).unwrap();
+        assert!(exists(0), "queue 0's journal is never stale");
+        remove_journal(&d, id()).unwrap();
+        assert!((0..4).all(|k| !exists(k)));
+        for o in others {
+            assert!(d.join(o).exists(), "{o} was removed");
+        }
+        assert!(journal_path(&d, VifId::new(DomId(3), 2), 1).exists());
+        remove_journal(&d, id()).unwrap();
+        let _ = std::fs::remove_dir_all(&d);
+        remove_journal(&d, id()).unwrap();
     }
 }

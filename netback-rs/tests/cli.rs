@@ -607,3 +607,43 @@ fn serve_runs_a_worker_per_usable_cpu_unless_told() {
         );
     }
 }
+
+/// `netback serve` offers each vif as many queues as the CPUs it may run on (as Linux's
+/// netback offers the driver domain's CPUs), or `--max-queues N`; 0 is refused. Read
+/// where a frontend reads it: the vif's `multi-queue-max-queues`.
+#[test]
+fn serve_offers_a_queue_per_usable_cpu_unless_told() {
+    if netport::netns::skip_unless_root_with_tun("serve_offers_a_queue_per_usable_cpu_unless_told")
+    {
+        return;
+    }
+    let refused = netback(&["serve", "--max-queues", "0"]);
+    assert!(!refused.status.success(), "--max-queues 0 accepted");
+    let scratch = Scratch::new("queues");
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let tap = format!("nbq{}", std::process::id() % 100_000);
+    let _tap = DelLink(tap.clone());
+    let journals = scratch.0.join("journals");
+    for (args, want) in [(vec![], cpus), (vec!["--max-queues", "3"], 3)] {
+        let (host, sock) = host_with_socket(&scratch.0);
+        let mut all = vec![
+            "--hv-socket",
+            sock.to_str().unwrap(),
+            "--tap-name",
+            &tap,
+            "--journal-dir",
+            journals.to_str().unwrap(),
+        ];
+        all.extend(args);
+        let (mut child, lines, reader) = spawn_serve(&all);
+        wait_line(&lines, "probed");
+        let offered = key(&host, "multi-queue-max-queues");
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = reader.join();
+        let _ = std::fs::remove_file(&sock);
+        // The persistent TAP goes: the next run creates it for its own offer.
+        let _ = netport::netns::ip(&["link", "del", &tap]);
+        assert_eq!(offered, Some(want.to_string()), "args {all:?}");
+    }
+}

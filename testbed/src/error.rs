@@ -52,6 +52,9 @@ pub enum TestbedError {
     /// A port could not be opened or failed.
     #[error("port: {0}")]
     Port(#[source] io::Error),
+    /// A child process could not be started or waited for.
+    #[error("child process: {0}")]
+    Spawn(#[source] io::Error),
     /// Something the harness waits for did not happen in time.
     #[error("timed out after {timeout_ms} ms waiting for {what}")]
     Timeout {

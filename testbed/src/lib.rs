@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod child;
 pub mod clock;
 pub mod error;
 pub mod frames;
@@ -36,6 +37,7 @@ pub mod spawn;
 pub use backend::{
     netback_cpu_ns, BackendExit, BackendOptions, BackendThread, LocalNetback, MemWires,
 };
+pub use child::{ChildSpec, TestChild};
 pub use clock::SkewedClock;
 pub use error::TestbedError;
 pub use frames::{check_frame, count_until, flood, frame, recv_n, send_all, tcp_frame, TcpHeaders};

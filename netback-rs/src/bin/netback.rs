@@ -210,13 +210,13 @@ enum Cmd {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
         /// The most queues a guest's vif may have (`multi-queue-max-queues`, written for
-        /// every vif; 1: one queue per vif). Queue k of a vif is served by worker
-        /// (w0 + k) mod --workers, w0 the vif's. Default 1: a restarted netback takes over single-queue vifs
-        /// only — a multi-queue frontend is failed and must reconnect, which the stock
-        /// Linux netfront does not do by itself.
+        /// every vif; 1: one queue per vif). Default: the CPUs netback may run on (its
+        /// affinity mask), as Linux's netback offers the driver domain's CPUs. Queue k of
+        /// a vif is served by worker (w0 + k) mod --workers, w0 the vif's. A restarted
+        /// netback takes every queue of a still-connected frontend over.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         max_queues: Option<u32>,
-        /// Directory of the vifs' response journals (one small file per vif, kept in
+        /// Directory of the vifs' response journals (one small file per queue, kept in
         /// memory: use a tmpfs such as /run): what a netback killed in the middle of a
         /// batch leaves for the next one to take its guests over.
         #[arg(long, value_name = "DIR", default_value = "/run/netback")]
@@ -445,7 +445,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 credits: !no_credits,
                 rx_stall_timeout_ns: rx_stall_timeout.0.map(|d| d.as_nanos() as u64),
                 workers: workers.map_or_else(usable_cpus, usize::from),
-                max_queues: Some(max_queues.unwrap_or(1)),
+                max_queues: Some(max_queues.unwrap_or_else(usable_cpus_u32)),
                 journal_dir: Some(journal_dir),
                 ..NetbackConfig::default()
             };
@@ -490,6 +490,11 @@ fn usable_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// [`usable_cpus`] as a queue count.
+fn usable_cpus_u32() -> u32 {
+    u32::try_from(usable_cpus()).unwrap_or(u32::MAX)
+}
+
 fn tap_factory(
     template: String,
     bridge: Option<String>,
@@ -530,9 +535,9 @@ where
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
         .map_err(|e| format!("signal: {e}"))?;
-    let workers = cfg.workers;
+    let (workers, queues) = (cfg.workers, cfg.offered_queues());
     let mut nb = Netback::new(p, cfg, ports, clock::system()).map_err(|e| format!("start: {e}"))?;
-    log::info!("netback: {workers} data-path workers");
+    log::info!("netback: {workers} data-path workers, up to {queues} queues per vif");
     if let Some((slas, lc)) = opts.alloc {
         nb.enable_allocator(slas, lc).map_err(|e| e.to_string())?;
         log::info!("netback: allocator on, period {:?}", lc.period);

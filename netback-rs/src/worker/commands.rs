@@ -12,7 +12,7 @@ use xen_ids::VifId;
 use super::{Connection, Device, Mapping, PortSlot, Queue, QueueId, Worker};
 use crate::control_link::{Command, ConnectError, Connected, FrontendSetup};
 use crate::features::BoundChannels;
-use crate::journal::{remove_journal, VifJournal};
+use crate::journal::{remove_journal, remove_stale_journals, VifJournal};
 use crate::meter::VifCounters;
 use crate::published::{VifBoard, WorkerMeters};
 use crate::queues::QueueKeys;
@@ -222,7 +222,8 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             rx: initial_rx,
         });
         let mut queue = self.connect_queue(id, &s.queues[0], None, first, rate_cap)?;
-        if let Err(e) = self.use_journal(&mut queue.vif, id, s) {
+        self.remove_stale_journals(id, s.queues.len() as u32);
+        if let Err(e) = self.use_journal(&mut queue.vif, id, 0, &s.queues[0], s.reattach) {
             self.release(id, queue);
             return Err(ConnectError::Rings(e));
         }
@@ -294,14 +295,27 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         allowed
     }
 
-    /// Records `vif`'s responses in its journal, if netback keeps journals, after
-    /// publishing what a killed predecessor left there (on a take-over). A journal that
-    /// cannot be opened is logged; the vif goes on without one.
-    fn use_journal(
+    /// The journals of queues vif `id` no longer has (it connected with `queues`) are
+    /// deleted, if netback keeps journals.
+    fn remove_stale_journals(&self, id: VifId, queues: u32) {
+        if let Some(dir) = &self.cfg.journal_dir {
+            if let Err(e) = remove_stale_journals(dir, id, queues) {
+                log::warn!("{id}: stale journals in {}: {e}", dir.display());
+            }
+        }
+    }
+
+    /// Records the responses of `vif`, queue `queue` of vif `id` (its rings: `keys`), in
+    /// the queue's own journal, if netback keeps journals, after publishing what a
+    /// killed predecessor left there (on a take-over, `reattach`). A journal that cannot
+    /// be opened is logged; the queue goes on without one.
+    pub(super) fn use_journal(
         &self,
         vif: &mut Vif<Mapping<P>>,
         id: VifId,
-        s: &FrontendSetup,
+        queue: u32,
+        keys: &QueueKeys,
+        reattach: bool,
     ) -> Result<(), crate::vif::VifFatal> {
         vif.exit_after_responses(
             self.cfg.exit_after_tx_responses,
@@ -310,16 +324,12 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let Some(dir) = &self.cfg.journal_dir else {
             return Ok(());
         };
-        if s.queues.len() > 1 {
-            // The journal is per vif: a multi-queue vif is not taken over after a
-            // restart (the control thread has it run a new handshake), so it keeps none.
-            return Ok(());
-        }
-        let q0 = &s.queues[0];
-        match VifJournal::open(dir, id) {
-            Ok(j) => vif.set_journal(&j, s.reattach, (q0.tx_ref, q0.rx_ref)),
+        match VifJournal::open(dir, id, queue) {
+            Ok(j) => vif.set_journal(&j, reattach, (keys.tx_ref, keys.rx_ref)),
             Err(e) => {
-                log::error!("{id}: {e}; no journal: a netback killed mid-batch may strand it");
+                log::error!(
+                    "{id}: queue {queue}: {e}; no journal: a netback killed mid-batch may strand it"
+                );
                 Ok(())
             }
         }

@@ -21,6 +21,10 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         // not, the old queue is released rather than leaked.
         self.release_lane(q);
         let mut queue = self.connect_queue(id, &s.keys, Some(&s.backstops), None, s.rate)?;
+        if let Err(e) = self.use_journal(&mut queue.vif, id, s.index, &s.keys, s.reattach) {
+            self.release(id, queue);
+            return Err(ConnectError::Rings(e));
+        }
         let allowed = self.set_queue_policies(&mut queue.vif, &s.features);
         let opened = self
             .shared
