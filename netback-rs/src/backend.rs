@@ -437,6 +437,15 @@ impl<P: BackendPlatform> Netback<P> {
         self.vifs.get(&id).map(|v| v.board.worker)
     }
 
+    /// The data-path worker serving each queue of vif `id`'s current connection (queue
+    /// 0 first; empty while it is not connected): queue k on worker (w₀ + k) mod W.
+    pub fn vif_queue_workers(&self, id: VifId) -> Vec<usize> {
+        self.vifs
+            .get(&id)
+            .map(|v| v.board.queue_workers())
+            .unwrap_or_default()
+    }
+
     /// What the xenstore work for watch events cost so far.
     pub fn control_stats(&self) -> ControlStats {
         *self.control_stats.lock().unwrap_or_else(|p| p.into_inner())

@@ -90,7 +90,8 @@ pub struct NetbackConfig {
     /// The most queues a vif may have (`multi-queue-max-queues`, written for every vif
     /// as Linux's netback does; 1: single-queue frontends only). `None`: as many as
     /// [`NetbackConfig::workers`] (Linux offers as many as the driver domain's CPUs).
-    /// All the queues of a vif are served by the vif's worker.
+    /// Queue k of a vif is served by worker (w₀ + k) mod [`NetbackConfig::workers`],
+    /// w₀ the vif's ([`crate::router`]).
     pub max_queues: Option<u32>,
     /// Where each vif queue's response journal lives (`<domid>.<devid>.journal` for
     /// queue 0, `<domid>.<devid>.q<k>.journal` for queue k, see [`crate::journal`]): a

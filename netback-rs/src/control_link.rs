@@ -26,9 +26,9 @@ use xen_ids::VifId;
 use xenstore::XsError;
 
 use crate::features::{FeatureError, FrontendFeatures};
-use crate::published::VifBoard;
+use crate::published::{QueueBoard, VifBoard};
 use crate::queues::QueueError;
-use crate::vif::VifFatal;
+use crate::vif::{Backstops, VifFatal};
 use crate::vifconfig::{RateCap, VifConfig};
 use shared_ring::credit::{Credits, CREDIT_VERSION};
 
@@ -51,6 +51,36 @@ pub(crate) struct FrontendSetup {
     pub reattach: bool,
 }
 
+/// Queue 0 of a vif connected: what its other queues need.
+#[derive(Debug)]
+pub(crate) struct Connected {
+    /// The connection's sequence number.
+    pub created: u64,
+    /// The vif's backstops, which every queue charges.
+    pub backstops: Backstops,
+}
+
+/// What a worker needs to connect queue `index` ≥ 1 of a vif.
+#[derive(Debug)]
+pub(crate) struct QueueSetup {
+    /// The queue's number.
+    pub index: u32,
+    /// Its ring references and event channel(s).
+    pub keys: crate::queues::QueueKeys,
+    /// The vif's negotiated features.
+    pub features: FrontendFeatures,
+    /// The rings are taken over from a previous netback (no handshake).
+    pub reattach: bool,
+    /// The connection it is part of (queue 0's).
+    pub created: u64,
+    /// The vif's backstops (queue 0's).
+    pub backstops: Backstops,
+    /// The toolstack's `rate` (applied to the backstops by queue 0).
+    pub rate: Option<RateCap>,
+    /// Where the worker publishes it.
+    pub board: Arc<QueueBoard>,
+}
+
 /// An order to a data-path worker, from the control thread (or, for budgets, from
 /// the manager).
 pub(crate) enum Command {
@@ -63,15 +93,25 @@ pub(crate) enum Command {
         /// The most queues its port can have ([`crate::PortFactory::queues`]).
         reply: SyncSender<Result<u32, io::Error>>,
     },
-    /// Map the frontend's rings and bind its event channel(s); replies the connection's
-    /// sequence number.
+    /// Map queue 0's rings and bind its event channel(s) (the other queues are
+    /// [`Command::ConnectQueue`]s, placed by [`crate::router`]); replies the
+    /// connection's sequence number and the vif's backstops.
     Connect {
         id: VifId,
         setup: FrontendSetup,
-        reply: SyncSender<Result<u64, ConnectError>>,
+        reply: SyncSender<Result<Connected, ConnectError>>,
     },
-    /// Release the vif's rings and channels (the device stays).
+    /// Map queue `queue.index` (1 or more) of vif `id`, bind its event channel(s), open
+    /// its port; it charges the vif's backstops.
+    ConnectQueue {
+        id: VifId,
+        queue: Box<QueueSetup>,
+        reply: SyncSender<Result<(), ConnectError>>,
+    },
+    /// Release the vif's rings and channels (the device stays): queue 0's.
     Disconnect { id: VifId, reply: SyncSender<()> },
+    /// Release the queues 1.. of vif `id` this worker serves.
+    DropQueues { id: VifId, reply: SyncSender<()> },
     /// The device is gone: release everything of it.
     Remove { id: VifId, reply: SyncSender<()> },
     /// The toolstack's `rate` changed.
@@ -181,6 +221,14 @@ pub(crate) enum ConnectError {
         was: String,
         /// What the frontend names now.
         now: String,
+    },
+    /// Queue `queue` (1 or more) could not be connected.
+    #[error("queue {queue}: {source}")]
+    Queue {
+        /// The queue.
+        queue: u32,
+        /// The failure.
+        source: Box<ConnectError>,
     },
     /// A queue's port could not be opened.
     #[error("queue {queue}: port: {source}")]

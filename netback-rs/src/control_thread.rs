@@ -5,8 +5,8 @@
 //! connection, [`xenstore::ShareConnection`]), turns them into paced, budgeted work
 //! ([`crate::control_work`]), reads and checks what the toolstack and the frontends
 //! wrote, writes the backend's `state`, `error` and feature keys, places each vif on a
-//! data-path worker and orders it about with [`Command`]s ([`crate::router`],
-//! [`crate::control_link`]). A worker never waits for xenstore: a stalled xenstored, or a guest keeping the control
+//! data-path worker (a multi-queue vif's other queues on the other workers) and orders
+//! them about with [`Command`]s ([`crate::router`], [`crate::control_link`]). A worker never waits for xenstore: a stalled xenstored, or a guest keeping the control
 //! work busy, delays handshakes, not frames.
 //!
 //! Handshake (as Linux's `xen-netback/xenbus.c`, plus the credit feature of
@@ -718,9 +718,10 @@ impl<X: Xenstore> Control<X> {
             credit_version: credits_req.clamp(1, CREDIT_VERSION as u64) as u16,
             reattach,
         };
+        let rate = d.config.rate;
         let created = self
             .link
-            .call(id, |reply| Command::Connect { id, setup, reply })
+            .connect(id, setup, rate)
             .ok_or(ConnectError::Stopping)??;
         if let Some(d) = self.devices.get_mut(&id) {
             d.connection = Some(created);
@@ -734,8 +735,7 @@ impl<X: Xenstore> Control<X> {
     fn disconnect(&mut self, id: VifId) {
         if let Some(d) = self.devices.get_mut(&id) {
             d.connection = None;
-            self.link
-                .call(id, |reply| Command::Disconnect { id, reply });
+            self.link.disconnect(id);
         }
     }
 

@@ -5,10 +5,15 @@
 //! the budget a vif starts with ([`InitialPolicy`], written by the manager, read by a
 //! worker when it connects a vif).
 //!
-//! Nothing here is shared by two workers: a worker publishes a vif after polling it,
-//! with `try_lock` (it never waits for the manager; a publication it skipped is
-//! retried at its next loop iteration), so there is no lock between workers and no
-//! wait on the per-packet path.
+//! A queue k ≥ 1 of a multi-queue vif may run on another worker than the vif
+//! ([`crate::router`]): that worker publishes it on its own [`QueueBoard`], which the
+//! vif's board lists; whoever reads the vif ([`VifBoard::read`]) gets every queue
+//! summed.
+//!
+//! Nothing here is shared by two workers: a worker publishes a vif (or a queue) after
+//! polling it, with `try_lock` (it never waits for the manager; a publication it
+//! skipped is retried at its next loop iteration), so there is no lock between workers
+//! and no wait on the per-packet path.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,12 +43,15 @@ pub(crate) struct VifSnapshot {
     pub rate: Option<RateCap>,
 }
 
-/// A vif's published snapshot, and the worker that owns the vif.
+/// A vif's published snapshot, and the worker that owns the vif (and its queue 0).
 #[derive(Debug)]
 pub(crate) struct VifBoard {
     /// Index of the owning worker.
     pub worker: usize,
     snap: Mutex<VifSnapshot>,
+    /// The boards of its queues 1.. (index k − 1), created by the control thread when
+    /// a frontend first connects with that many queues, kept for the vif's life.
+    queues: Mutex<Vec<Arc<QueueBoard>>>,
 }
 
 impl VifBoard {
@@ -55,12 +63,64 @@ impl VifBoard {
                 rate,
                 ..VifSnapshot::default()
             }),
+            queues: Mutex::new(Vec::new()),
         })
     }
 
-    /// The last published snapshot.
+    /// The last published snapshot, the counters of its queues 1.. added: those of the
+    /// current connection to `current`, the others to `past`.
     pub(crate) fn read(&self) -> VifSnapshot {
-        *self.lock()
+        let mut s = *self.lock();
+        for q in self.queue_boards() {
+            let q = q.read();
+            s.past += q.past;
+            match q.created {
+                Some(c) if s.created == Some(c) => s.current += q.current,
+                _ => s.past += q.current,
+            }
+        }
+        s
+    }
+
+    /// The board of queue `k` (1 or more), served by `worker`: the one it had, or a new
+    /// one.
+    pub(crate) fn queue_board(&self, k: u32, worker: usize) -> Arc<QueueBoard> {
+        let mut g = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let i = k as usize - 1;
+        while g.len() <= i {
+            let worker = if g.len() == i { worker } else { usize::MAX };
+            g.push(Arc::new(QueueBoard::new(worker)));
+        }
+        if g[i].worker != worker {
+            // Placed elsewhere now: a new board, the old one's counters kept as past.
+            let past = g[i].read().total();
+            g[i] = Arc::new(QueueBoard::new(worker));
+            g[i].lock().past = past;
+        }
+        g[i].clone()
+    }
+
+    /// The workers serving the vif's queues in its current connection (queue 0 first);
+    /// empty while it is not connected.
+    pub(crate) fn queue_workers(&self) -> Vec<usize> {
+        let Some(created) = self.lock().created else {
+            return Vec::new();
+        };
+        std::iter::once(self.worker)
+            .chain(
+                self.queue_boards()
+                    .iter()
+                    .filter(|q| q.read().connected == Some(created))
+                    .map(|q| q.worker),
+            )
+            .collect()
+    }
+
+    fn queue_boards(&self) -> Vec<Arc<QueueBoard>> {
+        self.queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Publishes `s` unless the reader holds the board right now (false then: the
@@ -86,6 +146,86 @@ impl VifBoard {
     }
 
     fn lock(&self) -> MutexGuard<'_, VifSnapshot> {
+        self.snap.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One queue k ≥ 1 of a vif as the worker serving it last published it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct QueueSnapshot {
+    /// The connection `current` counts (kept after the queue is released, until the
+    /// next connection begins).
+    pub created: Option<u64>,
+    /// The connection it is connected in now (`None`: released).
+    pub connected: Option<u64>,
+    /// Counters of connection `created`.
+    pub current: VifCounters,
+    /// Counters of the earlier connections.
+    pub past: VifCounters,
+}
+
+impl QueueSnapshot {
+    fn total(&self) -> VifCounters {
+        self.past + self.current
+    }
+}
+
+/// Where the worker serving queue k ≥ 1 of a vif publishes it (read by the manager
+/// through the vif's [`VifBoard`]).
+#[derive(Debug)]
+pub(crate) struct QueueBoard {
+    /// Index of the worker serving the queue.
+    pub worker: usize,
+    snap: Mutex<QueueSnapshot>,
+}
+
+impl QueueBoard {
+    fn new(worker: usize) -> Self {
+        QueueBoard {
+            worker,
+            snap: Mutex::new(QueueSnapshot::default()),
+        }
+    }
+
+    /// The last published snapshot.
+    pub(crate) fn read(&self) -> QueueSnapshot {
+        *self.lock()
+    }
+
+    /// Connection `created` begins: the previous one's counters go to `past`.
+    pub(crate) fn begin(&self, created: u64) {
+        let mut g = self.lock();
+        let was = g.current;
+        g.past += was;
+        g.current = VifCounters::default();
+        g.created = Some(created);
+        g.connected = Some(created);
+    }
+
+    /// The queue is released: its last counters stay, as the connection's.
+    pub(crate) fn end(&self, counters: VifCounters) {
+        let mut g = self.lock();
+        g.current = counters;
+        g.connected = None;
+    }
+
+    /// Publishes the current connection's counters unless the reader holds the board
+    /// right now (false then: the caller retries later).
+    pub(crate) fn try_publish(&self, counters: VifCounters) -> bool {
+        match self.snap.try_lock() {
+            Ok(mut g) => {
+                g.current = counters;
+                true
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                p.into_inner().current = counters;
+                true
+            }
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueSnapshot> {
         self.snap.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

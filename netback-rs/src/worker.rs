@@ -1,17 +1,20 @@
 //! A netback data-path worker: one thread, one epoll, its own event-channel handle,
-//! and the vifs placed on it (every queue of each), driven with local work
-//! only (grant maps and copies, event-channel binds, ports). netback runs
-//! [`NetbackConfig::workers`] of them; the control thread places each vif on the
+//! and the vifs placed on it (each with its queue 0), plus the queues k ≥ 1 of any vif
+//! placed on it ([`crate::router`] spreads a vif's queues over the workers), driven
+//! with local work only (grant maps and copies, event-channel binds, ports). netback
+//! runs [`NetbackConfig::workers`] of them; the control thread places each vif on the
 //! least-loaded one for the vif's life and sends its commands there
 //! ([`crate::control_link`]). A worker never waits for xenstore, for the manager or
 //! for another worker: what the rest of netback needs to know it publishes
-//! ([`crate::published`]).
+//! ([`crate::published`]). An event polls the one queue it is for.
 //!
 //! A frontend that breaks the protocol on its rings is disconnected here with one log
-//! line that says why, and the control thread writes the reason to its `error` node;
-//! only that vif is affected.
+//! line that says why, and the control thread writes the reason to its `error` node
+//! (and has the other workers release the vif's other queues); only that vif is
+//! affected.
 
 mod commands;
+mod lanes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -34,11 +37,16 @@ use crate::emulation::EmulatedBackendRate;
 use crate::evtchn_backoff::SpuriousBackoff;
 use crate::features::BoundChannels;
 use crate::meter::VifCounters;
-use crate::published::{InitialPolicy, VifBoard, VifSnapshot, WorkerMeters, CPU_PUBLISH_EVERY};
-use crate::vif::{Poll, Vif, VifFatal, TX_BATCH};
+use crate::published::{
+    InitialPolicy, QueueBoard, VifBoard, VifSnapshot, WorkerMeters, CPU_PUBLISH_EVERY,
+};
+use crate::vif::{Vif, VifFatal, TX_BATCH};
 use crate::vifconfig::RateCap;
 
 type Mapping<P> = <<P as hypervisor::platform::Platform>::Grants as GrantMap>::Mapping;
+
+/// A queue of a vif: the vif and the queue's number (0: the one with the credit area).
+type QueueId = (VifId, u32);
 
 /// One queue of a connection: its rings (a [`Vif`]) and event channel(s).
 struct Queue<M> {
@@ -47,33 +55,24 @@ struct Queue<M> {
     evtchn: BoundChannels,
 }
 
+/// A vif's connection as its worker holds it: queue 0 (the credit area, and the
+/// vif's backstops, which its other queues charge: `Vif::queue`).
 struct Connection<M> {
-    /// The vif's queues, queue 0 first (it holds the credit area and the vif's
-    /// backstops, which the others charge: `Vif::queue`). Queue k moves frames between
-    /// ring pair k and port k ([`Device::ports`]).
-    queues: Vec<Queue<M>>,
+    queue: Queue<M>,
     /// Connection sequence number (meters restart with each connection).
     created: u64,
+    /// The frontend set up several queues (a failure names queue 0 then).
+    several: bool,
 }
 
-impl<M: hypervisor::grant::GrantMapping> Connection<M> {
-    /// Queue 0 (the credit area, the budgets).
-    fn first(&self) -> &Vif<M> {
-        &self.queues[0].vif
-    }
-
-    /// The counters of all its queues, summed.
-    fn counters(&self) -> VifCounters {
-        self.queues.iter().fold(VifCounters::default(), |mut t, q| {
-            t += q.vif.counters();
-            t
-        })
-    }
-
-    /// The earliest time one of its queues wants to be polled.
-    fn wake_at(&self) -> Option<u64> {
-        self.queues.iter().filter_map(|q| q.vif.wake_at()).min()
-    }
+/// Queue k ≥ 1 of a vif, served by this worker (which may not be the vif's):
+/// its rings, its port (queue k of the vif's interface), its board.
+struct Lane<M> {
+    queue: Queue<M>,
+    port: PortSlot,
+    /// The connection it is part of.
+    created: u64,
+    board: Arc<QueueBoard>,
 }
 
 /// A port of a vif (one per queue) and its place in the worker's epoll.
@@ -97,50 +96,86 @@ impl PortSlot {
             Err(e) => log::warn!("{id}: epoll: {e}"),
         }
     }
+
+    /// Turns the port's carrier on or off.
+    fn set_carrier(&mut self, on: bool, id: VifId) {
+        if let Err(e) = self.port.set_carrier(on) {
+            log::warn!("{id}: port carrier: {e}");
+        }
+    }
 }
 
 struct Device<M> {
     id: VifId,
-    /// Its ports: queue 0's, opened at probe, then those of the other queues of the
-    /// current connection (opened at connect, closed at disconnect).
-    ports: Vec<PortSlot>,
+    /// Queue 0's port, opened at probe (the ports of the other queues are their
+    /// [`Lane`]s', opened at connect, closed at disconnect).
+    port: PortSlot,
     /// The toolstack's `rate`, as the control thread read it.
     rate: Option<RateCap>,
     conn: Option<Connection<M>>,
-    /// Counters of earlier connections of this device (kept across reconnects).
+    /// Counters of earlier connections of queue 0 (kept across reconnects).
     past: VifCounters,
     /// Where this vif is published for the manager.
     board: Arc<VifBoard>,
 }
 
 impl<M: hypervisor::grant::GrantMapping> Device<M> {
-    /// Arms or disarms every port's rx fd in `epoll`.
-    fn arm_ports(&mut self, epoll: &Epoll, want: bool) {
-        for slot in &mut self.ports {
-            slot.arm(epoll, want, self.id);
-        }
-    }
-
-    /// Turns every port's carrier on or off.
-    fn set_carrier(&mut self, on: bool) {
-        for slot in &mut self.ports {
-            if let Err(e) = slot.port.set_carrier(on) {
-                log::warn!("{}: port carrier: {e}", self.id);
-            }
-        }
-    }
-
     fn snapshot(&self) -> VifSnapshot {
         let c = self.conn.as_ref();
         VifSnapshot {
             created: c.map(|c| c.created),
-            credits: c.is_some_and(|c| c.first().has_credits()),
+            credits: c.is_some_and(|c| c.queue.vif.has_credits()),
             past: self.past,
-            current: c.map(Connection::counters).unwrap_or_default(),
-            front: c.and_then(|c| c.first().front_counters()),
+            current: c.map(|c| c.queue.vif.counters()).unwrap_or_default(),
+            front: c.and_then(|c| c.queue.vif.front_counters()),
             rate: self.rate,
         }
     }
+}
+
+/// What a poll of one queue needs besides the queue.
+struct PollCx<'a, G: ?Sized, E: ?Sized> {
+    id: VifId,
+    grants: &'a G,
+    evtchn: &'a E,
+    clock: &'a dyn Fn() -> u64,
+    meters: &'a WorkerMeters,
+    rate: Option<&'a mut EmulatedBackendRate>,
+}
+
+/// Polls one queue's TX and RX until it has no more work or 64 rounds passed:
+/// the packets taken, and `Ok(true)` when it stopped at the round limit with work left.
+fn drive<M, G, E>(
+    q: &mut Queue<M>,
+    slot: &mut PortSlot,
+    cx: &mut PollCx<'_, G, E>,
+) -> (usize, Result<bool, VifFatal>)
+where
+    M: hypervisor::grant::GrantMapping,
+    G: GrantCopy + ?Sized,
+    E: EventChannels + ?Sized,
+{
+    let mut packets = 0;
+    for _ in 0..64 {
+        let now = (cx.clock)();
+        let port = slot.port.as_mut();
+        let tx = match cx.rate.as_deref_mut() {
+            Some(rate) => rate.tx_poll(&mut q.vif, cx.clock, cx.grants, port),
+            None => q.vif.tx_poll(cx.clock, cx.grants, port, TX_BATCH),
+        };
+        let rx = tx.and_then(|tx| Ok((tx, q.vif.rx_poll(now, cx.grants, port)?)));
+        let (tx, rx) = match rx {
+            Ok(p) => p,
+            Err(e) => return (packets, Err(e)),
+        };
+        packets += tx.packets + rx.packets;
+        WorkerMeters::add(&cx.meters.notifies, q.evtchn.count(tx.notify, rx.notify));
+        q.evtchn.notify(cx.evtchn, cx.id, tx.notify, rx.notify);
+        if !(tx.more || rx.more) {
+            return (packets, Ok(false));
+        }
+    }
+    (packets, Ok(true))
 }
 
 /// Epoll key of the doorbell of the worker's command queue.
@@ -176,23 +211,25 @@ pub(crate) struct Worker<P: BackendPlatform> {
     cfg: NetbackConfig,
     shared: WorkerShared,
     devices: BTreeMap<VifId, Device<Mapping<P>>>,
-    by_evtchn: HashMap<EvtPort, VifId>,
+    /// Queues k ≥ 1 (of its vifs or others') it serves.
+    lanes: BTreeMap<QueueId, Lane<Mapping<P>>>,
+    by_evtchn: HashMap<EvtPort, QueueId>,
     epoll: Epoll,
-    port_keys: HashMap<u64, VifId>,
+    port_keys: HashMap<u64, QueueId>,
     next_key: u64,
     pending: Vec<EvtPort>,
     /// The emulated backend packet rate ([`NetbackConfig::emulated_backend_pps`]), per
     /// worker.
     rate: Option<EmulatedBackendRate>,
     rr: usize,
-    /// Vifs that still had work when `poll_vif` stopped after its round limit: they are
-    /// polled again in the next iteration, which then does not sleep. (Their rings were
-    /// not re-armed, so no notification would wake us for them.) Only vifs with work
-    /// they can do: one waiting for the rest of a packet or for RX buffers sleeps until
-    /// its event channel wakes it.
-    busy: BTreeSet<VifId>,
-    /// Vifs whose publication was skipped (the manager was reading): retried.
-    unpublished: BTreeSet<VifId>,
+    /// Queues that still had work when `poll_queue` stopped after its round limit: they
+    /// are polled again in the next iteration, which then does not sleep. (Their rings
+    /// were not re-armed, so no notification would wake us for them.) Only queues with
+    /// work they can do: one waiting for the rest of a packet or for RX buffers sleeps
+    /// until its event channel wakes it.
+    busy: BTreeSet<QueueId>,
+    /// Queues whose publication was skipped (the manager was reading): retried.
+    unpublished: BTreeSet<QueueId>,
     /// Ports kept masked a while after spurious events (event-channel storms).
     backoff: SpuriousBackoff,
     /// Scratch list of ports due to be unmasked.
@@ -222,6 +259,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             cfg,
             shared,
             devices: BTreeMap::new(),
+            lanes: BTreeMap::new(),
             by_evtchn: HashMap::new(),
             epoll,
             port_keys: HashMap::new(),
@@ -248,6 +286,9 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         // The last word on every vif: what status shows from now on.
         for d in self.devices.values() {
             d.board.publish(&d.snapshot());
+        }
+        for l in self.lanes.values() {
+            l.board.end(l.queue.vif.counters());
         }
         // Dropping the devices releases their rings, channels and ports (the interfaces
         // stay, for the next netback).
@@ -276,20 +317,20 @@ impl<P: BackendPlatform + Sync> Worker<P> {
                 EV_COMMANDS => self.take_commands(),
                 EV_EVTCHN => self.handle_evtchn(),
                 k => {
-                    if let Some(&id) = self.port_keys.get(&k) {
-                        self.poll_vif(id);
+                    if let Some(&q) = self.port_keys.get(&k) {
+                        self.poll_queue(q);
                     }
                 }
             }
         }
-        // Vifs cut short by the round limit last time (and not polled above since).
-        for id in std::mem::take(&mut self.busy) {
-            self.poll_vif(id);
+        // Queues cut short by the round limit last time (and not polled above since).
+        for q in std::mem::take(&mut self.busy) {
+            self.poll_queue(q);
         }
         self.poll_held();
         self.unmask_due(self.now());
-        for id in std::mem::take(&mut self.unpublished) {
-            self.publish(id);
+        for q in std::mem::take(&mut self.unpublished) {
+            self.try_publish(q);
         }
         Ok(())
     }
@@ -304,9 +345,8 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let now = self.now();
         let until = |t: u64| Duration::from_nanos(t.saturating_sub(now));
         let wait = self
-            .devices
-            .values()
-            .filter_map(|d| d.conn.as_ref()?.wake_at())
+            .queues()
+            .filter_map(|(_, q)| q.vif.wake_at())
             .chain(self.backoff.next_due())
             .map(until)
             .fold(timeout, Duration::min);
@@ -317,32 +357,35 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         }
     }
 
-    /// Polls the held vifs whose deficit has accrued, and incomplete packets' timeouts.
-    fn poll_held(&mut self) {
-        let now = self.now();
-        let due: Vec<VifId> = self
+    /// Every connected queue it serves.
+    fn queues(&self) -> impl Iterator<Item = (QueueId, &Queue<Mapping<P>>)> {
+        let zeros = self
             .devices
             .values()
-            .filter(|d| {
-                d.conn
-                    .as_ref()
-                    .and_then(Connection::wake_at)
-                    .is_some_and(|t| t <= now)
-            })
-            .map(|d| d.id)
+            .filter_map(|d| Some(((d.id, 0), &d.conn.as_ref()?.queue)));
+        zeros.chain(self.lanes.iter().map(|(k, l)| (*k, &l.queue)))
+    }
+
+    /// Polls the held queues whose deficit has accrued, and incomplete packets' timeouts.
+    fn poll_held(&mut self) {
+        let now = self.now();
+        let due: Vec<QueueId> = self
+            .queues()
+            .filter(|(_, q)| q.vif.wake_at().is_some_and(|t| t <= now))
+            .map(|(k, _)| k)
             .collect();
-        // Round robin over the held vifs: when they share a budget (the emulated backend
-        // packet rate), the first one polled would otherwise take every refill.
+        // Round robin over the held queues: when they share a budget (the emulated
+        // backend packet rate), the first one polled would otherwise take every refill.
         if !due.is_empty() {
             self.rr = self.rr.wrapping_add(1);
             let k = self.rr % due.len();
-            for id in due[k..].iter().chain(&due[..k]) {
-                self.poll_vif(*id);
+            for q in due[k..].iter().chain(&due[..k]) {
+                self.poll_queue(*q);
             }
         }
     }
 
-    /// Unmasks the ports whose spurious-event delay has passed, and polls their vifs:
+    /// Unmasks the ports whose spurious-event delay has passed, and polls their queues:
     /// what the frontend published while its port was masked is taken now.
     fn unmask_due(&mut self, now: u64) {
         self.backoff.take_due(now, &mut self.due_ports);
@@ -351,8 +394,8 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             if let Err(e) = self.evtchn.unmask(port) {
                 log::debug!("netback: unmask {port}: {e}");
             }
-            if let Some(&id) = self.by_evtchn.get(&port) {
-                self.poll_vif(id);
+            if let Some(&q) = self.by_evtchn.get(&port) {
+                self.poll_queue(q);
             }
         }
         self.due_ports = due;
@@ -370,110 +413,114 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         WorkerMeters::add(&self.shared.meters.events, n as u64);
         for i in 0..n {
             let port = self.pending[i];
-            if let Some(&id) = self.by_evtchn.get(&port) {
-                let worked = self.poll_vif_counted(id) > 0;
-                let producers = self.peer_producers(id);
+            if let Some(&q) = self.by_evtchn.get(&port) {
+                let worked = self.poll_queue_counted(q) > 0;
+                let producers = self.peer_producers(q);
                 let now = self.now();
                 if let Some(at) = self.backoff.after_event(port, producers, worked, now) {
-                    log::debug!("{id}: spurious events: port masked until {at}");
+                    log::debug!(
+                        "{}: queue {}: spurious events: port masked until {at}",
+                        q.0,
+                        q.1
+                    );
                     continue;
                 }
             }
             if let Err(e) = self.evtchn.unmask(port) {
                 log::debug!("netback: unmask {port}: {e}");
             }
-            // Work that raced with the unmask is caught by the final checks in poll_vif.
+            // Work that raced with the unmask is caught by the final checks in the poll.
         }
     }
 
-    /// The frontend's request producers (TX, RX) of vif `id`, as its pages hold them
-    /// (summed over its queues: a hint that any of them moved).
-    fn peer_producers(&self, id: VifId) -> (u32, u32) {
-        let Some(c) = self.devices.get(&id).and_then(|d| d.conn.as_ref()) else {
-            return (0, 0);
-        };
-        c.queues.iter().fold((0, 0), |(t, r), q| {
-            let (qt, qr) = q.vif.peer_producers();
-            (t.wrapping_add(qt), r.wrapping_add(qr))
-        })
+    /// The frontend's request producers (TX, RX) of queue `q`, as its pages hold them
+    /// (a hint that it moved).
+    fn peer_producers(&self, q: QueueId) -> (u32, u32) {
+        self.queue(q).map_or((0, 0), |q| q.vif.peer_producers())
     }
 
-    /// Polls one vif's TX and RX, every queue of it, until it has no more work this
-    /// round.
-    fn poll_vif(&mut self, id: VifId) {
-        self.poll_vif_counted(id);
+    /// Connected queue `q`, if it is served here.
+    fn queue(&self, q: QueueId) -> Option<&Queue<Mapping<P>>> {
+        match q.1 {
+            0 => Some(&self.devices.get(&q.0)?.conn.as_ref()?.queue),
+            _ => Some(&self.lanes.get(&q)?.queue),
+        }
     }
 
-    /// [`Self::poll_vif`]; returns the packets taken (TX chains and RX frames).
-    fn poll_vif_counted(&mut self, id: VifId) -> usize {
-        let Some(dev) = self.devices.get_mut(&id) else {
-            return 0;
-        };
-        let Some(conn) = dev.conn.as_mut() else {
-            return 0;
+    /// Polls one queue's TX and RX until it has no more work this round.
+    fn poll_queue(&mut self, q: QueueId) {
+        self.poll_queue_counted(q);
+    }
+
+    /// [`Self::poll_queue`]; returns the packets taken (TX chains and RX frames).
+    fn poll_queue_counted(&mut self, q: QueueId) -> usize {
+        let (queue, slot, several) = match q.1 {
+            0 => match self.devices.get_mut(&q.0) {
+                Some(Device {
+                    conn: Some(c),
+                    port,
+                    ..
+                }) => (&mut c.queue, port, c.several),
+                _ => return 0,
+            },
+            _ => match self.lanes.get_mut(&q) {
+                Some(l) => (&mut l.queue, &mut l.port, true),
+                None => return 0,
+            },
         };
         WorkerMeters::add(&self.shared.meters.vif_polls, 1);
-        let grants = self.platform.grants();
-        let evtchn = &self.evtchn;
-        let clock = &self.shared.clock;
-        let meters = &self.shared.meters;
-        let mut rounds = 0;
-        let mut packets = 0;
-        // Ok(true): stopped at the round limit with work left.
-        let ports = &mut dev.ports;
-        let several = conn.queues.len() > 1;
-        // The failing queue's number is in the reason when the vif has several.
-        let mut at = 0;
-        let result: Result<bool, VifFatal> = (|| loop {
-            rounds += 1;
-            let mut more = false;
-            for (k, (q, slot)) in conn.queues.iter_mut().zip(ports.iter_mut()).enumerate() {
-                at = k;
-                let now = clock();
-                let port = slot.port.as_mut();
-                let tx: Poll = match self.rate.as_mut() {
-                    Some(rate) => rate.tx_poll(&mut q.vif, &**clock, grants, port)?,
-                    None => q.vif.tx_poll(&**clock, grants, port, TX_BATCH)?,
-                };
-                let rx: Poll = q.vif.rx_poll(now, grants, slot.port.as_mut())?;
-                packets += tx.packets + rx.packets;
-                WorkerMeters::add(&meters.notifies, q.evtchn.count(tx.notify, rx.notify));
-                q.evtchn.notify(evtchn, id, tx.notify, rx.notify);
-                more |= tx.more || rx.more;
-            }
-            if !more {
-                return Ok(false);
-            }
-            if rounds >= 64 {
-                return Ok(true);
-            }
-        })();
+        let mut cx = PollCx {
+            id: q.0,
+            grants: self.platform.grants(),
+            evtchn: &self.evtchn,
+            clock: &*self.shared.clock,
+            meters: &self.shared.meters,
+            rate: self.rate.as_mut(),
+        };
+        let (packets, result) = drive(queue, slot, &mut cx);
         let more = match result {
             Ok(more) => more,
             Err(why) => {
+                // The failing queue's number is in the reason when the vif has several.
                 let why = if several {
-                    format!("queue {at}: {why}")
+                    format!("queue {}: {why}", q.1)
                 } else {
                     why.to_string()
                 };
-                log::warn!("{id}: disconnecting the frontend: {why}");
-                self.fail_device(id, &why);
+                log::warn!("{}: disconnecting the frontend: {why}", q.0);
+                match q.1 {
+                    0 => self.fail_device(q.0, &why),
+                    _ => self.fail_lane(q, &why),
+                }
                 return packets;
             }
         };
+        // Listen to the queue's port only while its frames can go somewhere.
+        slot.arm(&self.epoll, !queue.vif.rx_starved(), q.0);
         if more {
-            self.busy.insert(id);
+            self.busy.insert(q);
         } else {
-            self.busy.remove(&id);
+            self.busy.remove(&q);
         }
-        // Listen to a queue's port only while its frames can go somewhere.
-        for (q, slot) in conn.queues.iter().zip(dev.ports.iter_mut()) {
-            slot.arm(&self.epoll, !q.vif.rx_starved(), id);
-        }
-        if !dev.board.try_publish(&dev.snapshot()) {
-            self.unpublished.insert(id);
-        }
+        self.try_publish(q);
         packets
+    }
+
+    /// Publishes queue `q` unless the manager is reading (then later).
+    fn try_publish(&mut self, q: QueueId) {
+        let done = match q.1 {
+            0 => self
+                .devices
+                .get(&q.0)
+                .is_none_or(|d| d.board.try_publish(&d.snapshot())),
+            _ => self
+                .lanes
+                .get(&q)
+                .is_none_or(|l| l.board.try_publish(l.queue.vif.counters())),
+        };
+        if !done {
+            self.unpublished.insert(q);
+        }
     }
 
     /// Publishes vif `id` (waiting for the manager if it is reading).
@@ -483,56 +530,54 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         }
     }
 
-    /// Releases vif `id`'s connection (rings, event channels, grant-copy mappings of a
-    /// domain left without a connected vif); the device stays, waiting for a frontend.
+    /// Releases vif `id`'s connection (queue 0's rings and event channels, grant-copy
+    /// mappings of a domain left without a connected queue here); the device stays,
+    /// waiting for a frontend.
     fn disconnect(&mut self, id: VifId) {
         let Some(d) = self.devices.get_mut(&id) else {
             return;
         };
         // Without a connection the port's frames have nowhere to go: a level-triggered
         // port left armed would wake the loop for them without end.
-        d.arm_ports(&self.epoll, false);
-        self.busy.remove(&id);
+        d.port.arm(&self.epoll, false, id);
+        self.busy.remove(&(id, 0));
         if let Some(conn) = d.conn.take() {
             // No guest behind the interface: no carrier (on again at the next connect).
-            d.set_carrier(false);
-            d.past += conn.counters();
-            for q in conn.queues {
-                for p in q.evtchn.ports() {
-                    self.by_evtchn.remove(&p);
-                    self.backoff.forget(p);
-                }
-                q.evtchn.unbind(&self.evtchn, id);
-                // Dropping the mappings unmaps the rings.
-                drop(q.vif.into_mappings());
-            }
-            // The other queues' ports were the connection's.
-            for slot in d.ports.drain(1..) {
-                let _ = self.epoll.del(slot.port.rx_fd());
-                self.port_keys.remove(&slot.key);
-            }
+            d.port.set_carrier(false, id);
+            d.past += conn.queue.vif.counters();
+            self.release(id, conn.queue);
             log::info!("{id}: disconnected");
         }
         self.publish(id);
         self.forget_unconnected_peer(id.domid);
     }
 
-    /// Releases what the grant copies keep of `domid` once none of its vifs is connected
-    /// (its domain died or its last vif closed): a guest cannot leave mappings behind.
-    /// (A vif of that domain on another worker then maps again what it copies next.)
+    /// Unbinds and unmaps a queue.
+    fn release(&mut self, id: VifId, q: Queue<Mapping<P>>) {
+        for p in q.evtchn.ports() {
+            self.by_evtchn.remove(&p);
+            self.backoff.forget(p);
+        }
+        q.evtchn.unbind(&self.evtchn, id);
+        // Dropping the mappings unmaps the rings.
+        drop(q.vif.into_mappings());
+    }
+
+    /// Releases what the grant copies keep of `domid` once none of its queues here is
+    /// connected (its domain died or its last vif closed): a guest cannot leave mappings
+    /// behind. (A queue of that domain on another worker then maps again what it copies
+    /// next.)
     fn forget_unconnected_peer(&self, domid: DomId) {
-        let connected = self
-            .devices
-            .values()
-            .any(|d| d.id.domid == domid && d.conn.is_some());
+        let connected = self.queues().any(|((id, _), _)| id.domid == domid);
         if !connected {
             self.platform.grants().forget_peer(domid);
         }
     }
 
-    /// Disconnects a frontend that broke the protocol on its rings: releases them here
-    /// and tells the control thread, which writes the reason in the backend's `error`
-    /// node, then `Closing` (xenbus_dev_fatal).
+    /// Disconnects a frontend that broke the protocol on queue 0's rings: releases them
+    /// here and tells the control thread, which has the other workers release the other
+    /// queues and writes the reason in the backend's `error` node, then `Closing`
+    /// (xenbus_dev_fatal).
     fn fail_device(&mut self, id: VifId, why: &str) {
         let created = self
             .devices
@@ -555,8 +600,9 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let now = self.now();
         match self.devices.get_mut(&id).and_then(|d| d.conn.as_mut()) {
             Some(conn) if created.is_none_or(|k| k == conn.created) => {
-                // Queue 0 publishes it and sets the backstop all the queues charge.
-                conn.queues[0].vif.set_tx_budget(c, now);
+                // Queue 0 publishes it and sets the backstop all the queues charge,
+                // whichever worker serves them (shared, lock-free).
+                conn.queue.vif.set_tx_budget(c, now);
                 true
             }
             _ => false,
@@ -568,7 +614,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let now = self.now();
         if let Some(conn) = self.devices.get_mut(&id).and_then(|d| d.conn.as_mut()) {
             if conn.created == created {
-                conn.queues[0].vif.set_rx_budget(c, now);
+                conn.queue.vif.set_rx_budget(c, now);
             }
         }
     }

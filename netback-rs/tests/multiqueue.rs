@@ -12,8 +12,9 @@
 //! queue go out on that queue's port and come back on it, intact and in order
 //! (`four_queues_carry_frames_both_ways_each_on_its_own_queue`); with TAPs, the vif
 //! gets 4 queues of one `IFF_MULTI_QUEUE` TAP
-//! (`a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap`); one corrupted queue
-//! fails its vif alone, the queue named (`one_corrupted_queue_fails_its_vif_only`);
+//! (`a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap`); one corrupted queue,
+//! on the other worker than the vif's, fails its vif alone, the queue named, every
+//! queue released on both workers (`one_corrupted_queue_fails_its_vif_only`);
 //! 200 connections of a 4-queue vif leak nothing
 //! (`four_queue_connections_leak_nothing`); a restarted netback takes the 4 queues of a
 //! frontend that stays connected over, without a new handshake
@@ -23,6 +24,16 @@
 //! backstop burst in total (`four_flooded_queues_get_one_budget_and_one_backstop_burst`);
 //! a persistent TAP created without `IFF_MULTI_QUEUE` gets its vif offered one queue
 //! (`a_tap_created_without_multi_queue_offers_its_vif_one_queue`).
+//!
+//! The queues of one vif spread over the workers (queue k on worker (w0 + k) mod W):
+//! both workers poll and spend CPU while one 4-queue vif floods, none while it is idle,
+//! and the queues are released on both when it closes
+//! (`a_four_queue_vif_runs_on_both_workers_each_queue_polled_alone`); a budget set
+//! while connected holds the queues on the other worker too
+//! (`a_budget_set_while_connected_holds_the_queues_on_every_worker`); a queue whose
+//! ring cannot be mapped fails its vif with the queue named, after every worker
+//! released what it had connected, 150 times without a leak
+//! (`a_queue_that_cannot_be_mapped_fails_its_vif_on_every_worker_and_leaks_nothing`).
 
 mod common;
 
@@ -144,6 +155,9 @@ fn threads() -> usize {
         "a_four_queue_vif_gets_four_queues_of_one_multi_queue_tap",
         "four_flooded_queues_get_one_budget_and_one_backstop_burst",
         "a_tap_created_without_multi_queue_offers_its_vif_one_queue",
+        "a_four_queue_vif_runs_on_both_workers_each_queue_polled_alone",
+        "a_queue_that_cannot_be_mapped_fails_its_vif_on_every_worker_and_leaks_nothing",
+        "a_budget_set_while_connected_holds_the_queues_on_every_worker",
     ])
 }
 
@@ -454,24 +468,34 @@ fn one_corrupted_queue_fails_its_vif_only() {
     let mut guest = MqGuest::start(&host, DomId(1), 4);
     let mut wire = wires(&nb, hostile, 4);
     each_queue_carries(&mut guest.apps, &mut wire, 0, 5);
-    // The guest writes a request producer far past anything queue 2's TX ring can
+    // Queue 3 runs on the other worker than queue 0 (the vif's).
+    let on = nb
+        .call(
+            move |nb| nb.vif_queue_workers(hostile),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_ne!(on[3], on[0], "queues on {on:?}");
+    // The guest writes a request producer far past anything queue 3's TX ring can
     // hold (as the kernel it controls can), then sends a frame on queue 0.
     let fe = "/local/domain/1/device/vif/0";
-    let gref: u32 = read_key(&host, &format!("{fe}/queue-2/tx-ring-ref"))
+    let gref: u32 = read_key(&host, &format!("{fe}/queue-3/tx-ring-ref"))
         .parse()
-        .expect("queue-2/tx-ring-ref");
+        .expect("queue-3/tx-ring-ref");
     let dom0 = testbed::domain(&host, DomId(0)).expect("dom0");
     let page = dom0
         .grants()
         .map(DomId(1), &[GrantRef(gref)], Access::Writable)
-        .expect("map queue 2's TX ring");
+        .expect("map queue 3's TX ring");
     ring_mem(page.mem()).store(layout::REQ_PROD, 100_000);
-    send_all(&mut guest.apps[0], &frame(77, 100));
+    // A frame for the guest arrives on queue 3 (its TAP queue): netback polls that
+    // queue, both rings (an event on another queue polls only that one).
+    send_all(&mut wire[3], &frame(77, 100));
     let be = "/local/domain/0/backend/vif/1/0";
     let err = wait_key(&host, &format!("{be}/error"), |e| !e.is_empty());
     eprintln!("error node: {err}");
     assert!(
-        err.contains("queue 2: TX ring") && err.contains("100000"),
+        err.contains("queue 3: TX ring") && err.contains("100000"),
         "the reason, and which queue: {err:?}"
     );
     drop(page);
@@ -479,6 +503,17 @@ fn one_corrupted_queue_fails_its_vif_only() {
     good_roundtrip(&mut neighbour, &mut good_wire, 100);
     let st = nb.vif_status(good).expect("status");
     assert!(st.connected && st.state == XenbusState::Connected);
+    // Every queue of the failed vif is released, on both workers: what stays are the
+    // two devices (their queue 0's port) and the neighbour's connection.
+    let (queues, on) = nb
+        .call(
+            move |nb| (nb.worker_queues(), nb.vif_queue_workers(hostile)),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(queues.iter().sum::<u64>(), 2, "queues left: {queues:?}");
+    assert!(on.is_empty(), "the failed vif still has queues on {on:?}");
+    assert!(!nb.vif_status(hostile).expect("status").connected);
     let _ = guest.stop();
 }
 
@@ -649,11 +684,19 @@ fn four_flooded_queues_get_one_budget_and_one_backstop_burst() {
     };
     let nb = BackendThread::start(&host, cfg).expect("netback");
     // A guest that polices nothing (no credit area) floods its 4 queues at once.
-    let mut guest = MqGuest::start_with(&host, DomId(1), 4, false);
-    let mut wire = wires(&nb, id, 4);
+    let guest = MqGuest::start_with(&host, DomId(1), 4, false);
+    flood_within_budget(&nb, id, guest, rate, burst);
+}
+
+/// `guest` (4 queues, no credit area) floods every queue for 600 ms: in total at most
+/// `rate` × t + one backstop burst (from `burst`) leave, at least half the rate, and
+/// every queue carries some.
+fn flood_within_budget(nb: &BackendThread, id: VifId, mut guest: MqGuest, rate: u64, burst: u64) {
+    let mut wire = wires(nb, id, 4);
     let t0 = std::time::Instant::now();
     let flood_for = Duration::from_millis(600);
     let until = t0 + flood_for + Duration::from_millis(300);
+    let before = nb.vif_status(id).expect("status").counters.tx_packets;
     let per_queue: Vec<u64> = std::thread::scope(|s| {
         for app in guest.apps.iter_mut() {
             s.spawn(move || flood(app, 100, flood_for));
@@ -681,8 +724,45 @@ fn four_flooded_queues_get_one_budget_and_one_backstop_burst() {
         assert!(*n > 0, "queue {k} carried nothing: {per_queue:?}");
     }
     let st = nb.vif_status(id).expect("status");
-    assert_eq!(st.counters.tx_packets, total, "{:?}", st.counters);
+    assert_eq!(st.counters.tx_packets - before, total, "{:?}", st.counters);
     let _ = guest.stop();
+}
+
+#[test]
+fn a_budget_set_while_connected_holds_the_queues_on_every_worker() {
+    use shared_ring::credit::Credits;
+    use shared_ring::Limit;
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    // No budget at connect: the backstops start unlimited.
+    let nb = mq_netback(&host, 2, 4);
+    let guest = MqGuest::start_with(&host, DomId(1), 4, false);
+    nb.wait_connected(&[id], Duration::from_secs(10)).unwrap();
+    let on = nb
+        .call(move |nb| nb.vif_queue_workers(id), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(on.len(), 4);
+    assert!(on.contains(&0) && on.contains(&1), "queues on {on:?}");
+    // The operator's (or the allocator's) budget reaches the vif's worker, queue 0,
+    // which sets the backstops every queue charges, on either worker.
+    let (rate, burst) = (2000u64, 50u64);
+    let budget = Credits {
+        bytes: Limit::Unlimited,
+        packets: Limit::Rate {
+            per_sec: rate,
+            burst,
+        },
+        period_us: 0,
+    };
+    let applied = nb
+        .call(
+            move |nb| nb.set_tx_budget(id, &budget),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert!(applied);
+    flood_within_budget(&nb, id, guest, rate, burst);
 }
 
 #[test]
@@ -733,4 +813,239 @@ fn a_tap_created_without_multi_queue_offers_its_vif_one_queue() {
     assert_eq!(nf2.num_queues(), 4);
     nb.wait_connected(&[old, new], Duration::from_secs(10))
         .expect("both connected");
+}
+
+/// What each worker did so far (its loop counters).
+fn worker_stats(nb: &BackendThread) -> Vec<netback::LoopStats> {
+    nb.call(|nb| nb.worker_stats(), Duration::from_secs(10))
+        .unwrap()
+}
+
+#[test]
+fn a_four_queue_vif_runs_on_both_workers_each_queue_polled_alone() {
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let nb = mq_netback(&host, 2, 4);
+    let mut guest = MqGuest::start(&host, DomId(1), 4);
+    let mut wire = wires(&nb, id, 4);
+    nb.wait_connected(&[id], Duration::from_secs(10)).unwrap();
+    let (on, queues, w0) = nb
+        .call(
+            move |nb| {
+                (
+                    nb.vif_queue_workers(id),
+                    nb.worker_queues(),
+                    nb.vif_worker(id),
+                )
+            },
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let w0 = w0.expect("placed");
+    // Queue k on worker (w0 + k) mod 2.
+    let want: Vec<usize> = (0..4).map(|k| (w0 + k) % 2).collect();
+    assert_eq!(on, want, "the worker of each queue");
+    assert_eq!(queues, vec![2, 2], "queues per worker");
+
+    // The vif floods its 4 queues both ways: each worker carries its two.
+    let cpu = |nb: &BackendThread| {
+        nb.call(|nb| nb.worker_cpu_ns(), Duration::from_secs(10))
+            .unwrap()
+    };
+    let (before, cpu0) = (worker_stats(&nb), cpu(&nb));
+    for round in 0..8 {
+        each_queue_carries(&mut guest.apps, &mut wire, round * 100, 25);
+        each_queue_carries(&mut wire, &mut guest.apps, 50_000 + round * 100, 25);
+    }
+    // A worker publishes its CPU time before it sleeps: the last of the traffic is in.
+    std::thread::sleep(Duration::from_millis(200));
+    let (after, cpu1) = (worker_stats(&nb), cpu(&nb));
+    for w in 0..2 {
+        let (polls, events) = (
+            after[w].vif_polls - before[w].vif_polls,
+            after[w].events - before[w].events,
+        );
+        let us = (cpu1[w] - cpu0[w]) / 1000;
+        eprintln!("worker {w}: {polls} queue polls, {events} events, {us} µs of CPU");
+        assert!(
+            polls > 0 && events > 0 && us > 0,
+            "worker {w} idle: {before:?} -> {after:?}, CPU {cpu0:?} -> {cpu1:?}"
+        );
+    }
+    let st = nb.vif_status(id).expect("status");
+    assert_eq!(st.counters.tx_packets, 800, "{:?}", st.counters);
+    assert_eq!(st.counters.rx_packets, 800, "{:?}", st.counters);
+
+    // An idle vif costs nothing: no queue of it is polled without an event.
+    std::thread::sleep(Duration::from_millis(50));
+    let quiet = worker_stats(&nb);
+    std::thread::sleep(Duration::from_millis(500));
+    let later = worker_stats(&nb);
+    for w in 0..2 {
+        assert_eq!(
+            later[w].vif_polls, quiet[w].vif_polls,
+            "worker {w} polled an idle vif"
+        );
+    }
+
+    // Closed: the queues are released on both workers; the counters stay the vif's.
+    let stats = guest.stop();
+    close_frontend(&host, DomId(1));
+    let (on, queues) = nb
+        .call(
+            move |nb| (nb.vif_queue_workers(id), nb.worker_queues()),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert!(on.is_empty(), "{on:?}");
+    assert_eq!(
+        queues.iter().sum::<u64>(),
+        1,
+        "the device alone: {queues:?}"
+    );
+    for (k, s) in stats.iter().enumerate() {
+        assert_eq!((s.tx_packets, s.rx_packets), (200, 200), "queue {k}");
+    }
+    let st = nb.vif_status(id).expect("status");
+    assert_eq!(
+        (st.counters.tx_packets, st.counters.rx_packets),
+        (800, 800),
+        "counters of a closed connection"
+    );
+}
+
+/// A frontend written by hand with 4 queues: each queue's rings granted and initialised
+/// and an event channel, keys under `queue-N/` as Linux's netfront writes them.
+struct HandQueues {
+    rings: Vec<(xen_local::LocalSharedPages, xen_local::LocalSharedPages)>,
+    ports: Vec<hypervisor::evtchn::Port>,
+}
+
+impl HandQueues {
+    /// Grants and writes the keys of 4 queues; queue `bad`'s `tx-ring-ref` names a
+    /// grant it never made.
+    fn write(raw: &RawFrontend, bad: Option<u32>) -> HandQueues {
+        use hypervisor::evtchn::EventChannels;
+        use hypervisor::grant::{Access, GrantShare, SharedPages};
+        use hypervisor::platform::ring_mem;
+        use shared_ring::netif::{NetifRxFrontRing, NetifTxFrontRing};
+        let plat = raw.platform();
+        let mut q = HandQueues {
+            rings: Vec::new(),
+            ports: Vec::new(),
+        };
+        raw.write("multi-queue-num-queues", "4");
+        raw.write("request-rx-copy", "1");
+        for k in 0..4u32 {
+            let tx = plat.grants.share(DomId(0), 1, Access::Writable).unwrap();
+            let rx = plat.grants.share(DomId(0), 1, Access::Writable).unwrap();
+            NetifTxFrontRing::init(ring_mem(tx.mem())).unwrap();
+            NetifRxFrontRing::init(ring_mem(rx.mem())).unwrap();
+            let port = plat.evtchn.alloc_unbound(DomId(0)).unwrap();
+            let tx_ref = if bad == Some(k) {
+                // Not granted: the backend cannot map it.
+                "4000".to_string()
+            } else {
+                tx.grefs()[0].0.to_string()
+            };
+            raw.write(&format!("queue-{k}/tx-ring-ref"), &tx_ref);
+            raw.write(
+                &format!("queue-{k}/rx-ring-ref"),
+                &rx.grefs()[0].0.to_string(),
+            );
+            raw.write(&format!("queue-{k}/event-channel"), &port.0.to_string());
+            q.rings.push((tx, rx));
+            q.ports.push(port);
+        }
+        q
+    }
+
+    /// Initialised → the backend's answer.
+    fn connect(raw: &RawFrontend, bad: Option<u32>) -> (HandQueues, XenbusState) {
+        raw.write("state", "1");
+        assert_eq!(
+            raw.wait_be(&[XenbusState::InitWait], Duration::from_secs(10)),
+            Some(XenbusState::InitWait)
+        );
+        let q = Self::write(raw, bad);
+        raw.write("state", "4");
+        let st = raw.wait_be(
+            &[XenbusState::Connected, XenbusState::Closing],
+            Duration::from_secs(10),
+        );
+        (q, st.expect("the backend answers"))
+    }
+
+    /// Closed (the backend follows), then frees its grants and channels.
+    fn close(self, raw: &RawFrontend) {
+        use hypervisor::evtchn::EventChannels;
+        raw.write("state", "6");
+        let _ = raw.wait_be(&[XenbusState::Closed], Duration::from_secs(10));
+        for p in self.ports {
+            let _ = raw.platform().evtchn.unbind(p);
+        }
+    }
+}
+
+#[test]
+fn a_queue_that_cannot_be_mapped_fails_its_vif_on_every_worker_and_leaks_nothing() {
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let good = add_vif(&host, DomId(1), 0).expect("vif");
+    let bad = add_vif(&host, DomId(2), 0).expect("vif");
+    let nb = mq_netback(&host, 2, 4);
+    let mut neighbour = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).expect("guest");
+    let mut good_wire = nb.wire(good);
+    good_roundtrip(&mut neighbour, &mut good_wire, 0);
+    let raw = RawFrontend::new(&host, bad).expect("raw frontend");
+    // Queue k lands on worker (w0 + k) mod 2: a bad queue 1 or 3 fails on the other
+    // worker than the vif's, a bad queue 2 on the vif's after queue 1 mapped on the
+    // other; each time what was mapped on both is released.
+    let cycle = |i: usize| {
+        let k = 1 + (i % 3) as u32;
+        let (q, st) = HandQueues::connect(&raw, Some(k));
+        assert_eq!(
+            st,
+            XenbusState::Closing,
+            "cycle {i}: queue {k} is unmappable"
+        );
+        let err = raw.error();
+        assert!(
+            err.contains(&format!("queue {k}: map tx-ring-ref 4000")),
+            "cycle {i}: error node {err:?}"
+        );
+        q.close(&raw);
+    };
+    for i in 0..6 {
+        cycle(i);
+    }
+    let queues = nb
+        .call(|nb| nb.worker_queues(), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(queues, vec![1, 1], "only the devices: {queues:?}");
+    let base = usage(&host);
+    let heap = common::heap_in_use();
+    for i in 6..156 {
+        cycle(i);
+    }
+    let end = usage(&host);
+    let heap_end = common::heap_in_use();
+    eprintln!("150 refused 4-queue connections: {base:?} -> {end:?}, heap {heap} -> {heap_end}");
+    assert_no_growth(&base, &end, heap, heap_end);
+    good_roundtrip(&mut neighbour, &mut good_wire, 100);
+
+    // Honest keys: the 4 queues connect, over both workers.
+    let (q, st) = HandQueues::connect(&raw, None);
+    assert_eq!(st, XenbusState::Connected, "{}", raw.error());
+    let (on, w0) = nb
+        .call(
+            move |nb| (nb.vif_queue_workers(bad), nb.vif_worker(bad)),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let w0 = w0.unwrap();
+    assert_eq!(on, (0..4).map(|k| (w0 + k) % 2).collect::<Vec<_>>());
+    q.close(&raw);
+    good_roundtrip(&mut neighbour, &mut good_wire, 200);
 }

@@ -211,8 +211,9 @@ enum Cmd {
         workers: Option<u16>,
         /// The most queues a guest's vif may have (`multi-queue-max-queues`, written for
         /// every vif; 1: one queue per vif). Default: the CPUs netback may run on (its
-        /// affinity mask), as Linux's netback offers the driver domain's CPUs. A
-        /// restarted netback takes every queue of a still-connected frontend over.
+        /// affinity mask), as Linux's netback offers the driver domain's CPUs. Queue k of
+        /// a vif is served by worker (w0 + k) mod --workers, w0 the vif's. A restarted
+        /// netback takes every queue of a still-connected frontend over.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         max_queues: Option<u32>,
         /// Directory of the vifs' response journals (one small file per queue, kept in

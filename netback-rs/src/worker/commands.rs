@@ -1,6 +1,6 @@
 //! A worker's side of the control link: the control thread's commands (and the
 //! manager's budgets), carried out with local work only (ports, grant maps,
-//! event-channel binds).
+//! event-channel binds). Queue 0 of a vif here; its queues k ≥ 1 in [`super::lanes`].
 
 use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
@@ -9,8 +9,8 @@ use hypervisor::grant::{Access, GrantMap, GrantRef};
 use hypervisor::platform::BackendPlatform;
 use xen_ids::VifId;
 
-use super::{Connection, Device, Mapping, PortSlot, Queue, Worker};
-use crate::control_link::{Command, ConnectError, FrontendSetup};
+use super::{Connection, Device, Mapping, PortSlot, Queue, QueueId, Worker};
+use crate::control_link::{Command, ConnectError, Connected, FrontendSetup};
 use crate::features::BoundChannels;
 use crate::journal::{remove_journal, remove_stale_journals, VifJournal};
 use crate::meter::VifCounters;
@@ -51,11 +51,24 @@ impl<P: BackendPlatform + Sync> Worker<P> {
                 let _ = reply.send(r);
                 if ok {
                     // Frames may already be waiting in either direction.
-                    self.poll_vif(id);
+                    self.poll_queue((id, 0));
+                }
+            }
+            Command::ConnectQueue { id, queue, reply } => {
+                let k = queue.index;
+                let r = self.connect_lane(id, *queue);
+                let ok = r.is_ok();
+                let _ = reply.send(r);
+                if ok {
+                    self.poll_queue((id, k));
                 }
             }
             Command::Disconnect { id, reply } => {
                 self.disconnect(id);
+                let _ = reply.send(());
+            }
+            Command::DropQueues { id, reply } => {
+                self.drop_lanes(id);
                 let _ = reply.send(());
             }
             Command::Remove { id, reply } => {
@@ -67,7 +80,8 @@ impl<P: BackendPlatform + Sync> Worker<P> {
                 if let Some(d) = self.devices.get_mut(&id) {
                     d.rate = rate;
                     if let Some(c) = d.conn.as_mut() {
-                        c.queues[0].vif.set_rate_cap(rate, now);
+                        // On the backstops every queue of the vif charges.
+                        c.queue.vif.set_rate_cap(rate, now);
                     }
                 }
                 self.publish(id);
@@ -110,12 +124,12 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             let port = ports.open_vif(id, config)?;
             (port, ports.queues(id))
         };
-        let slot = self.add_port(id, port)?;
+        let slot = self.add_port((id, 0), port)?;
         self.devices.insert(
             id,
             Device {
                 id,
-                ports: vec![slot],
+                port: slot,
                 rate: config.rate,
                 conn: None,
                 past: VifCounters::default(),
@@ -127,15 +141,19 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         Ok(queues)
     }
 
-    /// Puts vif `id`'s `port` in the epoll, not armed: until a frontend connects its
+    /// Puts queue `q`'s `port` in the epoll, not armed: until a frontend connects its
     /// frames have nowhere to go.
-    fn add_port(&mut self, id: VifId, port: Box<dyn netport::Port>) -> std::io::Result<PortSlot> {
+    pub(super) fn add_port(
+        &mut self,
+        q: QueueId,
+        port: Box<dyn netport::Port>,
+    ) -> std::io::Result<PortSlot> {
         let key = self.next_key;
         self.next_key += 1;
         self.epoll
             .add(port.rx_fd(), key)
             .and_then(|()| self.epoll.set(port.rx_fd(), key, false))?;
-        self.port_keys.insert(key, id);
+        self.port_keys.insert(key, q);
         Ok(PortSlot {
             port,
             key,
@@ -146,7 +164,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
     /// Maps queue `keys`' rings and binds its event channel(s): queue 0 (`backstops`
     /// `None`) with the credit area's `first` generation, another queue charging
     /// queue 0's `backstops`.
-    fn connect_queue(
+    pub(super) fn connect_queue(
         &self,
         id: VifId,
         keys: &QueueKeys,
@@ -178,74 +196,10 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         }
     }
 
-    /// Connects every queue the frontend set up (queue 0 first); on a failure, what
-    /// was connected is released.
-    fn connect_queues(
-        &mut self,
-        id: VifId,
-        s: &FrontendSetup,
-        first: Option<FirstCredits>,
-        rate_cap: Option<RateCap>,
-    ) -> Result<Vec<Queue<Mapping<P>>>, ConnectError> {
-        let mut queues: Vec<Queue<Mapping<P>>> = Vec::with_capacity(s.queues.len());
-        for keys in &s.queues {
-            let backstops = queues.first().map(|q| q.vif.backstops());
-            let first = first.filter(|_| queues.is_empty());
-            match self.connect_queue(id, keys, backstops.as_ref(), first, rate_cap) {
-                Ok(q) => queues.push(q),
-                Err(e) => {
-                    self.release_queues(id, queues);
-                    return Err(e);
-                }
-            }
-        }
-        Ok(queues)
-    }
-
-    /// Unbinds and unmaps queues that were not put in a connection.
-    fn release_queues(&self, id: VifId, queues: Vec<Queue<Mapping<P>>>) {
-        for q in queues {
-            q.evtchn.unbind(&self.evtchn, id);
-            drop(q.vif.into_mappings());
-        }
-    }
-
-    /// Opens the ports of queues 1.. of vif `id` (queue 0's is the device's).
-    fn open_queue_ports(&mut self, id: VifId, count: usize) -> Result<(), ConnectError> {
-        for k in 1..count as u32 {
-            let opened = self
-                .shared
-                .ports
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .open_queue(id, k);
-            let port = opened
-                .and_then(|port| self.add_port(id, port))
-                .map_err(|source| ConnectError::QueuePort { queue: k, source });
-            match port {
-                Ok(slot) => self.devices.get_mut(&id).expect("device").ports.push(slot),
-                Err(e) => {
-                    self.close_queue_ports(id);
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Closes the ports of queues 1.. of vif `id`.
-    fn close_queue_ports(&mut self, id: VifId) {
-        if let Some(d) = self.devices.get_mut(&id) {
-            for slot in d.ports.drain(1..) {
-                let _ = self.epoll.del(slot.port.rx_fd());
-                self.port_keys.remove(&slot.key);
-            }
-        }
-    }
-
-    /// Maps the frontend's rings and binds its event channel(s), every queue's, as the
-    /// control thread read them; returns the connection's sequence number.
-    fn connect(&mut self, id: VifId, s: &FrontendSetup) -> Result<u64, ConnectError> {
+    /// Maps queue 0's rings and binds its event channel(s), as the control thread read
+    /// them (the other queues are [`Command::ConnectQueue`]s); returns the connection's
+    /// sequence number and the vif's backstops.
+    fn connect(&mut self, id: VifId, s: &FrontendSetup) -> Result<Connected, ConnectError> {
         match self.devices.get(&id) {
             None => return Err(ConnectError::NoDevice),
             // The control thread disconnects before connecting again; should it not,
@@ -267,59 +221,45 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             tx: initial,
             rx: initial_rx,
         });
-        let mut queues = self.connect_queues(id, s, first, rate_cap)?;
-        let journals = (queues.iter_mut().enumerate())
-            .try_for_each(|(k, q)| self.use_journal(&mut q.vif, id, k as u32, s));
-        if let Err(e) = journals {
-            self.release_queues(id, queues);
+        let mut queue = self.connect_queue(id, &s.queues[0], None, first, rate_cap)?;
+        self.remove_stale_journals(id, s.queues.len() as u32);
+        if let Err(e) = self.use_journal(&mut queue.vif, id, 0, &s.queues[0], s.reattach) {
+            self.release(id, queue);
             return Err(ConnectError::Rings(e));
         }
-        if let Err(e) = self.open_queue_ports(id, queues.len()) {
-            self.release_queues(id, queues);
-            return Err(e);
-        }
         let feat = s.features;
-        // Only what the frontend agreed to take goes on its RX ring (every frame is
-        // checked); the port is asked for no other offloads, to spare the fallback.
-        let allowed = feat.allowed();
-        for q in &mut queues {
-            let vif = &mut q.vif;
-            vif.set_tx_policy(self.cfg.tx_policy);
-            vif.set_rx_policy(self.cfg.rx_policy);
-            vif.set_rx_allowed(allowed);
-            vif.set_rx_notify(feat.rx_notify);
-            vif.set_rx_stall_timeout(self.cfg.rx_stall_timeout_ns);
-        }
+        let allowed = self.set_queue_policies(&mut queue.vif, &feat);
         // Queue 0 sets the budgets in the backstops every queue charges.
-        queues[0].vif.set_rx_budget(&initial_rx, now);
+        queue.vif.set_rx_budget(&initial_rx, now);
         if !s.credits {
-            queues[0].vif.set_tx_budget(&initial, now);
+            queue.vif.set_tx_budget(&initial, now);
         }
+        let backstops = queue.vif.backstops();
         let d = self.devices.get_mut(&id).expect("checked above");
-        for slot in &mut d.ports {
-            if let Err(e) = slot.port.set_offloads(&allowed) {
-                log::warn!("{id}: port offload: {e}");
-            }
+        if let Err(e) = d.port.port.set_offloads(&allowed) {
+            log::warn!("{id}: port offload: {e}");
         }
         // A carrier a stalled earlier connection turned off is on again.
-        d.set_carrier(true);
-        for q in &queues {
-            for p in q.evtchn.ports() {
-                self.by_evtchn.insert(p, id);
-            }
-            if s.reattach {
-                // Responses the previous netback pushed may never have been signalled.
-                q.evtchn.notify(&self.evtchn, id, true, true);
-            }
+        d.port.set_carrier(true, id);
+        for p in queue.evtchn.ports() {
+            self.by_evtchn.insert(p, (id, 0));
+        }
+        if s.reattach {
+            // Responses the previous netback pushed may never have been signalled.
+            queue.evtchn.notify(&self.evtchn, id, true, true);
         }
         let created = self
             .shared
             .next_created
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let d = self.devices.get_mut(&id).expect("checked above");
-        d.conn = Some(Connection { queues, created });
+        d.conn = Some(Connection {
+            queue,
+            created,
+            several: s.queues.len() > 1,
+        });
         // Frames for the guest can go somewhere now.
-        d.arm_ports(&self.epoll, true);
+        d.port.arm(&self.epoll, true, id);
         self.publish(id);
         log::info!(
             "{id}: {} ({} queue(s): {}; credits {}, {:?}, rx-notify {})",
@@ -334,19 +274,48 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             allowed,
             feat.rx_notify,
         );
-        Ok(created)
+        Ok(Connected { created, backstops })
     }
-    /// Records the responses of `vif`, queue `queue` of vif `id`, in the queue's own
-    /// journal, if netback keeps journals, after publishing what a killed predecessor
-    /// left there (on a take-over). Queue 0 also deletes the journals of queues the vif
-    /// no longer has. A journal that cannot be opened is logged; the queue goes on
-    /// without one.
-    fn use_journal(
+
+    /// Sets what netback's configuration and the frontend's features say on a queue's
+    /// `vif`; returns the offloads its port may be asked for. Only what the frontend
+    /// agreed to take goes on its RX ring (every frame is checked); the port is asked
+    /// for no other offloads, to spare the fallback.
+    pub(super) fn set_queue_policies(
+        &self,
+        vif: &mut Vif<Mapping<P>>,
+        feat: &crate::features::FrontendFeatures,
+    ) -> netport::negotiate::Allowed {
+        let allowed = feat.allowed();
+        vif.set_tx_policy(self.cfg.tx_policy);
+        vif.set_rx_policy(self.cfg.rx_policy);
+        vif.set_rx_allowed(allowed);
+        vif.set_rx_notify(feat.rx_notify);
+        vif.set_rx_stall_timeout(self.cfg.rx_stall_timeout_ns);
+        allowed
+    }
+
+    /// The journals of queues vif `id` no longer has (it connected with `queues`) are
+    /// deleted, if netback keeps journals.
+    fn remove_stale_journals(&self, id: VifId, queues: u32) {
+        if let Some(dir) = &self.cfg.journal_dir {
+            if let Err(e) = remove_stale_journals(dir, id, queues) {
+                log::warn!("{id}: stale journals in {}: {e}", dir.display());
+            }
+        }
+    }
+
+    /// Records the responses of `vif`, queue `queue` of vif `id` (its rings: `keys`), in
+    /// the queue's own journal, if netback keeps journals, after publishing what a
+    /// killed predecessor left there (on a take-over, `reattach`). A journal that cannot
+    /// be opened is logged; the queue goes on without one.
+    pub(super) fn use_journal(
         &self,
         vif: &mut Vif<Mapping<P>>,
         id: VifId,
         queue: u32,
-        s: &FrontendSetup,
+        keys: &QueueKeys,
+        reattach: bool,
     ) -> Result<(), crate::vif::VifFatal> {
         vif.exit_after_responses(
             self.cfg.exit_after_tx_responses,
@@ -355,14 +324,8 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let Some(dir) = &self.cfg.journal_dir else {
             return Ok(());
         };
-        if queue == 0 {
-            if let Err(e) = remove_stale_journals(dir, id, s.queues.len() as u32) {
-                log::warn!("{id}: stale journals in {}: {e}", dir.display());
-            }
-        }
-        let keys = &s.queues[queue as usize];
         match VifJournal::open(dir, id, queue) {
-            Ok(j) => vif.set_journal(&j, s.reattach, (keys.tx_ref, keys.rx_ref)),
+            Ok(j) => vif.set_journal(&j, reattach, (keys.tx_ref, keys.rx_ref)),
             Err(e) => {
                 log::error!(
                     "{id}: queue {queue}: {e}; no journal: a netback killed mid-batch may strand it"
@@ -379,19 +342,18 @@ impl<P: BackendPlatform + Sync> Worker<P> {
                 log::warn!("{id}: journal: {e}");
             }
         }
+        self.drop_lanes(id);
         self.disconnect(id);
-        self.unpublished.remove(&id);
+        self.unpublished.remove(&(id, 0));
         if let Some(d) = self.devices.remove(&id) {
-            for slot in &d.ports {
-                let _ = self.epoll.del(slot.port.rx_fd());
-            }
-            self.port_keys.retain(|_, v| *v != id);
+            let _ = self.epoll.del(d.port.port.rx_fd());
+            self.port_keys.remove(&d.port.key);
             self.shared
                 .meters
                 .queues
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             // The vif is gone: its interface goes with the port.
-            let mut port = d.ports.into_iter().next().expect("queue 0's port").port;
+            let mut port = d.port.port;
             if let Err(e) = port.set_persistent(false) {
                 log::warn!("{id}: {e}; the interface stays until deleted (ip link del)");
             }

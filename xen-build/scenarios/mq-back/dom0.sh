@@ -7,7 +7,7 @@ set -u
 bed_check "modprobe tun bridge" modprobe -a tun bridge || exit 1
 net_bridge_up || exit 1
 net_tcp_listen
-net_netback_start --max-queues 2 || exit 1
+net_netback_start --max-queues 2 --workers 2 || exit 1
 bed_check "xl create guest with 2 vCPUs and a vif served by netback (vif-userspace hotplug)" \
     bed_guest_create guest "$NET_VIF_USERSPACE" "vcpus=2" || exit 1
 net_dom0_transfer guest

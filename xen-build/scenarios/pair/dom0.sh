@@ -18,7 +18,7 @@ net_tcp_listen
 bed_check "sla.toml caps VMs at $NET_PPS packets/s" grep -qx "pps = $NET_PPS" /scenario/sla.toml
 bed_check "sla.toml caps what VMs receive at $NET_RX_PPS packets/s" grep -qx "rx-pps = $NET_RX_PPS" /scenario/sla.toml
 # Two queues (issue 14): the caps are the VM's, whatever the number of queues.
-net_netback_start --sla /scenario/sla.toml --metrics 127.0.0.1:9101 --max-queues 2 || exit 1
+net_netback_start --sla /scenario/sla.toml --metrics 127.0.0.1:9101 --max-queues 2 --workers 2 || exit 1
 bed_check "xl create guest with a vif served by netback (vif-userspace hotplug)" \
     bed_guest_create guest "$NET_VIF_USERSPACE" "vcpus=2" || exit 1
 net_dom0_transfer guest
