@@ -187,6 +187,15 @@ pub(crate) enum ConnectError {
     /// that it runs a new handshake.
     #[error("{0} queues: a restarted netback takes over the rings of single-queue frontends only; reconnect")]
     MultiQueueTakeOver(usize),
+    /// One queue of a multi-queue frontend could not be connected (its rings mapped,
+    /// its channels bound, its indices checked): which one, and why.
+    #[error("queue {queue}: {source}")]
+    InQueue {
+        /// The queue.
+        queue: usize,
+        /// The failure.
+        source: Box<ConnectError>,
+    },
     /// A queue's port could not be opened.
     #[error("queue {queue}: port: {source}")]
     QueuePort {

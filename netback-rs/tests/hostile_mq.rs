@@ -13,8 +13,6 @@
 //!   backs, keys rewritten under a connected vif, an impossible producer index on
 //!   queue 3's TX or RX ring, and an event-channel storm on every queue's channels.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -240,4 +238,543 @@ fn a_raw_four_queue_guest_carries_frames_on_each_queue() {
     let st = rig.nb.vif_status(bad).unwrap();
     assert!(st.connected);
     assert_eq!(st.counters.tx_dropped(), 0, "{:?}", st.counters);
+}
+
+/// The flood tests' budget: 2000 packets/s, a burst of 50, bytes unlimited.
+const PPS: u64 = 2000;
+const BURST: u64 = 50;
+
+fn budget() -> Credits {
+    Credits {
+        bytes: Limit::Unlimited,
+        packets: Limit::rate(PPS, BURST),
+        period_us: 0,
+    }
+}
+
+/// The backstop's burst: twice the budget's, at least [`BACKSTOP_MIN_PACKETS`].
+fn backstop_burst() -> u64 {
+    (2 * BURST).max(BACKSTOP_MIN_PACKETS)
+}
+
+/// What a guest may get through in `t`: the budget's rate × `t` plus one backstop burst.
+fn bound(t: Duration) -> u64 {
+    PPS * t.as_millis() as u64 / 1000 + backstop_burst()
+}
+
+/// Keeps every TX ring of `raw` full of 60-byte requests until `end`, ignoring every
+/// credit (there is no credit area), notifying as the rings ask; the OKAY answers it
+/// got, per queue.
+fn flood_all(raw: &mut RawFrontend, end: Instant) -> Vec<u64> {
+    let n = raw.num_queues();
+    let mut okay = vec![0u64; n];
+    let mut id = 0u16;
+    while Instant::now() < end {
+        let mut pushed = 0;
+        for q in 0..n {
+            let answers = raw.queue_mut(q).take_responses();
+            okay[q] += answers.iter().filter(|a| a.1 == NETIF_RSP_OKAY).count() as u64;
+            let free = raw.queue(q).tx_free() as usize;
+            if free == 0 {
+                continue;
+            }
+            let g = raw.queue(q).data_gref(0);
+            let slots: Vec<TxSlot> = (0..free)
+                .map(|i| tx_req(g, 0, 60, NetTxFlags::empty(), id.wrapping_add(i as u16)))
+                .collect();
+            id = id.wrapping_add(free as u16);
+            raw.push_on(q, &slots, false).expect("free slots");
+            pushed += free;
+        }
+        if pushed == 0 {
+            // Every ring full: the attacker has nothing more to add until netback answers.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    okay
+}
+
+/// Counts the frames reaching each of `wires` until `until`.
+fn count_all<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    wires: &'s mut [MemPort],
+    until: Instant,
+) -> Vec<std::thread::ScopedJoinHandle<'s, u64>> {
+    wires
+        .iter_mut()
+        .map(|w| s.spawn(move || count_until(w, until).0))
+        .collect()
+}
+
+#[test]
+fn a_raw_four_queue_flood_gets_one_budget_and_one_burst_in_total() {
+    let bad = VifId::new(DomId(2), 0);
+    let mut rig = Rig::new(&[bad], Some(budget()));
+    let q0 = rig.nb.wire(bad);
+    let mut raw = RawFrontend::new(&rig.host, bad).unwrap();
+    assert_eq!(
+        raw.connect(&RawConnect::queues(QUEUES)),
+        XenbusState::Connected
+    );
+    let mut wires = rig.wires(bad, q0);
+    let flood_for = Duration::from_millis(800);
+    let t0 = Instant::now();
+    let until = t0 + flood_for + Duration::from_millis(300);
+    let (per_queue, okay) = std::thread::scope(|s| {
+        let counters = count_all(s, &mut wires, until);
+        let raw = &mut raw;
+        let flood = s.spawn(move || flood_all(raw, t0 + flood_for));
+        // The neighbour's frames pass both ways during the flood.
+        rig.neighbour_roundtrip();
+        let okay = flood.join().unwrap();
+        let per_queue: Vec<u64> = counters.into_iter().map(|h| h.join().unwrap()).collect();
+        (per_queue, okay)
+    });
+    let t = t0.elapsed();
+    let total: u64 = per_queue.iter().sum();
+    eprintln!(
+        "4 queues flooded {flood_for:?} (counted {t:?}): {per_queue:?} = {total}, \
+         OKAY answers {okay:?} (bound {})",
+        bound(t)
+    );
+    assert!(
+        total <= bound(t),
+        "{total} > rate × t + one backstop burst = {}",
+        bound(t)
+    );
+    assert!(
+        okay.iter().sum::<u64>() <= bound(t),
+        "OKAY answers {okay:?}"
+    );
+    // The budget is served (half of it at least, for a loaded machine), on every queue.
+    let floor = PPS * flood_for.as_millis() as u64 / 2000;
+    assert!(total >= floor, "{total} < {floor}");
+    assert!(per_queue.iter().all(|&n| n > 0), "{per_queue:?}");
+    let st = rig.nb.vif_status(bad).unwrap();
+    assert!(st.connected, "{}", raw.error());
+    assert_eq!(st.counters.tx_packets, total, "{:?}", st.counters);
+    rig.neighbour_roundtrip();
+}
+
+#[test]
+fn one_queue_and_four_queue_raw_floods_get_the_same_share() {
+    let four = VifId::new(DomId(2), 0);
+    let one = VifId::new(DomId(3), 0);
+    let mut rig = Rig::new(&[four, one], Some(budget()));
+    let q0 = rig.nb.wire(four);
+    let mut one_wire = [rig.nb.wire(one)];
+    let mut raw4 = RawFrontend::new(&rig.host, four).unwrap();
+    let mut raw1 = RawFrontend::new(&rig.host, one).unwrap();
+    assert_eq!(
+        raw4.connect(&RawConnect::queues(QUEUES)),
+        XenbusState::Connected
+    );
+    assert_eq!(raw1.connect(&RawConnect::default()), XenbusState::Connected);
+    let mut wires = rig.wires(four, q0);
+    let flood_for = Duration::from_millis(1000);
+    let t0 = Instant::now();
+    let until = t0 + flood_for + Duration::from_millis(300);
+    let (got4, got1) = std::thread::scope(|s| {
+        let c4 = count_all(s, &mut wires, until);
+        let c1 = count_all(s, &mut one_wire, until);
+        let (r4, r1) = (&mut raw4, &mut raw1);
+        let f4 = s.spawn(move || flood_all(r4, t0 + flood_for));
+        let f1 = s.spawn(move || flood_all(r1, t0 + flood_for));
+        rig.neighbour_roundtrip();
+        f4.join().unwrap();
+        f1.join().unwrap();
+        let sum = |c: Vec<std::thread::ScopedJoinHandle<'_, u64>>| -> u64 {
+            c.into_iter().map(|h| h.join().unwrap()).sum()
+        };
+        (sum(c4), sum(c1))
+    });
+    let t = t0.elapsed();
+    eprintln!(
+        "flooding {flood_for:?} at once: 4 queues {got4}, 1 queue {got1} (bound {})",
+        bound(t)
+    );
+    for (what, got) in [("4 queues", got4), ("1 queue", got1)] {
+        assert!(got <= bound(t), "{what}: {got} > {}", bound(t));
+        let floor = PPS * flood_for.as_millis() as u64 / 2000;
+        assert!(got >= floor, "{what}: {got} < {floor}");
+    }
+    // The same budget, the same share: within one backstop burst of each other.
+    assert!(
+        got4.abs_diff(got1) <= backstop_burst(),
+        "4 queues {got4}, 1 queue {got1}: more than a burst ({}) apart",
+        backstop_burst()
+    );
+    rig.neighbour_roundtrip();
+}
+
+/// What the attacker does after [`RawFrontend::prepare`] (rewrites or removes keys,
+/// from what its queues hold); returns what the `error` node must say.
+type Tamper = fn(&RawFrontend) -> Vec<String>;
+
+/// The attacker prepares `how`, tampers, announces: netback refuses (Closing) with
+/// every expected part in the `error` node, and holds nothing of the attacker's (no
+/// mapping of its memory, no bound port, no descriptor more than before the announce).
+fn refused(rig: &Rig, raw: &mut RawFrontend, what: &str, how: &RawConnect, tamper: Tamper) {
+    raw.prepare(how);
+    let want = tamper(raw);
+    let before = rig.usage(DomId(2));
+    assert_eq!(raw.announce(), XenbusState::Closing, "{what}: not refused");
+    let err = raw.error();
+    eprintln!("{what}: {err}");
+    for w in &want {
+        assert!(err.contains(w.as_str()), "{what}: {err:?} lacks {w:?}");
+    }
+    // netback released what it had mapped or bound before it found the fault.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = rig.usage(DomId(2));
+    while after != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        after = rig.usage(DomId(2));
+    }
+    assert_eq!(
+        after, before,
+        "{what}: [ports, grants, mappings, fds] after the refusal"
+    );
+    raw.close();
+}
+
+fn port(raw: &RawFrontend, q: usize, rx: bool) -> String {
+    let (t, r) = raw.queue(q).ports();
+    if rx { r } else { t }.0.to_string()
+}
+
+fn split4() -> RawConnect {
+    RawConnect {
+        split: true,
+        ..RawConnect::queues(QUEUES)
+    }
+}
+
+#[test]
+fn bad_queue_keys_fail_only_their_vif_and_leave_nothing_bound_or_mapped() {
+    let bad = VifId::new(DomId(2), 0);
+    let mut rig = Rig::new(&[bad], None);
+    let mut raw = RawFrontend::new(&rig.host, bad).unwrap();
+    let cases: Vec<(&str, RawConnect, Tamper)> = vec![
+        (
+            "one port for queue 3's RX and queue 1's TX",
+            split4(),
+            |r| {
+                let p = port(r, 1, false);
+                r.write("queue-3/event-channel-rx", &p);
+                vec![
+                    format!("queue 3 event-channel-rx {p}"),
+                    "queue 1's event-channel-tx".into(),
+                ]
+            },
+        ),
+        (
+            "one port for two unsplit queues",
+            RawConnect::queues(QUEUES),
+            |r| {
+                let p = port(r, 0, false);
+                r.write("queue-2/event-channel", &p);
+                vec![format!(
+                    "queue 2 event-channel {p} is also queue 0's event-channel"
+                )]
+            },
+        ),
+        ("one port for both rings of a split queue", split4(), |r| {
+            let p = port(r, 1, false);
+            r.write("queue-1/event-channel-rx", &p);
+            vec![format!(
+                "queue 1 event-channel-rx {p} is also queue 1's event-channel-tx"
+            )]
+        }),
+        ("queue 3's RX ring on queue 1's TX page", split4(), |r| {
+            let g = r.queue(1).tx_gref().to_string();
+            r.write("queue-3/rx-ring-ref", &g);
+            vec![format!(
+                "queue 3 rx-ring-ref {g} is also queue 1's tx-ring-ref"
+            )]
+        }),
+        (
+            "queue 2's TX ring on queue 0's RX page",
+            RawConnect::queues(QUEUES),
+            |r| {
+                let g = r.queue(0).rx_gref().to_string();
+                r.write("queue-2/tx-ring-ref", &g);
+                vec![format!(
+                    "queue 2 tx-ring-ref {g} is also queue 0's rx-ring-ref"
+                )]
+            },
+        ),
+        ("queue 3's TX ring on a page never granted", split4(), |r| {
+            r.write("queue-3/tx-ring-ref", "60000");
+            vec!["queue 3: map tx-ring-ref 60000".into()]
+        }),
+        (
+            "queue 3's TX ring on a read-only data page",
+            split4(),
+            |r| {
+                let g = r.queue(3).data_gref(0).to_string();
+                r.write("queue-3/tx-ring-ref", &g);
+                vec![format!("queue 3: map tx-ring-ref {g}"), "read-only".into()]
+            },
+        ),
+        (
+            "queue 2 names a port it never allocated",
+            RawConnect::queues(QUEUES),
+            |r| {
+                r.write("queue-2/event-channel", "4000");
+                vec!["queue 2: bind event-channel 4000".into()]
+            },
+        ),
+        (
+            "queue 3 names a port offered to another domain",
+            split4(),
+            |r| {
+                use hypervisor::evtchn::EventChannels;
+                let p = r.platform().evtchn.alloc_unbound(DomId(7)).unwrap().0;
+                r.write("queue-3/event-channel-rx", &p.to_string());
+                vec![format!("queue 3: bind event-channel {p}")]
+            },
+        ),
+        (
+            "a count with a trailing space",
+            RawConnect::queues(QUEUES),
+            |r| {
+                r.write("multi-queue-num-queues", "4 ");
+                vec!["multi-queue-num-queues: invalid value \"4 \"".into()]
+            },
+        ),
+        ("a count in hexadecimal", RawConnect::queues(QUEUES), |r| {
+            r.write("multi-queue-num-queues", "0x2");
+            vec!["multi-queue-num-queues: invalid value \"0x2\"".into()]
+        }),
+        ("a count of 2^32 + 2", RawConnect::queues(QUEUES), |r| {
+            r.write("multi-queue-num-queues", "4294967298");
+            vec!["multi-queue-num-queues 4294967298: more queues than the 4 offered".into()]
+        }),
+        ("a count of 2^64", RawConnect::queues(QUEUES), |r| {
+            r.write("multi-queue-num-queues", "18446744073709551616");
+            vec!["multi-queue-num-queues: invalid value".into()]
+        }),
+        (
+            "more queues than offered",
+            RawConnect::queues(QUEUES),
+            |r| {
+                r.write("multi-queue-num-queues", "5");
+                vec!["multi-queue-num-queues 5: more queues than the 4 offered".into()]
+            },
+        ),
+        (
+            "queue 2's directory removed",
+            RawConnect::queues(QUEUES),
+            |r| {
+                r.remove("queue-2");
+                vec!["queue-2/tx-ring-ref".into()]
+            },
+        ),
+        (
+            "queue 1's tx-ring-ref empty",
+            RawConnect::queues(QUEUES),
+            |r| {
+                r.write("queue-1/tx-ring-ref", "");
+                vec!["queue-1/tx-ring-ref: invalid value \"\"".into()]
+            },
+        ),
+    ];
+    for (what, how, tamper) in cases {
+        refused(&rig, &mut raw, what, &how, tamper);
+        rig.neighbour_roundtrip();
+    }
+    // Honest keys again: the attacker's vif is served on all 4 queues.
+    let q0 = rig.nb.wire(bad);
+    assert_eq!(
+        raw.connect(&split4()),
+        XenbusState::Connected,
+        "{}",
+        raw.error()
+    );
+    let mut wires = rig.wires(bad, q0);
+    each_queue_both_ways(&mut raw, &mut wires, 0);
+    rig.neighbour_roundtrip();
+}
+
+#[test]
+fn queue_keys_rewritten_under_a_connected_vif_change_nothing_until_a_new_handshake() {
+    let bad = VifId::new(DomId(2), 0);
+    let mut rig = Rig::new(&[bad], None);
+    let q0 = rig.nb.wire(bad);
+    let mut raw = RawFrontend::new(&rig.host, bad).unwrap();
+    assert_eq!(raw.connect(&split4()), XenbusState::Connected);
+    let mut wires = rig.wires(bad, q0);
+    each_queue_both_ways(&mut raw, &mut wires, 0);
+    let usage = rig.usage(DomId(2));
+    // The attacker rewrites its queue keys: queue 1's TX ring onto queue 0's, queue 2's
+    // channels onto queue 0's port, queue 3 removed, a count past the offer; then says
+    // Connected again (a state netback already follows) and Initialised.
+    let g0 = raw.queue(0).tx_gref().to_string();
+    let p0 = port(&raw, 0, false);
+    raw.write("queue-1/tx-ring-ref", &g0);
+    raw.write("queue-2/event-channel-tx", &p0);
+    raw.write("queue-2/event-channel-rx", &p0);
+    raw.remove("queue-3");
+    raw.write("multi-queue-num-queues", "9");
+    raw.write("state", "4");
+    raw.write("state", "3");
+    raw.write("state", "4");
+    std::thread::sleep(Duration::from_millis(200));
+    // netback read the keys once, when the vif connected: the rings it mapped then
+    // still carry every queue's frames, nothing was mapped or bound anew.
+    assert_eq!(raw.be_state(), XenbusState::Connected, "{}", raw.error());
+    assert_eq!(raw.error(), "");
+    each_queue_both_ways(&mut raw, &mut wires, 1000);
+    assert_eq!(rig.usage(DomId(2)), usage, "[ports, grants, mappings, fds]");
+    rig.neighbour_roundtrip();
+    // A new handshake reads them: refused, the reason named, nothing kept.
+    raw.write("state", "1");
+    assert_eq!(
+        raw.wait_be(&[XenbusState::InitWait], Duration::from_secs(10)),
+        Some(XenbusState::InitWait)
+    );
+    assert_eq!(raw.announce(), XenbusState::Closing);
+    let err = raw.error();
+    assert!(
+        err.contains("multi-queue-num-queues 9: more queues than the 4 offered"),
+        "{err}"
+    );
+    raw.write("multi-queue-num-queues", "4");
+    raw.write("state", "1");
+    assert_eq!(
+        raw.wait_be(&[XenbusState::InitWait], Duration::from_secs(10)),
+        Some(XenbusState::InitWait)
+    );
+    assert_eq!(raw.announce(), XenbusState::Closing);
+    let err = raw.error();
+    assert!(err.contains("queue-3/tx-ring-ref"), "{err}");
+    rig.neighbour_roundtrip();
+    raw.close();
+    let st = rig.nb.vif_status(VifId::new(DomId(1), 0)).unwrap();
+    assert_eq!(st.counters.tx_dropped(), 0);
+}
+
+/// Queue 3's `ring` (TX or RX) gets an impossible request producer; the attacker then
+/// notifies queue 3 (and sends on queue 0): the vif fails, naming queue 3 and the index,
+/// and the neighbour is served throughout.
+fn kill_queue_3(rx: bool) {
+    let bad = VifId::new(DomId(2), 0);
+    let mut rig = Rig::new(&[bad], None);
+    let q0 = rig.nb.wire(bad);
+    let mut raw = RawFrontend::new(&rig.host, bad).unwrap();
+    assert_eq!(raw.connect(&split4()), XenbusState::Connected);
+    let mut wires = rig.wires(bad, q0);
+    each_queue_both_ways(&mut raw, &mut wires, 0);
+    let mem = if rx {
+        raw.queue(3).rx_ring_mem()
+    } else {
+        raw.queue(3).tx_ring_mem()
+    };
+    mem.store(layout::REQ_PROD, 100_000);
+    raw.notify_queue(3);
+    // A frame toward queue 3 makes netback look at its RX ring.
+    send_all(&mut wires[3], &frame(7, 100));
+    assert_eq!(
+        raw.wait_be(&[XenbusState::Closing], Duration::from_secs(10)),
+        Some(XenbusState::Closing),
+        "the ring is broken and the vif still connected"
+    );
+    let err = raw.error();
+    eprintln!("{}: {err}", if rx { "RX" } else { "TX" });
+    let ring = if rx { "RX ring" } else { "TX ring" };
+    assert!(
+        err.contains(&format!("queue 3: {ring}")) && err.contains("100000"),
+        "{err}"
+    );
+    rig.neighbour_roundtrip();
+    raw.close();
+    // Its rings released, the attacker connects again and is served.
+    let usage = rig.usage(DomId(2));
+    assert_eq!(
+        raw.connect(&split4()),
+        XenbusState::Connected,
+        "{}",
+        raw.error()
+    );
+    let q0 = wires.swap_remove(0);
+    drop(wires);
+    let mut wires = rig.wires(bad, q0);
+    each_queue_both_ways(&mut raw, &mut wires, 100);
+    raw.close();
+    assert!(
+        rig.usage(DomId(2))[2] <= usage[2],
+        "mappings of the attacker's memory"
+    );
+    rig.neighbour_roundtrip();
+}
+
+#[test]
+fn an_impossible_tx_producer_on_queue_3_fails_only_its_vif() {
+    kill_queue_3(false);
+}
+
+#[test]
+fn an_impossible_rx_producer_on_queue_3_fails_only_its_vif() {
+    kill_queue_3(true);
+}
+
+/// The storm's window.
+const WINDOW: Duration = Duration::from_secs(2);
+
+#[test]
+fn an_event_storm_on_every_queue_costs_bounded_cpu_and_loses_no_work() {
+    let bad = VifId::new(DomId(2), 0);
+    let mut rig = Rig::new(&[bad], None);
+    let q0 = rig.nb.wire(bad);
+    let mut raw = RawFrontend::new(&rig.host, bad).unwrap();
+    assert_eq!(raw.connect(&split4()), XenbusState::Connected);
+    let mut wires = rig.wires(bad, q0);
+    let stop = AtomicBool::new(false);
+    let (s0, cpu0) = rig.sample();
+    let notified = std::thread::scope(|s| {
+        let raw = &raw;
+        let stop = &stop;
+        let storm = s.spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Every queue's TX and RX channel, nothing published.
+                for q in 0..QUEUES as usize {
+                    raw.notify_queue(q);
+                }
+                n += 8;
+            }
+            n
+        });
+        std::thread::sleep(WINDOW);
+        stop.store(true, Ordering::Relaxed);
+        storm.join().unwrap()
+    });
+    let (s1, cpu1) = rig.sample();
+    let polls = s1.vif_polls - s0.vif_polls;
+    let cpu = cpu1 - cpu0;
+    eprintln!(
+        "{notified} notifications on 8 ports in {WINDOW:?}: {polls} vif polls, {} events, \
+         {} loop iterations, netback CPU {} ms",
+        s1.events - s0.events,
+        s1.iterations - s0.iterations,
+        cpu / 1_000_000
+    );
+    assert!(notified > 20_000, "the storm did not storm: {notified}");
+    // Per port: one free event, then delays of 1, 2, … 512 ms, then one a second
+    // (about 13 in the window, doubled by the unmask polls): 8 ports, 40 each.
+    assert!(
+        polls <= 8 * 40,
+        "{polls} polls for {notified} spurious notifications"
+    );
+    assert!(
+        cpu * 20 <= WINDOW.as_nanos() as u64,
+        "netback used {cpu} ns of CPU in the {WINDOW:?} storm"
+    );
+    // The stormed queues' real work is still taken (within the longest delay), and
+    // the neighbour was never disturbed.
+    each_queue_both_ways(&mut raw, &mut wires, 0);
+    assert_eq!(raw.be_state(), XenbusState::Connected);
+    rig.neighbour_roundtrip();
+    raw.close();
 }

@@ -194,8 +194,16 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             match self.connect_queue(id, keys, backstops.as_ref(), first, rate_cap) {
                 Ok(q) => queues.push(q),
                 Err(e) => {
+                    let queue = queues.len();
                     self.release_queues(id, queues);
-                    return Err(e);
+                    // With several queues, the reason names the queue.
+                    return Err(match s.queues.len() {
+                        1 => e,
+                        _ => ConnectError::InQueue {
+                            queue,
+                            source: Box::new(e),
+                        },
+                    });
                 }
             }
         }
