@@ -12,8 +12,13 @@
 //!   twice in a split queue), a grant reference shared across queues, a ring no grant
 //!   backs, keys rewritten under a connected vif, an impossible producer index on
 //!   queue 3's TX or RX ring, and an event-channel storm on every queue's channels.
+//!   200 refusals, each followed by an honest 4-queue connection, leave no port, grant,
+//!   mapping, descriptor or thread behind and the heap as it was.
+
+mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hypervisor::xenbus::XenbusState;
@@ -33,17 +38,22 @@ const QUEUES: u32 = 4;
 
 /// netback offering [`QUEUES`] queues over 2 workers with `budget` as every vif's
 /// first budget, a well-behaved guest (domain 1) connected and the vifs of `raw`
-/// created.
+/// created. One rig at a time in this process.
 struct Rig {
     host: LocalHost,
     nb: BackendThread,
     guest: Guest,
     wire: MemPort,
     seq: u32,
+    /// The tests of this file run one at a time: they count the process's threads and
+    /// descriptors. Dropped last.
+    _one: MutexGuard<'static, ()>,
 }
 
 impl Rig {
     fn new(raw: &[VifId], budget: Option<Credits>) -> Rig {
+        static ONE: Mutex<()> = Mutex::new(());
+        let one = ONE.lock().unwrap_or_else(|p| p.into_inner());
         let host = LocalHost::new();
         let good = add_vif(&host, DomId(1), 0).unwrap();
         for id in raw {
@@ -68,6 +78,7 @@ impl Rig {
             guest,
             wire,
             seq: 0,
+            _one: one,
         }
     }
 
@@ -762,4 +773,74 @@ fn an_event_storm_on_every_queue_costs_bounded_cpu_and_loses_no_work() {
     assert_eq!(raw.be_state(), XenbusState::Connected);
     rig.neighbour_roundtrip();
     raw.close();
+}
+
+/// One of four bad 4-queue key sets in turn (a port named twice, a grant named twice,
+/// queue 3's ring never granted, queue 2's port never allocated): refused; then honest
+/// keys, one frame out on every queue, closed.
+fn refusal_cycle(raw: &mut RawFrontend, q0: MemPort, rig: &Rig, i: u32) -> MemPort {
+    let bad: [fn(&RawFrontend); 4] = [
+        |r| r.write("queue-3/event-channel-rx", &port(r, 1, false)),
+        |r| r.write("queue-2/tx-ring-ref", &r.queue(0).rx_gref().to_string()),
+        |r| r.write("queue-3/tx-ring-ref", "60000"),
+        |r| r.write("queue-2/event-channel-tx", "4000"),
+    ];
+    raw.prepare(&split4());
+    bad[i as usize % bad.len()](raw);
+    assert_eq!(raw.announce(), XenbusState::Closing, "cycle {i}");
+    raw.close();
+    assert_eq!(raw.connect(&split4()), XenbusState::Connected, "cycle {i}");
+    let mut wires = rig.wires(BAD, q0);
+    for (q, w) in wires.iter_mut().enumerate() {
+        let g = raw.queue(q).data_gref(0);
+        raw.push_on(q, &[tx_req(g, 0, 60, NetTxFlags::empty(), 1)], true)
+            .expect("room on the ring");
+        assert_eq!(
+            recv_n(w, 1, Duration::from_secs(10)).len(),
+            1,
+            "cycle {i} queue {q}"
+        );
+    }
+    raw.close();
+    wires.swap_remove(0)
+}
+
+#[test]
+fn two_hundred_multi_queue_refusals_leak_nothing() {
+    let rig = Rig::new(&[BAD], None);
+    let mut q0 = rig.nb.wire(BAD);
+    let mut raw = RawFrontend::new(&rig.host, BAD).unwrap();
+    // The other tests of this file wait for the rig on their own threads (libtest
+    // names each after its test) and may start meanwhile.
+    let threads = || {
+        common::threads_except(&[
+            "a_raw_four_queue_guest_carries_frames_on_each_queue",
+            "a_raw_four_queue_flood_gets_one_budget_and_one_burst_in_total",
+            "one_queue_and_four_queue_raw_floods_get_the_same_share",
+            "bad_queue_keys_fail_only_their_vif_and_leave_nothing_bound_or_mapped",
+            "queue_keys_rewritten_under_a_connected_vif_change_nothing_until_a_new_handshake",
+            "an_impossible_tx_producer_on_queue_3_fails_only_its_vif",
+            "an_impossible_rx_producer_on_queue_3_fails_only_its_vif",
+            "an_event_storm_on_every_queue_costs_bounded_cpu_and_loses_no_work",
+            "two_hundred_multi_queue_refusals_leak_nothing",
+        ])
+    };
+    for i in 0..8 {
+        q0 = refusal_cycle(&mut raw, q0, &rig, i);
+    }
+    let (base, threads0, heap) = (rig.usage(BAD.domid), threads(), common::heap_in_use());
+    for i in 8..208 {
+        q0 = refusal_cycle(&mut raw, q0, &rig, i);
+    }
+    let (end, threads1, heap_end) = (rig.usage(BAD.domid), threads(), common::heap_in_use());
+    eprintln!(
+        "200 refusals + 200 4-queue connections: [ports, grants, mappings, fds] \
+         {base:?} -> {end:?}, threads {threads0} -> {threads1}, heap {heap} -> {heap_end}"
+    );
+    assert_eq!(
+        end, base,
+        "[ports, grants, mappings of the attacker's memory, fds]"
+    );
+    assert!(threads1 <= threads0, "threads {threads0} -> {threads1}");
+    assert!(heap_end < heap + (1 << 20), "heap {heap} -> {heap_end}");
 }
