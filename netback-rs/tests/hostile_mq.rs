@@ -11,7 +11,8 @@
 //!   leaves nothing mapped or bound: one event-channel port named by two queues (or
 //!   twice in a split queue), a grant reference shared across queues, a ring no grant
 //!   backs, keys rewritten under a connected vif, an impossible producer index on
-//!   queue 3's TX or RX ring, and an event-channel storm on every queue's channels.
+//!   queue 3's TX or RX ring, an event-channel storm on every queue's channels, and a
+//!   queue left without RX buffers while frames come for it.
 //!   200 refusals, each followed by an honest 4-queue connection, leave no port, grant,
 //!   mapping, descriptor or thread behind and the heap as it was.
 
@@ -823,6 +824,7 @@ fn two_hundred_multi_queue_refusals_leak_nothing() {
             "an_impossible_rx_producer_on_queue_3_fails_only_its_vif",
             "an_event_storm_on_every_queue_costs_bounded_cpu_and_loses_no_work",
             "two_hundred_multi_queue_refusals_leak_nothing",
+            "a_queue_left_without_rx_buffers_costs_no_cpu_and_holds_up_no_other_queue",
         ])
     };
     for i in 0..8 {
@@ -843,4 +845,56 @@ fn two_hundred_multi_queue_refusals_leak_nothing() {
     );
     assert!(threads1 <= threads0, "threads {threads0} -> {threads1}");
     assert!(heap_end < heap + (1 << 20), "heap {heap} -> {heap_end}");
+}
+
+#[test]
+fn a_queue_left_without_rx_buffers_costs_no_cpu_and_holds_up_no_other_queue() {
+    let mut rig = Rig::new(&[BAD], None);
+    let q0 = rig.nb.wire(BAD);
+    let mut raw = RawFrontend::new(&rig.host, BAD).unwrap();
+    // It promises to notify when it posts RX buffers, so frames wait for them; it then
+    // never posts any on queue 3 while frames keep coming for it.
+    raw.write("feature-rx-notify", "1");
+    assert_eq!(raw.connect(&split4()), XenbusState::Connected);
+    let mut wires = rig.wires(BAD, q0);
+    for s in 0..30 {
+        send_all(&mut wires[3], &frame(s, 300));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (s0, cpu0) = rig.sample();
+    std::thread::sleep(WINDOW);
+    let (s1, cpu1) = rig.sample();
+    let (polls, cpu) = (s1.vif_polls - s0.vif_polls, cpu1 - cpu0);
+    eprintln!(
+        "queue 3 without buffers for {WINDOW:?}: {polls} vif polls, {} loop iterations, \
+         netback CPU {} ms",
+        s1.iterations - s0.iterations,
+        cpu / 1_000_000
+    );
+    assert!(polls <= 10, "a vif is polled in a loop: {polls}");
+    assert!(
+        cpu * 20 <= WINDOW.as_nanos() as u64,
+        "netback used {cpu} ns of CPU in {WINDOW:?}"
+    );
+    // The vif's other queues receive, and send, meanwhile.
+    for (q, w) in wires.iter_mut().enumerate().take(3) {
+        raw_receive(&mut raw, q, w, 1000 * q as u32, 4);
+        raw_send(&mut raw, q, 100 * q as u32, 2, 200);
+        assert_eq!(recv_n(w, 2, Duration::from_secs(10)).len(), 2, "queue {q}");
+    }
+    rig.neighbour_roundtrip();
+    // Buffers on queue 3 at last: the frames that waited come first, in order.
+    assert_eq!(raw.post_rx_on(3, 4), 4);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < 4 && Instant::now() < deadline {
+        got.extend(raw.queue_mut(3).take_rx_frames());
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let seqs: Vec<u32> = got
+        .iter()
+        .map(|f| check_frame(f.as_ref().expect("a frame")))
+        .collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3], "queue 3's waiting frames");
+    assert_eq!(raw.be_state(), XenbusState::Connected);
 }
