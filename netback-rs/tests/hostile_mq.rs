@@ -7,6 +7,8 @@
 //! - Flooding all 4 queues while ignoring credits gets, in total, no more than the
 //!   vif's budget × time plus one backstop burst; a 1-queue guest flooding beside it
 //!   with the same budget gets the same share; the neighbour's frames pass both ways.
+//!   Past the budget under policy `drop`, the 4 queues together get one vif's drop
+//!   answers a second, not four.
 //! - Bad input fails only the vif concerned, with the reason in its `error` node, and
 //!   leaves nothing mapped or bound: one event-channel port named by two queues (or
 //!   twice in a split queue), a grant reference shared across queues, a ring no grant
@@ -23,7 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hypervisor::xenbus::XenbusState;
-use netback::vif::BACKSTOP_MIN_PACKETS;
+use netback::vif::{BACKSTOP_MIN_PACKETS, DROP_ANSWERS_PER_SEC};
 use netback::{LoopStats, NetbackConfig};
 use netfront::NetfrontConfig;
 use netport::{MemPort, MemPortConfig};
@@ -825,6 +827,7 @@ fn two_hundred_multi_queue_refusals_leak_nothing() {
             "an_event_storm_on_every_queue_costs_bounded_cpu_and_loses_no_work",
             "two_hundred_multi_queue_refusals_leak_nothing",
             "a_queue_left_without_rx_buffers_costs_no_cpu_and_holds_up_no_other_queue",
+            "a_four_queue_flood_gets_one_vif_s_drop_answers_not_four",
         ])
     };
     for i in 0..8 {
@@ -897,4 +900,62 @@ fn a_queue_left_without_rx_buffers_costs_no_cpu_and_holds_up_no_other_queue() {
         .collect();
     assert_eq!(seqs, vec![0, 1, 2, 3], "queue 3's waiting frames");
     assert_eq!(raw.be_state(), XenbusState::Connected);
+}
+
+/// A 4-queue guest flooding past its budget under policy `drop`: netback answers
+/// `NETIF_RSP_DROPPED` at most `DROP_ANSWERS_PER_SEC` times a second for the whole vif
+/// (each costs it a parse and a response), not that many per queue.
+#[test]
+fn a_four_queue_flood_gets_one_vif_s_drop_answers_not_four() {
+    let small = Credits {
+        bytes: Limit::Unlimited,
+        // A burst above the neighbour's 20 frames (it shares this first budget).
+        packets: Limit::rate(1000, 32),
+        period_us: 0,
+    };
+    let (mut rig, mut raw, mut wires) = attacker(&RawConnect::queues(QUEUES), Some(small));
+    let (mut okay, mut dropped) = (0u64, 0u64);
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs(1);
+    std::thread::scope(|s| {
+        let _drain: Vec<_> = wires
+            .iter_mut()
+            .map(|w| s.spawn(move || count_until(w, end + Duration::from_millis(100))))
+            .collect();
+        let g: Vec<u32> = (0..QUEUES as usize)
+            .map(|q| raw.queue(q).data_gref(0))
+            .collect();
+        while Instant::now() < end {
+            for (q, g) in g.iter().enumerate() {
+                for (_, status) in raw.queue_mut(q).take_responses() {
+                    match status {
+                        NETIF_RSP_OKAY => okay += 1,
+                        _ => dropped += 1,
+                    }
+                }
+                let free = raw.queue(q).tx_free() as usize;
+                let slots: Vec<TxSlot> = (0..free)
+                    .map(|i| tx_req(*g, 0, 60, NetTxFlags::empty(), i as u16))
+                    .collect();
+                if free > 0 {
+                    raw.push_on(q, &slots, true).expect("free slots");
+                }
+            }
+        }
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!("4 queues flooded {secs:.2} s: {okay} admitted, {dropped} answered dropped");
+    // One allowance: the rate over the run, plus its depth (a ring) once.
+    let allowance = DROP_ANSWERS_PER_SEC as f64 * secs * 1.05 + 256.0;
+    assert!(
+        (dropped as f64) <= allowance,
+        "{dropped} drop answers in {secs:.2} s (one vif's allowance {allowance:.0})"
+    );
+    assert!(
+        (okay as f64) <= 1000.0 * secs * 1.05 + 64.0,
+        "{okay} admitted"
+    );
+    assert!(dropped > 0, "the flood was never answered dropped");
+    assert_eq!(raw.be_state(), XenbusState::Connected);
+    rig.neighbour_roundtrip();
 }
