@@ -909,7 +909,8 @@ fn a_queue_left_without_rx_buffers_costs_no_cpu_and_holds_up_no_other_queue() {
 fn a_four_queue_flood_gets_one_vif_s_drop_answers_not_four() {
     let small = Credits {
         bytes: Limit::Unlimited,
-        // A burst above the neighbour's 20 frames (it shares this first budget).
+        // A burst above the neighbour's 20 frames (it shares this first budget, and its
+        // netfront drops what its credits do not cover: policy `drop`).
         packets: Limit::rate(1000, 32),
         period_us: 0,
     };
