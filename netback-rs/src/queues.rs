@@ -8,9 +8,10 @@
 //! Checked before anything is mapped, so that a hostile frontend fails only its own vif,
 //! with the reason in its `error` node: no queue count of 0 or above the offer, every
 //! queue directory present with all its keys (a missing or skipped `queue-N` names the
-//! key that is absent), and no grant reference used twice — two queues (or a queue's
+//! key that is absent), no grant reference used twice — two queues (or a queue's
 //! two rings) on one page would have two data paths write responses into the same
-//! ring. Every ring of the netif protocol is one page (there is no ring-size key), so
+//! ring — and no event-channel port named twice (Xen binds a remote port once; the
+//! refusal comes before any binding, naming both keys). Every ring of the netif protocol is one page (there is no ring-size key), so
 //! queues cannot differ in ring size.
 
 use hypervisor::xenbus::{self, XenbusError};
@@ -93,6 +94,21 @@ pub enum QueueError {
         /// That queue's key.
         other_key: &'static str,
     },
+    /// One event-channel port named twice (Xen binds a remote port once: the second
+    /// binding would fail, or, should it not, two queues would share one channel).
+    #[error("queue {queue} {key} {port} is also queue {other}'s {other_key}: each queue needs its own event channel(s)")]
+    SharedPort {
+        /// The later queue.
+        queue: usize,
+        /// Its key.
+        key: &'static str,
+        /// The port.
+        port: u32,
+        /// The queue that named it first.
+        other: usize,
+        /// That queue's key.
+        other_key: &'static str,
+    },
 }
 
 /// The number of queues the frontend in directory `fe` asks for, checked against the
@@ -141,27 +157,67 @@ pub fn read_queues<X: Xenstore + ?Sized>(
         });
     }
     check_distinct_refs(&queues)?;
+    check_distinct_ports(&queues)?;
     Ok(queues)
+}
+
+/// The first value named twice in `named` (`(queue, key, value)` in the order read):
+/// the later `(queue, key)`, the value, and the earlier `(queue, key)`.
+#[allow(clippy::type_complexity)]
+fn first_repeat(
+    named: &[(usize, &'static str, u32)],
+) -> Option<((usize, &'static str), u32, (usize, &'static str))> {
+    named.iter().enumerate().find_map(|(i, &(q, key, v))| {
+        named[..i]
+            .iter()
+            .find(|(_, _, w)| *w == v)
+            .map(|&(other, other_key, _)| ((q, key), v, (other, other_key)))
+    })
 }
 
 /// Every ring of every queue on its own grant reference.
 fn check_distinct_refs(queues: &[QueueKeys]) -> Result<(), QueueError> {
-    let mut seen: Vec<(u32, usize, &'static str)> = Vec::with_capacity(queues.len() * 2);
-    for (q, keys) in queues.iter().enumerate() {
-        for (key, gref) in [("tx-ring-ref", keys.tx_ref), ("rx-ring-ref", keys.rx_ref)] {
-            if let Some(&(_, other, other_key)) = seen.iter().find(|(g, ..)| *g == gref) {
-                return Err(QueueError::SharedRef {
-                    queue: q,
-                    key,
-                    gref,
-                    other,
-                    other_key,
-                });
-            }
-            seen.push((gref, q, key));
-        }
+    let named: Vec<_> = queues
+        .iter()
+        .enumerate()
+        .flat_map(|(q, k)| [(q, "tx-ring-ref", k.tx_ref), (q, "rx-ring-ref", k.rx_ref)])
+        .collect();
+    match first_repeat(&named) {
+        None => Ok(()),
+        Some(((queue, key), gref, (other, other_key))) => Err(QueueError::SharedRef {
+            queue,
+            key,
+            gref,
+            other,
+            other_key,
+        }),
     }
-    Ok(())
+}
+
+/// Every event-channel port named once: across queues, and within a split queue.
+/// Checked before anything is bound, so the refusal names both keys whatever the
+/// hypervisor would do with a second binding.
+fn check_distinct_ports(queues: &[QueueKeys]) -> Result<(), QueueError> {
+    let named: Vec<_> = queues
+        .iter()
+        .enumerate()
+        .flat_map(|(q, k)| match k.channels {
+            ChannelKeys::Single(p) => vec![(q, "event-channel", p)],
+            ChannelKeys::Split { tx, rx } => {
+                vec![(q, "event-channel-tx", tx), (q, "event-channel-rx", rx)]
+            }
+        })
+        .collect();
+    match first_repeat(&named) {
+        None => Ok(()),
+        Some(((queue, key), port, (other, other_key))) => Err(QueueError::SharedPort {
+            queue,
+            key,
+            port,
+            other,
+            other_key,
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ impl Host {
         let id = VifId::new(DomId(1), 0);
         let vif = match backstops {
             None => Vif::new(id, map(&tx_ring), map(&rx_ring), None, None, 0),
-            Some(b) => Vif::queue(id, map(&tx_ring), map(&rx_ring), b, None, 0),
+            Some(b) => Vif::queue(id, map(&tx_ring), map(&rx_ring), b, None),
         }
         .expect("fresh rings attach");
         let (port, wire) = MemPort::pair(256, 2048).unwrap();

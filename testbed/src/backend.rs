@@ -196,6 +196,17 @@ impl BackendThread {
             .unwrap_or_else(|| panic!("netback never opened a port for {id} queue {queue}"))
     }
 
+    /// The wire end of the memory port of queue `queue` of vif `id`, if netback opened
+    /// one nobody took (no wait). A test that counts descriptors drops the ends of
+    /// ports netback opened and closed again (a refused connection): they are the
+    /// harness's, not netback's.
+    pub fn try_wire_queue(&self, id: VifId, queue: u32) -> Option<MemPort> {
+        self.wires
+            .as_ref()
+            .expect("BackendThread::try_wire_queue needs memory ports (BackendThread::start)")
+            .take_queue(id, queue, Duration::ZERO)
+    }
+
     /// Runs `f` on the netback thread, between two loop iterations (dropped if the thread
     /// is gone).
     pub fn command(&self, f: impl FnOnce(&mut LocalNetback) + Send + 'static) {

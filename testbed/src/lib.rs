@@ -44,7 +44,7 @@ pub use frames::{check_frame, count_until, flood, frame, recv_n, send_all, tcp_f
 pub use gate::{Gate, GatedPort, OpenOnDrop};
 pub use guest::{pump_until, Guest, GuestExit, GuestOptions, GuestThread, LocalNetfront};
 pub use kernel::{tap_config, wait_link};
-pub use raw::{tx_req, RawConn, RawConnect, RawFrontend, TxSlot};
+pub use raw::{tx_req, RawConn, RawConnect, RawFrontend, RawQueue, TxSlot};
 pub use spawn::{thread_cpu_ns, Handle, Spawner};
 
 use netback::toolstack::{create_vif, VifSpec};

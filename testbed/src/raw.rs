@@ -3,24 +3,29 @@
 //! on the TX ring, with no netfront in between. The hostile tests and `bench hostile`
 //! attack netback with it.
 //!
+//! It sets up one queue (keys in the frontend directory) or several
+//! (`multi-queue-num-queues` and `queue-N/`, each queue with its own rings and one event
+//! channel or split ones); the single-queue methods work on queue 0, the `_on`
+//! methods on any queue.
+//!
 //! Like [`crate::frames`], these are assertions: a step the attacker needs (a grant, a
 //! xenstore write, an event channel) that fails panics with a message.
 
 use std::time::{Duration, Instant};
 
 use hypervisor::evtchn::{EventChannels, Port as EvtPort};
-use hypervisor::grant::{Access, GrantShare, SharedPages};
-use hypervisor::platform::ring_mem;
+use hypervisor::grant::Access;
 use hypervisor::xenbus::{read_state, XenbusState};
-use shared_ring::netif::{
-    NetTxFlags, NetifExtraInfo, NetifRxFrontRing, NetifRxRequest, NetifTxFrontRing, NetifTxRequest,
-};
-use shared_ring::FrontIndices;
-use xen_ids::{DomId, VifId};
-use xen_local::{LocalHost, LocalPlatform, LocalSharedPages};
+use shared_ring::netif::{NetTxFlags, NetifExtraInfo, NetifTxRequest};
+use xen_ids::VifId;
+use xen_local::{LocalHost, LocalPlatform};
 use xenstore::{Xenstore, XsTx};
 
 use crate::TestbedError;
+
+mod queue;
+
+pub use queue::{RawQueue, RX_PAGES};
 
 /// How long the attacker waits for netback to answer a step of the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,12 +53,19 @@ pub fn tx_req(gref: u32, offset: u16, size: u16, flags: NetTxFlags, id: u16) -> 
 /// How the attacker connects.
 #[derive(Debug, Clone)]
 pub struct RawConnect {
-    /// Access of the TX ring grant (netback needs `Writable`; `ReadOnly` is an attack).
+    /// Access of the TX ring grants (netback needs `Writable`; `ReadOnly` is an attack).
     pub ring_access: Access,
-    /// `tx-ring-ref` / `rx-ring-ref` to write instead of the real ones.
+    /// `tx-ring-ref` / `rx-ring-ref` to write for queue 0 instead of the real ones.
     pub refs: Option<(String, String)>,
-    /// Read-only data pages granted to dom0 for packet payloads.
+    /// Read-only data pages granted to dom0 for packet payloads, per queue.
     pub data_pages: usize,
+    /// Queues to set up: 1 writes the keys in the frontend directory (and no
+    /// `multi-queue-num-queues`); 2 or more write `multi-queue-num-queues` and each
+    /// queue's keys in `queue-N/`.
+    pub queues: u32,
+    /// One event channel per ring (`event-channel-tx` / `event-channel-rx`) instead of
+    /// one per queue (`event-channel`).
+    pub split: bool,
 }
 
 impl Default for RawConnect {
@@ -62,25 +74,26 @@ impl Default for RawConnect {
             ring_access: Access::Writable,
             refs: None,
             data_pages: 1,
+            queues: 1,
+            split: false,
         }
     }
 }
 
-/// Writable pages granted to dom0 as RX buffers ([`RawFrontend::post_rx`]).
-const RX_PAGES: usize = 4;
+impl RawConnect {
+    /// `n` queues, otherwise the defaults.
+    pub fn queues(n: u32) -> RawConnect {
+        RawConnect {
+            queues: n,
+            ..RawConnect::default()
+        }
+    }
+}
 
-/// What one connection holds: rings, data pages, the event channel, the private indices.
+/// What one connection holds: each queue's rings, pages, event channel(s) and indices.
 #[derive(Debug)]
 pub struct RawConn {
-    tx_ring: LocalSharedPages,
-    rx_ring: LocalSharedPages,
-    data: LocalSharedPages,
-    rx_pages: LocalSharedPages,
-    evtchn: EvtPort,
-    tx_idx: FrontIndices,
-    rx_idx: FrontIndices,
-    /// RX requests posted so far (their ids).
-    rx_posted: u32,
+    queues: Vec<RawQueue>,
 }
 
 /// A hostile guest's device: one domain's connection to the local host, one vif.
@@ -124,6 +137,18 @@ impl RawFrontend {
         }
     }
 
+    /// Removes `key` (and what is under it) from the frontend directory, if present.
+    ///
+    /// # Panics
+    /// If xenstore refuses.
+    pub fn remove(&self, key: &str) {
+        let path = format!("{}/{key}", self.fe);
+        match self.plat.xenstore.rm(XsTx::NONE, &path) {
+            Err(e) if !e.is_enoent() => panic!("rm {path}: {e}"),
+            _ => {}
+        }
+    }
+
     /// The backend's state (`Unknown` when it cannot be read).
     pub fn be_state(&self) -> XenbusState {
         read_state(&self.plat.xenstore, &format!("{}/state", self.be))
@@ -156,54 +181,64 @@ impl RawFrontend {
         String::from_utf8_lossy(&e).into_owned()
     }
 
-    /// The handshake as `netif.h` describes it: Initialising, wait for InitWait, grant the
-    /// rings, write the keys, Connected. Returns the backend's answer (Connected, or
-    /// Closing when it refused, with the reason in [`Self::error`]).
+    /// The handshake as `netif.h` describes it: [`Self::prepare`], then
+    /// [`Self::announce`]. Returns the backend's answer (Connected, or Closing when it
+    /// refused, with the reason in [`Self::error`]).
     ///
     /// # Panics
     /// If a grant, event channel or xenstore write fails, or netback does not answer.
     pub fn connect(&mut self, how: &RawConnect) -> XenbusState {
+        self.prepare(how);
+        self.announce()
+    }
+
+    /// The handshake up to the keys: Initialising, wait for InitWait, grant each
+    /// queue's rings and pages, allocate its event channel(s), write the keys. The
+    /// attacker may then rewrite any key ([`Self::write`]) before [`Self::announce`].
+    ///
+    /// # Panics
+    /// If a grant, event channel or xenstore write fails, or netback does not answer.
+    pub fn prepare(&mut self, how: &RawConnect) {
         self.write("state", "1");
         self.expect_be(&[XenbusState::InitWait]);
-        let g = &self.plat.grants;
-        let share = |n, access| {
-            g.share(DomId(0), n, access)
-                .unwrap_or_else(|e| panic!("grant {n} pages: {e}"))
-        };
-        let tx_ring = share(1, how.ring_access);
-        let rx_ring = share(1, Access::Writable);
-        let data = share(how.data_pages.max(1), Access::ReadOnly);
-        let rx_pages = share(RX_PAGES, Access::Writable);
-        if how.ring_access == Access::Writable {
-            NetifTxFrontRing::init(ring_mem(tx_ring.mem())).expect("TX ring init");
+        let n = how.queues.max(1);
+        let queues: Vec<RawQueue> = (0..n).map(|_| RawQueue::new(&self.plat, how)).collect();
+        if n > 1 {
+            self.write("multi-queue-num-queues", &n.to_string());
         }
-        NetifRxFrontRing::init(ring_mem(rx_ring.mem())).expect("RX ring init");
-        let evtchn = self
-            .plat
-            .evtchn
-            .alloc_unbound(DomId(0))
-            .unwrap_or_else(|e| panic!("event channel: {e}"));
-        let (t, r) = match &how.refs {
-            Some((t, r)) => (t.clone(), r.clone()),
-            None => (
-                tx_ring.grefs()[0].0.to_string(),
-                rx_ring.grefs()[0].0.to_string(),
-            ),
-        };
-        self.write("tx-ring-ref", &t);
-        self.write("rx-ring-ref", &r);
-        self.write("event-channel", &evtchn.0.to_string());
+        for (q, queue) in queues.iter().enumerate() {
+            let dir = if n == 1 {
+                String::new()
+            } else {
+                format!("queue-{q}/")
+            };
+            // The channel keys of an earlier connection (split or not) go.
+            for k in ["event-channel", "event-channel-tx", "event-channel-rx"] {
+                self.remove(&format!("{dir}{k}"));
+            }
+            for (k, v) in queue.keys() {
+                self.write(&format!("{dir}{k}"), &v);
+            }
+        }
+        if let Some((t, r)) = &how.refs {
+            let dir = if n == 1 {
+                String::new()
+            } else {
+                "queue-0/".into()
+            };
+            self.write(&format!("{dir}tx-ring-ref"), t);
+            self.write(&format!("{dir}rx-ring-ref"), r);
+        }
         self.write("request-rx-copy", "1");
-        self.conn = Some(RawConn {
-            tx_ring,
-            rx_ring,
-            data,
-            rx_pages,
-            evtchn,
-            tx_idx: FrontIndices::default(),
-            rx_idx: FrontIndices::default(),
-            rx_posted: 0,
-        });
+        self.conn = Some(RawConn { queues });
+    }
+
+    /// The end of the handshake: Connected; the backend's answer (Connected, or Closing
+    /// when it refused, with the reason in [`Self::error`]).
+    ///
+    /// # Panics
+    /// If netback does not answer.
+    pub fn announce(&mut self) -> XenbusState {
         self.write("state", "4");
         self.expect_be(&[XenbusState::Connected, XenbusState::Closing])
     }
@@ -217,112 +252,86 @@ impl RawFrontend {
         self.conn.as_ref().expect("not connected")
     }
 
-    /// Grant reference of data page `i`.
+    /// The number of queues set up.
+    pub fn num_queues(&self) -> usize {
+        self.conn().queues.len()
+    }
+
+    /// Queue `q`.
+    ///
+    /// # Panics
+    /// If there is no such queue.
+    pub fn queue(&self, q: usize) -> &RawQueue {
+        &self.conn().queues[q]
+    }
+
+    /// Queue `q`, to take its responses.
+    ///
+    /// # Panics
+    /// If there is no such queue.
+    pub fn queue_mut(&mut self, q: usize) -> &mut RawQueue {
+        &mut self.conn.as_mut().expect("not connected").queues[q]
+    }
+
+    /// Grant reference of queue 0's data page `i`.
     pub fn data_gref(&self, i: usize) -> u32 {
-        self.conn().data.grefs()[i].0
+        self.queue(0).data_gref(i)
     }
 
-    /// The TX ring's shared page, for writes no ring API would make.
+    /// Queue 0's TX ring's shared page, for writes no ring API would make.
     pub fn tx_ring_mem(&self) -> shared_ring::SharedMem<'_> {
-        ring_mem(self.conn().tx_ring.mem())
+        self.queue(0).tx_ring_mem()
     }
 
-    /// The TX ring as a front ring at the attacker's private indices.
-    fn tx_ring(&self) -> NetifTxFrontRing<'_> {
-        NetifTxFrontRing::resume(self.tx_ring_mem(), self.conn().tx_idx).expect("TX ring")
-    }
-
-    /// Puts `slots` on the TX ring and pushes them, all or none (a packet is never cut
-    /// by a full ring); notifies when the backend asked for it (`req_event`) or when
-    /// `always`. `None` when they did not fit, else whether the backend asked.
+    /// Puts `slots` on queue 0's TX ring ([`Self::push_on`]).
     pub fn push(&mut self, slots: &[TxSlot], always: bool) -> Option<bool> {
-        let mut r = self.tx_ring();
-        if (r.free_requests() as usize) < slots.len() {
-            return None;
-        }
-        for s in slots {
-            let put = match s {
-                TxSlot::Req(q) => r.put_request(q),
-                TxSlot::Extra(e) => r.put_request_as(e),
-            };
-            put.expect("free slots checked");
-        }
-        let asked = r.push_requests_and_check_notify();
-        let idx = r.indices();
-        self.conn.as_mut().expect("not connected").tx_idx = idx;
+        self.push_on(0, slots, always)
+    }
+
+    /// Puts `slots` on queue `q`'s TX ring and pushes them, all or none (a packet is
+    /// never cut by a full ring); notifies its TX channel when the backend asked for it
+    /// (`req_event`) or when `always`. `None` when they did not fit, else whether the
+    /// backend asked.
+    pub fn push_on(&mut self, q: usize, slots: &[TxSlot], always: bool) -> Option<bool> {
+        let asked = self.queue_mut(q).push(slots)?;
         if asked || always {
-            self.notify();
+            self.signal(self.queue(q).ports().0);
         }
         Some(asked)
     }
 
-    /// The RX ring as a front ring at the guest's private indices.
-    fn rx_ring(&self) -> NetifRxFrontRing<'_> {
-        let c = self.conn();
-        NetifRxFrontRing::resume(ring_mem(c.rx_ring.mem()), c.rx_idx).expect("RX ring")
+    /// Posts `n` RX buffers on queue 0 ([`Self::post_rx_on`]).
+    pub fn post_rx(&mut self, n: usize) -> usize {
+        self.post_rx_on(0, n)
     }
 
-    /// Posts `n` RX buffers (the connection's writable pages, in turn) and notifies when
-    /// the backend asked for it; how many fitted on the ring.
-    pub fn post_rx(&mut self, n: usize) -> usize {
-        let c = self.conn();
-        let grefs: Vec<u32> = c.rx_pages.grefs().iter().map(|g| g.0).collect();
-        let mut id = c.rx_posted;
-        let mut r = self.rx_ring();
-        let mut put = 0;
-        while put < n && r.free_requests() > 0 {
-            let req = NetifRxRequest {
-                id: (id % 256) as u16,
-                pad: 0,
-                gref: grefs[id as usize % grefs.len()],
-            };
-            r.put_request(&req).expect("free slot checked");
-            id = id.wrapping_add(1);
-            put += 1;
-        }
-        let asked = r.push_requests_and_check_notify();
-        let idx = r.indices();
-        let c = self.conn.as_mut().expect("not connected");
-        c.rx_idx = idx;
-        c.rx_posted = id;
+    /// Posts up to `n` RX buffers on queue `q` (its writable pages, in turn) and
+    /// notifies its RX channel when the backend asked for it; how many fitted.
+    pub fn post_rx_on(&mut self, q: usize, n: usize) -> usize {
+        let (put, asked) = self.queue_mut(q).post_rx(n);
         if asked {
-            self.notify();
+            self.signal(self.queue(q).ports().1);
         }
         put
     }
 
-    /// RX responses the backend has written so far: `(id, status)`; a positive status
-    /// is the bytes delivered in that buffer.
+    /// Queue 0's RX responses so far ([`RawQueue::take_rx_responses`]).
     pub fn take_rx_responses(&mut self) -> Vec<(u16, i16)> {
-        let mut r = self.rx_ring();
-        let mut out = Vec::new();
-        while let Ok(Some(x)) = r.take_response() {
-            out.push((x.id, x.status));
-        }
-        let idx = r.indices();
-        self.conn.as_mut().expect("not connected").rx_idx = idx;
-        out
+        self.queue_mut(0).take_rx_responses()
     }
 
-    /// The TX ring's `req_event`: the request index at which the backend asked to be
-    /// notified next.
+    /// Queue 0's TX ring's `req_event`: the request index at which the backend asked
+    /// to be notified next.
     pub fn tx_req_event(&self) -> u32 {
-        self.tx_ring().sring().req_event()
+        self.queue(0).tx_req_event()
     }
 
-    /// Responses the backend has written so far: `(id, status)`.
+    /// Queue 0's TX responses so far: `(id, status)`.
     pub fn take_responses(&mut self) -> Vec<(u16, i16)> {
-        let mut r = self.tx_ring();
-        let mut out = Vec::new();
-        while let Ok(Some(x)) = r.take_response() {
-            out.push((x.id, x.status));
-        }
-        let idx = r.indices();
-        self.conn.as_mut().expect("not connected").tx_idx = idx;
-        out
+        self.queue_mut(0).take_responses()
     }
 
-    /// Waits up to `timeout` for `n` responses; those that came.
+    /// Waits up to `timeout` for `n` of queue 0's TX responses; those that came.
     pub fn responses(&mut self, n: usize, timeout: Duration) -> Vec<(u16, i16)> {
         let deadline = Instant::now() + timeout;
         let mut out = self.take_responses();
@@ -333,25 +342,46 @@ impl RawFrontend {
         out
     }
 
-    /// Signals the event channel.
+    /// Signals queue 0's event channel(s).
     ///
     /// # Panics
     /// If the hypervisor refuses.
     pub fn notify(&self) {
-        let port = self.conn().evtchn;
+        self.notify_queue(0);
+    }
+
+    /// Signals queue `q`'s event channel(s) (both when split).
+    ///
+    /// # Panics
+    /// If the hypervisor refuses.
+    pub fn notify_queue(&self, q: usize) {
+        let (tx, rx) = self.queue(q).ports();
+        self.signal(tx);
+        if rx != tx {
+            self.signal(rx);
+        }
+    }
+
+    /// Signals local port `port`.
+    ///
+    /// # Panics
+    /// If the hypervisor refuses.
+    pub fn signal(&self, port: EvtPort) {
         if let Err(e) = self.plat.evtchn.notify(port) {
             panic!("notify {port:?}: {e}");
         }
     }
 
     /// Closes the device (Closed, waits for the backend's Closed) and frees everything
-    /// it granted.
+    /// it granted and bound.
     pub fn close(&mut self) {
         self.write("state", "6");
         // A backend that already failed the vif may sit in Closing: Closed follows.
         let _ = self.wait_be(&[XenbusState::Closed], HANDSHAKE_TIMEOUT);
         if let Some(c) = self.conn.take() {
-            let _ = self.plat.evtchn.unbind(c.evtchn);
+            for q in c.queues {
+                q.release(&self.plat);
+            }
         }
     }
 }

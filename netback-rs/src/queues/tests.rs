@@ -187,3 +187,103 @@ fn one_grant_in_two_queues_is_refused() {
     .unwrap_err();
     assert!(matches!(e, QueueError::SharedRef { queue: 0, .. }), "{e}");
 }
+
+/// `linux_keys(n)` with `key` set to `value`.
+fn with(n: u32, key: &str, value: &str) -> Vec<(String, String)> {
+    let mut keys = linux_keys(n);
+    for (k, v) in &mut keys {
+        if k == key {
+            *v = value.into();
+        }
+    }
+    keys
+}
+
+#[test]
+fn one_port_in_two_queues_is_refused_naming_both_keys() {
+    // queue-2's RX channel is queue-0's TX channel (port 20).
+    let e = read(&refs(&with(4, "queue-2/event-channel-rx", "20")), 4).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            QueueError::SharedPort {
+                queue: 2,
+                key: "event-channel-rx",
+                port: 20,
+                other: 0,
+                other_key: "event-channel-tx"
+            }
+        ),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("queue 2 event-channel-rx 20"), "{msg}");
+    // A split queue's two rings on one port.
+    let e = read(&refs(&with(2, "queue-1/event-channel-rx", "22")), 2).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            QueueError::SharedPort {
+                queue: 1,
+                other: 1,
+                port: 22,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn one_port_shared_by_unsplit_queues_is_refused() {
+    let mut keys = vec![(NUM_QUEUES_KEY.to_string(), "3".to_string())];
+    for q in 0..3u32 {
+        keys.push((format!("queue-{q}/tx-ring-ref"), (8 + 2 * q).to_string()));
+        keys.push((format!("queue-{q}/rx-ring-ref"), (9 + 2 * q).to_string()));
+        // Queues 0 and 2 on port 30, queue 1 on 31.
+        let port = if q == 1 { 31 } else { 30 };
+        keys.push((format!("queue-{q}/event-channel"), port.to_string()));
+    }
+    let e = read(&refs(&keys), 4).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            QueueError::SharedPort {
+                queue: 2,
+                key: "event-channel",
+                port: 30,
+                other: 0,
+                other_key: "event-channel"
+            }
+        ),
+        "{e}"
+    );
+    // Distinct ports, one queue split and the others not: accepted.
+    let keys = with(3, "queue-2/event-channel", "32");
+    assert_eq!(read(&refs(&keys), 4).unwrap().len(), 3);
+}
+
+#[test]
+fn a_count_that_is_not_plain_decimal_is_refused() {
+    // What a C `%u` would read as 2 (or as 0), and values past any offer.
+    for bad in [
+        "2 ",
+        " 2",
+        "0x2",
+        "+2",
+        "2.0",
+        "2\n2",
+        "18446744073709551616",
+    ] {
+        let e = read(&refs(&with(2, NUM_QUEUES_KEY, bad)), 4).unwrap_err();
+        assert!(matches!(e, QueueError::Xenbus(_)), "{bad:?}: {e}");
+        assert!(e.to_string().contains(NUM_QUEUES_KEY), "{bad:?}: {e}");
+    }
+    for huge in ["4294967298", "18446744073709551615"] {
+        let e = read(&refs(&with(2, NUM_QUEUES_KEY, huge)), 4).unwrap_err();
+        assert!(
+            matches!(e, QueueError::TooMany { max: 4, .. }),
+            "{huge:?}: {e}"
+        );
+    }
+}

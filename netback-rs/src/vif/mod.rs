@@ -35,7 +35,7 @@ use shared_ring::netif::{
     NetifTxResponse,
 };
 use shared_ring::ring::layout;
-use shared_ring::shared_bucket::SharedDualBucket;
+use shared_ring::shared_bucket::{SharedDualBucket, SharedTokenBucket};
 use shared_ring::{Limit, RingError};
 use std::sync::Arc;
 use xen_ids::VifId;
@@ -147,14 +147,18 @@ pub struct Backstops {
     pub tx: Arc<SharedDualBucket>,
     /// Port → guest (RX): the RX budget, charged before the copy into the guest.
     pub rx: Arc<SharedDualBucket>,
+    /// The TX requests the backstop may answer `NETIF_RSP_DROPPED` (policy `drop`):
+    /// [`DROP_ANSWERS_PER_SEC`] a second for the vif, whatever its number of queues.
+    pub tx_drops: Arc<SharedTokenBucket>,
 }
 
 impl Backstops {
-    /// Both unlimited (until a budget is set).
+    /// Both unlimited (until a budget is set), and a full drop allowance.
     pub fn unlimited(now_ns: u64) -> Self {
         Backstops {
             tx: Arc::new(SharedDualBucket::unlimited(now_ns)),
             rx: Arc::new(SharedDualBucket::unlimited(now_ns)),
+            tx_drops: Arc::new(tx_path::drop_allowance(now_ns)),
         }
     }
 }
@@ -231,14 +235,7 @@ impl<M: GrantMapping> Vif<M> {
         rate_cap: Option<RateCap>,
         now_ns: u64,
     ) -> Result<Self, VifFatal> {
-        let mut v = Self::queue(
-            id,
-            tx_map,
-            rx_map,
-            &Backstops::unlimited(now_ns),
-            rate_cap,
-            now_ns,
-        )?;
+        let mut v = Self::queue(id, tx_map, rx_map, &Backstops::unlimited(now_ns), rate_cap)?;
         if let Some(f) = first {
             v.credit_version = f.version.clamp(1, CREDIT_VERSION);
             v.set_rx_budget(&f.rx, now_ns);
@@ -251,14 +248,14 @@ impl<M: GrantMapping> Vif<M> {
     /// One more queue of a vif (`docs/protocol.md` §2.7) over its own mapped rings,
     /// attached as [`Vif::new`] does: it polices with the vif's `backstops` (those of
     /// its first queue, [`Vif::backstops`]), so all the vif's queues together get no
-    /// more than one vif's budget and burst. Its TX page has no credit area.
+    /// more than one vif's budget and burst, and one vif's drop answers. Its TX page has
+    /// no credit area.
     pub fn queue(
         id: VifId,
         tx_map: M,
         rx_map: M,
         backstops: &Backstops,
         rate_cap: Option<RateCap>,
-        now_ns: u64,
     ) -> Result<Self, VifFatal> {
         let tx_idx = NetifTxBackRing::attach_shared(ring_mem(tx_map.mem()))
             .map_err(VifFatal::tx_ring)?
@@ -277,7 +274,7 @@ impl<M: GrantMapping> Vif<M> {
             rx_budget: UNLIMITED,
             shaped_published: BackCounters::default(),
             shaped_seq: 0,
-            tx: TxPath::new(id, tx_idx, backstops.tx.clone(), now_ns),
+            tx: TxPath::new(id, tx_idx, backstops),
             rx: RxPath::new(id, rx_idx, backstops.rx.clone()),
         })
     }
@@ -287,6 +284,7 @@ impl<M: GrantMapping> Vif<M> {
         Backstops {
             tx: self.tx.backstop.clone(),
             rx: self.rx.backstop.clone(),
+            tx_drops: self.tx.drops.clone(),
         }
     }
 

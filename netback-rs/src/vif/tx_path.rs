@@ -30,8 +30,8 @@ use shared_ring::netif::{
     NETIF_RSP_ERROR, NETIF_RSP_OKAY,
 };
 use shared_ring::ring::Pending;
-use shared_ring::shared_bucket::SharedDualBucket;
-use shared_ring::{BackIndices, Denied, Limit, RingIdx, SharedMem, TokenBucket, WireCost};
+use shared_ring::shared_bucket::{SharedDualBucket, SharedTokenBucket};
+use shared_ring::{BackIndices, Denied, Limit, RingIdx, SharedMem, WireCost};
 use xen_ids::{DomId, VifId};
 
 use super::{
@@ -50,6 +50,14 @@ pub const DROP_ANSWERS_PER_SEC: u64 = 20_000;
 const DROP_ANSWERS_BURST: u64 = 256;
 /// Retry of a ring held when no bucket says when it will have room.
 const DROP_RETRY_NS: u64 = 1_000_000;
+
+/// A vif's drop allowance ([`TxPath::drops`]), full as of `now_ns`.
+pub(super) fn drop_allowance(now_ns: u64) -> SharedTokenBucket {
+    SharedTokenBucket::new(
+        Limit::rate(DROP_ANSWERS_PER_SEC, DROP_ANSWERS_BURST),
+        now_ns,
+    )
+}
 
 type TxPending<'r, 'a> = Pending<'r, 'a, NetifTxRequest, NetifTxResponse>;
 
@@ -174,24 +182,20 @@ pub(super) struct TxPath {
     incomplete: Option<Incomplete>,
     /// Requests the backstop may refuse with `NETIF_RSP_DROPPED` (policy `drop`): each
     /// costs a parse and a response, so a guest flooding past its budget is answered
-    /// at most [`DROP_ANSWERS_PER_SEC`] times a second; past that its requests wait on
-    /// the ring, as under policy `hold`.
-    drops: TokenBucket,
+    /// at most [`DROP_ANSWERS_PER_SEC`] times a second, over all the vif's queues (one
+    /// allowance per vif, like the backstop, [`super::Backstops`]); past that its
+    /// requests wait on the ring, as under policy `hold`.
+    pub(super) drops: Arc<SharedTokenBucket>,
 }
 
 impl TxPath {
     /// The path of a ring attached at `idx` ([`shared_ring::BackRing::attach_shared`]).
-    pub(super) fn new(
-        id: VifId,
-        idx: BackIndices,
-        backstop: Arc<SharedDualBucket>,
-        now_ns: u64,
-    ) -> Self {
+    pub(super) fn new(id: VifId, idx: BackIndices, backstops: &super::Backstops) -> Self {
         TxPath {
             id,
             idx,
             responder: Responder::default(),
-            backstop,
+            backstop: backstops.tx.clone(),
             policy: BackstopPolicy::Drop,
             hold_until: None,
             counters: VifCounters::default(),
@@ -205,10 +209,7 @@ impl TxPath {
             stash: Vec::with_capacity(TX_BATCH),
             stash_at: 0,
             incomplete: None,
-            drops: TokenBucket::new(
-                Limit::rate(DROP_ANSWERS_PER_SEC, DROP_ANSWERS_BURST),
-                now_ns,
-            ),
+            drops: backstops.tx_drops.clone(),
         }
     }
 

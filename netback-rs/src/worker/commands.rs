@@ -185,7 +185,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let now = self.now();
         let vif = match backstops {
             None => Vif::with_credits(id, tx_map, rx_map, first, rate_cap, now),
-            Some(b) => Vif::queue(id, tx_map, rx_map, b, rate_cap, now),
+            Some(b) => Vif::queue(id, tx_map, rx_map, b, rate_cap),
         };
         match vif {
             Ok(vif) => Ok(Queue { vif, evtchn }),
