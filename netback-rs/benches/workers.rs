@@ -226,7 +226,10 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let sizes: Vec<usize> = picks.iter().filter_map(|a| a.parse().ok()).collect();
-    let names: Vec<&String> = picks.iter().filter(|a| a.parse::<usize>().is_err()).collect();
+    let names: Vec<&String> = picks
+        .iter()
+        .filter(|a| a.parse::<usize>().is_err())
+        .collect();
     let picked = |name: &str| names.is_empty() || names.iter().any(|p| name.contains(p.as_str()));
     // `--frames=N`: frames per busy vif and run (for a longer run under a profiler).
     let frames = std::env::args().find_map(|a| a.strip_prefix("--frames=")?.parse().ok());

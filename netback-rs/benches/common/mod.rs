@@ -80,12 +80,7 @@ impl Front for QueueHandle<'_, LocalPlatform> {
 
 /// One frontend's (or queue's) share of a run: `n` frames, then until its port counted
 /// them all.
-pub fn send_and_wait(
-    nf: &mut impl Front,
-    forwarded: &AtomicU64,
-    frame: &[u8],
-    n: u64,
-) {
+pub fn send_and_wait(nf: &mut impl Front, forwarded: &AtomicU64, frame: &[u8], n: u64) {
     let meta = FrameMeta::default();
     let start = forwarded.load(Ordering::Relaxed);
     let mut sent = 0;
