@@ -271,20 +271,25 @@ fn bad_extras_are_fatal() {
     assert!(matches!(parse(&s), Err(TxError::Fatal(_))));
 }
 
+/// A TX ring whose frontend pushed `words.len() / 3` slots of `words` (any bytes).
+fn garbage_ring(words: &[u32]) -> Box<SharedPage> {
+    let page = Box::new(SharedPage::new());
+    NetifTxSring::new(page.mem()).unwrap().init();
+    for (i, w) in words.chunks_exact(3).enumerate() {
+        for (k, v) in w.iter().enumerate() {
+            page.mem().store(64 + i * 12 + k * 4, *v);
+        }
+    }
+    page.mem().store(0, (words.len() / 3) as u32);
+    page
+}
+
 proptest::proptest! {
     /// Any bytes in any number of slots: parsing returns, never panics, never claims more
     /// slots than the snapshot holds, and accepted packets respect every bound.
     #[test]
     fn garbage_never_panics(words in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..(256 * 3))) {
-        let page = Box::new(SharedPage::new());
-        NetifTxSring::new(page.mem()).unwrap().init();
-        let n = (words.len() / 3) as u32;
-        for (i, w) in words.chunks_exact(3).enumerate() {
-            for (k, v) in w.iter().enumerate() {
-                page.mem().store(64 + i * 12 + k * 4, *v);
-            }
-        }
-        page.mem().store(0, n);
+        let page = garbage_ring(&words);
         let mut back = NetifTxBackRing::attach(page.mem(), 0).unwrap();
         let p = back.requests().unwrap();
         let mut start = 0;
@@ -316,15 +321,7 @@ proptest::proptest! {
     /// a fresh parse gives — the same verdict, the same fields and data slots.
     #[test]
     fn a_reused_packet_parses_as_a_fresh_one(words in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..(64 * 3)), dirt in proptest::prelude::any::<u16>()) {
-        let page = Box::new(SharedPage::new());
-        NetifTxSring::new(page.mem()).unwrap().init();
-        let n = (words.len() / 3) as u32;
-        for (i, w) in words.chunks_exact(3).enumerate() {
-            for (k, v) in w.iter().enumerate() {
-                page.mem().store(64 + i * 12 + k * 4, *v);
-            }
-        }
-        page.mem().store(0, n);
+        let page = garbage_ring(&words);
         let mut back = NetifTxBackRing::attach(page.mem(), 0).unwrap();
         let p = back.requests().unwrap();
         // Left over from "earlier chains": every field and slot set to junk.
