@@ -297,6 +297,38 @@ mod tests {
     }
 
     #[test]
+    fn gref_hash_keys_differ_per_cache_and_spread_any_reference_pattern() {
+        let (a, b) = (GrefHash::default(), GrefHash::default());
+        // Keyed: two caches do not hash references alike (64-bit keys, drawn apart).
+        let same = (0..64u32)
+            .filter(|g| a.hash_one(*g) == b.hash_one(*g))
+            .count();
+        assert_eq!(same, 0);
+        // Patterns a guest may choose (consecutive, page-strided, one high bit set):
+        // 2048 references land in more than half of 2048 buckets (the low bits; a
+        // random function fills 1 − 1/e ≈ 63 %) and the 7 control bits hashbrown uses
+        // take more than 100 of their 128 values.
+        let patterns: [fn(u32) -> u32; 5] =
+            [|i| i, |i| i * 8, |i| i * 32, |i| i * 31, |i| i | 0x8000];
+        for (k, pattern) in patterns.iter().enumerate() {
+            let refs: Vec<u32> = (0..2048u32).map(pattern).collect();
+            let mut buckets = std::collections::HashSet::new();
+            let mut tags = std::collections::HashSet::new();
+            for g in &refs {
+                let h = a.hash_one(*g);
+                buckets.insert(h & 2047);
+                tags.insert(h >> 57);
+            }
+            assert!(
+                buckets.len() > 1024,
+                "pattern {k}: {} buckets",
+                buckets.len()
+            );
+            assert!(tags.len() > 100, "pattern {k}: {} tags", tags.len());
+        }
+    }
+
+    #[test]
     fn the_oldest_page_goes_first_and_a_page_used_again_is_spared_once() {
         let mut c = CopyCache::default();
         let pi = c.peer(DomId(3), |_| Ok(page())).unwrap();
