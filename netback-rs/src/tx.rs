@@ -91,6 +91,23 @@ pub struct Gso {
 }
 
 impl TxPacket {
+    /// A packet of no slots, to parse into ([`parse_packet_into`]).
+    pub const EMPTY: TxPacket = TxPacket {
+        size: 0,
+        flags: NetTxFlags::empty(),
+        slots: [TxSlot {
+            id: 0,
+            gref: 0,
+            offset: 0,
+            len: 0,
+        }; MAX_SKB_SLOTS],
+        nr_slots: 0,
+        nr_extras: 0,
+        gso: None,
+        mcast: None,
+        ring_slots: 0,
+    };
+
     /// The valid data slots.
     pub fn data_slots(&self) -> &[TxSlot] {
         &self.slots[..self.nr_slots]
@@ -212,6 +229,20 @@ pub fn parse_packet(
     pending: &Pending<'_, '_, NetifTxRequest, NetifTxResponse>,
     start: u32,
 ) -> Result<TxPacket, TxError> {
+    let mut pkt = TxPacket::EMPTY;
+    parse_packet_into(pending, start, &mut pkt)?;
+    Ok(pkt)
+}
+
+/// [`parse_packet`] into `pkt`, a packet reused from batch to batch (the data path
+/// does not move a packet, slots and all, out of the parser): on success every field
+/// is the parsed packet's, except `slots[nr_slots..]`, left as they were (never read:
+/// [`TxPacket::data_slots`]). On an error `pkt` holds nothing usable.
+pub fn parse_packet_into(
+    pending: &Pending<'_, '_, NetifTxRequest, NetifTxResponse>,
+    start: u32,
+    pkt: &mut TxPacket,
+) -> Result<(), TxError> {
     let avail = pending.len().saturating_sub(start);
     let mut at = start;
     let next = |at: &mut u32| -> Option<u32> {
@@ -271,19 +302,15 @@ pub fn parse_packet(
         }
     }
 
-    // Data slots: the first, then continuations while more_data.
-    let mut slots = [TxSlot {
-        id: 0,
-        gref: 0,
-        offset: 0,
-        len: 0,
-    }; MAX_SKB_SLOTS];
-    let mut nr = 0usize;
+    // Data slots: the first (written last, at index 0: its length is what the
+    // continuations leave), then continuations while more_data, from index 1. A chain
+    // longer than MAX_SKB_SLOTS is dropped below: its continuations past the array are
+    // validated and counted, not kept.
+    let slots = &mut pkt.slots;
+    let mut nr = 1usize;
     let mut total_data_slots = 1usize;
     let mut rest = first.size; // bytes left for the first slot after continuations
     let mut more = flags.contains(NetTxFlags::MORE_DATA);
-    let mut conts: [TxSlot; FATAL_SKB_SLOTS] = [slots[0]; FATAL_SKB_SLOTS];
-    let mut nr_conts = 0usize;
     while more {
         let i = next(&mut at).ok_or(TxError::Incomplete)?;
         let req: NetifTxRequest = pending.copy(i).expect("index within the snapshot");
@@ -298,13 +325,15 @@ pub fn parse_packet(
         }
         rest -= req.size;
         check_page(req.offset, req.size)?;
-        conts[nr_conts] = TxSlot {
-            id: req.id,
-            gref: req.gref,
-            offset: req.offset,
-            len: req.size,
-        };
-        nr_conts += 1;
+        if let Some(slot) = slots.get_mut(nr) {
+            *slot = TxSlot {
+                id: req.id,
+                gref: req.gref,
+                offset: req.offset,
+                len: req.size,
+            };
+            nr += 1;
+        }
         more = req.tx_flags().contains(NetTxFlags::MORE_DATA);
     }
     check_page(first.offset, rest)?;
@@ -331,27 +360,20 @@ pub fn parse_packet(
         });
     }
 
-    slots[nr] = TxSlot {
+    slots[0] = TxSlot {
         id: first.id,
         gref: first.gref,
         offset: first.offset,
         len: rest,
     };
-    nr += 1;
-    for c in &conts[..nr_conts] {
-        slots[nr] = *c;
-        nr += 1;
-    }
-    Ok(TxPacket {
-        size: first.size,
-        flags,
-        slots,
-        nr_slots: nr,
-        nr_extras,
-        gso,
-        mcast,
-        ring_slots,
-    })
+    pkt.size = first.size;
+    pkt.flags = flags;
+    pkt.nr_slots = nr;
+    pkt.nr_extras = nr_extras;
+    pkt.gso = gso;
+    pkt.mcast = mcast;
+    pkt.ring_slots = ring_slots;
+    Ok(())
 }
 
 /// The responses for `ring_slots` entries from `start` that are refused as a whole:

@@ -2,7 +2,8 @@
 //! every shape, and every malformed class.
 
 use netback::tx::{
-    drop_responses, parse_packet, DropReason, FatalReason, TxError, FATAL_SKB_SLOTS, MAX_SKB_SLOTS,
+    drop_responses, parse_packet, parse_packet_into, DropReason, FatalReason, TxError, TxPacket,
+    FATAL_SKB_SLOTS, MAX_SKB_SLOTS,
 };
 use shared_ring::netif::extra::XEN_NETIF_GSO_TYPE_TCPV4;
 use shared_ring::netif::{
@@ -270,20 +271,25 @@ fn bad_extras_are_fatal() {
     assert!(matches!(parse(&s), Err(TxError::Fatal(_))));
 }
 
+/// A TX ring whose frontend pushed `words.len() / 3` slots of `words` (any bytes).
+fn garbage_ring(words: &[u32]) -> Box<SharedPage> {
+    let page = Box::new(SharedPage::new());
+    NetifTxSring::new(page.mem()).unwrap().init();
+    for (i, w) in words.chunks_exact(3).enumerate() {
+        for (k, v) in w.iter().enumerate() {
+            page.mem().store(64 + i * 12 + k * 4, *v);
+        }
+    }
+    page.mem().store(0, (words.len() / 3) as u32);
+    page
+}
+
 proptest::proptest! {
     /// Any bytes in any number of slots: parsing returns, never panics, never claims more
     /// slots than the snapshot holds, and accepted packets respect every bound.
     #[test]
     fn garbage_never_panics(words in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..(256 * 3))) {
-        let page = Box::new(SharedPage::new());
-        NetifTxSring::new(page.mem()).unwrap().init();
-        let n = (words.len() / 3) as u32;
-        for (i, w) in words.chunks_exact(3).enumerate() {
-            for (k, v) in w.iter().enumerate() {
-                page.mem().store(64 + i * 12 + k * 4, *v);
-            }
-        }
-        page.mem().store(0, n);
+        let page = garbage_ring(&words);
         let mut back = NetifTxBackRing::attach(page.mem(), 0).unwrap();
         let p = back.requests().unwrap();
         let mut start = 0;
@@ -304,6 +310,49 @@ proptest::proptest! {
                     start += ring_slots;
                 }
                 Err(TxError::Incomplete) | Err(TxError::Fatal(_)) => break,
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    /// The data path parses every chain into one reused packet (`parse_packet_into`):
+    /// whatever an earlier chain (or a refused one) left in it, the result is the one
+    /// a fresh parse gives — the same verdict, the same fields and data slots.
+    #[test]
+    fn a_reused_packet_parses_as_a_fresh_one(words in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..(64 * 3)), dirt in proptest::prelude::any::<u16>()) {
+        let page = garbage_ring(&words);
+        let mut back = NetifTxBackRing::attach(page.mem(), 0).unwrap();
+        let p = back.requests().unwrap();
+        // Left over from "earlier chains": every field and slot set to junk.
+        let mut reused = TxPacket::EMPTY;
+        for s in reused.slots.iter_mut() {
+            (s.id, s.gref, s.offset, s.len) = (dirt, u32::from(dirt), dirt, dirt);
+        }
+        (reused.size, reused.nr_slots, reused.nr_extras, reused.ring_slots) =
+            (dirt, MAX_SKB_SLOTS, 3, u32::from(dirt));
+        let mut start = 0;
+        while start < p.len() {
+            let fresh = parse_packet(&p, start);
+            let again = parse_packet_into(&p, start, &mut reused);
+            match (&fresh, again) {
+                (Ok(f), Ok(())) => {
+                    proptest::prop_assert_eq!(f.data_slots(), reused.data_slots());
+                    proptest::prop_assert_eq!(
+                        (f.size, f.flags, f.nr_slots, f.nr_extras, f.gso, f.mcast, f.ring_slots),
+                        (reused.size, reused.flags, reused.nr_slots, reused.nr_extras, reused.gso, reused.mcast, reused.ring_slots)
+                    );
+                    start += f.ring_slots;
+                }
+                (Err(TxError::Drop { ring_slots, .. }), Err(e)) => {
+                    proptest::prop_assert_eq!(fresh.clone().unwrap_err(), e);
+                    start += *ring_slots;
+                }
+                (Err(f), Err(e)) => {
+                    proptest::prop_assert_eq!(*f, e);
+                    break;
+                }
+                (f, a) => proptest::prop_assert!(false, "fresh {:?}, reused {:?}", f, a),
             }
         }
     }

@@ -47,9 +47,12 @@ struct Partial {
 
 /// The reassembly state of one RX ring (kept across `recv` calls: a frame may span
 /// several batches of responses).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RxAssembler {
-    data: Vec<u8>,
+    /// The frame being assembled, `data[..len]` (a buffer of [`MAX_FRAME`] bytes,
+    /// zeroed once: slots are copied into it, not appended with a zero fill first).
+    data: Box<[u8]>,
+    len: usize,
     partial: Option<Partial>,
     /// Extra-info slots expected next.
     extra_next: bool,
@@ -57,12 +60,21 @@ pub struct RxAssembler {
     done_meta: Option<FrameMeta>,
 }
 
+impl Default for RxAssembler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RxAssembler {
     /// An empty assembler (its buffer pre-sized to [`MAX_FRAME`]).
     pub fn new() -> Self {
         RxAssembler {
-            data: Vec::with_capacity(MAX_FRAME),
-            ..Default::default()
+            data: vec![0; MAX_FRAME].into_boxed_slice(),
+            len: 0,
+            partial: None,
+            extra_next: false,
+            done_meta: None,
         }
     }
 
@@ -73,7 +85,7 @@ impl RxAssembler {
 
     /// The bytes of the frame last reported by [`RxEvent::Frame`].
     pub fn frame(&self) -> &[u8] {
-        &self.data
+        &self.data[..self.len]
     }
 
     /// Feeds a response slot. `read(offset, dst)` copies `dst.len()` bytes at `offset`
@@ -86,7 +98,7 @@ impl RxAssembler {
     ) -> Result<RxEvent, E> {
         let flags = r.rx_flags();
         if self.partial.is_none() {
-            self.data.clear();
+            self.len = 0;
             self.done_meta = None;
         }
         let frame = self.partial.get_or_insert_with(|| Partial {
@@ -102,17 +114,16 @@ impl RxAssembler {
             frame.error = true;
         } else if !frame.error {
             let len = r.status as usize;
-            if self.data.len() + len > MAX_FRAME {
+            if self.len + len > MAX_FRAME {
                 frame.error = true;
             } else {
-                let at = self.data.len();
-                self.data.resize(at + len, 0);
-                if let Err(e) = read(offset, &mut self.data[at..]) {
+                let at = self.len;
+                if let Err(e) = read(offset, &mut self.data[at..at + len]) {
                     // The caller disconnects; leave a clean state behind.
-                    self.data.truncate(at);
                     frame.error = true;
                     return Err(e);
                 }
+                self.len = at + len;
             }
         }
         self.extra_next = flags.contains(NetRxFlags::EXTRA_INFO);
@@ -120,8 +131,8 @@ impl RxAssembler {
             return Ok(RxEvent::Pending);
         }
         let f = self.partial.take().expect("set above");
-        if f.error || self.data.is_empty() {
-            self.data.clear();
+        if f.error || self.len == 0 {
+            self.len = 0;
             Ok(RxEvent::Dropped)
         } else {
             self.done_meta = Some(f.meta);

@@ -22,7 +22,7 @@
 //! bridge) as they are: whoever set them up (netback before a restart, a hotplug
 //! script) keeps them.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::ops::ControlFlow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -373,45 +373,92 @@ impl TapPort {
     /// Reads one frame into `rbuf`; `Ok(None)` when none is ready. Drops (and counts)
     /// frames that cannot be mapped, and reads on.
     fn read_one(&mut self) -> io::Result<Option<(usize, FrameMeta)>> {
+        // Taken out while `checked` counts into `self` (and put back).
+        let mut rbuf = std::mem::take(&mut self.rbuf);
+        let got = loop {
+            let n = match rustix::io::read(&self.fd, &mut rbuf[..]) {
+                Ok(n) => n,
+                Err(Errno::AGAIN) => break Ok(None),
+                Err(Errno::INTR) => continue,
+                Err(e) => break Err(ctx(e.into(), &format!("read {}", self.name))),
+            };
+            let (h, frame) = rbuf.split_at_mut(VNET_HDR_LEN.min(n));
+            let hdr = <&[u8; VNET_HDR_LEN]>::try_from(&h[..]).ok();
+            if let Some(got) = self.checked(n, hdr, frame) {
+                break Ok(Some(got));
+            }
+        };
+        self.rbuf = rbuf;
+        got
+    }
+
+    /// Reads one frame straight into `buf` (at least `max_frame` bytes: one read, no
+    /// copy through `rbuf`); as [`TapPort::read_one`] otherwise.
+    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, FrameMeta)>> {
+        let max = self.max_frame;
         loop {
-            let n = match rustix::io::read(&self.fd, &mut self.rbuf[..]) {
+            let mut hdr = [0u8; VNET_HDR_LEN];
+            // One byte past `max_frame`: a longer frame fills it and is dropped.
+            let mut spare = [0u8; 1];
+            let mut iov = [
+                IoSliceMut::new(&mut hdr),
+                IoSliceMut::new(&mut buf[..max]),
+                IoSliceMut::new(&mut spare),
+            ];
+            let n = match rustix::io::readv(&self.fd, &mut iov) {
                 Ok(n) => n,
                 Err(Errno::AGAIN) => return Ok(None),
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(ctx(e.into(), &format!("read {}", self.name))),
             };
-            if n < VNET_HDR_LEN + ETH_HLEN {
+            let frame = &mut buf[..n.saturating_sub(VNET_HDR_LEN).min(max)];
+            let hdr = (n >= VNET_HDR_LEN).then_some(&hdr);
+            if let Some(got) = self.checked(n, hdr, frame) {
+                return Ok(Some(got));
+            }
+        }
+    }
+
+    /// A read of `n` bytes (virtio-net header `hdr`, when complete, then the frame's
+    /// first bytes in `frame`): the frame's length and offloads, or `None` when it is
+    /// dropped (counted and logged).
+    fn checked(
+        &mut self,
+        n: usize,
+        hdr: Option<&[u8; VNET_HDR_LEN]>,
+        frame: &mut [u8],
+    ) -> Option<(usize, FrameMeta)> {
+        let hdr = match hdr {
+            Some(h) if n >= VNET_HDR_LEN + ETH_HLEN => VirtioNetHdr::from_bytes(h),
+            _ => {
                 self.stats.rx_bad_header += 1;
                 log::warn!("{}: short read of {n} bytes dropped", self.name);
-                continue;
+                return None;
             }
-            let len = n - VNET_HDR_LEN;
-            if len > self.max_frame {
-                self.stats.rx_oversize += 1;
-                log::warn!(
-                    "{}: frame longer than max_frame {} dropped",
-                    self.name,
-                    self.max_frame
-                );
-                continue;
-            }
-            let (h, frame) = self.rbuf.split_at_mut(VNET_HDR_LEN);
-            let hdr = VirtioNetHdr::from_bytes(
-                &<[u8; VNET_HDR_LEN]>::try_from(&h[..]).expect("split at VNET_HDR_LEN"),
+        };
+        let len = n - VNET_HDR_LEN;
+        if len > self.max_frame {
+            self.stats.rx_oversize += 1;
+            log::warn!(
+                "{}: frame longer than max_frame {} dropped",
+                self.name,
+                self.max_frame
             );
-            match vnet::meta_from_recv(&hdr, &mut frame[..len]) {
-                Ok(meta) => {
-                    if hdr.flags & vnet::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 && !meta.csum_blank {
-                        self.stats.rx_csum_completed += 1;
-                    }
-                    self.stats.rx_frames += 1;
-                    self.stats.rx_bytes += len as u64;
-                    return Ok(Some((len, meta)));
+            return None;
+        }
+        match vnet::meta_from_recv(&hdr, &mut frame[..len]) {
+            Ok(meta) => {
+                if hdr.flags & vnet::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 && !meta.csum_blank {
+                    self.stats.rx_csum_completed += 1;
                 }
-                Err(e) => {
-                    self.stats.rx_bad_header += 1;
-                    log::warn!("{}: frame with {hdr:?} dropped: {e}", self.name);
-                }
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += len as u64;
+                Some((len, meta))
+            }
+            Err(e) => {
+                self.stats.rx_bad_header += 1;
+                log::warn!("{}: frame with {hdr:?} dropped: {e}", self.name);
+                None
             }
         }
     }
@@ -475,11 +522,7 @@ impl Port for TapPort {
                 ),
             ));
         }
-        let Some((len, meta)) = self.read_one()? else {
-            return Ok(None);
-        };
-        buf[..len].copy_from_slice(&self.rbuf[VNET_HDR_LEN..VNET_HDR_LEN + len]);
-        Ok(Some((len, meta)))
+        self.read_into(buf)
     }
 
     fn send(&mut self, frame: &[u8], meta: &FrameMeta) -> io::Result<()> {

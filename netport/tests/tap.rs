@@ -13,6 +13,9 @@
 //! * `tcp_with_software_checksums`: the same with the checksums completed in software on
 //!   the way (`fill_partial_checksum`) and no offload on the receiving TAP: the kernel
 //!   verifies every checksum we computed.
+//! * `a_frame_longer_than_max_frame_is_dropped_whole`: a frame one MTU raise past the
+//!   port's `max_frame` is read into a caller's buffer of exactly `max_frame` bytes,
+//!   dropped and counted, and the next frame arrives intact.
 //! * `link_configuration`: MTU, MAC, up, bridge attachment.
 //! * `persistence_attach_and_carrier`: a persistent TAP outlives its port, a new port
 //!   attaches to it leaving its settings alone, clearing persistence lets it go;
@@ -312,6 +315,83 @@ fn tcp_with_software_checksums() {
     assert_eq!(ab.gso, 0);
     // B has no checksum offload: its stack computes full checksums.
     assert_eq!(ba.csum_blank, 0, "{ba:?}");
+}
+
+#[test]
+fn a_frame_longer_than_max_frame_is_dropped_whole() {
+    let name = "a_frame_longer_than_max_frame_is_dropped_whole";
+    if skip_unless_root_with_tun(name) {
+        return;
+    }
+    if std::process::Command::new("ping")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        assert!(std::env::var("CI").is_err(), "`ping` is required in CI");
+        eprintln!("SKIP {name}: no `ping` (iputils-ping)");
+        return;
+    }
+    // Without TSO, max_frame follows the MTU at open (1500 + 18); the MTU raised
+    // afterwards lets the kernel hand the port frames longer than that.
+    let mut port = open_tap(TapOffload {
+        csum: false,
+        tso: false,
+    });
+    let max = port.max_frame();
+    let ns = NetNs::new("nptbig").unwrap();
+    ns.move_link(port.name()).unwrap();
+    ns.addr_up(port.name(), "10.202.0.1/24").unwrap();
+    ns.ip(&["link", "set", port.name(), "mtu", "4000"]).unwrap();
+    ns.ip(&[
+        "neigh",
+        "add",
+        "10.202.0.2",
+        "lladdr",
+        "02:00:00:00:00:02",
+        "dev",
+        port.name(),
+    ])
+    .unwrap();
+    // One echo request of 3000 bytes, then one of 100: each frame is the ICMP payload
+    // plus 42 bytes of headers.
+    for size in ["3000", "100"] {
+        let out = ns
+            .command(
+                "ping",
+                &["-c", "1", "-W", "1", "-s", size, "-M", "dont", "10.202.0.2"],
+            )
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "nobody answers 10.202.0.2");
+    }
+    let mut buf = vec![0u8; max];
+    let mut lens = Vec::new();
+    let mut small = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while small.is_empty() && Instant::now() < deadline {
+        wait_any(&[port.rx_fd()], 100);
+        while let Some((n, _)) = port.recv(&mut buf).unwrap() {
+            lens.push(n);
+            if n == 142 && small.is_empty() {
+                small = buf[..n].to_vec();
+            }
+        }
+    }
+    assert!(
+        lens.contains(&142),
+        "the 100-byte echo request arrived: {lens:?}"
+    );
+    assert!(lens.iter().all(|&n| n <= max), "{lens:?} within {max}");
+    let s = port.stats();
+    assert_eq!(
+        s.rx_oversize, 1,
+        "the 3042-byte frame dropped and counted: {s:?}, {lens:?}, max {max}"
+    );
+    // The request is intact: IPv4 of 128 bytes, ICMP echo request (type 8).
+    assert_eq!(&small[12..14], &[0x08, 0x00], "IPv4");
+    assert_eq!(&small[16..18], &128u16.to_be_bytes(), "IP total length");
+    assert_eq!(small[14 + 20], 8, "ICMP echo request");
 }
 
 #[test]

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use netback::backend::monotonic_ns;
-use netfront::{Netfront, Sent};
+use netfront::mq::QueueHandle;
+use netfront::{FrontError, Netfront, Sent};
 use netport::{FrameMeta, Port};
+use xen_local::LocalPlatform;
 
 /// A port that counts frames and drops them (the wire is infinitely fast).
 pub struct CountPort {
@@ -36,13 +38,49 @@ impl Port for CountPort {
     }
 }
 
-/// One frontend's share of a run: `n` frames, then until its port counted them all.
-pub fn send_and_wait(
-    nf: &mut Netfront<xen_local::LocalPlatform>,
-    forwarded: &AtomicU64,
-    frame: &[u8],
-    n: u64,
-) {
+/// What a bench sends through: a whole (one-queue) frontend, or one queue of a
+/// multi-queue frontend driven by its own thread.
+pub trait Front {
+    /// Offers one frame (`Netfront::send_at`).
+    fn send_at(&mut self, now: u64, frame: &[u8], meta: &FrameMeta) -> Result<Sent, FrontError>;
+    /// Publishes the requests (`Netfront::flush`).
+    fn flush(&mut self) -> Result<(), FrontError>;
+    /// Collects responses (`Netfront::reap_tx`).
+    fn reap_tx(&mut self) -> Result<usize, FrontError>;
+    /// Acknowledges fired event channels (a queue handle leaves that to its owner).
+    fn ack_events(&mut self) {}
+}
+
+impl Front for Netfront<LocalPlatform> {
+    fn send_at(&mut self, now: u64, frame: &[u8], meta: &FrameMeta) -> Result<Sent, FrontError> {
+        Netfront::send_at(self, now, frame, meta)
+    }
+    fn flush(&mut self) -> Result<(), FrontError> {
+        Netfront::flush(self)
+    }
+    fn reap_tx(&mut self) -> Result<usize, FrontError> {
+        Netfront::reap_tx(self)
+    }
+    fn ack_events(&mut self) {
+        Netfront::ack_events(self)
+    }
+}
+
+impl Front for QueueHandle<'_, LocalPlatform> {
+    fn send_at(&mut self, now: u64, frame: &[u8], meta: &FrameMeta) -> Result<Sent, FrontError> {
+        QueueHandle::send_at(self, now, frame, meta)
+    }
+    fn flush(&mut self) -> Result<(), FrontError> {
+        QueueHandle::flush(self)
+    }
+    fn reap_tx(&mut self) -> Result<usize, FrontError> {
+        QueueHandle::reap_tx(self)
+    }
+}
+
+/// One frontend's (or queue's) share of a run: `n` frames, then until its port counted
+/// them all.
+pub fn send_and_wait(nf: &mut impl Front, forwarded: &AtomicU64, frame: &[u8], n: u64) {
     let meta = FrameMeta::default();
     let start = forwarded.load(Ordering::Relaxed);
     let mut sent = 0;

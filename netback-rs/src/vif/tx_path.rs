@@ -39,7 +39,7 @@ use super::{
 };
 use crate::journal::Responder;
 use crate::meter::VifCounters;
-use crate::tx::{drop_responses, parse_packet, TxError, TxPacket};
+use crate::tx::{drop_responses, parse_packet_into, TxError, TxPacket};
 
 /// Bytes one batch may copy out of the guest.
 const TX_ARENA: usize = 256 * 1024;
@@ -62,13 +62,11 @@ pub(super) fn drop_allowance(now_ns: u64) -> SharedTokenBucket {
 type TxPending<'r, 'a> = Pending<'r, 'a, NetifTxRequest, NetifTxResponse>;
 
 /// What the batch does with one request chain taken from the ring.
-// Entries live in a reused Vec; boxing the packet would allocate per packet.
-#[allow(clippy::large_enum_variant)]
 enum Planned {
-    /// Admitted: `segs` copy it to `arena[at..at + pkt.size]`; settled against what
-    /// was `charged`, sent, then answered.
+    /// Admitted: packet `pkt` of the batch ([`TxBatch::pkts`]); `segs` copy it to
+    /// `arena[at..at + size]`; settled against what was `charged`, sent, then answered.
     Copy {
-        pkt: TxPacket,
+        pkt: usize,
         at: usize,
         segs: Range<usize>,
         charged: WireCost,
@@ -111,6 +109,10 @@ enum Take {
 struct TxBatch {
     /// Every chain taken, in ring order.
     items: Vec<Planned>,
+    /// The admitted packets, `pkts[..npkts]`: parsed in place, never moved (a packet
+    /// with its slot array is a few hundred bytes). [`TX_BATCH`] of them, reused.
+    pkts: Box<[TxPacket]>,
+    npkts: usize,
     /// Grant-copy segments of the admitted packets.
     segs: Vec<CopySegment>,
     /// Responses of the chains refused whole.
@@ -122,15 +124,24 @@ struct TxBatch {
 impl TxBatch {
     fn clear(&mut self) {
         self.items.clear();
+        self.npkts = 0;
         self.segs.clear();
         self.rsps.clear();
         self.used = 0;
     }
 
-    /// Plans an admitted packet: one segment per data slot, to the next arena bytes.
-    fn copy(&mut self, pkt: TxPacket, charged: WireCost, front: DomId) {
-        let (at, first) = (self.used, self.segs.len());
-        for s in pkt.data_slots() {
+    /// Where the next chain is parsed (`pkts[npkts]`; there is room: the batch takes
+    /// at most [`TX_BATCH`] chains).
+    fn next_pkt(&mut self) -> &mut TxPacket {
+        &mut self.pkts[self.npkts]
+    }
+
+    /// Plans the admitted packet just parsed ([`TxBatch::next_pkt`]): one segment per
+    /// data slot, to the next arena bytes.
+    fn copy(&mut self, charged: WireCost, front: DomId) {
+        let (at, first, pkt) = (self.used, self.segs.len(), self.npkts);
+        self.npkts += 1;
+        for s in self.pkts[pkt].data_slots() {
             self.segs.push(CopySegment::from_grant(
                 front,
                 GrantRef(s.gref),
@@ -147,6 +158,14 @@ impl TxBatch {
             segs,
             charged,
         });
+    }
+
+    /// Plans the packet just parsed, refused whole: its slots answered with `status`.
+    fn refuse(&mut self, status: i16) {
+        let first = self.rsps.len();
+        let rsps = &mut self.rsps;
+        self.pkts[self.npkts].responses(status, |x| rsps.push(x));
+        self.items.push(Planned::Answered(first..self.rsps.len()));
     }
 
     /// Plans a chain refused whole, answered with the responses `write` adds.
@@ -202,6 +221,8 @@ impl TxPath {
             arena: vec![0; TX_ARENA],
             batch: TxBatch {
                 items: Vec::with_capacity(TX_BATCH),
+                pkts: vec![TxPacket::EMPTY; TX_BATCH].into_boxed_slice(),
+                npkts: 0,
                 segs: Vec::with_capacity(TX_BATCH * 4),
                 rsps: Vec::with_capacity(256),
                 used: 0,
@@ -290,8 +311,8 @@ impl TxPath {
     /// Plans the chain at entry `at` of the snapshot: parsed, checked against the
     /// arena, charged to the backstop.
     fn take(&mut self, p: &TxPending<'_, '_>, at: u32, now_ns: u64) -> Result<Take, VifFatal> {
-        let pkt = match parse_packet(p, at) {
-            Ok(pkt) => pkt,
+        match parse_packet_into(p, at, self.batch.next_pkt()) {
+            Ok(()) => {}
             Err(TxError::Drop { reason, ring_slots }) => {
                 log::debug!("{}: TX packet dropped: {reason}", self.id);
                 self.counters.tx_dropped_error += 1;
@@ -303,18 +324,19 @@ impl TxPath {
             Err(TxError::Incomplete) => return Ok(Take::Stop(BuildEnd::Incomplete(p.len() - at))),
             Err(TxError::Fatal(r)) => return Err(VifFatal::Tx(r)),
         };
-        if self.batch.used + pkt.size as usize > self.arena.len() {
+        let pkt = self.batch.next_pkt();
+        let (size, gso, slots) = (pkt.size, pkt.gso, pkt.ring_slots);
+        if self.batch.used + size as usize > self.arena.len() {
             return Ok(Take::Stop(BuildEnd::Limit));
         }
-        let slots = pkt.ring_slots;
         // The headers are not read yet: charge the bound, settled after the copy.
-        let bound = WireCost::of(u64::from(pkt.size), pkt.gso.map(|g| g.size), None);
+        let bound = WireCost::of(u64::from(size), gso.map(|g| g.size), None);
         let charged = self.backstop.charge_wire(now_ns, &bound);
         if charged.is_err() {
             self.shaped(now_ns, &bound);
         }
         match charged {
-            Ok(()) => self.batch.copy(pkt, bound, self.id.domid),
+            Ok(()) => self.batch.copy(bound, self.id.domid),
             Err(Denied::Wait { ns }) if self.policy == BackstopPolicy::Hold => {
                 self.hold_until = Some(now_ns.saturating_add(ns));
                 self.counters.tx_held += 1;
@@ -337,8 +359,7 @@ impl TxPath {
                     return Ok(Take::Stop(BuildEnd::Held));
                 }
                 self.counters.tx_dropped_police += 1;
-                self.batch
-                    .answer(|r| pkt.responses(NETIF_RSP_DROPPED, |x| r.push(x)));
+                self.batch.refuse(NETIF_RSP_DROPPED);
             }
         }
         Ok(Take::Took(slots))
@@ -381,6 +402,7 @@ impl TxPath {
         let mut put = |r: &NetifTxResponse| responder.put(ring, r);
         // Taken out for the loop (and put back: the batch's buffers are reused).
         let items = core::mem::take(&mut self.batch.items);
+        let pkts = core::mem::take(&mut self.batch.pkts);
         for item in &items {
             match item {
                 Planned::Copy {
@@ -392,6 +414,7 @@ impl TxPath {
                     let copied = self.batch.segs[segs.clone()]
                         .iter()
                         .all(|s| s.status.is_ok());
+                    let pkt = &pkts[*pkt];
                     let status = self.deliver(pkt, *at, copied, charged, now_ns, port);
                     pkt.responses(status, |r| put(&r));
                 }
@@ -401,6 +424,7 @@ impl TxPath {
             }
         }
         self.batch.items = items;
+        self.batch.pkts = pkts;
         self.responder = responder;
         !self.batch.items.is_empty() && self.responder.push(ring)
     }
