@@ -234,6 +234,8 @@ pub(crate) struct Worker<P: BackendPlatform> {
     backoff: SpuriousBackoff,
     /// Scratch list of ports due to be unmasked.
     due_ports: Vec<EvtPort>,
+    /// When the vifs' shaping counters are next published (every [`WORKER_TICK`]).
+    shaped_due: u64,
     /// Its end of the command queue.
     link: DataEnd<Command>,
 }
@@ -271,6 +273,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             unpublished: BTreeSet::new(),
             backoff: SpuriousBackoff::new(),
             due_ports: Vec::new(),
+            shaped_due: 0,
             link,
         })
     }
@@ -328,11 +331,26 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             self.poll_queue(q);
         }
         self.poll_held();
-        self.unmask_due(self.now());
+        let now = self.now();
+        self.unmask_due(now);
+        self.publish_shaped_due(now);
         for q in std::mem::take(&mut self.unpublished) {
             self.try_publish(q);
         }
         Ok(())
+    }
+
+    /// Every [`WORKER_TICK`], each connection's first queue publishes its vif's shaping
+    /// counters: the vif's other queues shape frames on their own workers without
+    /// polling it (a flood into one queue of a multi-queue guest is shaped there).
+    fn publish_shaped_due(&mut self, now: u64) {
+        if now < self.shaped_due {
+            return;
+        }
+        self.shaped_due = now + WORKER_TICK.as_nanos() as u64;
+        for c in self.devices.values_mut().filter_map(|d| d.conn.as_mut()) {
+            c.queue.vif.publish_shaped();
+        }
     }
 
     /// How long the next wait may be: until the earliest held vif's or masked port's

@@ -314,7 +314,7 @@ fn mq_netfront(
 struct MqGuest {
     apps: Vec<MemPort>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Vec<netfront::FrontStats>>>,
+    thread: Option<std::thread::JoinHandle<(Vec<netfront::FrontStats>, netfront::Allowance)>>,
 }
 
 impl MqGuest {
@@ -336,8 +336,11 @@ impl MqGuest {
         let thread = std::thread::spawn(move || {
             let stats = netfront::mq::run(&mut nf, &mut ports, || flag.load(Ordering::Relaxed))
                 .expect("mq::run");
+            // What the credit area says last (budgets, netback's shaping counters).
+            nf.apply_credits();
+            let allowance = nf.allowance.clone();
             nf.disconnect();
-            stats
+            (stats, allowance)
         });
         MqGuest {
             apps,
@@ -347,7 +350,12 @@ impl MqGuest {
     }
 
     /// Stops the queue threads, closes the frontend; its per-queue counters.
-    fn stop(mut self) -> Vec<netfront::FrontStats> {
+    fn stop(self) -> Vec<netfront::FrontStats> {
+        self.stop_with_allowance().0
+    }
+
+    /// [`MqGuest::stop`], and the allowance the frontend read last in its credit area.
+    fn stop_with_allowance(mut self) -> (Vec<netfront::FrontStats>, netfront::Allowance) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.take().unwrap().join().expect("guest thread")
     }
@@ -723,9 +731,68 @@ fn flood_within_budget(nb: &BackendThread, id: VifId, mut guest: MqGuest, rate: 
     for (k, n) in per_queue.iter().enumerate() {
         assert!(*n > 0, "queue {k} carried nothing: {per_queue:?}");
     }
-    let st = nb.vif_status(id).expect("status");
+    // The status is what the workers last published (after each poll, retried when
+    // the reader held it): it catches up with what the ports counted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut st = nb.vif_status(id).expect("status");
+    while st.counters.tx_packets - before != total && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        st = nb.vif_status(id).expect("status");
+    }
     assert_eq!(st.counters.tx_packets - before, total, "{:?}", st.counters);
     let _ = guest.stop();
+}
+
+/// A flood into queue 1 of a 2-queue guest, on the other worker than queue 0, shaped
+/// by the vif's RX budget: the guest is told what netback shaped through its credit
+/// area — which is queue 0's, a queue that carried nothing meanwhile.
+#[test]
+fn frames_shaped_on_another_queue_are_told_through_queue_0() {
+    use shared_ring::credit::Credits;
+    use shared_ring::Limit;
+    let _one = one_at_a_time();
+    let host = LocalHost::new();
+    let id = add_vif(&host, DomId(1), 0).expect("vif");
+    let cfg = NetbackConfig {
+        workers: 2,
+        max_queues: Some(2),
+        initial_rx_budget: Credits {
+            bytes: Limit::Unlimited,
+            packets: Limit::Rate {
+                per_sec: 200,
+                burst: 20,
+            },
+            period_us: 0,
+        },
+        ..NetbackConfig::default()
+    };
+    let nb = BackendThread::start(&host, cfg).expect("netback");
+    let guest = MqGuest::start(&host, DomId(1), 2);
+    let mut wire = wires(&nb, id, 2);
+    let on = nb
+        .call(move |nb| nb.vif_queue_workers(id), Duration::from_secs(10))
+        .unwrap();
+    assert_ne!(on[1], on[0], "queues on {on:?}");
+    flood(&mut wire[1], 100, Duration::from_millis(400));
+    // netback's counters settle, then a few worker ticks pass.
+    let mut c = nb.vif_status(id).expect("status").counters;
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = nb.vif_status(id).expect("status").counters;
+        if now == c {
+            break;
+        }
+        c = now;
+    }
+    let (stats, allowance) = guest.stop_with_allowance();
+    assert!(c.rx_shaped_pps_frames > 0, "nothing shaped: {c:?}");
+    assert_eq!(stats[0].rx_packets, 0, "queue 0 carried nothing");
+    let told = allowance.shaped.expect("a version-2 credit area");
+    assert_eq!(
+        told,
+        c.shaped(),
+        "what the guest was told, against netback's counters"
+    );
 }
 
 #[test]

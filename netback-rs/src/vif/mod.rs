@@ -17,9 +17,11 @@
 //! Notifications only when the ring asks for them.
 
 mod rx_path;
+mod shaped;
 mod stall;
 mod tx_path;
 
+pub use shaped::SharedShaped;
 pub use stall::RX_STALL_TIMEOUT_NS;
 pub use tx_path::DROP_ANSWERS_PER_SEC;
 
@@ -150,6 +152,8 @@ pub struct Backstops {
     /// The TX requests the backstop may answer `NETIF_RSP_DROPPED` (policy `drop`):
     /// [`DROP_ANSWERS_PER_SEC`] a second for the vif, whatever its number of queues.
     pub tx_drops: Arc<SharedTokenBucket>,
+    /// The shaping counters of all the vif's queues, which its first queue publishes.
+    pub shaped: Arc<SharedShaped>,
 }
 
 impl Backstops {
@@ -159,6 +163,7 @@ impl Backstops {
             tx: Arc::new(SharedDualBucket::unlimited(now_ns)),
             rx: Arc::new(SharedDualBucket::unlimited(now_ns)),
             tx_drops: Arc::new(tx_path::drop_allowance(now_ns)),
+            shaped: Arc::default(),
         }
     }
 }
@@ -275,7 +280,7 @@ impl<M: GrantMapping> Vif<M> {
             shaped_published: BackCounters::default(),
             shaped_seq: 0,
             tx: TxPath::new(id, tx_idx, backstops),
-            rx: RxPath::new(id, rx_idx, backstops.rx.clone()),
+            rx: RxPath::new(id, rx_idx, backstops),
         })
     }
 
@@ -285,6 +290,7 @@ impl<M: GrantMapping> Vif<M> {
             tx: self.tx.backstop.clone(),
             rx: self.rx.backstop.clone(),
             tx_drops: self.tx.drops.clone(),
+            shaped: self.tx.shaped.clone(),
         }
     }
 
@@ -367,12 +373,15 @@ impl<M: GrantMapping> Vif<M> {
         }
     }
 
-    /// Publishes the shaping counters in a version-2 credit area when they changed.
-    fn publish_shaped(&mut self) {
+    /// Publishes the shaping counters of the whole vif (every queue's,
+    /// [`SharedShaped`]) in its version-2 credit area when they changed. Called after
+    /// each poll of this queue, and by its worker every tick: the vif's other queues,
+    /// which may run on other workers, shape frames without polling this one.
+    pub fn publish_shaped(&mut self) {
         if self.credits_generation.is_none() || self.credit_version < 2 {
             return;
         }
-        let now = self.counters().shaped();
+        let now = self.tx.shaped.load();
         if now == self.shaped_published {
             return;
         }

@@ -86,6 +86,8 @@ pub(super) struct RxPath {
     pub(super) responder: Responder,
     /// Port → guest policing (before the grant copy into the guest).
     pub(super) backstop: Arc<SharedDualBucket>,
+    /// The vif's shaping counters, over all its queues.
+    shaped: Arc<super::SharedShaped>,
     /// What the frontend agreed to take (its feature keys): GSO types, partial
     /// checksums, multi-slot frames.
     pub(super) allowed: Allowed,
@@ -116,12 +118,13 @@ pub(super) struct RxPath {
 
 impl RxPath {
     /// The path of a ring attached at `idx` ([`shared_ring::BackRing::attach_shared`]).
-    pub(super) fn new(id: VifId, idx: BackIndices, backstop: Arc<SharedDualBucket>) -> Self {
+    pub(super) fn new(id: VifId, idx: BackIndices, backstops: &super::Backstops) -> Self {
         RxPath {
             id,
             idx,
             responder: Responder::default(),
-            backstop,
+            backstop: backstops.rx.clone(),
+            shaped: backstops.shaped.clone(),
             allowed: Allowed::toward(&Offer::DEFAULTS),
             rx_notify: true,
             counters: VifCounters::default(),
@@ -320,12 +323,14 @@ impl RxPath {
     /// Counts a frame of `cost` refused by the budget, for the guest: against the
     /// bits/s budget when the byte bucket lacked the tokens, else the packets/s budget.
     fn shaped(&mut self, now_ns: u64, cost: &WireCost) {
-        if super::short_of_bytes(&self.backstop, now_ns, cost) {
+        let bps = super::short_of_bytes(&self.backstop, now_ns, cost);
+        if bps {
             self.counters.rx_shaped_bps_frames += 1;
             self.counters.rx_shaped_bps_bytes += cost.bytes;
         } else {
             self.counters.rx_shaped_pps_frames += 1;
         }
+        self.shaped.add_rx(bps, cost.bytes);
     }
 
     /// The next frame, read into the arena after the batch's frames: the one stashed

@@ -205,6 +205,8 @@ pub(super) struct TxPath {
     /// allowance per vif, like the backstop, [`super::Backstops`]); past that its
     /// requests wait on the ring, as under policy `hold`.
     pub(super) drops: Arc<SharedTokenBucket>,
+    /// The vif's shaping counters, over all its queues.
+    pub(super) shaped: Arc<super::SharedShaped>,
 }
 
 impl TxPath {
@@ -215,6 +217,7 @@ impl TxPath {
             idx,
             responder: Responder::default(),
             backstop: backstops.tx.clone(),
+            shaped: backstops.shaped.clone(),
             policy: BackstopPolicy::Drop,
             hold_until: None,
             counters: VifCounters::default(),
@@ -368,12 +371,14 @@ impl TxPath {
     /// Counts a frame of `cost` the backstop refused, for the guest: against the
     /// bits/s budget when the byte bucket lacked the tokens, else the packets/s budget.
     fn shaped(&mut self, now_ns: u64, cost: &WireCost) {
-        if super::short_of_bytes(&self.backstop, now_ns, cost) {
+        let bps = super::short_of_bytes(&self.backstop, now_ns, cost);
+        if bps {
             self.counters.tx_shaped_bps_frames += 1;
             self.counters.tx_shaped_bps_bytes += cost.bytes;
         } else {
             self.counters.tx_shaped_pps_frames += 1;
         }
+        self.shaped.add_tx(bps, cost.bytes);
     }
 
     /// Copy: one batched grant copy of every admitted packet into the arena.
