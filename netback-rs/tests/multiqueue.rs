@@ -338,7 +338,7 @@ impl MqGuest {
                 .expect("mq::run");
             // What the credit area says last (budgets, netback's shaping counters).
             nf.apply_credits();
-            let allowance = nf.allowance.clone();
+            let allowance = nf.allowance;
             nf.disconnect();
             (stats, allowance)
         });
