@@ -368,8 +368,22 @@ fn a_raw_four_queue_flood_gets_one_budget_and_one_burst_in_total() {
     // The budget is served (half of it at least, for a loaded machine), on every queue.
     let floor = PPS * flood_for.as_millis() as u64 / 2000;
     assert!(total >= floor, "{total} < {floor}");
-    assert!(per_queue.iter().all(|&n| n > 0), "{per_queue:?}");
-    let st = rig.nb.vif_status(BAD).unwrap();
+    // One budget, shared fairly by the queues (each polled alone on its worker, the
+    // held ones in round robin): none gets less than a quarter of an equal share. (When
+    // an event on any queue polled all of them, queue 0 first, the split was
+    // 1 650 / 60 / 10 / 8.)
+    let fair = total / per_queue.len() as u64;
+    assert!(
+        per_queue.iter().all(|&n| n >= fair / 4),
+        "{per_queue:?}: a queue got less than a quarter of {fair}"
+    );
+    // The status catches up with what the ports counted (workers publish after polls).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut st = rig.nb.vif_status(BAD).unwrap();
+    while st.counters.tx_packets != total && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        st = rig.nb.vif_status(BAD).unwrap();
+    }
     assert!(st.connected, "{}", raw.error());
     assert_eq!(st.counters.tx_packets, total, "{:?}", st.counters);
     rig.neighbour_roundtrip();
