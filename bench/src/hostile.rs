@@ -875,7 +875,7 @@ pub fn violations(run: &HostileRun) -> Vec<String> {
         }
         if mappings_leak(rounds) {
             v.push(format!(
-                "{} more mappings after the last round than after the first, growing every round",
+                "{} more mappings after the last round than after the first, more than {LEAK_BOUND} every round",
                 grew(a.maps, b.maps)
             ));
         }
@@ -883,19 +883,17 @@ pub fn violations(run: &HostileRun) -> Vec<String> {
     v
 }
 
-/// Whether the mappings counted after each round past the warm-up leak: more than
-/// [`LEAK_BOUND`] in all, and (given three rounds or more to compare) more after every
-/// round than after the one before. A leak grows with each round's connections; the C
-/// library's allocator arenas and cached thread stacks grow in one step when threads
-/// first contend under load (measured on this 2-core machine with two busy loops beside
-/// the run: +28 mappings in one round, −6 the next) and then stay.
+/// Whether the mappings counted after each round past the warm-up leak: every round
+/// added more than [`LEAK_BOUND`]. A leak grows with each round's connections (a round
+/// makes ~150 of them; one leaked ring pair each is 300 mappings, one leaked copy cache
+/// thousands); the C library's allocator arenas and cached thread stacks move in steps
+/// and wobble under load (ci13: +45 in one round; two busy loops beside the run: +28,
+/// then −6; ci15 with the test bed beside it: +10, then +7).
 fn mappings_leak(rounds: &[Usage]) -> bool {
-    let (Some(a), Some(b)) = (rounds.first(), rounds.last()) else {
-        return false;
-    };
-    let total = b.maps as i64 - a.maps as i64;
-    let every_round = rounds.windows(2).all(|w| w[1].maps > w[0].maps);
-    total > LEAK_BOUND && (rounds.len() < 3 || every_round)
+    rounds.len() >= 2
+        && rounds
+            .windows(2)
+            .all(|w| w[1].maps as i64 - w[0].maps as i64 > LEAK_BOUND)
 }
 
 #[cfg(test)]
@@ -919,14 +917,16 @@ mod tests {
     fn mappings_that_grow_every_round_leak_and_one_step_does_not() {
         // A leak: every round adds its connections' mappings.
         assert!(mappings_leak(&maps(&[400, 420, 440])));
+        assert!(mappings_leak(&maps(&[400, 700, 1000])));
         // The allocator's step under contention (ci13: +45 in one round), then flat.
         assert!(!mappings_leak(&maps(&[321, 368, 368])));
         assert!(!mappings_leak(&maps(&[447, 475, 469])));
-        // Two rounds to compare: the total decides.
+        // Wobble under load (ci15: +10, +7) is no leak.
+        assert!(!mappings_leak(&maps(&[440, 450, 457])));
+        // Two rounds to compare: the one step decides.
         assert!(mappings_leak(&maps(&[400, 417])));
         assert!(!mappings_leak(&maps(&[400, 416])));
-        // Small wobble is no leak.
-        assert!(!mappings_leak(&maps(&[400, 404, 408])));
+        assert!(!mappings_leak(&maps(&[400])));
     }
 
     #[test]
