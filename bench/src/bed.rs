@@ -34,6 +34,7 @@ pub fn netback_config(spec: &RunSpec) -> NetbackConfig {
         credits,
         tx_policy,
         emulated_backend_pps: spec.backend_pps_limit,
+        run_delay: Some(hypervisor::cpu_wait::RunDelay::system()),
         ..NetbackConfig::default()
     }
 }

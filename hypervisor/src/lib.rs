@@ -11,6 +11,7 @@
 //! above this one: a production build for Xen links none of it.
 
 pub mod clock;
+pub mod cpu_wait;
 pub mod evtchn;
 pub mod grant;
 mod ioctl;

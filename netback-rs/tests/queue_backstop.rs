@@ -32,6 +32,101 @@ fn budget() -> Credits {
     }
 }
 
+/// A conforming frontend's frames after netback's worker was kept off the CPU, and a
+/// hostile one's when it was not (`docs/protocol.md` §2.4, "stalls").
+mod cpu_waits {
+    use super::*;
+    use hypervisor::cpu_wait::RunDelay;
+
+    /// Posts `n` requests on the queue's TX ring (fewer if the ring is full).
+    fn post(q: &mut Queue, n: usize) {
+        let mut r = NetifTxFrontRing::resume(ring_mem(q.tx_ring.mem()), q.tx_idx).unwrap();
+        while let Ok(Some(_)) = r.take_response() {
+            q.answered += 1;
+        }
+        for id in 0..n as u16 {
+            let req = NetifTxRequest {
+                gref: q.data.grefs()[0].0,
+                offset: 0,
+                flags: NetTxFlags::empty().bits(),
+                id,
+                size: FRAME,
+            };
+            if r.put_request(&req).is_err() {
+                break;
+            }
+        }
+        r.push_requests();
+        q.tx_idx = r.indices();
+    }
+
+    /// A one-queue vif whose polling thread's run delay is `delay` (ns, moved by the test).
+    fn vif_with_delay(host: &Host) -> (Queue, Arc<AtomicU64>) {
+        let mut q = host.vif(1).pop().unwrap();
+        let delay = Arc::new(AtomicU64::new(0));
+        let d = delay.clone();
+        q.vif
+            .set_run_delay(Some(RunDelay::from_fn(move || d.load(Ordering::Relaxed))));
+        q.poll(&host.back, 0);
+        (q, delay)
+    }
+
+    /// Polls as the worker does after a wake-up: batch after batch at one instant, until
+    /// the ring has nothing more to give.
+    fn poll_all(q: &mut Queue, back: &LocalPlatform, now: u64) {
+        for _ in 0..8 {
+            q.poll(back, now);
+        }
+    }
+
+    #[test]
+    fn frames_a_conforming_frontend_queued_while_netback_waited_for_a_cpu_all_pass() {
+        let host = Host::new();
+        let (mut q, delay) = vif_with_delay(&host);
+        // Every 100 ms the frontend queues what its budget allows (200 frames at
+        // 2000/s), while netback's worker waits for a CPU the whole time.
+        for round in 1..=5u64 {
+            post(&mut q, (PPS / 10) as usize);
+            delay.fetch_add(100 * MS, Ordering::Relaxed);
+            poll_all(&mut q, &host.back, round * 100 * MS);
+        }
+        assert_eq!(q.sent, 5 * PPS / 10, "no frame of the budget refused");
+        assert_eq!(q.vif.counters().tx_dropped_police, 0);
+        assert_eq!(q.vif.counters().tx_held, 0);
+    }
+
+    #[test]
+    fn without_the_wait_the_same_frames_are_policed_to_one_burst() {
+        // The same frames, but netback slept (no run delay): the frontend sent them all
+        // at once after an idle gap, a burst deeper than the backstop's.
+        let host = Host::new();
+        let (mut q, _delay) = vif_with_delay(&host);
+        let backstop_burst = (2 * BURST).max(BACKSTOP_MIN_PACKETS);
+        post(&mut q, (PPS / 10) as usize);
+        poll_all(&mut q, &host.back, 100 * MS);
+        assert_eq!(q.sent, backstop_burst, "one backstop burst after the gap");
+        let c = q.vif.counters();
+        assert!(c.tx_dropped_police + c.tx_held > 0, "{c:?}");
+    }
+
+    #[test]
+    fn a_flood_gets_no_more_than_budget_times_time_whatever_the_waits() {
+        // A frontend that ignores its credits keeps its ring full while netback is
+        // reported waiting for a CPU all the time (even more than the time that passes):
+        // over the run it still gets at most the budget × time + one backstop burst.
+        let host = Host::new();
+        let (mut q, delay) = vif_with_delay(&host);
+        let ms = 1000;
+        for t in (10..=ms).step_by(10) {
+            q.flood();
+            delay.fetch_add(50 * MS, Ordering::Relaxed);
+            q.poll(&host.back, t * MS);
+        }
+        assert!(q.sent <= bound(ms), "sent {} > {}", q.sent, bound(ms));
+        assert!(q.sent >= PPS * ms / 1000, "sent only {}", q.sent);
+    }
+}
+
 /// A raw frontend's queue (its own TX ring, RX ring and data page) and dom0's `Vif` over it.
 struct Queue {
     tx_ring: LocalSharedPages,

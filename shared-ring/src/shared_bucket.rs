@@ -15,6 +15,14 @@
 //! packets; when the packets are refused the bytes go back (capped at the burst: a
 //! concurrent refill in between can only make the bucket stricter, never looser).
 //!
+//! Stalls: a caller that finds work which waited while it was kept off the CPU (its
+//! thread runnable but not running) may refill with
+//! [`SharedDualBucket::refill_stalled`]: the tokens earned during that time are kept
+//! beyond the burst for the batch in hand instead of being lost at the cap. Tokens are
+//! still credited only for time that passed, so over any run the bucket hands out at
+//! most its initial bank plus `rate × time`; a window that follows a stall of `s` may
+//! see `rate × (w + s) + burst`.
+//!
 //! The limits are changed by one thread (the one that reads the credit area); a charge
 //! racing with [`SharedDualBucket::set_limits`] is judged by either the old or the new
 //! limit.
@@ -33,7 +41,8 @@ const UNLIMITED: u64 = u64::MAX;
 pub struct SharedTokenBucket {
     per_sec: AtomicU64,
     burst: AtomicU64,
-    /// Whole tokens banked (≤ burst).
+    /// Whole tokens banked (≤ burst, but for the tokens of a stall until the next
+    /// refill: [`SharedTokenBucket::refill_stalled`]).
     tokens: AtomicU64,
     /// Tokens have been credited for the time up to here, ns.
     last_ns: AtomicU64,
@@ -83,6 +92,37 @@ impl SharedTokenBucket {
     /// Credits the tokens earned since the last refill (module docs). Time that runs
     /// backwards (a thread with an older clock reading) credits nothing.
     pub fn refill(&self, now_ns: u64) {
+        self.refill_to(now_ns, 0);
+    }
+
+    /// Whether a refill as of `now_ns` would lose tokens at the burst: more were earned
+    /// since the last refill than the bucket has room for.
+    pub fn would_overflow(&self, now_ns: u64) -> bool {
+        let Some((per_sec, burst)) = self.rate() else {
+            return false;
+        };
+        let elapsed = now_ns.saturating_sub(self.last_ns.load(Ordering::Acquire));
+        let whole = per_sec as u128 * elapsed as u128 / NANOS_PER_SEC as u128;
+        whole > burst.saturating_sub(self.tokens.load(Ordering::Acquire)) as u128
+    }
+
+    /// Refills as of `now_ns`, letting the bank exceed the burst by the tokens of
+    /// `stalled_ns`: time within the refill's span during which the caller had work
+    /// waiting but was kept off the CPU (`docs/protocol.md` §2.4, "stalls"). Only tokens
+    /// earned over the span are credited, so over any run the bucket still hands out at
+    /// most its initial bank plus `rate × time`; the excess over the burst is for the
+    /// batch in hand: the next refill that credits a token clamps the bank to the burst.
+    pub fn refill_stalled(&self, now_ns: u64, stalled_ns: u64) {
+        let extra = match self.rate() {
+            Some((per_sec, _)) => (per_sec as u128 * stalled_ns as u128 / NANOS_PER_SEC as u128)
+                .min(u64::MAX as u128) as u64,
+            None => return,
+        };
+        self.refill_to(now_ns, extra);
+    }
+
+    /// Credits the tokens earned since the last refill, up to the burst plus `extra`.
+    fn refill_to(&self, now_ns: u64, extra: u64) {
         loop {
             let last = self.last_ns.load(Ordering::Acquire);
             let elapsed = match now_ns.checked_sub(last) {
@@ -96,8 +136,9 @@ impl SharedTokenBucket {
             if per_sec != 0 && whole == 0 {
                 return; // less than a token: the time stays to be credited later
             }
+            let cap = burst.saturating_add(extra);
             let banked = self.tokens.load(Ordering::Acquire);
-            let room = burst.saturating_sub(banked) as u128;
+            let room = cap.saturating_sub(banked) as u128;
             // Time passes without credit when the bucket is closed, or when what it
             // earned fills it (beyond the burst, tokens are lost anyway).
             let advance = if per_sec == 0 || whole >= room {
@@ -115,7 +156,7 @@ impl SharedTokenBucket {
             }
             if per_sec != 0 {
                 let add = whole.min(u64::MAX as u128) as u64;
-                self.add_capped(add, burst);
+                self.add_capped(add, cap);
             }
             return;
         }
@@ -176,10 +217,18 @@ impl SharedTokenBucket {
     }
 
     /// Gives back `tokens` charged earlier and not used; the bank never exceeds the
-    /// burst.
+    /// burst by a refund (a bank above it, a stall's tokens, is left as it is).
     pub fn refund(&self, tokens: u64) {
         if let Some((_, burst)) = self.rate() {
-            self.add_capped(tokens, burst);
+            let _ = self
+                .tokens
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                    Some(if t >= burst {
+                        t
+                    } else {
+                        t.saturating_add(tokens).min(burst)
+                    })
+                });
         }
     }
 
@@ -261,6 +310,19 @@ impl SharedDualBucket {
         self.charge(now_ns, cost.bytes, cost.packets)
     }
 
+    /// Whether a refill of either bucket as of `now_ns` would lose tokens at its burst
+    /// ([`SharedTokenBucket::would_overflow`]).
+    pub fn would_overflow(&self, now_ns: u64) -> bool {
+        self.bytes.would_overflow(now_ns) || self.packets.would_overflow(now_ns)
+    }
+
+    /// Refills both buckets as of `now_ns`, keeping the tokens of `stalled_ns` beyond
+    /// the bursts ([`SharedTokenBucket::refill_stalled`]).
+    pub fn refill_stalled(&self, now_ns: u64, stalled_ns: u64) {
+        self.bytes.refill_stalled(now_ns, stalled_ns);
+        self.packets.refill_stalled(now_ns, stalled_ns);
+    }
+
     /// Changes both limits (see [`SharedTokenBucket::set_limit`]).
     pub fn set_limits(&self, bytes: Limit, packets: Limit, now_ns: u64) {
         self.bytes.set_limit(bytes, now_ns);
@@ -314,6 +376,42 @@ mod tests {
         b.set_limit(Limit::Unlimited, 0);
         b.set_limit(Limit::rate(1000, 40), MS);
         assert_eq!(b.available(MS), 40);
+    }
+
+    #[test]
+    fn a_stall_keeps_its_tokens_for_one_batch_only() {
+        // 1000 tokens/s, burst 10: 100 ms without a refill earn 100 tokens.
+        let b = SharedTokenBucket::new(Limit::rate(1000, 10), 0);
+        assert_eq!(b.charge(0, 10), Ok(()));
+        assert!(b.would_overflow(100 * MS));
+        // 60 ms of it the caller waited for a CPU: the bank keeps 10 + 60 tokens.
+        b.refill_stalled(100 * MS, 60 * MS);
+        assert_eq!(b.available(100 * MS), 70);
+        // A refund leaves a bank above the burst as it is.
+        b.refund(3);
+        assert_eq!(b.available(100 * MS), 70);
+        assert_eq!(b.charge(100 * MS, 65), Ok(()));
+        // The next refill that credits a token clamps to the burst again.
+        assert_eq!(b.available(101 * MS), 6);
+        b.refill_stalled(200 * MS, 0);
+        assert_eq!(b.available(200 * MS), 10);
+    }
+
+    #[test]
+    fn a_stall_credits_no_more_than_the_time_that_passed() {
+        let b = SharedTokenBucket::new(Limit::rate(1000, 10), 0);
+        assert_eq!(b.charge(0, 10), Ok(()));
+        // A stall longer than the span (a stale reading): only the 20 ms that passed.
+        b.refill_stalled(20 * MS, 500 * MS);
+        assert_eq!(b.available(20 * MS), 20);
+        // Room for what 1 ms earns: no overflow; unlimited buckets never overflow.
+        assert_eq!(b.charge(20 * MS, 15), Ok(()));
+        assert!(!b.would_overflow(21 * MS));
+        assert!(b.would_overflow(26 * MS));
+        let u = SharedTokenBucket::new(Limit::Unlimited, 0);
+        assert!(!u.would_overflow(u64::MAX));
+        u.refill_stalled(u64::MAX, u64::MAX);
+        assert_eq!(u.charge(u64::MAX, u64::MAX), Ok(()));
     }
 
     #[test]

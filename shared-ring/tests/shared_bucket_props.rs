@@ -134,4 +134,29 @@ proptest! {
             reference.charge(t, had - left).expect("the reference had it");
         }
     }
+
+    /// Refills that keep a stall's tokens beyond the burst, with stalls of any length
+    /// (even longer than the time that passed): the bucket never hands out more than its
+    /// first bank plus `rate × time`.
+    #[test]
+    fn stalls_never_add_tokens_beyond_rate_times_time(
+        per_sec in 1_000u64..2_000_000_000,
+        burst in 1u64..200_000,
+        seed in any::<u64>(),
+    ) {
+        let bucket = SharedDualBucket::new(Limit::rate(per_sec, burst), Limit::Unlimited, 0);
+        let mut rng = Lcg(seed);
+        let (mut now, mut spent) = (0u64, 0u128);
+        for _ in 0..4000 {
+            now += rng.next(5_000_000);
+            if rng.next(4) == 0 {
+                bucket.refill_stalled(now, rng.next(20_000_000));
+            }
+            let cost = 1 + rng.next(burst.max(2));
+            while bucket.charge(now, cost, 1).is_ok() {
+                spent += cost as u128;
+            }
+            prop_assert!(spent <= bound(per_sec, burst, now), "spent {spent} by {now} ns");
+        }
+    }
 }

@@ -447,6 +447,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 workers: workers.map_or_else(usable_cpus, usize::from),
                 max_queues: Some(max_queues.unwrap_or_else(usable_cpus_u32)),
                 journal_dir: Some(journal_dir),
+                run_delay: Some(hypervisor::cpu_wait::RunDelay::system()),
                 ..NetbackConfig::default()
             };
             let ports = tap_factory(tap_name, bridge, mtu, cfg.offered_queues() > 1);

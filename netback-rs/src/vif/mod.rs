@@ -336,6 +336,15 @@ impl<M: GrantMapping> Vif<M> {
         self.tx.policy = policy;
     }
 
+    /// Where the polling thread's waits for a CPU are read, so that the backstops keep
+    /// the tokens of those waits instead of refusing frames that queued meanwhile — on
+    /// the ring from a conforming frontend, or in the port (`docs/protocol.md` §2.4;
+    /// `None`: plain buckets).
+    pub fn set_run_delay(&mut self, source: Option<hypervisor::cpu_wait::RunDelay>) {
+        self.tx.cpu_wait.set_source(source.clone());
+        self.rx.cpu_wait.set_source(source);
+    }
+
     /// Applies a TX budget: the backstop takes the same rates with more depth — twice
     /// the burst, and at least [`BACKSTOP_MIN_PACKETS`] packets — so that a conforming
     /// frontend is never policed here even when this backend is descheduled and finds

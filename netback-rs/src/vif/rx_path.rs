@@ -114,6 +114,8 @@ pub(super) struct RxPath {
     /// The stashed frame waits for the budget until this time (ns); the port is not
     /// read before.
     held_until: Option<u64>,
+    /// The polling thread's waits for a CPU, kept in the backstop (as on TX).
+    pub(super) cpu_wait: hypervisor::cpu_wait::CpuWait,
 }
 
 impl RxPath {
@@ -125,6 +127,7 @@ impl RxPath {
             responder: Responder::default(),
             backstop: backstops.rx.clone(),
             shaped: backstops.shaped.clone(),
+            cpu_wait: Default::default(),
             allowed: Allowed::toward(&Offer::DEFAULTS),
             rx_notify: true,
             counters: VifCounters::default(),
@@ -266,6 +269,9 @@ impl RxPath {
         self.segs.clear();
         self.rsps.clear();
         self.used = 0;
+        // Frames that waited in the port while this thread waited for a CPU keep the
+        // tokens of that wait (`hypervisor::cpu_wait`).
+        self.cpu_wait.credit(&self.backstop, now_ns);
         let mut p = ring.requests().map_err(VifFatal::rx_ring)?;
         let mut taken = 0u32;
         let end = loop {

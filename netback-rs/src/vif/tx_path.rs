@@ -207,6 +207,8 @@ pub(super) struct TxPath {
     pub(super) drops: Arc<SharedTokenBucket>,
     /// The vif's shaping counters, over all its queues.
     pub(super) shaped: Arc<super::SharedShaped>,
+    /// The polling thread's waits for a CPU, kept in the backstop.
+    pub(super) cpu_wait: hypervisor::cpu_wait::CpuWait,
 }
 
 impl TxPath {
@@ -234,6 +236,7 @@ impl TxPath {
             stash_at: 0,
             incomplete: None,
             drops: backstops.tx_drops.clone(),
+            cpu_wait: Default::default(),
         }
     }
 
@@ -294,6 +297,9 @@ impl TxPath {
         // rates, deeper) has the tokens for them however long this thread was
         // descheduled between an earlier clock read and the snapshot.
         let now_ns = clock();
+        if !p.is_empty() {
+            self.cpu_wait.credit(&self.backstop, now_ns);
+        }
         let mut at = 0u32;
         let end = loop {
             if at >= p.len() {

@@ -288,6 +288,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
     ) -> netport::negotiate::Allowed {
         let allowed = feat.allowed();
         vif.set_tx_policy(self.cfg.tx_policy);
+        vif.set_run_delay(self.cfg.run_delay.clone());
         vif.set_rx_policy(self.cfg.rx_policy);
         vif.set_rx_allowed(allowed);
         vif.set_rx_notify(feat.rx_notify);
