@@ -87,6 +87,9 @@ const QUEUE_COUNTS: [&str; 4] = [
     name::QUEUE_RX_BITS,
 ];
 
+/// A vif's queues while they are read, by index.
+type Queues = BTreeMap<u32, QueueRow>;
+
 /// A sample's label parsed as a number.
 fn label_number(s: &Sample, label: &str) -> Option<u32> {
     s.label(label)?.parse().ok()
@@ -95,7 +98,7 @@ fn label_number(s: &Sample, label: &str) -> Option<u32> {
 /// Builds the status from scraped samples (per-queue samples without a numeric
 /// `queue` and `worker` are left out).
 pub fn status(samples: &[Sample]) -> Status {
-    let mut vifs: BTreeMap<(u64, u64, String), (VifRow, BTreeMap<u32, QueueRow>)> = BTreeMap::new();
+    let mut vifs: BTreeMap<(u64, u64, String), (VifRow, Queues)> = BTreeMap::new();
     for s in samples {
         let Some(v) = s.label(name::LABEL_VIF) else {
             continue;

@@ -341,6 +341,15 @@ fn endpoint() -> MetricsServer {
     MetricsServer::start("127.0.0.1:0", cell).unwrap()
 }
 
+/// The columns of the first line of `out` that starts with `start`.
+fn first_row<'a>(out: &'a str, start: &str) -> Vec<&'a str> {
+    out.lines()
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no {start} row in\n{out}"))
+        .split_whitespace()
+        .collect()
+}
+
 #[test]
 fn top_once_prints_the_table() {
     let server = endpoint();
@@ -349,11 +358,7 @@ fn top_once_prints_the_table() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     assert!(!out.contains('\x1b'), "--once prints no control codes");
-    let row = out
-        .lines()
-        .find(|l| l.starts_with("vif1.0"))
-        .unwrap_or_else(|| panic!("no vif1.0 row in\n{out}"));
-    let cols: Vec<&str> = row.split_whitespace().collect();
+    let cols = first_row(&out, "vif1.0");
     assert_eq!(
         cols,
         ["vif1.0", "yes", "150.00", "18.75", "0.00", "0.00", "150.00", "20.00", "3", "2", "11"],
@@ -383,11 +388,7 @@ fn status_needs_the_endpoint_and_lists_each_vif() {
     let o = netback(&["status", "--metrics", &url]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = text(&o.stdout);
-    let row = out
-        .lines()
-        .find(|l| l.starts_with("vif1.0"))
-        .unwrap_or_else(|| panic!("no vif1.0 row in\n{out}"));
-    let cols: Vec<&str> = row.split_whitespace().collect();
+    let cols = first_row(&out, "vif1.0");
     // 18.75 MB sent in 18750 frames (the endpoint's second snapshot).
     assert_eq!(
         cols,

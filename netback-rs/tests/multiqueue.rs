@@ -888,15 +888,22 @@ fn worker_stats(nb: &BackendThread) -> Vec<netback::LoopStats> {
         .unwrap()
 }
 
-#[test]
-fn a_four_queue_vif_runs_on_both_workers_each_queue_polled_alone() {
-    let _one = one_at_a_time();
+/// vif 1.0 connected with 4 queues (our netfront, [`MqGuest`]) to netback with 2
+/// workers: the host, the vif, netback, the guest and netback's ends of the queues.
+fn four_queue_vif_on_two_workers() -> (LocalHost, VifId, BackendThread, MqGuest, Vec<MemPort>) {
     let host = LocalHost::new();
     let id = add_vif(&host, DomId(1), 0).expect("vif");
     let nb = mq_netback(&host, 2, 4);
-    let mut guest = MqGuest::start(&host, DomId(1), 4);
-    let mut wire = wires(&nb, id, 4);
+    let guest = MqGuest::start(&host, DomId(1), 4);
+    let wire = wires(&nb, id, 4);
     nb.wait_connected(&[id], Duration::from_secs(10)).unwrap();
+    (host, id, nb, guest, wire)
+}
+
+#[test]
+fn a_four_queue_vif_runs_on_both_workers_each_queue_polled_alone() {
+    let _one = one_at_a_time();
+    let (host, id, nb, mut guest, mut wire) = four_queue_vif_on_two_workers();
     let (on, queues, w0) = nb
         .call(
             move |nb| {
@@ -1149,12 +1156,7 @@ fn status_and_top_show_which_worker_serves_each_queue() {
     use netback::backend::monotonic_ns;
     use netback::metrics::{MetricsServer, Sampler, SnapshotCell};
     let _one = one_at_a_time();
-    let host = LocalHost::new();
-    let id = add_vif(&host, DomId(1), 0).expect("vif");
-    let nb = mq_netback(&host, 2, 4);
-    let mut guest = MqGuest::start(&host, DomId(1), 4);
-    let mut wire = wires(&nb, id, 4);
-    nb.wait_connected(&[id], Duration::from_secs(10)).unwrap();
+    let (_host, id, nb, mut guest, mut wire) = four_queue_vif_on_two_workers();
     assert_eq!(
         nb.call(move |nb| nb.vif_worker(id), Duration::from_secs(10))
             .unwrap(),
@@ -1189,17 +1191,11 @@ fn status_and_top_show_which_worker_serves_each_queue() {
             send_all(w, &frame(i, len));
         }
     }
-    for k in 0..4 {
-        let (n, _) = status_tx(k);
-        assert_eq!(
-            recv_n(&mut wire[k], n as usize, Duration::from_secs(10)).len() as u64,
-            n
-        );
-        let (n, _) = status_rx(k);
-        assert_eq!(
-            recv_n(&mut guest.apps[k], n as usize, Duration::from_secs(10)).len() as u64,
-            n
-        );
+    for (k, (w, app)) in wire.iter_mut().zip(&mut guest.apps).enumerate() {
+        let (tx, rx) = (status_tx(k).0, status_rx(k).0);
+        let t = Duration::from_secs(10);
+        assert_eq!(recv_n(w, tx as usize, t).len() as u64, tx, "queue {k} TX");
+        assert_eq!(recv_n(app, rx as usize, t).len() as u64, rx, "queue {k} RX");
     }
     let total = |f: fn(usize) -> (u64, usize)| (0..4).map(|k| f(k).0).sum::<u64>();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
