@@ -1,7 +1,7 @@
 //! The metric names and labels the operator side reads. The daemon's table of families
 //! (`netback::metrics::FAMILIES`, with each family's help text) is the authority; a test
-//! in `netback` checks that every name in [`READ_PER_VIF`] and [`READ_DAEMON`] is
-//! exported there, per vif or daemon-wide as listed.
+//! in `netback` checks that every name in [`READ_PER_VIF`], [`READ_PER_QUEUE`],
+//! [`READ_PER_WORKER`] and [`READ_DAEMON`] is exported there, with the labels listed.
 
 /// Label naming the vif of a per-vif sample (`vif1.0`).
 pub const LABEL_VIF: &str = "vif";
@@ -74,6 +74,10 @@ pub const ALLOC_OVERCOMMITTED: &str = "dbavm_allocator_overcommitted";
 /// The per-vif names above (samples labelled [`LABEL_VIF`]).
 pub const READ_PER_VIF: &[&str] = &[
     VIF_CONNECTED,
+    VIF_TX_PACKETS,
+    VIF_TX_BITS,
+    VIF_RX_PACKETS,
+    VIF_RX_BITS,
     VIF_TX_BPS,
     VIF_TX_PPS,
     VIF_RX_BPS,
@@ -101,6 +105,51 @@ pub const READ_PER_VIF: &[&str] = &[
     VIF_SLA_RX_MIN_BPS,
     VIF_SLA_RX_MAX_BPS,
 ];
+
+/// Label naming the queue of a per-queue sample (`0`, `1`, …).
+pub const LABEL_QUEUE: &str = "queue";
+/// Label naming the data-path worker of a per-queue or per-worker sample (`0`, `1`, …).
+pub const LABEL_WORKER: &str = "worker";
+
+/// Guest → port frames forwarded, cumulated (per vif).
+pub const VIF_TX_PACKETS: &str = "dbavm_vif_tx_packets_total";
+/// Guest → port frame bits forwarded, cumulated (per vif).
+pub const VIF_TX_BITS: &str = "dbavm_vif_tx_bits_total";
+/// Port → guest frames delivered, cumulated (per vif).
+pub const VIF_RX_PACKETS: &str = "dbavm_vif_rx_packets_total";
+/// Port → guest frame bits delivered, cumulated (per vif).
+pub const VIF_RX_BITS: &str = "dbavm_vif_rx_bits_total";
+
+/// The queue is part of its vif's current connection (1) or not (0).
+pub const QUEUE_CONNECTED: &str = "dbavm_queue_connected";
+/// Guest → port frames forwarded on the queue.
+pub const QUEUE_TX_PACKETS: &str = "dbavm_queue_tx_packets_total";
+/// Guest → port frame bits forwarded on the queue.
+pub const QUEUE_TX_BITS: &str = "dbavm_queue_tx_bits_total";
+/// Port → guest frames delivered on the queue.
+pub const QUEUE_RX_PACKETS: &str = "dbavm_queue_rx_packets_total";
+/// Port → guest frame bits delivered on the queue.
+pub const QUEUE_RX_BITS: &str = "dbavm_queue_rx_bits_total";
+
+/// Vif queues placed on the worker.
+pub const WORKER_QUEUES: &str = "dbavm_worker_queues";
+/// CPU seconds per second the worker used over the daemon's sampling interval.
+pub const WORKER_CPU_UTILIZATION: &str = "dbavm_worker_cpu_utilization";
+/// Frames per second (both ways) the worker's queues carried over that interval.
+pub const WORKER_PPS: &str = "dbavm_worker_packets_per_second";
+
+/// The per-queue names above (samples labelled [`LABEL_VIF`], [`LABEL_QUEUE`] and
+/// [`LABEL_WORKER`]).
+pub const READ_PER_QUEUE: &[&str] = &[
+    QUEUE_CONNECTED,
+    QUEUE_TX_PACKETS,
+    QUEUE_TX_BITS,
+    QUEUE_RX_PACKETS,
+    QUEUE_RX_BITS,
+];
+
+/// The per-worker names above (samples labelled [`LABEL_WORKER`]).
+pub const READ_PER_WORKER: &[&str] = &[WORKER_QUEUES, WORKER_CPU_UTILIZATION, WORKER_PPS];
 
 /// The daemon-wide names above (unlabelled samples).
 pub const READ_DAEMON: &[&str] = &[

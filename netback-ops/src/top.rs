@@ -1,6 +1,7 @@
-//! `netback top`: a per-vif table of rates, budgets and drops, built from a scrape of the
-//! metrics endpoint ([`crate::scrape()`]). Plain text; the CLI clears the screen with
-//! ANSI codes between frames.
+//! `netback top`: a per-vif table of rates, budgets and drops, and a line per data-path
+//! worker (queues served, frames/s, CPU) so that an imbalance between workers shows,
+//! built from a scrape of the metrics endpoint ([`crate::scrape()`]). Plain text; the
+//! CLI clears the screen with ANSI codes between frames.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -48,6 +49,19 @@ pub struct AllocatorLine {
     pub overcommitted: bool,
 }
 
+/// One data-path worker's line.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WorkerLine {
+    /// Worker index.
+    pub worker: u32,
+    /// Vif queues placed on it.
+    pub queues: Option<f64>,
+    /// Frames per second its queues carried, both ways.
+    pub pps: Option<f64>,
+    /// CPU seconds per second it used (1: one core).
+    pub cpu: Option<f64>,
+}
+
 /// One frame of the view.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Frame {
@@ -55,10 +69,12 @@ pub struct Frame {
     pub rows: Vec<Row>,
     /// The allocator, when it runs.
     pub allocator: Option<AllocatorLine>,
+    /// Per data-path worker, by index.
+    pub workers: Vec<WorkerLine>,
 }
 
 /// Sort key of `vif<domid>.<devid>` (unparsable names sort last, by text).
-fn vif_key(v: &str) -> (u64, u64, String) {
+pub(crate) fn vif_key(v: &str) -> (u64, u64, String) {
     let parsed = v.strip_prefix("vif").and_then(|r| {
         let (d, i) = r.split_once('.')?;
         Some((d.parse().ok()?, i.parse().ok()?))
@@ -73,6 +89,7 @@ fn vif_key(v: &str) -> (u64, u64, String) {
 pub fn frame(samples: &[Sample]) -> Frame {
     let mut rows: BTreeMap<(u64, u64, String), Row> = BTreeMap::new();
     let mut alloc: Option<AllocatorLine> = None;
+    let mut workers: BTreeMap<u32, WorkerLine> = BTreeMap::new();
     for s in samples {
         if let Some(v) = s.label(name::LABEL_VIF) {
             let r = rows.entry(vif_key(v)).or_insert_with(|| Row {
@@ -95,6 +112,19 @@ pub fn frame(samples: &[Sample]) -> Frame {
             }
             continue;
         }
+        if let Some(w) = s.label(name::LABEL_WORKER).and_then(|w| w.parse().ok()) {
+            let line = workers.entry(w).or_insert(WorkerLine {
+                worker: w,
+                ..WorkerLine::default()
+            });
+            match s.name.as_str() {
+                name::WORKER_QUEUES => line.queues = Some(s.value),
+                name::WORKER_PPS => line.pps = Some(s.value),
+                name::WORKER_CPU_UTILIZATION => line.cpu = Some(s.value),
+                _ => {}
+            }
+            continue;
+        }
         let a = || AllocatorLine::default();
         match s.name.as_str() {
             name::ALLOC_ROUNDS => alloc.get_or_insert_with(a).rounds = s.value,
@@ -107,6 +137,7 @@ pub fn frame(samples: &[Sample]) -> Frame {
     Frame {
         rows: rows.into_values().collect(),
         allocator: alloc,
+        workers: workers.into_values().collect(),
     }
 }
 
@@ -181,10 +212,33 @@ pub fn render(f: &Frame, source: &str) -> String {
     if f.rows.is_empty() {
         let _ = writeln!(out, "(no vifs)");
     }
+    if !f.workers.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<6} {:>6} {:>8} {:>6}",
+            "WORKER", "QUEUES", "Kp/s", "CPU %"
+        );
+    }
+    for w in &f.workers {
+        let _ = writeln!(
+            out,
+            "{:<6} {:>6} {:>8} {:>6}",
+            w.worker,
+            w.queues.map_or("-".into(), |q| q.to_string()),
+            opt(w.pps, 1e3),
+            opt(w.cpu, 0.01),
+        );
+    }
     let _ = writeln!(
         out,
         "TX = guest to port. Drops are totals. * reported by the guest's frontend (untrusted hint)."
     );
+    if !f.workers.is_empty() {
+        let _ = writeln!(
+            out,
+            "Workers: frames both ways of the queues each serves; CPU % of one core."
+        );
+    }
     out
 }
 
@@ -206,6 +260,12 @@ dbavm_vif_tx_dropped_packets_total{vif=\"vif2.0\",reason=\"port\"} 1
 dbavm_vif_front_dropped_packets_total{vif=\"vif2.0\"} 9
 dbavm_allocator_rounds_total 10
 dbavm_allocator_cost_seconds_total 0.001
+dbavm_worker_queues{worker=\"1\"} 1
+dbavm_worker_queues{worker=\"0\"} 3
+dbavm_worker_packets_per_second{worker=\"0\"} 30000
+dbavm_worker_cpu_utilization{worker=\"0\"} 0.125
+dbavm_worker_cpu_utilization{worker=\"1\"} 0.005
+dbavm_queue_tx_packets_total{vif=\"vif2.0\",queue=\"1\",worker=\"1\"} 8
 ";
         let f = frame(&parse_exposition(text).unwrap());
         assert_eq!(f.rows.len(), 2);
@@ -222,5 +282,13 @@ dbavm_allocator_cost_seconds_total 0.001
         );
         assert!(out.contains("10 rounds"));
         assert!(out.contains("mean 100.0 µs"));
+        // A line per worker, by index: queues, Kp/s, CPU % ("-": not sampled yet).
+        for line in [
+            "0           3    30.00  12.50",
+            "1           1        -   0.50",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line:?} missing in\n{out}");
+        }
+        assert_eq!(f.rows.len(), 2, "a per-queue sample adds no vif row");
     }
 }

@@ -103,6 +103,9 @@ pub struct VifStatus {
     pub front_dropped_packets: Option<u64>,
     /// The toolstack's static TX cap (the backend's `rate` key) in force, if any.
     pub rate: Option<RateCap>,
+    /// Each queue the vif has had (queue 0 first, listed from the vif's placement on a
+    /// worker), with its worker and counters; their counters sum to `counters`.
+    pub queues: Vec<crate::QueueStatus>,
 }
 
 /// Epoll key of the doorbell the control thread rings with commands.
@@ -462,7 +465,7 @@ impl<P: BackendPlatform> Netback<P> {
             .iter()
             .filter(|(_, v)| v.state != XenbusState::Initialising)
             .map(|(id, v)| {
-                let s = v.board.read();
+                let (s, queues) = v.board.read_with_queues();
                 VifStatus {
                     id: *id,
                     state: v.state,
@@ -476,6 +479,7 @@ impl<P: BackendPlatform> Netback<P> {
                         .filter(|f| f.front_version != 0)
                         .map(|f| f.dropped_packets),
                     rate: s.rate,
+                    queues,
                 }
             })
             .collect()

@@ -25,6 +25,7 @@
 //! * [`vifconfig`]: the toolstack's settings of a vif (`mac`, `mtu`, `rate`, `vifname`,
 //!   `ip`), parsed and checked;
 //! * [`tapvif`]: each vif's TAP set up as Xen's hotplug scripts set up an interface;
+//! * [`status`]: what operators see of a vif's queues (worker, counters);
 //! * [`metrics`]: the Prometheus text endpoint for operators (sampling, exposition, HTTP);
 //!   the client side, `netback top` and SLA administration are the `netback-ops` crate.
 
@@ -46,6 +47,7 @@ pub mod metrics;
 pub(crate) mod published;
 pub mod queues;
 pub(crate) mod router;
+pub mod status;
 pub mod tapvif;
 pub mod toolstack;
 pub mod tx;
@@ -55,5 +57,6 @@ pub(crate) mod worker;
 
 pub use backend::{LoopStats, Netback, NetbackConfig, PortFactory, RunError, VifStatus};
 pub use control_work::ControlStats;
+pub use status::QueueStatus;
 pub use vif::BackstopPolicy;
 pub use xen_ids::{DomId, VifId};

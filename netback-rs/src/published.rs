@@ -8,7 +8,8 @@
 //! A queue k ≥ 1 of a multi-queue vif may run on another worker than the vif
 //! ([`crate::router`]): that worker publishes it on its own [`QueueBoard`], which the
 //! vif's board lists; whoever reads the vif ([`VifBoard::read`]) gets every queue
-//! summed.
+//! summed, or each queue with its worker ([`VifBoard::read_with_queues`], for
+//! operators).
 //!
 //! Nothing here is shared by two workers: a worker publishes a vif (or a queue) after
 //! polling it, with `try_lock` (it never waits for the manager; a publication it
@@ -24,6 +25,7 @@ use xen_ids::VifId;
 
 use crate::control::{credits_of, initial_rx_of, UNLIMITED};
 use crate::meter::VifCounters;
+use crate::status::QueueStatus;
 use crate::vifconfig::RateCap;
 
 /// One vif as its worker last published it.
@@ -70,13 +72,41 @@ impl VifBoard {
     /// The last published snapshot, the counters of its queues 1.. added: those of the
     /// current connection to `current`, the others to `past`.
     pub(crate) fn read(&self) -> VifSnapshot {
+        self.read_queues(|_| {})
+    }
+
+    /// [`VifBoard::read`], and each queue the vif has had (queue 0 first), read in the
+    /// same pass: the queues' counters sum to the snapshot's `past + current`.
+    pub(crate) fn read_with_queues(&self) -> (VifSnapshot, Vec<QueueStatus>) {
+        let mut queues = Vec::new();
+        let s = self.read_queues(|q| queues.push(q));
+        (s, queues)
+    }
+
+    /// Reads the vif and its queues, handing each queue to `each`.
+    fn read_queues(&self, mut each: impl FnMut(QueueStatus)) -> VifSnapshot {
         let mut s = *self.lock();
-        for q in self.queue_boards() {
-            let q = q.read();
+        each(QueueStatus {
+            index: 0,
+            worker: self.worker,
+            connected: s.created.is_some(),
+            counters: s.past + s.current,
+        });
+        for (k, board) in (1..).zip(self.queue_boards()) {
+            let q = board.read();
             s.past += q.past;
             match q.created {
                 Some(c) if s.created == Some(c) => s.current += q.current,
                 _ => s.past += q.current,
+            }
+            // A board made only to fill a gap never served (nor counted) anything.
+            if board.worker != usize::MAX {
+                each(QueueStatus {
+                    index: k,
+                    worker: board.worker,
+                    connected: s.created.is_some() && q.connected == s.created,
+                    counters: q.total(),
+                });
             }
         }
         s

@@ -311,6 +311,7 @@ fn status(domid: u16, tx_bytes: u64) -> VifStatus {
         rx_budget: None,
         front_dropped_packets: Some(11),
         rate: None,
+        queues: Vec::new(),
     }
 }
 
@@ -340,6 +341,15 @@ fn endpoint() -> MetricsServer {
     MetricsServer::start("127.0.0.1:0", cell).unwrap()
 }
 
+/// The columns of the first line of `out` that starts with `start`.
+fn first_row<'a>(out: &'a str, start: &str) -> Vec<&'a str> {
+    out.lines()
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no {start} row in\n{out}"))
+        .split_whitespace()
+        .collect()
+}
+
 #[test]
 fn top_once_prints_the_table() {
     let server = endpoint();
@@ -348,11 +358,7 @@ fn top_once_prints_the_table() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     assert!(!out.contains('\x1b'), "--once prints no control codes");
-    let row = out
-        .lines()
-        .find(|l| l.starts_with("vif1.0"))
-        .unwrap_or_else(|| panic!("no vif1.0 row in\n{out}"));
-    let cols: Vec<&str> = row.split_whitespace().collect();
+    let cols = first_row(&out, "vif1.0");
     assert_eq!(
         cols,
         ["vif1.0", "yes", "150.00", "18.75", "0.00", "0.00", "150.00", "20.00", "3", "2", "11"],
@@ -373,6 +379,39 @@ fn top_once_prints_the_table() {
     let o = netback(&["top", "--interval", "fast"]);
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("interval"));
+}
+
+#[test]
+fn status_needs_the_endpoint_and_lists_each_vif() {
+    let server = endpoint();
+    let url = format!("http://{}/metrics", server.local_addr());
+    let o = netback(&["status", "--metrics", &url]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let cols = first_row(&out, "vif1.0");
+    // 18.75 MB sent in 18750 frames (the endpoint's second snapshot).
+    assert_eq!(
+        cols,
+        ["vif1.0", "all", "-", "yes", "18750", "18750000", "0", "0"],
+        "{out}"
+    );
+    let o = netback(&["status", "--json", "--metrics", &url]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("\"vif\":\"vif1.0\",\"connected\":true,\"tx_packets\":18750,"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    // Nothing listening: a clear error, exit status 1, nothing on stdout.
+    let o = netback(&["status", "--metrics", "http://127.0.0.1:1/metrics"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+    assert!(
+        text(&o.stderr).contains("127.0.0.1:1"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]

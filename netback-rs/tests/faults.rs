@@ -2,8 +2,7 @@
 //! restarted mid-traffic, a vif destroyed and re-created under the allocator. In every
 //! case a well-behaved vif keeps working and the system comes back by itself.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +21,6 @@ use xenstore::{Xenstore, XsTx};
 
 /// Sequence numbers of frames sent by the child process start here.
 const CHILD_SEQ: u32 = 1_000_000;
-/// Environment variable that marks the child process.
-const CHILD_ENV: &str = "DBA_FAULTS_CHILD";
 
 /// Entry point of the child process of [`netfront_killed_mid_traffic`]: a guest domain
 /// whose netfront floods until it is killed. Ignored in normal runs; run on purpose it
@@ -31,12 +28,7 @@ const CHILD_ENV: &str = "DBA_FAULTS_CHILD";
 #[test]
 #[ignore = "child process of netfront_killed_mid_traffic (started by it, with --ignored)"]
 fn child_netfront_flood() {
-    assert!(
-        std::env::var(CHILD_ENV).is_ok(),
-        "this is the child of netfront_killed_mid_traffic, not a test to run by itself"
-    );
-    let dom = xen_local::Domain::from_env().expect("hypervisor connection from env");
-    let platform = xen_local::host::platform_of(dom).expect("platform");
+    let platform = child_platform("child_netfront_flood").expect("the child's domain");
     let mut nf = Netfront::connect(
         platform,
         NetfrontConfig::new(0),
@@ -62,33 +54,18 @@ fn child_netfront_flood() {
 }
 
 /// Starts the child as domain `domid` and waits until its netfront is connected.
-fn spawn_child(host: &LocalHost, domid: u16) -> Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--ignored",
-        "--exact",
-        "child_netfront_flood",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_ENV, "1")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    let mut child = host
-        .hypervisor
-        .spawn_domain(DomId(domid), &mut cmd)
-        .expect("spawn child domain");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.contains("CHILD-CONNECTED") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
+fn spawn_child(host: &LocalHost, domid: u16) -> TestChild {
+    let spec = ChildSpec {
+        test: "child_netfront_flood",
+        stdout: true,
+        ..ChildSpec::default()
+    };
+    let mut child = TestChild::spawn(host, DomId(domid), &spec).expect("spawn child domain");
+    let connected = child
+        .stdout_lines(|line| line.contains("CHILD-CONNECTED").then_some(()))
+        .expect("its standard output");
+    connected
+        .recv_timeout(Duration::from_secs(30))
         .expect("the child's netfront never connected");
     child
 }
@@ -170,7 +147,7 @@ fn netfront_killed_mid_traffic() {
         if round > 0 {
             reset_frontend(&host, &nb, victim);
         }
-        let mut child = spawn_child(&host, 2);
+        let child = spawn_child(&host, 2);
         // The child's traffic reaches the wire.
         assert_eq!(
             recv_from(&mut wire, CHILD_SEQ, 50, Duration::from_secs(10)),
@@ -179,9 +156,8 @@ fn netfront_killed_mid_traffic() {
         );
         let with_child = host.hypervisor.stats();
         assert!(with_child.grants > before.grants);
-        // kill -9 in the middle of the flood.
-        child.kill().unwrap();
-        child.wait().unwrap();
+        // kill -9 in the middle of the flood (and reaped).
+        drop(child);
         // What the dead netfront had already handed over is delivered, then nothing.
         std::thread::sleep(Duration::from_millis(100));
         drain(&mut wire);

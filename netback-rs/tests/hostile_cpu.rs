@@ -60,11 +60,6 @@ struct Rig {
 
 impl Rig {
     fn new(vifs: &[VifId]) -> Rig {
-        let host = LocalHost::new();
-        let good = add_vif(&host, DomId(1), 0).unwrap();
-        for id in vifs {
-            add_vif(&host, id.domid, id.devid).unwrap();
-        }
         let skew = SkewedClock::new();
         let opts = BackendOptions {
             poll: TICK,
@@ -73,10 +68,12 @@ impl Rig {
         };
         let cfg = NetbackConfig::default();
         let ports = MemPortConfig::new(256, 65536);
-        let nb = BackendThread::start_with(&host, cfg, ports, opts).unwrap();
-        let guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).unwrap();
-        let wire = nb.wire(good);
-        nb.wait_connected(&[good], Duration::from_secs(10)).unwrap();
+        let HonestNeighbour {
+            host,
+            nb,
+            guest,
+            wire,
+        } = HonestNeighbour::start(vifs, cfg, ports, opts).unwrap();
         Rig {
             host,
             nb,
@@ -87,12 +84,9 @@ impl Rig {
         }
     }
 
-    /// netback's loop counters and its thread's CPU time, read on its thread.
+    /// netback's loop counters and its threads' CPU time, read on its thread.
     fn sample(&self) -> (LoopStats, u64) {
-        let t = Duration::from_secs(10);
-        self.nb
-            .call(|nb| (nb.loop_stats(), netback_cpu_ns(nb)), t)
-            .unwrap()
+        self.nb.loop_sample().unwrap()
     }
 
     /// What netback does over [`WINDOW`] with no traffic but the hostile vif's: it

@@ -20,11 +20,7 @@ use xen_local::LocalHost;
 const WINDOW: Duration = Duration::from_secs(2);
 
 fn sample(nb: &BackendThread) -> (LoopStats, u64) {
-    nb.call(
-        |nb| (nb.loop_stats(), netback_cpu_ns(nb)),
-        Duration::from_secs(10),
-    )
-    .unwrap()
+    nb.loop_sample().unwrap()
 }
 
 #[test]

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use hypervisor::xenbus::XenbusState;
 use netback::vif::{BACKSTOP_MIN_PACKETS, DROP_ANSWERS_PER_SEC};
 use netback::{LoopStats, NetbackConfig};
-use netfront::NetfrontConfig;
 use netport::{MemPort, MemPortConfig};
 use shared_ring::credit::Credits;
 use shared_ring::netif::{NetTxFlags, NETIF_RSP_OKAY};
@@ -57,11 +56,6 @@ impl Rig {
     fn new(raw: &[VifId], budget: Option<Credits>) -> Rig {
         static ONE: Mutex<()> = Mutex::new(());
         let one = ONE.lock().unwrap_or_else(|p| p.into_inner());
-        let host = LocalHost::new();
-        let good = add_vif(&host, DomId(1), 0).unwrap();
-        for id in raw {
-            add_vif(&host, id.domid, id.devid).unwrap();
-        }
         let mut cfg = NetbackConfig {
             workers: 2,
             max_queues: Some(QUEUES),
@@ -71,10 +65,13 @@ impl Rig {
             cfg.initial_budget = b;
         }
         let ports = MemPortConfig::new(256, 65536);
-        let nb = BackendThread::start_with_ports(&host, cfg, ports).unwrap();
-        let guest = Guest::start(&host, DomId(1), NetfrontConfig::new(0)).unwrap();
-        let wire = nb.wire(good);
-        nb.wait_connected(&[good], Duration::from_secs(10)).unwrap();
+        let opts = BackendOptions::default();
+        let HonestNeighbour {
+            host,
+            nb,
+            guest,
+            wire,
+        } = HonestNeighbour::start(raw, cfg, ports, opts).unwrap();
         Rig {
             host,
             nb,
@@ -101,7 +98,7 @@ impl Rig {
         let got = recv_n(&mut self.guest.app, 20, Duration::from_secs(10));
         let seqs: Vec<u32> = got.iter().map(|f| check_frame(f)).collect();
         assert_eq!(seqs, (base..base + 20).collect::<Vec<_>>(), "neighbour RX");
-        let st = self.nb.vif_status(VifId::new(DomId(1), 0)).unwrap();
+        let st = self.nb.vif_status(HONEST).unwrap();
         assert!(st.connected, "{st:?}");
     }
 
@@ -130,12 +127,7 @@ impl Rig {
 
     /// netback's loop counters (every worker's) and CPU time (every thread's).
     fn sample(&self) -> (LoopStats, u64) {
-        self.nb
-            .call(
-                |nb| (nb.loop_stats(), netback_cpu_ns(nb)),
-                Duration::from_secs(10),
-            )
-            .unwrap()
+        self.nb.loop_sample().unwrap()
     }
 }
 

@@ -18,7 +18,6 @@
 //! netback killed with SIGKILL; a frontend that changed one queue's ring while no
 //! netback ran is failed, not followed.
 
-use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -27,16 +26,15 @@ use netback::{Netback, NetbackConfig};
 use netfront::{Netfront, NetfrontConfig, Sent};
 use netport::{FrameMeta, MemPort, MemPortConfig};
 use testbed::{
-    add_vif, check_frame, frame, recv_n, send_all, BackendThread, ChildSpec, LocalNetfront,
-    MemWires, TestChild,
+    add_vif, check_frame, child_platform, frame, recv_n, send_all, tagged_numbers, BackendThread,
+    ChildSpec, LocalNetfront, MemWires, TestChild,
 };
 use xen_ids::{DomId, VifId};
 use xen_local::LocalHost;
 use xenstore::{Xenstore, XsTx};
 
 const WAIT: Duration = Duration::from_secs(10);
-/// Environment variable that marks the child process, and its settings.
-const CHILD_ENV: &str = "DBA_MQ_RESTART_CHILD";
+/// Environment variables of the child process: its settings.
 const CHILD_QUEUES: &str = "DBA_MQ_RESTART_QUEUES";
 const CHILD_JOURNAL: &str = "DBA_MQ_RESTART_JOURNAL";
 const CHILD_EXIT_TX: &str = "DBA_MQ_RESTART_EXIT_TX";
@@ -68,9 +66,7 @@ fn qframe(q: usize, seq: u32) -> Vec<u8> {
 #[test]
 #[ignore = "child process of the tests of mq_restart.rs"]
 fn child_netback() {
-    assert!(std::env::var(CHILD_ENV).is_ok(), "a child of mq_restart.rs");
-    let dom = xen_local::Domain::from_env().expect("hypervisor connection from env");
-    let platform = xen_local::host::platform_of(dom).expect("platform");
+    let platform = child_platform("child_netback").expect("a child of mq_restart.rs");
     let wires = MemWires::new(MemPortConfig::new(1024, 65536));
     let env = |k: &str| std::env::var(k).ok();
     let num = |k: &str| env(k).map(|v| v.parse::<u64>().expect(k));
@@ -144,32 +140,19 @@ fn spawn_child_in(
     netns: Option<&netport::netns::NetNs>,
     env: &[(&str, String)],
 ) -> (TestChild, mpsc::Receiver<(usize, u32, usize)>) {
-    let mut env = env.to_vec();
-    env.push((CHILD_ENV, "1".to_string()));
     let spec = ChildSpec {
         test: "child_netback",
-        env,
+        env: env.to_vec(),
         netns,
         stdout: true,
     };
     let mut child = TestChild::spawn(host, DomId(0), &spec).expect("the netback process");
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let Some(at) = line.find("FRAME ") else {
-                continue;
-            };
-            let w: Vec<usize> = line[at + 6..]
-                .split(' ')
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            if let [q, seq, len] = w[..] {
-                let _ = tx.send((q, seq as u32, len));
-            }
-        }
-    });
+    let rx = child
+        .stdout_lines(|line| match tagged_numbers(line, "FRAME ")?[..] {
+            [q, seq, len] => Some((q as usize, seq as u32, len as usize)),
+            _ => None,
+        })
+        .expect("its standard output");
     (child, rx)
 }
 

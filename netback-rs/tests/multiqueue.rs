@@ -888,15 +888,22 @@ fn worker_stats(nb: &BackendThread) -> Vec<netback::LoopStats> {
         .unwrap()
 }
 
-#[test]
-fn a_four_queue_vif_runs_on_both_workers_each_queue_polled_alone() {
-    let _one = one_at_a_time();
+/// vif 1.0 connected with 4 queues (our netfront, [`MqGuest`]) to netback with 2
+/// workers: the host, the vif, netback, the guest and netback's ends of the queues.
+fn four_queue_vif_on_two_workers() -> (LocalHost, VifId, BackendThread, MqGuest, Vec<MemPort>) {
     let host = LocalHost::new();
     let id = add_vif(&host, DomId(1), 0).expect("vif");
     let nb = mq_netback(&host, 2, 4);
-    let mut guest = MqGuest::start(&host, DomId(1), 4);
-    let mut wire = wires(&nb, id, 4);
+    let guest = MqGuest::start(&host, DomId(1), 4);
+    let wire = wires(&nb, id, 4);
     nb.wait_connected(&[id], Duration::from_secs(10)).unwrap();
+    (host, id, nb, guest, wire)
+}
+
+#[test]
+fn a_four_queue_vif_runs_on_both_workers_each_queue_polled_alone() {
+    let _one = one_at_a_time();
+    let (host, id, nb, mut guest, mut wire) = four_queue_vif_on_two_workers();
     let (on, queues, w0) = nb
         .call(
             move |nb| {
@@ -1115,4 +1122,221 @@ fn a_queue_that_cannot_be_mapped_fails_its_vif_on_every_worker_and_leaks_nothing
     assert_eq!(on, (0..4).map(|k| (w0 + k) % 2).collect::<Vec<_>>());
     q.close(&raw);
     good_roundtrip(&mut neighbour, &mut good_wire, 200);
+}
+
+/// Frames queue k carries guest → port in
+/// `status_and_top_show_which_worker_serves_each_queue`, and their length.
+fn status_tx(k: usize) -> (u64, usize) {
+    (10 + 5 * k as u64, 200 + 60 * k)
+}
+
+/// The same, port → guest.
+fn status_rx(k: usize) -> (u64, usize) {
+    (3 + 2 * k as u64, 100 + 40 * k)
+}
+
+/// Runs the `netback` binary with `args`; its standard output.
+fn netback_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netback"))
+        .args(args)
+        .output()
+        .expect("netback runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "netback {args:?}: {stderr}");
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// The operator's view of a 4-queue vif over 2 workers: `netback status` (text and
+/// JSON) names the worker of each queue, 0, 1, 0, 1, with each queue's own frames and
+/// bytes both ways, summing to the vif's; the metrics endpoint's per-worker series
+/// count the frames of each worker's queues; `netback top --once` prints a line per
+/// worker with its two queues.
+#[test]
+fn status_and_top_show_which_worker_serves_each_queue() {
+    use netback::backend::monotonic_ns;
+    use netback::metrics::{MetricsServer, Sampler, SnapshotCell};
+    let _one = one_at_a_time();
+    let (_host, id, nb, mut guest, mut wire) = four_queue_vif_on_two_workers();
+    assert_eq!(
+        nb.call(move |nb| nb.vif_worker(id), Duration::from_secs(10))
+            .unwrap(),
+        Some(0),
+        "the first vif goes to worker 0"
+    );
+    // The daemon's sampling, on netback's thread: one snapshot before the traffic, one
+    // after, as `serve --metrics` takes them.
+    let observe = |sm: Sampler| {
+        nb.call(
+            move |nb| {
+                let mut sm = sm;
+                let snap = sm.observe(nb, monotonic_ns()).expect("a snapshot");
+                (sm, snap)
+            },
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    };
+    let (sm, _) = observe(Sampler::new(Duration::from_nanos(1)));
+
+    // Each queue carries its own number of frames of its own length, both ways.
+    for (k, app) in guest.apps.iter_mut().enumerate() {
+        let (n, len) = status_tx(k);
+        for i in 0..n as u32 {
+            send_all(app, &frame(i, len));
+        }
+    }
+    for (k, w) in wire.iter_mut().enumerate() {
+        let (n, len) = status_rx(k);
+        for i in 0..n as u32 {
+            send_all(w, &frame(i, len));
+        }
+    }
+    for (k, (w, app)) in wire.iter_mut().zip(&mut guest.apps).enumerate() {
+        let (tx, rx) = (status_tx(k).0, status_rx(k).0);
+        let t = Duration::from_secs(10);
+        assert_eq!(recv_n(w, tx as usize, t).len() as u64, tx, "queue {k} TX");
+        assert_eq!(recv_n(app, rx as usize, t).len() as u64, rx, "queue {k} RX");
+    }
+    let total = |f: fn(usize) -> (u64, usize)| (0..4).map(|k| f(k).0).sum::<u64>();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = nb.vif_status(id).expect("status").counters;
+        if (c.tx_packets, c.rx_packets) == (total(status_tx), total(status_rx)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "counters {c:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Workers publish their CPU time before they sleep.
+    std::thread::sleep(Duration::from_millis(100));
+    let (_, snap) = observe(sm);
+    let cell = SnapshotCell::new();
+    cell.publish(snap).expect("published");
+    let server = MetricsServer::start("127.0.0.1:0", cell).expect("metrics server");
+    let url = format!("http://{}/metrics", server.local_addr());
+
+    // `netback status --json`, read with a JSON parser.
+    let json: serde_json::Value =
+        serde_json::from_str(&netback_cli(&["status", "--json", "--metrics", &url]))
+            .expect("status --json is JSON");
+    let vifs = json["vifs"].as_array().expect("vifs");
+    assert_eq!(vifs.len(), 1, "{json}");
+    let vif = &vifs[0];
+    assert_eq!(vif["vif"], "vif1.0");
+    assert_eq!(vif["connected"], true);
+    let queues = vif["queues"].as_array().expect("queues");
+    let num = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
+    let on: Vec<u64> = queues.iter().map(|q| num(q, "worker")).collect();
+    assert_eq!(on, [0, 1, 0, 1], "the worker of each queue: {json}");
+    let mut sum = [0u64; 4];
+    for (k, q) in queues.iter().enumerate() {
+        let ((tx, tx_len), (rx, rx_len)) = (status_tx(k), status_rx(k));
+        assert_eq!(num(q, "queue"), k as u64);
+        assert_eq!(q["connected"], true);
+        let got = [
+            num(q, "tx_packets"),
+            num(q, "tx_bytes"),
+            num(q, "rx_packets"),
+            num(q, "rx_bytes"),
+        ];
+        let want = [tx, tx * tx_len as u64, rx, rx * rx_len as u64];
+        assert_eq!(got, want, "queue {k}: tx frames, bytes, rx frames, bytes");
+        for (s, g) in sum.iter_mut().zip(got) {
+            *s += g;
+        }
+    }
+    let whole = [
+        num(vif, "tx_packets"),
+        num(vif, "tx_bytes"),
+        num(vif, "rx_packets"),
+        num(vif, "rx_bytes"),
+    ];
+    assert_eq!(sum, whole, "the queues sum to the vif");
+
+    // The table says the same.
+    let text = netback_cli(&["status", "--metrics", &url]);
+    eprintln!("{text}");
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .filter(|l| l.starts_with("vif1.0"))
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    assert_eq!(rows.len(), 5, "{text}");
+    let mut want = vec![vec![
+        "vif1.0".to_string(),
+        "all".into(),
+        "-".into(),
+        "yes".into(),
+    ]];
+    want[0].extend(whole.iter().map(u64::to_string));
+    for (k, q) in queues.iter().enumerate() {
+        let mut row = vec![
+            "vif1.0".to_string(),
+            k.to_string(),
+            on[k].to_string(),
+            "yes".into(),
+        ];
+        for f in ["tx_packets", "tx_bytes", "rx_packets", "rx_bytes"] {
+            row.push(num(q, f).to_string());
+        }
+        want.push(row);
+    }
+    assert_eq!(rows, want, "{text}");
+
+    // Per worker: the frames of its queues over the interval, its CPU, its 2 queues.
+    let samples = netback_ops::scrape(&url, Duration::from_secs(5)).expect("scrape");
+    let value = |metric: &str, w: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == metric && s.label("worker") == Some(w))
+            .map(|s| s.value)
+            .unwrap_or_else(|| panic!("{metric} of worker {w}"))
+    };
+    let secs = samples
+        .iter()
+        .find(|s| s.name == "dbavm_sample_interval_seconds")
+        .expect("interval")
+        .value;
+    for w in 0..2usize {
+        let label = w.to_string();
+        let frames: u64 = (0..4)
+            .filter(|k| k % 2 == w)
+            .map(|k| status_tx(k).0 + status_rx(k).0)
+            .sum();
+        let pps = value("dbavm_worker_packets_per_second", &label);
+        assert!(
+            (pps * secs - frames as f64).abs() < 1e-6 * frames as f64,
+            "worker {w}: {pps}/s over {secs} s, {frames} frames"
+        );
+        assert_eq!(value("dbavm_worker_queues", &label), 2.0, "worker {w}");
+        assert!(
+            value("dbavm_worker_cpu_utilization", &label) > 0.0,
+            "worker {w}"
+        );
+    }
+
+    // `netback top --once`: a line per worker.
+    let top = netback_cli(&["top", "--once", "--metrics", &url]);
+    eprintln!("{top}");
+    let lines: Vec<Vec<&str>> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("WORKER"))
+        .skip(1)
+        .take(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for (w, cols) in lines.iter().enumerate() {
+        let label = w.to_string();
+        let kpps = format!(
+            "{:.2}",
+            value("dbavm_worker_packets_per_second", &label) / 1e3
+        );
+        let cpu = format!(
+            "{:.2}",
+            value("dbavm_worker_cpu_utilization", &label) * 100.0
+        );
+        assert_eq!(cols, &[label.as_str(), "2", &kpps, &cpu], "{top}");
+    }
+    assert_eq!(lines.len(), 2, "{top}");
+    guest.stop();
 }

@@ -6,7 +6,6 @@
 //! When the toolstack removes the vif, the interface goes away. The first netback is
 //! stopped as on SIGTERM (a thread, dropped) or killed with SIGKILL (a process).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netback::tapvif::TapFactory;
@@ -88,21 +87,14 @@ fn arp_through_bridge(app: &mut MemPort) -> bool {
     false
 }
 
-/// Environment variable that marks the child process.
-const CHILD_ENV: &str = "DBA_TAP_PERSIST_CHILD";
-
 /// Entry point of the child process of
 /// [`the_tap_outlives_a_netback_killed_with_sigkill`]: netback for dom0 with TAPs, in the
 /// network namespace it was started in.
 #[test]
 #[ignore = "child process of the_tap_outlives_a_netback_killed_with_sigkill"]
 fn child_netback() {
-    assert!(
-        std::env::var(CHILD_ENV).is_ok(),
-        "this is the child of the_tap_outlives_a_netback_killed_with_sigkill"
-    );
-    let dom = xen_local::Domain::from_env().expect("hypervisor connection from env");
-    let platform = xen_local::host::platform_of(dom).expect("platform");
+    let platform = child_platform("child_netback")
+        .expect("the child of the_tap_outlives_a_netback_killed_with_sigkill");
     let mut nb = Netback::new(
         platform,
         NetbackConfig::default(),
@@ -118,7 +110,7 @@ fn child_netback() {
 /// The first netback: a thread (stopped as on SIGTERM) or a process (SIGKILL).
 enum First {
     Thread(BackendThread),
-    Process(Child),
+    Process(TestChild),
 }
 
 impl First {
@@ -126,24 +118,12 @@ impl First {
         if !process {
             return First::Thread(backend(ns, host));
         }
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns.name()])
-            .arg(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "child_netback",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        First::Process(
-            host.hypervisor
-                .spawn_domain(DomId(0), &mut cmd)
-                .expect("spawn the netback process"),
-        )
+        let spec = ChildSpec {
+            test: "child_netback",
+            netns: Some(ns),
+            ..ChildSpec::default()
+        };
+        First::Process(TestChild::spawn(host, DomId(0), &spec).expect("spawn the netback process"))
     }
 
     fn stop(self) {
@@ -151,10 +131,8 @@ impl First {
             First::Thread(mut nb) => {
                 nb.stop().unwrap();
             }
-            First::Process(mut child) => {
-                child.kill().unwrap();
-                child.wait().unwrap();
-            }
+            // SIGKILL, and reaped.
+            First::Process(child) => drop(child),
         }
     }
 }

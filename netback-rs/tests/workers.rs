@@ -244,10 +244,7 @@ fn two_hundred_fifty_six_idle_vifs_cost_no_cpu() {
 
     // Then everything idle: what netback's threads do over one second.
     std::thread::sleep(Duration::from_millis(200));
-    let sample = || {
-        nb.call(|nb| (nb.loop_stats(), netback_cpu_ns(nb)), T)
-            .unwrap()
-    };
+    let sample = || nb.loop_sample().unwrap();
     let (s0, cpu0) = sample();
     std::thread::sleep(Duration::from_secs(1));
     let (s1, cpu1) = sample();

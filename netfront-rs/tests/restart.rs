@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -17,14 +16,13 @@ use hypervisor::xenbus::{read_state, read_str, XenbusState};
 use netback::{Netback, NetbackConfig};
 use netport::{MemPort, MemPortConfig};
 use testbed::{
-    add_vif, check_frame, frame, recv_n, send_all, BackendThread, LocalNetfront, MemWires,
+    add_vif, check_frame, child_platform, frame, recv_n, send_all, tagged_numbers, BackendThread,
+    ChildSpec, LocalNetfront, MemWires, TestChild,
 };
 use xen_ids::{DomId, VifId};
 use xen_local::LocalHost;
 use xenstore::{Xenstore, XsTx};
 
-/// Environment variable that marks the child process.
-const CHILD_ENV: &str = "DBA_RESTART_CHILD";
 /// The child netback's journal directory (none without).
 const CHILD_JOURNAL: &str = "DBA_RESTART_JOURNAL";
 /// The child netback exits, as if killed, after writing this many TX responses.
@@ -103,12 +101,8 @@ fn a_stopped_backend_s_successor_sends_what_was_queued_once() {
 #[test]
 #[ignore = "child process of a_killed_backend_s_successor_sends_what_was_queued_once"]
 fn child_netback() {
-    assert!(
-        std::env::var(CHILD_ENV).is_ok(),
-        "this is the child of a_killed_backend_s_successor_sends_what_was_queued_once"
-    );
-    let dom = xen_local::Domain::from_env().expect("hypervisor connection from env");
-    let platform = xen_local::host::platform_of(dom).expect("platform");
+    let platform = child_platform("child_netback")
+        .expect("the child of a_killed_backend_s_successor_sends_what_was_queued_once");
     let wires = MemWires::new(MemPortConfig::new(1024, 65536));
     let env = |k: &str| std::env::var(k).ok();
     let num = |k: &str| env(k).map(|v| v.parse::<u64>().expect(k));
@@ -145,18 +139,9 @@ fn child_netback() {
     }
 }
 
-/// The netback process, killed (SIGKILL) and reaped when dropped.
-struct NetbackProcess(Child);
-
-impl Drop for NetbackProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts [`child_netback`] as dom0; the frames it sends to the port, as (seq, len).
-fn spawn_child_netback(host: &LocalHost) -> (NetbackProcess, mpsc::Receiver<(u32, usize)>) {
+/// Starts [`child_netback`] as dom0 (killed with SIGKILL and reaped when dropped); the
+/// frames it sends to the port, as (seq, len).
+fn spawn_child_netback(host: &LocalHost) -> (TestChild, mpsc::Receiver<(u32, usize)>) {
     spawn_child_netback_with(host, &[])
 }
 
@@ -164,49 +149,22 @@ fn spawn_child_netback(host: &LocalHost) -> (NetbackProcess, mpsc::Receiver<(u32
 fn spawn_child_netback_with(
     host: &LocalHost,
     env: &[(&str, String)],
-) -> (NetbackProcess, mpsc::Receiver<(u32, usize)>) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.envs(env.iter().map(|(k, v)| (k, v)));
-    cmd.args([
-        "--ignored",
-        "--exact",
-        "child_netback",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_ENV, "1")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    let mut child = host
-        .hypervisor
-        .spawn_domain(DomId(0), &mut cmd)
-        .expect("spawn the netback process");
-    let stdout = child.stdout.take().unwrap();
-    let child = NetbackProcess(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            // (The first one follows the harness's "test child_netback ... ".)
-            let frame = line.find("FRAME ").map(|at| &line[at + 6..]);
-            let mut w = frame.into_iter().flat_map(|l| l.split(' '));
-            if let (Some(Ok(seq)), Some(Ok(len))) =
-                (w.next().map(str::parse), w.next().map(str::parse))
-            {
-                let _ = tx.send((seq, len));
-            }
-        }
-    });
+) -> (TestChild, mpsc::Receiver<(u32, usize)>) {
+    let spec = ChildSpec {
+        test: "child_netback",
+        env: env.to_vec(),
+        stdout: true,
+        ..ChildSpec::default()
+    };
+    let mut child = TestChild::spawn(host, DomId(0), &spec).expect("spawn the netback process");
+    // (The first line follows the harness's "test child_netback ... ".)
+    let rx = child
+        .stdout_lines(|line| match tagged_numbers(line, "FRAME ")?[..] {
+            [seq, len] => Some((seq as u32, len as usize)),
+            _ => None,
+        })
+        .expect("its standard output");
     (child, rx)
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill {sig} {}", child.id());
 }
 
 #[test]
@@ -224,7 +182,7 @@ fn a_killed_backend_s_successor_sends_what_was_queued_once() {
     let rings = tx_ring_ref(&nf);
     // The process stops taking requests, netfront queues more, the process dies as
     // with kill -9 (no destructor runs; the system closes its connections).
-    signal(&child.0, "-STOP");
+    child.signal("-STOP").expect("kill -STOP");
     let reaped = send_frames(&mut nf, 100..200);
     drop(child);
     let nb = BackendThread::start(&host, NetbackConfig::default()).expect("netback");
@@ -286,18 +244,6 @@ fn journal_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// Waits until the child process exits by itself (its fault hook).
-fn exited(child: &mut NetbackProcess) {
-    let deadline = std::time::Instant::now() + WAIT;
-    while child.0.try_wait().expect("wait").is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the netback process did not reach its fault point"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// The responses a netback wrote into the ring before it was killed (`kill -9` in the
 /// middle of a batch: written, not published) do not strand the guest: the next netback
 /// publishes them from its journal and reads none of those slots as a request. Every
@@ -318,7 +264,9 @@ fn a_backend_killed_mid_tx_batch_strands_nothing() {
     // Frames 0..=K reach the child's port; it writes K responses, records the next
     // and is killed before writing it and before publishing any.
     let reaped = send_frames(&mut nf, 0..40);
-    exited(&mut child);
+    child
+        .wait_exit(WAIT)
+        .expect("the netback process reaches its fault point");
     drop(child);
     let cfg = NetbackConfig {
         journal_dir: Some(dir.clone()),
@@ -373,12 +321,11 @@ fn a_backend_killed_mid_rx_batch_strands_nothing() {
     let mut nf = connect(&host, DomId(1));
     let rings = tx_ring_ref(&nf);
     // The child answers K RX requests, records the next and is killed.
-    let deadline = std::time::Instant::now() + WAIT;
-    while child.0.try_wait().expect("wait").is_none() {
-        assert!(std::time::Instant::now() < deadline, "no fault point");
-        nf.maintain();
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    child
+        .wait_exit_doing(WAIT, || {
+            nf.maintain();
+        })
+        .expect("the netback process reaches its fault point");
     drop(child);
     let cfg = NetbackConfig {
         journal_dir: Some(dir.clone()),

@@ -55,6 +55,12 @@ pub enum TestbedError {
     /// A child process could not be started or waited for.
     #[error("child process: {0}")]
     Spawn(#[source] io::Error),
+    /// A test meant to run as a child process was run by hand (its marker is not set).
+    #[error("{0} is the child process of another test (started by it with --ignored), not a test to run by itself")]
+    NotAChild(String),
+    /// A child process could not connect as its domain (from its environment).
+    #[error("the child's hypervisor connection: {0}")]
+    ChildDomain(#[source] io::Error),
     /// Something the harness waits for did not happen in time.
     #[error("timed out after {timeout_ms} ms waiting for {what}")]
     Timeout {

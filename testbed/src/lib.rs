@@ -32,12 +32,13 @@ pub mod gate;
 pub mod guest;
 pub mod kernel;
 pub mod raw;
+pub mod rig;
 pub mod spawn;
 
 pub use backend::{
     netback_cpu_ns, BackendExit, BackendOptions, BackendThread, LocalNetback, MemWires,
 };
-pub use child::{ChildSpec, TestChild};
+pub use child::{child_platform, tagged_numbers, ChildSpec, TestChild};
 pub use clock::SkewedClock;
 pub use error::TestbedError;
 pub use frames::{check_frame, count_until, flood, frame, recv_n, send_all, tcp_frame, TcpHeaders};
@@ -45,6 +46,7 @@ pub use gate::{Gate, GatedPort, OpenOnDrop};
 pub use guest::{pump_until, Guest, GuestExit, GuestOptions, GuestThread, LocalNetfront};
 pub use kernel::{tap_config, wait_link};
 pub use raw::{tx_req, RawConn, RawConnect, RawFrontend, RawQueue, TxSlot};
+pub use rig::{HonestNeighbour, HONEST};
 pub use spawn::{thread_cpu_ns, Handle, Spawner};
 
 use netback::toolstack::{create_vif, VifSpec};

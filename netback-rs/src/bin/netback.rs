@@ -10,6 +10,7 @@
 //! netback sla show [--frontend DOMID [--devid N]] [--metrics URL]
 //! netback sla rm   --frontend DOMID [--devid N] [--field KEY]...
 //! netback top      [--metrics URL] [--interval 1s] [--once]
+//! netback status   [--metrics URL] [--json]
 //! ```
 //!
 //! Operator documentation: `docs/operations.md`.
@@ -31,7 +32,7 @@ use netback::toolstack::{create_vif, destroy_vif, VifSpec};
 use netback::{BackstopPolicy, Netback, NetbackConfig, VifId};
 use netback_ops::interval::parse_interval;
 use netback_ops::sla::{self, SlaUpdate, VifDir};
-use netback_ops::{scrape, top};
+use netback_ops::{scrape, status, top};
 use xen_ids::DomId;
 use xenstore::XsClient;
 
@@ -238,6 +239,16 @@ enum Cmd {
         /// Print one frame and exit (no screen clearing).
         #[arg(long)]
         once: bool,
+    },
+    /// Each vif's queues: the worker serving each and its frames and bytes both ways,
+    /// from the metrics endpoint.
+    Status {
+        /// The daemon's metrics endpoint.
+        #[arg(long, default_value = DEFAULT_METRICS_URL)]
+        metrics: String,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Create a vif in xenstore, as a toolstack does (platform local, run as dom0).
     VifAdd {
@@ -471,6 +482,16 @@ fn run(cli: Cli) -> Result<(), String> {
             interval,
             once,
         } => run_top(&metrics, interval, once),
+        Cmd::Status { metrics, json } => {
+            let s = scrape::scrape(&metrics, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            let st = status::status(&s);
+            if json {
+                println!("{}", status::to_json(&st, &metrics));
+            } else {
+                print!("{}", status::render(&st, &metrics));
+            }
+            Ok(())
+        }
     }
 }
 

@@ -7,8 +7,9 @@
 
 use std::fmt::Write as _;
 
-use super::sample::{Snapshot, VifSample};
+use super::sample::{Snapshot, VifSample, WorkerSample};
 use crate::meter::VifCounters;
+use crate::status::QueueStatus;
 
 /// A family's metric type (`# TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,11 @@ pub enum Read {
     Vif(fn(&VifSample) -> Option<f64>),
     /// One sample per vif and reason, labels `vif` and `reason`.
     VifByReason(&'static [Reason]),
+    /// One sample per queue of each vif, labels `vif`, `queue` and `worker` (at most
+    /// `--max-queues` queues a vif).
+    Queue(fn(&QueueStatus) -> Option<f64>),
+    /// One sample per data-path worker, label `worker`.
+    Worker(fn(&WorkerSample) -> Option<f64>),
 }
 
 /// One metric family.
@@ -259,6 +265,33 @@ families! {
     ALLOC_UNALLOCATED_BPS: "dbavm_allocator_unallocated_bits_per_second", Gauge,
         Read::Daemon(|s| s.allocator.map(|a| a.unallocated_bps as f64)),
         "Capacity no vif may use in the last round.";
+    QUEUE_CONNECTED: "dbavm_queue_connected", Gauge,
+        Read::Queue(|q| Some(flag(q.connected))),
+        "1 when the queue is part of its vif's current connection.";
+    QUEUE_TX_BITS: "dbavm_queue_tx_bits_total", Counter,
+        Read::Queue(|q| Some(q.counters.tx_bytes as f64 * 8.0)),
+        "Guest to port: frame bits forwarded on this queue (its vif's are the sum).";
+    QUEUE_TX_PACKETS: "dbavm_queue_tx_packets_total", Counter,
+        Read::Queue(|q| Some(q.counters.tx_packets as f64)),
+        "Guest to port: frames forwarded on this queue.";
+    QUEUE_RX_BITS: "dbavm_queue_rx_bits_total", Counter,
+        Read::Queue(|q| Some(q.counters.rx_bytes as f64 * 8.0)),
+        "Port to guest: frame bits delivered on this queue (its vif's are the sum).";
+    QUEUE_RX_PACKETS: "dbavm_queue_rx_packets_total", Counter,
+        Read::Queue(|q| Some(q.counters.rx_packets as f64)),
+        "Port to guest: frames delivered on this queue.";
+    WORKER_QUEUES: "dbavm_worker_queues", Gauge,
+        Read::Worker(|w| Some(w.queues as f64)),
+        "Vif queues placed on the data-path worker (a vif's device counts as its queue 0).";
+    WORKER_CPU: "dbavm_worker_cpu_seconds_total", Counter,
+        Read::Worker(|w| Some(w.cpu_ns as f64 / 1e9)),
+        "CPU time of the data-path worker's thread.";
+    WORKER_CPU_UTILIZATION: "dbavm_worker_cpu_utilization", Gauge,
+        Read::Worker(|w| w.cpu_utilization),
+        "CPU seconds the worker used per second of the last sampling interval (1: a core).";
+    WORKER_PPS: "dbavm_worker_packets_per_second", Gauge,
+        Read::Worker(|w| w.packets_per_second),
+        "Frames the worker's queues carried per second, both ways, over the last interval.";
 }
 
 impl Family {
@@ -286,6 +319,30 @@ impl Family {
                     for (reason, get) in reasons {
                         let labels = format!("{},reason=\"{reason}\"", vif_label(v));
                         self.sample(out, &labels, get(&v.status.counters) as f64);
+                    }
+                }
+            }
+            Read::Queue(get) => {
+                self.head(out);
+                for v in &s.vifs {
+                    for q in &v.status.queues {
+                        if let Some(x) = get(q) {
+                            let labels = format!(
+                                "{},queue=\"{}\",worker=\"{}\"",
+                                vif_label(v),
+                                q.index,
+                                q.worker
+                            );
+                            self.sample(out, &labels, x);
+                        }
+                    }
+                }
+            }
+            Read::Worker(get) => {
+                self.head(out);
+                for w in &s.workers {
+                    if let Some(x) = get(w) {
+                        self.sample(out, &format!("worker=\"{}\"", w.index), x);
                     }
                 }
             }

@@ -29,4 +29,4 @@ mod tests;
 pub use expo::{name, render, Family, Kind, Read, FAMILIES};
 pub use http::MetricsServer;
 pub use publish::{Publisher, SnapshotCell};
-pub use sample::{AllocatorSample, Sampler, Snapshot, VifSample};
+pub use sample::{AllocatorSample, Sampler, Snapshot, VifSample, WorkerSample};

@@ -38,6 +38,23 @@ pub struct AllocatorSample {
     pub unallocated_bps: u64,
 }
 
+/// One data-path worker in a [`Snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerSample {
+    /// Worker index (from 0), as in [`crate::QueueStatus::worker`].
+    pub index: usize,
+    /// Vif queues placed on it (a vif's device counts as its queue 0 from its placement).
+    pub queues: u64,
+    /// Its thread's CPU time so far (ns).
+    pub cpu_ns: u64,
+    /// Frames it carried per second, both ways, over the last sampling interval: the
+    /// sum over the queues it serves (`None` for the first sample).
+    pub packets_per_second: Option<f64>,
+    /// CPU time it used per second of the last sampling interval (1: one core busy;
+    /// `None` for the first sample).
+    pub cpu_utilization: Option<f64>,
+}
+
 /// Everything the endpoint exports, as taken by the event loop at one instant.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -49,7 +66,12 @@ pub struct Snapshot {
     pub vifs: Vec<VifSample>,
     /// The allocator's figures, when it runs.
     pub allocator: Option<AllocatorSample>,
+    /// The data-path workers (empty when the snapshot was built without a netback).
+    pub workers: Vec<WorkerSample>,
 }
+
+/// A queue between two snapshots: (vif, queue index, worker).
+type QueueKey = (VifId, u32, usize);
 
 /// Takes snapshots of a [`Netback`] at most once per interval, keeping each vif's
 /// [`Meter`] and the allocator's per-round cost between them.
@@ -61,6 +83,10 @@ pub struct Sampler {
     /// (rounds, cumulated cost) at the previous observation.
     rounds_seen: Option<(u64, u64)>,
     last_round_cost_ns: Option<u64>,
+    /// Frames (both ways) of each queue, and each worker's CPU time (ns), at the
+    /// previous [`Sampler::sample_workers`].
+    queues_seen: HashMap<QueueKey, u64>,
+    cpu_seen: Vec<u64>,
 }
 
 impl Sampler {
@@ -72,6 +98,8 @@ impl Sampler {
             meters: HashMap::new(),
             rounds_seen: None,
             last_round_cost_ns: None,
+            queues_seen: HashMap::new(),
+            cpu_seen: Vec::new(),
         }
     }
 
@@ -101,7 +129,49 @@ impl Sampler {
             unallocated_bps: last.map_or(0, |r| r.unallocated_bps),
         });
         let status = nb.status();
-        Some(self.sample(now_ns, status, |id| nb.effective_sla(id), allocator))
+        let mut snap = self.sample(now_ns, status, |id| nb.effective_sla(id), allocator);
+        self.sample_workers(&mut snap, &nb.worker_cpu_ns(), &nb.worker_queues());
+        Some(snap)
+    }
+
+    /// Fills `snap.workers` from each worker's CPU time (`cpu_ns`, ns) and queue count,
+    /// and its rates over `snap`'s interval from the counters of the queues it serves
+    /// (a queue counts from its second sample on).
+    pub fn sample_workers(&mut self, snap: &mut Snapshot, cpu_ns: &[u64], queues: &[u64]) {
+        let n = cpu_ns.len();
+        let mut frames = vec![0u64; n];
+        let mut seen = HashMap::new();
+        for v in &snap.vifs {
+            for q in &v.status.queues {
+                let c = &q.counters;
+                let now = c.tx_packets + c.rx_packets;
+                let key = (v.status.id, q.index, q.worker);
+                if let (Some(before), Some(f)) =
+                    (self.queues_seen.get(&key), frames.get_mut(q.worker))
+                {
+                    *f += now.saturating_sub(*before);
+                }
+                seen.insert(key, now);
+            }
+        }
+        let secs = snap.interval_ns as f64 / 1e9;
+        let rate = |x: u64| (snap.interval_ns > 0).then(|| x as f64 / secs);
+        snap.workers = (0..n)
+            .map(|w| {
+                let cpu_before = self.cpu_seen.get(w).copied();
+                WorkerSample {
+                    index: w,
+                    queues: queues.get(w).copied().unwrap_or(0),
+                    cpu_ns: cpu_ns[w],
+                    packets_per_second: rate(frames[w]),
+                    cpu_utilization: cpu_before
+                        .and_then(|b| rate(cpu_ns[w].saturating_sub(b)))
+                        .map(|ns_per_s| ns_per_s / 1e9),
+                }
+            })
+            .collect();
+        self.queues_seen = seen;
+        self.cpu_seen = cpu_ns.to_vec();
     }
 
     /// Records the allocator's round count and cumulated cost: when exactly one round ran
@@ -151,6 +221,7 @@ impl Sampler {
             interval_ns,
             vifs,
             allocator,
+            workers: Vec::new(),
         }
     }
 }
@@ -189,7 +260,63 @@ mod tests {
             rx_budget: None,
             front_dropped_packets: Some(7),
             rate: None,
+            queues: Vec::new(),
         }
+    }
+
+    /// `status(domid, 0)` with two queues: queue 0 on worker 0, queue 1 on worker 1,
+    /// with these frames (both ways).
+    fn two_queues(domid: u16, q0: u64, q1: u64) -> VifStatus {
+        let queue = |index: u32, worker, frames| crate::QueueStatus {
+            index,
+            worker,
+            connected: true,
+            counters: VifCounters {
+                tx_packets: frames / 2,
+                rx_packets: frames - frames / 2,
+                ..Default::default()
+            },
+        };
+        VifStatus {
+            queues: vec![queue(0, 0, q0), queue(1, 1, q1)],
+            ..status(domid, 0)
+        }
+    }
+
+    #[test]
+    fn each_worker_gets_the_frames_of_its_queues_and_its_cpu_share() {
+        let mut sm = Sampler::new(Duration::from_secs(1));
+        let mut s0 = sm.sample(0, vec![two_queues(1, 100, 10)], |_| None, None);
+        sm.sample_workers(&mut s0, &[1_000, 2_000], &[1, 1]);
+        assert_eq!(s0.workers.len(), 2);
+        assert_eq!(s0.workers[0].packets_per_second, None, "first sample");
+        assert_eq!(s0.workers[0].cpu_utilization, None);
+        // Half a second later: queue 0 carried 500 more frames, queue 1 none; a second
+        // vif appears (its queues count from their next sample).
+        let later = vec![two_queues(1, 600, 10), two_queues(2, 50, 50)];
+        let mut s1 = sm.sample(500_000_000, later, |_| None, None);
+        sm.sample_workers(&mut s1, &[250_001_000, 2_000], &[2, 2]);
+        let w: Vec<(usize, u64, Option<f64>, Option<f64>)> = s1
+            .workers
+            .iter()
+            .map(|w| (w.index, w.queues, w.packets_per_second, w.cpu_utilization))
+            .collect();
+        assert_eq!(
+            w,
+            [
+                (0, 2, Some(1000.0), Some(0.5)),
+                (1, 2, Some(0.0), Some(0.0))
+            ]
+        );
+        let text = render(&s1);
+        assert!(
+            text.lines()
+                .any(|l| l == "dbavm_worker_packets_per_second{worker=\"0\"} 1000"),
+            "{text}"
+        );
+        assert!(text.lines().any(
+            |l| l == "dbavm_queue_tx_packets_total{vif=\"vif2.0\",queue=\"1\",worker=\"1\"} 25"
+        ));
     }
 
     #[test]

@@ -71,6 +71,7 @@ fn fixture() -> Snapshot {
             )),
             front_dropped_packets: Some(11),
             rate: Some(netback_rate()),
+            queues: split_in_two(counters),
         },
         rates: Some(Rates {
             tx_bps: 1.5e8,
@@ -110,6 +111,7 @@ fn fixture() -> Snapshot {
             rx_budget: None,
             front_dropped_packets: None,
             rate: None,
+            queues: Vec::new(),
         },
         rates: None,
         sla: Some(allocator::VifSla::BEST_EFFORT),
@@ -125,6 +127,7 @@ fn fixture() -> Snapshot {
             rx_budget: None,
             front_dropped_packets: None,
             rate: None,
+            queues: Vec::new(),
         },
         rates: Some(Rates::default()),
         sla: None,
@@ -140,7 +143,56 @@ fn fixture() -> Snapshot {
             overcommitted: true,
             unallocated_bps: 12_345,
         }),
+        workers: vec![
+            WorkerSample {
+                index: 0,
+                queues: 2,
+                cpu_ns: 1_500_000_001,
+                packets_per_second: Some(18_750.5),
+                cpu_utilization: Some(0.25),
+            },
+            WorkerSample {
+                index: 1,
+                queues: 1,
+                cpu_ns: 7,
+                packets_per_second: None,
+                cpu_utilization: None,
+            },
+        ],
     }
+}
+
+/// `c` as two queues' counters: queue 0 on worker 0 (a third of the frames, connected),
+/// queue 1 on worker 1 (the rest, of an earlier connection).
+fn split_in_two(c: VifCounters) -> Vec<crate::QueueStatus> {
+    let third = VifCounters {
+        tx_packets: c.tx_packets / 3,
+        tx_bytes: c.tx_bytes / 3,
+        rx_packets: c.rx_packets / 3,
+        rx_bytes: c.rx_bytes / 3,
+        ..VifCounters::default()
+    };
+    let rest = VifCounters {
+        tx_packets: c.tx_packets - third.tx_packets,
+        tx_bytes: c.tx_bytes - third.tx_bytes,
+        rx_packets: c.rx_packets - third.rx_packets,
+        rx_bytes: c.rx_bytes - third.rx_bytes,
+        ..VifCounters::default()
+    };
+    vec![
+        crate::QueueStatus {
+            index: 0,
+            worker: 0,
+            connected: true,
+            counters: third,
+        },
+        crate::QueueStatus {
+            index: 1,
+            worker: 1,
+            connected: false,
+            counters: rest,
+        },
+    ]
 }
 
 #[test]
@@ -155,31 +207,43 @@ fn exposition_is_byte_identical_to_the_golden_files() {
     );
 }
 
-/// Whether a family has one sample per vif (labelled `vif`).
-fn per_vif(f: &Family) -> bool {
-    !matches!(f.read, Read::Daemon(_))
+/// Whose samples a family has: "vif" (labelled `vif`), "queue" (labelled `vif`, `queue`,
+/// `worker`), "worker" (labelled `worker`) or "daemon" (unlabelled).
+fn subject(f: &Family) -> &'static str {
+    match f.read {
+        Read::Daemon(_) => "daemon",
+        Read::Vif(_) | Read::VifByReason(_) => "vif",
+        Read::Queue(_) => "queue",
+        Read::Worker(_) => "worker",
+    }
 }
 
 /// The rows `| `name` | type | meaning |` of `docs/operations.md` §4 as (name, type,
-/// per vif), the per-vif table being the one after "Per vif".
-fn documented() -> Vec<(String, String, bool)> {
+/// subject), the subject from the paragraph before the table: "Per vif", "Per queue",
+/// "Per worker" or "Daemon-wide".
+fn documented() -> Vec<(String, String, &'static str)> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md");
     let doc = std::fs::read_to_string(path).expect("docs/operations.md");
     let start = doc.find("\n## 4. Metrics").expect("a section 4. Metrics");
     let end = start + doc[start..].find("\n## 5.").expect("a section after it");
-    let mut per_vif = false;
+    let mut subject = "none";
     let mut rows = Vec::new();
     for line in doc[start..end].lines() {
-        if line.starts_with("Per vif") {
-            per_vif = true;
-        } else if line.starts_with("Daemon-wide") {
-            per_vif = false;
+        for (head, s) in [
+            ("Per vif", "vif"),
+            ("Per queue", "queue"),
+            ("Per worker", "worker"),
+            ("Daemon-wide", "daemon"),
+        ] {
+            if line.starts_with(head) {
+                subject = s;
+            }
         }
         let cols: Vec<&str> = line.split('|').map(str::trim).collect();
         if let [_, name, kind, _meaning, _] = cols[..] {
             if let Some(name) = name.strip_prefix("`dbavm_") {
                 let name = format!("dbavm_{}", name.trim_end_matches('`'));
-                rows.push((name, kind.to_string(), per_vif));
+                rows.push((name, kind.to_string(), subject));
             }
         }
     }
@@ -189,14 +253,14 @@ fn documented() -> Vec<(String, String, bool)> {
 #[test]
 fn every_family_is_documented_and_every_documented_metric_exported() {
     let mut doc = documented();
-    let mut table: Vec<(String, String, bool)> = FAMILIES
+    let mut table: Vec<(String, String, &'static str)> = FAMILIES
         .iter()
         .map(|f| {
             let name = match f.read {
                 Read::VifByReason(_) => format!("{}{{reason}}", f.name),
                 _ => f.name.to_string(),
             };
-            (name, f.kind.as_str().to_string(), per_vif(f))
+            (name, f.kind.as_str().to_string(), subject(f))
         })
         .collect();
     assert_eq!(doc.len(), FAMILIES.len(), "{doc:#?}");
@@ -204,7 +268,7 @@ fn every_family_is_documented_and_every_documented_metric_exported() {
     table.sort();
     assert_eq!(
         doc, table,
-        "docs/operations.md §4 (name, type, per vif) vs FAMILIES"
+        "docs/operations.md §4 (name, type, subject) vs FAMILIES"
     );
 }
 
@@ -224,14 +288,21 @@ fn each_family_once_with_its_own_help() {
 
 #[test]
 fn the_names_the_operator_side_reads_are_exported() {
-    use netback_ops::metric::{READ_DAEMON, READ_PER_VIF};
-    let read = READ_PER_VIF.iter().map(|n| (n, true));
-    for (n, vif) in read.chain(READ_DAEMON.iter().map(|n| (n, false))) {
-        let f = FAMILIES
-            .iter()
-            .find(|f| f.name == *n)
-            .unwrap_or_else(|| panic!("netback-ops reads {n}, which netback does not export"));
-        assert_eq!(per_vif(f), vif, "{n}");
+    use netback_ops::metric::{READ_DAEMON, READ_PER_QUEUE, READ_PER_VIF, READ_PER_WORKER};
+    let read = [
+        (READ_PER_VIF, "vif"),
+        (READ_PER_QUEUE, "queue"),
+        (READ_PER_WORKER, "worker"),
+        (READ_DAEMON, "daemon"),
+    ];
+    for (names, whose) in read {
+        for n in names {
+            let f = FAMILIES
+                .iter()
+                .find(|f| f.name == *n)
+                .unwrap_or_else(|| panic!("netback-ops reads {n}, which netback does not export"));
+            assert_eq!(subject(f), whose, "{n}");
+        }
     }
 }
 
@@ -259,4 +330,60 @@ fn label_values_and_special_numbers() {
         parsed.len(),
         text.lines().filter(|l| !l.starts_with('#')).count()
     );
+}
+
+#[test]
+fn per_queue_and_per_worker_series_parse_and_queues_sum_to_their_vif() {
+    let s = fixture();
+    let text = render(&s);
+    let parsed = netback_ops::parse_exposition(&text).expect("parses");
+    let vif = "vif1.0";
+    let of = |metric: &str| -> Vec<(String, String, f64)> {
+        parsed
+            .iter()
+            .filter(|p| p.name == metric && p.label("vif") == Some(vif))
+            .map(|p| {
+                let l = |k| p.label(k).expect("labelled").to_string();
+                (l("queue"), l("worker"), p.value)
+            })
+            .collect()
+    };
+    for (queue, whole) in [
+        (name::QUEUE_TX_PACKETS, name::VIF_TX_PACKETS),
+        (name::QUEUE_TX_BITS, name::VIF_TX_BITS),
+        (name::QUEUE_RX_PACKETS, name::VIF_RX_PACKETS),
+        (name::QUEUE_RX_BITS, name::VIF_RX_BITS),
+    ] {
+        let qs = of(queue);
+        let workers: Vec<(&str, &str)> = qs
+            .iter()
+            .map(|(q, w, _)| (q.as_str(), w.as_str()))
+            .collect();
+        assert_eq!(workers, [("0", "0"), ("1", "1")], "{queue}");
+        let total = parsed
+            .iter()
+            .find(|p| p.name == whole && p.label("vif") == Some(vif))
+            .expect("the vif's")
+            .value;
+        assert_eq!(qs.iter().map(|q| q.2).sum::<f64>(), total, "{queue}");
+    }
+    let connected: Vec<f64> = of(name::QUEUE_CONNECTED).iter().map(|q| q.2).collect();
+    assert_eq!(connected, [1.0, 0.0]);
+    // Vifs without queues have no per-queue sample; each worker has its own.
+    assert!(parsed
+        .iter()
+        .filter(|p| p.name.starts_with("dbavm_queue_"))
+        .all(|p| p.label("vif") == Some(vif)));
+    let worker = |metric: &str, w: &str| {
+        parsed
+            .iter()
+            .find(|p| p.name == metric && p.label("worker") == Some(w))
+            .map(|p| p.value)
+    };
+    assert_eq!(worker(name::WORKER_QUEUES, "0"), Some(2.0));
+    assert_eq!(worker(name::WORKER_QUEUES, "1"), Some(1.0));
+    assert_eq!(worker(name::WORKER_CPU, "0"), Some(1_500_000_001.0 / 1e9));
+    assert_eq!(worker(name::WORKER_PPS, "0"), Some(18_750.5));
+    assert_eq!(worker(name::WORKER_PPS, "1"), None, "no rate yet");
+    assert_eq!(worker(name::WORKER_CPU_UTILIZATION, "0"), Some(0.25));
 }
