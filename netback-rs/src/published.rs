@@ -245,7 +245,8 @@ pub(crate) struct WorkerMeters {
     pub notifies: AtomicU64,
     /// The worker thread's CPU time, ns, as of its last publication: after the first
     /// wait that ended with nothing to do (at most a [`WORKER_TICK`] after it went
-    /// idle), every [`CPU_PUBLISH_EVERY`] iterations while busy, and when it stops.
+    /// idle), every [`CPU_PUBLISH_EVERY`] iterations while busy, and when it stops; an
+    /// idle worker does not read its clock.
     ///
     /// [`WORKER_TICK`]: crate::worker::WORKER_TICK
     pub cpu_ns: AtomicU64,

@@ -310,7 +310,8 @@ impl<P: BackendPlatform + Sync> Worker<P> {
     }
 
     /// Publishes the thread's CPU time (a system call: every [`CPU_PUBLISH_EVERY`]
-    /// iterations, and after a wait that ended with nothing to do).
+    /// iterations and after a wait that ended with nothing to do, when it worked since
+    /// the last time).
     fn publish_cpu(&mut self) {
         self.shared.meters.publish_cpu();
         self.cpu_unpublished = false;
@@ -321,7 +322,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let meters = self.shared.meters.clone();
         let it = meters.iterations.fetch_add(1, Ordering::Relaxed);
         let wait = self.wait(timeout);
-        if it % CPU_PUBLISH_EVERY == 0 {
+        if it % CPU_PUBLISH_EVERY == 0 && self.cpu_unpublished {
             self.publish_cpu();
         }
         let mut events = [0u64; 32];
