@@ -36,6 +36,10 @@ use netport::{FrameMeta, MemPort, Port};
 use xen_ids::DomId;
 use xen_local::LocalHost;
 
+/// How long the workers' published CPU time takes to be final once they are idle: their
+/// 100 ms tick, with a margin for a loaded machine.
+const SETTLE: Duration = Duration::from_millis(300);
+
 /// One counting port per queue of every vif: vif `d`'s queue `q` counts into
 /// `forwarded[(d - 1) * queues + q]`.
 struct CountPorts {
@@ -144,9 +148,10 @@ impl Rig {
     /// `n / queues` on each queue from a thread of its own) until netback has forwarded
     /// all of them. Returns the wall time and the workers' CPU time (ns).
     fn run(&mut self, frame: &[u8], n: u64) -> (Duration, u64) {
-        // The workers publish their CPU time when they go idle (at the latest after
-        // their 100 ms tick): wait for the figure of the previous run to settle.
-        std::thread::sleep(Duration::from_millis(150));
+        // A worker publishes its CPU time after its first wait with nothing to do
+        // (one 100 ms tick after it went idle): wait for the figure of the previous
+        // run to settle.
+        std::thread::sleep(SETTLE);
         let cpu0 = self.worker_cpu_ns();
         let t0 = Instant::now();
         let q = self.queues as usize;
@@ -163,7 +168,7 @@ impl Rig {
             }
         });
         let wall = t0.elapsed();
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(SETTLE);
         (wall, self.worker_cpu_ns() - cpu0)
     }
 }

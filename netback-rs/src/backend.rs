@@ -422,8 +422,9 @@ impl<P: BackendPlatform> Netback<P> {
             .collect()
     }
 
-    /// CPU time of each data-path worker thread so far, ns (as of each worker's last
-    /// sleep, or at most 64 loop iterations ago).
+    /// CPU time of each data-path worker thread so far, ns, as each worker last
+    /// published it: at most 64 loop iterations ago while it works, and final at most
+    /// one worker tick (100 ms) after it went idle.
     pub fn worker_cpu_ns(&self) -> Vec<u64> {
         let m = &self.workers.meters;
         m.iter().map(|m| WorkerMeters::load(&m.cpu_ns)).collect()

@@ -273,8 +273,12 @@ pub(crate) struct WorkerMeters {
     pub events: AtomicU64,
     /// Notifications sent to frontends.
     pub notifies: AtomicU64,
-    /// The worker thread's CPU time, ns, as of its last publication (before it sleeps,
-    /// and at least every [`CPU_PUBLISH_EVERY`] iterations).
+    /// The worker thread's CPU time, ns, as of its last publication: after the first
+    /// wait that ended with nothing to do (at most a [`WORKER_TICK`] after it went
+    /// idle), every [`CPU_PUBLISH_EVERY`] iterations while busy, and when it stops; an
+    /// idle worker does not read its clock.
+    ///
+    /// [`WORKER_TICK`]: crate::worker::WORKER_TICK
     pub cpu_ns: AtomicU64,
     /// Vif queues placed on this worker.
     pub queues: AtomicU64,

@@ -15,6 +15,7 @@
 
 mod commands;
 mod lanes;
+mod own_ports;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -238,6 +239,10 @@ pub(crate) struct Worker<P: BackendPlatform> {
     shaped_due: u64,
     /// Its end of the command queue.
     link: DataEnd<Command>,
+    /// Ports polled in `epoll` under keys of their own (a fd per port: `local`).
+    own_ports: own_ports::OwnPorts,
+    /// It worked since it last published its CPU time.
+    cpu_unpublished: bool,
 }
 
 impl<P: BackendPlatform + Sync> Worker<P> {
@@ -275,6 +280,8 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             due_ports: Vec::new(),
             shaped_due: 0,
             link,
+            own_ports: own_ports::OwnPorts::default(),
+            cpu_unpublished: true,
         })
     }
 
@@ -302,19 +309,33 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         (self.shared.clock)()
     }
 
+    /// Publishes the thread's CPU time (a system call: every [`CPU_PUBLISH_EVERY`]
+    /// iterations and after a wait that ended with nothing to do, when it worked since
+    /// the last time).
+    fn publish_cpu(&mut self) {
+        self.shared.meters.publish_cpu();
+        self.cpu_unpublished = false;
+    }
+
     /// Waits for events (at most `timeout`, less if a vif is held) and handles them.
     fn run_once(&mut self, timeout: Duration) -> io::Result<()> {
         let meters = self.shared.meters.clone();
         let it = meters.iterations.fetch_add(1, Ordering::Relaxed);
         let wait = self.wait(timeout);
-        if wait > Duration::ZERO || it % CPU_PUBLISH_EVERY == 0 {
-            meters.publish_cpu();
+        if it % CPU_PUBLISH_EVERY == 0 && self.cpu_unpublished {
+            self.publish_cpu();
         }
         let mut events = [0u64; 32];
         let n = self.epoll.wait(&mut events, wait)?;
         if n == 0 && !wait.is_zero() {
             WorkerMeters::add(&meters.timeouts, 1);
+            // A whole wait with nothing to do: what it worked before is published now
+            // (once: an idle worker does not read its clock at every tick).
+            if self.cpu_unpublished {
+                self.publish_cpu();
+            }
         }
+        let polls = WorkerMeters::load(&meters.vif_polls);
         for &key in &events[..n] {
             match key {
                 EV_COMMANDS => self.take_commands(),
@@ -322,6 +343,8 @@ impl<P: BackendPlatform + Sync> Worker<P> {
                 k => {
                     if let Some(&q) = self.port_keys.get(&k) {
                         self.poll_queue(q);
+                    } else if let Some(p) = self.own_ports.port_of(k) {
+                        self.own_port_fired(p);
                     }
                 }
             }
@@ -337,6 +360,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         for q in std::mem::take(&mut self.unpublished) {
             self.try_publish(q);
         }
+        self.cpu_unpublished |= n > 0 || WorkerMeters::load(&meters.vif_polls) != polls;
         Ok(())
     }
 
@@ -409,9 +433,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         self.backoff.take_due(now, &mut self.due_ports);
         let due = std::mem::take(&mut self.due_ports);
         for &port in &due {
-            if let Err(e) = self.evtchn.unmask(port) {
-                log::debug!("netback: unmask {port}: {e}");
-            }
+            self.unmask_port(port);
             if let Some(&q) = self.by_evtchn.get(&port) {
                 self.poll_queue(q);
             }
@@ -430,24 +452,52 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         };
         WorkerMeters::add(&self.shared.meters.events, n as u64);
         for i in 0..n {
-            let port = self.pending[i];
-            if let Some(&q) = self.by_evtchn.get(&port) {
-                let worked = self.poll_queue_counted(q) > 0;
-                let producers = self.peer_producers(q);
-                let now = self.now();
-                if let Some(at) = self.backoff.after_event(port, producers, worked, now) {
-                    log::debug!(
-                        "{}: queue {}: spurious events: port masked until {at}",
-                        q.0,
-                        q.1
-                    );
-                    continue;
-                }
+            self.port_fired(self.pending[i]);
+        }
+    }
+
+    /// A port polled in the worker's epoll is readable: takes its notification (one
+    /// `read`) and handles it as one `pending` reported.
+    fn own_port_fired(&mut self, port: EvtPort) {
+        match self.evtchn.ack(port) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                log::warn!("netback: event channel {port}: {e}");
+                return;
             }
-            if let Err(e) = self.evtchn.unmask(port) {
-                log::debug!("netback: unmask {port}: {e}");
+        }
+        WorkerMeters::add(&self.shared.meters.events, 1);
+        self.port_fired(port);
+    }
+
+    /// Port `port` fired (and is masked): polls its queue, then unmasks it — unless it
+    /// keeps firing without work (then it stays masked a while: [`SpuriousBackoff`]).
+    fn port_fired(&mut self, port: EvtPort) {
+        if let Some(&q) = self.by_evtchn.get(&port) {
+            let worked = self.poll_queue_counted(q) > 0;
+            let producers = self.peer_producers(q);
+            let now = self.now();
+            if let Some(at) = self.backoff.after_event(port, producers, worked, now) {
+                log::debug!(
+                    "{}: queue {}: spurious events: port masked until {at}",
+                    q.0,
+                    q.1
+                );
+                self.own_ports.set_polled(&self.epoll, port, false);
+                return;
             }
-            // Work that raced with the unmask is caught by the final checks in the poll.
+        }
+        // Work that raced with the unmask is caught by the final checks in the poll.
+        self.unmask_port(port);
+    }
+
+    /// Unmasks `port`: through the handle, or by polling its own fd again.
+    fn unmask_port(&mut self, port: EvtPort) {
+        if self.own_ports.contains(port) {
+            self.own_ports.set_polled(&self.epoll, port, true);
+        } else if let Err(e) = self.evtchn.unmask(port) {
+            log::debug!("netback: unmask {port}: {e}");
         }
     }
 
@@ -576,6 +626,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
             self.by_evtchn.remove(&p);
             self.backoff.forget(p);
         }
+        self.unwatch_ports(&q.evtchn);
         q.evtchn.unbind(&self.evtchn, id);
         // Dropping the mappings unmaps the rings.
         drop(q.vif.into_mappings());

@@ -936,7 +936,8 @@ fn a_four_queue_vif_runs_on_both_workers_each_queue_polled_alone() {
         each_queue_carries(&mut guest.apps, &mut wire, round * 100, 25);
         each_queue_carries(&mut wire, &mut guest.apps, 50_000 + round * 100, 25);
     }
-    // A worker publishes its CPU time before it sleeps: the last of the traffic is in.
+    // A worker publishes its CPU time within a tick (100 ms) of going idle: the last
+    // of the traffic is in.
     std::thread::sleep(Duration::from_millis(200));
     let (after, cpu1) = (worker_stats(&nb), cpu(&nb));
     for w in 0..2 {

@@ -10,9 +10,16 @@
 //! Copies beyond the bound keep working: an evicted page is fetched again on its next
 //! use. [`CopyCache::forget_peer`] drops everything of a peer at once (its domain
 //! died, or its last device closed), so nothing of it stays mapped.
+//!
+//! A page is found by its grant reference through a [`GrefSlots`] index (one entry per
+//! reference of the peer's table, no hashing): a guest cannot make a lookup slower or
+//! the index larger by its choice of references, and a reference finds only its own
+//! page.
 
-use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::gref_slots::GrefSlots;
+use crate::table;
 
 use hypervisor::grant::{GntStatus, SharedMem};
 use xen_ids::DomId;
@@ -42,7 +49,7 @@ struct CachedGrant {
 struct PeerGrants {
     domid: DomId,
     table: SharedMem,
-    grants: HashMap<u32, CachedGrant>,
+    grants: GrefSlots<CachedGrant>,
     /// Eviction order, oldest first: `(gref, seq)`; entries whose `seq` no longer
     /// matches the cached page are stale and skipped.
     order: VecDeque<(u32, u64)>,
@@ -52,7 +59,7 @@ impl PeerGrants {
     /// Evicts the oldest page not used since it was queued. False when empty.
     fn evict_one(&mut self, next_seq: &mut u64) -> bool {
         while let Some((gref, seq)) = self.order.pop_front() {
-            let Some(g) = self.grants.get_mut(&gref) else {
+            let Some(g) = self.grants.get_mut(gref) else {
                 continue;
             };
             if g.seq != seq {
@@ -65,7 +72,7 @@ impl PeerGrants {
                 self.order.push_back((gref, g.seq));
                 continue;
             }
-            self.grants.remove(&gref); // unmaps
+            self.grants.remove(gref); // unmaps
             return true;
         }
         false
@@ -76,7 +83,7 @@ impl PeerGrants {
         if self.order.len() > 2 * self.grants.len() + 64 {
             let grants = &self.grants;
             self.order
-                .retain(|(g, s)| grants.get(g).is_some_and(|c| c.seq == *s));
+                .retain(|(g, s)| grants.get(*g).is_some_and(|c| c.seq == *s));
         }
     }
 }
@@ -88,12 +95,10 @@ pub(crate) struct CopyCache {
     /// Pages mapped, all peers.
     pages: usize,
     next_seq: u64,
-    /// The hasher of every peer's map: the standard library's keyed SipHash (a peer
-    /// chooses its grant references, not the keys). A keyed one-multiply hash tried
-    /// instead (12 ns per lookup less) spread consecutive references over too few
-    /// buckets for some keys (ci14: 721 of 2048), so it went.
-    hash: RandomState,
 }
+
+// Every page a peer may keep fits its index's slab.
+const _: () = assert!(COPY_CACHE_PAGES_PER_PEER <= GrefSlots::<CachedGrant>::MAX);
 
 impl CopyCache {
     /// The index of `domid`'s entry; on first use, its grant table is mapped by
@@ -110,7 +115,7 @@ impl CopyCache {
         self.peers.push(PeerGrants {
             domid,
             table,
-            grants: HashMap::with_hasher(self.hash.clone()),
+            grants: GrefSlots::default(),
             order: VecDeque::new(),
         });
         Ok(self.peers.len() - 1)
@@ -131,15 +136,18 @@ impl CopyCache {
         alloc: u32,
         fetch: impl FnOnce(DomId, u32) -> Result<(u32, SharedMem), GntStatus>,
     ) -> Result<&SharedMem, GntStatus> {
-        let hit = matches!(self.peers[pi].grants.get(&gref), Some(g) if g.alloc == alloc);
+        if gref >= table::CAPACITY {
+            return Err(GntStatus::BAD_GNTREF);
+        }
+        let hit = matches!(self.peers[pi].grants.get(gref), Some(g) if g.alloc == alloc);
         if !hit {
             let (alloc, mem) = fetch(self.peers[pi].domid, gref)?;
-            self.insert(pi, gref, alloc, mem);
+            self.insert(pi, gref, alloc, mem)?;
         }
         let g = self.peers[pi]
             .grants
-            .get_mut(&gref)
-            .expect("cached or fetched");
+            .get_mut(gref)
+            .ok_or(GntStatus::BAD_GNTREF)?;
         // Only a page used again since it was cached is spared once.
         g.used |= hit;
         Ok(&g.mem)
@@ -147,7 +155,7 @@ impl CopyCache {
 
     /// Drops peer `pi`'s page `gref` (revoked or granted elsewhere).
     pub(crate) fn drop_page(&mut self, pi: usize, gref: u32) {
-        if self.peers[pi].grants.remove(&gref).is_some() {
+        if self.peers[pi].grants.remove(gref).is_some() {
             self.pages -= 1;
             self.peers[pi].compact();
         }
@@ -173,24 +181,32 @@ impl CopyCache {
         }
     }
 
-    /// Caches `mem`, the mapping of peer `pi`'s page `gref` of allocation `alloc`.
-    fn insert(&mut self, pi: usize, gref: u32, alloc: u32, mem: SharedMem) {
+    /// Caches `mem`, the mapping of peer `pi`'s page `gref` of allocation `alloc`
+    /// (refused, and unmapped, for a reference beyond the grant table).
+    fn insert(
+        &mut self,
+        pi: usize,
+        gref: u32,
+        alloc: u32,
+        mem: SharedMem,
+    ) -> Result<(), GntStatus> {
         self.drop_page(pi, gref);
         self.make_room(pi);
         let seq = self.next_seq;
-        self.next_seq += 1;
+        let page = CachedGrant {
+            alloc,
+            mem,
+            used: false,
+            seq,
+        };
         let p = &mut self.peers[pi];
+        if p.grants.insert(gref, page).is_err() {
+            return Err(GntStatus::BAD_GNTREF);
+        }
+        self.next_seq += 1;
         p.order.push_back((gref, seq));
-        p.grants.insert(
-            gref,
-            CachedGrant {
-                alloc,
-                mem,
-                used: false,
-                seq,
-            },
-        );
         self.pages += 1;
+        Ok(())
     }
 
     /// Evicts until peer `pi` and the whole cache have room for one more page.
@@ -232,7 +248,7 @@ mod tests {
     }
 
     fn cached(c: &CopyCache, pi: usize) -> Vec<u32> {
-        let mut v: Vec<u32> = c.peers[pi].grants.keys().copied().collect();
+        let mut v: Vec<u32> = c.peers[pi].grants.grefs().collect();
         v.sort_unstable();
         v
     }
@@ -248,7 +264,7 @@ mod tests {
         assert_eq!(c.pages(None), COPY_CACHE_PAGES_PER_PEER);
         c.page(pi, 0, 7, |_, _| panic!("page 0 is cached")).unwrap();
         // One more: page 0 was used again and is spared; page 1 is the oldest.
-        c.page(pi, 100_000, 7, fetch).unwrap();
+        c.page(pi, 60_000, 7, fetch).unwrap();
         let now = cached(&c, pi);
         assert_eq!(now.len(), COPY_CACHE_PAGES_PER_PEER);
         assert!(now.contains(&0) && !now.contains(&1), "{:?}", &now[..3]);
@@ -265,5 +281,61 @@ mod tests {
         c.forget_peer(DomId(3));
         assert_eq!(c.pages(None), 0);
         assert!(c.peers.is_empty());
+    }
+
+    /// A page holding `gref` in its first 4 bytes.
+    fn marked(gref: u32) -> SharedMem {
+        let fd = sys::sealed_memfd(c"copy-cache-test", PAGE_SIZE).unwrap();
+        let mem = sys::mmap_fd(fd.as_fd(), PAGE_SIZE, 0, true).unwrap();
+        mem.write(0, &gref.to_le_bytes()).unwrap();
+        mem
+    }
+
+    fn mark(mem: &SharedMem) -> u32 {
+        let mut b = [0u8; 4];
+        mem.read(0, &mut b).unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    #[test]
+    fn references_spread_over_the_whole_table_stay_within_the_bound_and_find_their_own_page() {
+        // A guest has netback copy from references of its choosing: every 13th of the
+        // table, three times round (far more than the per-peer bound).
+        let mut c = CopyCache::default();
+        let pi = c.peer(DomId(4), |_| Ok(page())).unwrap();
+        let grefs: Vec<u32> = (0..table::CAPACITY).step_by(13).collect();
+        assert!(grefs.len() > 2 * COPY_CACHE_PAGES_PER_PEER);
+        for round in 0..3 {
+            for &g in &grefs {
+                let mem = c.page(pi, g, round, |_, g| Ok((round, marked(g)))).unwrap();
+                assert_eq!(mark(mem), g, "gref {g} found another page");
+            }
+            assert_eq!(c.pages(Some(DomId(4))), COPY_CACHE_PAGES_PER_PEER);
+            // The index's slab never held more than the bound.
+            assert_eq!(c.peers[pi].grants.capacity(), COPY_CACHE_PAGES_PER_PEER);
+            assert!(c.peers[pi].order.len() <= 2 * COPY_CACHE_PAGES_PER_PEER + 64);
+        }
+        // What is cached is the last pages copied, each under its own reference.
+        let cached = cached(&c, pi);
+        let last = &grefs[grefs.len() - COPY_CACHE_PAGES_PER_PEER..];
+        assert_eq!(cached, last);
+        for &g in last {
+            let mem = c.page(pi, g, 2, |_, _| panic!("{g} is cached")).unwrap();
+            assert_eq!(mark(mem), g);
+        }
+        // A reference beyond the table is refused before anything is mapped or evicted.
+        let beyond = c.page(pi, table::CAPACITY, 2, |_, _| panic!("fetched"));
+        assert_eq!(beyond.err(), Some(GntStatus::BAD_GNTREF));
+        assert_eq!(c.pages(None), COPY_CACHE_PAGES_PER_PEER);
+        // A revoked reference is dropped: its next copy maps the page again.
+        c.drop_page(pi, last[0]);
+        assert_eq!(c.pages(None), COPY_CACHE_PAGES_PER_PEER - 1);
+        let mut asked = false;
+        c.page(pi, last[0], 2, |_, g| {
+            asked = true;
+            Ok((2, marked(g)))
+        })
+        .unwrap();
+        assert!(asked, "a dropped page was still cached");
     }
 }

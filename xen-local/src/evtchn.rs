@@ -6,6 +6,13 @@
 //! Xen's "a fired port stays masked until written back"; [`unmask`](EventChannels::unmask)
 //! re-arms it, and a notification that arrived meanwhile is reported again at once.
 //! Notifying is a single `write` to the peer's eventfd.
+//!
+//! A [`detach`](EventChannels::detach)ed port leaves the epoll instance: its caller
+//! polls (a duplicate of) its receive eventfd itself — level-triggered, readable from a
+//! notification until [`ack`](EventChannels::ack) reads the counter back to zero. A
+//! wake-up of such a port costs its caller one `read` besides its own poll, where a
+//! port reported through the handle's fd costs an `epoll_wait`, a `read` and an
+//! `epoll_ctl` (the re-arm).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -24,6 +31,8 @@ use xen_ids::DomId;
 struct PortFds {
     recv: OwnedFd,
     send: OwnedFd,
+    /// Taken out of the epoll instance by [`EventChannels::detach`].
+    detached: bool,
 }
 
 /// A handle on a local domain's event channels (the local `/dev/xen/evtchn`). Dropping
@@ -99,7 +108,14 @@ impl LocalEventChannels {
         self.ports
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(port, PortFds { recv, send });
+            .insert(
+                port,
+                PortFds {
+                    recv,
+                    send,
+                    detached: false,
+                },
+            );
         Ok(Port(port))
     }
 
@@ -205,6 +221,9 @@ impl EventChannels for LocalEventChannels {
 
     fn unmask(&self, port: Port) -> Result<(), EvtchnError> {
         self.with_port(port, |p| {
+            if p.detached {
+                return Ok(());
+            }
             epoll::modify(
                 &self.epoll,
                 &p.recv,
@@ -216,6 +235,39 @@ impl EventChannels for LocalEventChannels {
             op: "epoll_ctl mod",
             source: e.into(),
         })
+    }
+
+    fn detach(&self, port: Port) -> Result<Option<OwnedFd>, EvtchnError> {
+        let mut ports = self.ports.write().unwrap_or_else(|p| p.into_inner());
+        let p = ports
+            .get_mut(&port.0)
+            .ok_or(EvtchnError::UnknownPort(port))?;
+        let fd = p.recv.try_clone().map_err(|source| EvtchnError::Io {
+            op: "dup eventfd",
+            source,
+        })?;
+        if !p.detached {
+            // A notification already queued stays in the eventfd's counter: the
+            // caller's poll of `fd` sees it.
+            epoll::delete(&self.epoll, &p.recv).map_err(|e| EvtchnError::Io {
+                op: "epoll_ctl del",
+                source: e.into(),
+            })?;
+            p.detached = true;
+        }
+        Ok(Some(fd))
+    }
+
+    fn ack(&self, port: Port) -> Result<bool, EvtchnError> {
+        self.with_port(port, |p| {
+            if !p.detached {
+                return Err(EvtchnError::NotDetached(port));
+            }
+            sys::eventfd_drain(&p.recv).map_err(|source| EvtchnError::Io {
+                op: "read eventfd",
+                source,
+            })
+        })?
     }
 }
 

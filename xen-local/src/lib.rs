@@ -57,6 +57,7 @@
 mod client;
 mod copy_cache;
 mod evtchn;
+mod gref_slots;
 pub mod host;
 pub mod proto;
 mod server;

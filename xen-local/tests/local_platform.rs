@@ -320,6 +320,68 @@ fn the_pollable_fd_works_in_one_epoll_loop_with_other_fds() {
 }
 
 #[test]
+fn a_detached_port_fires_on_its_own_fd_until_acknowledged_and_loses_nothing() {
+    use std::time::Duration;
+    let (hv, f, b) = pair();
+    let fe = f.event_channels().unwrap();
+    let be = b.event_channels().unwrap();
+    let (p, p2) = (
+        fe.alloc_unbound(BACK).unwrap(),
+        fe.alloc_unbound(BACK).unwrap(),
+    );
+    let (q, q2) = (
+        be.bind_interdomain(FRONT, p).unwrap(),
+        be.bind_interdomain(FRONT, p2).unwrap(),
+    );
+    let must_arrive = MUST_ARRIVE_MS;
+    // A notification sent before the detach is not lost: the port's own fd has it,
+    // the handle's fd no longer reports the port.
+    fe.notify(p).unwrap();
+    let fd = be.detach(q).unwrap().expect("local ports have a fd each");
+    assert!(
+        readable(&fd, must_arrive),
+        "the early notification was lost"
+    );
+    expect_quiet(&be);
+    // Level-triggered until acknowledged; one acknowledgement takes several
+    // notifications; then quiet until the next one.
+    fe.notify(p).unwrap();
+    assert!(readable(&fd, 0));
+    assert!(be.ack(q).unwrap());
+    assert!(!readable(&fd, 0));
+    assert!(!be.ack(q).unwrap());
+    for _ in 0..3 {
+        fe.notify(p).unwrap();
+        assert!(readable(&fd, must_arrive), "a notification was lost");
+        assert!(be.ack(q).unwrap());
+    }
+    // No mask: unmask does nothing, and a notification while the caller does not look
+    // stays until it does.
+    be.unmask(q).unwrap();
+    fe.notify(p).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(readable(&fd, 0));
+    assert!(be.ack(q).unwrap());
+    // The other port still fires on the handle's fd, with its mask.
+    fe.notify(p2).unwrap();
+    expect_pending(&be, q2);
+    fe.notify(p2).unwrap();
+    expect_quiet(&be);
+    assert!(!readable(&fd, 0), "another port fired on this fd");
+    assert!(matches!(be.ack(q2), Err(EvtchnError::NotDetached(_))));
+    // Detaching twice hands out another fd of the same port.
+    let again = be.detach(q).unwrap().unwrap();
+    fe.notify(p).unwrap();
+    assert!(readable(&again, must_arrive) && readable(&fd, 0));
+    // Unbinding: the port is gone.
+    be.unbind(q).unwrap();
+    assert!(matches!(be.ack(q), Err(EvtchnError::UnknownPort(_))));
+    assert!(matches!(be.detach(q), Err(EvtchnError::UnknownPort(_))));
+    drop((fe, be));
+    assert_eq!(hv.stats().ports, 0);
+}
+
+#[test]
 fn threads_with_separate_domids_share_a_page_and_ring_each_other() {
     let (_hv, f, b) = pair();
     let fe = f.event_channels().unwrap();

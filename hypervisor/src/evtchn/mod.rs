@@ -12,11 +12,17 @@
 //! driver hands it back with [`EventChannels::unmask`]. The usual loop is: wake up,
 //! `pending`, process the rings of those ports, `unmask` them, re-check the rings.
 //!
+//! An implementation with one fd per port (the `xen-local` emulator's eventfds) may
+//! also hand a port's own fd to the caller's poll loop ([`EventChannels::detach`]):
+//! the caller then learns which port fired from its own poll, without asking the
+//! handle, and takes the notification with one [`EventChannels::ack`]. On Xen (one
+//! fd for all ports) `detach` answers `None` and nothing changes.
+//!
 //! Implementations: [`xen`] and the `xen-local` crate.
 
 use std::fmt;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use xen_ids::DomId;
 
@@ -53,6 +59,9 @@ pub enum EvtchnError {
     /// domain...).
     #[error("refused: {0}")]
     Refused(String),
+    /// [`EventChannels::ack`] of a port that is not detached.
+    #[error("{0} is not detached")]
+    NotDetached(Port),
     /// The kernel's ring of pending ports overflowed and was reset: some notifications
     /// were lost. Re-check every ring, then carry on.
     #[error("pending-event ring overflowed; events were lost")]
@@ -85,6 +94,28 @@ pub trait EventChannels: AsFd + Send + Sync {
     /// Unmask `port` after processing it. If it was notified while masked it fires again
     /// at once.
     fn unmask(&self, port: Port) -> Result<(), EvtchnError>;
+
+    /// Takes `port` out of the handle's fd and returns a fd of its own, for a caller
+    /// that polls each port itself; `None` (the default) when the implementation has no
+    /// fd per port (Xen's `/dev/xen/evtchn`), and then nothing changed.
+    ///
+    /// A detached port is no longer reported by [`pending`](Self::pending) and has no
+    /// mask: its fd is readable (level) from a notification until [`ack`](Self::ack)
+    /// takes it, and a notification that arrived before the detach is not lost (the fd
+    /// is readable). [`unmask`](Self::unmask) of a detached port does nothing; to keep
+    /// it masked the caller stops polling the fd (notifications meanwhile keep it
+    /// readable). The caller removes the fd from its poll set before it unbinds the
+    /// port.
+    fn detach(&self, port: Port) -> Result<Option<OwnedFd>, EvtchnError> {
+        let _ = port;
+        Ok(None)
+    }
+
+    /// Takes the notifications of detached `port`: its fd is not readable again until
+    /// the next one. Whether there was one. (The default: no port is detached.)
+    fn ack(&self, port: Port) -> Result<bool, EvtchnError> {
+        Err(EvtchnError::UnknownPort(port))
+    }
 
     /// Another handle on this domain's event channels, with its own fd: the ports bound
     /// through it fire there only (one handle per thread that waits for events, as a

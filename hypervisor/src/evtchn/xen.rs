@@ -156,5 +156,8 @@ mod tests {
         }
         // Reading /dev/null is end of file: no ports pending.
         assert_eq!(ev.pending(&mut [Port(0); 4]).unwrap(), 0);
+        // One fd for every port: none detaches, and none can be acknowledged alone.
+        assert!(ev.detach(Port(2)).unwrap().is_none());
+        assert!(matches!(ev.ack(Port(2)), Err(EvtchnError::UnknownPort(_))));
     }
 }

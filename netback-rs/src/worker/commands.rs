@@ -161,11 +161,34 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         })
     }
 
+    /// Polls `ch`'s ports in the worker's epoll where the platform has a fd per port
+    /// ([`super::own_ports`]).
+    fn watch_ports(&mut self, ch: &BoundChannels) -> Result<(), ConnectError> {
+        for p in ch.ports() {
+            let key = self.next_key;
+            let watched = self
+                .own_ports
+                .watch(&self.evtchn, &self.epoll, p, key)
+                .map_err(|source| ConnectError::Bind { port: p.0, source })?;
+            if watched {
+                self.next_key += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `ch`'s ports out of the worker's epoll (before they are unbound).
+    pub(super) fn unwatch_ports(&mut self, ch: &BoundChannels) {
+        for p in ch.ports() {
+            self.own_ports.forget(&self.epoll, p);
+        }
+    }
+
     /// Maps queue `keys`' rings and binds its event channel(s): queue 0 (`backstops`
     /// `None`) with the credit area's `first` generation, another queue charging
     /// queue 0's `backstops`.
     pub(super) fn connect_queue(
-        &self,
+        &mut self,
         id: VifId,
         keys: &QueueKeys,
         backstops: Option<&Backstops>,
@@ -182,6 +205,11 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         let rx_map = map("rx-ring-ref", keys.rx_ref)?;
         let evtchn = BoundChannels::bind(&self.evtchn, id, keys.channels)
             .map_err(|(port, source)| ConnectError::Bind { port, source })?;
+        if let Err(e) = self.watch_ports(&evtchn) {
+            self.unwatch_ports(&evtchn);
+            evtchn.unbind(&self.evtchn, id);
+            return Err(e);
+        }
         let now = self.now();
         let vif = match backstops {
             None => Vif::with_credits(id, tx_map, rx_map, first, rate_cap, now),
@@ -190,6 +218,7 @@ impl<P: BackendPlatform + Sync> Worker<P> {
         match vif {
             Ok(vif) => Ok(Queue { vif, evtchn }),
             Err(e) => {
+                self.unwatch_ports(&evtchn);
                 evtchn.unbind(&self.evtchn, id);
                 Err(ConnectError::Rings(e))
             }
