@@ -189,6 +189,26 @@ pub trait SharedPages: Send {
     fn mem(&self) -> &SharedMem;
     /// Revoke the grants and unmap the pages.
     fn revoke(self) -> Result<(), GrantError>;
+
+    /// `len` bytes at `offset` of the local view as a plain byte slice, for pages granted
+    /// [`Access::ReadOnly`]: the peer may read them but never write them, and the slice
+    /// borrows the handle exclusively, so nothing else writes them while it lives. A
+    /// system call may fill it directly (a TAP `readv` into the TX buffers: no bounce
+    /// copy). The peer may read the bytes while they are written; the frontend hands it
+    /// a page only by publishing a ring request after the write.
+    ///
+    /// Errors: [`MemError::PeerWritable`] for pages granted writable (the peer could
+    /// change them under the slice), [`MemError::ReadOnly`] for a read-only local view,
+    /// [`MemError::OutOfBounds`].
+    fn private_mut(&mut self, offset: usize, len: usize) -> Result<&mut [u8], MemError> {
+        if self.access() != Access::ReadOnly {
+            return Err(MemError::PeerWritable);
+        }
+        // SAFETY: the peer cannot write pages granted read-only (Xen and the local
+        // emulation refuse writable maps and copies into them), and `&mut self` keeps
+        // every other access through this handle out while the slice lives.
+        unsafe { self.mem().slice_mut(offset, len) }
+    }
 }
 
 /// Backend side: map a peer's granted pages.
