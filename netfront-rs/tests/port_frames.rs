@@ -161,7 +161,10 @@ fn a_frame_held_for_credits_waits_in_its_pages_and_goes_intact() {
     }
     let now = clock.now();
     for _ in 0..3 {
-        assert_eq!(nf.send_from_port(now, &mut dev).unwrap(), Some(Sent::Queued));
+        assert_eq!(
+            nf.send_from_port(now, &mut dev).unwrap(),
+            Some(Sent::Queued)
+        );
     }
     let Some(Sent::Held(until)) = nf.send_from_port(now, &mut dev).unwrap() else {
         panic!("the fourth frame is held");

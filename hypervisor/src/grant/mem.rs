@@ -233,7 +233,14 @@ impl SharedMem {
     /// Nothing else may write those bytes while the slice lives: not the peer (the pages
     /// must be granted to it read-only) and not this process (no other slice of them,
     /// no [`write`](Self::write) through another handle).
-    pub(crate) unsafe fn slice_mut(&self, offset: usize, len: usize) -> Result<&mut [u8], MemError> {
+    // The exclusive borrow comes from the caller's contract, not from `&self`: the
+    // mapping is shared by design, and the one caller holds its pages by `&mut`.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice_mut(
+        &self,
+        offset: usize,
+        len: usize,
+    ) -> Result<&mut [u8], MemError> {
         let p = self.check_write(offset, len)?;
         // SAFETY: `p..p+len` is inside the writable mapping (checked), which outlives the
         // borrow of `self`; exclusivity is the caller's contract.

@@ -335,3 +335,57 @@ pub trait GrantCopy {
     /// afterwards; they start from nothing cached.
     fn forget_peer(&self, peer: DomId);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// Two pages granted with `access`, over a memfd.
+    struct Pages {
+        mem: SharedMem,
+        access: Access,
+    }
+
+    impl SharedPages for Pages {
+        fn grefs(&self) -> &[GrantRef] {
+            &[]
+        }
+        fn peer(&self) -> DomId {
+            DomId(1)
+        }
+        fn access(&self) -> Access {
+            self.access
+        }
+        fn mem(&self) -> &SharedMem {
+            &self.mem
+        }
+        fn revoke(self) -> Result<(), GrantError> {
+            Ok(())
+        }
+    }
+
+    fn pages(access: Access) -> Pages {
+        use rustix::fs::MemfdFlags;
+        let fd = rustix::fs::memfd_create(c"pages", MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 8192).unwrap();
+        let mem = SharedMem::map_fd(fd.as_fd(), 8192, 0, true).unwrap();
+        Pages { mem, access }
+    }
+
+    #[test]
+    fn only_pages_the_peer_cannot_write_are_lent_as_a_slice() {
+        let mut ro = pages(Access::ReadOnly);
+        let s = ro.private_mut(4090, 10).unwrap();
+        s.copy_from_slice(b"0123456789");
+        let mut back = [0u8; 10];
+        ro.mem().read(4090, &mut back).unwrap();
+        assert_eq!(&back, b"0123456789");
+        assert!(matches!(
+            ro.private_mut(8000, 200),
+            Err(MemError::OutOfBounds { .. })
+        ));
+        let mut rw = pages(Access::Writable);
+        assert_eq!(rw.private_mut(0, 1).err(), Some(MemError::PeerWritable));
+    }
+}
