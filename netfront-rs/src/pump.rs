@@ -168,6 +168,11 @@ pub(crate) fn rx_to_port<L: Lane, T: Port + ?Sized>(
 ) -> Result<(usize, bool), FrontError> {
     let mut n = 0;
     loop {
+        // A frame is never empty: an empty one was left in the buffers of a connection
+        // that went away (and came back) meanwhile, and is gone with them.
+        if pending.is_some() && lane.rx_frame().is_empty() {
+            *pending = None;
+        }
         if let Some(meta) = *pending {
             match port.send(lane.rx_frame(), &meta) {
                 Ok(()) => *pending = None,

@@ -5,9 +5,10 @@
 //! page). A frame takes a run of consecutive pages, so that its bytes are one
 //! contiguous range of the local view: a port reads a frame straight into it
 //! ([`netport::Port::recv`] wants one buffer of `max_frame` bytes) and the header checks
-//! see the frame as one slice. Runs are looked for from where the last one ended, so
-//! pages are used in ring order and a backend that answers in order frees them in the
-//! order they are needed again.
+//! see the frame as one slice. The lowest free run is taken (first fit): with few frames
+//! in flight the same low pages come round again and again, as they did when free pages
+//! were a stack, which keeps them warm in a backend's copy cache (the local platform
+//! maps a page on its first copy) and in the CPU's.
 
 /// The state of a queue's TX pages (module docs).
 #[derive(Debug)]
@@ -18,8 +19,6 @@ pub(crate) struct TxPages {
     busy: Vec<bool>,
     /// Pages not busy.
     free: usize,
-    /// Where the next run is looked for.
-    cursor: usize,
 }
 
 impl TxPages {
@@ -29,46 +28,32 @@ impl TxPages {
             in_flight: vec![false; n],
             busy: vec![false; n],
             free: n,
-            cursor: 0,
         }
     }
 
-    /// The first page of `n` consecutive free pages (0 < `n`), looked for from the end of
-    /// the last run taken, wrapping once; `None` when there is none.
+    /// The first page of the lowest run of `n` consecutive free pages (0 < `n`);
+    /// `None` when there is none.
     pub fn find_run(&self, n: usize) -> Option<usize> {
-        let total = self.busy.len();
         if n == 0 || n > self.free {
             return None;
         }
-        let mut start = self.cursor;
-        let mut wrapped = false;
-        loop {
-            if start + n > total {
-                if wrapped {
-                    return None;
-                }
-                wrapped = true;
-                start = 0;
-            }
+        let mut start = 0;
+        while start + n <= self.busy.len() {
             match self.busy[start..start + n].iter().rposition(|&b| b) {
                 None => return Some(start),
                 Some(i) => start += i + 1,
             }
-            if wrapped && start >= self.cursor {
-                return None;
-            }
         }
+        None
     }
 
-    /// Marks `first..first + n` busy (a frame is in them); the next run is looked for
-    /// after them.
+    /// Marks `first..first + n` busy (a frame is in them).
     pub fn take(&mut self, first: usize, n: usize) {
         for b in &mut self.busy[first..first + n] {
             debug_assert!(!*b, "page taken twice");
             *b = true;
         }
         self.free -= n;
-        self.cursor = (first + n) % self.busy.len();
     }
 
     /// Frees `first..first + n` (busy, not in flight): a frame that did not go.
@@ -107,36 +92,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runs_follow_each_other_and_wrap() {
+    fn the_lowest_free_run_is_taken() {
         let mut p = TxPages::new(8);
         assert_eq!(p.find_run(3), Some(0));
         p.take(0, 3);
         assert_eq!(p.find_run(3), Some(3));
         p.take(3, 3);
-        // 2 pages left at the end, none at the start: no run of 3.
+        // 2 pages left at the end: no run of 3.
         assert_eq!(p.find_run(3), None);
         assert_eq!(p.find_run(2), Some(6));
         for id in 0..3 {
             p.send(id);
             assert!(p.complete(id));
         }
-        // From the cursor (6): 6..8 is too short, wraps to 0.
+        // The pages freed first come round again.
         assert_eq!(p.find_run(3), Some(0));
+        assert_eq!(p.find_run(1), Some(0));
         assert_eq!(p.free, 5);
     }
 
     #[test]
     fn a_busy_page_in_the_middle_is_skipped() {
         let mut p = TxPages::new(16);
-        p.take(4, 1);
-        assert_eq!(p.find_run(4), Some(5));
-        p.take(5, 4);
+        p.take(2, 1);
+        assert_eq!(p.find_run(2), Some(0));
+        assert_eq!(p.find_run(4), Some(3));
+        p.take(3, 4);
         p.take(12, 4);
-        // Free: 0..4 and 9..12; from the cursor (0, after 12..16) the first run of 3
-        // is 0..3, of 4 is 0..4, of 5 none.
-        assert_eq!(p.find_run(3), Some(0));
-        assert_eq!(p.find_run(4), Some(0));
-        assert_eq!(p.find_run(5), None);
+        // Free: 0..2 and 7..12.
+        assert_eq!(p.find_run(3), Some(7));
+        assert_eq!(p.find_run(5), Some(7));
+        assert_eq!(p.find_run(6), None);
         assert_eq!(p.free, 7);
     }
 
@@ -161,16 +147,14 @@ mod tests {
     }
 
     #[test]
-    fn the_search_ends_when_every_start_was_tried() {
+    fn no_run_where_every_window_has_a_busy_page() {
         let mut p = TxPages::new(10);
-        // Busy every third page: no run of 3 anywhere, from any cursor.
         for first in [2, 5, 8] {
             p.take(first, 1);
         }
-        for cursor in 0..10 {
-            p.cursor = cursor;
-            assert_eq!(p.find_run(3), None, "cursor {cursor}");
-            assert!(p.find_run(2).is_some());
-        }
+        assert_eq!(p.find_run(3), None);
+        assert_eq!(p.find_run(2), Some(0));
+        assert_eq!(p.find_run(1), Some(0));
+        assert_eq!(p.find_run(11), None);
     }
 }
