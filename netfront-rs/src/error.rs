@@ -19,6 +19,16 @@ pub enum FrontError {
     /// Not connected.
     #[error("not connected")]
     NotConnected,
+    /// The port frames are read from failed ([`netport::Port::recv`]).
+    #[error("port: {0}")]
+    Port(#[source] std::io::Error),
+    /// The port's frames may be longer than a run of TX pages takes
+    /// ([`crate::Netfront::send_from_port`]).
+    #[error(
+        "port max_frame {0} is longer than the {max} TX pages a frame may take",
+        max = crate::front::MAX_PORT_PAGES
+    )]
+    PortFrame(usize),
 }
 
 /// A failed step of the xenbus handshake.

@@ -2,9 +2,16 @@
 //! and from the RX ring to the port, driven by one epoll over the port, the event
 //! channel and xenstore.
 //!
-//! With the `hold` policy, or when the ring is full, the frame that could not be sent
-//! is kept and the port is not read until the exact deficit has accrued (or TX
-//! completions free slots): the guest's own queue fills and its stack slows down.
+//! Copies per frame: a frame from the port is read straight into the granted TX pages
+//! ([`Netfront::send_from_port`]: the port's own read is its only copy here); a
+//! received frame is copied once out of the granted RX pages, into the reassembly
+//! buffer (the backend may rewrite those pages at any time, so what the port is given
+//! must be a private copy), and handed to the port from there.
+//!
+//! With the `hold` policy the frame that could not be sent stays in its TX pages and
+//! the port is not read until the exact deficit has accrued; when the ring has no room
+//! for another frame, the port is not read until TX completions free it: the guest's
+//! own queue fills and its stack slows down.
 
 use std::io;
 use std::time::Duration;
@@ -15,6 +22,7 @@ use netport::{FrameMeta, Port};
 use std::os::fd::AsFd;
 use xenstore::Xenstore;
 
+use crate::error::FrontError;
 use crate::front::{Netfront, Sent};
 
 const K_PORT: u64 = 0;
@@ -36,32 +44,29 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
     ep.add(port.rx_fd(), K_PORT)?;
     ep.add(nf.platform().evtchn().as_fd(), K_EVTCHN)?;
     ep.add(nf.platform().xenstore().event_fd(), K_XS)?;
-    let mut buf = vec![0u8; port.max_frame().max(65536)];
-    let mut rx_buf = vec![0u8; 65536];
-    // A frame taken from the port but not yet accepted (held or ring full).
-    let mut pending: Option<(usize, FrameMeta)> = None;
+    // A received frame the port could not take yet (in the reassembly buffer).
+    let mut rx_pending: Option<FrameMeta> = None;
+    // RX stopped at a batch's end, with frames perhaps left on the ring.
+    let mut rx_more = false;
     let mut hold_until: Option<u64> = None;
     let mut port_armed = true;
-    // A received frame the port could not take yet (in `rx_buf`).
-    let mut rx_pending: Option<(usize, FrameMeta)> = None;
     let mut keys = [0u64; 8];
     let mut told = crate::mq::AllowanceLog::default();
     while !stop() {
         let now = nf.now();
         nf.note_stats(now);
         let timeout_ms: u16 = match hold_until {
-            _ if nf.rx_unarmed() => 0,
+            _ if nf.rx_unarmed() || rx_more => 0,
             _ if rx_pending.is_some() => 1,
             Some(t) => (t.saturating_sub(now).div_ceil(1_000_000)).min(100) as u16,
             None => 100,
         };
         let n = ep.wait(&mut keys, Duration::from_millis(timeout_ms.into()))?;
         // Woken by the idle timeout alone: nothing should be waiting on the rings.
-        let idle_timeout = n == 0 && rx_pending.is_none() && hold_until.is_none();
+        let idle_timeout = n == 0 && !rx_more && rx_pending.is_none() && hold_until.is_none();
         if idle_timeout {
             nf.stats.timeouts += 1;
         }
-        let mut found = 0;
         for &key in &keys[..n] {
             match key {
                 K_EVTCHN => nf.ack_events(),
@@ -72,6 +77,8 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
             }
         }
         if !nf.is_connected() {
+            // A frame left in the old connection's buffers is gone with them.
+            (rx_pending, rx_more, hold_until) = (None, false, None);
             if !nf.maintain() {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -79,78 +86,33 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
         }
         nf.apply_credits();
         told.note(&nf.allowance, now);
-        match nf.reap_tx() {
-            Ok(n) => found += n,
+        let reaped = nf.reap_tx();
+        let found = match reaped.and_then(|t| Ok((t, rx_to_port(nf, port, &mut rx_pending)?))) {
+            Ok((t, (r, more))) => {
+                rx_more = more;
+                t + r
+            }
             Err(e) => {
                 log::warn!("netfront: {e}; disconnecting");
                 nf.disconnect();
                 continue;
             }
-        }
-        // RX: ring → port. A full port stops RX (the frame is kept, the ring is not
-        // read): backpressure reaches the backend as missing RX buffers.
-        for _ in 0..BATCH {
-            if let Some((len, meta)) = rx_pending {
-                match port.send(&rx_buf[..len], &meta) {
-                    Ok(()) => rx_pending = None,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        log::debug!("netfront: port send: {e}");
-                        rx_pending = None;
-                    }
-                }
-            }
-            match nf.recv(&mut rx_buf) {
-                Ok(Some((len, meta))) => {
-                    found += 1;
-                    rx_pending = Some((len, meta));
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    log::warn!("netfront: {e}; disconnecting");
-                    nf.disconnect();
-                    break;
-                }
-            }
-        }
+        };
         if idle_timeout && found > 0 {
             nf.stats.late_wakeups += 1;
         }
-        // TX: port → ring, unless held.
         let now = nf.now();
-        if hold_until.is_some_and(|t| now < t) {
-            set_armed(&ep, port, &mut port_armed, false)?;
-            continue;
-        }
-        hold_until = None;
-        let mut blocked = false;
-        for _ in 0..BATCH {
-            let (len, meta) = match pending.take() {
-                Some(p) => p,
-                None => match port.recv(&mut buf)? {
-                    Some(x) => x,
-                    None => break,
-                },
-            };
-            match nf.send_at(now, &buf[..len], &meta) {
-                Ok(Sent::Queued) | Ok(Sent::Dropped) | Ok(Sent::TooBig) => {}
-                Ok(Sent::Held(t)) => {
-                    pending = Some((len, meta));
-                    hold_until = Some(t);
-                    blocked = true;
-                    break;
-                }
-                Ok(Sent::RingFull) => {
-                    pending = Some((len, meta));
-                    blocked = true;
-                    break;
-                }
-                Err(e) => {
-                    log::warn!("netfront: {e}");
-                    break;
-                }
+        let blocked = match port_to_tx(nf, port, now, &mut hold_until) {
+            Ok(blocked) => blocked,
+            Err(FrontError::Port(e)) => return Err(e),
+            Err(e @ FrontError::PortFrame(_)) => {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
             }
-        }
+            Err(e) => {
+                log::warn!("netfront: {e}");
+                false
+            }
+        };
         if let Err(e) = nf.flush() {
             log::debug!("netfront: flush: {e}");
         }
@@ -159,6 +121,106 @@ pub fn run<F: FrontendPlatform, P: Port + ?Sized>(
         set_armed(&ep, port, &mut port_armed, !blocked)?;
     }
     Ok(())
+}
+
+/// A queue the event loops move frames through: [`Netfront`]'s queue 0
+/// ([`run`]) or one lent to a thread ([`crate::mq::QueueHandle`]).
+pub(crate) trait Lane {
+    /// [`Netfront::send_from_port`].
+    fn send_from_port<T: Port + ?Sized>(
+        &mut self,
+        now: u64,
+        port: &mut T,
+    ) -> Result<Option<Sent>, FrontError>;
+    /// [`Netfront::recv_frame`].
+    fn recv_frame(&mut self) -> Result<Option<FrameMeta>, FrontError>;
+    /// [`Netfront::rx_frame`].
+    fn rx_frame(&self) -> &[u8];
+}
+
+impl<F: FrontendPlatform> Lane for Netfront<F> {
+    fn send_from_port<T: Port + ?Sized>(
+        &mut self,
+        now: u64,
+        port: &mut T,
+    ) -> Result<Option<Sent>, FrontError> {
+        Netfront::send_from_port(self, now, port)
+    }
+    fn recv_frame(&mut self) -> Result<Option<FrameMeta>, FrontError> {
+        Netfront::recv_frame(self)
+    }
+    fn rx_frame(&self) -> &[u8] {
+        Netfront::rx_frame(self)
+    }
+}
+
+/// RX: ring → port. Sends the frame left `pending` (received, not taken by the port
+/// yet), then receives up to [`BATCH`] more and sends each from the reassembly buffer,
+/// the one copy out of the granted pages. A full port stops it: the frame stays
+/// pending, in the reassembly buffer, and the ring is not read (backpressure reaches
+/// the backend as missing RX buffers). Returns the frames received, and whether it
+/// stopped at the batch's end: the ring may hold more, and the backend was not asked to
+/// notify them, so the caller must come back without waiting.
+pub(crate) fn rx_to_port<L: Lane, T: Port + ?Sized>(
+    lane: &mut L,
+    port: &mut T,
+    pending: &mut Option<FrameMeta>,
+) -> Result<(usize, bool), FrontError> {
+    let mut n = 0;
+    loop {
+        // A frame is never empty: an empty one was left in the buffers of a connection
+        // that went away (and came back) meanwhile, and is gone with them.
+        if pending.is_some() && lane.rx_frame().is_empty() {
+            *pending = None;
+        }
+        if let Some(meta) = *pending {
+            match port.send(lane.rx_frame(), &meta) {
+                Ok(()) => *pending = None,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((n, false)),
+                Err(e) => {
+                    log::debug!("netfront: port send: {e}");
+                    *pending = None;
+                }
+            }
+        }
+        if n == BATCH {
+            return Ok((n, true));
+        }
+        match lane.recv_frame()? {
+            Some(meta) => {
+                n += 1;
+                *pending = Some(meta);
+            }
+            None => return Ok((n, false)),
+        }
+    }
+}
+
+/// TX: port → ring, up to [`BATCH`] frames, each read straight into granted pages,
+/// unless held: returns whether blocked (held for credits until `hold_until`, or no
+/// room on the ring), when the port is not to be read until woken.
+pub(crate) fn port_to_tx<L: Lane, T: Port + ?Sized>(
+    lane: &mut L,
+    port: &mut T,
+    now: u64,
+    hold_until: &mut Option<u64>,
+) -> Result<bool, FrontError> {
+    if hold_until.is_some_and(|t| now < t) {
+        return Ok(true);
+    }
+    *hold_until = None;
+    for _ in 0..BATCH {
+        match lane.send_from_port(now, port)? {
+            None => return Ok(false),
+            Some(Sent::Queued | Sent::Dropped | Sent::TooBig) => {}
+            Some(Sent::Held(t)) => {
+                *hold_until = Some(t);
+                return Ok(true);
+            }
+            Some(Sent::RingFull) => return Ok(true),
+        }
+    }
+    Ok(false)
 }
 
 fn set_armed<P: Port + ?Sized>(

@@ -31,6 +31,10 @@ pub enum MemError {
     /// A write to a read-only mapping.
     #[error("the mapping is read-only")]
     ReadOnly,
+    /// A byte slice was asked of pages the peer may write
+    /// ([`crate::grant::SharedPages::private_mut`]).
+    #[error("the peer may write these pages")]
+    PeerWritable,
 }
 
 /// Integer types that can be read and written volatilely in shared memory.
@@ -48,8 +52,9 @@ scalar!(u8, u16, u32, u64, i8, i16, i32, i64);
 /// A page-aligned memory mapping shared with another domain (granted pages, a mapped
 /// grant, a local emulation's memfd pages). It owns the mapping and unmaps it on drop.
 ///
-/// The peer may write the memory at any time, so Rust references into it are never
-/// handed out: every accessor is bounds-checked and copies data in or out, volatilely
+/// The peer may write the memory at any time, so Rust references into it are not
+/// handed out (the one exception: [`crate::grant::SharedPages::private_mut`], for pages
+/// the peer may only read): every accessor is bounds-checked and copies data in or out, volatilely
 /// for single integers, atomically for the ring indices that need ordering, and with a
 /// plain byte copy for bulk data (whose content is only meaningful once a ring index
 /// published it). Writes to a read-only mapping are refused with
@@ -220,6 +225,26 @@ impl SharedMem {
         // local buffer, not part of the mapping.
         unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), p, buf.len()) };
         Ok(())
+    }
+
+    /// `len` bytes at `offset` as a mutable byte slice (bounds and writability checked).
+    ///
+    /// # Safety
+    /// Nothing else may write those bytes while the slice lives: not the peer (the pages
+    /// must be granted to it read-only) and not this process (no other slice of them,
+    /// no [`write`](Self::write) through another handle).
+    // The exclusive borrow comes from the caller's contract, not from `&self`: the
+    // mapping is shared by design, and the one caller holds its pages by `&mut`.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice_mut(
+        &self,
+        offset: usize,
+        len: usize,
+    ) -> Result<&mut [u8], MemError> {
+        let p = self.check_write(offset, len)?;
+        // SAFETY: `p..p+len` is inside the writable mapping (checked), which outlives the
+        // borrow of `self`; exclusivity is the caller's contract.
+        Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
     }
 
     /// Fill `len` bytes at `offset` with `byte`.

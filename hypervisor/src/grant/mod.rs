@@ -189,6 +189,26 @@ pub trait SharedPages: Send {
     fn mem(&self) -> &SharedMem;
     /// Revoke the grants and unmap the pages.
     fn revoke(self) -> Result<(), GrantError>;
+
+    /// `len` bytes at `offset` of the local view as a plain byte slice, for pages granted
+    /// [`Access::ReadOnly`]: the peer may read them but never write them, and the slice
+    /// borrows the handle exclusively, so nothing else writes them while it lives. A
+    /// system call may fill it directly (a TAP `readv` into the TX buffers: no bounce
+    /// copy). The peer may read the bytes while they are written; the frontend hands it
+    /// a page only by publishing a ring request after the write.
+    ///
+    /// Errors: [`MemError::PeerWritable`] for pages granted writable (the peer could
+    /// change them under the slice), [`MemError::ReadOnly`] for a read-only local view,
+    /// [`MemError::OutOfBounds`].
+    fn private_mut(&mut self, offset: usize, len: usize) -> Result<&mut [u8], MemError> {
+        if self.access() != Access::ReadOnly {
+            return Err(MemError::PeerWritable);
+        }
+        // SAFETY: the peer cannot write pages granted read-only (Xen and the local
+        // emulation refuse writable maps and copies into them), and `&mut self` keeps
+        // every other access through this handle out while the slice lives.
+        unsafe { self.mem().slice_mut(offset, len) }
+    }
 }
 
 /// Backend side: map a peer's granted pages.
@@ -314,4 +334,58 @@ pub trait GrantCopy {
     /// (its domain died or its last device closed). Copies with `peer` keep working
     /// afterwards; they start from nothing cached.
     fn forget_peer(&self, peer: DomId);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// Two pages granted with `access`, over a memfd.
+    struct Pages {
+        mem: SharedMem,
+        access: Access,
+    }
+
+    impl SharedPages for Pages {
+        fn grefs(&self) -> &[GrantRef] {
+            &[]
+        }
+        fn peer(&self) -> DomId {
+            DomId(1)
+        }
+        fn access(&self) -> Access {
+            self.access
+        }
+        fn mem(&self) -> &SharedMem {
+            &self.mem
+        }
+        fn revoke(self) -> Result<(), GrantError> {
+            Ok(())
+        }
+    }
+
+    fn pages(access: Access) -> Pages {
+        use rustix::fs::MemfdFlags;
+        let fd = rustix::fs::memfd_create(c"pages", MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 8192).unwrap();
+        let mem = SharedMem::map_fd(fd.as_fd(), 8192, 0, true).unwrap();
+        Pages { mem, access }
+    }
+
+    #[test]
+    fn only_pages_the_peer_cannot_write_are_lent_as_a_slice() {
+        let mut ro = pages(Access::ReadOnly);
+        let s = ro.private_mut(4090, 10).unwrap();
+        s.copy_from_slice(b"0123456789");
+        let mut back = [0u8; 10];
+        ro.mem().read(4090, &mut back).unwrap();
+        assert_eq!(&back, b"0123456789");
+        assert!(matches!(
+            ro.private_mut(8000, 200),
+            Err(MemError::OutOfBounds { .. })
+        ));
+        let mut rw = pages(Access::Writable);
+        assert_eq!(rw.private_mut(0, 1).err(), Some(MemError::PeerWritable));
+    }
 }

@@ -16,6 +16,9 @@
 pub mod mq;
 pub(crate) mod queue;
 pub mod stats;
+mod tx_pages;
+
+pub use queue::MAX_PORT_PAGES;
 
 use std::time::{Duration, Instant};
 
@@ -702,6 +705,33 @@ impl<P: FrontendPlatform> Netfront<P> {
         conn.queues[0].send_at(&p, &mut self.stats, now, frame, meta)
     }
 
+    /// Offers the next frame of `port` on queue 0, read straight into granted TX pages
+    /// (no copy in this process): room on the ring and pages for
+    /// [`netport::Port::max_frame`] bytes are found before the port is read
+    /// (`Sent::RingFull` when there is none: the port is not read); then the frame is
+    /// checked and charged as [`Netfront::send_at`] does. A frame held for credits
+    /// stays in its pages and is offered again, before the port is read, by the next
+    /// call. `Ok(None)` when the port had no frame; [`FrontError::Port`] when it
+    /// failed, [`FrontError::PortFrame`] when its frames may be longer than
+    /// [`MAX_PORT_PAGES`] pages.
+    pub fn send_from_port<T: netport::Port + ?Sized>(
+        &mut self,
+        now: u64,
+        port: &mut T,
+    ) -> Result<Option<Sent>, FrontError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(FrontError::NotConnected);
+        };
+        let p = TxPolicy {
+            bucket: &self.bucket,
+            policy: self.cfg.policy,
+            enforce: self.cfg.enforce_credits,
+            allowed: conn.tx_allowed,
+            name: &self.fe_path,
+        };
+        conn.queues[0].send_from_port(&p, &mut self.stats, now, port)
+    }
+
     /// Publishes queued TX requests of queue 0 and notifies the backend if it asked to
     /// be.
     pub fn flush(&mut self) -> Result<(), FrontError> {
@@ -722,6 +752,19 @@ impl<P: FrontendPlatform> Netfront<P> {
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<Option<(usize, FrameMeta)>, FrontError> {
         let c = self.conn.as_mut().ok_or(FrontError::NotConnected)?;
         c.queues[0].recv(self.platform.evtchn(), &mut self.stats, buf)
+    }
+
+    /// [`Netfront::recv`] without the copy into a caller's buffer: the frame stays in
+    /// queue 0's reassembly buffer, [`Netfront::rx_frame`], until the next receive.
+    pub fn recv_frame(&mut self) -> Result<Option<FrameMeta>, FrontError> {
+        let c = self.conn.as_mut().ok_or(FrontError::NotConnected)?;
+        c.queues[0].recv_frame(self.platform.evtchn(), &mut self.stats)
+    }
+
+    /// The frame the last [`Netfront::recv_frame`] returned, valid until the next
+    /// receive (empty when not connected).
+    pub fn rx_frame(&self) -> &[u8] {
+        self.conn.as_ref().map_or(&[], |c| c.queues[0].rx_frame())
     }
 
     /// Whether responses are waiting on queue 0's RX ring that the backend will not

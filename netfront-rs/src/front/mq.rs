@@ -28,6 +28,7 @@ use xenstore::Xenstore;
 
 use crate::error::FrontError;
 use crate::front::{front_counters, poll_credits, FrontStats, Netfront, Sent};
+use crate::pump::{port_to_tx, rx_to_port, Lane};
 use crate::queue::{Queue, TxPolicy};
 
 type Shared<P> = <<P as hypervisor::platform::Platform>::Grants as GrantShare>::Shared;
@@ -232,6 +233,28 @@ impl<P: FrontendPlatform> QueueHandle<'_, P> {
             .send_at(&self.policy, &mut self.stats, now, frame, meta)
     }
 
+    /// Offers the next frame of `port` on this queue, read straight into its granted
+    /// TX pages (see [`Netfront::send_from_port`]).
+    pub fn send_from_port<T: Port + ?Sized>(
+        &mut self,
+        now: u64,
+        port: &mut T,
+    ) -> Result<Option<Sent>, FrontError> {
+        self.queue
+            .send_from_port(&self.policy, &mut self.stats, now, port)
+    }
+
+    /// Receives the next frame of this queue into its reassembly buffer (see
+    /// [`Netfront::recv_frame`]).
+    pub fn recv_frame(&mut self) -> Result<Option<FrameMeta>, FrontError> {
+        self.queue.recv_frame(self.evtchn, &mut self.stats)
+    }
+
+    /// The frame the last [`QueueHandle::recv_frame`] returned.
+    pub fn rx_frame(&self) -> &[u8] {
+        self.queue.rx_frame()
+    }
+
     /// Publishes this queue's TX requests (see [`Netfront::flush`]).
     pub fn flush(&mut self) -> Result<(), FrontError> {
         self.queue.flush(self.evtchn, &mut self.stats)
@@ -280,8 +303,6 @@ const K_PORT: u64 = 0;
 const K_WAKE: u64 = 1;
 const K_EVTCHN: u64 = 0;
 const K_XS: u64 = 1;
-/// Frames moved per direction before looking at the other one.
-const BATCH: usize = 64;
 /// How often the control thread logs the queues' counters (when they changed).
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -305,8 +326,9 @@ pub enum MqError {
 /// Moves frames between `ports[i]` and queue `i` of `nf`, one thread per queue, until
 /// `stop()` is true. Each queue's counters are added to `nf.stats`, and returned per
 /// queue. A xenstore event (the backend's state changed) stops the queue threads while
-/// [`Netfront::maintain`] looks at it: a frame a queue had taken from its port but not
-/// yet put on its ring (held for credits, ring full) is dropped then.
+/// [`Netfront::maintain`] looks at it: a frame a queue holds for credits stays in its
+/// TX pages and is offered again when the threads start again on the same connection
+/// (a new connection starts with new pages).
 pub fn run<F: FrontendPlatform, T: Port>(
     nf: &mut Netfront<F>,
     ports: &mut [T],
@@ -462,16 +484,15 @@ fn queue_loop<P: FrontendPlatform, T: Port>(
     let ep = Epoll::new()?;
     ep.add(port.rx_fd(), K_PORT)?;
     ep.add(wake.as_fd(), K_WAKE)?;
-    let mut buf = vec![0u8; port.max_frame().max(65536)];
-    let mut rx_buf = vec![0u8; 65536];
     let mut st = LoopState::default();
     let mut keys = [0u64; 4];
     let mut drain = [0u8; 64];
     while !halt.load(Ordering::Acquire) {
         let now = h.now();
         let timeout_ms: u64 = match st.hold_until {
-            // Responses the backend will not notify of are waiting (Queue::recv).
-            _ if h.queue.rx_unarmed() => 0,
+            // Responses the backend will not notify of may be waiting (Queue::recv,
+            // or RX stopped at a batch's end).
+            _ if h.queue.rx_unarmed() || st.rx_more => 0,
             _ if st.rx_pending.is_some() => 1,
             Some(t) => t.saturating_sub(now).div_ceil(1_000_000).min(100),
             None => 100,
@@ -482,8 +503,9 @@ fn queue_loop<P: FrontendPlatform, T: Port>(
         }
         h.apply_credits();
         h.reap_tx()?;
-        rx_to_port(h, port, &mut rx_buf, &mut st)?;
-        let blocked = port_to_tx(h, port, &mut buf, &mut st)?;
+        st.rx_more = rx_to_port(h, port, &mut st.rx_pending)?.1;
+        let now = h.now();
+        let blocked = port_to_tx(h, port, now, &mut st.hold_until)?;
         h.flush()?;
         if st.port_armed == blocked {
             ep.set(port.rx_fd(), K_PORT, !blocked)?;
@@ -496,19 +518,20 @@ fn queue_loop<P: FrontendPlatform, T: Port>(
 
 /// A queue thread's frames in flight between its port and its rings.
 struct LoopState {
-    /// A frame taken from the port but not yet accepted (held or ring full).
-    pending: Option<(usize, FrameMeta)>,
+    /// Until when the frame in the queue's TX pages is held for credits.
     hold_until: Option<u64>,
-    /// A received frame the port could not take yet.
-    rx_pending: Option<(usize, FrameMeta)>,
+    /// A received frame the port could not take yet (in the reassembly buffer).
+    rx_pending: Option<FrameMeta>,
+    /// RX stopped at a batch's end, with frames perhaps left on the ring.
+    rx_more: bool,
     port_armed: bool,
 }
 
 impl Default for LoopState {
     fn default() -> Self {
         LoopState {
-            pending: None,
             hold_until: None,
+            rx_more: false,
             rx_pending: None,
             port_armed: true,
         }
@@ -524,66 +547,20 @@ enum QueueFailure {
     Front(#[from] FrontError),
 }
 
-/// RX: ring → port, until the port is full (the frame is kept) or the ring is empty.
-fn rx_to_port<P: FrontendPlatform, T: Port>(
-    h: &mut QueueHandle<'_, P>,
-    port: &mut T,
-    rx_buf: &mut [u8],
-    st: &mut LoopState,
-) -> Result<(), QueueFailure> {
-    for _ in 0..BATCH {
-        if let Some((len, meta)) = st.rx_pending {
-            match port.send(&rx_buf[..len], &meta) {
-                Ok(()) => st.rx_pending = None,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => {
-                    log::debug!("netfront: queue {} port send: {e}", h.index);
-                    st.rx_pending = None;
-                }
-            }
-        }
-        match h.recv(rx_buf)? {
-            Some(got) => st.rx_pending = Some(got),
-            None => return Ok(()),
-        }
+impl<P: FrontendPlatform> Lane for QueueHandle<'_, P> {
+    fn send_from_port<T: Port + ?Sized>(
+        &mut self,
+        now: u64,
+        port: &mut T,
+    ) -> Result<Option<Sent>, FrontError> {
+        QueueHandle::send_from_port(self, now, port)
     }
-    Ok(())
-}
-
-/// TX: port → ring, unless held; returns true when blocked (held or ring full).
-fn port_to_tx<P: FrontendPlatform, T: Port>(
-    h: &mut QueueHandle<'_, P>,
-    port: &mut T,
-    buf: &mut [u8],
-    st: &mut LoopState,
-) -> Result<bool, QueueFailure> {
-    let now = h.now();
-    if st.hold_until.is_some_and(|t| now < t) {
-        return Ok(true);
+    fn recv_frame(&mut self) -> Result<Option<FrameMeta>, FrontError> {
+        QueueHandle::recv_frame(self)
     }
-    st.hold_until = None;
-    for _ in 0..BATCH {
-        let (len, meta) = match st.pending.take() {
-            Some(p) => p,
-            None => match port.recv(buf)? {
-                Some(x) => x,
-                None => return Ok(false),
-            },
-        };
-        match h.send_at(now, &buf[..len], &meta)? {
-            Sent::Queued | Sent::Dropped | Sent::TooBig => {}
-            Sent::Held(t) => {
-                st.pending = Some((len, meta));
-                st.hold_until = Some(t);
-                return Ok(true);
-            }
-            Sent::RingFull => {
-                st.pending = Some((len, meta));
-                return Ok(true);
-            }
-        }
+    fn rx_frame(&self) -> &[u8] {
+        QueueHandle::rx_frame(self)
     }
-    Ok(false)
 }
 
 /// Adds every counter of `s` to `total`.

@@ -7,21 +7,22 @@
 //! in as a [`TxPolicy`].
 
 use crate::error::{BackendError, FrontError, HandshakeError};
+use crate::front::tx_pages::TxPages;
 use crate::front::{CreditPolicy, FrontStats, Sent, MAX_TX_FRAME, RX_BUFS, TX_BUF, TX_BUFS};
 use crate::rx::{RxAssembler, RxEvent};
 use hypervisor::evtchn::{EventChannels, Port as EvtPort};
 use hypervisor::grant::{Access, GrantShare, SharedPages};
 use hypervisor::platform::ring_mem;
 use netport::cost::frame_cost;
-use netport::negotiate::Allowed;
-use netport::{csum, FrameMeta, GsoKind};
+use netport::negotiate::{Allowed, Refused};
+use netport::{csum, FrameMeta, GsoKind, Port};
 use shared_ring::netif::extra::{XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6};
 use shared_ring::netif::{
     ExtraInfo, NetTxFlags, NetifExtraInfo, NetifRxFrontRing, NetifRxRequest, NetifRxResponse,
     NetifTxFrontRing, NetifTxRequest, NetifTxResponse, XenNetifExtraFlags, NETIF_RSP_DROPPED,
     NETIF_RSP_NULL, NETIF_RSP_OKAY,
 };
-use shared_ring::{Denied, FrontIndices, SharedDualBucket, XEN_PAGE_SIZE};
+use shared_ring::{Denied, FrontIndices, SharedDualBucket, WireCost, XEN_PAGE_SIZE};
 use xen_ids::DomId;
 use xenstore::{Xenstore, XsError, XsTx};
 
@@ -51,8 +52,11 @@ pub(crate) struct Queue<S> {
     pub rx_evtchn: EvtPort,
     tx_idx: FrontIndices,
     rx_idx: FrontIndices,
-    tx_free: Vec<u16>,
-    tx_in_flight: Vec<bool>,
+    /// Which TX pages are free (a page's index is the id of its request).
+    tx_pages: TxPages,
+    /// A frame read from the port into TX pages and refused until credits return
+    /// (policy `hold`): offered again before the port is read.
+    tx_staged: Option<Staged>,
     unpushed: bool,
     rx: RxAssembler,
     /// A frame whose partial checksum is completed before it is sent.
@@ -124,8 +128,8 @@ impl<S: SharedPages> Queue<S> {
             tx_idx: FrontIndices::default(),
             rx_idx,
             rx_unarmed: false,
-            tx_free: (0..TX_BUFS as u16).rev().collect(),
-            tx_in_flight: vec![false; TX_BUFS],
+            tx_pages: TxPages::new(TX_BUFS),
+            tx_staged: None,
             unpushed: false,
             rx: RxAssembler::new(),
             tx_scratch: Vec::new(),
@@ -199,24 +203,16 @@ impl<S: SharedPages> Queue<S> {
             return Ok(Sent::TooBig);
         }
         // Only what the backend agreed to take.
-        let checked = match p.allowed.check(frame, meta) {
-            Ok(checked) => checked,
-            Err(e) => {
-                log::debug!("netfront {}: frame not sent: {e}", p.name);
-                stats.tx_refused_offload += 1;
-                return Ok(Sent::TooBig);
-            }
+        let Some(checked) = agreed(p, stats, p.allowed.check(frame, meta)) else {
+            return Ok(Sent::TooBig);
         };
         let meta = &checked.meta;
         let nbufs = frame.len().div_ceil(TX_BUF);
-        let nslots = nbufs + meta.gso.is_some() as usize;
-        let ring = NetifTxFrontRing::resume(ring_mem(self.tx_ring.mem()), self.tx_idx)
-            .map_err(BackendError::tx_ring)?;
-        if self.tx_free.len() < nbufs || (ring.free_requests() as usize) < nslots {
+        let Some(first) = self.room(nbufs + meta.gso.is_some() as usize, nbufs)? else {
             return Ok(Sent::RingFull);
-        }
+        };
         if !checked.csum_filled {
-            return self.put_frame(p, stats, now, frame, meta);
+            return self.copy_frame(p, stats, now, first, frame, meta);
         }
         let mut scratch = std::mem::take(&mut self.tx_scratch);
         scratch.clear();
@@ -224,7 +220,7 @@ impl<S: SharedPages> Queue<S> {
         let sent = match csum::fill_partial_checksum(&mut scratch) {
             Ok(_) => {
                 stats.tx_csum_filled += 1;
-                self.put_frame(p, stats, now, &scratch, meta)
+                self.copy_frame(p, stats, now, first, &scratch, meta)
             }
             Err(e) => {
                 log::debug!("netfront {}: frame not sent: {e}", p.name);
@@ -236,35 +232,137 @@ impl<S: SharedPages> Queue<S> {
         sent
     }
 
-    /// Charges a checked frame to the credits and puts it on the ring (room checked).
-    fn put_frame(
+    /// Offers the next frame of `port`, read straight into free granted TX pages: the
+    /// port's `readv` is the frame's only copy in this process. A run of pages for
+    /// [`Port::max_frame`] bytes and ring slots for their requests (and a GSO extra)
+    /// are found before the port is read, so a frame read always has its room;
+    /// `Sent::RingFull` when there is none (the port is not read). The frame is then
+    /// checked, completed and charged as [`Queue::send_at`] does, in its pages: a
+    /// frame dropped for credits or refused never reaches the ring and its pages stay
+    /// free; one held for credits (policy `hold`) stays in its pages and the next call
+    /// offers it again before reading the port. `Ok(None)` when the port had no frame.
+    pub fn send_from_port<T: Port + ?Sized>(
         &mut self,
         p: &TxPolicy<'_>,
         stats: &mut FrontStats,
         now: u64,
+        port: &mut T,
+    ) -> Result<Option<Sent>, FrontError> {
+        if let Some(st) = self.tx_staged.take() {
+            return self.offer(p, stats, now, st).map(Some);
+        }
+        let max = port.max_frame();
+        let pages = max.div_ceil(TX_BUF);
+        if pages > MAX_PORT_PAGES {
+            return Err(FrontError::PortFrame(max));
+        }
+        let Some(first) = self.room(pages + 1, pages)? else {
+            return Ok(Some(Sent::RingFull));
+        };
+        let buf = self
+            .tx_bufs
+            .private_mut(first * TX_BUF, pages * TX_BUF)
+            .map_err(tx_buffer)?;
+        let Some((len, meta)) = port.recv(buf).map_err(FrontError::Port)? else {
+            return Ok(None);
+        };
+        let frame = &mut buf[..len.min(pages * TX_BUF)];
+        if frame.is_empty() || len > MAX_TX_FRAME {
+            return Ok(Some(Sent::TooBig));
+        }
+        let Some(c) = agreed(p, stats, p.allowed.conform(frame, &meta)) else {
+            return Ok(Some(Sent::TooBig));
+        };
+        if c.csum_filled {
+            stats.tx_csum_filled += 1;
+        }
+        let st = Staged {
+            first,
+            len,
+            meta: c.meta,
+            cost: frame_cost(frame, &c.meta),
+        };
+        self.tx_pages.take(first, st.pages());
+        self.offer(p, stats, now, st).map(Some)
+    }
+
+    /// Ring room for `slots` requests and a run of `pages` free TX pages: the run's
+    /// first page, `None` when either is missing.
+    fn room(&self, slots: usize, pages: usize) -> Result<Option<usize>, FrontError> {
+        let ring = NetifTxFrontRing::resume(ring_mem(self.tx_ring.mem()), self.tx_idx)
+            .map_err(BackendError::tx_ring)?;
+        if (ring.free_requests() as usize) < slots {
+            return Ok(None);
+        }
+        Ok(self.tx_pages.find_run(pages))
+    }
+
+    /// Charges a checked frame and copies it into the free pages from `first` (room
+    /// checked), then puts it on the ring.
+    fn copy_frame(
+        &mut self,
+        p: &TxPolicy<'_>,
+        stats: &mut FrontStats,
+        now: u64,
+        first: usize,
         frame: &[u8],
         meta: &FrameMeta,
     ) -> Result<Sent, FrontError> {
         let cost = frame_cost(frame, meta);
-        match p.bucket.charge_wire(now, &cost) {
-            Ok(()) => {}
-            Err(_) if !p.enforce => {}
-            Err(Denied::Wait { ns }) if p.policy == CreditPolicy::Hold => {
-                stats.tx_held += 1;
-                return Ok(Sent::Held(now.saturating_add(ns)));
+        if let Some(refused) = charge(p, stats, now, frame.len(), &cost) {
+            return Ok(refused);
+        }
+        for (k, chunk) in frame.chunks(TX_BUF).enumerate() {
+            self.tx_bufs
+                .mem()
+                .write((first + k) * TX_BUF, chunk)
+                .map_err(tx_buffer)?;
+        }
+        let st = Staged {
+            first,
+            len: frame.len(),
+            meta: *meta,
+            cost,
+        };
+        self.tx_pages.take(first, st.pages());
+        self.put_frame(stats, &st)
+    }
+
+    /// Charges a frame that is in its (taken) pages and puts it on the ring. Held for
+    /// credits: it stays in its pages, staged; dropped: its pages are free again.
+    fn offer(
+        &mut self,
+        p: &TxPolicy<'_>,
+        stats: &mut FrontStats,
+        now: u64,
+        st: Staged,
+    ) -> Result<Sent, FrontError> {
+        let ring = NetifTxFrontRing::resume(ring_mem(self.tx_ring.mem()), self.tx_idx)
+            .map_err(BackendError::tx_ring)?;
+        if (ring.free_requests() as usize) < st.slots() {
+            self.tx_staged = Some(st);
+            return Ok(Sent::RingFull);
+        }
+        match charge(p, stats, now, st.len, &st.cost) {
+            None => self.put_frame(stats, &st),
+            Some(held @ Sent::Held(_)) => {
+                self.tx_staged = Some(st);
+                Ok(held)
             }
-            Err(_) => {
-                stats.tx_dropped_credit += 1;
-                stats.tx_dropped_credit_bytes += frame.len() as u64;
-                stats.tx_dropped_credit_wire_packets += cost.packets;
-                stats.tx_dropped_credit_wire_bytes += cost.bytes;
-                return Ok(Sent::Dropped);
+            Some(refused) => {
+                self.tx_pages.release(st.first, st.pages());
+                Ok(refused)
             }
         }
+    }
+
+    /// Puts a charged frame that is in its (taken) pages on the ring (room checked).
+    fn put_frame(&mut self, stats: &mut FrontStats, st: &Staged) -> Result<Sent, FrontError> {
         let mut ring = NetifTxFrontRing::resume(ring_mem(self.tx_ring.mem()), self.tx_idx)
             .map_err(BackendError::tx_ring)?;
-        let nbufs = frame.len().div_ceil(TX_BUF);
+        let nbufs = st.pages();
         let grefs = self.tx_bufs.grefs();
+        let meta = &st.meta;
         let mut first_flags = NetTxFlags::empty();
         if meta.csum_blank {
             first_flags |= NetTxFlags::CSUM_BLANK | NetTxFlags::DATA_VALIDATED;
@@ -275,17 +373,8 @@ impl<S: SharedPages> Queue<S> {
             first_flags |= NetTxFlags::EXTRA_INFO;
         }
         for k in 0..nbufs {
-            let id = self.tx_free.pop().expect("counted by the caller");
-            self.tx_in_flight[id as usize] = true;
-            let chunk = &frame[k * TX_BUF..frame.len().min((k + 1) * TX_BUF)];
-            let page = id as usize;
-            self.tx_bufs
-                .mem()
-                .write(page * XEN_PAGE_SIZE, chunk)
-                .map_err(|source| BackendError::Buffer {
-                    which: "TX",
-                    source,
-                })?;
+            let page = st.first + k;
+            self.tx_pages.send(page);
             let mut flags = if k == 0 {
                 first_flags
             } else {
@@ -298,36 +387,25 @@ impl<S: SharedPages> Queue<S> {
                 gref: grefs[page].0,
                 offset: 0,
                 flags: flags.bits(),
-                id,
+                id: page as u16,
                 size: if k == 0 {
-                    frame.len() as u16
+                    st.len as u16
                 } else {
-                    chunk.len() as u16
+                    (st.len - k * TX_BUF).min(TX_BUF) as u16
                 },
             };
             ring.put_request(&req).map_err(BackendError::tx_ring)?;
             if let (0, Some(g)) = (k, meta.gso) {
-                let t = match g.kind {
-                    GsoKind::TcpV4 => XEN_NETIF_GSO_TYPE_TCPV4,
-                    GsoKind::TcpV6 => XEN_NETIF_GSO_TYPE_TCPV6,
-                };
-                let extra = NetifExtraInfo::new(
-                    &ExtraInfo::Gso {
-                        size: g.size,
-                        r#type: t,
-                        features: 0,
-                    },
-                    XenNetifExtraFlags::empty(),
-                );
-                ring.put_request_as(&extra).map_err(BackendError::tx_ring)?;
+                ring.put_request_as(&gso_extra(g.size, g.kind))
+                    .map_err(BackendError::tx_ring)?;
             }
         }
         self.tx_idx = ring.indices();
         self.unpushed = true;
         stats.tx_packets += 1;
-        stats.tx_bytes += frame.len() as u64;
-        stats.tx_wire_packets += cost.packets;
-        stats.tx_wire_bytes += cost.bytes;
+        stats.tx_bytes += st.len as u64;
+        stats.tx_wire_packets += st.cost.packets;
+        stats.tx_wire_bytes += st.cost.bytes;
         Ok(Sent::Queued)
     }
 
@@ -368,12 +446,10 @@ impl<S: SharedPages> Queue<S> {
                     continue;
                 }
                 let id = r.id as usize;
-                if id >= TX_BUFS || !self.tx_in_flight[id] {
+                if !self.tx_pages.complete(id) {
                     self.tx_idx = ring.indices();
                     return Err(BackendError::UnknownTxId(id).into());
                 }
-                self.tx_in_flight[id] = false;
-                self.tx_free.push(id as u16);
                 match r.status {
                     NETIF_RSP_OKAY => {}
                     NETIF_RSP_DROPPED => stats.tx_dropped_back += 1,
@@ -403,9 +479,41 @@ impl<S: SharedPages> Queue<S> {
         stats: &mut FrontStats,
         buf: &mut [u8],
     ) -> Result<Option<(usize, FrameMeta)>, FrontError> {
+        let Some(meta) = self.recv_within(evtchn, stats, buf.len())? else {
+            return Ok(None);
+        };
+        let frame = self.rx.frame();
+        buf[..frame.len()].copy_from_slice(frame);
+        Ok(Some((frame.len(), meta)))
+    }
+
+    /// [`Queue::recv`] without the copy: the frame stays in the reassembly buffer,
+    /// [`Queue::rx_frame`], until the next receive. (Its one copy out of the granted
+    /// pages, which the backend may rewrite at any time, was made on reassembly.)
+    pub fn recv_frame<E: EventChannels + ?Sized>(
+        &mut self,
+        evtchn: &E,
+        stats: &mut FrontStats,
+    ) -> Result<Option<FrameMeta>, FrontError> {
+        self.recv_within(evtchn, stats, usize::MAX)
+    }
+
+    /// The frame the last [`Queue::recv_frame`] returned (valid until the next receive).
+    pub fn rx_frame(&self) -> &[u8] {
+        self.rx.frame()
+    }
+
+    /// The next frame of at most `max` bytes (longer ones are counted as errors and
+    /// skipped), left in the reassembly buffer.
+    fn recv_within<E: EventChannels + ?Sized>(
+        &mut self,
+        evtchn: &E,
+        stats: &mut FrontStats,
+        max: usize,
+    ) -> Result<Option<FrameMeta>, FrontError> {
         self.rx_unarmed = false;
         for _ in 0..RECV_PASSES {
-            match self.recv_pass(evtchn, stats, buf)? {
+            match self.recv_pass(evtchn, stats, max)? {
                 RxPass::Frame(f) => return Ok(Some(f)),
                 RxPass::Armed => return Ok(None),
                 // Responses published while this side asked for the next one: the
@@ -430,11 +538,11 @@ impl<S: SharedPages> Queue<S> {
         &mut self,
         evtchn: &E,
         stats: &mut FrontStats,
-        buf: &mut [u8],
+        max: usize,
     ) -> Result<RxPass, FrontError> {
         let mut ring = NetifRxFrontRing::resume(ring_mem(self.rx_ring.mem()), self.rx_idx)
             .map_err(BackendError::rx_ring)?;
-        let mut out: Option<(usize, FrameMeta)> = None;
+        let mut out: Option<FrameMeta> = None;
         let consumed;
         {
             let mut p = ring.responses().map_err(BackendError::rx_ring)?;
@@ -447,7 +555,7 @@ impl<S: SharedPages> Queue<S> {
                     let e: NetifExtraInfo = p.copy(i).expect("within the snapshot");
                     i += 1;
                     // GSO metadata of the frame already handed out in `out`.
-                    if let (Some(m), Some((_, ref mut meta))) = (self.rx.extra(&e), &mut out) {
+                    if let (Some(m), Some(meta)) = (self.rx.extra(&e), &mut out) {
                         *meta = m;
                     }
                     RxEvent::Pending
@@ -469,14 +577,13 @@ impl<S: SharedPages> Queue<S> {
                     RxEvent::Pending => {}
                     RxEvent::Dropped => stats.rx_errors += 1,
                     RxEvent::Frame(meta) => {
-                        let frame = self.rx.frame();
-                        if frame.len() > buf.len() {
+                        let len = self.rx.frame().len();
+                        if len > max {
                             stats.rx_errors += 1;
                         } else {
-                            buf[..frame.len()].copy_from_slice(frame);
                             stats.rx_packets += 1;
-                            stats.rx_bytes += frame.len() as u64;
-                            out = Some((frame.len(), meta));
+                            stats.rx_bytes += len as u64;
+                            out = Some(meta);
                         }
                     }
                 }
@@ -531,10 +638,101 @@ pub const RECV_PASSES: usize = 4;
 
 /// What one look at the RX ring found.
 enum RxPass {
-    /// A complete frame (its length in the caller's buffer, its metadata).
-    Frame((usize, FrameMeta)),
+    /// A complete frame (in the reassembly buffer), its metadata.
+    Frame(FrameMeta),
     /// Nothing complete; the backend notifies at its next response.
     Armed,
     /// Nothing complete, and responses were published meanwhile.
     Raced,
+}
+
+/// Most TX pages a port's frame may need ([`Queue::send_from_port`] reads a frame into
+/// one run of them): 32 pages (128 KiB), twice netif's largest frame.
+pub const MAX_PORT_PAGES: usize = 32;
+
+/// A frame in its TX pages, checked and with its wire cost, not on the ring yet.
+#[derive(Debug)]
+struct Staged {
+    /// Its first page (the rest follow).
+    first: usize,
+    len: usize,
+    /// Metadata as sent (after [`Allowed::conform`]).
+    meta: FrameMeta,
+    cost: WireCost,
+}
+
+impl Staged {
+    /// Pages (and data requests) of the frame.
+    fn pages(&self) -> usize {
+        self.len.div_ceil(TX_BUF)
+    }
+
+    /// Ring slots of the frame: its requests and a GSO extra.
+    fn slots(&self) -> usize {
+        self.pages() + self.meta.gso.is_some() as usize
+    }
+}
+
+/// `checked` when the backend agreed to the frame's offloads; `None` (counted,
+/// logged) when not: the frame is not sent.
+fn agreed<T>(p: &TxPolicy<'_>, stats: &mut FrontStats, checked: Result<T, Refused>) -> Option<T> {
+    match checked {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::debug!("netfront {}: frame not sent: {e}", p.name);
+            stats.tx_refused_offload += 1;
+            None
+        }
+    }
+}
+
+/// Charges a frame's wire cost to the shared credits: `None` when it may be sent,
+/// else what became of it (held until a time, or dropped and counted).
+fn charge(
+    p: &TxPolicy<'_>,
+    stats: &mut FrontStats,
+    now: u64,
+    len: usize,
+    cost: &WireCost,
+) -> Option<Sent> {
+    match p.bucket.charge_wire(now, cost) {
+        Ok(()) => None,
+        Err(_) if !p.enforce => None,
+        Err(Denied::Wait { ns }) if p.policy == CreditPolicy::Hold => {
+            stats.tx_held += 1;
+            Some(Sent::Held(now.saturating_add(ns)))
+        }
+        Err(_) => {
+            stats.tx_dropped_credit += 1;
+            stats.tx_dropped_credit_bytes += len as u64;
+            stats.tx_dropped_credit_wire_packets += cost.packets;
+            stats.tx_dropped_credit_wire_bytes += cost.bytes;
+            Some(Sent::Dropped)
+        }
+    }
+}
+
+/// The GSO extra-info slot of a TCP super-frame.
+fn gso_extra(size: u16, kind: GsoKind) -> NetifExtraInfo {
+    let t = match kind {
+        GsoKind::TcpV4 => XEN_NETIF_GSO_TYPE_TCPV4,
+        GsoKind::TcpV6 => XEN_NETIF_GSO_TYPE_TCPV6,
+    };
+    NetifExtraInfo::new(
+        &ExtraInfo::Gso {
+            size,
+            r#type: t,
+            features: 0,
+        },
+        XenNetifExtraFlags::empty(),
+    )
+}
+
+/// A TX buffer access failed.
+fn tx_buffer(source: hypervisor::grant::MemError) -> FrontError {
+    BackendError::Buffer {
+        which: "TX",
+        source,
+    }
+    .into()
 }
