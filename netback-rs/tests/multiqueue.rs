@@ -743,7 +743,12 @@ fn flood_within_budget(nb: &BackendThread, id: VifId, mut guest: MqGuest, rate: 
         delivered += wire.iter_mut().map(|w| count_until(w, soon).0).sum::<u64>();
         st = nb.vif_status(id).expect("status");
     }
-    assert_eq!(st.counters.tx_packets - before, delivered, "{:?}", st.counters);
+    assert_eq!(
+        st.counters.tx_packets - before,
+        delivered,
+        "{:?}",
+        st.counters
+    );
     let _ = guest.stop();
 }
 
