@@ -34,7 +34,9 @@ pub fn netback_config(spec: &RunSpec) -> NetbackConfig {
         credits,
         tx_policy,
         emulated_backend_pps: spec.backend_pps_limit,
-        run_delay: Some(hypervisor::cpu_wait::RunDelay::system()),
+        run_delay: spec
+            .credit_cpu_waits
+            .then(hypervisor::cpu_wait::RunDelay::system),
         ..NetbackConfig::default()
     }
 }

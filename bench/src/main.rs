@@ -70,6 +70,11 @@ enum Cmd {
         /// sized to fit half of it: docs/allocator.md §6).
         #[arg(long)]
         no_link_buffer: bool,
+        /// netback's backstops keep the tokens of its worker's waits for a CPU (off by
+        /// default: after a long wait on a full link the NIC may then drop frames
+        /// already copied; docs/protocol.md §2.4 "Stalls").
+        #[arg(long)]
+        credit_cpu_waits: bool,
         /// Nice value of the guest threads (0: same as netback). The paper's dom0 had
         /// cores of its own; by default the guests yield to the backend thread.
         #[arg(long, default_value_t = bench::paper::DEFAULT_GUEST_NICE, allow_negative_numbers = true)]
@@ -254,6 +259,7 @@ fn paper_main(cmd: Cmd) -> Result<(), String> {
         link_capacity_mbps,
         traffic,
         no_link_buffer,
+        credit_cpu_waits,
         guest_nice,
     } = cmd
     else {
@@ -309,6 +315,7 @@ fn paper_main(cmd: Cmd) -> Result<(), String> {
     }
     o.nic_queue_frames = nic_queue_frames;
     o.link_buffer = !no_link_buffer;
+    o.credit_cpu_waits = credit_cpu_waits;
     if !(-20..=19).contains(&guest_nice) {
         return Err(format!("--guest-nice {guest_nice}: must be -20..=19"));
     }

@@ -36,6 +36,8 @@ pub struct PaperOptions {
     pub allocator_capacity_bps: Option<u64>,
     /// Tell the allocator the NIC queue's size ([`RunSpec::link_buffer`]).
     pub link_buffer: bool,
+    /// netback keeps the tokens of its waits for a CPU ([`RunSpec::credit_cpu_waits`]).
+    pub credit_cpu_waits: bool,
     /// Nice value of the guest threads ([`RunSpec::guest_nice`]).
     pub guest_nice: i32,
     /// Traffic duration of each comparison run (`None`: 4 s, 1 s with `quick`; `spare` ×1.5).
@@ -62,6 +64,7 @@ impl PaperOptions {
             nic_queue_frames: 1000,
             allocator_capacity_bps: None,
             link_buffer: true,
+            credit_cpu_waits: false,
             guest_nice: DEFAULT_GUEST_NICE,
             netns: false,
         }
@@ -92,6 +95,7 @@ impl PaperOptions {
             allocator_capacity_bps: self.allocator_capacity_bps,
             link_buffer: self.link_buffer,
             guest_nice: self.guest_nice,
+            credit_cpu_waits: self.credit_cpu_waits,
         }
     }
 }
@@ -227,6 +231,7 @@ pub fn paper(opts: &PaperOptions, out: &Path) -> Result<Report, String> {
             / 1e6,
         allocator_buffer: opts.spec(Scenario::S1500, Policy::DbaDrop).link_buffer(),
         guest_nice: opts.guest_nice,
+        credit_cpu_waits: opts.credit_cpu_waits,
         checks: checks(&runs),
         runs,
         period_sweep: sweep,

@@ -27,6 +27,9 @@ pub struct Report {
     pub allocator_buffer: Option<LinkBuffer>,
     /// Nice value of the guest threads (the backend thread runs at 0).
     pub guest_nice: i32,
+    /// netback's backstops kept the tokens of its waits for a CPU (`--credit-cpu-waits`).
+    #[serde(default)]
+    pub credit_cpu_waits: bool,
     /// One entry per (scenario, policy).
     pub runs: Vec<RunReport>,
     /// The `dba-drop` readjustment-period sweep.
@@ -653,7 +656,7 @@ pub fn markdown(r: &Report) -> String {
         "Machine: {} CPUs, kernel {}, load average {:.2} at the start (shared machine). \
          Quick: {}. Scale: 1/{} of the paper's rates. dba period: {} ms. \
          Allocator link: B_p = {:.2} Mb/s, buffer {}. Guest threads at nice {} \
-         (netback at 0).\n\n",
+         (netback at 0). netback keeps the tokens of its waits for a CPU: {}.\n\n",
         r.machine.cpus,
         r.machine.kernel,
         r.machine.loadavg_start,
@@ -669,6 +672,11 @@ pub fn markdown(r: &Report) -> String {
             )
         ),
         r.guest_nice,
+        if r.credit_cpu_waits {
+            "yes (--credit-cpu-waits)"
+        } else {
+            "no"
+        },
     );
     if let Some(e) = &r.emulation {
         s += &format!("**EMULATION**: {e}\n\n");
@@ -850,6 +858,7 @@ mod tests {
                 packets: 1000,
             }),
             guest_nice: 5,
+            credit_cpu_waits: false,
             runs: vec![RunReport {
                 scenario: "1500".into(),
                 direction: "tx".into(),

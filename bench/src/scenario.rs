@@ -287,6 +287,9 @@ pub struct RunSpec {
     /// backend thread run ahead of the guests, as a Xen host does by weighting dom0 above
     /// guests or pinning it to its own cores.
     pub guest_nice: i32,
+    /// netback's backstops keep the tokens of its worker's waits for a CPU
+    /// (`netback serve --credit-cpu-waits`, `docs/protocol.md` §2.4 "Stalls").
+    pub credit_cpu_waits: bool,
 }
 
 impl RunSpec {
@@ -411,6 +414,7 @@ mod tests {
             allocator_capacity_bps: None,
             link_buffer: true,
             guest_nice: 0,
+            credit_cpu_waits: false,
         };
         let c = static_credits(&spec, 0, true);
         // VM1: 15 Mb/s = 1 875 000 B/s, 2 000 p/s; 20 ms of each.

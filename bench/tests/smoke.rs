@@ -23,6 +23,7 @@ fn spec(scenario: Scenario, policy: Policy) -> RunSpec {
         allocator_capacity_bps: None,
         link_buffer: true,
         guest_nice: 0,
+        credit_cpu_waits: false,
     }
 }
 

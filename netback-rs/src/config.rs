@@ -107,8 +107,8 @@ pub struct NetbackConfig {
     pub exit_after_rx_responses: Option<u64>,
     /// Where each worker reads how long its thread waited for a CPU: the backstops keep
     /// the tokens of those waits (`docs/protocol.md` §2.4, "Stalls"). `None` (the
-    /// default): plain buckets that lose them, so that tests measure exact windows
-    /// whatever the machine's load; `netback serve` and the bench use the kernel's count
+    /// default): plain buckets that lose them; `netback serve --credit-cpu-waits` and
+    /// `bench paper --credit-cpu-waits` use the kernel's count
     /// ([`hypervisor::cpu_wait::RunDelay::system`]); tests inject their own, as they
     /// inject the clock.
     pub run_delay: Option<hypervisor::cpu_wait::RunDelay>,

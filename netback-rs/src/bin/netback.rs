@@ -206,6 +206,12 @@ enum Cmd {
         /// netback's `rx_stall_timeout`); `never`: a guest never counts as stalled.
         #[arg(long, default_value = "60s", value_parser = parse_stall_timeout)]
         rx_stall_timeout: StallTimeout,
+        /// The backstops keep the tokens of the time a worker waited for a CPU (the
+        /// kernel's run delay), instead of refusing frames a conforming frontend queued
+        /// meanwhile. Off by default: after a long wait on a full link the NIC may then
+        /// drop frames already copied (docs/protocol.md §2.4, "Stalls").
+        #[arg(long)]
+        credit_cpu_waits: bool,
         /// Data-path worker threads (each with its own epoll, serving the vifs placed
         /// on it). Default: the CPUs netback may run on (its affinity mask).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
@@ -437,6 +443,7 @@ fn run(cli: Cli) -> Result<(), String> {
             metrics,
             metrics_interval,
             rx_stall_timeout,
+            credit_cpu_waits,
             workers,
             max_queues,
             journal_dir,
@@ -458,7 +465,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 workers: workers.map_or_else(usable_cpus, usize::from),
                 max_queues: Some(max_queues.unwrap_or_else(usable_cpus_u32)),
                 journal_dir: Some(journal_dir),
-                run_delay: Some(hypervisor::cpu_wait::RunDelay::system()),
+                run_delay: credit_cpu_waits.then(hypervisor::cpu_wait::RunDelay::system),
                 ..NetbackConfig::default()
             };
             let ports = tap_factory(tap_name, bridge, mtu, cfg.offered_queues() > 1);
