@@ -24,11 +24,13 @@ pub enum FrontError {
     Port(#[source] std::io::Error),
     /// The port's frames may be longer than a run of TX pages takes
     /// ([`crate::Netfront::send_from_port`]).
-    #[error(
-        "port max_frame {0} is longer than the {max} TX pages a frame may take",
-        max = crate::front::MAX_PORT_PAGES
-    )]
-    PortFrame(usize),
+    #[error("port max_frame {max_frame} is longer than the {max_pages} TX pages a frame may take")]
+    PortFrame {
+        /// The port's largest frame, bytes.
+        max_frame: usize,
+        /// The most TX pages one frame may take.
+        max_pages: usize,
+    },
 }
 
 /// A failed step of the xenbus handshake.

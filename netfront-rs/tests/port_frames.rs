@@ -106,7 +106,7 @@ fn a_port_whose_frames_outgrow_the_tx_pages_is_refused_unread() {
     send_all(&mut app, &frame(0, 100));
     let now = nf.now();
     match nf.send_from_port(now, &mut dev) {
-        Err(FrontError::PortFrame(m)) => assert_eq!(m, max),
+        Err(FrontError::PortFrame { max_frame, .. }) => assert_eq!(max_frame, max),
         other => panic!("{other:?}"),
     }
     assert_eq!(dev.rx_pending(), 1, "the frame stays in the port");

@@ -13,6 +13,7 @@
 //! `drop` (the paper) discards it and counts it; policy `hold` refuses it with the exact
 //! time at which tokens will be there, so the caller stops taking frames until then.
 
+pub(crate) mod lane;
 pub mod mq;
 pub(crate) mod queue;
 pub mod stats;

@@ -26,9 +26,9 @@ use netport::{FrameMeta, Port};
 use shared_ring::credit::CreditReaderState;
 use xenstore::Xenstore;
 
+use super::lane::{port_to_tx, rx_to_port, Lane};
 use crate::error::FrontError;
 use crate::front::{front_counters, poll_credits, FrontStats, Netfront, Sent};
-use crate::pump::{port_to_tx, rx_to_port, Lane};
 use crate::queue::{Queue, TxPolicy};
 
 type Shared<P> = <<P as hypervisor::platform::Platform>::Grants as GrantShare>::Shared;

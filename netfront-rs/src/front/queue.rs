@@ -254,7 +254,10 @@ impl<S: SharedPages> Queue<S> {
         let max = port.max_frame();
         let pages = max.div_ceil(TX_BUF);
         if pages > MAX_PORT_PAGES {
-            return Err(FrontError::PortFrame(max));
+            return Err(FrontError::PortFrame {
+                max_frame: max,
+                max_pages: MAX_PORT_PAGES,
+            });
         }
         let Some(first) = self.room(pages + 1, pages)? else {
             return Ok(Some(Sent::RingFull));
