@@ -648,13 +648,7 @@ impl<P: FrontendPlatform> Netfront<P> {
     /// thread each ([`crate::mq::run`]); `None` when not connected.
     pub fn split(&mut self) -> Option<Split<'_, P>> {
         let c = self.conn.as_mut()?;
-        let policy = TxPolicy {
-            bucket: &self.bucket,
-            policy: self.cfg.policy,
-            enforce: self.cfg.enforce_credits,
-            allowed: c.tx_allowed,
-            name: &self.fe_path,
-        };
+        let policy = tx_policy(&self.bucket, &self.cfg, c.tx_allowed, &self.fe_path);
         let credits = c.credits.as_mut().map(|state| CreditsRef {
             state,
             applied_generation: &mut c.applied_generation,
@@ -696,13 +690,7 @@ impl<P: FrontendPlatform> Netfront<P> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(FrontError::NotConnected);
         };
-        let p = TxPolicy {
-            bucket: &self.bucket,
-            policy: self.cfg.policy,
-            enforce: self.cfg.enforce_credits,
-            allowed: conn.tx_allowed,
-            name: &self.fe_path,
-        };
+        let p = tx_policy(&self.bucket, &self.cfg, conn.tx_allowed, &self.fe_path);
         conn.queues[0].send_at(&p, &mut self.stats, now, frame, meta)
     }
 
@@ -723,13 +711,7 @@ impl<P: FrontendPlatform> Netfront<P> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(FrontError::NotConnected);
         };
-        let p = TxPolicy {
-            bucket: &self.bucket,
-            policy: self.cfg.policy,
-            enforce: self.cfg.enforce_credits,
-            allowed: conn.tx_allowed,
-            name: &self.fe_path,
-        };
+        let p = tx_policy(&self.bucket, &self.cfg, conn.tx_allowed, &self.fe_path);
         conn.queues[0].send_from_port(&p, &mut self.stats, now, port)
     }
 
@@ -916,6 +898,23 @@ fn read_offer<X: Xenstore + ?Sized>(xs: &X, be: &str) -> Result<Offer, Handshake
 /// Reads the toolstack's `mac` key of the frontend directory. A missing key is `None`; a
 /// malformed one is logged and `None` (the guest keeps a random address rather than not
 /// coming up at all).
+/// What every queue applies to the frames it sends, from the driver's fields (so that
+/// its connection may be borrowed mutably beside them).
+fn tx_policy<'a>(
+    bucket: &'a SharedDualBucket,
+    cfg: &NetfrontConfig,
+    allowed: Allowed,
+    name: &'a str,
+) -> TxPolicy<'a> {
+    TxPolicy {
+        bucket,
+        policy: cfg.policy,
+        enforce: cfg.enforce_credits,
+        allowed,
+        name,
+    }
+}
+
 fn read_toolstack_mac<X: Xenstore + ?Sized>(xs: &X, fe_path: &str) -> Option<[u8; 6]> {
     let path = format!("{fe_path}/mac");
     let v = match xenbus::read_str(xs, XsTx::NONE, &path, 32) {
